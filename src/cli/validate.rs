@@ -1,0 +1,254 @@
+//! `flotilla validate`: every problem of a revision's manifests, or "valid";
+//! with `--revs-from-stdin`, of every revision a push adds (the pre-receive
+//! hook), naming each invalid one.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use clap::Args;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{exit, short, Output, OutputFormat, SourceArgs};
+use crate::manifest::{self, Diagnostic, Severity};
+use crate::repo;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Validate every revision listed on standard input, one a line (as
+    /// `git rev-list --reverse` prints them; the last is the tip). Exit 1
+    /// when any is invalid.
+    #[arg(long, conflicts_with_all = ["rev", "working_tree"])]
+    pub revs_from_stdin: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    valid: bool,
+    commit: String,
+    /// The first line of the commit's message (absent for a working tree).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    files: usize,
+    nodes: usize,
+    deployments: usize,
+    errors: usize,
+    warnings: usize,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// `--revs-from-stdin --output json`: one report per revision, in order.
+#[derive(Serialize)]
+struct Reports<'a> {
+    valid: bool,
+    revisions: &'a [Report],
+}
+
+pub fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
+    if args.revs_from_stdin {
+        return run_many(args, std::io::stdin().lock(), out);
+    }
+    let snapshot = read_snapshot(&args.source)?;
+    let report = validate(snapshot, None);
+    match args.output {
+        OutputFormat::Json => out.json(&report)?,
+        OutputFormat::Text => render_text(&report, out)?,
+    }
+    Ok(if report.valid {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+fn validate(snapshot: repo::Snapshot, subject: Option<String>) -> Report {
+    let loaded = manifest::load(&snapshot.files);
+    let mut diagnostics = snapshot.diagnostics;
+    diagnostics.extend(loaded.diagnostics);
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    Report {
+        valid: errors == 0,
+        commit: snapshot.commit,
+        subject,
+        files: snapshot.files.len(),
+        nodes: loaded.state.nodes.len(),
+        deployments: loaded.state.deployments.len(),
+        errors,
+        warnings: diagnostics.len() - errors,
+        diagnostics,
+    }
+}
+
+/// Validates every revision `input` lists, each once (a repeated one is
+/// skipped). Commits whose manifests are byte-for-byte those of a commit
+/// already validated share its result rather than being parsed again, so a
+/// long push of commits that do not touch manifests costs one validation.
+///
+/// Text: every invalid revision's diagnostics under a `commit SHA (subject):`
+/// line, the last revision's (the tip's) diagnostics in full even when only
+/// warnings, a summary line per revision and, when any is invalid, a line
+/// naming each invalid commit.
+fn run_many(args: &ValidateArgs, input: impl BufRead, out: &mut Output) -> anyhow::Result<u8> {
+    let repository = repo::open(&args.source.repo)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut by_content: HashMap<[u8; 32], Report> = HashMap::new();
+    let mut reports = Vec::new();
+    for line in input.lines() {
+        let line = line?;
+        let rev = line.trim();
+        if rev.is_empty() {
+            continue;
+        }
+        let oid = repo::resolve(&repository, rev)?;
+        if !seen.insert(oid) {
+            continue;
+        }
+        let subject = repository
+            .find_commit(oid)?
+            .summary()
+            .unwrap_or("")
+            .to_string();
+        let snapshot = repo::read_revision(&repository, &oid.to_string())?;
+        let fingerprint = fingerprint(&snapshot);
+        let report = match by_content.get(&fingerprint) {
+            Some(same) => Report {
+                commit: snapshot.commit,
+                subject: Some(subject),
+                ..same.clone()
+            },
+            None => {
+                let report = validate(snapshot, Some(subject));
+                by_content.insert(fingerprint, report.clone());
+                report
+            }
+        };
+        reports.push(report);
+    }
+    if reports.is_empty() {
+        anyhow::bail!("--revs-from-stdin: no revision on standard input");
+    }
+    let valid = reports.iter().all(|r| r.valid);
+    match args.output {
+        OutputFormat::Json => out.json(&Reports {
+            valid,
+            revisions: &reports,
+        })?,
+        OutputFormat::Text => render_many(&reports, out)?,
+    }
+    Ok(if valid { exit::OK } else { exit::FAILURE })
+}
+
+/// What validation depends on: every manifest's path and text, and what the
+/// tree walk reported.
+fn fingerprint(snapshot: &repo::Snapshot) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for file in &snapshot.files {
+        hash.update(file.path.as_bytes());
+        hash.update([0]);
+        hash.update((file.text.len() as u64).to_le_bytes());
+        hash.update(file.text.as_bytes());
+    }
+    for diagnostic in &snapshot.diagnostics {
+        hash.update(diagnostic.to_string().as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize().into()
+}
+
+fn render_many(reports: &[Report], out: &mut Output) -> std::io::Result<()> {
+    let last = reports.len() - 1;
+    for (i, report) in reports.iter().enumerate() {
+        if !report.valid || (i == last && !report.diagnostics.is_empty()) {
+            out.line(format_args!(
+                "commit {} ({}):",
+                short(&report.commit),
+                report.subject.as_deref().unwrap_or("")
+            ))?;
+            render_diagnostics(&report.diagnostics, out)?;
+        }
+        render_summary(report, out)?;
+    }
+    let invalid: Vec<&Report> = reports.iter().filter(|r| !r.valid).collect();
+    if !invalid.is_empty() {
+        let plural = if reports.len() == 1 { "" } else { "s" };
+        out.line(format_args!(
+            "{}: {} of {} commit{plural} invalid:",
+            out.red("invalid"),
+            invalid.len(),
+            reports.len(),
+        ))?;
+        for report in invalid {
+            out.line(format_args!(
+                "  {} {}",
+                short(&report.commit),
+                report.subject.as_deref().unwrap_or("")
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the revision or working tree that `source` names.
+pub fn read_snapshot(source: &super::SourceArgs) -> anyhow::Result<repo::Snapshot> {
+    let repository = repo::open(&source.repo)?;
+    let snapshot = if source.working_tree {
+        repo::read_working_tree(&repository)?
+    } else {
+        repo::read_revision(&repository, &source.rev)?
+    };
+    Ok(snapshot)
+}
+
+/// Every diagnostic, compiler-style, a blank line after each.
+pub fn render_diagnostics(diagnostics: &[Diagnostic], out: &mut Output) -> std::io::Result<()> {
+    for diagnostic in diagnostics {
+        let rendered = diagnostic.to_string();
+        // Colour only the leading severity word.
+        let (word, painted) = match diagnostic.severity {
+            Severity::Error => ("error", out.red("error")),
+            Severity::Warning => ("warning", out.yellow("warning")),
+        };
+        out.line(format_args!("{painted}{}\n", &rendered[word.len()..]))?;
+    }
+    Ok(())
+}
+
+fn render_text(report: &Report, out: &mut Output) -> std::io::Result<()> {
+    render_diagnostics(&report.diagnostics, out)?;
+    render_summary(report, out)
+}
+
+/// `valid: 1 node and 2 deployments in 3 files at SHA`, or `invalid: ...`.
+fn render_summary(report: &Report, out: &mut Output) -> std::io::Result<()> {
+    let commit = short(&report.commit);
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if report.valid {
+        let mut line = format!(
+            "{}: {} and {} in {} at {commit}",
+            out.green("valid"),
+            plural(report.nodes, "node"),
+            plural(report.deployments, "deployment"),
+            plural(report.files, "file"),
+        );
+        if report.warnings > 0 {
+            line.push_str(&format!(" ({})", plural(report.warnings, "warning")));
+        }
+        out.line(line)
+    } else {
+        out.line(format_args!(
+            "{}: {} and {} in {} at {commit}",
+            out.red("invalid"),
+            plural(report.errors, "error"),
+            plural(report.warnings, "warning"),
+            plural(report.files, "file"),
+        ))
+    }
+}

@@ -1,0 +1,14 @@
+//! flotilla: a container orchestrator in which Git is the API server.
+//!
+//! The pure core (`manifest`, `cluster`, `plan`) computes; the shell (`repo`,
+//! `node`, `leader`, `api`, `cli`) gathers inputs and carries out results.
+//! See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod cli;
+pub mod cluster;
+pub mod leader;
+pub mod manifest;
+pub mod node;
+pub mod plan;
+pub mod repo;

@@ -1,0 +1,2566 @@
+//! Decoding one YAML document into a typed object, checking every field.
+//!
+//! The decoder walks the spanned tree by hand rather than through serde so
+//! that every problem carries its place: the line and column of the key or
+//! value, the object, and the field path. It never stops at the first
+//! problem; a field that cannot be decoded is reported and left at its
+//! default, so the rest of the object is still checked.
+
+use std::collections::BTreeMap;
+
+use super::diagnostic::Diagnostic;
+use super::model::*;
+use super::names;
+use super::quantity::{Bytes, CpuMillis, QuantityError};
+use super::yaml::{Node, PlainType, Style, Value};
+
+/// A decoded object, present only when the document had no error.
+#[derive(Clone, Debug)]
+pub(super) enum Decoded {
+    Cluster(ClusterSettings),
+    Node(Box<super::model::Node>),
+    Deployment(Box<Deployment>),
+}
+
+/// What one document declared.
+#[derive(Clone, Debug)]
+pub(super) struct DecodedDocument {
+    /// The object's identity when its kind and name could be read.
+    pub key: Option<ObjectKey>,
+    /// Where the document starts.
+    pub location: SourceLocation,
+    pub object: Option<Decoded>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Where a Deployment's `nodeSelector` is, for the cross-object check.
+    pub node_selector_location: Option<SourceLocation>,
+}
+
+/// Kubernetes kinds flotilla does not know at all, so that they are named
+/// as "not supported" rather than "unknown".
+const OTHER_KUBERNETES_KINDS: &[&str] = &[
+    "ReplicaSet",
+    "ReplicationController",
+    "Ingress",
+    "IngressClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "StorageClass",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "NetworkPolicy",
+    "LimitRange",
+    "ResourceQuota",
+    "Endpoints",
+    "EndpointSlice",
+    "PriorityClass",
+    "CustomResourceDefinition",
+    "List",
+];
+
+/// The fields a mapping may have.
+struct Schema {
+    /// Supported.
+    known: &'static [&'static str],
+    /// Real Kubernetes fields flotilla does not support yet.
+    unsupported: &'static [&'static str],
+    /// Fields Kubernetes tools emit that carry no desired state; accepted
+    /// and ignored (documented in docs/manifests.md).
+    ignored: &'static [&'static str],
+    /// Extra advice for a field that is misplaced rather than misspelt.
+    hints: &'static [(&'static str, &'static str)],
+}
+
+const NO_HINTS: &[(&str, &str)] = &[];
+
+const TOP_LEVEL: Schema = Schema {
+    known: &["apiVersion", "kind", "metadata", "spec"],
+    unsupported: &[],
+    ignored: &["status"],
+    hints: NO_HINTS,
+};
+
+const METADATA: Schema = Schema {
+    known: &["name", "namespace", "labels", "annotations"],
+    unsupported: &[
+        "generateName",
+        "ownerReferences",
+        "finalizers",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ],
+    ignored: &[
+        "creationTimestamp",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "managedFields",
+        "selfLink",
+    ],
+    hints: NO_HINTS,
+};
+
+const CLUSTER_SPEC: Schema = Schema {
+    known: &["scoringStrategy", "nodeGracePeriodSeconds", "resyncSeconds"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const NODE_SPEC: Schema = Schema {
+    known: &[
+        "address",
+        "port",
+        "user",
+        "identityFile",
+        "dockerSocket",
+        "transport",
+        "capacity",
+        "taints",
+        "unschedulable",
+    ],
+    unsupported: &[],
+    ignored: &[],
+    hints: &[
+        ("labels", "node labels are `metadata.labels`"),
+        ("annotations", "node annotations are `metadata.annotations`"),
+    ],
+};
+
+const CAPACITY: Schema = Schema {
+    known: &["cpu", "memory", "pods"],
+    unsupported: &["ephemeral-storage"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const TAINT: Schema = Schema {
+    known: &["key", "value", "effect"],
+    unsupported: &["timeAdded"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const DEPLOYMENT_SPEC: Schema = Schema {
+    known: &[
+        "replicas",
+        "selector",
+        "template",
+        "strategy",
+        "minReadySeconds",
+        "progressDeadlineSeconds",
+        "revisionHistoryLimit",
+        "paused",
+    ],
+    unsupported: &[],
+    ignored: &[],
+    hints: &[(
+        "containers",
+        "a Deployment's containers are in `spec.template.spec.containers`",
+    )],
+};
+
+const LABEL_SELECTOR: Schema = Schema {
+    known: &["matchLabels", "matchExpressions"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const SELECTOR_REQUIREMENT: Schema = Schema {
+    known: &["key", "operator", "values"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const STRATEGY: Schema = Schema {
+    known: &["type", "rollingUpdate"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const ROLLING_UPDATE: Schema = Schema {
+    known: &["maxSurge", "maxUnavailable"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const TEMPLATE: Schema = Schema {
+    known: &["metadata", "spec"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const TEMPLATE_METADATA: Schema = Schema {
+    known: &["labels", "annotations"],
+    unsupported: &[],
+    ignored: &["creationTimestamp"],
+    hints: NO_HINTS,
+};
+
+const POD_SPEC: Schema = Schema {
+    known: &[
+        "containers",
+        "restartPolicy",
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "topologySpreadConstraints",
+        "terminationGracePeriodSeconds",
+    ],
+    unsupported: &[
+        "volumes",
+        "initContainers",
+        "ephemeralContainers",
+        "activeDeadlineSeconds",
+        "dnsPolicy",
+        "dnsConfig",
+        "serviceAccountName",
+        "serviceAccount",
+        "automountServiceAccountToken",
+        "nodeName",
+        "hostNetwork",
+        "hostPID",
+        "hostIPC",
+        "shareProcessNamespace",
+        "securityContext",
+        "imagePullSecrets",
+        "hostname",
+        "subdomain",
+        "schedulerName",
+        "priorityClassName",
+        "priority",
+        "readinessGates",
+        "runtimeClassName",
+        "enableServiceLinks",
+        "preemptionPolicy",
+        "overhead",
+        "setHostnameAsFQDN",
+        "os",
+        "hostUsers",
+        "schedulingGates",
+        "resourceClaims",
+        "hostAliases",
+        "resources",
+    ],
+    ignored: &[],
+    hints: &[("labels", "pod labels are `spec.template.metadata.labels`")],
+};
+
+const CONTAINER: Schema = Schema {
+    known: &[
+        "name",
+        "image",
+        "imagePullPolicy",
+        "command",
+        "args",
+        "env",
+        "ports",
+        "resources",
+        "readinessProbe",
+        "livenessProbe",
+        "startupProbe",
+        "workingDir",
+    ],
+    unsupported: &[
+        "envFrom",
+        "volumeMounts",
+        "volumeDevices",
+        "lifecycle",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "securityContext",
+        "stdin",
+        "stdinOnce",
+        "tty",
+        "resizePolicy",
+        "restartPolicy",
+    ],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const ENV_VAR: Schema = Schema {
+    known: &["name", "value"],
+    unsupported: &["valueFrom"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const CONTAINER_PORT: Schema = Schema {
+    known: &["containerPort", "hostPort", "protocol", "name"],
+    unsupported: &["hostIP"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const RESOURCES: Schema = Schema {
+    known: &["requests", "limits"],
+    unsupported: &["claims"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const RESOURCE_LIST: Schema = Schema {
+    known: &["cpu", "memory"],
+    unsupported: &["ephemeral-storage", "storage"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const PROBE: Schema = Schema {
+    known: &[
+        "httpGet",
+        "tcpSocket",
+        "exec",
+        "initialDelaySeconds",
+        "periodSeconds",
+        "timeoutSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ],
+    unsupported: &["grpc", "terminationGracePeriodSeconds"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const HTTP_GET: Schema = Schema {
+    known: &["path", "port", "scheme", "httpHeaders"],
+    unsupported: &["host"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const HTTP_HEADER: Schema = Schema {
+    known: &["name", "value"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const TCP_SOCKET: Schema = Schema {
+    known: &["port"],
+    unsupported: &["host"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const EXEC: Schema = Schema {
+    known: &["command"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const AFFINITY: Schema = Schema {
+    known: &["nodeAffinity", "podAntiAffinity"],
+    unsupported: &["podAffinity"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const NODE_AFFINITY: Schema = Schema {
+    known: &["requiredDuringSchedulingIgnoredDuringExecution"],
+    unsupported: &["preferredDuringSchedulingIgnoredDuringExecution"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const NODE_SELECTOR: Schema = Schema {
+    known: &["nodeSelectorTerms"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const NODE_SELECTOR_TERM: Schema = Schema {
+    known: &["matchExpressions"],
+    unsupported: &["matchFields"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const POD_ANTI_AFFINITY: Schema = Schema {
+    known: &["requiredDuringSchedulingIgnoredDuringExecution"],
+    unsupported: &["preferredDuringSchedulingIgnoredDuringExecution"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const POD_AFFINITY_TERM: Schema = Schema {
+    known: &["labelSelector", "topologyKey"],
+    unsupported: &[
+        "namespaces",
+        "namespaceSelector",
+        "matchLabelKeys",
+        "mismatchLabelKeys",
+    ],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const TOPOLOGY_SPREAD: Schema = Schema {
+    known: &[
+        "maxSkew",
+        "topologyKey",
+        "whenUnsatisfiable",
+        "labelSelector",
+    ],
+    unsupported: &[
+        "minDomains",
+        "nodeAffinityPolicy",
+        "nodeTaintsPolicy",
+        "matchLabelKeys",
+    ],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const TOLERATION: Schema = Schema {
+    known: &["key", "operator", "value", "effect", "tolerationSeconds"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+/// Kubernetes validates most counts as int32.
+const INT32_MAX: i64 = i32::MAX as i64;
+
+/// A mapping's supported fields, after the others were reported.
+struct Fields<'n> {
+    entries: Vec<(&'n str, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    /// The value of `name`, unless absent or null (Kubernetes treats both alike).
+    fn get(&self, name: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(key, value)| *key == name && !value.is_null())
+            .map(|(_, value)| *value)
+    }
+}
+
+enum IntOrString {
+    Int(i64),
+    String(String),
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+/// A map entry's path: `labels.app`, or `labels["app.kubernetes.io/name"]`.
+fn key_path(path: &str, key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        join(path, key)
+    } else {
+        format!("{path}[{key:?}]")
+    }
+}
+
+/// `a`, `a` or `b`, `a`, `b` or `c`.
+fn one_of(options: &[&str]) -> String {
+    let quoted: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.join(""),
+    }
+}
+
+struct Decoder<'a> {
+    file: &'a str,
+    object: Option<String>,
+    diagnostics: Vec<Diagnostic>,
+    /// The kind whose pods are being decoded: a Deployment's (and a
+    /// DaemonSet's or StatefulSet's) must restart always; a Job's or a
+    /// Pod's need not.
+    pod_owner: Kind,
+}
+
+/// Decodes one document of `file`.
+pub(super) fn decode_document(file: &str, root: &Node) -> DecodedDocument {
+    let mut decoder = Decoder {
+        file,
+        object: None,
+        diagnostics: Vec::new(),
+        pod_owner: Kind::Deployment,
+    };
+    let mut document = DecodedDocument {
+        key: None,
+        location: decoder.at(root),
+        object: None,
+        diagnostics: Vec::new(),
+        node_selector_location: None,
+    };
+    let object = decoder.document(root, &mut document);
+    let has_errors = decoder.diagnostics.iter().any(Diagnostic::is_error);
+    document.object = if has_errors { None } else { object };
+    document.diagnostics = decoder.diagnostics;
+    document
+}
+
+impl Decoder<'_> {
+    fn at(&self, node: &Node) -> SourceLocation {
+        SourceLocation {
+            file: self.file.to_string(),
+            line: node.line,
+            column: node.column,
+        }
+    }
+
+    fn push(&mut self, mut diagnostic: Diagnostic, path: &str) -> &mut Diagnostic {
+        if let Some(object) = &self.object {
+            diagnostic = diagnostic.with_object(object.clone());
+        }
+        if !path.is_empty() {
+            diagnostic = diagnostic.with_field_path(path);
+        }
+        self.diagnostics.push(diagnostic);
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    fn error(&mut self, node: &Node, path: &str, message: impl Into<String>) -> &mut Diagnostic {
+        let location = self.at(node);
+        self.push(Diagnostic::error(message, location), path)
+    }
+
+    fn warning(&mut self, node: &Node, path: &str, message: impl Into<String>) -> &mut Diagnostic {
+        let location = self.at(node);
+        self.push(Diagnostic::warning(message, location), path)
+    }
+
+    fn hint(diagnostic: &mut Diagnostic, hint: impl Into<String>) {
+        diagnostic.hint = Some(hint.into());
+    }
+
+    // ------------------------------------------------------------ shapes
+
+    fn fields<'n>(&mut self, node: &'n Node, path: &str, schema: &Schema) -> Option<Fields<'n>> {
+        let Value::Mapping(entries) = &node.value else {
+            let found = node.describe();
+            self.error(node, path, format!("expected a mapping, found {found}"));
+            return None;
+        };
+        let mut fields = Fields {
+            entries: Vec::with_capacity(entries.len()),
+        };
+        for entry in entries {
+            let Some(key) = entry.key.as_scalar() else {
+                self.error(&entry.key, path, "mapping keys must be strings");
+                continue;
+            };
+            let name = key.text.as_str();
+            if schema.known.contains(&name) {
+                fields.entries.push((name, &entry.value));
+            } else if schema.ignored.contains(&name) {
+                // Emitted by Kubernetes tools, carries no desired state:
+                // accepted, and said so.
+                let diagnostic = self.warning(
+                    &entry.key,
+                    &join(path, name),
+                    format!(
+                        "field `{name}` is ignored: it is set by Kubernetes, not desired state"
+                    ),
+                );
+                Self::hint(
+                    diagnostic,
+                    "flotilla reads only what you declare; remove it to silence this warning",
+                );
+            } else if schema.unsupported.contains(&name) {
+                self.error(
+                    &entry.key,
+                    &join(path, name),
+                    format!("field `{name}` is not supported yet"),
+                );
+            } else {
+                let candidates: Vec<&str> = schema
+                    .known
+                    .iter()
+                    .chain(schema.unsupported)
+                    .copied()
+                    .collect();
+                let message = match names::did_you_mean(name, &candidates) {
+                    Some(suggestion) => {
+                        format!("unknown field `{name}`, did you mean `{suggestion}`?")
+                    }
+                    None => format!("unknown field `{name}`"),
+                };
+                let hint = schema
+                    .hints
+                    .iter()
+                    .find(|(field, _)| *field == name)
+                    .map(|(_, hint)| *hint);
+                let diagnostic = self.error(&entry.key, &join(path, name), message);
+                if let Some(hint) = hint {
+                    Self::hint(diagnostic, hint);
+                }
+            }
+        }
+        Some(fields)
+    }
+
+    fn required<'n>(
+        &mut self,
+        fields: &Fields<'n>,
+        parent: &Node,
+        path: &str,
+        name: &str,
+    ) -> Option<&'n Node> {
+        let value = fields.get(name);
+        if value.is_none() {
+            self.error(parent, &join(path, name), format!("missing field `{name}`"));
+        }
+        value
+    }
+
+    fn sequence<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
+        match &node.value {
+            Value::Sequence(items) => Some(items),
+            _ => {
+                let found = node.describe();
+                self.error(node, path, format!("expected a sequence, found {found}"));
+                None
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ scalars
+
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.value {
+            Value::Scalar(scalar) => match scalar.plain_type() {
+                PlainType::String | PlainType::Null => Some(scalar.text.clone()),
+                _ => {
+                    let found = node.describe();
+                    let text = scalar.text.clone();
+                    let diagnostic = self.error(
+                        node,
+                        path,
+                        format!("expected a string, found {found} `{text}`"),
+                    );
+                    Self::hint(diagnostic, format!("quote it: \"{text}\""));
+                    None
+                }
+            },
+            _ => {
+                let found = node.describe();
+                self.error(node, path, format!("expected a string, found {found}"));
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, node: &Node, path: &str) -> Option<i64> {
+        match &node.value {
+            Value::Scalar(scalar) => match scalar.plain_type() {
+                PlainType::Int(n) => Some(n),
+                PlainType::BigInt => {
+                    self.error(
+                        node,
+                        path,
+                        format!("integer `{}` is too large", scalar.text),
+                    );
+                    None
+                }
+                _ if scalar.style == Style::Quoted => {
+                    let text = scalar.text.clone();
+                    let diagnostic = self.error(
+                        node,
+                        path,
+                        format!("expected an integer, found a string \"{text}\""),
+                    );
+                    if text.parse::<i64>().is_ok() {
+                        Self::hint(diagnostic, "remove the quotes");
+                    }
+                    None
+                }
+                _ => {
+                    let found = node.describe();
+                    let text = scalar.text.clone();
+                    self.error(
+                        node,
+                        path,
+                        format!("expected an integer, found {found} `{text}`"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                let found = node.describe();
+                self.error(node, path, format!("expected an integer, found {found}"));
+                None
+            }
+        }
+    }
+
+    /// An integer in `min..=max`.
+    fn ranged(&mut self, node: &Node, path: &str, min: i64, max: i64) -> Option<i64> {
+        let n = self.integer(node, path)?;
+        if n < min {
+            self.error(node, path, format!("must be at least {min}, found {n}"));
+            None
+        } else if n > max {
+            self.error(node, path, format!("must be at most {max}, found {n}"));
+            None
+        } else {
+            Some(n)
+        }
+    }
+
+    fn count(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
+        self.ranged(node, path, i64::from(min), INT32_MAX)
+            .and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// An optional count with a default.
+    fn count_or(&mut self, fields: &Fields, path: &str, name: &str, min: u32, default: u32) -> u32 {
+        match fields.get(name) {
+            Some(node) => self.count(node, &join(path, name), min).unwrap_or(default),
+            None => default,
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        if let Some(scalar) = node.as_scalar() {
+            if let PlainType::Bool(b) = scalar.plain_type() {
+                return Some(b);
+            }
+            if scalar.style == Style::Plain
+                && matches!(
+                    scalar.text.as_str(),
+                    "yes" | "no" | "on" | "off" | "y" | "n"
+                )
+            {
+                let text = scalar.text.clone();
+                let diagnostic =
+                    self.error(node, path, format!("expected a boolean, found `{text}`"));
+                Self::hint(diagnostic, "write `true` or `false`");
+                return None;
+            }
+        }
+        let found = node.describe();
+        self.error(node, path, format!("expected a boolean, found {found}"));
+        None
+    }
+
+    fn enumeration<T: Copy>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let text = self.string(node, path)?;
+        if let Some((_, value)) = options.iter().find(|(name, _)| *name == text) {
+            return Some(*value);
+        }
+        let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+        let suggestion = names::did_you_mean(&text, &names);
+        let diagnostic = self.error(
+            node,
+            path,
+            format!("invalid value `{text}`, expected {}", one_of(&names)),
+        );
+        if let Some(suggestion) = suggestion {
+            Self::hint(diagnostic, format!("did you mean `{suggestion}`?"));
+        }
+        None
+    }
+
+    fn string_list(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        let items = self.sequence(node, path)?;
+        let mut strings = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.string(item, &index(path, i)) {
+                Some(s) => strings.push(s),
+                None => ok = false,
+            }
+        }
+        ok.then_some(strings)
+    }
+
+    /// A map of strings, each key and value checked by a rule.
+    fn string_map(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        key_rule: fn(&str) -> Result<(), String>,
+        value_rule: fn(&str) -> Result<(), String>,
+    ) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        let Value::Mapping(entries) = &node.value else {
+            let found = node.describe();
+            self.error(node, path, format!("expected a mapping, found {found}"));
+            return map;
+        };
+        for entry in entries {
+            let Some(key) = entry.key.as_scalar() else {
+                self.error(&entry.key, path, "mapping keys must be strings");
+                continue;
+            };
+            let key = key.text.clone();
+            let entry_path = key_path(path, &key);
+            if let Err(reason) = key_rule(&key) {
+                self.error(
+                    &entry.key,
+                    &entry_path,
+                    format!("invalid {what} key `{key}`: {reason}"),
+                );
+            }
+            let Some(value) = self.string(&entry.value, &entry_path) else {
+                continue;
+            };
+            if let Err(reason) = value_rule(&value) {
+                self.error(
+                    &entry.value,
+                    &entry_path,
+                    format!("invalid {what} value `{value}`: {reason}"),
+                );
+            }
+            map.insert(key, value);
+        }
+        map
+    }
+
+    fn labels(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
+        self.string_map(
+            node,
+            path,
+            "label",
+            names::qualified_name,
+            names::label_value,
+        )
+    }
+
+    fn annotations(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
+        self.string_map(node, path, "annotation", names::qualified_name, |_| Ok(()))
+    }
+
+    fn int_or_string(&mut self, node: &Node, path: &str) -> Option<IntOrString> {
+        match node.as_scalar().map(|s| s.plain_type()) {
+            Some(PlainType::Int(_) | PlainType::BigInt) => {
+                self.integer(node, path).map(IntOrString::Int)
+            }
+            _ => self.string(node, path).map(IntOrString::String),
+        }
+    }
+
+    /// A quantity as Kubernetes reads it: written as a string or a number.
+    fn quantity_text(&mut self, node: &Node, path: &str) -> Option<String> {
+        match node.as_scalar() {
+            Some(scalar)
+                if scalar.style == Style::Plain
+                    && matches!(
+                        scalar.plain_type(),
+                        PlainType::Int(_) | PlainType::BigInt | PlainType::Float
+                    ) =>
+            {
+                Some(scalar.text.clone())
+            }
+            _ => self.string(node, path),
+        }
+    }
+
+    fn quantity_error(&mut self, node: &Node, path: &str, text: &str, error: QuantityError) {
+        let diagnostic = self.error(node, path, format!("invalid quantity `{text}`: {error}"));
+        if error == QuantityError::Syntax {
+            Self::hint(
+                diagnostic,
+                "CPU is written like `500m` or `2`, memory like `128Mi` or `1G`",
+            );
+        }
+    }
+
+    fn cpu(&mut self, node: &Node, path: &str) -> Option<CpuMillis> {
+        let text = self.quantity_text(node, path)?;
+        match CpuMillis::parse(&text) {
+            Ok(cpu) => Some(cpu),
+            Err(error) => {
+                self.quantity_error(node, path, &text, error);
+                None
+            }
+        }
+    }
+
+    fn memory(&mut self, node: &Node, path: &str) -> Option<Bytes> {
+        let text = self.quantity_text(node, path)?;
+        match Bytes::parse(&text) {
+            Ok(bytes) => {
+                if text.ends_with('m') {
+                    let diagnostic = self.warning(
+                        node,
+                        path,
+                        format!("memory `{text}` is in thousandths of a byte"),
+                    );
+                    let number = text.trim_end_matches('m');
+                    Self::hint(diagnostic, format!("did you mean `{number}Mi`?"));
+                }
+                Some(bytes)
+            }
+            Err(error) => {
+                self.quantity_error(node, path, &text, error);
+                None
+            }
+        }
+    }
+
+    fn checked_name(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        rule: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let name = self.string(node, path)?;
+        if let Err(reason) = rule(&name) {
+            self.error(node, path, format!("invalid {what} `{name}`: {reason}"));
+            return None;
+        }
+        Some(name)
+    }
+
+    // ------------------------------------------------------------ objects
+
+    fn document(&mut self, root: &Node, document: &mut DecodedDocument) -> Option<Decoded> {
+        let Value::Mapping(entries) = &root.value else {
+            let found = root.describe();
+            self.error(
+                root,
+                "",
+                format!("expected a Kubernetes object (a mapping with `apiVersion`, `kind` and `metadata`), found {found}"),
+            );
+            return None;
+        };
+        let top = |name: &str| {
+            entries
+                .iter()
+                .find(|e| e.key.as_scalar().is_some_and(|k| k.text == name) && !e.value.is_null())
+                .map(|e| &e.value)
+        };
+        let Some(kind_node) = top("kind") else {
+            self.error(root, "kind", "missing field `kind`");
+            return None;
+        };
+        let kind_text = self.string(kind_node, "kind")?;
+        let Some(kind) = Kind::parse(&kind_text) else {
+            if OTHER_KUBERNETES_KINDS.contains(&kind_text.as_str()) {
+                let diagnostic = self.error(
+                    kind_node,
+                    "kind",
+                    format!("kind `{kind_text}` is not supported"),
+                );
+                Self::hint(diagnostic, "flotilla supports Cluster, Node and Deployment");
+                return None;
+            }
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            let message = match names::did_you_mean(&kind_text, &names) {
+                Some(suggestion) => {
+                    format!("unknown kind `{kind_text}`, did you mean `{suggestion}`?")
+                }
+                None => format!("unknown kind `{kind_text}`"),
+            };
+            let diagnostic = self.error(kind_node, "kind", message);
+            Self::hint(diagnostic, "flotilla supports Cluster, Node and Deployment");
+            return None;
+        };
+
+        // Name the object in every message, read leniently: metadata itself
+        // is checked below.
+        let metadata = top("metadata");
+        let lenient = |field: &str| {
+            metadata.and_then(|m| match &m.value {
+                Value::Mapping(entries) => entries
+                    .iter()
+                    .find(|e| e.key.as_scalar().is_some_and(|k| k.text == field))
+                    .and_then(|e| e.value.as_scalar())
+                    .filter(|s| !s.text.is_empty())
+                    .map(|s| s.text.clone()),
+                _ => None,
+            })
+        };
+        let namespace = if kind.is_namespaced() {
+            lenient("namespace").unwrap_or_else(|| "default".to_string())
+        } else {
+            String::new()
+        };
+        let name = lenient("name");
+        let key = ObjectKey {
+            kind,
+            namespace,
+            name: name.clone().unwrap_or_else(|| "<unnamed>".to_string()),
+        };
+        self.object = Some(key.to_string());
+        // Without a name (itself an error, reported below) the object has
+        // no identity: two unnamed objects are not "declared twice".
+        if name.is_some() {
+            document.key = Some(key);
+        }
+
+        let api_version = kind.api_version();
+        match top("apiVersion") {
+            None => {
+                let diagnostic = self.error(root, "apiVersion", "missing field `apiVersion`");
+                Self::hint(diagnostic, format!("{kind} is `apiVersion: {api_version}`"));
+            }
+            Some(node) => {
+                if let Some(version) = self.string(node, "apiVersion") {
+                    if version != api_version {
+                        let diagnostic = self.error(
+                            node,
+                            "apiVersion",
+                            format!("apiVersion `{version}` is not supported for {kind}"),
+                        );
+                        Self::hint(diagnostic, format!("use `apiVersion: {api_version}`"));
+                    }
+                }
+            }
+        }
+
+        if !matches!(kind, Kind::Cluster | Kind::Node | Kind::Deployment) {
+            let diagnostic = self.error(kind_node, "kind", format!("{kind} is not supported yet"));
+            Self::hint(
+                diagnostic,
+                "flotilla supports Cluster, Node and Deployment for now",
+            );
+            self.unsupported_workload(kind, top("spec"));
+            return None;
+        }
+
+        let fields = self.fields(root, "", &TOP_LEVEL)?;
+        let meta = match self.required(&fields, root, "", "metadata") {
+            Some(node) => self.metadata(node, kind),
+            None => ObjectMeta::default(),
+        };
+        let meta = ObjectMeta {
+            source: document.location.clone(),
+            ..meta
+        };
+        match kind {
+            Kind::Cluster => {
+                let settings = match fields.get("spec") {
+                    Some(spec) => self.cluster_spec(spec),
+                    None => ClusterSettings::default(),
+                };
+                Some(Decoded::Cluster(settings))
+            }
+            Kind::Node => {
+                let spec = self.node_spec(fields.get("spec"), root)?;
+                Some(Decoded::Node(Box::new(super::model::Node { meta, spec })))
+            }
+            Kind::Deployment => {
+                let spec_node = self.required(&fields, root, "", "spec")?;
+                let spec = self.deployment_spec(spec_node, document)?;
+                Some(Decoded::Deployment(Box::new(Deployment { meta, spec })))
+            }
+            _ => None,
+        }
+    }
+
+    /// A kind not supported yet that runs pods (Pod, Job, CronJob,
+    /// DaemonSet, StatefulSet): its pod template is checked as a
+    /// Deployment's would be, so that every field flotilla does not support
+    /// is named with its place, and each field of its own spec besides the
+    /// template is named as not supported, rather than all of it being
+    /// passed over behind the one "kind not supported" error.
+    fn unsupported_workload(&mut self, kind: Kind, spec: Option<&Node>) {
+        let Some(spec) = spec else {
+            return;
+        };
+        self.pod_owner = kind;
+        let mut document = DecodedDocument {
+            key: None,
+            location: self.at(spec),
+            object: None,
+            diagnostics: Vec::new(),
+            node_selector_location: None,
+        };
+        match kind {
+            Kind::Pod => {
+                self.pod_spec(spec, "spec", &mut document);
+            }
+            Kind::Job | Kind::DaemonSet | Kind::StatefulSet => {
+                self.workload_spec(kind, spec, "spec", "template", &mut document);
+            }
+            Kind::CronJob => {
+                if let Some(job) =
+                    self.workload_spec(kind, spec, "spec", "jobTemplate", &mut document)
+                {
+                    let job_path = "spec.jobTemplate";
+                    if let Value::Mapping(entries) = &job.value {
+                        for entry in entries {
+                            let Some(key) = entry.key.as_scalar() else {
+                                continue;
+                            };
+                            if key.text == "spec" {
+                                self.workload_spec(
+                                    Kind::Job,
+                                    &entry.value,
+                                    &join(job_path, "spec"),
+                                    "template",
+                                    &mut document,
+                                );
+                            } else if key.text != "metadata" {
+                                self.unsupported_field(&entry.key, job_path, &key.text, kind);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The spec of a workload kind not supported yet: `inner` (its pod
+    /// template, or a CronJob's job template) is returned, or decoded when
+    /// it is a pod template; every other field is named as not supported.
+    fn workload_spec<'n>(
+        &mut self,
+        kind: Kind,
+        spec: &'n Node,
+        path: &str,
+        inner: &str,
+        document: &mut DecodedDocument,
+    ) -> Option<&'n Node> {
+        let Value::Mapping(entries) = &spec.value else {
+            return None;
+        };
+        let mut found = None;
+        for entry in entries {
+            let Some(key) = entry.key.as_scalar() else {
+                continue;
+            };
+            if key.text == inner {
+                found = Some(&entry.value);
+            } else {
+                self.unsupported_field(&entry.key, path, &key.text, kind);
+            }
+        }
+        let found = found?;
+        if inner == "template" {
+            self.pod_template(found, &join(path, inner), document);
+            return None;
+        }
+        Some(found)
+    }
+
+    fn unsupported_field(&mut self, key: &Node, path: &str, name: &str, kind: Kind) {
+        let diagnostic = self.error(
+            key,
+            &join(path, name),
+            format!("field `{name}` is not supported yet ({kind} is not supported)"),
+        );
+        Self::hint(
+            diagnostic,
+            "flotilla runs pods only through Deployments for now",
+        );
+    }
+
+    fn metadata(&mut self, node: &Node, kind: Kind) -> ObjectMeta {
+        let path = "metadata";
+        let mut meta = ObjectMeta::default();
+        let Some(fields) = self.fields(node, path, &METADATA) else {
+            return meta;
+        };
+        if let Some(name) = self.required(&fields, node, path, "name") {
+            meta.name = self
+                .checked_name(name, "metadata.name", "name", names::dns1123_subdomain)
+                .unwrap_or_default();
+        }
+        match (fields.get("namespace"), kind.is_namespaced()) {
+            (Some(namespace), true) => {
+                meta.namespace = self
+                    .checked_name(
+                        namespace,
+                        "metadata.namespace",
+                        "namespace",
+                        names::dns1123_label,
+                    )
+                    .unwrap_or_default();
+            }
+            (None, true) => meta.namespace = "default".to_string(),
+            (Some(namespace), false) => {
+                let diagnostic = self.error(
+                    namespace,
+                    "metadata.namespace",
+                    format!("{kind} is cluster-scoped and has no namespace"),
+                );
+                Self::hint(diagnostic, "remove `metadata.namespace`");
+            }
+            (None, false) => {}
+        }
+        if let Some(labels) = fields.get("labels") {
+            meta.labels = self.labels(labels, "metadata.labels");
+        }
+        if let Some(annotations) = fields.get("annotations") {
+            meta.annotations = self.annotations(annotations, "metadata.annotations");
+        }
+        meta
+    }
+
+    fn cluster_spec(&mut self, node: &Node) -> ClusterSettings {
+        let mut settings = ClusterSettings::default();
+        let Some(fields) = self.fields(node, "spec", &CLUSTER_SPEC) else {
+            return settings;
+        };
+        if let Some(strategy) = fields.get("scoringStrategy") {
+            settings.scoring_strategy = self
+                .enumeration(
+                    strategy,
+                    "spec.scoringStrategy",
+                    &[
+                        ("LeastAllocated", ScoringStrategy::LeastAllocated),
+                        ("MostAllocated", ScoringStrategy::MostAllocated),
+                    ],
+                )
+                .unwrap_or_default();
+        }
+        settings.node_grace_period_seconds =
+            self.count_or(&fields, "spec", "nodeGracePeriodSeconds", 1, 40);
+        settings.resync_seconds = self.count_or(&fields, "spec", "resyncSeconds", 1, 30);
+        settings
+    }
+
+    fn node_spec(&mut self, node: Option<&Node>, root: &Node) -> Option<NodeSpec> {
+        let path = "spec";
+        let mut spec = NodeSpec {
+            address: String::new(),
+            port: 22,
+            user: "root".to_string(),
+            identity_file: None,
+            docker_socket: "/var/run/docker.sock".to_string(),
+            transport: Transport::Ssh,
+            capacity: Capacity::default(),
+            taints: Vec::new(),
+            unschedulable: false,
+        };
+        let fields = match node {
+            Some(node) => self.fields(node, path, &NODE_SPEC)?,
+            None => Fields {
+                entries: Vec::new(),
+            },
+        };
+        if let Some(transport) = fields.get("transport") {
+            spec.transport = self
+                .enumeration(
+                    transport,
+                    "spec.transport",
+                    &[("ssh", Transport::Ssh), ("local", Transport::Local)],
+                )
+                .unwrap_or(Transport::Ssh);
+        }
+        match fields.get("address") {
+            Some(address) => {
+                if let Some(address) = self.string(address, "spec.address") {
+                    spec.address = address;
+                }
+            }
+            None if spec.transport == Transport::Ssh => {
+                let diagnostic = self.error(
+                    node.unwrap_or(root),
+                    "spec.address",
+                    "missing field `address`",
+                );
+                Self::hint(diagnostic, "a node reached over SSH needs `spec.address`; use `transport: local` for this machine");
+            }
+            None => {}
+        }
+        if let Some(port) = fields.get("port") {
+            spec.port = self
+                .ranged(port, "spec.port", 1, 65535)
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(22);
+        }
+        if let Some(user) = fields.get("user") {
+            spec.user = self.string(user, "spec.user").unwrap_or_default();
+        }
+        if let Some(identity) = fields.get("identityFile") {
+            spec.identity_file = self.string(identity, "spec.identityFile");
+        }
+        if let Some(socket) = fields.get("dockerSocket") {
+            spec.docker_socket = self.string(socket, "spec.dockerSocket").unwrap_or_default();
+        }
+        if let Some(capacity) = fields.get("capacity") {
+            let path = "spec.capacity";
+            if let Some(capacity_fields) = self.fields(capacity, path, &CAPACITY) {
+                if let Some(cpu) = capacity_fields.get("cpu") {
+                    spec.capacity.cpu = self.cpu(cpu, "spec.capacity.cpu");
+                }
+                if let Some(memory) = capacity_fields.get("memory") {
+                    spec.capacity.memory = self.memory(memory, "spec.capacity.memory");
+                }
+                if let Some(pods) = capacity_fields.get("pods") {
+                    spec.capacity.pods = self.count(pods, "spec.capacity.pods", 0);
+                }
+            }
+        }
+        if let Some(taints) = fields.get("taints") {
+            if let Some(items) = self.sequence(taints, "spec.taints") {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(taint) = self.taint(item, &index("spec.taints", i)) {
+                        spec.taints.push(taint);
+                    }
+                }
+            }
+        }
+        if let Some(unschedulable) = fields.get("unschedulable") {
+            spec.unschedulable = self
+                .boolean(unschedulable, "spec.unschedulable")
+                .unwrap_or(false);
+        }
+        Some(spec)
+    }
+
+    fn taint(&mut self, node: &Node, path: &str) -> Option<Taint> {
+        let fields = self.fields(node, path, &TAINT)?;
+        let key_node = self.required(&fields, node, path, "key")?;
+        let key = self.checked_name(
+            key_node,
+            &join(path, "key"),
+            "taint key",
+            names::qualified_name,
+        )?;
+        let value = match fields.get("value") {
+            Some(value) => self.checked_name(
+                value,
+                &join(path, "value"),
+                "taint value",
+                names::label_value,
+            )?,
+            None => String::new(),
+        };
+        let effect_node = self.required(&fields, node, path, "effect")?;
+        let effect = self.taint_effect(effect_node, &join(path, "effect"))?;
+        Some(Taint { key, value, effect })
+    }
+
+    fn taint_effect(&mut self, node: &Node, path: &str) -> Option<TaintEffect> {
+        self.enumeration(
+            node,
+            path,
+            &[
+                ("NoSchedule", TaintEffect::NoSchedule),
+                ("PreferNoSchedule", TaintEffect::PreferNoSchedule),
+                ("NoExecute", TaintEffect::NoExecute),
+            ],
+        )
+    }
+
+    fn deployment_spec(
+        &mut self,
+        node: &Node,
+        document: &mut DecodedDocument,
+    ) -> Option<DeploymentSpec> {
+        let path = "spec";
+        let fields = self.fields(node, path, &DEPLOYMENT_SPEC)?;
+        let replicas = self.count_or(&fields, path, "replicas", 0, 1);
+        let min_ready_seconds = self.count_or(&fields, path, "minReadySeconds", 0, 0);
+        let progress_deadline_seconds =
+            self.count_or(&fields, path, "progressDeadlineSeconds", 1, 600);
+        let revision_history_limit = self.count_or(&fields, path, "revisionHistoryLimit", 0, 10);
+        let paused = match fields.get("paused") {
+            Some(paused) => self.boolean(paused, "spec.paused").unwrap_or(false),
+            None => false,
+        };
+        if let Some(deadline) = fields.get("progressDeadlineSeconds") {
+            if progress_deadline_seconds <= min_ready_seconds {
+                self.error(
+                    deadline,
+                    "spec.progressDeadlineSeconds",
+                    format!(
+                        "`progressDeadlineSeconds` ({progress_deadline_seconds}) must be greater than `minReadySeconds` ({min_ready_seconds})"
+                    ),
+                );
+            }
+        } else if min_ready_seconds >= progress_deadline_seconds {
+            let node = fields.get("minReadySeconds").unwrap_or(node);
+            self.error(
+                node,
+                "spec.minReadySeconds",
+                format!("`minReadySeconds` ({min_ready_seconds}) must be less than `progressDeadlineSeconds` ({progress_deadline_seconds})"),
+            );
+        }
+        let strategy = match fields.get("strategy") {
+            Some(strategy) => self.strategy(strategy, "spec.strategy"),
+            None => Strategy::default(),
+        };
+        let selector_node = self.required(&fields, node, path, "selector");
+        let selector = selector_node.map(|s| self.label_selector(s, "spec.selector", false));
+        let template_node = self.required(&fields, node, path, "template");
+        let template = template_node.map(|t| self.pod_template(t, "spec.template", document));
+
+        if let (Some(selector_node), Some(selector), Some(template)) =
+            (selector_node, &selector, &template)
+        {
+            if selector.match_labels.is_empty() && selector.match_expressions.is_empty() {
+                let diagnostic =
+                    self.error(selector_node, "spec.selector", "selector must not be empty");
+                Self::hint(diagnostic, "select the pods by their labels: `matchLabels` with `spec.template.metadata.labels`");
+            } else if !selector.matches(&template.labels) {
+                let diagnostic = self.error(
+                    selector_node,
+                    "spec.selector",
+                    "`selector` does not match template `labels`",
+                );
+                Self::hint(diagnostic, "every pod of the Deployment must match its selector: make `spec.template.metadata.labels` satisfy `spec.selector`");
+            }
+        }
+        Some(DeploymentSpec {
+            replicas,
+            selector: selector?,
+            template: template?,
+            strategy,
+            min_ready_seconds,
+            progress_deadline_seconds,
+            revision_history_limit,
+            paused,
+        })
+    }
+
+    fn strategy(&mut self, node: &Node, path: &str) -> Strategy {
+        let Some(fields) = self.fields(node, path, &STRATEGY) else {
+            return Strategy::default();
+        };
+        let recreate = match fields.get("type") {
+            Some(kind) => self
+                .enumeration(
+                    kind,
+                    &join(path, "type"),
+                    &[("RollingUpdate", false), ("Recreate", true)],
+                )
+                .unwrap_or(false),
+            None => false,
+        };
+        let rolling = fields.get("rollingUpdate");
+        if recreate {
+            if let Some(rolling) = rolling {
+                self.error(
+                    rolling,
+                    &join(path, "rollingUpdate"),
+                    "`rollingUpdate` may not be given when `type` is `Recreate`",
+                );
+            }
+            return Strategy::Recreate;
+        }
+        let mut max_surge = IntOrPercent::Percent(25);
+        let mut max_unavailable = IntOrPercent::Percent(25);
+        if let Some(rolling) = rolling {
+            let rolling_path = join(path, "rollingUpdate");
+            if let Some(rolling_fields) = self.fields(rolling, &rolling_path, &ROLLING_UPDATE) {
+                if let Some(surge) = rolling_fields.get("maxSurge") {
+                    max_surge = self
+                        .int_or_percent(surge, &join(&rolling_path, "maxSurge"), false)
+                        .unwrap_or(max_surge);
+                }
+                if let Some(unavailable) = rolling_fields.get("maxUnavailable") {
+                    max_unavailable = self
+                        .int_or_percent(unavailable, &join(&rolling_path, "maxUnavailable"), true)
+                        .unwrap_or(max_unavailable);
+                }
+                let zero =
+                    |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
+                if zero(max_surge) && zero(max_unavailable) {
+                    let at = rolling_fields.get("maxUnavailable").unwrap_or(rolling);
+                    let diagnostic = self.error(
+                        at,
+                        &join(&rolling_path, "maxUnavailable"),
+                        "`maxUnavailable` may not be 0 when `maxSurge` is 0",
+                    );
+                    Self::hint(
+                        diagnostic,
+                        "a rollout needs room to replace pods: raise one of them",
+                    );
+                }
+            }
+        }
+        Strategy::RollingUpdate {
+            max_surge,
+            max_unavailable,
+        }
+    }
+
+    fn int_or_percent(
+        &mut self,
+        node: &Node,
+        path: &str,
+        at_most_100: bool,
+    ) -> Option<IntOrPercent> {
+        match self.int_or_string(node, path)? {
+            IntOrString::Int(n) => {
+                if n < 0 {
+                    self.error(node, path, format!("must not be negative, found {n}"));
+                    return None;
+                }
+                u32::try_from(n.min(INT32_MAX)).ok().map(IntOrPercent::Int)
+            }
+            IntOrString::String(text) => {
+                let percent = text
+                    .strip_suffix('%')
+                    .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|d| d.parse::<u32>().ok());
+                match percent {
+                    Some(p) if at_most_100 && p > 100 => {
+                        self.error(
+                            node,
+                            path,
+                            format!("must not be more than 100%, found {text}"),
+                        );
+                        None
+                    }
+                    Some(p) => Some(IntOrPercent::Percent(p)),
+                    None => {
+                        let diagnostic = self.error(
+                            node,
+                            path,
+                            format!("invalid value `{text}`, expected an integer or a percentage"),
+                        );
+                        Self::hint(diagnostic, "write `1` or `25%`");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn label_selector(&mut self, node: &Node, path: &str, node_operators: bool) -> LabelSelector {
+        let mut selector = LabelSelector::default();
+        let Some(fields) = self.fields(node, path, &LABEL_SELECTOR) else {
+            return selector;
+        };
+        if let Some(labels) = fields.get("matchLabels") {
+            selector.match_labels = self.labels(labels, &join(path, "matchLabels"));
+        }
+        if let Some(expressions) = fields.get("matchExpressions") {
+            selector.match_expressions =
+                self.requirements(expressions, &join(path, "matchExpressions"), node_operators);
+        }
+        selector
+    }
+
+    fn requirements(
+        &mut self,
+        node: &Node,
+        path: &str,
+        node_operators: bool,
+    ) -> Vec<LabelSelectorRequirement> {
+        let mut requirements = Vec::new();
+        let Some(items) = self.sequence(node, path) else {
+            return requirements;
+        };
+        for (i, item) in items.iter().enumerate() {
+            if let Some(r) = self.requirement(item, &index(path, i), node_operators) {
+                requirements.push(r);
+            }
+        }
+        requirements
+    }
+
+    fn requirement(
+        &mut self,
+        node: &Node,
+        path: &str,
+        node_operators: bool,
+    ) -> Option<LabelSelectorRequirement> {
+        let fields = self.fields(node, path, &SELECTOR_REQUIREMENT)?;
+        let key_node = self.required(&fields, node, path, "key")?;
+        let key = self.checked_name(
+            key_node,
+            &join(path, "key"),
+            "label key",
+            names::qualified_name,
+        )?;
+        let operator_node = self.required(&fields, node, path, "operator")?;
+        let mut operators = vec![
+            ("In", SelectorOperator::In),
+            ("NotIn", SelectorOperator::NotIn),
+            ("Exists", SelectorOperator::Exists),
+            ("DoesNotExist", SelectorOperator::DoesNotExist),
+        ];
+        if node_operators {
+            operators.push(("Gt", SelectorOperator::Gt));
+            operators.push(("Lt", SelectorOperator::Lt));
+        }
+        let operator = self.enumeration(operator_node, &join(path, "operator"), &operators)?;
+        let values_path = join(path, "values");
+        let values = match fields.get("values") {
+            Some(values) => self.string_list(values, &values_path)?,
+            None => Vec::new(),
+        };
+        let at = fields.get("values").unwrap_or(operator_node);
+        let name = operator_node
+            .as_scalar()
+            .map_or("", |s| s.text.as_str())
+            .to_string();
+        match operator {
+            SelectorOperator::In | SelectorOperator::NotIn if values.is_empty() => {
+                self.error(
+                    at,
+                    &values_path,
+                    format!("`values` must not be empty with operator `{name}`"),
+                );
+                return None;
+            }
+            SelectorOperator::Exists | SelectorOperator::DoesNotExist if !values.is_empty() => {
+                self.error(
+                    at,
+                    &values_path,
+                    format!("`values` must be empty with operator `{name}`"),
+                );
+                return None;
+            }
+            SelectorOperator::Gt | SelectorOperator::Lt => {
+                if values.len() != 1 {
+                    self.error(
+                        at,
+                        &values_path,
+                        format!("`values` must have exactly one element with operator `{name}`"),
+                    );
+                    return None;
+                }
+                if values[0].parse::<i64>().is_err() {
+                    self.error(
+                        at,
+                        &values_path,
+                        format!(
+                            "`values` must be an integer with operator `{name}`, found `{}`",
+                            values[0]
+                        ),
+                    );
+                    return None;
+                }
+            }
+            SelectorOperator::In | SelectorOperator::NotIn => {
+                for (i, value) in values.iter().enumerate() {
+                    if let Err(reason) = names::label_value(value) {
+                        self.error(
+                            at,
+                            &index(&values_path, i),
+                            format!("invalid label value `{value}`: {reason}"),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        Some(LabelSelectorRequirement {
+            key,
+            operator,
+            values,
+        })
+    }
+
+    fn pod_template(
+        &mut self,
+        node: &Node,
+        path: &str,
+        document: &mut DecodedDocument,
+    ) -> PodTemplate {
+        let mut template = PodTemplate::default();
+        let Some(fields) = self.fields(node, path, &TEMPLATE) else {
+            return template;
+        };
+        if let Some(metadata) = fields.get("metadata") {
+            let meta_path = join(path, "metadata");
+            if let Some(meta_fields) = self.fields(metadata, &meta_path, &TEMPLATE_METADATA) {
+                if let Some(labels) = meta_fields.get("labels") {
+                    template.labels = self.labels(labels, &join(&meta_path, "labels"));
+                }
+                if let Some(annotations) = meta_fields.get("annotations") {
+                    template.annotations =
+                        self.annotations(annotations, &join(&meta_path, "annotations"));
+                }
+            }
+        }
+        if let Some(spec) = self.required(&fields, node, path, "spec") {
+            template.spec = self.pod_spec(spec, &join(path, "spec"), document);
+        }
+        template
+    }
+
+    fn pod_spec(&mut self, node: &Node, path: &str, document: &mut DecodedDocument) -> PodSpec {
+        let mut spec = PodSpec {
+            termination_grace_period_seconds: 30,
+            ..PodSpec::default()
+        };
+        let Some(fields) = self.fields(node, path, &POD_SPEC) else {
+            return spec;
+        };
+        if let Some(containers) = self.required(&fields, node, path, "containers") {
+            spec.containers = self.containers(containers, &join(path, "containers"));
+        }
+        if let Some(policy) = fields.get("restartPolicy") {
+            let policy_path = join(path, "restartPolicy");
+            let policy_value = self.enumeration(
+                policy,
+                &policy_path,
+                &[
+                    ("Always", RestartPolicy::Always),
+                    ("OnFailure", RestartPolicy::OnFailure),
+                    ("Never", RestartPolicy::Never),
+                ],
+            );
+            let must_restart = matches!(
+                self.pod_owner,
+                Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet
+            );
+            if let Some(value) = policy_value {
+                if value != RestartPolicy::Always && must_restart {
+                    let text = policy
+                        .as_scalar()
+                        .map_or("", |s| s.text.as_str())
+                        .to_string();
+                    let diagnostic = self.error(
+                        policy,
+                        &policy_path,
+                        format!("`restartPolicy: {text}` is not allowed for a Deployment, only `Always`"),
+                    );
+                    Self::hint(
+                        diagnostic,
+                        "a Deployment's pods always restart; remove `restartPolicy`",
+                    );
+                }
+                spec.restart_policy = RestartPolicy::Always;
+            }
+        }
+        if let Some(selector) = fields.get("nodeSelector") {
+            spec.node_selector = self.labels(selector, &join(path, "nodeSelector"));
+            document.node_selector_location = Some(self.at(selector));
+        }
+        if let Some(affinity) = fields.get("affinity") {
+            self.affinity(affinity, &join(path, "affinity"), &mut spec);
+        }
+        if let Some(tolerations) = fields.get("tolerations") {
+            let tolerations_path = join(path, "tolerations");
+            if let Some(items) = self.sequence(tolerations, &tolerations_path) {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(t) = self.toleration(item, &index(&tolerations_path, i)) {
+                        spec.tolerations.push(t);
+                    }
+                }
+            }
+        }
+        if let Some(constraints) = fields.get("topologySpreadConstraints") {
+            let constraints_path = join(path, "topologySpreadConstraints");
+            if let Some(items) = self.sequence(constraints, &constraints_path) {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(c) = self.topology_spread(item, &index(&constraints_path, i)) {
+                        spec.topology_spread_constraints.push(c);
+                    }
+                }
+            }
+        }
+        spec.termination_grace_period_seconds =
+            self.count_or(&fields, path, "terminationGracePeriodSeconds", 0, 30);
+        spec
+    }
+
+    fn affinity(&mut self, node: &Node, path: &str, spec: &mut PodSpec) {
+        let Some(fields) = self.fields(node, path, &AFFINITY) else {
+            return;
+        };
+        const REQUIRED: &str = "requiredDuringSchedulingIgnoredDuringExecution";
+        if let Some(node_affinity) = fields.get("nodeAffinity") {
+            let node_path = join(path, "nodeAffinity");
+            if let Some(node_fields) = self.fields(node_affinity, &node_path, &NODE_AFFINITY) {
+                if let Some(required) = node_fields.get(REQUIRED) {
+                    let required_path = join(&node_path, REQUIRED);
+                    if let Some(selector_fields) =
+                        self.fields(required, &required_path, &NODE_SELECTOR)
+                    {
+                        if let Some(terms) = self.required(
+                            &selector_fields,
+                            required,
+                            &required_path,
+                            "nodeSelectorTerms",
+                        ) {
+                            let terms_path = join(&required_path, "nodeSelectorTerms");
+                            if let Some(items) = self.sequence(terms, &terms_path) {
+                                if items.is_empty() {
+                                    self.error(
+                                        terms,
+                                        &terms_path,
+                                        "`nodeSelectorTerms` must have at least one term",
+                                    );
+                                }
+                                for (i, item) in items.iter().enumerate() {
+                                    let term_path = index(&terms_path, i);
+                                    if let Some(term_fields) =
+                                        self.fields(item, &term_path, &NODE_SELECTOR_TERM)
+                                    {
+                                        let match_expressions =
+                                            match term_fields.get("matchExpressions") {
+                                                Some(e) => self.requirements(
+                                                    e,
+                                                    &join(&term_path, "matchExpressions"),
+                                                    true,
+                                                ),
+                                                None => Vec::new(),
+                                            };
+                                        spec.required_node_affinity
+                                            .push(NodeSelectorTerm { match_expressions });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(anti) = fields.get("podAntiAffinity") {
+            let anti_path = join(path, "podAntiAffinity");
+            if let Some(anti_fields) = self.fields(anti, &anti_path, &POD_ANTI_AFFINITY) {
+                if let Some(required) = anti_fields.get(REQUIRED) {
+                    let required_path = join(&anti_path, REQUIRED);
+                    if let Some(items) = self.sequence(required, &required_path) {
+                        for (i, item) in items.iter().enumerate() {
+                            if let Some(term) =
+                                self.pod_affinity_term(item, &index(&required_path, i))
+                            {
+                                spec.required_pod_anti_affinity.push(term);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn pod_affinity_term(&mut self, node: &Node, path: &str) -> Option<PodAffinityTerm> {
+        let fields = self.fields(node, path, &POD_AFFINITY_TERM)?;
+        let label_selector = match fields.get("labelSelector") {
+            Some(s) => self.label_selector(s, &join(path, "labelSelector"), false),
+            None => LabelSelector::default(),
+        };
+        let key_node = self.required(&fields, node, path, "topologyKey")?;
+        let key_path = join(path, "topologyKey");
+        let topology_key = self.string(key_node, &key_path)?;
+        if topology_key != HOSTNAME_LABEL {
+            let diagnostic = self.error(
+                key_node,
+                &key_path,
+                format!("topologyKey `{topology_key}` is not supported yet for pod anti-affinity"),
+            );
+            Self::hint(diagnostic, format!("only `{HOSTNAME_LABEL}` is supported"));
+            return None;
+        }
+        Some(PodAffinityTerm {
+            label_selector,
+            topology_key,
+        })
+    }
+
+    fn topology_spread(&mut self, node: &Node, path: &str) -> Option<TopologySpreadConstraint> {
+        let fields = self.fields(node, path, &TOPOLOGY_SPREAD)?;
+        let skew = self.required(&fields, node, path, "maxSkew");
+        let max_skew = skew.and_then(|s| self.count(s, &join(path, "maxSkew"), 1));
+        let key = self.required(&fields, node, path, "topologyKey");
+        let topology_key = key.and_then(|k| {
+            self.checked_name(
+                k,
+                &join(path, "topologyKey"),
+                "topology key",
+                names::qualified_name,
+            )
+        });
+        let when = self.required(&fields, node, path, "whenUnsatisfiable");
+        let when_unsatisfiable = when.and_then(|w| {
+            self.enumeration(
+                w,
+                &join(path, "whenUnsatisfiable"),
+                &[
+                    ("DoNotSchedule", WhenUnsatisfiable::DoNotSchedule),
+                    ("ScheduleAnyway", WhenUnsatisfiable::ScheduleAnyway),
+                ],
+            )
+        });
+        let label_selector = match fields.get("labelSelector") {
+            Some(s) => self.label_selector(s, &join(path, "labelSelector"), false),
+            None => LabelSelector::default(),
+        };
+        Some(TopologySpreadConstraint {
+            max_skew: max_skew?,
+            topology_key: topology_key?,
+            when_unsatisfiable: when_unsatisfiable?,
+            label_selector,
+        })
+    }
+
+    fn toleration(&mut self, node: &Node, path: &str) -> Option<Toleration> {
+        let fields = self.fields(node, path, &TOLERATION)?;
+        let mut toleration = Toleration::default();
+        if let Some(key) = fields.get("key") {
+            toleration.key = self.checked_name(
+                key,
+                &join(path, "key"),
+                "toleration key",
+                names::qualified_name,
+            )?;
+        }
+        if let Some(operator) = fields.get("operator") {
+            toleration.operator = self.enumeration(
+                operator,
+                &join(path, "operator"),
+                &[
+                    ("Equal", TolerationOperator::Equal),
+                    ("Exists", TolerationOperator::Exists),
+                ],
+            )?;
+        }
+        if let Some(value) = fields.get("value") {
+            toleration.value = self.checked_name(
+                value,
+                &join(path, "value"),
+                "toleration value",
+                names::label_value,
+            )?;
+            if toleration.operator == TolerationOperator::Exists && !toleration.value.is_empty() {
+                self.error(
+                    value,
+                    &join(path, "value"),
+                    "`value` must be empty when `operator` is `Exists`",
+                );
+                return None;
+            }
+        }
+        if toleration.key.is_empty() && toleration.operator == TolerationOperator::Equal {
+            let diagnostic = self.error(
+                node,
+                &join(path, "operator"),
+                "`operator` must be `Exists` when `key` is empty",
+            );
+            Self::hint(
+                diagnostic,
+                "an empty key with `operator: Exists` tolerates every taint",
+            );
+            return None;
+        }
+        if let Some(effect) = fields.get("effect") {
+            toleration.effect = Some(self.taint_effect(effect, &join(path, "effect"))?);
+        }
+        if let Some(seconds) = fields.get("tolerationSeconds") {
+            let seconds_path = join(path, "tolerationSeconds");
+            toleration.toleration_seconds = Some(self.integer(seconds, &seconds_path)?);
+            if toleration.effect != Some(TaintEffect::NoExecute) {
+                self.error(
+                    seconds,
+                    &seconds_path,
+                    "`tolerationSeconds` needs `effect: NoExecute`",
+                );
+                return None;
+            }
+        }
+        Some(toleration)
+    }
+
+    fn containers(&mut self, node: &Node, path: &str) -> Vec<Container> {
+        let file = self.file;
+        let mut containers = Vec::new();
+        let Some(items) = self.sequence(node, path) else {
+            return containers;
+        };
+        if items.is_empty() {
+            self.error(node, path, "a pod needs at least one container");
+            return containers;
+        }
+        let mut names_seen: BTreeMap<String, u32> = BTreeMap::new();
+        let mut container_ports: BTreeMap<(u16, Protocol), u32> = BTreeMap::new();
+        let mut host_ports: BTreeMap<(u16, Protocol), u32> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let container_path = index(path, i);
+            let Some((container, places)) = self.container(item, &container_path) else {
+                continue;
+            };
+            if let Some(name_node) = places.name {
+                if let Some(first) = names_seen.get(&container.name) {
+                    self.error(
+                        name_node,
+                        &join(&container_path, "name"),
+                        format!(
+                            "container name `{}` is used twice in the pod (first at {file}:{first})",
+                            container.name
+                        ),
+                    );
+                } else {
+                    names_seen.insert(container.name.clone(), name_node.line);
+                }
+            }
+            for (port, port_node) in container.ports.iter().zip(&places.ports) {
+                let (port_index, container_port_node, host_port_node) = port_node;
+                let port_path = index(&join(&container_path, "ports"), *port_index);
+                let key = (port.container_port, port.protocol);
+                if let Some(first) = container_ports.get(&key) {
+                    self.error(
+                        container_port_node,
+                        &join(&port_path, "containerPort"),
+                        format!(
+                            "containerPort {}/{:?} is declared twice in the pod (first at {file}:{first})",
+                            port.container_port, port.protocol
+                        ),
+                    );
+                } else {
+                    container_ports.insert(key, container_port_node.line);
+                }
+                if let (Some(host_port), Some(host_node)) = (port.host_port, host_port_node) {
+                    let key = (host_port, port.protocol);
+                    if let Some(first) = host_ports.get(&key) {
+                        self.error(
+                            host_node,
+                            &join(&port_path, "hostPort"),
+                            format!("hostPort {host_port}/{:?} is declared twice in the pod (first at {file}:{first})", port.protocol),
+                        );
+                    } else {
+                        host_ports.insert(key, host_node.line);
+                    }
+                }
+            }
+            containers.push(container);
+        }
+        containers
+    }
+
+    fn container<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+    ) -> Option<(Container, ContainerPlaces<'n>)> {
+        let file = self.file;
+        let fields = self.fields(node, path, &CONTAINER)?;
+        let mut places = ContainerPlaces::default();
+        let mut container = Container::default();
+        let mut ok = true;
+        match self.required(&fields, node, path, "name") {
+            Some(name) => {
+                places.name = Some(name);
+                match self.checked_name(
+                    name,
+                    &join(path, "name"),
+                    "container name",
+                    names::dns1123_label,
+                ) {
+                    Some(n) => container.name = n,
+                    None => ok = false,
+                }
+            }
+            None => ok = false,
+        }
+        if let Some(image_node) = self.required(&fields, node, path, "image") {
+            match self.string(image_node, &join(path, "image")) {
+                Some(image) if image.is_empty() || image.contains(char::is_whitespace) => {
+                    self.error(
+                        image_node,
+                        &join(path, "image"),
+                        format!("invalid image `{image}`: must be non-empty and without spaces"),
+                    );
+                }
+                Some(image) => container.image = image,
+                None => {}
+            }
+        }
+        container.image_pull_policy = match fields.get("imagePullPolicy") {
+            Some(policy) => self
+                .enumeration(
+                    policy,
+                    &join(path, "imagePullPolicy"),
+                    &[
+                        ("Always", PullPolicy::Always),
+                        ("IfNotPresent", PullPolicy::IfNotPresent),
+                        ("Never", PullPolicy::Never),
+                    ],
+                )
+                .unwrap_or_default(),
+            None => default_pull_policy(&container.image),
+        };
+        if let Some(command) = fields.get("command") {
+            container.command = self
+                .string_list(command, &join(path, "command"))
+                .unwrap_or_default();
+        }
+        if let Some(args) = fields.get("args") {
+            container.args = self
+                .string_list(args, &join(path, "args"))
+                .unwrap_or_default();
+        }
+        if let Some(dir) = fields.get("workingDir") {
+            container.working_dir = self.string(dir, &join(path, "workingDir"));
+        }
+        if let Some(env) = fields.get("env") {
+            let env_path = join(path, "env");
+            if let Some(items) = self.sequence(env, &env_path) {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(var) = self.env_var(item, &index(&env_path, i)) {
+                        container.env.push(var);
+                    }
+                }
+            }
+        }
+        if let Some(ports) = fields.get("ports") {
+            let ports_path = join(path, "ports");
+            if let Some(items) = self.sequence(ports, &ports_path) {
+                let mut port_names: BTreeMap<String, u32> = BTreeMap::new();
+                for (i, item) in items.iter().enumerate() {
+                    let port_path = index(&ports_path, i);
+                    if let Some((port, container_port_node, host_port_node, name_node)) =
+                        self.container_port(item, &port_path)
+                    {
+                        if let (Some(name), Some(name_node)) = (&port.name, name_node) {
+                            if let Some(first) = port_names.get(name) {
+                                self.error(
+                                    name_node,
+                                    &join(&port_path, "name"),
+                                    format!("port name `{name}` is used twice in the container (first at {file}:{first})"),
+                                );
+                            } else {
+                                port_names.insert(name.clone(), name_node.line);
+                            }
+                        }
+                        places.ports.push((i, container_port_node, host_port_node));
+                        container.ports.push(port);
+                    }
+                }
+            }
+        }
+        if let Some(resources) = fields.get("resources") {
+            container.resources = self.resources(resources, &join(path, "resources"));
+        }
+        for (field, liveness_like) in [
+            ("readinessProbe", false),
+            ("livenessProbe", true),
+            ("startupProbe", true),
+        ] {
+            if let Some(probe_node) = fields.get(field) {
+                let probe = self.probe(
+                    probe_node,
+                    &join(path, field),
+                    liveness_like,
+                    &container.ports,
+                );
+                match field {
+                    "readinessProbe" => container.readiness_probe = probe,
+                    "livenessProbe" => container.liveness_probe = probe,
+                    _ => container.startup_probe = probe,
+                }
+            }
+        }
+        ok.then_some((container, places))
+    }
+
+    fn env_var(&mut self, node: &Node, path: &str) -> Option<EnvVar> {
+        let fields = self.fields(node, path, &ENV_VAR)?;
+        let name_node = self.required(&fields, node, path, "name")?;
+        let name = self.checked_name(
+            name_node,
+            &join(path, "name"),
+            "environment variable name",
+            names::env_var_name,
+        )?;
+        let value = match fields.get("value") {
+            Some(value) => self.string(value, &join(path, "value"))?,
+            None => String::new(),
+        };
+        Some(EnvVar { name, value })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn container_port<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+    ) -> Option<(ContainerPort, &'n Node, Option<&'n Node>, Option<&'n Node>)> {
+        let fields = self.fields(node, path, &CONTAINER_PORT)?;
+        // Every field is checked before giving up, to report all problems.
+        let port_node = self.required(&fields, node, path, "containerPort");
+        let container_port =
+            port_node.and_then(|p| self.port_number(p, &join(path, "containerPort")));
+        let host_port_node = fields.get("hostPort");
+        let host_port = match host_port_node {
+            Some(h) => match self.ranged(h, &join(path, "hostPort"), 0, 65535) {
+                // Kubernetes reads 0 as "no host port".
+                Some(0) => Some(None),
+                Some(p) => u16::try_from(p).ok().map(Some),
+                None => None,
+            },
+            None => Some(None),
+        };
+        let protocol = match fields.get("protocol") {
+            Some(p) => self.enumeration(
+                p,
+                &join(path, "protocol"),
+                &[
+                    ("TCP", Protocol::TCP),
+                    ("UDP", Protocol::UDP),
+                    ("SCTP", Protocol::SCTP),
+                ],
+            ),
+            None => Some(Protocol::TCP),
+        };
+        let name_node = fields.get("name");
+        let name = match name_node {
+            Some(n) => self
+                .checked_name(n, &join(path, "name"), "port name", names::port_name)
+                .map(Some),
+            None => Some(None),
+        };
+        let (port_node, container_port, host_port, protocol, name) =
+            (port_node?, container_port?, host_port?, protocol?, name?);
+        Some((
+            ContainerPort {
+                name,
+                container_port,
+                host_port,
+                protocol,
+            },
+            port_node,
+            host_port_node.filter(|_| host_port.is_some()),
+            name_node,
+        ))
+    }
+
+    fn port_number(&mut self, node: &Node, path: &str) -> Option<u16> {
+        self.ranged(node, path, 1, 65535)
+            .and_then(|p| u16::try_from(p).ok())
+    }
+
+    fn resources(&mut self, node: &Node, path: &str) -> Resources {
+        let mut resources = Resources::default();
+        let Some(fields) = self.fields(node, path, &RESOURCES) else {
+            return resources;
+        };
+        let mut request_nodes: (Option<&Node>, Option<&Node>) = (None, None);
+        for (field, list) in [
+            ("requests", &mut resources.requests),
+            ("limits", &mut resources.limits),
+        ] {
+            let Some(list_node) = fields.get(field) else {
+                continue;
+            };
+            let list_path = join(path, field);
+            let Value::Mapping(entries) = &list_node.value else {
+                let found = list_node.describe();
+                self.error(
+                    list_node,
+                    &list_path,
+                    format!("expected a mapping, found {found}"),
+                );
+                continue;
+            };
+            for entry in entries {
+                let Some(key) = entry.key.as_scalar() else {
+                    self.error(&entry.key, &list_path, "mapping keys must be strings");
+                    continue;
+                };
+                let name = key.text.as_str();
+                let entry_path = key_path(&list_path, name);
+                if entry.value.is_null() {
+                    continue;
+                }
+                match name {
+                    "cpu" => {
+                        list.cpu = self.cpu(&entry.value, &entry_path);
+                        if field == "requests" {
+                            request_nodes.0 = Some(&entry.value);
+                        }
+                    }
+                    "memory" => {
+                        list.memory = self.memory(&entry.value, &entry_path);
+                        if field == "requests" {
+                            request_nodes.1 = Some(&entry.value);
+                        }
+                    }
+                    _ if RESOURCE_LIST.unsupported.contains(&name)
+                        || name.contains('/')
+                        || name.starts_with("hugepages-") =>
+                    {
+                        self.error(
+                            &entry.key,
+                            &entry_path,
+                            format!("resource `{name}` is not supported yet"),
+                        );
+                    }
+                    _ => {
+                        let message = match names::did_you_mean(name, RESOURCE_LIST.known) {
+                            Some(s) => format!("unknown resource `{name}`, did you mean `{s}`?"),
+                            None => format!("unknown resource `{name}`"),
+                        };
+                        self.error(&entry.key, &entry_path, message);
+                    }
+                }
+            }
+        }
+        // A limit without a request makes the request equal to the limit.
+        let requests = &mut resources.requests;
+        let limits = &resources.limits;
+        if requests.cpu.is_none() {
+            requests.cpu = limits.cpu;
+        }
+        if requests.memory.is_none() {
+            requests.memory = limits.memory;
+        }
+        if let (Some(request), Some(limit), Some(at)) = (requests.cpu, limits.cpu, request_nodes.0)
+        {
+            if request > limit {
+                self.error(
+                    at,
+                    &join(path, "requests.cpu"),
+                    format!(
+                        "cpu request ({}m) is greater than its limit ({}m)",
+                        request.0, limit.0
+                    ),
+                );
+            }
+        }
+        if let (Some(request), Some(limit), Some(at)) =
+            (requests.memory, limits.memory, request_nodes.1)
+        {
+            if request > limit {
+                self.error(
+                    at,
+                    &join(path, "requests.memory"),
+                    format!(
+                        "memory request ({} bytes) is greater than its limit ({} bytes)",
+                        request.0, limit.0
+                    ),
+                );
+            }
+        }
+        resources
+    }
+
+    fn probe(
+        &mut self,
+        node: &Node,
+        path: &str,
+        liveness_like: bool,
+        ports: &[ContainerPort],
+    ) -> Option<Probe> {
+        let fields = self.fields(node, path, &PROBE)?;
+        let mut handlers = Vec::new();
+        for name in ["httpGet", "tcpSocket", "exec"] {
+            if let Some(handler) = fields.get(name) {
+                handlers.push((name, handler));
+            }
+        }
+        let handler = match handlers.as_slice() {
+            [] => {
+                let diagnostic = self.error(node, path, "a probe needs one handler");
+                Self::hint(diagnostic, "add `httpGet`, `tcpSocket` or `exec`");
+                None
+            }
+            [(name, handler)] => self.probe_handler(name, handler, &join(path, name), ports),
+            [_, (second, handler), ..] => {
+                self.error(
+                    handler,
+                    &join(path, second),
+                    "a probe may have only one handler",
+                );
+                None
+            }
+        };
+        let initial_delay_seconds = self.count_or(&fields, path, "initialDelaySeconds", 0, 0);
+        let period_seconds = self.count_or(&fields, path, "periodSeconds", 1, 10);
+        let timeout_seconds = self.count_or(&fields, path, "timeoutSeconds", 1, 1);
+        let success_threshold = self.count_or(&fields, path, "successThreshold", 1, 1);
+        let failure_threshold = self.count_or(&fields, path, "failureThreshold", 1, 3);
+        if liveness_like && success_threshold != 1 {
+            if let Some(at) = fields.get("successThreshold") {
+                self.error(
+                    at,
+                    &join(path, "successThreshold"),
+                    format!("must be 1 for liveness and startup probes, found {success_threshold}"),
+                );
+            }
+        }
+        Some(Probe {
+            handler: handler?,
+            initial_delay_seconds,
+            period_seconds,
+            timeout_seconds,
+            success_threshold,
+            failure_threshold,
+        })
+    }
+
+    fn probe_handler(
+        &mut self,
+        name: &str,
+        node: &Node,
+        path: &str,
+        ports: &[ContainerPort],
+    ) -> Option<ProbeHandler> {
+        match name {
+            "httpGet" => {
+                let fields = self.fields(node, path, &HTTP_GET)?;
+                let port_node = self.required(&fields, node, path, "port")?;
+                let port = self.port_ref(port_node, &join(path, "port"), ports);
+                let probe_path = match fields.get("path") {
+                    Some(p) => self.string(p, &join(path, "path"))?,
+                    None => "/".to_string(),
+                };
+                let scheme = match fields.get("scheme") {
+                    Some(s) => self.enumeration(
+                        s,
+                        &join(path, "scheme"),
+                        &[("HTTP", HttpScheme::HTTP), ("HTTPS", HttpScheme::HTTPS)],
+                    )?,
+                    None => HttpScheme::HTTP,
+                };
+                if scheme == HttpScheme::HTTPS {
+                    // The leader's HTTP probes speak plain HTTP: an HTTPS
+                    // probe would fail against a TLS port, never pass.
+                    let node = fields.get("scheme").expect("HTTPS was read from it");
+                    let diagnostic = self.error(
+                        node,
+                        &join(path, "scheme"),
+                        "`scheme: HTTPS` is not supported yet: flotilla's httpGet probes speak plain HTTP",
+                    );
+                    Self::hint(
+                        diagnostic,
+                        "probe the TLS port with `tcpSocket`, or use an `exec` probe",
+                    );
+                    return None;
+                }
+                let mut headers = Vec::new();
+                if let Some(list) = fields.get("httpHeaders") {
+                    let headers_path = join(path, "httpHeaders");
+                    let items = self.sequence(list, &headers_path)?;
+                    for (i, item) in items.iter().enumerate() {
+                        let header_path = index(&headers_path, i);
+                        let Some(header_fields) = self.fields(item, &header_path, &HTTP_HEADER)
+                        else {
+                            continue;
+                        };
+                        let name = self
+                            .required(&header_fields, item, &header_path, "name")
+                            .and_then(|n| self.string(n, &join(&header_path, "name")));
+                        let value = match header_fields.get("value") {
+                            Some(v) => self.string(v, &join(&header_path, "value")),
+                            None => Some(String::new()),
+                        };
+                        if let (Some(name), Some(value)) = (name, value) {
+                            if name.is_empty()
+                                || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                            {
+                                self.error(
+                                    item,
+                                    &join(&header_path, "name"),
+                                    format!("invalid header name `{name}`"),
+                                );
+                                continue;
+                            }
+                            headers.push((name, value));
+                        }
+                    }
+                }
+                Some(ProbeHandler::HttpGet {
+                    path: probe_path,
+                    port: port?,
+                    scheme,
+                    headers,
+                })
+            }
+            "tcpSocket" => {
+                let fields = self.fields(node, path, &TCP_SOCKET)?;
+                let port_node = self.required(&fields, node, path, "port")?;
+                let port = self.port_ref(port_node, &join(path, "port"), ports)?;
+                Some(ProbeHandler::TcpSocket { port })
+            }
+            _ => {
+                let fields = self.fields(node, path, &EXEC)?;
+                let command_node = self.required(&fields, node, path, "command")?;
+                let command = self.string_list(command_node, &join(path, "command"))?;
+                if command.is_empty() {
+                    self.error(
+                        command_node,
+                        &join(path, "command"),
+                        "`command` must not be empty",
+                    );
+                    return None;
+                }
+                Some(ProbeHandler::Exec { command })
+            }
+        }
+    }
+
+    fn port_ref(&mut self, node: &Node, path: &str, ports: &[ContainerPort]) -> Option<PortRef> {
+        match self.int_or_string(node, path)? {
+            IntOrString::Int(n) => {
+                if !(1..=65535).contains(&n) {
+                    self.error(
+                        node,
+                        path,
+                        format!("must be at least 1 and at most 65535, found {n}"),
+                    );
+                    return None;
+                }
+                u16::try_from(n).ok().map(PortRef::Number)
+            }
+            IntOrString::String(name) => {
+                if let Err(reason) = names::port_name(&name) {
+                    let diagnostic =
+                        self.error(node, path, format!("invalid port name `{name}`: {reason}"));
+                    if name.parse::<u16>().is_ok() {
+                        Self::hint(diagnostic, "write the port number without quotes");
+                    }
+                    return None;
+                }
+                if !ports
+                    .iter()
+                    .any(|p| p.name.as_deref() == Some(name.as_str()))
+                {
+                    let diagnostic = self.error(
+                        node,
+                        path,
+                        format!("no port of the container is named `{name}`"),
+                    );
+                    Self::hint(
+                        diagnostic,
+                        "name one of the container's `ports`, or give the port number",
+                    );
+                    return None;
+                }
+                Some(PortRef::Name(name))
+            }
+        }
+    }
+}
+
+/// Where a container's name and ports were written, for pod-wide checks.
+#[derive(Default)]
+struct ContainerPlaces<'n> {
+    name: Option<&'n Node>,
+    /// Index in `ports`, the containerPort node, the hostPort node.
+    ports: Vec<(usize, &'n Node, Option<&'n Node>)>,
+}
+
+/// Kubernetes' default: `Always` when the tag is `latest` or there is no
+/// tag and no digest, `IfNotPresent` otherwise.
+pub fn default_pull_policy(image: &str) -> PullPolicy {
+    if image.contains('@') {
+        return PullPolicy::IfNotPresent;
+    }
+    let last_component = image.rsplit('/').next().unwrap_or(image);
+    match last_component.split_once(':') {
+        Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
+        _ => PullPolicy::Always,
+    }
+}

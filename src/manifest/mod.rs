@@ -1,0 +1,210 @@
+//! The desired state's object model: parsing Kubernetes-style YAML,
+//! validating it, and reporting every problem with its place.
+//!
+//! Pure: this module receives file contents and returns typed objects and
+//! diagnostics. It never reads a file, a repository or the clock; `repo`
+//! hands it the blobs of a commit. Large sets of files are decoded on a few
+//! scoped threads (CPU only); the result never depends on them.
+//!
+//! Entry point: [`load`]. Submodules: `yaml` (the spanned YAML tree),
+//! `decode` (typed objects and field checks), `names` and `quantity`
+//! (Kubernetes' rules), `diagnostic` (rendering), `documents` (a file cut
+//! into its documents, for edits that keep the rest byte-for-byte).
+
+mod decode;
+pub mod diagnostic;
+pub mod documents;
+pub mod model;
+pub mod names;
+pub mod quantity;
+pub mod yaml;
+
+pub use decode::default_pull_policy;
+pub use diagnostic::{Diagnostic, Severity};
+pub use model::DesiredState;
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use decode::Decoded;
+use model::{Kind, ObjectKey, SourceLocation};
+
+/// One manifest file: its path inside the repository and its contents.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// The result of loading a set of files: what could be understood, and every
+/// problem found. The state is usable only when no diagnostic is an error.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub state: DesiredState,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// The revision of a pod template: the first 10 hex digits of the SHA-256 of
+/// its canonical JSON form. Equal templates give equal hashes, whatever file
+/// or key order declared them.
+pub fn template_hash(template: &model::PodTemplate) -> String {
+    let canonical = serde_json::to_vec(template).expect("a pod template always serializes");
+    let digest = Sha256::digest(&canonical);
+    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses and validates every manifest of `files`: the typed desired state
+/// (every object without an error, even when others have errors) and every
+/// problem found, sorted by file, line and column.
+pub fn load(files: &[SourceFile]) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let mut state = DesiredState::default();
+    let mut declared: BTreeMap<ObjectKey, SourceLocation> = BTreeMap::new();
+    let mut cluster_at: Option<SourceLocation> = None;
+    let mut node_selectors: Vec<(usize, SourceLocation)> = Vec::new();
+    for (file_diagnostics, documents) in decode_files(files) {
+        diagnostics.extend(file_diagnostics);
+        for (decoded, has_duplicate_keys) in documents {
+            diagnostics.extend(decoded.diagnostics);
+            let Some(key) = decoded.key else {
+                continue;
+            };
+            if key.kind == Kind::Cluster {
+                if let Some(first) = &cluster_at {
+                    diagnostics.push(
+                        Diagnostic::error("more than one Cluster object", decoded.location)
+                            .with_object(key.to_string())
+                            .with_hint(format!(
+                                "the first is at {first}; keep cluster settings in one object"
+                            )),
+                    );
+                    continue;
+                }
+                cluster_at = Some(decoded.location.clone());
+            } else if !matches!(key.kind, Kind::Node | Kind::Deployment) {
+                continue;
+            }
+            if let Some(first) = declared.get(&key) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        format!("{key} is declared twice (first at {first})"),
+                        decoded.location,
+                    )
+                    .with_object(key.to_string()),
+                );
+                continue;
+            }
+            declared.insert(key, decoded.location.clone());
+            // A repeated key makes the object ambiguous: not valid.
+            let object = decoded.object.filter(|_| !has_duplicate_keys);
+            match object {
+                Some(Decoded::Cluster(settings)) => state.cluster = settings,
+                Some(Decoded::Node(node)) => state.nodes.push(*node),
+                Some(Decoded::Deployment(deployment)) => {
+                    if let Some(at) = decoded.node_selector_location {
+                        node_selectors.push((state.deployments.len(), at));
+                    }
+                    state.deployments.push(*deployment);
+                }
+                None => {}
+            }
+        }
+    }
+    for (i, at) in node_selectors {
+        let deployment = &state.deployments[i];
+        let selector = &deployment.spec.template.spec.node_selector;
+        let matches_a_node = state.nodes.iter().any(|node| {
+            let labels = node.scheduling_labels();
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        });
+        if !matches_a_node {
+            diagnostics.push(
+                Diagnostic::warning("nodeSelector matches no Node", at)
+                    .with_object(deployment.key().to_string())
+                    .with_field_path("spec.template.spec.nodeSelector")
+                    .with_hint("its pods stay pending until a Node with these labels is declared"),
+            );
+        }
+    }
+    state.nodes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+    state
+        .deployments
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    // Stable: problems at one place keep the order they were found in.
+    diagnostics.sort_by(|a, b| {
+        (&a.location.file, a.location.line, a.location.column).cmp(&(
+            &b.location.file,
+            b.location.line,
+            b.location.column,
+        ))
+    });
+    Loaded { state, diagnostics }
+}
+
+/// One file's syntax errors, and its documents decoded (each with whether
+/// it repeated a key).
+type DecodedFile = (Vec<Diagnostic>, Vec<(decode::DecodedDocument, bool)>);
+
+fn decode_file(file: &SourceFile) -> DecodedFile {
+    let parsed = yaml::parse(&file.text);
+    let errors = parsed
+        .errors
+        .into_iter()
+        .map(|error| {
+            let location = SourceLocation {
+                file: file.path.clone(),
+                line: error.line,
+                column: error.column,
+            };
+            Diagnostic::error(format!("invalid YAML: {}", error.message), location)
+        })
+        .collect();
+    let documents = parsed
+        .documents
+        .iter()
+        .map(|document| {
+            (
+                decode::decode_document(&file.path, &document.root),
+                document.has_duplicate_keys,
+            )
+        })
+        .collect();
+    (errors, documents)
+}
+
+/// Files are independent until the cross-object checks, so large sets are
+/// parsed and decoded on a few threads (CPU only, no I/O); results keep the
+/// order of `files`, so the outcome does not depend on the threads.
+fn decode_files(files: &[SourceFile]) -> Vec<DecodedFile> {
+    const FILES_PER_THREAD: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(files.len().div_ceil(FILES_PER_THREAD));
+    if threads <= 1 {
+        return files.iter().map(decode_file).collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(decode_file).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| match handle.join() {
+                Ok(decoded) => decoded,
+                // Decoding does not panic (a fuzz target checks); if it
+                // ever did, fail like the single-threaded path would.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}

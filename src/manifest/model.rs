@@ -1,0 +1,647 @@
+//! The typed desired state: what a commit declares, after validation.
+//!
+//! Every type here is plain data with Kubernetes' defaults already applied,
+//! so the planner never has to ask "was this field set?". Source positions
+//! live only in [`ObjectMeta::source`], never inside a pod template, so that
+//! moving a manifest between files does not change its template hash.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::quantity::{Bytes, CpuMillis};
+
+/// Where something was declared: a file of the commit and a 1-based position.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct SourceLocation {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// The kinds flotilla knows, supported or not yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    Cluster,
+    Node,
+    Deployment,
+    Service,
+    DaemonSet,
+    StatefulSet,
+    Job,
+    CronJob,
+    ConfigMap,
+    Secret,
+    Namespace,
+    Pod,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::Cluster,
+        Kind::Node,
+        Kind::Deployment,
+        Kind::Service,
+        Kind::DaemonSet,
+        Kind::StatefulSet,
+        Kind::Job,
+        Kind::CronJob,
+        Kind::ConfigMap,
+        Kind::Secret,
+        Kind::Namespace,
+        Kind::Pod,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cluster => "Cluster",
+            Kind::Node => "Node",
+            Kind::Deployment => "Deployment",
+            Kind::Service => "Service",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+        }
+    }
+
+    /// The one `apiVersion` flotilla accepts for this kind.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Cluster | Kind::Node => "flotilla.dev/v1",
+            Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet => "apps/v1",
+            Kind::Job | Kind::CronJob => "batch/v1",
+            Kind::Service | Kind::ConfigMap | Kind::Secret | Kind::Namespace | Kind::Pod => "v1",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// Cluster-scoped kinds have no namespace.
+    pub fn is_namespaced(self) -> bool {
+        !matches!(self, Kind::Cluster | Kind::Node | Kind::Namespace)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies one object: kind, namespace (empty for cluster-scoped kinds), name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    /// `Deployment default/web`, or `Node n1` for cluster-scoped kinds.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ObjectMeta {
+    pub name: String,
+    /// `default` when not given; empty for cluster-scoped kinds.
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Where the object's document starts.
+    #[serde(skip)]
+    pub source: SourceLocation,
+}
+
+/// Everything one commit declares, validated.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DesiredState {
+    /// From the one optional `Cluster` object; defaults otherwise.
+    pub cluster: ClusterSettings,
+    /// Sorted by name.
+    pub nodes: Vec<Node>,
+    /// Sorted by (namespace, name).
+    pub deployments: Vec<Deployment>,
+}
+
+impl DesiredState {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.meta.name == name)
+    }
+
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .find(|d| d.meta.namespace == namespace && d.meta.name == name)
+    }
+}
+
+// ---------------------------------------------------------------- Cluster
+
+/// Cluster-wide settings: `kind: Cluster` (`flotilla.dev/v1`), at most one
+/// per repository, any name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSettings {
+    /// `spec.scoringStrategy`: `LeastAllocated` (spread, the default) or
+    /// `MostAllocated` (bin packing).
+    pub scoring_strategy: ScoringStrategy,
+    /// `spec.nodeGracePeriodSeconds`, 40 by default: how long a node may be
+    /// unreachable before its replicas are placed elsewhere.
+    pub node_grace_period_seconds: u32,
+    /// `spec.resyncSeconds`, 30 by default: the leader's periodic reconcile.
+    pub resync_seconds: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            scoring_strategy: ScoringStrategy::LeastAllocated,
+            node_grace_period_seconds: 40,
+            resync_seconds: 30,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum ScoringStrategy {
+    #[default]
+    LeastAllocated,
+    MostAllocated,
+}
+
+// ---------------------------------------------------------------- Node
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Node {
+    pub meta: ObjectMeta,
+    pub spec: NodeSpec,
+}
+
+impl Node {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::Node,
+            namespace: String::new(),
+            name: self.meta.name.clone(),
+        }
+    }
+
+    /// The node's labels as the scheduler sees them: `metadata.labels` plus
+    /// the well-known `kubernetes.io/hostname` (the node's name) unless set.
+    pub fn scheduling_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.meta.labels.clone();
+        labels
+            .entry(HOSTNAME_LABEL.to_string())
+            .or_insert_with(|| self.meta.name.clone());
+        labels
+    }
+}
+
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Ssh,
+    Local,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    /// Host name or IP address to reach over SSH.
+    pub address: String,
+    /// SSH port, 22 by default.
+    pub port: u16,
+    /// SSH user, `root` by default.
+    pub user: String,
+    pub identity_file: Option<String>,
+    /// `/var/run/docker.sock` by default.
+    pub docker_socket: String,
+    pub transport: Transport,
+    /// Declared capacity; what is missing is read from the node.
+    pub capacity: Capacity,
+    pub taints: Vec<Taint>,
+    /// Cordoned: no new pods are placed here.
+    pub unschedulable: bool,
+}
+
+/// Resources of a node. `None` means "ask the node".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Capacity {
+    pub cpu: Option<CpuMillis>,
+    pub memory: Option<Bytes>,
+    /// Kubernetes' default is 110.
+    pub pods: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+// ---------------------------------------------------------------- Deployment
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Deployment {
+    pub meta: ObjectMeta,
+    pub spec: DeploymentSpec,
+}
+
+impl Deployment {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::Deployment,
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    /// 1 by default.
+    pub replicas: u32,
+    pub selector: LabelSelector,
+    pub template: PodTemplate,
+    pub strategy: Strategy,
+    /// 0 by default.
+    pub min_ready_seconds: u32,
+    /// 600 by default.
+    pub progress_deadline_seconds: u32,
+    /// 10 by default.
+    pub revision_history_limit: u32,
+    pub paused: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Strategy {
+    RollingUpdate {
+        max_surge: IntOrPercent,
+        max_unavailable: IntOrPercent,
+    },
+    Recreate,
+}
+
+impl Default for Strategy {
+    /// Kubernetes' default: rolling, 25 % surge and 25 % unavailable.
+    fn default() -> Self {
+        Strategy::RollingUpdate {
+            max_surge: IntOrPercent::Percent(25),
+            max_unavailable: IntOrPercent::Percent(25),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum IntOrPercent {
+    Int(u32),
+    Percent(u32),
+}
+
+impl IntOrPercent {
+    /// Resolves against `total`, rounding up (surge) or down (unavailable)
+    /// as Kubernetes does.
+    pub fn resolve(self, total: u32, round_up: bool) -> u32 {
+        match self {
+            IntOrPercent::Int(n) => n,
+            IntOrPercent::Percent(p) => {
+                let scaled = u64::from(total) * u64::from(p);
+                let value = if round_up {
+                    scaled.div_ceil(100)
+                } else {
+                    scaled / 100
+                };
+                u32::try_from(value).unwrap_or(u32::MAX)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+impl LabelSelector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| e.matches(labels))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    pub operator: SelectorOperator,
+    pub values: Vec<String>,
+}
+
+impl LabelSelectorRequirement {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator {
+            SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
+            SelectorOperator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            SelectorOperator::Exists => value.is_some(),
+            SelectorOperator::DoesNotExist => value.is_none(),
+            // Gt and Lt compare the label's value as an integer with the
+            // single value given; a label that is not an integer never matches.
+            SelectorOperator::Gt | SelectorOperator::Lt => {
+                let (Some(v), Some(bound)) = (value, self.values.first()) else {
+                    return false;
+                };
+                match (v.parse::<i64>(), bound.parse::<i64>()) {
+                    (Ok(v), Ok(bound)) if self.operator == SelectorOperator::Gt => v > bound,
+                    (Ok(v), Ok(bound)) => v < bound,
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// Operators of label selectors (In, NotIn, Exists, DoesNotExist) and of
+/// node selector terms, which add Gt and Lt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+    Gt,
+    Lt,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PodTemplate {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub spec: PodSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    pub containers: Vec<Container>,
+    pub restart_policy: RestartPolicy,
+    pub node_selector: BTreeMap<String, String>,
+    /// requiredDuringSchedulingIgnoredDuringExecution terms, ORed.
+    pub required_node_affinity: Vec<NodeSelectorTerm>,
+    /// requiredDuringSchedulingIgnoredDuringExecution pod anti-affinity terms.
+    pub required_pod_anti_affinity: Vec<PodAffinityTerm>,
+    pub tolerations: Vec<Toleration>,
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// 30 by default.
+    pub termination_grace_period_seconds: u32,
+}
+
+impl PodSpec {
+    /// The pod's requests, summed over its containers.
+    pub fn requests(&self) -> ResourceList {
+        let mut total = ResourceList::default();
+        for container in &self.containers {
+            let r = &container.resources.requests;
+            if let Some(cpu) = r.cpu {
+                total.cpu = Some(CpuMillis(total.cpu.map_or(0, |c| c.0) + cpu.0));
+            }
+            if let Some(memory) = r.memory {
+                total.memory = Some(Bytes(total.memory.map_or(0, |m| m.0) + memory.0));
+            }
+        }
+        total
+    }
+
+    /// Host ports the pod binds, with their protocol.
+    pub fn host_ports(&self) -> impl Iterator<Item = (u16, Protocol)> + '_ {
+        self.containers
+            .iter()
+            .flat_map(|c| c.ports.iter())
+            .filter_map(|p| p.host_port.map(|h| (h, p.protocol)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorTerm {
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+impl NodeSelectorTerm {
+    pub fn matches(&self, node_labels: &BTreeMap<String, String>) -> bool {
+        self.match_expressions
+            .iter()
+            .all(|e| e.matches(node_labels))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodAffinityTerm {
+    pub label_selector: LabelSelector,
+    /// Only `kubernetes.io/hostname` is supported for now.
+    pub topology_key: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum TolerationOperator {
+    #[default]
+    Equal,
+    Exists,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Toleration {
+    /// Empty with `Exists` tolerates every taint.
+    pub key: String,
+    pub operator: TolerationOperator,
+    pub value: String,
+    /// `None` tolerates every effect.
+    pub effect: Option<TaintEffect>,
+    pub toleration_seconds: Option<i64>,
+}
+
+impl Toleration {
+    /// Kubernetes' ToleratesTaint.
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if self.effect.is_some_and(|e| e != taint.effect) {
+            return false;
+        }
+        if !self.key.is_empty() && self.key != taint.key {
+            return false;
+        }
+        match self.operator {
+            TolerationOperator::Exists => true,
+            TolerationOperator::Equal => self.value == taint.value,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum WhenUnsatisfiable {
+    DoNotSchedule,
+    ScheduleAnyway,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologySpreadConstraint {
+    pub max_skew: u32,
+    pub topology_key: String,
+    pub when_unsatisfiable: WhenUnsatisfiable,
+    pub label_selector: LabelSelector,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    pub image_pull_policy: PullPolicy,
+    /// Docker's entrypoint; empty keeps the image's.
+    pub command: Vec<String>,
+    /// Docker's cmd; empty keeps the image's.
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub ports: Vec<ContainerPort>,
+    pub resources: Resources,
+    pub readiness_probe: Option<Probe>,
+    pub liveness_probe: Option<Probe>,
+    pub startup_probe: Option<Probe>,
+    pub working_dir: Option<String>,
+}
+
+/// Kubernetes' default: `Always` for `:latest` or no tag, else `IfNotPresent`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Protocol {
+    #[default]
+    TCP,
+    UDP,
+    SCTP,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub container_port: u16,
+    pub host_port: Option<u16>,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    pub requests: ResourceList,
+    pub limits: ResourceList,
+}
+
+/// CPU and memory. When a limit is set and the request is not, the request
+/// equals the limit, as in Kubernetes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResourceList {
+    pub cpu: Option<CpuMillis>,
+    pub memory: Option<Bytes>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub handler: ProbeHandler,
+    /// 0 by default.
+    pub initial_delay_seconds: u32,
+    /// 10 by default.
+    pub period_seconds: u32,
+    /// 1 by default.
+    pub timeout_seconds: u32,
+    /// 1 by default (and always 1 for liveness and startup probes).
+    pub success_threshold: u32,
+    /// 3 by default.
+    pub failure_threshold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ProbeHandler {
+    HttpGet {
+        path: String,
+        port: PortRef,
+        scheme: HttpScheme,
+        headers: Vec<(String, String)>,
+    },
+    TcpSocket {
+        port: PortRef,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum HttpScheme {
+    HTTP,
+    HTTPS,
+}
+
+/// A port given by number, or by the name of one of the container's ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}

@@ -1,0 +1,131 @@
+//! Writing back to Git: rollout outcomes as notes under `refs/notes/flotilla`,
+//! and revert commits on the tracked branch (a failed rollout's automatic
+//! rollback, `flotilla rollback`).
+
+use git2::{Oid, Repository, Signature};
+
+use super::RepoError;
+
+/// Where rollout outcomes are recorded: `git log --notes=flotilla` shows them.
+pub const NOTES_REF: &str = "refs/notes/flotilla";
+
+/// The identity of commits and notes the leader writes, unless the
+/// repository's config names one (`user.name`, `user.email`).
+pub(super) fn signature(repo: &Repository) -> Result<Signature<'static>, RepoError> {
+    match repo.signature() {
+        Ok(signature) => Ok(signature.to_owned()),
+        Err(_) => Ok(Signature::now("flotilla", "flotilla@localhost")?),
+    }
+}
+
+/// Appends `text` to the note on `commit` (a commit can be rolled out more
+/// than once, and every outcome is kept).
+pub fn append_note(repo: &Repository, commit: Oid, text: &str) -> Result<(), RepoError> {
+    let existing = read_note(repo, commit)?;
+    let note = match existing {
+        Some(old) if !old.trim().is_empty() => format!("{}\n\n{}", old.trim_end(), text.trim_end()),
+        _ => text.trim_end().to_string(),
+    };
+    let signature = signature(repo)?;
+    repo.note(&signature, &signature, Some(NOTES_REF), commit, &note, true)?;
+    Ok(())
+}
+
+/// The note on `commit`, if any.
+pub fn read_note(repo: &Repository, commit: Oid) -> Result<Option<String>, RepoError> {
+    match repo.find_note(Some(NOTES_REF), commit) {
+        Ok(note) => Ok(note.message().map(str::to_string)),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RevertError {
+    #[error("branch {branch} not found")]
+    NoBranch { branch: String },
+    #[error("reverting {commit} on {branch} conflicts with later changes to {paths}")]
+    Conflict {
+        commit: String,
+        branch: String,
+        paths: String,
+    },
+    #[error("{commit} is a merge commit; revert one of its parents' changes by hand")]
+    Merge { commit: String },
+    #[error("{branch} moved while the revert was written (now {now}); try again")]
+    BranchMoved { branch: String, now: String },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}
+
+/// Writes `Revert "<subject>"` of `commit` on top of `branch`, with `reason`
+/// in the body, exactly as `git revert` would, and moves the branch to it
+/// only if it still points where it did (a concurrent push is never lost).
+/// Works in bare repositories: no working tree is touched.
+pub fn revert_on_branch(
+    repo: &Repository,
+    branch: &str,
+    commit: Oid,
+    reason: &str,
+) -> Result<Oid, RevertError> {
+    let reference = format!("refs/heads/{branch}");
+    let tip_id = repo
+        .refname_to_id(&reference)
+        .map_err(|_| RevertError::NoBranch {
+            branch: branch.to_string(),
+        })?;
+    let tip = repo.find_commit(tip_id)?;
+    let reverted = repo.find_commit(commit)?;
+    if reverted.parent_count() > 1 {
+        return Err(RevertError::Merge {
+            commit: commit.to_string(),
+        });
+    }
+
+    let mut index = repo.revert_commit(&reverted, &tip, 0, None)?;
+    if index.has_conflicts() {
+        let paths = index
+            .conflicts()?
+            .filter_map(Result::ok)
+            .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+            .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(RevertError::Conflict {
+            commit: commit.to_string(),
+            branch: branch.to_string(),
+            paths,
+        });
+    }
+    let tree = repo.find_tree(index.write_tree_to(repo)?)?;
+
+    let subject = reverted.summary().unwrap_or("");
+    let mut message = format!("Revert \"{subject}\"\n\nThis reverts commit {commit}.\n");
+    if !reason.trim().is_empty() {
+        message.push('\n');
+        message.push_str(reason.trim_end());
+        message.push('\n');
+    }
+    let signature = signature(repo)?;
+    let new = repo.commit(None, &signature, &signature, &message, &tree, &[&tip])?;
+    repo.reference_matching(
+        &reference,
+        new,
+        true,
+        tip_id,
+        &format!("flotilla: revert {commit}"),
+    )
+    .map_err(|_| {
+        let now = repo
+            .refname_to_id(&reference)
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        RevertError::BranchMoved {
+            branch: branch.to_string(),
+            now,
+        }
+    })?;
+    Ok(new)
+}

@@ -1,0 +1,342 @@
+//! Git: reading the desired state from a commit (or, on request, from a
+//! working tree), creating the leader's bare repository with its hooks, and
+//! the history side: rollout notes (`rollout_note`), the deploy history of a
+//! branch (`revisions`) and rollback commits (`rollback`).
+//!
+//! Thin: this module finds and reads blobs; what they mean is `manifest`'s
+//! business. The leader only ever reads commits, never a working tree.
+
+mod history;
+mod ignore_rules;
+mod init;
+mod revisions;
+mod rollback;
+pub mod rollout_note;
+
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
+
+use crate::manifest::model::SourceLocation;
+use crate::manifest::{Diagnostic, SourceFile};
+use ignore_rules::IgnoreRules;
+
+pub use history::{append_note, read_note, revert_on_branch, RevertError, NOTES_REF};
+pub use init::{init_bare, InitOptions, DEFAULT_BRANCH};
+pub use revisions::{HistoryReader, RecordedRollout, Revision};
+pub use rollback::{
+    commit_in_work_tree, default_branch, object_ref, plan_rollback, plan_tree_rollback,
+    write_to_branch, FileChange, Rollback, RollbackError, TargetChoice,
+};
+pub use rollout_note::{ObjectOutcome, Outcome, RolloutRecord};
+
+/// Manifests larger than this are refused: Kubernetes itself stores objects
+/// of at most 1.5 MiB, so anything near this size is a mistake (or hostile).
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// The file, at the top of the tree, that lists paths to skip (gitignore syntax).
+pub const IGNORE_FILE: &str = ".flotillaignore";
+
+/// The `commit` of a snapshot read from a working tree.
+pub const WORKING_TREE: &str = "working-tree";
+
+/// The manifests of one revision.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The full SHA of the commit, or [`WORKING_TREE`].
+    pub commit: String,
+    /// Every `*.yaml` / `*.yml` file not ignored, sorted by path.
+    pub files: Vec<SourceFile>,
+    /// What is not in `files`: symlinks and submodules (warnings), files
+    /// that are not UTF-8 or too large to read (errors).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Snapshot {
+    /// A file could not be read: the revision is not valid whatever its
+    /// other manifests say.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{path}: not a git repository ({source})")]
+    Open { path: PathBuf, source: git2::Error },
+    #[error("revision `{rev}` not found in {repo}")]
+    RevisionNotFound { rev: String, repo: PathBuf },
+    #[error("revision `{rev}` is not a commit ({source})")]
+    NotACommit { rev: String, source: git2::Error },
+    #[error("{path}:{line}: invalid pattern in {file} ({message})", file = IGNORE_FILE)]
+    IgnorePattern {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{repo}: reading the working tree needs a non-bare repository")]
+    BareWorkingTree { repo: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}
+
+/// Opens the repository at `path` (a bare repository, or a work tree or any
+/// directory inside one).
+///
+/// Inside a pre-receive hook the pushed objects are still in git's quarantine
+/// directory, which git announces in `GIT_QUARANTINE_PATH`; libgit2 does not
+/// read that variable, so it is added here as an alternate object database.
+pub fn open(path: &Path) -> Result<Repository, RepoError> {
+    let repo = Repository::discover(path).map_err(|source| RepoError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Some(quarantine) = std::env::var_os("GIT_QUARANTINE_PATH") {
+        repo.odb()?
+            .add_disk_alternate(&quarantine.to_string_lossy())?;
+    }
+    Ok(repo)
+}
+
+/// The full SHA of `rev` (a branch, tag, SHA, `HEAD~2`...).
+pub fn resolve(repo: &Repository, rev: &str) -> Result<git2::Oid, RepoError> {
+    let object = repo
+        .revparse_single(rev)
+        .map_err(|_| RepoError::RevisionNotFound {
+            rev: rev.to_string(),
+            repo: repo.path().to_path_buf(),
+        })?;
+    let commit = object
+        .peel_to_commit()
+        .map_err(|source| RepoError::NotACommit {
+            rev: rev.to_string(),
+            source,
+        })?;
+    Ok(commit.id())
+}
+
+/// Reads every manifest of the commit `rev` names.
+pub fn read_revision(repo: &Repository, rev: &str) -> Result<Snapshot, RepoError> {
+    let oid = resolve(repo, rev)?;
+    let tree = repo.find_commit(oid)?.tree()?;
+    let (manifests, diagnostics) = manifest_entries(repo, &tree)?;
+    let mut files = Vec::with_capacity(manifests.len());
+    let mut diagnostics = diagnostics;
+    for (path, id) in manifests {
+        let blob = repo.find_blob(id)?;
+        match source_file(path, blob.content()) {
+            Ok(file) => files.push(file),
+            Err(unreadable) => diagnostics.push(*unreadable),
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Snapshot {
+        commit: oid.to_string(),
+        files,
+        diagnostics,
+    })
+}
+
+/// Path and blob of manifests, and what was not followed.
+type ManifestEntries = (Vec<(String, git2::Oid)>, Vec<Diagnostic>);
+
+/// The path and blob of every manifest of `tree` (`*.yaml` / `*.yml`, not
+/// ignored by `.flotillaignore`), in tree order, and what was not followed.
+pub(crate) fn manifest_entries(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+) -> Result<ManifestEntries, RepoError> {
+    let rules = tree_ignore_rules(repo, tree)?;
+    manifest_entries_under(tree, &rules)
+}
+
+/// The `.flotillaignore` of `tree` (none: nothing ignored).
+fn tree_ignore_rules(repo: &Repository, tree: &git2::Tree<'_>) -> Result<IgnoreRules, RepoError> {
+    match tree.get_path(Path::new(IGNORE_FILE)) {
+        Ok(entry) => {
+            let blob = repo.find_blob(entry.id())?;
+            IgnoreRules::parse(&String::from_utf8_lossy(blob.content()))
+        }
+        Err(_) => Ok(IgnoreRules::default()),
+    }
+}
+
+/// [`manifest_entries`] of `tree` as `rules` (maybe another tree's) say.
+fn manifest_entries_under(
+    tree: &git2::Tree<'_>,
+    rules: &IgnoreRules,
+) -> Result<ManifestEntries, RepoError> {
+    let mut manifests = Vec::new();
+    let mut diagnostics = Vec::new();
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        let Some(name) = entry.name() else {
+            return TreeWalkResult::Ok;
+        };
+        let path = format!("{dir}{name}");
+        let is_dir = entry.kind() == Some(ObjectType::Tree);
+        if rules.is_ignored(&path, is_dir) {
+            return TreeWalkResult::Skip;
+        }
+        match entry.filemode() {
+            0o120000 if is_manifest_path(&path) => {
+                diagnostics.push(not_followed(&path, "a symbolic link"));
+            }
+            0o160000 => diagnostics.push(not_followed(&path, "a submodule")),
+            0o100644 | 0o100755 if is_manifest_path(&path) => manifests.push((path, entry.id())),
+            _ => {}
+        }
+        TreeWalkResult::Ok
+    })?;
+    Ok((manifests, diagnostics))
+}
+
+/// Reads the manifests of the repository's working tree as they are on disk,
+/// committed or not: for previews before committing. Files git ignores are
+/// skipped as well as those in `.flotillaignore`.
+pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
+    let root = repo
+        .workdir()
+        .ok_or_else(|| RepoError::BareWorkingTree {
+            repo: repo.path().to_path_buf(),
+        })?
+        .to_path_buf();
+    let rules = match std::fs::read_to_string(root.join(IGNORE_FILE)) {
+        Ok(text) => IgnoreRules::parse(&text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::default(),
+        Err(source) => {
+            return Err(RepoError::Io {
+                path: root.join(IGNORE_FILE),
+                source,
+            })
+        }
+    };
+
+    let mut files = Vec::new();
+    let mut diagnostics = Vec::new();
+    let mut pending = vec![root.clone()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| RepoError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| RepoError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let full = entry.path();
+            let relative = full
+                .strip_prefix(&root)
+                .expect("walked paths are under the root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            if relative == ".git" {
+                continue;
+            }
+            let file_type = entry.file_type().map_err(|source| RepoError::Io {
+                path: full.clone(),
+                source,
+            })?;
+            let is_dir = file_type.is_dir();
+            if rules.is_ignored(&relative, is_dir) || repo.is_path_ignored(&relative)? {
+                continue;
+            }
+            if is_dir {
+                pending.push(full);
+            } else if file_type.is_symlink() && is_manifest_path(&relative) {
+                diagnostics.push(not_followed(&relative, "a symbolic link"));
+            } else if file_type.is_file() && is_manifest_path(&relative) {
+                let bytes =
+                    std::fs::read(&full).map_err(|source| RepoError::Io { path: full, source })?;
+                match source_file(relative, &bytes) {
+                    Ok(file) => files.push(file),
+                    Err(unreadable) => diagnostics.push(*unreadable),
+                }
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Snapshot {
+        commit: WORKING_TREE.to_string(),
+        files,
+        diagnostics,
+    })
+}
+
+fn is_manifest_path(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml")
+}
+
+/// The file as text, or the error diagnostic saying why it cannot be read
+/// (too large, or not UTF-8 at the place of the first bad byte), so that
+/// every other file is still validated.
+fn source_file(path: String, content: &[u8]) -> Result<SourceFile, Box<Diagnostic>> {
+    if content.len() > MAX_MANIFEST_BYTES {
+        let location = SourceLocation {
+            file: path,
+            line: 1,
+            column: 1,
+        };
+        return Err(Box::new(
+            Diagnostic::error(
+                format!(
+                    "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
+                    content.len()
+                ),
+                location,
+            )
+            .with_hint(format!(
+                "split it into smaller files, or list it in {IGNORE_FILE} if it is not a manifest"
+            )),
+        ));
+    }
+    match String::from_utf8(content.to_vec()) {
+        Ok(text) => Ok(SourceFile { path, text }),
+        Err(error) => {
+            let valid = &content[..error.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
+            let location = SourceLocation {
+                file: path,
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+            };
+            Err(Box::new(
+                Diagnostic::error(
+                    format!(
+                        "not valid UTF-8 (byte 0x{:02x}); manifests must be UTF-8 text",
+                        content[valid.len()]
+                    ),
+                    location,
+                )
+                .with_hint(format!(
+                "re-save the file as UTF-8, or list it in {IGNORE_FILE} if it is not a manifest"
+            )),
+            ))
+        }
+    }
+}
+
+fn not_followed(path: &str, what: &str) -> Diagnostic {
+    let location = SourceLocation {
+        file: path.to_string(),
+        line: 1,
+        column: 1,
+    };
+    Diagnostic::warning(
+        format!("{path} is {what}, which flotilla does not follow"),
+        location,
+    )
+    .with_hint(format!(
+        "commit the manifest itself, or list it in {IGNORE_FILE}"
+    ))
+}

@@ -1,0 +1,242 @@
+//! One rule per row: a minimal manifest and the diagnostics it gives, as
+//! `line:column severity: message (field path)`.
+
+use flotilla::manifest::model::PullPolicy;
+use flotilla::manifest::{default_pull_policy, load, SourceFile};
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+";
+
+/// Diagnostics of one file, compactly.
+fn diagnostics(yaml: &str) -> Vec<String> {
+    let loaded = load(&[SourceFile {
+        path: "m.yaml".into(),
+        text: yaml.into(),
+    }]);
+    loaded
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let severity = if d.is_error() { "error" } else { "warning" };
+            let path = d.field_path.as_deref().unwrap_or("-");
+            format!(
+                "{}:{} {severity}: {} ({path})",
+                d.location.line, d.location.column, d.message
+            )
+        })
+        .collect()
+}
+
+fn check(yaml: &str, expected: &[&str]) {
+    assert_eq!(diagnostics(yaml), expected, "for:\n{yaml}");
+}
+
+/// The base Deployment with `extra` appended to its container.
+fn with_container(extra: &str) -> String {
+    format!("{DEPLOYMENT}{extra}")
+}
+
+#[test]
+fn base_deployment_is_valid() {
+    check(DEPLOYMENT, &[]);
+}
+
+#[test]
+fn scalar_types_follow_strict_decoding() {
+    check(&with_container("        workingDir: 42\n"), &["12:21 error: expected a string, found an integer `42` (spec.template.spec.containers[0].workingDir)"]);
+    check(&with_container("        workingDir: \"42\"\n"), &[]);
+    check(&with_container("        workingDir: true\n"), &["12:21 error: expected a string, found a boolean `true` (spec.template.spec.containers[0].workingDir)"]);
+    check(&with_container("        ports: [{containerPort: '80'}]\n"), &["12:33 error: expected an integer, found a string \"80\" (spec.template.spec.containers[0].ports[0].containerPort)"]);
+    check(&with_container("        ports: [{containerPort: 8e1}]\n"), &["12:33 error: expected an integer, found a number `8e1` (spec.template.spec.containers[0].ports[0].containerPort)"]);
+    check(&with_container("        ports: {containerPort: 80}\n"), &["12:17 error: expected a sequence, found a mapping (spec.template.spec.containers[0].ports)"]);
+    // Null is absent, as in Kubernetes.
+    check(
+        &with_container("        workingDir: ~\n        command:\n"),
+        &[],
+    );
+}
+
+#[test]
+fn quantities_accept_numbers_and_strings() {
+    check(
+        &with_container("        resources: {limits: {cpu: \"500m\"}}\n"),
+        &[],
+    );
+    for quantity in ["1", "0.5", "\"2\"", "1e3", "+1", "128Mi", "1G"] {
+        check(
+            &with_container(&format!(
+                "        resources: {{limits: {{cpu: {quantity}, memory: {quantity}}}}}\n"
+            )),
+            &[],
+        );
+    }
+}
+
+#[test]
+fn unknown_and_unsupported_fields() {
+    check(&with_container("        imagePullPolicyy: Always\n"), &["12:9 error: unknown field `imagePullPolicyy`, did you mean `imagePullPolicy`? (spec.template.spec.containers[0].imagePullPolicyy)"]);
+    check(&with_container("        Image: x\n"), &["12:9 error: unknown field `Image`, did you mean `image`? (spec.template.spec.containers[0].Image)"]);
+    check(
+        &with_container("        tty: true\n"),
+        &["12:9 error: field `tty` is not supported yet (spec.template.spec.containers[0].tty)"],
+    );
+    check(
+        &format!("{DEPLOYMENT}status: {{replicas: 1}}\n"),
+        &["12:1 warning: field `status` is ignored: it is set by Kubernetes, not desired state (status)"],
+    );
+    check(
+        &format!("{DEPLOYMENT}extra: 1\n"),
+        &["12:1 error: unknown field `extra` (extra)"],
+    );
+}
+
+#[test]
+fn pull_policy_defaults_like_kubernetes() {
+    let cases = [
+        ("nginx", PullPolicy::Always),
+        ("nginx:latest", PullPolicy::Always),
+        ("nginx:1.25", PullPolicy::IfNotPresent),
+        ("registry:5000/nginx", PullPolicy::Always),
+        ("registry:5000/nginx:1", PullPolicy::IfNotPresent),
+        ("nginx@sha256:abc", PullPolicy::IfNotPresent),
+    ];
+    for (image, expected) in cases {
+        assert_eq!(default_pull_policy(image), expected, "{image}");
+    }
+}
+
+#[test]
+fn valid_objects_survive_errors_elsewhere() {
+    let broken = DEPLOYMENT
+        .replace("name: web}", "name: api}")
+        .replace("nginx:1.25", "\"\"");
+    let loaded = load(&[
+        SourceFile {
+            path: "b.yaml".into(),
+            text: broken,
+        },
+        SourceFile {
+            path: "a.yaml".into(),
+            text: "kind: [\n".into(),
+        },
+        SourceFile {
+            path: "c.yaml".into(),
+            text: DEPLOYMENT.into(),
+        },
+    ]);
+    let names: Vec<&str> = loaded
+        .state
+        .deployments
+        .iter()
+        .map(|d| d.meta.name.as_str())
+        .collect();
+    assert_eq!(names, ["web"]);
+    let places: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| d.location.to_string())
+        .collect();
+    assert_eq!(
+        places,
+        ["a.yaml:2:1", "b.yaml:11:16"],
+        "sorted by file, line, column"
+    );
+    assert!(loaded.has_errors());
+}
+
+#[test]
+fn documents_flow_style_and_empty_ones() {
+    let flow = "---\n{apiVersion: flotilla.dev/v1, kind: Node, metadata: {name: n1}, spec: {address: \"10.0.0.1\"}}\n---\n# nothing\n---\n";
+    let loaded = load(&[SourceFile {
+        path: "n.yaml".into(),
+        text: flow.into(),
+    }]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    assert_eq!(loaded.state.nodes[0].spec.address, "10.0.0.1");
+}
+
+#[test]
+fn node_selector_warning_is_not_an_error() {
+    let node = "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {name: n1, labels: {disk: ssd}}\nspec: {transport: local}\n---\n";
+    let yaml = DEPLOYMENT.replace(
+        "    spec:\n      containers:",
+        "    spec:\n      nodeSelector: {disk: hdd}\n      containers:",
+    );
+    let loaded = load(&[SourceFile {
+        path: "m.yaml".into(),
+        text: format!("{node}{yaml}"),
+    }]);
+    assert!(!loaded.has_errors());
+    assert_eq!(loaded.diagnostics.len(), 1);
+    assert_eq!(loaded.state.deployments.len(), 1);
+    // The node's own name is a label too.
+    let by_hostname = DEPLOYMENT.replace(
+        "    spec:\n      containers:",
+        "    spec:\n      nodeSelector: {kubernetes.io/hostname: n1}\n      containers:",
+    );
+    let loaded = load(&[SourceFile {
+        path: "m.yaml".into(),
+        text: format!("{node}{by_hostname}"),
+    }]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+}
+
+#[test]
+fn cpu_rounds_up_to_a_millicore() {
+    let loaded = load(&[SourceFile {
+        path: "m.yaml".into(),
+        text: with_container("        resources: {requests: {cpu: 0.0001}}\n"),
+    }]);
+    let container = &loaded.state.deployments[0].spec.template.spec.containers[0];
+    assert_eq!(container.resources.requests.cpu.unwrap().0, 1);
+}
+
+/// Large sets are decoded on several threads; the outcome is the same as
+/// one file after another: duplicates across the split are found, and the
+/// first declaration wins.
+#[test]
+fn many_files_give_the_same_result_as_few() {
+    let mut files: Vec<SourceFile> = (0..700)
+        .map(|i| SourceFile {
+            path: format!("apps/{i:03}.yaml"),
+            text: DEPLOYMENT.replace("name: web}", &format!("name: web-{i}}}")),
+        })
+        .collect();
+    files.push(SourceFile {
+        path: "zz.yaml".into(),
+        text: DEPLOYMENT
+            .replace("name: web}", "name: web-3}")
+            .replace("nginx:1.25", "nginx:2"),
+    });
+    let loaded = load(&files);
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        ["error: Deployment default/web-3 is declared twice (first at apps/003.yaml:1:1)\n  --> zz.yaml:1:1 (Deployment default/web-3)"]
+    );
+    assert_eq!(loaded.state.deployments.len(), 700);
+    let web3 = loaded.state.deployment("default", "web-3").unwrap();
+    assert_eq!(web3.spec.template.spec.containers[0].image, "nginx:1.25");
+}
+
+#[test]
+fn an_https_probe_is_rejected_naming_the_field() {
+    check(
+        &with_container("        readinessProbe: {httpGet: {port: 80, scheme: HTTP}}\n"),
+        &[],
+    );
+    check(
+        &with_container("        readinessProbe: {httpGet: {port: 80, scheme: HTTPS}}\n"),
+        &["12:54 error: `scheme: HTTPS` is not supported yet: flotilla's httpGet probes speak plain HTTP (spec.template.spec.containers[0].readinessProbe.httpGet.scheme)"],
+    );
+}

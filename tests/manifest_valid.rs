@@ -1,0 +1,199 @@
+//! Valid manifests that use every supported field: the typed result, with
+//! Kubernetes' defaults applied, is what the planner will see.
+
+use std::fs;
+use std::path::Path;
+
+use flotilla::manifest::model::*;
+use flotilla::manifest::quantity::{Bytes, CpuMillis};
+use flotilla::manifest::{load, Loaded, Severity, SourceFile};
+
+fn load_fixtures() -> Loaded {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
+    let files: Vec<SourceFile> = ["cluster.yaml", "web.yaml"]
+        .iter()
+        .map(|name| SourceFile {
+            path: name.to_string(),
+            text: fs::read_to_string(dir.join(name)).expect("fixture"),
+        })
+        .collect();
+    load(&files)
+}
+
+#[test]
+fn every_supported_field_decodes_without_diagnostics() {
+    let loaded = load_fixtures();
+    // The fixture also carries fields Kubernetes sets, as an export from a
+    // cluster does: accepted, each named in a warning, nothing else said.
+    let rendered: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| {
+            !(d.severity == Severity::Warning
+                && d.message
+                    .ends_with("is ignored: it is set by Kubernetes, not desired state"))
+        })
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(rendered, Vec::<String>::new());
+    let ignored: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{} {}",
+                d.location.file,
+                d.location.line,
+                d.field_path.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            "web.yaml:12 metadata.creationTimestamp",
+            "web.yaml:13 metadata.uid",
+            "web.yaml:14 metadata.resourceVersion",
+            "web.yaml:15 metadata.generation",
+            "web.yaml:35 spec.template.metadata.creationTimestamp",
+            "web.yaml:146 status",
+        ]
+    );
+    insta::assert_yaml_snapshot!("valid_state", loaded.state);
+}
+
+#[test]
+fn cluster_and_nodes() {
+    let state = load_fixtures().state;
+    assert_eq!(
+        state.cluster.scoring_strategy,
+        ScoringStrategy::MostAllocated
+    );
+    assert_eq!(state.cluster.node_grace_period_seconds, 60);
+    assert_eq!(state.cluster.resync_seconds, 15);
+    let names: Vec<&str> = state.nodes.iter().map(|n| n.meta.name.as_str()).collect();
+    assert_eq!(names, ["n1", "n2"], "sorted by name");
+
+    let n1 = state.node("n1").unwrap();
+    assert_eq!(n1.spec.transport, Transport::Local);
+    assert_eq!(n1.spec.port, 22);
+    assert_eq!(n1.spec.user, "root");
+    assert_eq!(n1.spec.docker_socket, "/var/run/docker.sock");
+    assert_eq!(n1.spec.capacity, Capacity::default());
+    assert_eq!(n1.meta.namespace, "", "nodes are cluster-scoped");
+
+    let n2 = state.node("n2").unwrap();
+    assert_eq!(n2.spec.capacity.cpu, Some(CpuMillis(3500)));
+    assert_eq!(n2.spec.capacity.memory, Some(Bytes(8_053_063_680)));
+    assert_eq!(n2.spec.capacity.pods, Some(50));
+    assert_eq!(n2.spec.taints.len(), 2);
+    assert_eq!(n2.spec.taints[1].value, "");
+    assert!(n2.spec.unschedulable);
+    assert_eq!(n2.meta.labels["topology.kubernetes.io/zone"], "b");
+    assert_eq!(n2.meta.source.line, 11);
+}
+
+#[test]
+fn deployment_with_every_field() {
+    let state = load_fixtures().state;
+    let keys: Vec<String> = state
+        .deployments
+        .iter()
+        .map(|d| d.key().to_string())
+        .collect();
+    assert_eq!(keys, ["Deployment default/api", "Deployment shop/web"]);
+    let web = state.deployment("shop", "web").unwrap();
+    assert_eq!(web.spec.replicas, 4);
+    assert_eq!(
+        web.spec.strategy,
+        Strategy::RollingUpdate {
+            max_surge: IntOrPercent::Int(1),
+            max_unavailable: IntOrPercent::Percent(10)
+        }
+    );
+    let pod = &web.spec.template.spec;
+    assert_eq!(pod.termination_grace_period_seconds, 45);
+    assert_eq!(pod.required_node_affinity.len(), 2);
+    assert_eq!(
+        pod.required_node_affinity[0].match_expressions[0].operator,
+        SelectorOperator::Gt
+    );
+    assert_eq!(pod.tolerations[2].key, "");
+    assert_eq!(pod.tolerations[1].toleration_seconds, Some(300));
+    let web_container = &pod.containers[0];
+    assert_eq!(web_container.resources.requests.cpu, Some(CpuMillis(250)));
+    assert_eq!(web_container.resources.limits.cpu, Some(CpuMillis(1000)));
+    assert_eq!(
+        web_container.env[1],
+        EnvVar {
+            name: "EMPTY".into(),
+            value: String::new()
+        }
+    );
+    assert_eq!(web_container.ports[1].host_port, Some(9090));
+    assert_eq!(web_container.ports[1].protocol, Protocol::UDP);
+    let readiness = web_container.readiness_probe.as_ref().unwrap();
+    assert_eq!(readiness.success_threshold, 2);
+    assert_eq!(
+        readiness.handler,
+        ProbeHandler::HttpGet {
+            path: "/ready".into(),
+            port: PortRef::Name("http".into()),
+            scheme: HttpScheme::HTTP,
+            headers: vec![("X-Probe".into(), "flotilla".into())],
+        }
+    );
+    let liveness = web_container.liveness_probe.as_ref().unwrap();
+    assert_eq!(
+        liveness.handler,
+        ProbeHandler::TcpSocket {
+            port: PortRef::Number(8080)
+        }
+    );
+    assert_eq!(
+        (
+            liveness.period_seconds,
+            liveness.timeout_seconds,
+            liveness.success_threshold,
+            liveness.failure_threshold
+        ),
+        (10, 1, 1, 3),
+        "probe defaults"
+    );
+    // A limit without a request: the request is the limit.
+    let sidecar = &pod.containers[1];
+    assert_eq!(sidecar.resources.requests.cpu, Some(CpuMillis(100)));
+    assert_eq!(sidecar.resources.requests.memory, Some(Bytes(64 << 20)));
+    assert_eq!(
+        sidecar.image_pull_policy,
+        PullPolicy::Always,
+        "untagged image"
+    );
+    assert_eq!(pod.requests().cpu, Some(CpuMillis(350)));
+}
+
+#[test]
+fn deployment_defaults() {
+    let state = load_fixtures().state;
+    let api = state.deployment("default", "api").unwrap();
+    assert_eq!(api.spec.replicas, 1);
+    assert_eq!(api.spec.strategy, Strategy::Recreate);
+    assert_eq!(api.spec.min_ready_seconds, 0);
+    assert_eq!(api.spec.progress_deadline_seconds, 600);
+    assert_eq!(api.spec.revision_history_limit, 10);
+    assert!(!api.spec.paused);
+    let pod = &api.spec.template.spec;
+    assert_eq!(pod.restart_policy, RestartPolicy::Always);
+    assert_eq!(pod.termination_grace_period_seconds, 30);
+    assert_eq!(
+        pod.containers[0].image_pull_policy,
+        PullPolicy::Always,
+        ":latest"
+    );
+    assert_eq!(
+        pod.containers[1].image_pull_policy,
+        PullPolicy::IfNotPresent,
+        "digest"
+    );
+    assert_eq!(pod.containers[0].resources, Resources::default());
+}

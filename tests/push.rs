@@ -1,0 +1,316 @@
+//! `git push` to the leader's repository: the pre-receive hook lets valid
+//! commits in and rejects invalid ones with every diagnostic shown to the
+//! pusher. Real `git` CLI, real hooks, the real `flotilla` binary.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::git::{git, git_ok, WorkTree};
+
+const NODE: &str = "\
+apiVersion: flotilla.dev/v1
+kind: Node
+metadata:
+  name: n1
+spec:
+  address: 127.0.0.1
+";
+
+const WEB: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: flotilla-test:1
+";
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    bare: PathBuf,
+    work: WorkTree,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("cluster.git");
+        let init = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["init-repo", bare.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let work = WorkTree::new();
+        git_ok(
+            work.path(),
+            &["remote", "add", "cluster", bare.to_str().unwrap()],
+        );
+        Cluster {
+            _dir: dir,
+            bare,
+            work,
+        }
+    }
+
+    /// Pushes HEAD to the tracked branch; returns (accepted, what the pusher saw).
+    fn push(&self) -> (bool, String) {
+        let output = git(self.work.path(), &["push", "cluster", "HEAD:main"]);
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn remote_tip(&self) -> Option<String> {
+        let output = git(
+            &self.bare,
+            &["rev-parse", "--verify", "-q", "refs/heads/main"],
+        );
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+}
+
+fn bare_config(bare: &Path, key: &str) -> String {
+    git_ok(bare, &["config", key])
+}
+
+#[test]
+fn init_repo_installs_hooks_and_records_the_branch() {
+    let cluster = Cluster::new();
+    assert_eq!(bare_config(&cluster.bare, "flotilla.branch"), "main");
+    assert!(cluster.bare.join("hooks/pre-receive").exists());
+    assert_eq!(
+        bare_config(&cluster.bare, "flotilla.bin"),
+        env!("CARGO_BIN_EXE_flotilla")
+    );
+}
+
+#[test]
+fn valid_push_lands_and_invalid_push_is_rejected_with_diagnostics() {
+    let cluster = Cluster::new();
+    cluster
+        .work
+        .write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", WEB);
+    let good = cluster.work.commit("web: two replicas");
+    let (accepted, seen) = cluster.push();
+    assert!(accepted, "a valid push is accepted:\n{seen}");
+    assert!(seen.contains("valid: 1 node and 1 deployment"), "{seen}");
+    assert_eq!(cluster.remote_tip().as_deref(), Some(good.as_str()));
+
+    cluster
+        .work
+        .write("apps/web.yaml", &WEB.replace("replicas: 2", "replica: 2"));
+    cluster.work.commit("web: typo");
+    let (accepted, seen) = cluster.push();
+    assert!(!accepted, "an invalid push is rejected:\n{seen}");
+    assert!(
+        seen.contains("unknown field `replica`, did you mean `replicas`?"),
+        "{seen}"
+    );
+    assert!(seen.contains("--> apps/web.yaml:6:3"), "{seen}");
+    assert!(seen.contains("push rejected"), "{seen}");
+    assert_eq!(
+        cluster.remote_tip().as_deref(),
+        Some(good.as_str()),
+        "the branch did not move"
+    );
+}
+
+/// A push of three commits whose middle one is invalid: rejected, whether it
+/// creates the branch or moves it, naming the bad commit, though the tip is
+/// valid (a later revert could land on the middle one).
+#[test]
+fn an_invalid_commit_in_the_middle_of_a_push_rejects_it() {
+    let cluster = Cluster::new();
+    cluster.work.write("nodes/n1.yaml", NODE);
+    let base = cluster.work.commit("node");
+    cluster.work.write("apps/web.yaml", WEB);
+    let first = cluster.work.commit("web");
+    cluster
+        .work
+        .write("apps/web.yaml", &WEB.replace("replicas: 2", "replica: 2"));
+    let middle = cluster.work.commit("web: typo");
+    cluster.work.write("apps/web.yaml", WEB);
+    let tip = cluster.work.commit("web: typo fixed");
+
+    let expect_rejected = |seen: &str| {
+        assert!(seen.contains("push rejected"), "{seen}");
+        assert!(
+            seen.contains(&format!("commit {} (web: typo):", &middle[..12])),
+            "the bad commit is named above its diagnostics:\n{seen}"
+        );
+        assert!(
+            seen.contains("unknown field `replica`, did you mean `replicas`?"),
+            "{seen}"
+        );
+        assert!(
+            seen.contains(&format!("  {} web: typo", &middle[..12])),
+            "{seen}"
+        );
+        for good in [&first, &tip] {
+            assert!(
+                !seen.contains(&format!("  {} ", &good[..12])),
+                "a valid commit is not listed as invalid:\n{seen}"
+            );
+        }
+    };
+
+    // A new branch: every commit no ref reaches is validated.
+    let (accepted, seen) = cluster.push();
+    assert!(!accepted, "{seen}");
+    expect_rejected(&seen);
+    assert_eq!(cluster.remote_tip(), None, "the branch was not created");
+
+    // An existing branch: every commit of old..new is validated.
+    let output = git(
+        cluster.work.path(),
+        &["push", "cluster", &format!("{base}:refs/heads/main")],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (accepted, seen) = cluster.push();
+    assert!(!accepted, "{seen}");
+    expect_rejected(&seen);
+    assert!(seen.contains("validating 3 commit(s)"), "{seen}");
+    assert_eq!(
+        cluster.remote_tip().as_deref(),
+        Some(base.as_str()),
+        "the branch did not move"
+    );
+
+    // Without the bad commit the same change lands, and the tip's plan is shown.
+    git_ok(cluster.work.path(), &["reset", "-q", "--hard", &first]);
+    let (accepted, seen) = cluster.push();
+    assert!(accepted, "{seen}");
+    assert_eq!(cluster.remote_tip().as_deref(), Some(first.as_str()));
+}
+
+/// More commits than `flotilla.maxPushCommits` are refused with a message
+/// saying how to raise the limit, not validated for minutes.
+#[test]
+fn a_push_of_more_commits_than_the_limit_is_refused_clearly() {
+    let cluster = Cluster::new();
+    git_ok(&cluster.bare, &["config", "flotilla.maxPushCommits", "2"]);
+    cluster.work.write("nodes/n1.yaml", NODE);
+    cluster.work.commit("one");
+    cluster.work.write("apps/web.yaml", WEB);
+    cluster.work.commit("two");
+    cluster.work.commit("three");
+    let (accepted, seen) = cluster.push();
+    assert!(!accepted, "{seen}");
+    assert!(
+        seen.contains("it adds 3 commits to main, more than the 2 validated per push"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("git config flotilla.maxPushCommits"),
+        "{seen}"
+    );
+    assert_eq!(cluster.remote_tip(), None);
+}
+
+#[test]
+fn every_problem_of_the_pushed_commit_is_shown() {
+    let cluster = Cluster::new();
+    cluster
+        .work
+        .write(
+            "apps/web.yaml",
+            &WEB.replace("image: flotilla-test:1", "imag: flotilla-test:1"),
+        )
+        .write(
+            "apps/api.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: Bad_Name}\n",
+        )
+        .write("broken.yaml", "a: [1, 2\n");
+    cluster.work.commit("three broken files");
+    let (accepted, seen) = cluster.push();
+    assert!(!accepted, "{seen}");
+    for file in ["apps/web.yaml", "apps/api.yaml", "broken.yaml"] {
+        assert!(
+            seen.contains(&format!("--> {file}:")),
+            "{file} is reported:\n{seen}"
+        );
+    }
+    assert_eq!(cluster.remote_tip(), None);
+}
+
+#[test]
+fn other_branches_are_not_validated_and_the_tracked_one_cannot_be_deleted() {
+    let cluster = Cluster::new();
+    cluster.work.write("nodes/n1.yaml", NODE);
+    cluster.work.commit("node");
+    assert!(cluster.push().0);
+    cluster.work.write("wip.yaml", "not: [valid");
+    cluster.work.commit("work in progress");
+    let output = git(
+        cluster.work.path(),
+        &["push", "cluster", "HEAD:refs/heads/wip"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let output = git(cluster.work.path(), &["push", "cluster", ":main"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("refusing to delete main"));
+    assert!(cluster.remote_tip().is_some());
+}
+
+/// The pre-receive hook shows the pusher the plan of the pushed commit; a
+/// node it cannot reach is shown as such, its replicas as unknown, and the
+/// push still lands.
+#[test]
+fn valid_push_shows_the_plan_and_an_unreachable_node_does_not_fail_it() {
+    let cluster = Cluster::new();
+    // Port 1 on loopback refuses at once: the node is unreachable.
+    let unreachable = format!("{NODE}  port: 1\n");
+    cluster
+        .work
+        .write("nodes/n1.yaml", &unreachable)
+        .write("apps/web.yaml", WEB);
+    let pushed = cluster.work.commit("web: two replicas, n1 down");
+    let (accepted, seen) = cluster.push();
+    assert!(accepted, "an unreachable node never fails a push:\n{seen}");
+    assert_eq!(cluster.remote_tip().as_deref(), Some(pushed.as_str()));
+    let short = &pushed[..12];
+    assert!(
+        seen.contains(&format!("Planning {short} against nothing deployed.")),
+        "{seen}"
+    );
+    assert!(seen.contains("Deployment default/web: 2 desired"), "{seen}");
+    assert!(seen.contains("! node n1 unreachable for "), "{seen}");
+    assert!(
+        seen.contains("? 2 replica(s) of web unknown: node n1 unreachable"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("Plan: 0 to create, 0 to update, 0 to remove, 0 unschedulable, 2 unknown."),
+        "{seen}"
+    );
+    assert!(!seen.contains("no plan shown"), "{seen}");
+}
