@@ -1,0 +1,194 @@
+//! Docker through the SSH tunnel versus Docker on the node's own socket.
+//!
+//! On testbed node n1, creates and starts 20 containers, first one after the
+//! other and then all 20 at once, once through the node's SSH session
+//! (`direct-streamlocal` channels) and once on its local Unix socket, in
+//! alternating rounds of the same run; reports the medians and their ratio,
+//! and how many SSH sessions the tunnel used: counted by the client and, as
+//! a check from the other side, by sshd's "Accepted publickey" log lines.
+//!
+//!     cargo bench --bench node_transport            (as root; brings the testbed up and down)
+//!     ROUNDS=5 cargo bench --bench node_transport
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use flotilla::cluster::ManagedLabels;
+use flotilla::manifest::model::{Kind, Transport};
+use flotilla::node::{ContainerSpec, NodeClient};
+
+const CONTAINERS: u32 = 20;
+const NODE: &str = "n1";
+
+fn specs(image: &str, batch: &str) -> Vec<ContainerSpec> {
+    (0..CONTAINERS)
+        .map(|slot| {
+            let labels = ManagedLabels {
+                namespace: "bench".into(),
+                kind: Kind::Deployment,
+                name: format!("bench-{batch}"),
+                slot,
+                template_hash: "0000000000".into(),
+                commit: "bench".into(),
+                node: NODE.into(),
+                container: "app".into(),
+            };
+            ContainerSpec {
+                name: labels.container_name(),
+                image: image.into(),
+                labels: labels
+                    .to_docker_labels()
+                    .into_iter()
+                    .collect::<BTreeMap<_, _>>(),
+                cmd: Some(vec!["sleep".into(), "3600".into()]),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+async fn create_and_start(node: &NodeClient, spec: &ContainerSpec) {
+    node.create(spec).await.unwrap_or_else(|e| panic!("{e}"));
+    node.start(&spec.name)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn sequential(node: &NodeClient, specs: &[ContainerSpec]) -> Duration {
+    let started = Instant::now();
+    for spec in specs {
+        create_and_start(node, spec).await;
+    }
+    started.elapsed()
+}
+
+async fn concurrent(node: &NodeClient, specs: &[ContainerSpec]) -> Duration {
+    let started = Instant::now();
+    futures_util::future::join_all(specs.iter().map(|spec| create_and_start(node, spec))).await;
+    started.elapsed()
+}
+
+async fn clean(node: &NodeClient, specs: &[ContainerSpec]) {
+    futures_util::future::join_all(specs.iter().map(|spec| node.remove(&spec.name))).await;
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn accepted_sessions(log: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("Accepted publickey")
+        .count()
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported.
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let cluster = common::cluster();
+    let image = cluster.image();
+    let sshd_log = format!("{}/{NODE}/sshd.log", cluster.env("TESTBED_DIR"));
+
+    let ssh_node = cluster.node(NODE);
+    let mut local_node = ssh_node.clone();
+    local_node.spec.transport = Transport::Local;
+    let accepted_before = accepted_sessions(&sshd_log);
+    let tunnel = NodeClient::new(&ssh_node, cluster.ssh_options());
+    let local = NodeClient::new(&local_node, cluster.ssh_options());
+    // Session setup is not part of the per-container cost; it is reported.
+    let connect_started = Instant::now();
+    tunnel.connect().await.unwrap_or_else(|e| panic!("{e}"));
+    let connect_time = connect_started.elapsed();
+    local.connect().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let specs = specs(&image, "a");
+    clean(&local, &specs).await;
+    // One unmeasured warm-up for each path.
+    for node in [&tunnel, &local] {
+        sequential(node, &specs[..2]).await;
+        clean(node, &specs[..2]).await;
+    }
+
+    let mut results: BTreeMap<(&str, &str), Vec<Duration>> = BTreeMap::new();
+    for round in 0..rounds {
+        // Alternate which path goes first, so drift on the machine is shared.
+        let order: [(&str, &NodeClient); 2] = if round % 2 == 0 {
+            [("ssh", &tunnel), ("local", &local)]
+        } else {
+            [("local", &local), ("ssh", &tunnel)]
+        };
+        for (path, node) in order {
+            let time = sequential(node, &specs).await;
+            clean(&local, &specs).await;
+            results.entry(("sequential", path)).or_default().push(time);
+            let time = concurrent(node, &specs).await;
+            clean(&local, &specs).await;
+            results.entry(("concurrent", path)).or_default().push(time);
+        }
+    }
+    // Observing: one list call versus list_managed (list + one inspect per
+    // container, concurrently), with 20 managed containers on the node.
+    concurrent(&tunnel, &specs).await;
+    let docker = tunnel.docker().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut list_only = Vec::new();
+    let mut list_managed = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .build();
+        docker
+            .list_containers(Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        list_only.push(started.elapsed());
+        let started = Instant::now();
+        let observed = tunnel
+            .list_managed()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        list_managed.push(started.elapsed());
+        assert_eq!(observed.len(), CONTAINERS as usize);
+    }
+    clean(&local, &specs).await;
+
+    // Give sshd a moment to flush its log.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let accepted = accepted_sessions(&sshd_log) - accepted_before;
+
+    println!(
+        "node_transport: create+start {CONTAINERS} containers on {NODE}, median of {rounds} rounds"
+    );
+    for mode in ["sequential", "concurrent"] {
+        let ssh = median(results[&(mode, "ssh")].clone());
+        let local = median(results[&(mode, "local")].clone());
+        println!(
+            "  {mode:<10}  ssh {:>7.1} ms ({:>5.1} ms/container)  local {:>7.1} ms ({:>5.1} ms/container)  ratio {:.3}",
+            ssh.as_secs_f64() * 1e3,
+            ssh.as_secs_f64() * 1e3 / f64::from(CONTAINERS),
+            local.as_secs_f64() * 1e3,
+            local.as_secs_f64() * 1e3 / f64::from(CONTAINERS),
+            ssh.as_secs_f64() / local.as_secs_f64(),
+        );
+    }
+    println!(
+        "  observe {CONTAINERS} containers over ssh: list {:.1} ms, list_managed (list + inspects) {:.1} ms",
+        median(list_only).as_secs_f64() * 1e3,
+        median(list_managed).as_secs_f64() * 1e3,
+    );
+    println!(
+        "  ssh sessions: {} opened by the client, {accepted} accepted by sshd, for {} containers; session setup {:.1} ms",
+        tunnel.sessions_opened(),
+        2 + (rounds * 2 + 1) * CONTAINERS as usize,
+        connect_time.as_secs_f64() * 1e3,
+    );
+}

@@ -1,0 +1,666 @@
+//! Replicas (pods) as the planner sees them: the managed containers of the
+//! cluster grouped by the identity their labels carry, and each replica's
+//! state and readiness.
+//!
+//! Pure: time comes in as `now`; nothing here talks to a node.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::{ContainerState, FnvHashMap as HashMap, ObservedCluster, ObservedContainer};
+use crate::manifest::model::{Container, Kind, PodTemplate, RestartPolicy};
+
+/// The identity of one replica: its object, its slot and its revision.
+/// Two containers with the same key belong to the same pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ReplicaKey<'a> {
+    pub kind: Kind,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub slot: u32,
+    pub template_hash: &'a str,
+}
+
+/// The containers of one replica, as observed on one node.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ObservedReplica<'a> {
+    pub key: ReplicaKey<'a>,
+    /// The node the containers run on (from the node that reported them).
+    pub node: &'a str,
+    /// Whether that node answered the last observation.
+    pub node_reachable: bool,
+    /// The commit that declared this revision (from the first container).
+    pub commit: &'a str,
+    /// Sorted by container name.
+    pub containers: Vec<&'a ObservedContainer>,
+}
+
+/// What a replica is doing, from the planner's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaState {
+    /// Its node cannot be reached: nothing is known, nothing is done to it.
+    Unknown,
+    /// A container is dead, or stopped and its restart policy will not
+    /// bring it back: the replica has to be replaced.
+    Failed,
+    /// A container is created, stopped or restarting but is expected to run.
+    Pending,
+    /// Every container runs, but the replica is not ready yet.
+    Running,
+    /// Every container runs and passes its readiness gate.
+    Ready,
+}
+
+impl ReplicaState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaState::Unknown => "unknown",
+            ReplicaState::Failed => "failed",
+            ReplicaState::Pending => "pending",
+            ReplicaState::Running => "running",
+            ReplicaState::Ready => "ready",
+        }
+    }
+}
+
+/// Groups every managed container of the cluster into replicas, sorted by
+/// key then node. Containers of the same key on different nodes are
+/// different replicas (a replica never spans nodes).
+pub fn group_replicas(cluster: &ObservedCluster) -> Vec<ObservedReplica<'_>> {
+    // Every distinct string of the sort key is numbered once (neighbours on
+    // a node mostly share them, so most look-ups are one comparison with the
+    // last), then ranked, so the sort of (possibly 100,000) containers
+    // compares numbers; the order is the one the strings give.
+    let mut objects = Interner::default();
+    let mut hashes = Interner::default();
+    let mut names = Interner::default();
+    let mut containers: Vec<(SortKey, &str, bool, &ObservedContainer)> = Vec::new();
+    // Node ranks follow the map's order, which is the nodes' names.
+    for (node_rank, node) in cluster.nodes.values().enumerate() {
+        let reachable = node.reachability.is_reachable();
+        for c in &node.containers {
+            let l = &c.labels;
+            let object = objects.id((l.kind, l.namespace.as_str(), l.name.as_str()));
+            let hash = hashes.id(l.template_hash.as_str());
+            let name = names.id(l.container.as_str());
+            containers.push((
+                (
+                    u64::from(object) << 32 | u64::from(l.slot),
+                    u64::from(hash) << 32 | node_rank as u64,
+                    name,
+                ),
+                node.name.as_str(),
+                reachable,
+                c,
+            ));
+        }
+    }
+    let (objects, hashes, names) = (objects.ranks(), hashes.ranks(), names.ranks());
+    for (key, ..) in &mut containers {
+        let (object, slot) = (key.0 >> 32, key.0 & 0xffff_ffff);
+        let (hash, node) = (key.1 >> 32, key.1 & 0xffff_ffff);
+        *key = (
+            u64::from(objects[object as usize]) << 32 | slot,
+            u64::from(hashes[hash as usize]) << 32 | node,
+            names[key.2 as usize],
+        );
+    }
+    containers.sort_unstable_by_key(|c| c.0);
+    let mut replicas: Vec<ObservedReplica<'_>> = Vec::new();
+    let mut last_group = None;
+    for ((object_slot, hash_node, _), node, node_reachable, container) in containers {
+        match replicas.last_mut() {
+            Some(last) if last_group == Some((object_slot, hash_node)) => {
+                last.containers.push(container)
+            }
+            _ => {
+                last_group = Some((object_slot, hash_node));
+                replicas.push(ObservedReplica {
+                    key: replica_key(container),
+                    node,
+                    node_reachable,
+                    commit: &container.labels.commit,
+                    containers: vec![container],
+                });
+            }
+        }
+    }
+    replicas
+}
+
+/// (object rank << 32 | slot, revision rank << 32 | node rank, container rank).
+type SortKey = (u64, u64, u32);
+
+/// Numbers distinct keys in the order first seen; `ranks` then maps each
+/// number to the key's rank in the keys' order.
+struct Interner<K> {
+    ids: HashMap<K, u32>,
+    keys: Vec<K>,
+    last: Option<(K, u32)>,
+}
+
+impl<K> Default for Interner<K> {
+    fn default() -> Self {
+        Interner {
+            ids: HashMap::default(),
+            keys: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+impl<K: Ord + Copy + std::hash::Hash> Interner<K> {
+    fn id(&mut self, key: K) -> u32 {
+        if let Some((last, id)) = self.last {
+            if last == key {
+                return id;
+            }
+        }
+        let next = self.keys.len() as u32;
+        let id = *self.ids.entry(key).or_insert(next);
+        if id == next {
+            self.keys.push(key);
+        }
+        self.last = Some((key, id));
+        id
+    }
+
+    fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.keys.len() as u32).collect();
+        order.sort_unstable_by_key(|&id| self.keys[id as usize]);
+        let mut ranks = vec![0; order.len()];
+        for (rank, id) in order.into_iter().enumerate() {
+            ranks[id as usize] = rank as u32;
+        }
+        ranks
+    }
+}
+
+fn replica_key(container: &ObservedContainer) -> ReplicaKey<'_> {
+    let l = &container.labels;
+    ReplicaKey {
+        kind: l.kind,
+        namespace: &l.namespace,
+        name: &l.name,
+        slot: l.slot,
+        template_hash: &l.template_hash,
+    }
+}
+
+/// What decides a replica's readiness: its pod template (for probes,
+/// restart policy and the container list) and `minReadySeconds`.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadinessGate<'a> {
+    pub template: &'a PodTemplate,
+    pub min_ready_seconds: u32,
+}
+
+impl ObservedReplica<'_> {
+    /// The replica's state at `now`. Without a gate (an object no longer
+    /// declared, or an old revision whose template is gone) a replica whose
+    /// containers all run counts as ready, and a stopped one as failed.
+    pub fn state(&self, gate: Option<ReadinessGate<'_>>, now: SystemTime) -> ReplicaState {
+        if !self.node_reachable {
+            return ReplicaState::Unknown;
+        }
+        let restart_policy = gate.map_or(RestartPolicy::Never, |g| g.template.spec.restart_policy);
+        let mut all_running = true;
+        for container in &self.containers {
+            match container.state {
+                ContainerState::Running => {}
+                ContainerState::Dead | ContainerState::Removing => return ReplicaState::Failed,
+                ContainerState::Exited { code } if !restarts(restart_policy, code) => {
+                    return ReplicaState::Failed
+                }
+                ContainerState::Created
+                | ContainerState::Restarting
+                | ContainerState::Paused
+                | ContainerState::Exited { .. } => all_running = false,
+            }
+        }
+        if !all_running {
+            return ReplicaState::Pending;
+        }
+        let Some(gate) = gate else {
+            return ReplicaState::Ready;
+        };
+        let declared = &gate.template.spec.containers;
+        if declared.len() != self.containers.len() {
+            // A container of the pod is missing: the pod is not complete.
+            return ReplicaState::Pending;
+        }
+        let ready = self.containers.iter().all(|observed| {
+            let declared = declared
+                .iter()
+                .find(|d| d.name == observed.labels.container);
+            container_available(observed, declared, gate.min_ready_seconds, now)
+        });
+        if ready {
+            ReplicaState::Ready
+        } else {
+            ReplicaState::Running
+        }
+    }
+
+    /// Containers that are stopped but that their restart policy says
+    /// should run: the planner starts them again.
+    pub fn containers_to_start(&self, restart_policy: RestartPolicy) -> Vec<&ObservedContainer> {
+        self.containers
+            .iter()
+            .copied()
+            .filter(|c| match c.state {
+                ContainerState::Created => true,
+                ContainerState::Exited { code } => restarts(restart_policy, code),
+                _ => false,
+            })
+            .collect()
+    }
+}
+
+/// Whether a running container of its object's current revision, declared
+/// as `declared`, is ready: with a readiness or startup probe, when its
+/// probes say so (a startup probe not passed yet holds it off); without,
+/// as soon as it runs. An old revision's container (no declaration) is ready
+/// while it runs.
+pub fn container_ready(observed: &ObservedContainer, declared: Option<&Container>) -> bool {
+    observed.state == ContainerState::Running
+        && match declared {
+            Some(d) if d.readiness_probe.is_some() || d.startup_probe.is_some() => {
+                observed.probe_ready == Some(true)
+            }
+            _ => true,
+        }
+}
+
+/// Whether the container is available at `now`: ready, and ready for
+/// `min_ready_seconds` (from when its probe turned ready, or without a
+/// probe from its start), as Kubernetes counts a pod available.
+pub fn container_available(
+    observed: &ObservedContainer,
+    declared: Option<&Container>,
+    min_ready_seconds: u32,
+    now: SystemTime,
+) -> bool {
+    if !container_ready(observed, declared) {
+        return false;
+    }
+    if min_ready_seconds == 0 {
+        return true;
+    }
+    let probed = declared.is_some_and(|d| d.readiness_probe.is_some() || d.startup_probe.is_some());
+    let since = if probed {
+        observed.ready_since.or(observed.started_at)
+    } else {
+        observed.started_at
+    };
+    seconds_since(since, now) >= u64::from(min_ready_seconds)
+}
+
+/// Whether a container that exited with `code` is started again.
+pub fn restarts(policy: RestartPolicy, code: i64) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => code != 0,
+        RestartPolicy::Never => false,
+    }
+}
+
+/// Whole seconds from `since` to `now` (0 when unknown or in the future).
+fn seconds_since(since: Option<SystemTime>, now: SystemTime) -> u64 {
+    since
+        .and_then(|since| now.duration_since(since).ok())
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+/// Counts of replicas per state, for display.
+pub fn count_states(states: impl IntoIterator<Item = ReplicaState>) -> BTreeMap<ReplicaState, u32> {
+    let mut counts = BTreeMap::new();
+    for state in states {
+        *counts.entry(state).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ManagedLabels, ObservedNode, Reachability};
+    use crate::manifest::model::{Container, PodSpec, PortRef, Probe, ProbeHandler};
+
+    const T0: u64 = 1_700_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn container(name: &str, slot: u32, node: &str, state: ContainerState) -> ObservedContainer {
+        let labels = ManagedLabels {
+            namespace: "default".into(),
+            kind: Kind::Deployment,
+            name: "web".into(),
+            slot,
+            template_hash: "aaaa".into(),
+            commit: "c1".into(),
+            node: node.into(),
+            container: name.into(),
+        };
+        ObservedContainer {
+            id: format!("{node}-{slot}-{name}"),
+            name: labels.container_name(),
+            labels,
+            state,
+            health: None,
+            restart_count: 0,
+            started_at: Some(at(T0)),
+            finished_at: None,
+            image: "busybox".into(),
+            ports: Vec::new(),
+            probe_ready: None,
+            ready_since: None,
+        }
+    }
+
+    fn cluster(nodes: Vec<(&str, bool, Vec<ObservedContainer>)>) -> ObservedCluster {
+        let mut c = ObservedCluster::default();
+        for (name, reachable, containers) in nodes {
+            c.nodes.insert(
+                name.into(),
+                ObservedNode {
+                    name: name.into(),
+                    reachability: if reachable {
+                        Reachability::Reachable
+                    } else {
+                        Reachability::Unreachable {
+                            since: at(T0),
+                            reason: "connection refused".into(),
+                            contents: crate::cluster::Contents::LastSeen,
+                        }
+                    },
+                    facts: None,
+                    containers,
+                },
+            );
+        }
+        c
+    }
+
+    fn template(containers: &[(&str, bool)]) -> PodTemplate {
+        PodTemplate {
+            spec: PodSpec {
+                containers: containers
+                    .iter()
+                    .map(|(name, probe)| Container {
+                        name: (*name).into(),
+                        image: "busybox".into(),
+                        readiness_probe: probe.then(|| Probe {
+                            handler: ProbeHandler::TcpSocket {
+                                port: PortRef::Number(80),
+                            },
+                            initial_delay_seconds: 0,
+                            period_seconds: 10,
+                            timeout_seconds: 1,
+                            success_threshold: 1,
+                            failure_threshold: 3,
+                        }),
+                        ..Container::default()
+                    })
+                    .collect(),
+                ..PodSpec::default()
+            },
+            ..PodTemplate::default()
+        }
+    }
+
+    #[test]
+    fn containers_group_by_key_and_node() {
+        let observed = cluster(vec![
+            (
+                "n1",
+                true,
+                vec![
+                    container("side", 0, "n1", ContainerState::Running),
+                    container("app", 0, "n1", ContainerState::Running),
+                    container("app", 1, "n1", ContainerState::Running),
+                ],
+            ),
+            (
+                "n2",
+                false,
+                vec![container("app", 0, "n2", ContainerState::Running)],
+            ),
+        ]);
+        let replicas = group_replicas(&observed);
+        let summary: Vec<(u32, &str, bool, Vec<&str>)> = replicas
+            .iter()
+            .map(|r| {
+                (
+                    r.key.slot,
+                    r.node,
+                    r.node_reachable,
+                    r.containers
+                        .iter()
+                        .map(|c| c.labels.container.as_str())
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (0, "n1", true, vec!["app", "side"]),
+                (0, "n2", false, vec!["app"]),
+                (1, "n1", true, vec!["app"]),
+            ]
+        );
+    }
+
+    /// (case, containers as (state, probe_ready, started secs before now),
+    /// template has probe, minReadySeconds, expected)
+    #[test]
+    fn replica_state_table() {
+        type Case = (
+            &'static str,
+            Vec<(ContainerState, Option<bool>)>,
+            bool,
+            u32,
+            u64,
+            ReplicaState,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "running, no probe, min 0",
+                vec![(ContainerState::Running, None)],
+                false,
+                0,
+                0,
+                ReplicaState::Ready,
+            ),
+            (
+                "running 5s, min 10",
+                vec![(ContainerState::Running, None)],
+                false,
+                10,
+                5,
+                ReplicaState::Running,
+            ),
+            (
+                "running 10s, min 10",
+                vec![(ContainerState::Running, None)],
+                false,
+                10,
+                10,
+                ReplicaState::Ready,
+            ),
+            (
+                "probe not yet run",
+                vec![(ContainerState::Running, None)],
+                true,
+                0,
+                100,
+                ReplicaState::Running,
+            ),
+            (
+                "probe failing",
+                vec![(ContainerState::Running, Some(false))],
+                true,
+                0,
+                100,
+                ReplicaState::Running,
+            ),
+            (
+                "probe passing",
+                vec![(ContainerState::Running, Some(true))],
+                true,
+                0,
+                0,
+                ReplicaState::Ready,
+            ),
+            (
+                "created",
+                vec![(ContainerState::Created, None)],
+                false,
+                0,
+                0,
+                ReplicaState::Pending,
+            ),
+            (
+                "exited, restart Always",
+                vec![(ContainerState::Exited { code: 0 }, None)],
+                false,
+                0,
+                0,
+                ReplicaState::Pending,
+            ),
+            (
+                "dead",
+                vec![(ContainerState::Dead, None)],
+                false,
+                0,
+                0,
+                ReplicaState::Failed,
+            ),
+        ];
+        for (case, containers, probe, min_ready, age, expected) in cases {
+            let tpl = template(&[("app", probe)]);
+            let observed = containers
+                .into_iter()
+                .map(|(state, probe_ready)| {
+                    let mut c = container("app", 0, "n1", state);
+                    c.probe_ready = probe_ready;
+                    c
+                })
+                .collect();
+            let cl = cluster(vec![("n1", true, observed)]);
+            let replicas = group_replicas(&cl);
+            let gate = ReadinessGate {
+                template: &tpl,
+                min_ready_seconds: min_ready,
+            };
+            assert_eq!(
+                replicas[0].state(Some(gate), at(T0 + age)),
+                expected,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_probed_replica_is_available_after_min_ready_seconds_of_readiness() {
+        let tpl = template(&[("app", true)]);
+        let gate = ReadinessGate {
+            template: &tpl,
+            min_ready_seconds: 10,
+        };
+        let mut c = container("app", 0, "n1", ContainerState::Running);
+        c.probe_ready = Some(true);
+        // Started at T0, ready from T0 + 20.
+        c.ready_since = Some(at(T0 + 20));
+        let cl = cluster(vec![("n1", true, vec![c])]);
+        let replica = &group_replicas(&cl)[0];
+        assert_eq!(
+            replica.state(Some(gate), at(T0 + 25)),
+            ReplicaState::Running
+        );
+        assert_eq!(replica.state(Some(gate), at(T0 + 30)), ReplicaState::Ready);
+    }
+
+    #[test]
+    fn a_startup_probe_gates_readiness_without_a_readiness_probe() {
+        let mut tpl = template(&[("app", false)]);
+        let startup = template(&[("app", true)]).spec.containers[0]
+            .readiness_probe
+            .clone();
+        tpl.spec.containers[0].startup_probe = startup;
+        let gate = ReadinessGate {
+            template: &tpl,
+            min_ready_seconds: 0,
+        };
+        let starting = container("app", 0, "n1", ContainerState::Running);
+        let mut started = starting.clone();
+        started.probe_ready = Some(true);
+        for (c, expected) in [
+            (starting, ReplicaState::Running),
+            (started, ReplicaState::Ready),
+        ] {
+            let cl = cluster(vec![("n1", true, vec![c])]);
+            assert_eq!(
+                group_replicas(&cl)[0].state(Some(gate), at(T0 + 100)),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn unreachable_node_gives_unknown() {
+        let cl = cluster(vec![(
+            "n1",
+            false,
+            vec![container("app", 0, "n1", ContainerState::Running)],
+        )]);
+        let tpl = template(&[("app", false)]);
+        let gate = ReadinessGate {
+            template: &tpl,
+            min_ready_seconds: 0,
+        };
+        assert_eq!(
+            group_replicas(&cl)[0].state(Some(gate), at(T0)),
+            ReplicaState::Unknown
+        );
+    }
+
+    #[test]
+    fn missing_container_is_pending() {
+        let cl = cluster(vec![(
+            "n1",
+            true,
+            vec![container("app", 0, "n1", ContainerState::Running)],
+        )]);
+        let tpl = template(&[("app", false), ("side", false)]);
+        let gate = ReadinessGate {
+            template: &tpl,
+            min_ready_seconds: 0,
+        };
+        assert_eq!(
+            group_replicas(&cl)[0].state(Some(gate), at(T0)),
+            ReplicaState::Pending
+        );
+    }
+
+    #[test]
+    fn restart_policy_decides_what_is_started() {
+        let cases = [
+            (RestartPolicy::Always, 0, true),
+            (RestartPolicy::Always, 1, true),
+            (RestartPolicy::OnFailure, 0, false),
+            (RestartPolicy::OnFailure, 137, true),
+            (RestartPolicy::Never, 1, false),
+        ];
+        for (policy, code, expected) in cases {
+            assert_eq!(restarts(policy, code), expected, "{policy:?} exit {code}");
+        }
+    }
+}
