@@ -1,0 +1,165 @@
+//! `flotilla plan`: what applying a revision would do, and why, before
+//! anything changes.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::validate::{read_snapshot, render_diagnostics};
+use super::{exit, short, Output, OutputFormat, SourceArgs};
+use crate::cluster::ObservedCluster;
+use crate::manifest::{self, DesiredState, SourceFile};
+use crate::plan::{self, Plan, RenderOptions};
+use crate::repo;
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Plan against an empty cluster with the capacities the Node manifests
+    /// declare, contacting no node (for CI checks of a pull request).
+    #[arg(long)]
+    pub offline: bool,
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub nodes: super::NodeArgs,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanReport<'a> {
+    commit: &'a str,
+    deployed_commit: Option<&'a str>,
+    offline: bool,
+    plan: &'a Plan,
+    manifest_diff: &'a str,
+}
+
+/// Plans the revision `args` names against the cluster `observe` reports
+/// (unless `--offline`), and prints it.
+pub fn run(
+    args: &PlanArgs,
+    observe: impl FnOnce(&DesiredState) -> anyhow::Result<ObservedCluster>,
+    out: &mut Output,
+) -> anyhow::Result<u8> {
+    let snapshot = read_snapshot(&args.source)?;
+    let loaded = manifest::load(&snapshot.files);
+    if loaded.has_errors() || snapshot.has_errors() {
+        let mut diagnostics = snapshot.diagnostics;
+        diagnostics.extend(loaded.diagnostics);
+        render_diagnostics(&diagnostics, out)?;
+        anyhow::bail!(
+            "{} is not valid: fix the errors above (see `flotilla validate`)",
+            short(&snapshot.commit)
+        );
+    }
+
+    let observed = if args.offline {
+        plan::offline_cluster(&loaded.state)
+    } else {
+        observe(&loaded.state)?
+    };
+    let plan = plan::plan(
+        &loaded.state,
+        &observed,
+        &snapshot.commit,
+        SystemTime::now(),
+    );
+
+    match args.output {
+        OutputFormat::Json => {
+            let deployed = deployed_commit(&observed);
+            let deployed_files = match &deployed {
+                Some(commit) => deployed_manifests(&args.source.repo, commit),
+                None => Vec::new(),
+            };
+            let diff = plan::manifest_diff(&deployed_files, &snapshot.files);
+            out.json(&PlanReport {
+                commit: &snapshot.commit,
+                deployed_commit: deployed.as_deref(),
+                offline: args.offline,
+                plan: &plan,
+                manifest_diff: &diff,
+            })?
+        }
+        OutputFormat::Text => print_plan(
+            out,
+            &args.source.repo,
+            &snapshot.files,
+            &plan,
+            &observed,
+            args.offline,
+        )?,
+    }
+    Ok(match (args.detailed_exitcode, plan.is_empty()) {
+        (true, false) => exit::CHANGES,
+        _ => exit::OK,
+    })
+}
+
+/// The plan as `flotilla plan` prints it: what it goes from and to, the
+/// manifests' diff against the deployed commit (read from `repo`), and the
+/// actions. `flotilla apply` prints the same before asking.
+pub(super) fn print_plan(
+    out: &mut Output,
+    repo: &Path,
+    files: &[SourceFile],
+    plan: &Plan,
+    observed: &ObservedCluster,
+    offline: bool,
+) -> std::io::Result<()> {
+    let deployed = deployed_commit(observed);
+    let deployed_files = match &deployed {
+        Some(commit) => deployed_manifests(repo, commit),
+        None => Vec::new(),
+    };
+    let diff = plan::manifest_diff(&deployed_files, files);
+    let target = short(&plan.commit);
+    let from = match &deployed {
+        Some(commit) => format!("deployed {}", short(commit)),
+        None if offline => "an empty cluster (offline)".to_string(),
+        None => "nothing deployed".to_string(),
+    };
+    out.line(format_args!("Planning {target} against {from}.\n"))?;
+    let options = RenderOptions {
+        colour: out.color(),
+        manifest_diff: (!diff.is_empty()).then_some(diff.as_str()),
+    };
+    out.text(plan::render(plan, options))
+}
+
+/// The commit currently deployed, read from the containers' labels: of the
+/// commits they name, the one most containers carry (ties broken by name, so
+/// the answer is stable). `None` on an empty cluster.
+fn deployed_commit(observed: &ObservedCluster) -> Option<String> {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for node in observed.nodes.values() {
+        for container in &node.containers {
+            *counts.entry(container.labels.commit.as_str()).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(commit, _)| commit.to_string())
+}
+
+/// The manifests of the deployed commit, for the diff. A commit the
+/// repository does not have (history rewritten) gives an empty side and a
+/// warning rather than failing the plan.
+fn deployed_manifests(repo: &Path, commit: &str) -> Vec<SourceFile> {
+    let read = repo::open(repo).and_then(|r| repo::read_revision(&r, commit));
+    match read {
+        Ok(snapshot) => snapshot.files,
+        Err(error) => {
+            tracing::warn!(%commit, %error, "deployed commit not readable; diffing against nothing");
+            Vec::new()
+        }
+    }
+}

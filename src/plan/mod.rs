@@ -1,0 +1,255 @@
+//! The planner: a pure, deterministic function of the desired state, the
+//! observed cluster and the clock to an ordered list of actions with
+//! reasons. Scheduling (which node), scaling, pruning, rollout steps and the
+//! handling of unreachable nodes all live here.
+//!
+//! Pure: no I/O, no clock (`now` is an argument), nothing executed. The
+//! `node` module carries the actions out; the `cli` module prints them with
+//! [`render()`] or as JSON.
+
+pub mod diff;
+mod planner;
+pub mod progress;
+pub mod render;
+pub mod scheduler;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cluster::{ManagedLabels, ObservedCluster, ObservedNode, Reachability};
+use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate};
+
+pub use diff::manifest_diff;
+pub use planner::plan;
+pub use render::{render, RenderOptions};
+
+/// What one reconcile should do, and what it found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The commit whose desired state was planned.
+    pub commit: String,
+    /// In order: per object (sorted by kind, namespace, name), creates, then
+    /// starts, then removes.
+    pub actions: Vec<Action>,
+    /// Replicas that should exist but fit on no node.
+    pub unschedulable: Vec<Unschedulable>,
+    /// Replicas not accounted for that may run on an unreachable node whose
+    /// containers were never seen: no replacement is created for them yet.
+    pub held: Vec<Held>,
+    /// Every declared workload and every undeclared one still running.
+    pub objects: Vec<ObjectStatus>,
+    /// Nodes that are not plainly reachable and declared.
+    pub nodes: Vec<NodeStatus>,
+}
+
+impl Plan {
+    /// Nothing to do, nothing that cannot be done, and nothing unknown.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.unschedulable.is_empty() && self.held.is_empty()
+    }
+
+    /// Replicas held back as unknown, over every object.
+    pub fn unknown_replicas(&self) -> u32 {
+        self.held.iter().map(|h| h.replicas).sum()
+    }
+
+    /// (to create, to update, to remove, unschedulable), as the summary counts them.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let mut counts = (0, 0, 0, self.unschedulable.len());
+        for action in &self.actions {
+            match action.change() {
+                Change::Create => counts.0 += 1,
+                Change::Update => counts.1 += 1,
+                Change::Remove => counts.2 += 1,
+            }
+        }
+        counts
+    }
+}
+
+/// One step on one node, about one replica.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    pub object: ObjectKey,
+    pub slot: u32,
+    pub node: String,
+    /// The revision of the replica acted on.
+    pub template_hash: String,
+    /// Part of a rollout (rolling update or recreate).
+    pub rollout: bool,
+    /// Why, for people.
+    pub reason: String,
+    pub operation: Operation,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Operation {
+    /// Create and start every container of a replica. Creating a container
+    /// that already exists (same deterministic name) is a no-op.
+    Create {
+        /// The labels of each container of the pod, in the template's order.
+        containers: Vec<ManagedLabels>,
+        template: Arc<PodTemplate>,
+    },
+    /// Start containers that exist but are not running.
+    Start { containers: Vec<ContainerRef> },
+    /// Stop and remove every container of a replica.
+    Remove { containers: Vec<ContainerRef> },
+}
+
+/// A Docker container to act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ContainerRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// How an action reads in the plan: `+`, `~` or `-`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Change {
+    Create,
+    Update,
+    Remove,
+}
+
+impl Action {
+    /// Rollout steps and restarts are updates; other creates and removes
+    /// are what they say.
+    pub fn change(&self) -> Change {
+        match (&self.operation, self.rollout) {
+            (Operation::Start { .. }, _) | (_, true) => Change::Update,
+            (Operation::Create { .. }, false) => Change::Create,
+            (Operation::Remove { .. }, false) => Change::Remove,
+        }
+    }
+
+    pub fn verb(&self) -> &'static str {
+        match self.operation {
+            Operation::Create { .. } => "create",
+            Operation::Start { .. } => "start",
+            Operation::Remove { .. } => "remove",
+        }
+    }
+}
+
+/// A replica no node can take, and kube-scheduler's words for why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unschedulable {
+    pub object: ObjectKey,
+    pub slot: u32,
+    pub template_hash: String,
+    pub reason: String,
+}
+
+/// Replicas of one object that could not be accounted for while nodes whose
+/// containers were never seen are unreachable within the grace period. They
+/// may be running there, so the planner creates none of the object's
+/// replicas until those nodes answer or their grace period has passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    pub object: ObjectKey,
+    /// Desired replicas that no reachable node, and no node whose last
+    /// observation is known, accounts for.
+    pub replicas: u32,
+    /// The nodes they may be on, sorted.
+    pub nodes: Vec<String>,
+}
+
+/// Replica counts of one object, for display.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    pub key: ObjectKey,
+    /// `None` for an object no longer declared (pruned).
+    pub desired: Option<u32>,
+    /// Replicas on reachable nodes, any revision.
+    pub on_reachable_nodes: u32,
+    /// Replicas on nodes unreachable within the grace period (last seen
+    /// there, or held: possibly on a node never seen): still counted, never
+    /// replaced, never removed.
+    pub unknown: u32,
+    /// Replicas on nodes unreachable past the grace period or no longer
+    /// declared: placed again elsewhere.
+    pub lost: u32,
+    pub rollout: Option<RolloutStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    pub strategy: RolloutStrategy,
+    /// Replicas at the new revision once this step is done.
+    pub updated: u32,
+    pub desired: u32,
+    pub new_template_hash: String,
+    /// Resolved budgets (rolling update only).
+    pub max_surge: u32,
+    pub max_unavailable: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RolloutStrategy {
+    RollingUpdate,
+    Recreate,
+}
+
+/// A node that is unreachable, or observed but no longer declared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub name: String,
+    pub condition: NodeCondition,
+    /// Managed replicas last seen there.
+    pub replicas: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum NodeCondition {
+    /// Unreachable for `seconds`; past the grace period its replicas are
+    /// placed again elsewhere, within it they count as unknown.
+    #[serde(rename_all = "camelCase")]
+    Unreachable {
+        seconds: u64,
+        grace_seconds: u32,
+        past_grace: bool,
+        reason: String,
+        /// The observer never reached the node: what runs there is unknown,
+        /// and `replicas` says nothing.
+        contents_unknown: bool,
+    },
+    /// Declared but absent from the observation.
+    NotObserved,
+    /// Observed but no longer declared: its replicas are placed elsewhere
+    /// and it is left alone.
+    NotDeclared,
+}
+
+/// The cluster `flotilla plan --offline` plans against: every declared node
+/// reachable, with its declared capacity, and nothing running.
+///
+/// A node that declares no CPU or memory capacity stays in the cluster,
+/// and the scheduler reports it as `node(s) had no known capacity` for every
+/// replica that might have gone there: an offline plan shows the problem
+/// instead of failing as a whole.
+pub fn offline_cluster(desired: &DesiredState) -> ObservedCluster {
+    let mut cluster = ObservedCluster::default();
+    for node in &desired.nodes {
+        cluster.nodes.insert(
+            node.meta.name.clone(),
+            ObservedNode {
+                name: node.meta.name.clone(),
+                reachability: Reachability::Reachable,
+                facts: None,
+                containers: Vec::new(),
+            },
+        );
+    }
+    cluster
+}

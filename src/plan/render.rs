@@ -1,0 +1,203 @@
+//! A plan for people: per object, Terraform-style lines (`+` create,
+//! `~` update, `-` remove, `!` unschedulable, `?` unknown), the nodes that
+//! cannot be reached, the manifest diff, and a summary line.
+
+use std::fmt::{self, Write as _};
+
+use super::{Action, Change, NodeCondition, ObjectStatus, Plan, RolloutStrategy};
+
+/// How to render. The caller decides colour (from `NO_COLOR` and whether
+/// the output is a terminal); the planner never looks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderOptions<'a> {
+    pub colour: bool,
+    /// The output of [`super::manifest_diff`], shown when not empty.
+    pub manifest_diff: Option<&'a str>,
+}
+
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&render(self, RenderOptions::default()))
+    }
+}
+
+/// The text `flotilla plan` prints.
+pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
+    let paint = |colour: &str, text: &str| {
+        if options.colour {
+            format!("{colour}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    };
+    let mut out = String::new();
+    for object in &plan.objects {
+        let actions: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|a| a.object == object.key)
+            .collect();
+        let unschedulable: Vec<_> = plan
+            .unschedulable
+            .iter()
+            .filter(|u| u.object == object.key)
+            .collect();
+        let held: Vec<_> = plan
+            .held
+            .iter()
+            .filter(|h| h.object == object.key)
+            .collect();
+        if actions.is_empty()
+            && unschedulable.is_empty()
+            && held.is_empty()
+            && object.unknown == 0
+            && object.lost == 0
+        {
+            continue;
+        }
+        let _ = writeln!(out, "{}", paint(BOLD, &object_header(object)));
+        if let Some(rollout) = &object.rollout {
+            let line = match rollout.strategy {
+                RolloutStrategy::RollingUpdate => format!(
+                    "  ~ rolling update {}/{} (maxSurge {}, maxUnavailable {}) to revision {}",
+                    rollout.updated,
+                    rollout.desired,
+                    rollout.max_surge,
+                    rollout.max_unavailable,
+                    rollout.new_template_hash
+                ),
+                RolloutStrategy::Recreate => format!(
+                    "  ~ recreate {}/{}: old revision removed first, then revision {}",
+                    rollout.updated, rollout.desired, rollout.new_template_hash
+                ),
+            };
+            let _ = writeln!(out, "{}", paint(YELLOW, &line));
+        }
+        for action in actions {
+            let (symbol, colour) = match action.change() {
+                Change::Create => ("+", GREEN),
+                Change::Update => ("~", YELLOW),
+                Change::Remove => ("-", RED),
+            };
+            let line = format!(
+                "  {symbol} {}[{}] {} on {} ({}): {}",
+                action.object.name,
+                action.slot,
+                action.verb(),
+                action.node,
+                action.template_hash,
+                action.reason
+            );
+            let _ = writeln!(out, "{}", paint(colour, &line));
+        }
+        for u in unschedulable {
+            let line = format!(
+                "  ! {}[{}] unschedulable: {}",
+                u.object.name, u.slot, u.reason
+            );
+            let _ = writeln!(out, "{}", paint(RED, &line));
+        }
+        for h in held {
+            let nodes = match h.nodes.as_slice() {
+                [one] => format!("node {one}"),
+                many => format!("nodes {}", many.join(", ")),
+            };
+            let line = format!(
+                "  ? {} replica(s) of {} unknown: {nodes} unreachable and never seen, none created elsewhere until it answers or its grace period has passed",
+                h.replicas, h.object.name
+            );
+            let _ = writeln!(out, "{}", paint(YELLOW, &line));
+        }
+    }
+    for node in &plan.nodes {
+        let line = match &node.condition {
+            NodeCondition::Unreachable {
+                seconds,
+                grace_seconds,
+                past_grace,
+                reason,
+                contents_unknown,
+            } => {
+                let verdict = if *past_grace {
+                    "past the grace period: its replicas are placed elsewhere"
+                } else {
+                    "within the grace period: its replicas count as unknown"
+                };
+                let contents = if *contents_unknown {
+                    "its containers were never seen".to_string()
+                } else {
+                    format!("{} replica(s) last seen there", node.replicas)
+                };
+                format!(
+                    "! node {} unreachable for {seconds}s ({reason}), grace {grace_seconds}s, {verdict}; {contents}",
+                    node.name
+                )
+            }
+            NodeCondition::NotObserved => format!("! node {} was not observed", node.name),
+            NodeCondition::NotDeclared => format!(
+                "! node {} is no longer declared: left alone, its {} replica(s) are placed elsewhere",
+                node.name, node.replicas
+            ),
+        };
+        let _ = writeln!(out, "{}", paint(RED, &line));
+    }
+    if let Some(diff) = options.manifest_diff.filter(|d| !d.is_empty()) {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{}", paint(BOLD, "Manifest changes:"));
+        for line in diff.lines() {
+            let coloured = match line.as_bytes().first() {
+                Some(b'+') if !line.starts_with("+++") => paint(GREEN, line),
+                Some(b'-') if !line.starts_with("---") => paint(RED, line),
+                _ => line.to_string(),
+            };
+            let _ = writeln!(out, "{coloured}");
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&summary(plan));
+    out.push('\n');
+    out
+}
+
+fn object_header(object: &ObjectStatus) -> String {
+    let mut line = match object.desired {
+        Some(desired) => format!(
+            "{}: {desired} desired, {} on reachable nodes, {} unknown",
+            object.key, object.on_reachable_nodes, object.unknown
+        ),
+        None => format!(
+            "{}: no longer declared, {} on reachable nodes, {} unknown",
+            object.key, object.on_reachable_nodes, object.unknown
+        ),
+    };
+    if object.lost > 0 {
+        let _ = write!(line, ", {} lost", object.lost);
+    }
+    line
+}
+
+/// `Plan: 3 to create, 1 to update, 2 to remove, 1 unschedulable.`, and
+/// `, 2 unknown` before the full stop when replicas are held as unknown.
+pub fn summary(plan: &Plan) -> String {
+    if plan.is_empty() {
+        return "No changes. The cluster matches the desired state.".into();
+    }
+    let (create, update, remove, unschedulable) = plan.counts();
+    let unknown = match plan.unknown_replicas() {
+        0 => String::new(),
+        n => format!(", {n} unknown"),
+    };
+    format!(
+        "Plan: {create} to create, {update} to update, {remove} to remove, {unschedulable} unschedulable{unknown}."
+    )
+}

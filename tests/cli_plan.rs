@@ -1,0 +1,242 @@
+//! `flotilla plan` as a person or a CI job runs it: the real binary on
+//! scratch repositories built with the git CLI. `--offline` contacts no
+//! node; the online cases point at a closed loopback port, so no node (and
+//! no testbed) is needed.
+
+mod support;
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::{Command, Output, Stdio};
+
+use support::git::WorkTree;
+
+/// A node with declared capacity, reachable at no address it is ever
+/// asked for offline; online, port 1 on loopback refuses at once.
+const NODE: &str = "\
+apiVersion: flotilla.dev/v1
+kind: Node
+metadata:
+  name: n1
+spec:
+  address: 127.0.0.1
+  port: 1
+  capacity:
+    cpu: '4'
+    memory: 8Gi
+";
+
+fn web(replicas: u32, memory: &str) -> String {
+    format!(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+        - name: web
+          image: flotilla-test:1
+          resources:
+            requests: {{cpu: 100m, memory: {memory}}}
+"
+    )
+}
+
+fn repo(files: &[(&str, &str)]) -> WorkTree {
+    let work = WorkTree::new();
+    for (path, text) in files {
+        work.write(path, text);
+    }
+    work.commit("manifests");
+    work
+}
+
+fn flotilla(work: &WorkTree, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    command
+        .arg("plan")
+        .args(args)
+        .arg("--repo")
+        .arg(work.path())
+        .env_remove("NO_COLOR");
+    command
+}
+
+fn run(work: &WorkTree, args: &[&str]) -> (Option<i32>, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = flotilla(work, args).output().expect("flotilla runs");
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn offline_detailed_exitcode_is_2_with_changes_0_without_and_1_on_error() {
+    let changes = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(2, "1Gi"))]);
+    let (code, shown, _) = run(&changes, &["--offline", "--detailed-exitcode"]);
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(
+        shown.contains("Plan: 2 to create, 0 to update, 0 to remove, 0 unschedulable."),
+        "{shown}"
+    );
+    assert!(shown.contains("+ web[0] create on n1 ("), "{shown}");
+    // Without --detailed-exitcode, changes exit 0.
+    assert_eq!(run(&changes, &["--offline"]).0, Some(0));
+
+    let nothing = repo(&[("nodes/n1.yaml", NODE)]);
+    let (code, shown, _) = run(&nothing, &["--offline", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("No changes."), "{shown}");
+
+    let invalid = repo(&[
+        ("nodes/n1.yaml", NODE),
+        (
+            "apps/web.yaml",
+            &web(2, "1Gi").replace("replicas:", "replica:"),
+        ),
+    ]);
+    let (code, shown, errors) = run(&invalid, &["--offline", "--detailed-exitcode"]);
+    assert_eq!(code, Some(1), "{shown}{errors}");
+    assert!(
+        format!("{shown}{errors}").contains("unknown field `replica`, did you mean `replicas`?"),
+        "{shown}{errors}"
+    );
+}
+
+#[test]
+fn offline_unschedulable_replica_shows_kubernetes_message() {
+    let work = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(3, "3Gi"))]);
+    let (code, shown, _) = run(&work, &["--offline", "--detailed-exitcode"]);
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(
+        shown.contains("! web[2] unschedulable: 0/1 nodes are available: 1 Insufficient memory."),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Plan: 2 to create, 0 to update, 0 to remove, 1 unschedulable."),
+        "{shown}"
+    );
+}
+
+#[test]
+fn offline_json_has_the_plan_and_its_replicas_nodes() {
+    let work = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(3, "3Gi"))]);
+    let (code, shown, errors) = run(&work, &["--offline", "--output", "json"]);
+    assert_eq!(code, Some(0), "{errors}");
+    let json: serde_json::Value = serde_json::from_str(&shown).expect("one JSON document");
+    assert_eq!(json["offline"], true);
+    assert_eq!(json["commit"].as_str().map(str::len), Some(40));
+    assert_eq!(json["deployedCommit"], serde_json::Value::Null);
+    let actions = json["plan"]["actions"].as_array().expect("actions");
+    assert_eq!(actions.len(), 2, "{shown}");
+    for action in actions {
+        assert_eq!(action["node"], "n1");
+        assert_eq!(action["operation"]["type"], "create");
+        assert_eq!(action["object"]["name"], "web");
+    }
+    let unschedulable = json["plan"]["unschedulable"].as_array().expect("list");
+    assert_eq!(unschedulable.len(), 1);
+    assert_eq!(
+        unschedulable[0]["reason"],
+        "0/1 nodes are available: 1 Insufficient memory."
+    );
+    assert_eq!(json["plan"]["objects"][0]["desired"], 3);
+    assert!(json["manifestDiff"]
+        .as_str()
+        .expect("a string")
+        .contains("+  name: web"));
+}
+
+/// Regression: `flotilla plan` saw a node it could not reach as empty and
+/// planned its replicas on the other nodes, reporting "0 unknown".
+#[test]
+fn online_unreachable_node_holds_its_replicas_as_unknown() {
+    let work = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(2, "1Gi"))]);
+    let (code, shown, errors) = run(&work, &["--detailed-exitcode", "--connect-timeout", "3"]);
+    assert_eq!(code, Some(2), "{shown}{errors}");
+    assert!(shown.contains("! node n1 unreachable for "), "{shown}");
+    assert!(shown.contains("its containers were never seen"), "{shown}");
+    assert!(
+        shown.contains("? 2 replica(s) of web unknown: node n1 unreachable"),
+        "{shown}"
+    );
+    assert!(!shown.contains("+ web["), "nothing created: {shown}");
+    assert!(
+        shown.contains("Plan: 0 to create, 0 to update, 0 to remove, 0 unschedulable, 2 unknown."),
+        "{shown}"
+    );
+}
+
+#[test]
+fn no_colour_when_piped() {
+    let work = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(3, "3Gi"))]);
+    let (_, shown, _) = run(&work, &["--offline"]);
+    assert!(shown.contains("+ web[0]"), "{shown}");
+    assert!(!shown.contains('\x1b'), "no escapes when piped: {shown:?}");
+}
+
+/// Runs the plan with stdout on a pseudo-terminal; returns what it printed.
+fn on_a_terminal(mut command: Command) -> String {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two fresh descriptors into the pointers given,
+    // and the null name, termios and winsize pointers are allowed.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned only here.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("flotilla runs");
+    // The child holds the only other end: reading ends (EIO) when it exits.
+    drop(command);
+    let mut reader = std::fs::File::from(master);
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match reader.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+    child.wait().expect("flotilla exits");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    let work = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(3, "3Gi"))]);
+    let coloured = on_a_terminal(flotilla(&work, &["--offline"]));
+    assert!(
+        coloured.contains("\x1b[32m  + web[0] create on n1"),
+        "a create is green on a terminal: {coloured:?}"
+    );
+    let mut plain = flotilla(&work, &["--offline"]);
+    plain.env("NO_COLOR", "1");
+    let plain = on_a_terminal(plain);
+    assert!(plain.contains("+ web[0] create on n1"), "{plain:?}");
+    assert!(!plain.contains('\x1b'), "NO_COLOR: no escapes: {plain:?}");
+}
