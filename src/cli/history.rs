@@ -1,0 +1,237 @@
+//! `flotilla history [KIND/NAME]`: the revisions of a branch's manifests (or
+//! of one object), newest first, each with the rollout outcome its note
+//! records.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use git2::Repository;
+use serde::Serialize;
+
+use super::object_ref::parse_object_ref;
+use super::{exit, short, Output, OutputFormat};
+use crate::repo::rollout_note::format_duration;
+use crate::repo::{self, HistoryReader, Outcome, Revision, RolloutRecord};
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only the commits that changed this object: KIND/NAME (deployment/web,
+    /// deploy/web, node/n1) or KIND/NAMESPACE/NAME.
+    pub object: Option<String>,
+    /// The object's namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// The repository (bare or not; any directory inside a work tree).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// The branch (default: the tracked branch, `flotilla.branch`, in the
+    /// leader's bare repository; the checked-out branch in a clone).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// List at most this many revisions, newest first.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Row<'a> {
+    commit: String,
+    /// Author date, ISO 8601 with the author's offset.
+    date: String,
+    author: &'a str,
+    author_email: &'a str,
+    subject: &'a str,
+    valid: bool,
+    /// With an object: whether it exists after this commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    present: Option<bool>,
+    /// `succeeded`, `failed`, `invalid`, or null when never rolled out.
+    outcome: Option<&'static str>,
+    /// The latest rollout record for this revision, and the commit whose
+    /// note holds it.
+    rollout: Option<&'a RolloutRecord>,
+    rollout_commit: Option<String>,
+}
+
+pub fn run(args: &HistoryArgs, out: &mut Output) -> anyhow::Result<u8> {
+    let repository = repo::open(&args.repo)?;
+    let object = args
+        .object
+        .as_deref()
+        .map(|text| parse_object_ref(text, args.namespace.as_deref()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let branch = branch(&repository, args.branch.as_deref())?;
+    let tip = branch_tip(&repository, &branch)?;
+
+    let mut reader = HistoryReader::new(&repository);
+    let revisions = reader.revisions(tip, object.as_ref(), args.limit)?;
+    if let (Some(object), true, false) = (&object, revisions.is_empty(), args.limit == Some(0)) {
+        let suggestion = reader.closest_object(tip, object)?;
+        let mut message = format!(
+            "{} is not declared on {branch}, now or before",
+            repo::object_ref(object)
+        );
+        if let Some(close) = suggestion {
+            message.push_str(&format!(" (did you mean {}?)", repo::object_ref(&close)));
+        }
+        anyhow::bail!(message);
+    }
+
+    let rows: Vec<Row<'_>> = revisions
+        .iter()
+        .map(|revision| Row {
+            commit: revision.commit.to_string(),
+            date: iso_date(revision.author_time),
+            author: &revision.author_name,
+            author_email: &revision.author_email,
+            subject: &revision.subject,
+            valid: revision.valid,
+            present: object.as_ref().map(|_| revision.present()),
+            outcome: outcome_word(revision),
+            rollout: revision.rollout.as_ref().map(|r| &r.record),
+            rollout_commit: revision.rollout.as_ref().map(|r| r.commit.to_string()),
+        })
+        .collect();
+    match args.output {
+        OutputFormat::Json => out.json(&rows)?,
+        OutputFormat::Text if rows.is_empty() => {
+            out.line(format_args!("no commit on {branch} changed the manifests"))?
+        }
+        OutputFormat::Text => render_table(&revisions, &rows, out)?,
+    }
+    Ok(exit::OK)
+}
+
+/// `--branch`, or the repository's default (see [`repo::default_branch`]).
+pub(super) fn branch(repository: &Repository, named: Option<&str>) -> anyhow::Result<String> {
+    match named {
+        Some(branch) => Ok(branch.to_string()),
+        None => repo::default_branch(repository)
+            .context("HEAD is detached; check out a branch or name one with --branch"),
+    }
+}
+
+pub(super) fn branch_tip(repository: &Repository, branch: &str) -> anyhow::Result<git2::Oid> {
+    repository
+        .refname_to_id(&format!("refs/heads/{branch}"))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "branch {branch} not found in {} (nothing pushed yet?)",
+                repository.path().display()
+            )
+        })
+}
+
+fn outcome_word(revision: &Revision) -> Option<&'static str> {
+    if !revision.valid {
+        return Some("invalid");
+    }
+    revision.rollout.as_ref().map(|r| r.outcome.as_str())
+}
+
+/// `succeeded in 12.3s`, `failed in 65.0s, reverted by 1234567890ab`,
+/// `invalid`, or `-` when never rolled out.
+fn outcome_text(revision: &Revision) -> String {
+    if !revision.valid {
+        return "invalid".to_string();
+    }
+    let Some(rollout) = &revision.rollout else {
+        return "-".to_string();
+    };
+    let mut text = format!(
+        "{} in {}",
+        rollout.outcome,
+        format_duration(rollout.record.duration)
+    );
+    if let Some(commit) = &rollout.record.reverted_by {
+        text.push_str(&format!(", reverted by {}", short(commit)));
+    }
+    text
+}
+
+/// Subjects longer than this are cut in the table (JSON has them whole).
+const SUBJECT_WIDTH: usize = 50;
+
+fn render_table(revisions: &[Revision], rows: &[Row<'_>], out: &mut Output) -> std::io::Result<()> {
+    let subjects: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            if row.subject.chars().count() > SUBJECT_WIDTH {
+                let cut: String = row.subject.chars().take(SUBJECT_WIDTH - 1).collect();
+                format!("{cut}…")
+            } else {
+                row.subject.to_string()
+            }
+        })
+        .collect();
+    let width = |header: &str, cells: &mut dyn Iterator<Item = usize>| {
+        cells.fold(header.chars().count(), usize::max)
+    };
+    let date_width = width("WHEN", &mut rows.iter().map(|r| r.date.len()));
+    let author_width = width("AUTHOR", &mut rows.iter().map(|r| r.author.chars().count()));
+    let subject_width = width("SUBJECT", &mut subjects.iter().map(|s| s.chars().count()));
+    let pad = |text: &str, width: usize| {
+        let fill = width.saturating_sub(text.chars().count());
+        format!("{text}{}", " ".repeat(fill))
+    };
+    out.line(format_args!(
+        "{}  {}  {}  {}  OUTCOME",
+        pad("COMMIT", 12),
+        pad("WHEN", date_width),
+        pad("AUTHOR", author_width),
+        pad("SUBJECT", subject_width),
+    ))?;
+    for ((revision, row), subject) in revisions.iter().zip(rows).zip(&subjects) {
+        let outcome = outcome_text(revision);
+        let painted = match (revision.valid, revision.rollout.as_ref().map(|r| r.outcome)) {
+            (false, _) | (true, Some(Outcome::Failed)) => out.red(&outcome),
+            (true, Some(Outcome::Succeeded)) => out.green(&outcome),
+            (true, None) => outcome,
+        };
+        out.line(format_args!(
+            "{}  {}  {}  {}  {painted}",
+            short(&row.commit),
+            pad(&row.date, date_width),
+            pad(row.author, author_width),
+            pad(subject, subject_width),
+        ))?;
+    }
+    Ok(())
+}
+
+/// `2026-11-24T01:02:03+01:00`: like `git log --format=%aI`.
+fn iso_date(time: git2::Time) -> String {
+    let offset = i64::from(time.offset_minutes());
+    let local = time.seconds() + offset * 60;
+    let utc = crate::leader::time::format_rfc3339(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(local).unwrap_or(0)),
+    );
+    let sign = if offset < 0 { '-' } else { '+' };
+    format!(
+        "{}{sign}{:02}:{:02}",
+        utc.trim_end_matches('Z'),
+        offset.abs() / 60,
+        offset.abs() % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates_keep_the_author_offset() {
+        for (seconds, offset, expected) in [
+            (1_795_395_723, 0, "2026-11-23T01:02:03+00:00"),
+            (1_795_395_723, 60, "2026-11-23T02:02:03+01:00"),
+            (1_795_395_723, -330, "2026-11-22T19:32:03-05:30"),
+        ] {
+            assert_eq!(iso_date(git2::Time::new(seconds, offset)), expected);
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! `flotilla leader`, `flotilla apply` and `flotilla status`: thin wrappers
+//! over `leader::daemon`, printing progress and status.
+//!
+//! The node pool and the planner are passed in by the dispatcher, so these
+//! functions stay the same whichever transport and planner back them.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{exit, Output, OutputFormat};
+use crate::leader::apply::ApplyEvent;
+use crate::leader::daemon::{self, ApplyOptions, ApplySession, LeaderOptions};
+use crate::leader::nodes::NodeOps;
+use crate::leader::run::{Planner, Prepared};
+use crate::leader::{load_manifests, run::short};
+
+#[derive(Debug, Args)]
+pub struct LeaderArgs {
+    /// The leader's bare repository.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The branch to deploy.
+    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
+    pub branch: String,
+    /// Serve /status, /healthz and /metrics here (e.g. 127.0.0.1:7171).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub nodes: super::NodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The repository whose branch tip to apply.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
+    pub branch: String,
+    /// Apply this revision (branch, tag, SHA, HEAD~2...) instead of the
+    /// branch tip; its manifests must be valid.
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Apply without asking. Required when stdin is not a terminal and with
+    /// --output json (like Terraform's -auto-approve).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub nodes: super::NodeArgs,
+}
+
+/// Where the host-wide node locks live.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The directory of node locks, shared by every flotilla process on
+    /// this machine (default /run/flotilla/locks for root, else
+    /// $XDG_RUNTIME_DIR/flotilla/locks).
+    #[arg(long, env = crate::leader::lock::LOCK_DIR_ENV)]
+    pub lock_dir: Option<PathBuf>,
+}
+
+impl LockArgs {
+    pub fn dir(&self) -> PathBuf {
+        self.lock_dir
+            .clone()
+            .unwrap_or_else(crate::leader::lock::default_lock_dir)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
+    pub branch: String,
+    /// Print again every 2 seconds until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub nodes: super::NodeArgs,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Runs the leader until SIGINT or SIGTERM.
+pub fn leader<N: NodeOps, P: Planner>(
+    args: &LeaderArgs,
+    nodes: N,
+    planner: P,
+) -> anyhow::Result<u8> {
+    let options = LeaderOptions {
+        repo: args.repo.clone(),
+        branch: args.branch.clone(),
+        listen: args.listen,
+        lock_dir: args.locks.dir(),
+    };
+    runtime()?.block_on(daemon::run(
+        options,
+        Arc::new(nodes),
+        planner,
+        load_manifests,
+    ))?;
+    Ok(exit::OK)
+}
+
+/// One reconcile under the writer locks: show the plan, ask (unless
+/// `--yes`), apply with progress.
+pub fn apply<N: NodeOps, P: Planner>(
+    args: &ApplyArgs,
+    nodes: N,
+    planner: P,
+    out: &mut Output,
+) -> anyhow::Result<u8> {
+    let runtime = runtime()?;
+    let (events, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let text = args.output == OutputFormat::Text;
+    let options = ApplyOptions {
+        repo: args.repo.clone(),
+        branch: args.branch.clone(),
+        revision: args.rev.clone(),
+        lock_dir: args.locks.dir(),
+    };
+    runtime.block_on(async {
+        let (session, prepared) =
+            ApplySession::prepare(&options, Arc::new(nodes), planner, load_manifests, events)
+                .await?;
+        if text {
+            show_plan(out, &args.repo, &prepared)?;
+        }
+        if prepared.steps.is_empty() {
+            match args.output {
+                OutputFormat::Json => out.json(&serde_json::json!({
+                    "commit": prepared.commit,
+                    "steps": 0,
+                    "backedOff": prepared.backed_off,
+                    "applied": false,
+                }))?,
+                OutputFormat::Text => out.line(format_args!(
+                    "No changes: the cluster already matches {}.",
+                    short(&prepared.commit)
+                ))?,
+            }
+            return Ok(exit::OK);
+        }
+        if !args.yes {
+            if !text {
+                anyhow::bail!(
+                    "--output json applies only with --yes (a question would mix with the JSON); run `flotilla plan --output json` to see the plan first"
+                );
+            }
+            if !std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "not applying: stdin is not a terminal, so nobody can confirm the plan above; pass --yes to apply without asking"
+                );
+            }
+            out.text("Apply this plan to the cluster? Only 'yes' will be accepted: ")?;
+            out.flush()?;
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if answer.trim() != "yes" {
+                out.line("Apply cancelled; nothing was changed.")?;
+                return Ok(exit::FAILURE);
+            }
+        }
+
+        let total = prepared.steps.len();
+        let mut display = Progress::new(total, text && out.is_terminal());
+        let execute = session.execute(prepared);
+        tokio::pin!(execute);
+        let summary = loop {
+            tokio::select! {
+                biased;
+                Some(event) = progress.recv() => if text { display.event(out, &event)?; },
+                summary = &mut execute => {
+                    while let Ok(event) = progress.try_recv() {
+                        if text { display.event(out, &event)?; }
+                    }
+                    break summary;
+                }
+            }
+        };
+        display.finish(out)?;
+        let failed = summary.apply.failed.len();
+        match args.output {
+            OutputFormat::Json => out.json(&serde_json::json!({
+                "commit": summary.commit,
+                "steps": summary.steps,
+                "succeeded": summary.apply.succeeded,
+                "failed": failed,
+                "skipped": summary.apply.skipped,
+                "backedOff": summary.backed_off,
+                "applied": true,
+                "millis": summary.duration.as_millis() as u64,
+            }))?,
+            OutputFormat::Text => out.line(format_args!(
+                    "applied {}: {} step(s), {} failed, {} skipped, in {} ms",
+                short(&summary.commit),
+                summary.steps,
+                failed,
+                summary.apply.skipped + summary.backed_off,
+                summary.duration.as_millis()
+            ))?,
+        }
+        Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
+    })
+}
+
+/// The plan about to be applied, rendered as `flotilla plan` renders it;
+/// with a planner that has no plan to show, its steps.
+fn show_plan(out: &mut Output, repo: &Path, prepared: &Prepared) -> anyhow::Result<()> {
+    match &prepared.plan {
+        Some(plan) => {
+            let files = crate::repo::open(repo)
+                .and_then(|r| crate::repo::read_revision(&r, &prepared.commit))?
+                .files;
+            super::plan::print_plan(out, repo, &files, plan, &prepared.observed, false)?;
+        }
+        None => {
+            out.line(format_args!("Planning {}.", short(&prepared.commit)))?;
+            for step in &prepared.steps {
+                out.line(format_args!(
+                    "  {}: {} {} ({})",
+                    step.node,
+                    step.operation.kind(),
+                    step.operation.target(),
+                    step.reason
+                ))?;
+            }
+        }
+    }
+    if prepared.backed_off > 0 {
+        out.line(format_args!(
+            "{} start(s) held back by the crash-loop back-off.",
+            prepared.backed_off
+        ))?;
+    }
+    Ok(())
+}
+
+/// Apply progress: on a terminal one line redrawn in place (`[done/total]`
+/// and the action last started), failures kept above it; elsewhere one
+/// plain line per event.
+struct Progress {
+    total: usize,
+    done: usize,
+    terminal: bool,
+    current: String,
+}
+
+impl Progress {
+    fn new(total: usize, terminal: bool) -> Self {
+        Progress {
+            total,
+            done: 0,
+            terminal,
+            current: String::new(),
+        }
+    }
+
+    fn event(&mut self, out: &mut Output, event: &ApplyEvent) -> std::io::Result<()> {
+        match event {
+            ApplyEvent::Started { .. } | ApplyEvent::ImageShipped { .. } => {}
+            ApplyEvent::Done { .. } | ApplyEvent::Failed { .. } | ApplyEvent::Skipped { .. } => {
+                self.done += 1
+            }
+        }
+        if !self.terminal {
+            return out.line(event);
+        }
+        match event {
+            ApplyEvent::Started {
+                node, kind, target, ..
+            } => self.current = format!("{kind} {target} on {node}"),
+            ApplyEvent::Failed { .. } | ApplyEvent::Skipped { .. } => {
+                // Kept: clear the progress line, print, redraw below.
+                out.text("\r\x1b[2K")?;
+                out.line(event)?;
+            }
+            ApplyEvent::Done { .. } | ApplyEvent::ImageShipped { .. } => {}
+        }
+        out.text(format_args!(
+            "\r\x1b[2K{} {}/{} {}",
+            bar(self.done, self.total),
+            self.done,
+            self.total,
+            self.current
+        ))?;
+        out.flush()
+    }
+
+    fn finish(&mut self, out: &mut Output) -> std::io::Result<()> {
+        if self.terminal {
+            out.text("\r\x1b[2K")?;
+        }
+        Ok(())
+    }
+}
+
+/// `[#####.....]`: `done` of `total`, 20 wide.
+fn bar(done: usize, total: usize) -> String {
+    const WIDTH: usize = 20;
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(WIDTH - filled))
+}
+
+/// The cluster's status, from the running leader or observed directly.
+pub fn status<N: NodeOps, P: Planner>(
+    args: &StatusArgs,
+    nodes: N,
+    planner: P,
+    out: &mut Output,
+) -> anyhow::Result<u8> {
+    let runtime = runtime()?;
+    let nodes = Arc::new(nodes);
+    runtime.block_on(async {
+        let planner = Arc::new(planner);
+        loop {
+            let report = daemon::status_once(
+                &args.repo,
+                &args.branch,
+                Arc::clone(&nodes),
+                SharedPlanner(Arc::clone(&planner)),
+                load_manifests,
+            )
+            .await?;
+            match args.output {
+                OutputFormat::Json => out.json(&report)?,
+                OutputFormat::Text => {
+                    if args.watch {
+                        // Clear the screen between frames, like `watch`.
+                        out.text("\x1b[2J\x1b[H")?;
+                    }
+                    out.text(&report)?;
+                }
+            }
+            if !args.watch {
+                return Ok(exit::OK);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(exit::OK),
+            }
+        }
+    })
+}
+
+/// Lets one planner serve every iteration of `status --watch`.
+pub(super) struct SharedPlanner<P>(pub(super) Arc<P>);
+
+impl<P: Planner> Planner for SharedPlanner<P> {
+    fn steps(
+        &self,
+        desired: &crate::manifest::DesiredState,
+        commit: &str,
+        observed: &crate::cluster::ObservedCluster,
+        now: std::time::SystemTime,
+    ) -> Vec<crate::leader::apply::Step> {
+        self.0.steps(desired, commit, observed, now)
+    }
+}
+
+/// What `flotilla plan` plans against: every declared node observed once
+/// (concurrently), an unreachable one marked so from now, with its contents
+/// unknown: the planner holds back creates that could duplicate its replicas.
+pub fn observe_cluster(
+    nodes: &impl NodeOps,
+    desired: &crate::manifest::DesiredState,
+) -> anyhow::Result<crate::cluster::ObservedCluster> {
+    use crate::cluster::{Contents, ObservedCluster, ObservedNode, Reachability};
+    let observations =
+        runtime()?.block_on(futures_util::future::join_all(desired.nodes.iter().map(
+            |node| async move { (node.meta.name.clone(), nodes.observe(node).await) },
+        )));
+    let now = std::time::SystemTime::now();
+    let mut cluster = ObservedCluster::default();
+    for (name, observation) in observations {
+        let node = match observation {
+            Ok(observation) => ObservedNode {
+                name: name.clone(),
+                reachability: Reachability::Reachable,
+                facts: Some(observation.facts),
+                containers: observation.containers,
+            },
+            Err(error) => ObservedNode {
+                name: name.clone(),
+                reachability: Reachability::Unreachable {
+                    since: now,
+                    reason: error.message,
+                    // A one-shot observer never saw what runs there.
+                    contents: Contents::Unknown,
+                },
+                facts: None,
+                containers: Vec::new(),
+            },
+        };
+        cluster.nodes.insert(name, node);
+    }
+    Ok(cluster)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn progress_bar_fills_with_the_actions_done() {
+        assert_eq!(bar(0, 4), format!("[{}]", ".".repeat(20)));
+        assert_eq!(bar(1, 4), format!("[{}{}]", "#".repeat(5), ".".repeat(15)));
+        assert_eq!(bar(4, 4), format!("[{}]", "#".repeat(20)));
+        assert_eq!(bar(0, 0), format!("[{}]", "#".repeat(20)));
+    }
+}

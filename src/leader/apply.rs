@@ -1,0 +1,521 @@
+//! Carrying out a plan: node-level steps run concurrently across nodes, at
+//! most [`PER_NODE_LIMIT`] at a time on one node, each idempotent (the
+//! container names are deterministic, and the seam treats "already exists",
+//! "already running" and "already gone" as done), so a crash anywhere is
+//! repaired by the next reconcile. Steps on a node known to be unreachable
+//! are never attempted: nothing is deleted behind a partition.
+//!
+//! Images follow imagePullPolicy; when a node lacks an image and cannot pull
+//! it (no registry reachable), the leader ships its own copy.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use tokio::sync::{mpsc, Mutex, Semaphore};
+
+use super::metrics::Metrics;
+use super::nodes::{NodeOpError, NodeOps};
+use super::spec::ReplicaContainer;
+use crate::manifest::model::PullPolicy;
+
+/// Operations in flight on one node at most.
+pub const PER_NODE_LIMIT: usize = 4;
+
+/// One thing to do on one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Create (and, with `start`, start) the containers of one replica, in
+    /// order: the first owns the pod's network namespace.
+    CreateReplica {
+        containers: Vec<ReplicaContainer>,
+        start: bool,
+    },
+    /// Start the containers of one replica, in order (the first owns the
+    /// pod's network namespace).
+    Start {
+        containers: Vec<String>,
+    },
+    /// `grace`: SIGTERM to SIGKILL; `None` uses the container's own stop
+    /// timeout (set from terminationGracePeriodSeconds when it was created).
+    Stop {
+        container: String,
+        grace: Option<Duration>,
+    },
+    Restart {
+        container: String,
+        grace: Duration,
+    },
+    /// Stop (gracefully) then remove the containers of one replica, the
+    /// network owner last.
+    Remove {
+        containers: Vec<String>,
+        grace: Option<Duration>,
+    },
+}
+
+impl Operation {
+    /// The metric label and event word for this kind of operation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::CreateReplica { .. } => "create",
+            Operation::Start { .. } => "start",
+            Operation::Stop { .. } => "stop",
+            Operation::Restart { .. } => "restart",
+            Operation::Remove { .. } => "remove",
+        }
+    }
+
+    /// The container (a replica's first) the operation is about.
+    pub fn target(&self) -> &str {
+        match self {
+            Operation::CreateReplica { containers, .. } => {
+                containers.first().map_or("", |c| c.name.as_str())
+            }
+            Operation::Start { containers } | Operation::Remove { containers, .. } => {
+                containers.first().map_or("", String::as_str)
+            }
+            Operation::Stop { container, .. } | Operation::Restart { container, .. } => container,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub node: String,
+    pub operation: Operation,
+    /// Why, in the planner's words.
+    pub reason: String,
+}
+
+/// Progress, for the CLI to print and the leader to log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum ApplyEvent {
+    Started {
+        node: String,
+        kind: &'static str,
+        target: String,
+        reason: String,
+    },
+    Done {
+        node: String,
+        kind: &'static str,
+        target: String,
+        millis: u64,
+    },
+    Failed {
+        node: String,
+        kind: &'static str,
+        target: String,
+        error: String,
+    },
+    Skipped {
+        node: String,
+        kind: &'static str,
+        target: String,
+        why: String,
+    },
+    ImageShipped {
+        node: String,
+        image: String,
+        millis: u64,
+    },
+}
+
+impl std::fmt::Display for ApplyEvent {
+    /// One line of progress, as `flotilla apply` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyEvent::Started {
+                node,
+                kind,
+                target,
+                reason,
+            } => write!(f, "{node}: {kind} {target} ({reason})"),
+            ApplyEvent::Done {
+                node,
+                kind,
+                target,
+                millis,
+            } => write!(f, "{node}: {kind} {target} done in {millis} ms"),
+            ApplyEvent::Failed {
+                node,
+                kind,
+                target,
+                error,
+            } => write!(f, "{node}: {kind} {target} failed: {error}"),
+            ApplyEvent::Skipped {
+                node,
+                kind,
+                target,
+                why,
+            } => write!(f, "{node}: {kind} {target} skipped: {why}"),
+            ApplyEvent::ImageShipped {
+                node,
+                image,
+                millis,
+            } => write!(
+                f,
+                "{node}: image {image} shipped from the leader in {millis} ms"
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub succeeded: usize,
+    pub failed: Vec<(Step, NodeOpError)>,
+    pub skipped: usize,
+}
+
+/// Carries out `steps`, never on a node in `unreachable`. Returns when every
+/// step has finished; failures are reported, not fatal (the next reconcile
+/// tries again).
+pub async fn apply<N: NodeOps>(
+    nodes: &N,
+    steps: Vec<Step>,
+    unreachable: &BTreeSet<String>,
+    metrics: &Metrics,
+    events: &mpsc::UnboundedSender<ApplyEvent>,
+) -> ApplyReport {
+    let mut limits: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    for step in &steps {
+        limits
+            .entry(step.node.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_NODE_LIMIT)));
+    }
+    let images = ImageCache::default();
+    let mut report = ApplyReport::default();
+    let mut runnable = Vec::new();
+    for step in steps {
+        if unreachable.contains(&step.node) {
+            let _ = events.send(ApplyEvent::Skipped {
+                node: step.node.clone(),
+                kind: step.operation.kind(),
+                target: step.operation.target().to_string(),
+                why: "node is unreachable".into(),
+            });
+            metrics.count_action(step.operation.kind(), "skipped");
+            report.skipped += 1;
+        } else {
+            runnable.push(step);
+        }
+    }
+    let results = join_all(runnable.into_iter().map(|step| {
+        let limit = Arc::clone(&limits[&step.node]);
+        let images = &images;
+        async move {
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .expect("semaphores are never closed");
+            let kind = step.operation.kind();
+            let target = step.operation.target().to_string();
+            let _ = events.send(ApplyEvent::Started {
+                node: step.node.clone(),
+                kind,
+                target: target.clone(),
+                reason: step.reason.clone(),
+            });
+            let started = Instant::now();
+            let result = run_step(nodes, &step, images, events).await;
+            match &result {
+                Ok(()) => {
+                    metrics.count_action(kind, "ok");
+                    let _ = events.send(ApplyEvent::Done {
+                        node: step.node.clone(),
+                        kind,
+                        target,
+                        millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
+                Err(error) => {
+                    metrics.count_action(kind, "error");
+                    let _ = events.send(ApplyEvent::Failed {
+                        node: step.node.clone(),
+                        kind,
+                        target,
+                        error: error.to_string(),
+                    });
+                }
+            }
+            (step, result)
+        }
+    }))
+    .await;
+    for (step, result) in results {
+        match result {
+            Ok(()) => report.succeeded += 1,
+            Err(error) => report.failed.push((step, error)),
+        }
+    }
+    report
+}
+
+async fn run_step<N: NodeOps>(
+    nodes: &N,
+    step: &Step,
+    images: &ImageCache,
+    events: &mpsc::UnboundedSender<ApplyEvent>,
+) -> Result<(), NodeOpError> {
+    let node = step.node.as_str();
+    match &step.operation {
+        Operation::CreateReplica { containers, start } => {
+            for container in containers {
+                images
+                    .ensure(nodes, node, &container.image, container.pull_policy, events)
+                    .await?;
+            }
+            for container in containers {
+                nodes.create(node, container).await?;
+                // The first container must run before the others can join
+                // its network namespace, so each starts before the next is
+                // created.
+                if *start {
+                    nodes.start(node, &container.name).await?;
+                }
+            }
+            Ok(())
+        }
+        Operation::Start { containers } => {
+            for container in containers {
+                nodes.start(node, container).await?;
+            }
+            Ok(())
+        }
+        Operation::Stop { container, grace } => nodes.stop(node, container, *grace).await,
+        Operation::Restart { container, grace } => nodes.restart(node, container, *grace).await,
+        Operation::Remove { containers, grace } => {
+            for container in containers.iter().rev() {
+                nodes.stop(node, container, *grace).await?;
+                nodes.remove(node, container).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Makes each (node, image) present once per apply, however many replicas
+/// need it: the first replica pulls or ships, the others wait for it.
+#[derive(Default)]
+struct ImageCache {
+    locks: Mutex<HashMap<NodeImage, Arc<Mutex<()>>>>,
+    ready: Mutex<HashSet<NodeImage>>,
+}
+
+/// (node, image).
+type NodeImage = (String, String);
+
+impl ImageCache {
+    async fn ensure<N: NodeOps>(
+        &self,
+        nodes: &N,
+        node: &str,
+        image: &str,
+        policy: PullPolicy,
+        events: &mpsc::UnboundedSender<ApplyEvent>,
+    ) -> Result<(), NodeOpError> {
+        let key = (node.to_string(), image.to_string());
+        let lock = Arc::clone(self.locks.lock().await.entry(key.clone()).or_default());
+        let _guard = lock.lock().await;
+        if self.ready.lock().await.contains(&key) {
+            return Ok(());
+        }
+        ensure_image(nodes, node, image, policy, events).await?;
+        self.ready.lock().await.insert(key);
+        Ok(())
+    }
+}
+
+/// imagePullPolicy, with the leader's own copy as the registry of last resort.
+async fn ensure_image<N: NodeOps>(
+    nodes: &N,
+    node: &str,
+    image: &str,
+    policy: PullPolicy,
+    events: &mpsc::UnboundedSender<ApplyEvent>,
+) -> Result<(), NodeOpError> {
+    let present = nodes.has_image(node, image).await?;
+    match policy {
+        PullPolicy::Never if present => return Ok(()),
+        PullPolicy::Never => {
+            return Err(NodeOpError {
+                node: node.to_string(),
+                message: format!("image {image} is not present and imagePullPolicy is Never"),
+                unreachable: false,
+            })
+        }
+        PullPolicy::IfNotPresent if present => return Ok(()),
+        PullPolicy::IfNotPresent | PullPolicy::Always => {}
+    }
+    let pull_error = match nodes.pull_image(node, image).await {
+        Ok(()) => return Ok(()),
+        Err(error) => error,
+    };
+    if present {
+        // Always, and the registry cannot be reached: the copy the node has
+        // is the best there is.
+        tracing::warn!(node, image, error = %pull_error, "pull failed; using the image the node has");
+        return Ok(());
+    }
+    tracing::info!(node, image, error = %pull_error, "pull failed; shipping the image from the leader");
+    let started = Instant::now();
+    nodes
+        .ship_image(node, image)
+        .await
+        .map_err(|ship_error| NodeOpError {
+            node: node.to_string(),
+            message: format!(
+                "image {image}: pull failed ({}) and shipping it from the leader failed ({})",
+                pull_error.message, ship_error.message
+            ),
+            unreachable: ship_error.unreachable,
+        })?;
+    let _ = events.send(ApplyEvent::ImageShipped {
+        node: node.to_string(),
+        image: image.to_string(),
+        millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ManagedLabels;
+    use crate::leader::memory::MemoryNodes;
+    use crate::leader::spec::replica_containers;
+    use crate::manifest::model::{Container, Kind, PodSpec, PodTemplate};
+
+    fn replica(node: &str, slot: u32) -> Step {
+        let template = PodTemplate {
+            spec: PodSpec {
+                containers: vec![Container {
+                    name: "app".into(),
+                    image: "flotilla-test:1".into(),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            },
+            ..PodTemplate::default()
+        };
+        let labels = ManagedLabels {
+            namespace: "default".into(),
+            kind: Kind::Deployment,
+            name: "web".into(),
+            slot,
+            template_hash: "abcdef0123".into(),
+            commit: "c".into(),
+            node: node.into(),
+            container: String::new(),
+        };
+        Step {
+            node: node.into(),
+            operation: Operation::CreateReplica {
+                containers: replica_containers(&template, &labels),
+                start: true,
+            },
+            reason: "missing replica".into(),
+        }
+    }
+
+    async fn run(
+        nodes: &MemoryNodes,
+        steps: Vec<Step>,
+        unreachable: &[&str],
+    ) -> (ApplyReport, Vec<ApplyEvent>) {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let unreachable = unreachable.iter().map(|s| s.to_string()).collect();
+        let report = apply(nodes, steps, &unreachable, &Metrics::default(), &sender).await;
+        drop(sender);
+        let mut events = Vec::new();
+        while let Some(event) = receiver.recv().await {
+            events.push(event);
+        }
+        (report, events)
+    }
+
+    #[tokio::test]
+    async fn bounded_per_node_ships_each_image_once_and_repeats_are_no_ops() {
+        let nodes = MemoryNodes::default();
+        let steps: Vec<Step> = (0..10)
+            .flat_map(|slot| [replica("n1", slot), replica("n2", slot + 10)])
+            .collect();
+        let (report, events) = run(&nodes, steps.clone(), &[]).await;
+        assert_eq!(report.succeeded, 20);
+        assert!(report.failed.is_empty());
+        {
+            let state = nodes.state.lock().unwrap();
+            assert_eq!(state.max_in_flight["n1"], PER_NODE_LIMIT);
+            assert_eq!(state.max_in_flight["n2"], PER_NODE_LIMIT);
+            assert_eq!(state.containers["n1"].len(), 10);
+            assert!(state.containers["n1"].values().all(|(_, running)| *running));
+            let ships: Vec<&String> = state.log.iter().filter(|l| l.starts_with("ship")).collect();
+            assert_eq!(
+                ships,
+                ["ship n1 flotilla-test:1", "ship n2 flotilla-test:1"]
+            );
+        }
+        let shipped = events
+            .iter()
+            .filter(|e| matches!(e, ApplyEvent::ImageShipped { .. }))
+            .count();
+        assert_eq!(shipped, 2);
+        let first_done = events
+            .iter()
+            .find(|e| matches!(e, ApplyEvent::Done { .. }))
+            .unwrap()
+            .to_string();
+        assert!(
+            first_done.starts_with("n1: create flotilla.deployment.default.web.")
+                || first_done.starts_with("n2: create flotilla.deployment.default.web."),
+            "{first_done}"
+        );
+
+        // The same plan again (a crash before the leader could observe its
+        // work): nothing new, nothing fails.
+        let (report, _) = run(&nodes, steps, &[]).await;
+        assert_eq!(report.succeeded, 20);
+        assert_eq!(nodes.state.lock().unwrap().containers["n1"].len(), 10);
+    }
+
+    #[tokio::test]
+    async fn unreachable_nodes_are_never_touched() {
+        let nodes = MemoryNodes::default();
+        let mut remove = replica("n2", 1);
+        remove.operation = Operation::Remove {
+            containers: vec!["x".into()],
+            grace: Some(Duration::from_secs(1)),
+        };
+        let (report, events) = run(&nodes, vec![replica("n1", 0), remove], &["n2"]).await;
+        assert_eq!((report.succeeded, report.skipped), (1, 1));
+        assert!(!nodes
+            .state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .any(|l| l.contains("n2")));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ApplyEvent::Skipped { node, .. } if node == "n2")));
+    }
+
+    #[tokio::test]
+    async fn never_policy_without_the_image_fails_with_its_name() {
+        let nodes = MemoryNodes::default();
+        let mut step = replica("n1", 0);
+        if let Operation::CreateReplica { containers, .. } = &mut step.operation {
+            containers[0].pull_policy = PullPolicy::Never;
+        }
+        let (report, _) = run(&nodes, vec![step], &[]).await;
+        assert_eq!(
+            report.failed[0].1.to_string(),
+            "node n1: image flotilla-test:1 is not present and imagePullPolicy is Never"
+        );
+    }
+}

@@ -1,0 +1,750 @@
+//! `flotilla leader`: the process. Takes the writer lock, serves the HTTP
+//! endpoints, watches the branch, and reconciles on every push, every
+//! post-receive wake-up, every readiness change and every resync tick, until
+//! SIGINT or SIGTERM; the reconcile in progress finishes first.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::apply::ApplyEvent;
+use super::lock::{self, LockError, WriterLock};
+use super::nodes::NodeOps;
+use super::run::{short, Leader, Loader, Planner};
+use super::watch::{RefWatcher, WatchError};
+use crate::api::{self, ApiState};
+
+/// How soon to look again after a reconcile that changed something or was
+/// held back: to see the result, and to carry a rollout on.
+pub const FOLLOW_UP: Duration = Duration::from_secs(2);
+/// How soon to plan again after a reconcile whose steps all succeeded: what
+/// they did is already observed, so the next step of a rollout can follow.
+pub const NEXT_STEP: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Debug)]
+pub struct LeaderOptions {
+    /// The bare repository (or any path inside a repository).
+    pub repo: PathBuf,
+    pub branch: String,
+    /// Where to serve `/status`, `/healthz` and `/metrics`; none when `None`.
+    pub listen: Option<SocketAddr>,
+    /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
+    pub lock_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    /// The repository error names the path already.
+    #[error("{source}")]
+    Repo {
+        repo: PathBuf,
+        source: crate::repo::RepoError,
+    },
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The git directory of the repository at `repo` (the lock and the watched
+/// refs live there).
+pub fn git_dir(repo: &Path) -> Result<PathBuf, LeaderError> {
+    let repository = crate::repo::open(repo).map_err(|source| LeaderError::Repo {
+        repo: repo.to_path_buf(),
+        source,
+    })?;
+    Ok(repository.path().to_path_buf())
+}
+
+/// Runs the leader until SIGINT or SIGTERM asks it to stop.
+pub async fn run<N: NodeOps, P: Planner>(
+    options: LeaderOptions,
+    nodes: Arc<N>,
+    planner: P,
+    loader: Loader,
+) -> Result<(), LeaderError> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(LeaderError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(LeaderError::Signals)?;
+    let stop = async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    };
+    run_until(options, nodes, planner, loader, stop).await
+}
+
+/// Runs the leader until `stop` completes; the reconcile in progress, if
+/// any, finishes first.
+pub async fn run_until<N: NodeOps, P: Planner>(
+    options: LeaderOptions,
+    nodes: Arc<N>,
+    planner: P,
+    loader: Loader,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), LeaderError> {
+    let git_dir = git_dir(&options.repo)?;
+    let listener = match options.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| LeaderError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    let api_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    let writer_lock: WriterLock = lock::acquire_with_api(&git_dir, "leader", api_addr)?;
+    tracing::info!(
+        holder = %writer_lock.holder(),
+        repo = %options.repo.display(),
+        branch = %options.branch,
+        api = ?api_addr,
+        "leader started"
+    );
+    let mut watcher = RefWatcher::start(&git_dir, &options.branch)?;
+
+    let api_state = Arc::new(ApiState::default());
+    let (stop_api, api_shutdown) = watch::channel(false);
+    let server = listener
+        .map(|listener| tokio::spawn(api::serve(listener, Arc::clone(&api_state), api_shutdown)));
+
+    let (events, mut event_log) = mpsc::unbounded_channel();
+    let logger = tokio::spawn(async move {
+        while let Some(event) = event_log.recv().await {
+            log_event(&event);
+        }
+    });
+
+    let mut leader = Leader::new(
+        nodes,
+        planner,
+        loader,
+        &options.repo,
+        &options.branch,
+        Arc::clone(&api_state),
+        events,
+    )
+    .with_node_locks(lock::NodeLocks::new(
+        options.lock_dir.clone(),
+        "leader",
+        api_addr,
+    ));
+    let readiness_changed = Arc::new(Notify::new());
+    let stop_probes = Arc::new(Notify::new());
+    let probes =
+        tokio::spawn(leader.probe_task(Arc::clone(&readiness_changed), Arc::clone(&stop_probes)));
+
+    tokio::pin!(stop);
+    let mut resync = Duration::from_secs(30);
+    // The first reconcile happens at once: a restarted leader repairs what
+    // a crash left half done.
+    let mut next = tokio::time::Instant::now();
+    let mut wake_latency: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            wake = watcher.next() => {
+                let Some(wake) = wake else { break };
+                tracing::debug!(reason = ?wake.reason, "woken");
+                wake_latency = Some(wake.first_event);
+            }
+            _ = readiness_changed.notified() => {}
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let now = SystemTime::now();
+        let latency = wake_latency.take().map(|first| first.elapsed());
+        api_state.metrics.reconcile_started(
+            now.duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            latency,
+        );
+        match latency {
+            Some(latency) => tracing::info!(
+                after_ref_update_ms = latency.as_secs_f64() * 1000.0,
+                "reconcile started"
+            ),
+            None => tracing::debug!("reconcile started"),
+        }
+        match leader.reconcile(now).await {
+            Ok(summary) => {
+                tracing::info!(
+                    commit = %short(&summary.commit),
+                    steps = summary.steps,
+                    failed = summary.apply.failed.len(),
+                    backed_off = summary.backed_off,
+                    ms = summary.duration.as_secs_f64() * 1000.0,
+                    "reconciled"
+                );
+                let pending = summary.steps > 0
+                    || summary.backed_off > 0
+                    || !summary.apply.failed.is_empty()
+                    || summary.rollouts_in_progress > 0;
+                resync = leader.resync_period().unwrap_or(resync);
+                api_state.reconcile_completed(Instant::now(), resync);
+                let stepped = summary.steps > 0
+                    && summary.apply.failed.is_empty()
+                    && summary.apply.skipped == 0;
+                next = tokio::time::Instant::now()
+                    + if stepped {
+                        NEXT_STEP
+                    } else if pending {
+                        FOLLOW_UP.min(resync)
+                    } else {
+                        resync
+                    };
+            }
+            Err(super::run::ReconcileError::Repo {
+                source: crate::repo::RepoError::RevisionNotFound { .. },
+                ..
+            }) => {
+                tracing::info!(branch = %options.branch, "the branch has no commit yet; waiting for the first push");
+                // Nothing to reconcile is not a sick loop.
+                api_state.reconcile_completed(Instant::now(), resync);
+                next = tokio::time::Instant::now() + resync;
+            }
+            Err(error @ super::run::ReconcileError::Locked(_)) => {
+                // Another process acts on a node of ours: look again soon,
+                // and act once it is done.
+                tracing::warn!(%error, "not reconciling while another process changes the cluster");
+                api_state.reconcile_failed(error.to_string(), resync);
+                next = tokio::time::Instant::now() + FOLLOW_UP.min(resync);
+            }
+            Err(error) => {
+                tracing::error!(%error, "reconcile failed");
+                api_state.reconcile_failed(error.to_string(), resync);
+                next = tokio::time::Instant::now() + resync;
+            }
+        }
+    }
+
+    stop_probes.notify_one();
+    let _ = probes.await;
+    let _ = stop_api.send(true);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    drop(leader);
+    let _ = logger.await;
+    drop(writer_lock);
+    tracing::info!("leader stopped");
+    Ok(())
+}
+
+fn log_event(event: &ApplyEvent) {
+    match event {
+        ApplyEvent::Started {
+            node,
+            kind,
+            target,
+            reason,
+        } => {
+            tracing::info!(
+                node,
+                action = kind,
+                container = target,
+                reason,
+                "action started"
+            );
+        }
+        ApplyEvent::Done {
+            node,
+            kind,
+            target,
+            millis,
+        } => {
+            tracing::info!(
+                node,
+                action = kind,
+                container = target,
+                ms = millis,
+                "action done"
+            );
+        }
+        ApplyEvent::Failed {
+            node,
+            kind,
+            target,
+            error,
+        } => {
+            tracing::warn!(
+                node,
+                action = kind,
+                container = target,
+                error,
+                "action failed"
+            );
+        }
+        ApplyEvent::Skipped {
+            node,
+            kind,
+            target,
+            why,
+        } => {
+            tracing::info!(
+                node,
+                action = kind,
+                container = target,
+                why,
+                "action skipped"
+            );
+        }
+        ApplyEvent::ImageShipped {
+            node,
+            image,
+            millis,
+        } => {
+            tracing::info!(node, image, ms = millis, "image shipped from the leader");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OneShotError {
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
+    #[error(transparent)]
+    Reconcile(#[from] super::run::ReconcileError),
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
+}
+
+/// What `flotilla apply` acts on.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub repo: PathBuf,
+    pub branch: String,
+    /// A revision to apply instead of the branch tip.
+    pub revision: Option<String>,
+    /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
+    pub lock_dir: PathBuf,
+}
+
+/// `flotilla apply` between planning and carrying the plan out: it holds
+/// the repository's writer lock and the lock of every declared node, so
+/// what was shown is what is applied, with nobody else acting meanwhile.
+pub struct ApplySession<N: NodeOps, P: Planner> {
+    _repo_lock: WriterLock,
+    leader: Leader<N, P>,
+}
+
+impl<N: NodeOps, P: Planner> ApplySession<N, P> {
+    /// Takes the locks (refused, naming the holder, while a leader or
+    /// another apply acts on the repository or on any of its nodes), reads
+    /// the revision, observes the nodes and plans. Progress of the apply
+    /// goes to `events`.
+    pub async fn prepare(
+        options: &ApplyOptions,
+        nodes: Arc<N>,
+        planner: P,
+        loader: Loader,
+        events: mpsc::UnboundedSender<ApplyEvent>,
+    ) -> Result<(Self, super::run::Prepared), OneShotError> {
+        let git_dir = git_dir(&options.repo)?;
+        let repo_lock = lock::acquire(&git_dir, "apply").map_err(LeaderError::from)?;
+        let mut leader = Leader::new(
+            nodes,
+            planner,
+            loader,
+            &options.repo,
+            &options.branch,
+            Arc::default(),
+            events,
+        )
+        .with_node_locks(lock::NodeLocks::new(
+            options.lock_dir.clone(),
+            "apply",
+            None,
+        ));
+        if let Some(revision) = &options.revision {
+            leader = leader.at_revision(revision);
+        }
+        let prepared = leader.prepare(SystemTime::now()).await?;
+        Ok((
+            ApplySession {
+                _repo_lock: repo_lock,
+                leader,
+            },
+            prepared,
+        ))
+    }
+
+    /// Carries the plan out; the locks go when this returns.
+    pub async fn execute(mut self, prepared: super::run::Prepared) -> super::run::ReconcileSummary {
+        self.leader.execute(prepared).await
+    }
+}
+
+/// `flotilla apply --yes`: plan and apply at once.
+pub async fn apply_once<N: NodeOps, P: Planner>(
+    options: &ApplyOptions,
+    nodes: Arc<N>,
+    planner: P,
+    loader: Loader,
+    events: mpsc::UnboundedSender<ApplyEvent>,
+) -> Result<super::run::ReconcileSummary, OneShotError> {
+    let (session, prepared) =
+        ApplySession::prepare(options, nodes, planner, loader, events).await?;
+    Ok(session.execute(prepared).await)
+}
+
+/// `flotilla status`: from the running leader's HTTP endpoint when the lock
+/// says one serves it, else by observing the nodes directly (read-only, no
+/// lock needed).
+pub async fn status_once<N: NodeOps, P: Planner>(
+    repo: &Path,
+    branch: &str,
+    nodes: Arc<N>,
+    planner: P,
+    loader: Loader,
+) -> Result<super::status::StatusReport, OneShotError> {
+    let git_dir = git_dir(repo)?;
+    if let Some(addr) = lock::current_holder(&git_dir)
+        .map_err(LeaderError::from)?
+        .and_then(|holder| holder.api)
+    {
+        match api::fetch_status(addr).await {
+            Ok(status) => return Ok(status),
+            Err(error) => {
+                tracing::warn!(%error, "the leader did not answer; observing the nodes directly")
+            }
+        }
+    }
+    let (events, _) = mpsc::unbounded_channel();
+    let mut leader = Leader::new(nodes, planner, loader, repo, branch, Arc::default(), events);
+    Ok(leader.status_only(SystemTime::now()).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leader::memory::{commit, load, MemoryNodes, RoundRobin};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn push_wakes_the_leader_and_apply_is_refused_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        commit(&repo, "replicas: 1");
+        let nodes = Arc::new(MemoryNodes::default());
+        let locks = tempfile::tempdir().unwrap();
+        let options = LeaderOptions {
+            repo: dir.path().to_path_buf(),
+            branch: "main".into(),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            lock_dir: locks.path().to_path_buf(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let leader = tokio::spawn(run_until(
+            options,
+            Arc::clone(&nodes),
+            RoundRobin,
+            load,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+
+        // The lock names the leader and where it serves.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = loop {
+            if let Some(addr) = lock::current_holder(dir.path())
+                .unwrap()
+                .and_then(|h| h.api)
+            {
+                break addr;
+            }
+            assert!(Instant::now() < deadline, "leader never took the lock");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let (events, _) = mpsc::unbounded_channel();
+        let apply_options = |repo: &Path| ApplyOptions {
+            repo: repo.to_path_buf(),
+            branch: "main".into(),
+            revision: None,
+            lock_dir: locks.path().to_path_buf(),
+        };
+        let refused = apply_once(
+            &apply_options(dir.path()),
+            Arc::clone(&nodes),
+            RoundRobin,
+            load,
+            events,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("the cluster is being changed by leader (pid "),
+            "{refused}"
+        );
+
+        let ready = |want: u32| async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(status) = api::fetch_status(addr).await {
+                    if status
+                        .objects
+                        .first()
+                        .is_some_and(|o| o.ready_replicas == want && o.desired_replicas == want)
+                    {
+                        return status;
+                    }
+                }
+                assert!(Instant::now() < deadline, "never {want} ready replicas");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        ready(1).await;
+
+        // An apply from a clone takes the clone's repository lock, not the
+        // leader's, but is refused by the lock of the nodes they share.
+        let clone_dir = tempfile::tempdir().unwrap();
+        let clone =
+            git2::Repository::clone(dir.path().to_str().unwrap(), clone_dir.path()).unwrap();
+        let tip = clone
+            .find_reference("refs/remotes/origin/main")
+            .unwrap()
+            .peel_to_commit()
+            .unwrap();
+        clone.branch("main", &tip, false).unwrap();
+        let (events, _) = mpsc::unbounded_channel();
+        let refused = apply_once(
+            &apply_options(clone_dir.path()),
+            Arc::clone(&nodes),
+            RoundRobin,
+            load,
+            events,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.starts_with("the cluster is being changed by leader (pid ")
+                && refused.contains(", which holds node n1 (ssh n1:22 ); lock "),
+            "{refused}"
+        );
+
+        // A push is picked up at once, not at the next resync (30 s away).
+        commit(&repo, "replicas: 3");
+        ready(3).await;
+        let metrics = api::get(addr, "/metrics").await.unwrap();
+        let latency: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("flotilla_push_to_reconcile_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            latency > 0.0 && latency < 0.1,
+            "push to reconcile took {latency}s"
+        );
+
+        stop.send(()).unwrap();
+        leader.await.unwrap().unwrap();
+        assert_eq!(
+            lock::current_holder(dir.path()).unwrap(),
+            None,
+            "lock released on stop"
+        );
+    }
+}
+
+#[cfg(test)]
+mod apply_tests {
+    use super::*;
+    use crate::leader::memory::{commit, load, MemoryNodes, RoundRobin};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apply_at_a_revision_applies_that_commit_not_the_tip() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let two = commit(&repo, "replicas: 2");
+        let tip = commit(&repo, "replicas: 3");
+        let nodes = Arc::new(MemoryNodes::default());
+        let options = |revision: Option<&str>| ApplyOptions {
+            repo: dir.path().to_path_buf(),
+            branch: "main".into(),
+            revision: revision.map(str::to_string),
+            lock_dir: locks.path().to_path_buf(),
+        };
+        let (events, _) = mpsc::unbounded_channel();
+        let (session, prepared) = ApplySession::prepare(
+            &options(Some("main~1")),
+            Arc::clone(&nodes),
+            RoundRobin,
+            load,
+            events,
+        )
+        .await
+        .unwrap();
+        assert_eq!(prepared.commit, two);
+        assert_eq!(prepared.steps.len(), 2);
+        let summary = session.execute(prepared).await;
+        assert_eq!(
+            (summary.commit.as_str(), summary.apply.succeeded),
+            (two.as_str(), 2)
+        );
+
+        // Again: nothing to do.
+        let (events, _) = mpsc::unbounded_channel();
+        let (_session, prepared) = ApplySession::prepare(
+            &options(Some(&two)),
+            Arc::clone(&nodes),
+            RoundRobin,
+            load,
+            events,
+        )
+        .await
+        .unwrap();
+        assert!(prepared.steps.is_empty());
+        drop(_session);
+
+        // The tip when no revision is given.
+        let (events, _) = mpsc::unbounded_channel();
+        let summary = apply_once(&options(None), Arc::clone(&nodes), RoundRobin, load, events)
+            .await
+            .unwrap();
+        assert_eq!((summary.commit.as_str(), summary.steps), (tip.as_str(), 1));
+
+        // A revision the repository does not have is an error, not the tip.
+        let (events, _) = mpsc::unbounded_channel();
+        let error = apply_once(
+            &options(Some("no-such-rev")),
+            Arc::clone(&nodes),
+            RoundRobin,
+            load,
+            events,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("no-such-rev"), "{error}");
+    }
+}
+
+/// The push-to-reconcile latency with the real git CLI: `git push` into a
+/// bare repository carrying flotilla's post-receive hook, the leader's watch
+/// on its refs. The nodes are in memory: this measures the wake-up path only.
+#[cfg(test)]
+mod push_latency {
+    use super::*;
+    use crate::leader::memory::{load, MemoryNodes, RoundRobin};
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let output = Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn reconcile_started(metrics: &str) -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("flotilla_last_reconcile_start_timestamp_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn git_push_starts_a_reconcile_within_100_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("cluster.git");
+        let work = dir.path().join("work");
+        git2::Repository::init_bare(&bare).unwrap();
+        let hook = bare.join("hooks/post-receive");
+        std::fs::write(&hook, include_str!("../../hooks/post-receive")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        std::fs::write(work.join("web.yaml"), "replicas: 1").unwrap();
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-qm", "first"]);
+        git(&work, &["push", "-q", "origin", "main"]);
+
+        let locks = tempfile::tempdir().unwrap();
+        let options = LeaderOptions {
+            repo: bare.clone(),
+            branch: "main".into(),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            lock_dir: locks.path().to_path_buf(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let leader = tokio::spawn(run_until(
+            options,
+            Arc::new(MemoryNodes::default()),
+            RoundRobin,
+            load,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let addr = loop {
+            if let Some(addr) = lock::current_holder(&bare).unwrap().and_then(|h| h.api) {
+                break addr;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        while api::fetch_status(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let mut latencies = Vec::new();
+        for replicas in 2..12 {
+            std::fs::write(work.join("web.yaml"), format!("replicas: {replicas}")).unwrap();
+            git(&work, &["commit", "-qam", "scale"]);
+            let before = reconcile_started(&api::get(addr, "/metrics").await.unwrap());
+            git(&work, &["push", "-q", "origin", "main"]);
+            let returned = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let started = loop {
+                let started = reconcile_started(&api::get(addr, "/metrics").await.unwrap());
+                if started != before {
+                    break started;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no reconcile after push {replicas}"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            };
+            // Negative: the reconcile started before `git push` returned.
+            latencies.push((started - returned) * 1000.0);
+        }
+        latencies.sort_by(f64::total_cmp);
+        let median = latencies[latencies.len() / 2];
+        let max = latencies[latencies.len() - 1];
+        eprintln!("push returned -> reconcile started: median {median:.1} ms, max {max:.1} ms, all {latencies:.1?}");
+        assert!(max < 100.0, "push to reconcile {latencies:?}");
+
+        stop.send(()).unwrap();
+        leader.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,573 @@
+//! An in-memory cluster behind the node seam, for driving the leader's own
+//! logic in unit tests (concurrency bounds, image fallbacks, idempotence).
+//! Everything about real SSH and Docker is tested against the testbed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::cluster::{ContainerState, NodeFacts, ObservedContainer};
+use crate::manifest::model::Node;
+use crate::manifest::quantity::{Bytes, CpuMillis};
+
+use super::nodes::{NodeObservation, NodeOpError, NodeOps, ProbeTarget};
+use super::spec::ReplicaContainer;
+
+#[derive(Debug, Default)]
+pub struct MemoryNodes {
+    pub state: Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    /// node -> container name -> (spec, running)
+    pub containers: BTreeMap<String, BTreeMap<String, (ReplicaContainer, bool)>>,
+    /// node -> images present
+    pub images: BTreeMap<String, BTreeSet<String>>,
+    pub registry_reachable: bool,
+    pub unreachable: BTreeSet<String>,
+    /// Nodes whose observation never answers (a network gone silent).
+    pub silent: BTreeSet<String>,
+    /// What `observe_timeout` reports; the trait's default when `None`.
+    pub observe_timeout: Option<Duration>,
+    /// When stopped containers finished, as tests set it.
+    pub finished_at: BTreeMap<String, std::time::SystemTime>,
+    /// Every call, as `op node target`.
+    pub log: Vec<String>,
+    in_flight: HashMap<String, usize>,
+    pub max_in_flight: HashMap<String, usize>,
+}
+
+impl MemoryNodes {
+    fn enter(&self, node: &str, call: String) -> Result<(), NodeOpError> {
+        let mut state = self.state.lock().unwrap();
+        state.log.push(call);
+        if state.unreachable.contains(node) {
+            return Err(NodeOpError {
+                node: node.into(),
+                message: "unreachable".into(),
+                unreachable: true,
+            });
+        }
+        let count = state.in_flight.entry(node.into()).or_default();
+        *count += 1;
+        let count = *count;
+        let max = state.max_in_flight.entry(node.into()).or_default();
+        *max = (*max).max(count);
+        Ok(())
+    }
+
+    async fn leave(&self, node: &str) {
+        // Hold the "operation" open across a yield so concurrency is visible.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .in_flight
+            .entry(node.into())
+            .or_default() -= 1;
+    }
+
+    async fn call<T>(
+        &self,
+        node: &str,
+        call: String,
+        body: impl FnOnce(&mut MemoryState) -> Result<T, String>,
+    ) -> Result<T, NodeOpError> {
+        self.enter(node, call)?;
+        self.leave(node).await;
+        let mut state = self.state.lock().unwrap();
+        body(&mut state).map_err(|message| NodeOpError {
+            node: node.into(),
+            message,
+            unreachable: false,
+        })
+    }
+}
+
+impl NodeOps for MemoryNodes {
+    fn observe_timeout(&self) -> Duration {
+        self.state
+            .lock()
+            .unwrap()
+            .observe_timeout
+            .unwrap_or(Duration::from_secs(30))
+    }
+
+    async fn observe(&self, node: &Node) -> Result<NodeObservation, NodeOpError> {
+        let name = node.meta.name.clone();
+        if self.state.lock().unwrap().silent.contains(&name) {
+            std::future::pending::<()>().await;
+        }
+        self.call(&name, format!("observe {name}"), |state| {
+            let containers = state
+                .containers
+                .get(&name)
+                .into_iter()
+                .flatten()
+                .map(|(container_name, (spec, running))| ObservedContainer {
+                    id: container_name.clone(),
+                    name: container_name.clone(),
+                    labels: crate::cluster::ManagedLabels::from_docker_labels(&spec.labels)
+                        .expect("the memory cluster holds managed containers only"),
+                    state: if *running {
+                        ContainerState::Running
+                    } else {
+                        ContainerState::Exited { code: 0 }
+                    },
+                    health: None,
+                    restart_count: 0,
+                    started_at: None,
+                    finished_at: state.finished_at.get(container_name).copied(),
+                    image: spec.image.clone(),
+                    ports: spec
+                        .port_bindings
+                        .iter()
+                        .map(|binding| crate::cluster::PublishedPort {
+                            container_port: binding.container_port,
+                            protocol: binding.protocol,
+                            host_ip: String::new(),
+                            host_port: binding.host_port,
+                        })
+                        .collect(),
+                    probe_ready: None,
+                    ready_since: None,
+                })
+                .collect();
+            Ok(NodeObservation {
+                facts: NodeFacts {
+                    cpu: CpuMillis(2000),
+                    memory: Bytes(4 << 30),
+                    docker_version: "memory".into(),
+                },
+                containers,
+            })
+        })
+        .await
+    }
+
+    async fn create(&self, node: &str, container: &ReplicaContainer) -> Result<(), NodeOpError> {
+        let container = container.clone();
+        self.call(node, format!("create {node} {}", container.name), |state| {
+            if !state
+                .images
+                .get(node)
+                .is_some_and(|i| i.contains(&container.image))
+            {
+                return Err(format!("no such image: {}", container.image));
+            }
+            state
+                .containers
+                .entry(node.into())
+                .or_default()
+                .entry(container.name.clone())
+                .or_insert((container, false));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn start(&self, node: &str, container: &str) -> Result<(), NodeOpError> {
+        self.call(node, format!("start {node} {container}"), |state| {
+            let entry = state
+                .containers
+                .get_mut(node)
+                .and_then(|c| c.get_mut(container))
+                .ok_or_else(|| format!("no such container: {container}"))?;
+            entry.1 = true;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stop(
+        &self,
+        node: &str,
+        container: &str,
+        _grace: Option<Duration>,
+    ) -> Result<(), NodeOpError> {
+        self.call(node, format!("stop {node} {container}"), |state| {
+            if let Some(entry) = state
+                .containers
+                .get_mut(node)
+                .and_then(|c| c.get_mut(container))
+            {
+                entry.1 = false;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn restart(
+        &self,
+        node: &str,
+        container: &str,
+        _grace: Duration,
+    ) -> Result<(), NodeOpError> {
+        self.call(node, format!("restart {node} {container}"), |state| {
+            let entry = state
+                .containers
+                .get_mut(node)
+                .and_then(|c| c.get_mut(container))
+                .ok_or_else(|| format!("no such container: {container}"))?;
+            entry.1 = true;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove(&self, node: &str, container: &str) -> Result<(), NodeOpError> {
+        self.call(node, format!("remove {node} {container}"), |state| {
+            if let Some(containers) = state.containers.get_mut(node) {
+                containers.remove(container);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn has_image(&self, node: &str, image: &str) -> Result<bool, NodeOpError> {
+        self.call(node, format!("has-image {node} {image}"), |state| {
+            Ok(state.images.get(node).is_some_and(|i| i.contains(image)))
+        })
+        .await
+    }
+
+    async fn pull_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
+        self.call(node, format!("pull {node} {image}"), |state| {
+            if !state.registry_reachable {
+                return Err("registry unreachable".into());
+            }
+            state
+                .images
+                .entry(node.into())
+                .or_default()
+                .insert(image.into());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ship_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
+        self.call(node, format!("ship {node} {image}"), |state| {
+            state
+                .images
+                .entry(node.into())
+                .or_default()
+                .insert(image.into());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn probe_tcp(
+        &self,
+        node: &str,
+        target: &ProbeTarget,
+        _timeout: Duration,
+    ) -> Result<(), NodeOpError> {
+        let container = target.container.clone();
+        self.call(
+            node,
+            format!("probe-tcp {node} {container}"),
+            |state| match state.containers.get(node).and_then(|c| c.get(&container)) {
+                Some((_, true)) => Ok(()),
+                _ => Err("connection refused".into()),
+            },
+        )
+        .await
+    }
+
+    async fn probe_http(
+        &self,
+        node: &str,
+        target: &ProbeTarget,
+        _path: &str,
+        _headers: &[(String, String)],
+        _timeout: Duration,
+    ) -> Result<u16, NodeOpError> {
+        let container = target.container.clone();
+        self.call(
+            node,
+            format!("probe-http {node} {container}"),
+            |state| match state.containers.get(node).and_then(|c| c.get(&container)) {
+                Some((_, true)) => Ok(200),
+                _ => Err("connection refused".into()),
+            },
+        )
+        .await
+    }
+
+    async fn probe_exec(
+        &self,
+        node: &str,
+        container: &str,
+        _command: &[String],
+        _timeout: Duration,
+    ) -> Result<i64, NodeOpError> {
+        self.call(
+            node,
+            format!("probe-exec {node} {container}"),
+            |state| match state.containers.get(node).and_then(|c| c.get(container)) {
+                Some((_, true)) => Ok(0),
+                _ => Err("container is not running".into()),
+            },
+        )
+        .await
+    }
+
+    async fn remove_image(&self, node: &str, image: &str) -> Result<bool, NodeOpError> {
+        self.call(node, format!("remove-image {node} {image}"), |_| Ok(false))
+            .await
+    }
+
+    async fn logs(&self, node: &str, container: &str, _lines: u32) -> Result<String, NodeOpError> {
+        self.call(
+            node,
+            format!("logs {node} {container}"),
+            |state| match state.containers.get(node).and_then(|c| c.get(container)) {
+                Some(_) => Ok(format!("(logs of {container})")),
+                None => Err("no such container".into()),
+            },
+        )
+        .await
+    }
+}
+
+// ------------------------------------------------------ loop test support
+
+use super::apply::{Operation, Step};
+use super::run::Planner;
+use super::spec::replica_containers;
+use crate::cluster::{ManagedLabels, ObservedCluster};
+use crate::manifest::model::{
+    Container, Deployment, DeploymentSpec, DesiredState, Kind, NodeSpec, ObjectMeta, PodSpec,
+    PodTemplate, SourceLocation, Transport,
+};
+use crate::manifest::{Diagnostic, SourceFile};
+use std::time::SystemTime;
+
+/// Places missing slots round-robin on reachable nodes, starts exited
+/// containers, removes what is not desired: just enough planner to drive
+/// the loop.
+pub struct RoundRobin;
+
+impl Planner for RoundRobin {
+    fn steps(
+        &self,
+        desired: &DesiredState,
+        commit: &str,
+        observed: &ObservedCluster,
+        _now: SystemTime,
+    ) -> Vec<Step> {
+        let reachable: Vec<&String> = observed
+            .nodes
+            .values()
+            .filter(|n| n.reachability.is_reachable())
+            .map(|n| &n.name)
+            .collect();
+        let containers: Vec<&ObservedContainer> = observed
+            .nodes
+            .values()
+            .flat_map(|n| &n.containers)
+            .collect();
+        let mut steps = Vec::new();
+        for deployment in &desired.deployments {
+            if deployment.spec.paused {
+                continue;
+            }
+            let hash = crate::manifest::template_hash(&deployment.spec.template);
+            for slot in 0..deployment.spec.replicas {
+                match containers.iter().find(|c| {
+                    c.labels.name == deployment.meta.name
+                        && c.labels.slot == slot
+                        && c.labels.template_hash == hash
+                }) {
+                    Some(c) if c.state == ContainerState::Running => {}
+                    Some(c) => steps.push(Step {
+                        node: c.labels.node.clone(),
+                        operation: Operation::Start {
+                            containers: vec![c.name.clone()],
+                        },
+                        reason: "exited".into(),
+                    }),
+                    None => {
+                        let node = reachable[slot as usize % reachable.len()].clone();
+                        let labels = ManagedLabels {
+                            namespace: deployment.meta.namespace.clone(),
+                            kind: Kind::Deployment,
+                            name: deployment.meta.name.clone(),
+                            slot,
+                            template_hash: hash.clone(),
+                            commit: commit.to_string(),
+                            node: node.clone(),
+                            container: String::new(),
+                        };
+                        steps.push(Step {
+                            node,
+                            operation: Operation::CreateReplica {
+                                containers: replica_containers(&deployment.spec.template, &labels),
+                                start: true,
+                            },
+                            reason: "missing".into(),
+                        });
+                    }
+                }
+            }
+        }
+        // An old revision's container goes once the new revision's replica
+        // of its slot runs (a surge of one per slot); a paused Deployment's
+        // stay.
+        let runs = |name: &str, slot: u32, hash: &str| {
+            containers.iter().any(|c| {
+                c.labels.name == name
+                    && c.labels.slot == slot
+                    && c.labels.template_hash == hash
+                    && c.state == ContainerState::Running
+            })
+        };
+        for c in &containers {
+            let wanted = desired
+                .deployment(&c.labels.namespace, &c.labels.name)
+                .is_some_and(|d| {
+                    let hash = crate::manifest::template_hash(&d.spec.template);
+                    c.labels.slot < d.spec.replicas
+                        && (d.spec.paused
+                            || c.labels.template_hash == hash
+                            || !runs(&c.labels.name, c.labels.slot, &hash))
+                });
+            if !wanted {
+                steps.push(Step {
+                    node: c.labels.node.clone(),
+                    operation: Operation::Remove {
+                        containers: vec![c.name.clone()],
+                        grace: Some(Duration::ZERO),
+                    },
+                    reason: "not desired".into(),
+                });
+            }
+        }
+        steps
+    }
+}
+
+/// `replicas: N` in web.yaml (or `invalid`), and optionally on further
+/// lines `image: IMAGE` (default `img:1`), `auto-rollback: false` (the
+/// opt-out annotation), `min-ready: N` and `deadline: N`
+/// (`minReadySeconds`, `progressDeadlineSeconds`;
+/// the memory cluster's containers have no start time, so with `min-ready`
+/// above 0 none becomes available): the loop's view of a commit.
+pub fn load(files: &[SourceFile]) -> (DesiredState, Vec<Diagnostic>) {
+    let text = files
+        .iter()
+        .find(|f| f.path == "web.yaml")
+        .map_or("", |f| f.text.as_str());
+    if text.contains("invalid") {
+        return (
+            DesiredState::default(),
+            vec![Diagnostic::error("broken", SourceLocation::default())],
+        );
+    }
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(": "))
+            .map(str::trim)
+    };
+    let replicas = field("replicas").and_then(|r| r.parse().ok()).unwrap_or(0);
+    let image = field("image").unwrap_or("img:1");
+    let number =
+        |name: &str, default: u32| field(name).and_then(|n| n.parse().ok()).unwrap_or(default);
+    let annotations = field("auto-rollback")
+        .map(|value| {
+            [(
+                super::run::AUTO_ROLLBACK_ANNOTATION.to_string(),
+                value.to_string(),
+            )]
+            .into()
+        })
+        .unwrap_or_default();
+    let node = |name: &str| Node {
+        meta: ObjectMeta {
+            name: name.into(),
+            ..ObjectMeta::default()
+        },
+        spec: NodeSpec {
+            // Distinct, as real nodes' are: each has its own node lock.
+            address: name.into(),
+            port: 22,
+            user: "root".into(),
+            identity_file: None,
+            docker_socket: String::new(),
+            transport: Transport::Ssh,
+            capacity: Default::default(),
+            taints: Vec::new(),
+            unschedulable: false,
+        },
+    };
+    let deployments = if replicas == 0 {
+        Vec::new()
+    } else {
+        vec![Deployment {
+            meta: ObjectMeta {
+                name: "web".into(),
+                namespace: "default".into(),
+                annotations,
+                ..ObjectMeta::default()
+            },
+            spec: DeploymentSpec {
+                replicas,
+                selector: Default::default(),
+                template: PodTemplate {
+                    spec: PodSpec {
+                        containers: vec![Container {
+                            name: "app".into(),
+                            image: image.into(),
+                            ..Container::default()
+                        }],
+                        ..PodSpec::default()
+                    },
+                    ..PodTemplate::default()
+                },
+                strategy: Default::default(),
+                min_ready_seconds: number("min-ready", 0),
+                progress_deadline_seconds: number("deadline", 600),
+                revision_history_limit: 10,
+                paused: false,
+            },
+        }]
+    };
+    (
+        DesiredState {
+            nodes: vec![node("n1"), node("n2"), node("n3")],
+            deployments,
+            ..DesiredState::default()
+        },
+        Vec::new(),
+    )
+}
+
+/// Commits `web.yaml` with `text` on `main`.
+pub fn commit(repo: &git2::Repository, text: &str) -> String {
+    let blob = repo.blob(text.as_bytes()).unwrap();
+    let mut tree = repo.treebuilder(None).unwrap();
+    tree.insert("web.yaml", blob, 0o100644).unwrap();
+    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+    let signature = git2::Signature::now("t", "t@example.com").unwrap();
+    let parent = repo
+        .refname_to_id("refs/heads/main")
+        .ok()
+        .map(|id| repo.find_commit(id).unwrap());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repo.commit(
+        Some("refs/heads/main"),
+        &signature,
+        &signature,
+        text,
+        &tree,
+        &parents,
+    )
+    .unwrap()
+    .to_string()
+}

@@ -1,0 +1,103 @@
+//! The planner proper (`plan::plan`) behind the loop's [`Planner`] seam:
+//! its actions become node-level steps, each replica's pod template turned
+//! into Docker containers by `leader::spec`.
+
+use std::time::{Duration, SystemTime};
+
+use super::apply::{Operation, Step};
+use super::run::Planner;
+use super::spec::replica_containers;
+use crate::cluster::ObservedCluster;
+use crate::manifest::model::{DesiredState, Kind};
+use crate::plan;
+
+/// `plan::plan`, as the leader calls it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KubePlanner;
+
+impl Planner for KubePlanner {
+    fn steps(
+        &self,
+        desired: &DesiredState,
+        commit: &str,
+        observed: &ObservedCluster,
+        now: SystemTime,
+    ) -> Vec<Step> {
+        self.planned(desired, commit, observed, now).1
+    }
+
+    fn planned(
+        &self,
+        desired: &DesiredState,
+        commit: &str,
+        observed: &ObservedCluster,
+        now: SystemTime,
+    ) -> (Option<plan::Plan>, Vec<Step>) {
+        let plan = plan::plan(desired, observed, commit, now);
+        for unschedulable in &plan.unschedulable {
+            tracing::warn!(
+                object = %unschedulable.object,
+                slot = unschedulable.slot,
+                reason = %unschedulable.reason,
+                "replica cannot be placed"
+            );
+        }
+        for held in &plan.held {
+            tracing::warn!(
+                object = %held.object,
+                replicas = held.replicas,
+                nodes = ?held.nodes,
+                "replicas unknown: may run on nodes never reached, not replaced within their grace period"
+            );
+        }
+        let steps = steps_from_plan(desired, &plan);
+        (Some(plan), steps)
+    }
+}
+
+/// The plan's actions as executor steps, in the plan's order.
+pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
+    plan.actions
+        .iter()
+        .filter_map(|action| {
+            let operation = match &action.operation {
+                plan::Operation::Create {
+                    containers,
+                    template,
+                } => {
+                    let labels = containers.first()?;
+                    Operation::CreateReplica {
+                        containers: replica_containers(template, labels),
+                        start: true,
+                    }
+                }
+                plan::Operation::Start { containers } => Operation::Start {
+                    containers: containers.iter().map(|c| c.name.clone()).collect(),
+                },
+                plan::Operation::Remove { containers } => {
+                    let grace = match action.object.kind {
+                        Kind::Deployment => desired
+                            .deployment(&action.object.namespace, &action.object.name)
+                            .map(|d| {
+                                Duration::from_secs(u64::from(
+                                    d.spec.template.spec.termination_grace_period_seconds,
+                                ))
+                            }),
+                        _ => None,
+                    };
+                    Operation::Remove {
+                        containers: containers.iter().map(|c| c.name.clone()).collect(),
+                        // An object no longer declared: the grace period its
+                        // containers were created with.
+                        grace,
+                    }
+                }
+            };
+            Some(Step {
+                node: action.node.clone(),
+                operation,
+                reason: action.reason.clone(),
+            })
+        })
+        .collect()
+}

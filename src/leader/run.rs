@@ -1,0 +1,1879 @@
+//! The control loop: on every push, post-receive wake-up or resync tick,
+//! read the branch tip, observe the nodes, plan, apply, publish status.
+//!
+//! Everything the loop remembers lives here, in memory, and is rebuilt from
+//! Git and the nodes after a restart: since when each node is unreachable,
+//! the crash-loop back-off, the probes' verdicts, the last valid desired
+//! state (used to keep healing while the branch tip is invalid).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::join_all;
+use tokio::sync::{mpsc, Notify};
+
+use super::apply::{apply, ApplyEvent, ApplyReport, Operation, Step};
+use super::backoff::{BackoffVerdict, RestartBackoff};
+use super::nodes::NodeOps;
+use super::probe::{run_probe, ProbeKind, ProbeOutcome, ProbeTracker};
+use super::status::{self, StatusReport};
+use crate::api::ApiState;
+use crate::cluster::{
+    ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, Reachability,
+};
+use crate::manifest::model::{DesiredState, Kind, ObjectKey};
+use crate::manifest::{Diagnostic, SourceFile};
+use crate::plan::progress::{Failure, RolloutEvent, RolloutState, RolloutTracker};
+use crate::repo::{ObjectOutcome, Outcome, RolloutRecord};
+
+/// A Deployment annotation: `"false"` keeps a failed rollout held where it
+/// is instead of reverting its commit.
+pub const AUTO_ROLLBACK_ANNOTATION: &str = "flotilla.dev/auto-rollback";
+/// The trailer of the leader's revert commits: a revision brought back by
+/// one is never reverted again automatically (no revert ping-pong).
+pub const AUTO_REVERT_TRAILER: &str = "Flotilla-Rollback: automatic";
+/// How many revisions beyond `revisionHistoryLimit` a completed rollout
+/// looks at for images to remove.
+const PRUNE_SCAN: usize = 100;
+
+/// How often the probe task looks for due probes.
+const PROBE_TICK: Duration = Duration::from_millis(100);
+/// Log lines quoted per failing container in a revert commit, how long
+/// each may be, and how long the node has to send them.
+const LOG_LINES: u32 = 10;
+const LOG_LINE_CHARS: usize = 200;
+const LOG_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far back on the branch to look for the commit that introduced a revision.
+const INTRODUCING_COMMIT_SEARCH: usize = 100;
+
+/// A log line as it may go into a commit message: control characters
+/// (terminal escapes, carriage returns) shown as `?`, at most `max` chars.
+fn printable(line: &str, max: usize) -> String {
+    let mut out: String = line
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect();
+    if line.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A failed rollout, as handed to [`Leader::fail_rollout`].
+#[derive(Clone, Copy)]
+struct FailedRollout<'a> {
+    key: &'a ObjectKey,
+    revision: &'a str,
+    /// The branch tip when the rollout was first seen.
+    rollout_commit: &'a str,
+    tip: &'a str,
+    evidence: &'a str,
+    auto: bool,
+    duration: Duration,
+}
+
+/// One Deployment's line in a rollout note: its revision, ready replicas
+/// and where they run.
+fn object_outcome(
+    d: &crate::manifest::model::Deployment,
+    outcome: Outcome,
+    observed: &ObservedCluster,
+    now: SystemTime,
+) -> ObjectOutcome {
+    let key = d.key();
+    let revision = crate::manifest::template_hash(&d.spec.template);
+    let gate = crate::cluster::ReadinessGate {
+        template: &d.spec.template,
+        min_ready_seconds: d.spec.min_ready_seconds,
+    };
+    let mut per_node: BTreeMap<String, u32> = BTreeMap::new();
+    let mut ready = 0;
+    for r in crate::cluster::group_replicas(observed) {
+        if r.key.kind != key.kind
+            || r.key.namespace != key.namespace
+            || r.key.name != key.name
+            || r.key.template_hash != revision
+        {
+            continue;
+        }
+        *per_node.entry(r.node.to_string()).or_default() += 1;
+        if r.state(Some(gate), now) == crate::cluster::ReplicaState::Ready {
+            ready += 1;
+        }
+    }
+    ObjectOutcome {
+        kind: key.kind.as_str().to_string(),
+        namespace: key.namespace,
+        name: key.name,
+        outcome,
+        revision,
+        ready,
+        desired: d.spec.replicas,
+        per_node: per_node.into_iter().collect(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutRecordError {
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}
+
+/// What decides: from desired and observed state to the steps to carry out.
+/// The planner proper (`plan`) behind a small adapter; a test can put a
+/// simpler one here.
+pub trait Planner: Send + Sync + 'static {
+    fn steps(
+        &self,
+        desired: &DesiredState,
+        commit: &str,
+        observed: &ObservedCluster,
+        now: SystemTime,
+    ) -> Vec<Step>;
+
+    /// The steps and, when this planner has one, the plan they come from,
+    /// for people to read before it is carried out (`flotilla apply`).
+    fn planned(
+        &self,
+        desired: &DesiredState,
+        commit: &str,
+        observed: &ObservedCluster,
+        now: SystemTime,
+    ) -> (Option<crate::plan::Plan>, Vec<Step>) {
+        (None, self.steps(desired, commit, observed, now))
+    }
+}
+
+/// From a commit's files to the desired state (`manifest::load`).
+pub type Loader = fn(&[SourceFile]) -> (DesiredState, Vec<Diagnostic>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{repo}: {source}")]
+    Repo {
+        repo: PathBuf,
+        source: crate::repo::RepoError,
+    },
+    #[error("commit {commit} is invalid ({count} error(s), first: {first}); not acting on it")]
+    Invalid {
+        commit: String,
+        count: usize,
+        first: String,
+    },
+    /// Another process acts on one of the declared nodes.
+    #[error(transparent)]
+    Locked(#[from] super::lock::LockError),
+}
+
+/// What a reconcile is about to do, computed by [`Leader::prepare`] and
+/// carried out by [`Leader::execute`]: in between, `flotilla apply` shows it
+/// and asks.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The commit planned.
+    pub commit: String,
+    pub desired: DesiredState,
+    pub observed: ObservedCluster,
+    /// The plan the steps come from, when the planner has one.
+    pub plan: Option<crate::plan::Plan>,
+    pub steps: Vec<Step>,
+    /// Starts held back by the crash-loop back-off (not among `steps`).
+    pub backed_off: usize,
+    refused: Option<String>,
+    reverted: Vec<String>,
+    started: Instant,
+    now: SystemTime,
+}
+
+/// What one reconcile did.
+#[derive(Clone, Debug, Default)]
+pub struct ReconcileSummary {
+    /// The commit acted on.
+    pub commit: String,
+    pub steps: usize,
+    pub apply: ApplyReport,
+    /// Starts held back by the crash-loop back-off.
+    pub backed_off: usize,
+    pub duration: Duration,
+    /// An invalid branch tip that was refused (the previous valid commit was
+    /// reconciled instead).
+    pub refused: Option<String>,
+    /// Rollouts still going on: worth looking again soon.
+    pub rollouts_in_progress: usize,
+    /// Revert commits written for failed rollouts.
+    pub reverted: Vec<String>,
+}
+
+/// The leader's memory and its seams.
+pub struct Leader<N: NodeOps, P: Planner> {
+    pub nodes: Arc<N>,
+    planner: P,
+    loader: Loader,
+    repo_path: PathBuf,
+    branch: String,
+    backoff: RestartBackoff,
+    unreachable_since: HashMap<String, (SystemTime, String)>,
+    /// The containers each node had when last reached: an unreachable
+    /// node's replicas still count (and are never replaced within the grace
+    /// period) because the planner sees them here.
+    last_seen: HashMap<String, Vec<ObservedContainer>>,
+    /// The clock at this leader's first observation: a node it has never
+    /// reached is unreachable, its contents unknown, since then.
+    started: Option<SystemTime>,
+    last_valid: Option<(String, DesiredState)>,
+    /// The last commit whose completed rollout was recorded in its note.
+    recorded: Option<String>,
+    /// Every Deployment's rollout: progress, deadline, failure.
+    rollouts: RolloutTracker,
+    /// The longest rollout completed for the commit being rolled out.
+    rollout_time: Option<(String, Duration)>,
+    /// Commits this leader reverted, and their revert: several objects of
+    /// one commit failing get one revert.
+    reverts: HashMap<String, String>,
+    /// Whether readiness has been probed since this leader started: until
+    /// then no container is known to be ready, and planning on that would
+    /// misjudge every rollout budget.
+    probed_once: bool,
+    /// Whether the failures held before a restart were read back from the
+    /// notes (once, at the first reconcile).
+    holds_restored: bool,
+    shared: Arc<Mutex<ProbeInputs>>,
+    probes: Arc<Mutex<ProbeTracker>>,
+    /// Held for a whole probe round: the probe task's and the first
+    /// reconcile's never run the same probe twice at once.
+    probe_round: Arc<tokio::sync::Mutex<()>>,
+    pub api: Arc<ApiState>,
+    events: mpsc::UnboundedSender<ApplyEvent>,
+    /// The revision to act on instead of the branch tip (`apply --rev`).
+    revision: Option<String>,
+    /// The locks of the declared nodes, taken before planning; `None` for
+    /// read-only uses (`flotilla status`).
+    node_locks: Option<super::lock::NodeLocks>,
+}
+
+/// What the probe task needs from the last reconcile.
+#[derive(Debug, Default)]
+pub struct ProbeInputs {
+    desired: DesiredState,
+    observed: ObservedCluster,
+}
+
+impl<N: NodeOps, P: Planner> Leader<N, P> {
+    pub fn new(
+        nodes: Arc<N>,
+        planner: P,
+        loader: Loader,
+        repo_path: &Path,
+        branch: &str,
+        api: Arc<ApiState>,
+        events: mpsc::UnboundedSender<ApplyEvent>,
+    ) -> Self {
+        Leader {
+            nodes,
+            planner,
+            loader,
+            repo_path: repo_path.to_path_buf(),
+            branch: branch.to_string(),
+            backoff: RestartBackoff::default(),
+            unreachable_since: HashMap::new(),
+            last_seen: HashMap::new(),
+            started: None,
+            last_valid: None,
+            recorded: None,
+            rollouts: RolloutTracker::default(),
+            rollout_time: None,
+            reverts: HashMap::new(),
+            probed_once: false,
+            holds_restored: false,
+            shared: Arc::default(),
+            probes: Arc::default(),
+            probe_round: Arc::default(),
+            api,
+            events,
+            revision: None,
+            node_locks: None,
+        }
+    }
+
+    /// Acts on `revision` (anything `git rev-parse` takes) instead of the
+    /// branch tip.
+    pub fn at_revision(mut self, revision: &str) -> Self {
+        self.revision = Some(revision.to_string());
+        self
+    }
+
+    /// Holds the lock of every declared node before planning; a reconcile
+    /// is refused ([`ReconcileError::Locked`]) while another process holds one.
+    pub fn with_node_locks(mut self, locks: super::lock::NodeLocks) -> Self {
+        self.node_locks = Some(locks);
+        self
+    }
+
+    /// One full pass: read, observe, plan, apply, publish.
+    pub async fn reconcile(&mut self, now: SystemTime) -> Result<ReconcileSummary, ReconcileError> {
+        let prepared = self.prepare(now).await?;
+        Ok(self.execute(prepared).await)
+    }
+
+    /// Read, lock the declared nodes, observe, plan: everything up to
+    /// carrying the plan out.
+    pub async fn prepare(&mut self, now: SystemTime) -> Result<Prepared, ReconcileError> {
+        let started = Instant::now();
+        let mut refused = None;
+        match self.read_tip() {
+            Ok(valid) => self.last_valid = Some(valid),
+            Err(error @ ReconcileError::Invalid { .. }) if self.last_valid.is_some() => {
+                tracing::error!(%error, "branch tip is invalid; healing toward the last valid commit");
+                refused = Some(error.to_string());
+            }
+            Err(error) => {
+                let result = match error {
+                    ReconcileError::Invalid { .. } => "invalid",
+                    ReconcileError::Repo { .. } | ReconcileError::Locked(_) => "error",
+                };
+                self.api
+                    .metrics
+                    .observe_reconcile(started.elapsed(), result);
+                return Err(error);
+            }
+        }
+        let (commit, desired) = self.last_valid.clone().expect("set above or returned");
+        if let Some(locks) = &mut self.node_locks {
+            if let Err(error) = locks.hold(&desired.nodes) {
+                self.api
+                    .metrics
+                    .observe_reconcile(started.elapsed(), "locked");
+                return Err(error.into());
+            }
+        }
+
+        let mut observed = self.observe(&desired, now).await;
+        if !self.probed_once {
+            // A restarted leader measures readiness before it plans.
+            self.probed_once = true;
+            self.set_probe_inputs(desired.clone(), observed.clone());
+            let changed = {
+                let round = Arc::clone(&self.probe_round);
+                let _one_at_a_time = round.lock().await;
+                probe_round(&*self.nodes, &self.shared, &self.probes, &self.events).await
+            };
+            if changed {
+                observed = self.observe(&desired, now).await;
+            }
+        }
+        if !self.holds_restored {
+            self.holds_restored = true;
+            self.restore_held_failures(&desired, &commit, now);
+        }
+        let events = self.rollouts.observe(&desired, &commit, &observed, now);
+        let reverted = self
+            .handle_rollout_events(events, &desired, &commit, &observed, now)
+            .await;
+        let held = self.hold_failed_rollouts(&desired);
+        let (plan, mut steps) =
+            self.planner
+                .planned(held.as_ref().unwrap_or(&desired), &commit, &observed, now);
+        let backed_off = self.hold_back_crash_loops(&mut steps, &observed, now);
+        Ok(Prepared {
+            commit,
+            desired,
+            observed,
+            plan,
+            steps,
+            backed_off,
+            refused,
+            reverted,
+            started,
+            now,
+        })
+    }
+
+    /// Carries out what [`Leader::prepare`] planned, then observes again
+    /// and publishes the status.
+    pub async fn execute(&mut self, prepared: Prepared) -> ReconcileSummary {
+        let Prepared {
+            commit,
+            desired,
+            observed,
+            plan: _,
+            steps,
+            backed_off,
+            refused,
+            reverted,
+            started,
+            now,
+        } = prepared;
+        let unreachable: BTreeSet<String> = observed
+            .nodes
+            .values()
+            .filter(|n| !n.reachability.is_reachable())
+            .map(|n| n.name.clone())
+            .collect();
+        let step_count = steps.len();
+        if step_count > 0 {
+            tracing::info!(commit = %short(&commit), steps = step_count, "applying");
+        }
+        let report = apply(
+            &*self.nodes,
+            steps,
+            &unreachable,
+            &self.api.metrics,
+            &self.events,
+        )
+        .await;
+        // What was just done is worth showing at once: observe again (one
+        // list call per node over the open sessions) rather than publish
+        // the state from before the changes.
+        let observed = if step_count > 0 {
+            self.observe(&desired, SystemTime::now()).await
+        } else {
+            observed
+        };
+
+        let mut status = status::build(&desired, Some(&commit), &observed, now);
+        for object in &mut status.objects {
+            let key = ObjectKey {
+                kind: Kind::Deployment,
+                namespace: object.namespace.clone(),
+                name: object.name.clone(),
+            };
+            if let Some(rollout) = self.rollouts.get(&key) {
+                if let (RolloutState::Failed(failure), true) =
+                    (&rollout.state, rollout.revision == object.template_hash)
+                {
+                    object.rollout = "failed".to_string();
+                    object.rollout_reason = Some(failure.reason.clone());
+                }
+            }
+        }
+        self.publish(&status, &observed);
+        self.record_rollout(&commit, &desired, &status, &observed, now);
+        self.set_probe_inputs(desired, observed);
+        let duration = started.elapsed();
+        let result = if report.failed.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        self.api.metrics.observe_reconcile(duration, result);
+        ReconcileSummary {
+            commit,
+            steps: step_count,
+            apply: report,
+            backed_off,
+            duration,
+            refused,
+            rollouts_in_progress: status
+                .objects
+                .iter()
+                .filter(|o| o.rollout == "progressing")
+                .count(),
+            reverted,
+        }
+    }
+
+    fn set_probe_inputs(&self, desired: DesiredState, observed: ObservedCluster) {
+        let mut shared = self
+            .shared
+            .lock()
+            .expect("probe inputs lock is never poisoned");
+        shared.desired = desired;
+        shared.observed = observed;
+    }
+
+    /// The desired state to plan with: Deployments whose rollout failed are
+    /// held where they are (paused), so the old revision keeps serving.
+    fn hold_failed_rollouts(&self, desired: &DesiredState) -> Option<DesiredState> {
+        let failed: BTreeSet<&ObjectKey> = self.rollouts.failed().map(|(key, _)| key).collect();
+        if failed.is_empty() {
+            return None;
+        }
+        let mut held = desired.clone();
+        for d in &mut held.deployments {
+            if failed.contains(&d.key()) {
+                d.spec.paused = true;
+            }
+        }
+        Some(held)
+    }
+
+    /// Records completed rollouts' times; for a failed one, gathers the
+    /// evidence, reverts the commit that introduced the revision (unless the
+    /// Deployment opts out) and notes the outcome on that commit. Returns
+    /// the revert commits written.
+    async fn handle_rollout_events(
+        &mut self,
+        events: Vec<RolloutEvent>,
+        desired: &DesiredState,
+        commit: &str,
+        observed: &ObservedCluster,
+        now: SystemTime,
+    ) -> Vec<String> {
+        let mut reverted = Vec::new();
+        for event in events {
+            match event {
+                RolloutEvent::Started { key, revision } => {
+                    tracing::info!(object = %key, %revision, "rollout started");
+                }
+                RolloutEvent::Completed {
+                    key,
+                    revision,
+                    duration,
+                } => {
+                    tracing::info!(object = %key, %revision, seconds = duration.as_secs_f64(), "rollout complete");
+                    self.api.metrics.rollout_finished("succeeded");
+                    let longest = match &self.rollout_time {
+                        Some((c, d)) if c == commit => (*d).max(duration),
+                        _ => duration,
+                    };
+                    self.rollout_time = Some((commit.to_string(), longest));
+                    self.prune_images(&key, desired, commit, observed).await;
+                }
+                RolloutEvent::Failed {
+                    key,
+                    revision,
+                    commit: rollout_commit,
+                    failure,
+                } => {
+                    tracing::error!(object = %key, %revision, reason = %failure.reason, "rollout failed");
+                    self.api.metrics.rollout_finished("failed");
+                    let evidence = self.evidence(&failure).await;
+                    let auto = desired
+                        .deployment(&key.namespace, &key.name)
+                        .is_none_or(|d| {
+                            d.meta
+                                .annotations
+                                .get(AUTO_ROLLBACK_ANNOTATION)
+                                .map(String::as_str)
+                                != Some("false")
+                        });
+                    let duration = self
+                        .rollouts
+                        .get(&key)
+                        .and_then(|r| now.duration_since(r.started).ok())
+                        .unwrap_or_default();
+                    let outcome = FailedRollout {
+                        key: &key,
+                        revision: &revision,
+                        rollout_commit: &rollout_commit,
+                        tip: commit,
+                        evidence: &evidence,
+                        auto,
+                        duration,
+                    };
+                    match self.fail_rollout(&outcome, desired, observed, now) {
+                        Ok(Some(revert)) => reverted.push(revert),
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::error!(object = %key, %error, "recording the failed rollout")
+                        }
+                    }
+                }
+            }
+        }
+        reverted
+    }
+
+    /// After `key`'s rollout to `tip` completed: the images of its revision
+    /// that fell out of `revisionHistoryLimit` are removed from every
+    /// reachable node, unless a kept revision of it or the desired state
+    /// still names them. Docker keeps an image any container still uses.
+    async fn prune_images(
+        &self,
+        key: &ObjectKey,
+        desired: &DesiredState,
+        tip: &str,
+        observed: &ObservedCluster,
+    ) {
+        let candidates = match self.images_beyond_history(key, desired, tip) {
+            Ok(candidates) => candidates,
+            Err(error) => {
+                tracing::warn!(object = %key, %error, "reading the revision history to prune images");
+                return;
+            }
+        };
+        if candidates.is_empty() {
+            return;
+        }
+        let nodes = observed
+            .nodes
+            .values()
+            .filter(|n| n.reachability.is_reachable());
+        for node in nodes {
+            for image in &candidates {
+                match self.nodes.remove_image(&node.name, image).await {
+                    Ok(true) => {
+                        tracing::info!(object = %key, node = %node.name, %image, "removed the image of a revision beyond revisionHistoryLimit")
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(node = %node.name, %image, %error, "removing an old image")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The images of the revisions of `key` beyond its `revisionHistoryLimit`
+    /// (up to [`PRUNE_SCAN`] of them: the one that left the kept history
+    /// with this rollout, and any left behind by a lowered limit or while no
+    /// leader ran), less those a kept revision or the desired state names.
+    fn images_beyond_history(
+        &self,
+        key: &ObjectKey,
+        desired: &DesiredState,
+        tip: &str,
+    ) -> Result<BTreeSet<String>, RolloutRecordError> {
+        let Some(d) = desired.deployment(&key.namespace, &key.name) else {
+            return Ok(BTreeSet::new());
+        };
+        let limit = d.spec.revision_history_limit as usize;
+        let repo = crate::repo::open(&self.repo_path)?;
+        let revisions = crate::repo::HistoryReader::new(&repo).revisions(
+            git2::Oid::from_str(tip)?,
+            Some(key),
+            Some(limit + 1 + PRUNE_SCAN),
+        )?;
+        let dropped: Vec<_> = revisions
+            .get(limit + 1..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.present())
+            .collect();
+        if dropped.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let images_at = |commit: git2::Oid| -> Result<BTreeSet<String>, RolloutRecordError> {
+            let snapshot = crate::repo::read_revision(&repo, &commit.to_string())?;
+            let (state, _) = (self.loader)(&snapshot.files);
+            Ok(state
+                .deployment(&key.namespace, &key.name)
+                .map(|d| {
+                    d.spec
+                        .template
+                        .spec
+                        .containers
+                        .iter()
+                        .map(|c| c.image.clone())
+                        .collect()
+                })
+                .unwrap_or_default())
+        };
+        let mut candidates = BTreeSet::new();
+        for revision in dropped {
+            candidates.extend(images_at(revision.commit)?);
+        }
+        for kept in revisions[..=limit].iter().filter(|r| r.present()) {
+            for image in images_at(kept.commit)? {
+                candidates.remove(&image);
+            }
+        }
+        for d in &desired.deployments {
+            for c in &d.spec.template.spec.containers {
+                candidates.remove(&c.image);
+            }
+        }
+        Ok(candidates)
+    }
+
+    /// The failure's reason, the replicas not ready, and the last log lines
+    /// of the containers that failed.
+    async fn evidence(&self, failure: &Failure) -> String {
+        let mut text = failure.reason.clone();
+        for line in &failure.replicas {
+            text.push('\n');
+            text.push_str(line);
+        }
+        for (node, container) in &failure.failing {
+            let logs =
+                tokio::time::timeout(LOG_TIMEOUT, self.nodes.logs(node, container, LOG_LINES));
+            match logs.await {
+                Ok(Ok(logs)) if !logs.trim().is_empty() => {
+                    text.push_str(&format!("\nlast log lines of {container} on {node}:"));
+                    for line in logs
+                        .lines()
+                        .rev()
+                        .take(LOG_LINES as usize)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                    {
+                        text.push_str("\n    ");
+                        text.push_str(&printable(line, LOG_LINE_CHARS));
+                    }
+                }
+                Ok(Ok(_)) => text.push_str(&format!("\n{container} on {node} printed nothing")),
+                Ok(Err(error)) => text.push_str(&format!("\nno logs of {container}: {error}")),
+                Err(_) => text.push_str(&format!(
+                    "\nno logs of {container}: no answer from {node} within {}s",
+                    LOG_TIMEOUT.as_secs()
+                )),
+            }
+        }
+        text
+    }
+
+    /// Reverts the commit that introduced `revision` of `key` (when `auto`
+    /// and that commit is not itself an automatic revert) and appends the
+    /// failure to its note, unless already noted.
+    fn fail_rollout(
+        &mut self,
+        failed: &FailedRollout<'_>,
+        desired: &DesiredState,
+        observed: &ObservedCluster,
+        now: SystemTime,
+    ) -> Result<Option<String>, RolloutRecordError> {
+        let FailedRollout {
+            key,
+            revision,
+            rollout_commit,
+            tip,
+            evidence,
+            auto,
+            duration,
+        } = *failed;
+        let repo = crate::repo::open(&self.repo_path)?;
+        // The commit to revert, when it can be told for sure; the note goes
+        // on it, else on the tip the rollout was first seen at.
+        let found = self.introducing_commit(&repo, key, revision, tip);
+        let introduced = found.clone().unwrap_or_else(|| rollout_commit.to_string());
+        let oid = git2::Oid::from_str(&introduced)?;
+        let already = crate::repo::read_note(&repo, oid)?
+            .map(|note| RolloutRecord::parse_all(&note))
+            .unwrap_or_default()
+            .iter()
+            .any(|r| {
+                r.outcome == Outcome::Failed
+                    && r.objects.iter().any(|o| {
+                        o.outcome == Outcome::Failed
+                            && o.revision == revision
+                            && o.kind == key.kind.as_str()
+                            && o.namespace == key.namespace
+                            && o.name == key.name
+                    })
+            });
+        if already {
+            tracing::info!(object = %key, commit = %short(&introduced), "failure already recorded; holding the rollout");
+            return Ok(None);
+        }
+        let message = repo.find_commit(oid)?.message().unwrap_or("").to_string();
+        let mut revert = None;
+        if !auto {
+            tracing::warn!(object = %key, "auto-rollback is off for this Deployment: holding the rollout where it is");
+        } else if found.is_none() {
+            tracing::warn!(object = %key, revision, "cannot tell which commit introduced the failed revision: not reverting; holding");
+        } else if message.contains(AUTO_REVERT_TRAILER) {
+            tracing::warn!(object = %key, commit = %short(&introduced), "the failed revision comes from an automatic revert: not reverting again; holding");
+        } else if let Some(done) = self.reverts.get(&introduced) {
+            // Another object of the same commit failed first: one revert.
+            revert = Some(done.clone());
+        } else {
+            let body = format!("{evidence}\n\n{AUTO_REVERT_TRAILER}");
+            let mut attempt = crate::repo::revert_on_branch(&repo, &self.branch, oid, &body);
+            if let Err(crate::repo::RevertError::BranchMoved { .. }) = attempt {
+                // A push landed meanwhile: revert on top of it.
+                attempt = crate::repo::revert_on_branch(&repo, &self.branch, oid, &body);
+            }
+            match attempt {
+                Ok(new) => {
+                    tracing::warn!(object = %key, reverted = %short(&introduced), revert = %short(&new.to_string()), "rolled back by a revert commit");
+                    self.reverts.insert(introduced.clone(), new.to_string());
+                    revert = Some(new.to_string());
+                }
+                Err(error) => {
+                    tracing::error!(object = %key, %error, "cannot revert the failed commit; holding the rollout")
+                }
+            }
+        }
+        let record = RolloutRecord {
+            outcome: Outcome::Failed,
+            finished_at: super::time::format_rfc3339(now),
+            duration,
+            objects: desired
+                .deployments
+                .iter()
+                .filter(|d| d.key() == *key)
+                .map(|d| object_outcome(d, Outcome::Failed, observed, now))
+                .collect(),
+            reason: Some(evidence.to_string()),
+            reverted_by: revert.clone(),
+        };
+        crate::repo::append_note(&repo, oid, &record.render())?;
+        Ok(revert)
+    }
+
+    /// A restarted leader holds again the rollouts a previous one held: a
+    /// Deployment whose current revision has a failure in the note of the
+    /// commit that introduced it (else of the tip), and no revert, is failed
+    /// and held, not rolled out afresh.
+    fn restore_held_failures(&mut self, desired: &DesiredState, tip: &str, now: SystemTime) {
+        let Ok(repo) = crate::repo::open(&self.repo_path) else {
+            return;
+        };
+        for d in &desired.deployments {
+            let key = d.key();
+            let revision = crate::manifest::template_hash(&d.spec.template);
+            let noted_on = self
+                .introducing_commit(&repo, &key, &revision, tip)
+                .unwrap_or_else(|| tip.to_string());
+            let note = git2::Oid::from_str(&noted_on)
+                .ok()
+                .and_then(|oid| crate::repo::read_note(&repo, oid).ok().flatten());
+            let Some(note) = note else { continue };
+            let held = RolloutRecord::parse_all(&note).into_iter().rev().find(|r| {
+                r.outcome == Outcome::Failed
+                    && r.objects.iter().any(|o| {
+                        o.outcome == Outcome::Failed
+                            && o.revision == revision
+                            && o.kind == key.kind.as_str()
+                            && o.namespace == key.namespace
+                            && o.name == key.name
+                    })
+            });
+            let Some(record) = held.filter(|r| r.reverted_by.is_none()) else {
+                continue;
+            };
+            let reason = record
+                .reason
+                .as_deref()
+                .and_then(|r| r.lines().next())
+                .unwrap_or("failed before the leader restarted")
+                .to_string();
+            tracing::warn!(object = %key, %revision, commit = %short(&noted_on), "holding a rollout that failed before the leader restarted");
+            self.rollouts.mark_failed(
+                key,
+                &revision,
+                &noted_on,
+                Failure {
+                    reason,
+                    replicas: Vec::new(),
+                    failing: Vec::new(),
+                },
+                now,
+            );
+        }
+    }
+
+    /// The commit that introduced revision `revision` of `key`: the oldest
+    /// of the unbroken run, back from `tip` on the branch's first parents,
+    /// that declares it, when its parent declares another (or no) revision.
+    /// `None` when that cannot be told (history too long, unreadable, or the
+    /// repository's first commit).
+    fn introducing_commit(
+        &self,
+        repo: &git2::Repository,
+        key: &ObjectKey,
+        revision: &str,
+        tip: &str,
+    ) -> Option<String> {
+        let declares = |commit: &git2::Commit<'_>| -> Option<bool> {
+            let snapshot = crate::repo::read_revision(repo, &commit.id().to_string()).ok()?;
+            let (state, _) = (self.loader)(&snapshot.files);
+            Some(
+                state
+                    .deployment(&key.namespace, &key.name)
+                    .is_some_and(|d| crate::manifest::template_hash(&d.spec.template) == revision),
+            )
+        };
+        let mut commit = repo.find_commit(git2::Oid::from_str(tip).ok()?).ok()?;
+        if !declares(&commit)? {
+            return None;
+        }
+        for _ in 0..INTRODUCING_COMMIT_SEARCH {
+            let parent = commit.parent(0).ok()?;
+            if parent.tree_id() != commit.tree_id() && !declares(&parent)? {
+                return Some(commit.id().to_string());
+            }
+            commit = parent;
+        }
+        None
+    }
+
+    /// Once every object of `commit` is rolled out, says so in the commit's
+    /// note (`git log --notes=flotilla`), once per commit.
+    fn record_rollout(
+        &mut self,
+        commit: &str,
+        desired: &DesiredState,
+        status: &StatusReport,
+        observed: &ObservedCluster,
+        now: SystemTime,
+    ) {
+        if self.recorded.as_deref() == Some(commit)
+            || status.objects.iter().any(|o| o.rollout != "complete")
+        {
+            return;
+        }
+        // A rollout whose last step (removing the old replicas) was this
+        // reconcile's is still in progress in the tracker, which observed
+        // before the step: its duration runs from its start to now.
+        let in_progress = desired
+            .deployments
+            .iter()
+            .filter_map(|d| {
+                let rollout = self.rollouts.get(&d.key())?;
+                (rollout.state == RolloutState::Progressing
+                    && rollout.revision == crate::manifest::template_hash(&d.spec.template))
+                .then(|| now.duration_since(rollout.started).ok())
+                .flatten()
+            })
+            .max()
+            .unwrap_or_default();
+        let duration = match &self.rollout_time {
+            Some((c, d)) if c == commit => (*d).max(in_progress),
+            _ => in_progress,
+        };
+        let result = (|| -> Result<(), RolloutRecordError> {
+            let repo = crate::repo::open(&self.repo_path)?;
+            let oid = git2::Oid::from_str(commit)?;
+            let already = crate::repo::read_note(&repo, oid)?.is_some_and(|note| {
+                RolloutRecord::parse_all(&note)
+                    .iter()
+                    .any(|r| r.outcome == Outcome::Succeeded)
+            });
+            if !already {
+                let record = RolloutRecord {
+                    outcome: Outcome::Succeeded,
+                    finished_at: super::time::format_rfc3339(now),
+                    duration,
+                    objects: desired
+                        .deployments
+                        .iter()
+                        .map(|d| object_outcome(d, Outcome::Succeeded, observed, now))
+                        .collect(),
+                    reason: None,
+                    reverted_by: None,
+                };
+                crate::repo::append_note(&repo, oid, &record.render())?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => self.recorded = Some(commit.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, commit = %short(commit), "recording the rollout in git notes")
+            }
+        }
+    }
+
+    /// Reads the tip and observes the nodes, changing nothing: what `flotilla
+    /// status` shows when no leader is running.
+    pub async fn status_only(&mut self, now: SystemTime) -> Result<StatusReport, ReconcileError> {
+        let (commit, desired) = self.read_tip()?;
+        let observed = self.observe(&desired, now).await;
+        Ok(status::build(&desired, Some(&commit), &observed, now))
+    }
+
+    /// The resync period the last valid commit asks for.
+    pub fn resync_period(&self) -> Option<Duration> {
+        self.last_valid.as_ref().map(|(_, desired)| {
+            Duration::from_secs(u64::from(desired.cluster.resync_seconds.max(1)))
+        })
+    }
+
+    fn read_tip(&self) -> Result<(String, DesiredState), ReconcileError> {
+        let repo_error = |source| ReconcileError::Repo {
+            repo: self.repo_path.clone(),
+            source,
+        };
+        let repo = crate::repo::open(&self.repo_path).map_err(repo_error)?;
+        let revision = match &self.revision {
+            Some(revision) => revision.clone(),
+            None => format!("refs/heads/{}", self.branch),
+        };
+        let snapshot = crate::repo::read_revision(&repo, &revision).map_err(repo_error)?;
+        let (desired, diagnostics) = (self.loader)(&snapshot.files);
+        // A file that could not be read (not UTF-8, too large) is an error
+        // too: deploying the rest would silently drop its objects.
+        let errors: Vec<&Diagnostic> = snapshot
+            .diagnostics
+            .iter()
+            .chain(&diagnostics)
+            .filter(|d| d.is_error())
+            .collect();
+        if let Some(first) = errors.first() {
+            return Err(ReconcileError::Invalid {
+                commit: snapshot.commit,
+                count: errors.len(),
+                first: first.to_string(),
+            });
+        }
+        Ok((snapshot.commit, desired))
+    }
+
+    /// Every declared node, concurrently, each within the seam's observe
+    /// timeout: a node that does not answer in time is unreachable, and the
+    /// others are reconciled without waiting for it. An unreachable node
+    /// keeps the time it was first found unreachable, so the grace period
+    /// runs from then. A node this leader never reached (after a restart,
+    /// say) has unknown contents since the leader started: the planner
+    /// replaces nothing that may run there until its grace period has
+    /// passed from the start.
+    async fn observe(&mut self, desired: &DesiredState, now: SystemTime) -> ObservedCluster {
+        let started = *self.started.get_or_insert(now);
+        let nodes = &*self.nodes;
+        let limit = nodes.observe_timeout();
+        let results = join_all(desired.nodes.iter().map(|node| async move {
+            let name = node.meta.name.clone();
+            let result = match tokio::time::timeout(limit, nodes.observe(node)).await {
+                Ok(result) => result,
+                Err(_) => Err(super::nodes::NodeOpError {
+                    node: name.clone(),
+                    message: format!(
+                        "observing got no answer within {limit:?}; the node or its network is silent"
+                    ),
+                    unreachable: true,
+                }),
+            };
+            (name, result)
+        }))
+        .await;
+        let probes = self.probes.lock().expect("probe lock is never poisoned");
+        let templates = current_templates(desired);
+        let mut observed = ObservedCluster::default();
+        for (name, result) in results {
+            let node = match result {
+                Ok(observation) => {
+                    if self.unreachable_since.remove(&name).is_some() {
+                        tracing::info!(node = %name, "node is reachable again");
+                    }
+                    let mut containers = observation.containers;
+                    for container in &mut containers {
+                        let readiness = declared_container(&templates, container)
+                            .map(|(_, spec)| {
+                                probes.readiness(&container.name, spec, container.started_at)
+                            })
+                            .unwrap_or_default();
+                        container.probe_ready = readiness.ready;
+                        container.ready_since = readiness.since;
+                    }
+                    self.last_seen.insert(name.clone(), containers.clone());
+                    ObservedNode {
+                        name: name.clone(),
+                        reachability: Reachability::Reachable,
+                        facts: Some(observation.facts),
+                        containers,
+                    }
+                }
+                Err(error) => {
+                    let last_seen = self.last_seen.get(&name).cloned();
+                    let (since, reason) = self
+                        .unreachable_since
+                        .entry(name.clone())
+                        .or_insert_with(|| {
+                            tracing::warn!(node = %name, %error, "node is unreachable");
+                            let since = if last_seen.is_some() { now } else { started };
+                            (since, error.message.clone())
+                        })
+                        .clone();
+                    let contents = if last_seen.is_some() {
+                        Contents::LastSeen
+                    } else {
+                        Contents::Unknown
+                    };
+                    ObservedNode {
+                        name: name.clone(),
+                        reachability: Reachability::Unreachable {
+                            since,
+                            reason,
+                            contents,
+                        },
+                        facts: None,
+                        containers: last_seen.unwrap_or_default(),
+                    }
+                }
+            };
+            observed.nodes.insert(name, node);
+        }
+        observed
+    }
+
+    /// Drops the starts of crashed containers still in back-off, and records
+    /// the ones that go ahead. Returns how many were held back.
+    fn hold_back_crash_loops(
+        &mut self,
+        steps: &mut Vec<Step>,
+        observed: &ObservedCluster,
+        now: SystemTime,
+    ) -> usize {
+        let finished: HashMap<&str, SystemTime> = observed
+            .nodes
+            .values()
+            .flat_map(|n| &n.containers)
+            .filter(|c| matches!(c.state, ContainerState::Exited { .. }))
+            .map(|c| (c.name.as_str(), c.finished_at.unwrap_or(now)))
+            .collect();
+        let before = steps.len();
+        steps.retain(|step| {
+            let Operation::Start { containers } = &step.operation else {
+                return true;
+            };
+            // The replica's back-off is kept under its first container's
+            // name, counted from the latest finish among its containers.
+            let Some(key) = containers.first() else {
+                return true;
+            };
+            let Some(finished_at) = containers
+                .iter()
+                .filter_map(|c| finished.get(c.as_str()))
+                .max()
+                .copied()
+            else {
+                return true;
+            };
+            match self.backoff.verdict(key, finished_at, now) {
+                BackoffVerdict::RestartNow => {
+                    self.backoff.record_restart(key, finished_at, now);
+                    true
+                }
+                BackoffVerdict::Wait { until, delay } => {
+                    let _ = self.events.send(ApplyEvent::Skipped {
+                        node: step.node.clone(),
+                        kind: "start",
+                        target: key.clone(),
+                        why: format!(
+                            "back-off {}s restarting failed container ({}s left)",
+                            delay.as_secs(),
+                            until.duration_since(now).unwrap_or_default().as_secs()
+                        ),
+                    });
+                    false
+                }
+            }
+        });
+        let known: BTreeSet<String> = observed
+            .nodes
+            .values()
+            .flat_map(|n| &n.containers)
+            .map(|c| c.name.clone())
+            .collect();
+        // Forget only what is certainly gone: containers on unreachable
+        // nodes are not listed, but may come back.
+        if observed
+            .nodes
+            .values()
+            .all(|n| n.reachability.is_reachable())
+        {
+            self.backoff.retain(|name| known.contains(name));
+        }
+        before - steps.len()
+    }
+
+    fn publish(&self, status: &StatusReport, observed: &ObservedCluster) {
+        let reachable = observed
+            .nodes
+            .values()
+            .filter(|n| n.reachability.is_reachable())
+            .count();
+        self.api
+            .metrics
+            .set_nodes(reachable as u64, observed.nodes.len() as u64);
+        self.api.metrics.set_replicas(
+            status
+                .objects
+                .iter()
+                .filter(|o| o.kind == Kind::Deployment.as_str())
+                .map(|o| {
+                    (
+                        o.namespace.clone(),
+                        o.name.clone(),
+                        o.ready_replicas,
+                        o.desired_replicas,
+                    )
+                }),
+        );
+        self.api.set_status(status.clone());
+    }
+
+    /// A task that runs due probes every second until `stop` is notified:
+    /// readiness verdicts feed the next observation (and wake `changed` so a
+    /// rollout waiting on readiness goes on at once); failed liveness
+    /// restarts the container.
+    pub fn probe_task(
+        &self,
+        changed: Arc<Notify>,
+        stop: Arc<Notify>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let nodes = Arc::clone(&self.nodes);
+        let shared = Arc::clone(&self.shared);
+        let tracker = Arc::clone(&self.probes);
+        let round = Arc::clone(&self.probe_round);
+        let events = self.events.clone();
+        async move {
+            // Frequent ticks so that a new container's first probe (and so
+            // the next rollout step) follows its start closely; each probe
+            // still runs only every periodSeconds.
+            let mut tick = tokio::time::interval(PROBE_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.notified() => return,
+                }
+                let _round = round.lock().await;
+                if probe_round(&*nodes, &shared, &tracker, &events).await {
+                    changed.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// Runs every probe that is due once, concurrently; restarts containers
+/// whose liveness failed. Whether any readiness verdict changed.
+async fn probe_round<N: NodeOps>(
+    nodes: &N,
+    shared: &Mutex<ProbeInputs>,
+    tracker: &Mutex<ProbeTracker>,
+    events: &mpsc::UnboundedSender<ApplyEvent>,
+) -> bool {
+    let now = SystemTime::now();
+    let due = due_probes(shared, tracker, now);
+    let results = join_all(due.into_iter().map(|probe| async move {
+        let result = run_probe(
+            nodes,
+            &probe.node,
+            &probe.container_name,
+            &probe.container,
+            &probe.probe,
+        )
+        .await;
+        (probe, result)
+    }))
+    .await;
+    let mut readiness_changed = false;
+    for (probe, result) in results {
+        if let Err(error) = &result {
+            tracing::debug!(container = %probe.container_name, kind = ?probe.kind, %error, "probe failed");
+        }
+        let outcome = tracker
+            .lock()
+            .expect("probe lock is never poisoned")
+            .record(
+                &probe.container_name,
+                probe.kind,
+                &probe.probe,
+                probe.started_at,
+                SystemTime::now(),
+                result.is_ok(),
+            );
+        match outcome {
+            ProbeOutcome::BecameReady | ProbeOutcome::BecameNotReady | ProbeOutcome::Started => {
+                readiness_changed = true
+            }
+            ProbeOutcome::RestartNeeded => {
+                let reason = match probe.kind {
+                    ProbeKind::Startup => "startup probe failed",
+                    _ => "liveness probe failed",
+                };
+                tracing::warn!(container = %probe.container_name, node = %probe.node, "{reason}; restarting");
+                let _ = events.send(ApplyEvent::Started {
+                    node: probe.node.clone(),
+                    kind: "restart",
+                    target: probe.container_name.clone(),
+                    reason: reason.into(),
+                });
+                if let Err(error) = nodes
+                    .restart(
+                        &probe.node,
+                        &probe.container_name,
+                        Duration::from_secs(u64::from(probe.grace_seconds)),
+                    )
+                    .await
+                {
+                    tracing::warn!(%error, "restart after a failed probe");
+                }
+            }
+            ProbeOutcome::Unchanged => {}
+        }
+    }
+    readiness_changed
+}
+
+struct DueProbe {
+    node: String,
+    container_name: String,
+    container: crate::manifest::model::Container,
+    probe: crate::manifest::model::Probe,
+    kind: ProbeKind,
+    started_at: SystemTime,
+    grace_seconds: u32,
+}
+
+fn due_probes(
+    shared: &Mutex<ProbeInputs>,
+    tracker: &Mutex<ProbeTracker>,
+    now: SystemTime,
+) -> Vec<DueProbe> {
+    let shared = shared.lock().expect("probe inputs lock is never poisoned");
+    let mut tracker = tracker.lock().expect("probe lock is never poisoned");
+    let templates = current_templates(&shared.desired);
+    let running: Vec<&ObservedContainer> = shared
+        .observed
+        .nodes
+        .values()
+        // An unreachable node's containers are only remembered: not probed.
+        .filter(|n| n.reachability.is_reachable())
+        .flat_map(|n| &n.containers)
+        .filter(|c| c.state == ContainerState::Running)
+        .collect();
+    tracker.retain(|name| running.iter().any(|c| c.name == name));
+    let mut due = Vec::new();
+    for container in running {
+        // An old revision's probes are the old template's, which the desired
+        // state no longer has; it is on its way out.
+        let Some((template, spec)) = declared_container(&templates, container) else {
+            continue;
+        };
+        let Some(started_at) = container.started_at else {
+            continue;
+        };
+        for (kind, probe) in tracker.due(&container.name, spec, started_at, now) {
+            due.push(DueProbe {
+                node: container.labels.node.clone(),
+                container_name: container.name.clone(),
+                container: spec.clone(),
+                probe: probe.clone(),
+                kind,
+                started_at,
+                grace_seconds: template.spec.termination_grace_period_seconds,
+            });
+        }
+    }
+    due
+}
+
+type Templates<'a> =
+    BTreeMap<(&'a str, &'a str), (&'a crate::manifest::model::PodTemplate, String)>;
+
+/// Each Deployment's pod template and its revision.
+fn current_templates(desired: &DesiredState) -> Templates<'_> {
+    desired
+        .deployments
+        .iter()
+        .map(|d| {
+            (
+                (d.meta.namespace.as_str(), d.meta.name.as_str()),
+                (
+                    &d.spec.template,
+                    crate::manifest::template_hash(&d.spec.template),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The template and declared container of `container` when it is of its
+/// Deployment's current revision.
+fn declared_container<'a>(
+    templates: &Templates<'a>,
+    container: &ObservedContainer,
+) -> Option<(
+    &'a crate::manifest::model::PodTemplate,
+    &'a crate::manifest::model::Container,
+)> {
+    let labels = &container.labels;
+    let (template, hash) = templates.get(&(labels.namespace.as_str(), labels.name.as_str()))?;
+    if *hash != labels.template_hash {
+        return None;
+    }
+    let spec = template
+        .spec
+        .containers
+        .iter()
+        .find(|c| c.name == labels.container)?;
+    Some((template, spec))
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leader::memory::{commit, load, MemoryNodes, RoundRobin};
+    use std::time::UNIX_EPOCH;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(2_000_000_000 + secs)
+    }
+
+    fn leader(dir: &Path) -> Leader<MemoryNodes, RoundRobin> {
+        let (events, _) = mpsc::unbounded_channel();
+        Leader::new(
+            Arc::new(MemoryNodes::default()),
+            RoundRobin,
+            load,
+            dir,
+            "main",
+            Arc::default(),
+            events,
+        )
+    }
+
+    fn running(leader: &Leader<MemoryNodes, RoundRobin>) -> BTreeMap<String, usize> {
+        let state = leader.nodes.state.lock().unwrap();
+        state
+            .containers
+            .iter()
+            .map(|(node, containers)| {
+                (
+                    node.clone(),
+                    containers.values().filter(|(_, r)| *r).count(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn converges_then_does_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let first = commit(&repo, "replicas: 3");
+        let mut leader = leader(dir.path());
+
+        let summary = leader.reconcile(at(0)).await.unwrap();
+        assert_eq!(
+            (
+                summary.commit.as_str(),
+                summary.steps,
+                summary.apply.succeeded
+            ),
+            (first.as_str(), 3, 3)
+        );
+        assert_eq!(
+            running(&leader),
+            BTreeMap::from([("n1".into(), 1), ("n2".into(), 1), ("n3".into(), 1)])
+        );
+        // Status shows the state after acting.
+        let status = leader.api.status.read().unwrap().clone().unwrap();
+        assert_eq!(status.objects[0].ready_replicas, 3);
+
+        let again = leader.reconcile(at(1)).await.unwrap();
+        assert_eq!(again.steps, 0, "a converged cluster needs no step");
+        let status = leader.api.status.read().unwrap().clone().unwrap();
+        assert_eq!(status.objects[0].ready_replicas, 3);
+        assert_eq!(status.objects[0].rollout, "complete");
+
+        let note = crate::repo::read_note(&repo, git2::Oid::from_str(&first).unwrap())
+            .unwrap()
+            .unwrap();
+        let records = RolloutRecord::parse_all(&note);
+        assert_eq!(records.len(), 1, "{note}");
+        assert_eq!(records[0].outcome, Outcome::Succeeded);
+        assert_eq!(
+            records[0].finished_at,
+            crate::leader::time::format_rfc3339(at(0))
+        );
+        let web = &records[0].objects[0];
+        assert_eq!(
+            (
+                web.name.as_str(),
+                web.ready,
+                web.desired,
+                web.per_node.len()
+            ),
+            ("web", 3, 3, 3),
+            "{note}"
+        );
+        leader.reconcile(at(5)).await.unwrap();
+        let again = crate::repo::read_note(&repo, git2::Oid::from_str(&first).unwrap()).unwrap();
+        assert_eq!(again.as_deref(), Some(note.as_str()), "recorded once");
+
+        commit(&repo, "replicas: 1");
+        leader.reconcile(at(2)).await.unwrap();
+        assert_eq!(running(&leader).values().sum::<usize>(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_tip_is_refused_and_the_last_valid_commit_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut leader = leader(dir.path());
+
+        commit(&repo, "invalid");
+        let error = leader.reconcile(at(0)).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is invalid (1 error(s), first: error: broken"),
+            "{error}"
+        );
+        assert!(
+            leader.nodes.state.lock().unwrap().log.is_empty(),
+            "nothing observed or changed"
+        );
+
+        let valid = commit(&repo, "replicas: 2");
+        leader.reconcile(at(1)).await.unwrap();
+        commit(&repo, "invalid");
+        let summary = leader.reconcile(at(2)).await.unwrap();
+        assert_eq!(summary.commit, valid);
+        assert!(summary.refused.is_some());
+        assert_eq!(running(&leader).values().sum::<usize>(), 2);
+    }
+
+    #[tokio::test]
+    async fn unreachable_since_is_kept_and_the_node_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        commit(&repo, "replicas: 3");
+        let mut leader = leader(dir.path());
+        leader.reconcile(at(0)).await.unwrap();
+
+        {
+            let mut state = leader.nodes.state.lock().unwrap();
+            state.unreachable.insert("n2".into());
+            state.log.clear();
+        }
+        for t in [10, 20] {
+            leader.reconcile(at(t)).await.unwrap();
+            let status = leader.api.status.read().unwrap().clone().unwrap();
+            let n2 = status.nodes.iter().find(|n| n.name == "n2").unwrap();
+            assert!(!n2.reachable);
+            assert_eq!(
+                n2.unreachable_since.as_deref(),
+                Some(crate::leader::time::format_rfc3339(at(10)).as_str())
+            );
+        }
+        let log = leader.nodes.state.lock().unwrap().log.clone();
+        assert!(
+            !log.iter()
+                .any(|l| l.contains(" n2") && !l.starts_with("observe")),
+            "only observed while unreachable: {log:?}"
+        );
+    }
+
+    /// Regression: a restarted leader had no last observation of a node
+    /// that was down, saw it as empty and replaced its replicas at once
+    /// instead of after the grace period.
+    #[tokio::test]
+    async fn a_restarted_leader_replaces_a_down_nodes_replicas_only_after_the_grace_period() {
+        use crate::leader::planner::KubePlanner;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        commit(&repo, "replicas: 3");
+        let nodes = Arc::new(MemoryNodes::default());
+        let start = |nodes: &Arc<MemoryNodes>| {
+            let (events, _) = mpsc::unbounded_channel();
+            Leader::new(
+                Arc::clone(nodes),
+                KubePlanner,
+                load,
+                dir.path(),
+                "main",
+                Arc::default(),
+                events,
+            )
+        };
+        let per_node = |nodes: &MemoryNodes| -> BTreeMap<String, usize> {
+            let state = nodes.state.lock().unwrap();
+            state
+                .containers
+                .iter()
+                .map(|(node, containers)| (node.clone(), containers.len()))
+                .collect()
+        };
+        start(&nodes).reconcile(at(0)).await.unwrap();
+        let deployed = per_node(&nodes);
+        assert_eq!(deployed.values().sum::<usize>(), 3, "{deployed:?}");
+        let (down, on_down) = deployed
+            .iter()
+            .find(|(_, n)| **n > 0)
+            .map(|(node, n)| (node.clone(), *n))
+            .unwrap();
+        nodes.state.lock().unwrap().unreachable.insert(down.clone());
+
+        // The restart: a new leader that never reached `down`.
+        let mut restarted = start(&nodes);
+        let grace =
+            u64::from(crate::manifest::model::ClusterSettings::default().node_grace_period_seconds);
+        for t in [100, 100 + grace] {
+            restarted.reconcile(at(t)).await.unwrap();
+            assert_eq!(per_node(&nodes), deployed, "nothing replaced at {t}s");
+            let status = restarted.api.status.read().unwrap().clone().unwrap();
+            let node = status.nodes.iter().find(|n| n.name == down).unwrap();
+            assert_eq!(
+                node.unreachable_since.as_deref(),
+                Some(crate::leader::time::format_rfc3339(at(100)).as_str()),
+                "unknown since the leader started"
+            );
+        }
+        restarted.reconcile(at(101 + grace)).await.unwrap();
+        let after = per_node(&nodes);
+        assert_eq!(
+            after.values().sum::<usize>(),
+            3 + on_down,
+            "replaced once the grace period passed: {after:?}"
+        );
+        assert_eq!(after[&down], on_down, "nothing touched on the down node");
+    }
+
+    #[tokio::test]
+    async fn a_silent_node_is_unreachable_within_the_observe_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        commit(&repo, "replicas: 3");
+        let mut leader = leader(dir.path());
+        leader.reconcile(at(0)).await.unwrap();
+        {
+            let mut state = leader.nodes.state.lock().unwrap();
+            state.silent.insert("n2".into());
+            state.observe_timeout = Some(Duration::from_millis(300));
+        }
+        commit(&repo, "replicas: 6");
+        let started = std::time::Instant::now();
+        let summary = tokio::time::timeout(Duration::from_secs(5), leader.reconcile(at(10)))
+            .await
+            .expect("the reconcile does not wait on the silent node")
+            .unwrap();
+        let elapsed = started.elapsed();
+        // Observed twice (before and after acting), each bounded.
+        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+        let status = leader.api.status.read().unwrap().clone().unwrap();
+        let n2 = status.nodes.iter().find(|n| n.name == "n2").unwrap();
+        assert!(!n2.reachable);
+        assert_eq!(
+            n2.unreachable_reason.as_deref(),
+            Some("observing got no answer within 300ms; the node or its network is silent")
+        );
+        // The other nodes were reconciled meanwhile: the new replicas went
+        // to n1 and n3.
+        assert!(summary.apply.succeeded > 0, "{summary:?}");
+        let running = running(&leader);
+        assert_eq!(running.get("n2"), Some(&1), "{running:?}");
+        assert!(
+            running.get("n1").copied().unwrap_or(0) + running.get("n3").copied().unwrap_or(0) > 2,
+            "{running:?}"
+        );
+
+        leader.nodes.state.lock().unwrap().silent.clear();
+        leader.reconcile(at(20)).await.unwrap();
+        let status = leader.api.status.read().unwrap().clone().unwrap();
+        assert!(
+            status.nodes.iter().all(|n| n.reachable),
+            "{:?}",
+            status.nodes
+        );
+    }
+
+    #[tokio::test]
+    async fn crashed_containers_restart_with_back_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        commit(&repo, "replicas: 1");
+        let mut leader = leader(dir.path());
+        leader.reconcile(at(0)).await.unwrap();
+        let crash = |leader: &Leader<MemoryNodes, RoundRobin>, when: SystemTime| {
+            let mut state = leader.nodes.state.lock().unwrap();
+            let names: Vec<String> = state
+                .containers
+                .values()
+                .flat_map(|c| c.keys().cloned())
+                .collect();
+            for containers in state.containers.values_mut() {
+                for (_, running) in containers.values_mut() {
+                    *running = false;
+                }
+            }
+            for name in names {
+                state.finished_at.insert(name, when);
+            }
+        };
+        // First crash: restarted at once. Second: held back for 10 s.
+        crash(&leader, at(1));
+        let summary = leader.reconcile(at(1)).await.unwrap();
+        assert_eq!((summary.steps, summary.backed_off), (1, 0));
+        crash(&leader, at(2));
+        let summary = leader.reconcile(at(2)).await.unwrap();
+        assert_eq!((summary.steps, summary.backed_off), (0, 1));
+        assert_eq!(running(&leader).values().sum::<usize>(), 0);
+        let summary = leader.reconcile(at(13)).await.unwrap();
+        assert_eq!((summary.steps, summary.backed_off), (1, 0));
+        assert_eq!(running(&leader).values().sum::<usize>(), 1);
+    }
+
+    fn note_records(repo: &git2::Repository, commit: &str) -> Vec<RolloutRecord> {
+        crate::repo::read_note(repo, git2::Oid::from_str(commit).unwrap())
+            .unwrap()
+            .map(|note| RolloutRecord::parse_all(&note))
+            .unwrap_or_default()
+    }
+
+    fn tip(repo: &git2::Repository) -> String {
+        repo.refname_to_id("refs/heads/main").unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_rollout_finished_by_removing_the_old_replicas_notes_its_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        commit(&repo, "replicas: 2");
+        let mut leader = leader(dir.path());
+        leader.reconcile(at(0)).await.unwrap();
+        let second = commit(&repo, "replicas: 2\nimage: img:2");
+        // Seen at 10: the new replicas are created beside the old.
+        leader.reconcile(at(10)).await.unwrap();
+        assert!(note_records(&repo, &second).is_empty());
+        // At 25 the old ones go, which completes the rollout in that step.
+        leader.reconcile(at(25)).await.unwrap();
+        let records = note_records(&repo, &second);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].outcome, Outcome::Succeeded);
+        assert_eq!(records[0].duration, Duration::from_secs(15));
+    }
+
+    /// Commits v1, rolls out a v2 whose replicas never become available
+    /// (deadline 10 s), and reconciles until it fails. Returns the v2 commit.
+    async fn fail_a_rollout(
+        repo: &git2::Repository,
+        leader: &mut Leader<MemoryNodes, RoundRobin>,
+        extra: &str,
+    ) -> String {
+        commit(repo, "replicas: 2");
+        leader.reconcile(at(0)).await.unwrap();
+        let second = commit(
+            repo,
+            &format!("replicas: 2\nimage: img:2\nmin-ready: 5\ndeadline: 10\n{extra}"),
+        );
+        for secs in [10, 11, 12, 23] {
+            leader.reconcile(at(secs)).await.unwrap();
+        }
+        second
+    }
+
+    #[tokio::test]
+    async fn a_failed_rollout_is_reverted_unless_the_deployment_opts_out() {
+        // Without the annotation: a revert commit on the branch.
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut leader = leader(dir.path());
+        let second = fail_a_rollout(&repo, &mut leader, "").await;
+        let reverted = tip(&repo);
+        assert_ne!(reverted, second);
+        let message = repo
+            .find_commit(git2::Oid::from_str(&reverted).unwrap())
+            .unwrap()
+            .message()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.starts_with("Revert \"replicas: 2 image: img:2"),
+            "{message}"
+        );
+        let records = note_records(&repo, &second);
+        assert_eq!(records[0].outcome, Outcome::Failed);
+        assert_eq!(records[0].reverted_by.as_deref(), Some(reverted.as_str()));
+
+        // With `flotilla.dev/auto-rollback: "false"`: no commit, and held.
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut leader = super::tests::leader(dir.path());
+        let second = fail_a_rollout(&repo, &mut leader, "auto-rollback: false").await;
+        assert_eq!(
+            tip(&repo),
+            second,
+            "an opted-out Deployment is not reverted"
+        );
+        let records = note_records(&repo, &second);
+        assert_eq!(
+            (records[0].outcome, records[0].reverted_by.as_deref()),
+            (Outcome::Failed, None)
+        );
+        assert_eq!(leader.rollouts.failed().count(), 1);
+        let (_, desired) = leader.last_valid.clone().unwrap();
+        let held = leader.hold_failed_rollouts(&desired).unwrap();
+        assert!(held.deployments[0].spec.paused);
+        let status = leader.api.status.read().unwrap().clone().unwrap();
+        assert_eq!(status.objects[0].rollout, "failed");
+        let later = leader.reconcile(at(100)).await.unwrap();
+        assert_eq!((later.steps, later.reverted.len()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_held_failure_is_held_again_by_a_restarted_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let nodes = {
+            let mut first = leader(dir.path());
+            fail_a_rollout(&repo, &mut first, "auto-rollback: false").await;
+            Arc::clone(&first.nodes)
+        };
+        let (events, _) = mpsc::unbounded_channel();
+        let mut restarted = Leader::new(
+            nodes,
+            RoundRobin,
+            load,
+            dir.path(),
+            "main",
+            Arc::default(),
+            events,
+        );
+        restarted.reconcile(at(200)).await.unwrap();
+        let failed: Vec<_> = restarted.rollouts.failed().collect();
+        assert_eq!(failed.len(), 1, "the failure is held after a restart");
+        let status = restarted.api.status.read().unwrap().clone().unwrap();
+        assert_eq!(status.objects[0].rollout, "failed");
+        assert!(
+            status.objects[0]
+                .rollout_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("progress deadline")),
+            "{:?}",
+            status.objects[0].rollout_reason
+        );
+        // Not a fresh rollout with a new deadline, and no second note.
+        restarted.reconcile(at(300)).await.unwrap();
+        let second = tip(&repo);
+        assert_eq!(note_records(&repo, &second).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_completed_rollout_prunes_every_revision_beyond_the_history_limit() {
+        // Real manifests: the history is read with the manifest loader.
+        fn manifests(files: &[SourceFile]) -> (DesiredState, Vec<Diagnostic>) {
+            let loaded = crate::manifest::load(files);
+            (loaded.state, loaded.diagnostics)
+        }
+        let yaml = |image: &str, history: u32| {
+            format!(
+                "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {{name: n1}}\nspec: {{address: 10.0.0.1}}\n---\n\
+                 apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
+                 revisionHistoryLimit: {history}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    \
+                 metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - {{name: app, image: {image}}}\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        commit(&repo, &yaml("img:1", 10));
+        commit(&repo, &yaml("img:2", 10));
+        let (events, _) = mpsc::unbounded_channel();
+        let mut leader = Leader::new(
+            Arc::new(MemoryNodes::default()),
+            RoundRobin,
+            manifests,
+            dir.path(),
+            "main",
+            Arc::default(),
+            events,
+        );
+        leader.reconcile(at(0)).await.unwrap();
+        // The limit drops to 0 with img:3: img:2 and img:1 are both beyond it.
+        commit(&repo, &yaml("img:3", 0));
+        for secs in [10, 11, 12] {
+            leader.reconcile(at(secs)).await.unwrap();
+        }
+        let log = leader.nodes.state.lock().unwrap().log.clone();
+        let removed: BTreeSet<&str> = log
+            .iter()
+            .filter_map(|call| call.strip_prefix("remove-image n1 "))
+            .collect();
+        assert_eq!(removed, BTreeSet::from(["img:1", "img:2"]), "{log:?}");
+    }
+}

@@ -1,0 +1,673 @@
+//! The cluster's status as `flotilla status` and `/status` show it: nodes,
+//! objects and replicas, computed from the desired state and what was
+//! observed. No I/O here: the caller passes everything in, time included.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::time::{format_age, format_rfc3339};
+use crate::cluster::replica::{container_available, container_ready};
+use crate::cluster::{ContainerState, Health, ObservedCluster, ObservedContainer, Reachability};
+use crate::manifest::model::{DesiredState, Kind, PodTemplate};
+use crate::manifest::template_hash;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    /// RFC 3339.
+    pub generated_at: String,
+    /// The commit whose desired state this compares against.
+    pub commit: Option<String>,
+    pub nodes: Vec<NodeStatus>,
+    pub objects: Vec<ObjectStatus>,
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub name: String,
+    pub address: String,
+    pub reachable: bool,
+    /// Why it is unreachable, and since when (RFC 3339).
+    pub unreachable_reason: Option<String>,
+    pub unreachable_since: Option<String>,
+    pub cpu_capacity_millis: Option<u64>,
+    pub memory_capacity_bytes: Option<u64>,
+    pub cpu_allocated_millis: u64,
+    pub memory_allocated_bytes: u64,
+    pub containers: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub desired_replicas: u32,
+    pub ready_replicas: u32,
+    /// Replicas ready for `minReadySeconds`, as the planner counts them.
+    #[serde(default)]
+    pub available_replicas: u32,
+    /// Replicas of the current template.
+    pub updated_replicas: u32,
+    /// Replicas of any revision, this one included.
+    pub total_replicas: u32,
+    /// The current template's revision and the commit running it.
+    pub template_hash: String,
+    pub deployed_commit: Option<String>,
+    /// `complete`, `progressing`, `failed` or `removing`.
+    pub rollout: String,
+    /// Why the rollout failed (`failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// `Deployment default/web`.
+    pub object: String,
+    pub slot: u32,
+    pub node: String,
+    pub container: String,
+    /// Docker's container name.
+    pub container_name: String,
+    /// `running`, `exited (1)`, ...
+    pub state: String,
+    /// `ready`, `not ready`, `healthy`, `unhealthy`...
+    pub health: String,
+    pub ready: bool,
+    /// Ready for the Deployment's `minReadySeconds`.
+    #[serde(default)]
+    pub available: bool,
+    pub restarts: u32,
+    /// Kubernetes-style age since the container started; empty if it never did.
+    pub age: String,
+    pub template_hash: String,
+    pub commit: String,
+    /// Ports published on the node, as `docker ps` shows them
+    /// (`0.0.0.0:8080->8080/tcp`); absent in reports of older leaders.
+    #[serde(default)]
+    pub ports: Vec<String>,
+}
+
+/// (namespace, name, slot, template hash, node).
+type PodKey = (String, String, u32, String, String);
+
+/// Computes the status of `desired` (read from `commit`) against `observed`.
+pub fn build(
+    desired: &DesiredState,
+    commit: Option<&str>,
+    observed: &ObservedCluster,
+    now: SystemTime,
+) -> StatusReport {
+    let templates: BTreeMap<(String, String), (&PodTemplate, u32, String, u32)> = desired
+        .deployments
+        .iter()
+        .map(|d| {
+            (
+                (d.meta.namespace.clone(), d.meta.name.clone()),
+                (
+                    &d.spec.template,
+                    d.spec.replicas,
+                    template_hash(&d.spec.template),
+                    d.spec.min_ready_seconds,
+                ),
+            )
+        })
+        .collect();
+
+    let mut replicas = Vec::new();
+    // Pods keyed by (namespace, name, slot, template hash, node): all of a
+    // pod's containers must be ready (available) for the pod to be.
+    let mut pods: BTreeMap<PodKey, (bool, bool)> = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for node in &desired.nodes {
+        let observed_node = observed.nodes.get(&node.meta.name);
+        let (reachable, unreachable_reason, unreachable_since) =
+            match observed_node.map(|n| &n.reachability) {
+                Some(Reachability::Reachable) => (true, None, None),
+                Some(Reachability::Unreachable { since, reason, .. }) => {
+                    (false, Some(reason.clone()), Some(format_rfc3339(*since)))
+                }
+                None => (false, Some("not observed yet".to_string()), None),
+            };
+        let facts = observed_node.and_then(|n| n.facts.as_ref());
+        let containers = observed_node.map_or(&[][..], |n| &n.containers[..]);
+        let mut cpu_allocated = 0;
+        let mut memory_allocated = 0;
+        let mut counted_pods = std::collections::BTreeSet::new();
+        for container in containers {
+            let labels = &container.labels;
+            let template = templates.get(&(labels.namespace.clone(), labels.name.clone()));
+            // An old revision's probes went with its template: like the
+            // planner, count it ready while it runs.
+            let spec_container = template
+                .filter(|(_, _, hash, _)| *hash == labels.template_hash)
+                .and_then(|(t, _, _, _)| {
+                    t.spec
+                        .containers
+                        .iter()
+                        .find(|c| c.name == labels.container)
+                });
+            let has_readiness_probe = spec_container
+                .is_some_and(|c| c.readiness_probe.is_some() || c.startup_probe.is_some());
+            // The planner's rules (cluster::replica), so that status, rollout
+            // status and the planner agree on what is ready and available.
+            let ready = container_ready(container, spec_container);
+            let available = container_available(
+                container,
+                spec_container,
+                template.map_or(0, |(_, _, _, min_ready)| *min_ready),
+                now,
+            );
+            let pod_key = (
+                labels.namespace.clone(),
+                labels.name.clone(),
+                labels.slot,
+                labels.template_hash.clone(),
+                labels.node.clone(),
+            );
+            let pod = pods.entry(pod_key.clone()).or_insert((true, true));
+            pod.0 &= ready;
+            pod.1 &= available;
+            if container.state != ContainerState::Dead && counted_pods.insert(pod_key) {
+                if let Some((template, _, _, _)) = template {
+                    let requests = template.spec.requests();
+                    cpu_allocated += requests.cpu.map_or(0, |c| c.0);
+                    memory_allocated += requests.memory.map_or(0, |m| m.0);
+                }
+            }
+            replicas.push(ReplicaStatus {
+                object: format!("{} {}/{}", labels.kind, labels.namespace, labels.name),
+                slot: labels.slot,
+                node: node.meta.name.clone(),
+                container: labels.container.clone(),
+                container_name: container.name.clone(),
+                state: state_text(container.state),
+                health: health_text(container, has_readiness_probe),
+                ready,
+                available,
+                restarts: container.restart_count,
+                age: container
+                    .started_at
+                    .filter(|_| container.state == ContainerState::Running)
+                    .and_then(|started| now.duration_since(started).ok())
+                    .map(format_age)
+                    .unwrap_or_default(),
+                template_hash: labels.template_hash.clone(),
+                commit: labels.commit.clone(),
+                ports: container.ports.iter().map(ToString::to_string).collect(),
+            });
+        }
+        nodes.push(NodeStatus {
+            name: node.meta.name.clone(),
+            address: node.spec.address.clone(),
+            reachable,
+            unreachable_reason,
+            unreachable_since,
+            cpu_capacity_millis: node
+                .spec
+                .capacity
+                .cpu
+                .map(|c| c.0)
+                .or(facts.map(|f| f.cpu.0)),
+            memory_capacity_bytes: node
+                .spec
+                .capacity
+                .memory
+                .map(|m| m.0)
+                .or(facts.map(|f| f.memory.0)),
+            cpu_allocated_millis: cpu_allocated,
+            memory_allocated_bytes: memory_allocated,
+            containers: containers.len(),
+        });
+    }
+
+    let mut objects = Vec::new();
+    for ((namespace, name), (_, desired_replicas, hash, _)) in &templates {
+        let mut ready = 0;
+        let mut available = 0;
+        let mut updated_available = 0;
+        let mut updated = 0;
+        let mut total = 0;
+        let mut deployed_commit = None;
+        for ((ns, n, _, pod_hash, _), (pod_ready, pod_available)) in &pods {
+            if ns != namespace || n != name {
+                continue;
+            }
+            total += 1;
+            ready += u32::from(*pod_ready);
+            available += u32::from(*pod_available);
+            if pod_hash == hash {
+                updated += 1;
+                updated_available += u32::from(*pod_available);
+            }
+        }
+        for replica in &replicas {
+            if replica.object == format!("Deployment {namespace}/{name}")
+                && &replica.template_hash == hash
+            {
+                deployed_commit = Some(replica.commit.clone());
+                break;
+            }
+        }
+        // Complete when every replica is of this revision and available.
+        let complete = updated == *desired_replicas
+            && total == *desired_replicas
+            && updated_available >= *desired_replicas;
+        objects.push(ObjectStatus {
+            kind: Kind::Deployment.as_str().to_string(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            desired_replicas: *desired_replicas,
+            ready_replicas: ready,
+            available_replicas: available,
+            updated_replicas: updated,
+            total_replicas: total,
+            template_hash: hash.clone(),
+            deployed_commit,
+            rollout: if complete { "complete" } else { "progressing" }.to_string(),
+            rollout_reason: None,
+        });
+    }
+    // Objects that are gone from the repository but still have containers.
+    let mut removing: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+    for (namespace, name, _, _, _) in pods.keys() {
+        if !templates.contains_key(&(namespace.clone(), name.clone())) {
+            *removing
+                .entry(("Deployment".to_string(), namespace.clone(), name.clone()))
+                .or_default() += 1;
+        }
+    }
+    for ((kind, namespace, name), total) in removing {
+        objects.push(ObjectStatus {
+            kind,
+            namespace,
+            name,
+            total_replicas: total,
+            rollout: "removing".to_string(),
+            ..ObjectStatus::default()
+        });
+    }
+
+    replicas.sort_by(|a, b| {
+        (&a.object, a.slot, &a.node, &a.container).cmp(&(&b.object, b.slot, &b.node, &b.container))
+    });
+    StatusReport {
+        generated_at: format_rfc3339(now),
+        commit: commit.map(str::to_string),
+        nodes,
+        objects,
+        replicas,
+    }
+}
+
+fn state_text(state: ContainerState) -> String {
+    match state {
+        ContainerState::Created => "created".into(),
+        ContainerState::Running => "running".into(),
+        ContainerState::Restarting => "restarting".into(),
+        ContainerState::Paused => "paused".into(),
+        ContainerState::Exited { code } => format!("exited ({code})"),
+        ContainerState::Removing => "removing".into(),
+        ContainerState::Dead => "dead".into(),
+    }
+}
+
+fn health_text(container: &ObservedContainer, has_readiness_probe: bool) -> String {
+    match (container.health, has_readiness_probe, container.probe_ready) {
+        (Some(Health::Unhealthy), _, _) => "unhealthy".into(),
+        (_, true, Some(true)) => "ready".into(),
+        (_, true, Some(false)) => "not ready".into(),
+        (_, true, None) => "probing".into(),
+        (Some(Health::Healthy), false, _) => "healthy".into(),
+        (Some(Health::Starting), false, _) => "starting".into(),
+        (None, false, _) => "-".into(),
+    }
+}
+
+impl fmt::Display for StatusReport {
+    /// The table `flotilla status` prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(commit) = &self.commit {
+            writeln!(f, "commit {}", &commit[..commit.len().min(12)])?;
+            writeln!(f)?;
+        }
+        let mut rows = vec![vec![
+            "NODE".to_string(),
+            "ADDRESS".into(),
+            "STATUS".into(),
+            "CPU (alloc/cap)".into(),
+            "MEMORY (alloc/cap)".into(),
+            "CONTAINERS".into(),
+        ]];
+        for node in &self.nodes {
+            rows.push(vec![
+                node.name.clone(),
+                node.address.clone(),
+                if node.reachable {
+                    "Ready".into()
+                } else {
+                    format!(
+                        "NotReady: {}",
+                        node.unreachable_reason.as_deref().unwrap_or("unreachable")
+                    )
+                },
+                format!(
+                    "{}m/{}",
+                    node.cpu_allocated_millis,
+                    node.cpu_capacity_millis
+                        .map_or("?".into(), |c| format!("{c}m"))
+                ),
+                format!(
+                    "{}/{}",
+                    mebibytes(node.memory_allocated_bytes),
+                    node.memory_capacity_bytes.map_or("?".into(), mebibytes)
+                ),
+                node.containers.to_string(),
+            ]);
+        }
+        write_table(f, &rows)?;
+        writeln!(f)?;
+
+        let mut rows = vec![vec![
+            "OBJECT".to_string(),
+            "READY".into(),
+            "AVAILABLE".into(),
+            "UP-TO-DATE".into(),
+            "REVISION".into(),
+            "COMMIT".into(),
+            "ROLLOUT".into(),
+        ]];
+        for object in &self.objects {
+            rows.push(vec![
+                format!("{} {}/{}", object.kind, object.namespace, object.name),
+                format!("{}/{}", object.ready_replicas, object.desired_replicas),
+                object.available_replicas.to_string(),
+                object.updated_replicas.to_string(),
+                object.template_hash.clone(),
+                object
+                    .deployed_commit
+                    .as_deref()
+                    .map_or("-".into(), |c| c[..c.len().min(12)].to_string()),
+                object.rollout.clone(),
+            ]);
+        }
+        write_table(f, &rows)?;
+        writeln!(f)?;
+
+        let mut rows = vec![vec![
+            "REPLICA".to_string(),
+            "NODE".into(),
+            "CONTAINER".into(),
+            "STATE".into(),
+            "HEALTH".into(),
+            "RESTARTS".into(),
+            "AGE".into(),
+            "PORTS".into(),
+        ]];
+        for replica in &self.replicas {
+            rows.push(vec![
+                format!("{}#{}", replica.object, replica.slot),
+                replica.node.clone(),
+                replica.container.clone(),
+                replica.state.clone(),
+                replica.health.clone(),
+                replica.restarts.to_string(),
+                if replica.age.is_empty() {
+                    "-".into()
+                } else {
+                    replica.age.clone()
+                },
+                if replica.ports.is_empty() {
+                    "-".into()
+                } else {
+                    replica.ports.join(",")
+                },
+            ]);
+        }
+        write_table(f, &rows)
+    }
+}
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{}Mi", bytes / (1024 * 1024))
+}
+
+fn write_table(f: &mut fmt::Formatter<'_>, rows: &[Vec<String>]) -> fmt::Result {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == columns {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   ", width = widths[i]));
+            }
+        }
+        writeln!(f, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ManagedLabels, NodeFacts, ObservedNode};
+    use crate::leader::memory::load;
+    use crate::manifest::quantity::{Bytes, CpuMillis};
+    use crate::manifest::SourceFile;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_395_723 + secs)
+    }
+
+    fn container(
+        desired: &DesiredState,
+        node: &str,
+        slot: u32,
+        state: ContainerState,
+        hash: Option<&str>,
+    ) -> ObservedContainer {
+        let template = &desired.deployments[0].spec.template;
+        let labels = ManagedLabels {
+            namespace: "default".into(),
+            kind: Kind::Deployment,
+            name: "web".into(),
+            slot,
+            template_hash: hash.map_or_else(|| template_hash(template), str::to_string),
+            commit: "0123456789abcdef".into(),
+            node: node.into(),
+            container: "app".into(),
+        };
+        ObservedContainer {
+            id: format!("id{slot}"),
+            name: labels.container_name(),
+            labels,
+            state,
+            health: None,
+            restart_count: slot,
+            started_at: Some(at(0)),
+            finished_at: None,
+            image: "img:1".into(),
+            ports: Vec::new(),
+            probe_ready: None,
+            ready_since: None,
+        }
+    }
+
+    #[test]
+    fn nodes_objects_and_replicas() {
+        let (desired, _) = load(&[SourceFile {
+            path: "web.yaml".into(),
+            text: "replicas: 3".into(),
+        }]);
+        let facts = Some(NodeFacts {
+            cpu: CpuMillis(2000),
+            memory: Bytes(4 << 30),
+            docker_version: "20.10".into(),
+        });
+        let mut observed = ObservedCluster::default();
+        observed.nodes.insert(
+            "n1".into(),
+            ObservedNode {
+                name: "n1".into(),
+                reachability: Reachability::Reachable,
+                facts: facts.clone(),
+                containers: vec![
+                    ObservedContainer {
+                        ports: vec![crate::cluster::PublishedPort {
+                            container_port: 8080,
+                            protocol: crate::manifest::model::Protocol::TCP,
+                            host_ip: "0.0.0.0".into(),
+                            host_port: 18080,
+                        }],
+                        ..container(&desired, "n1", 0, ContainerState::Running, None)
+                    },
+                    container(
+                        &desired,
+                        "n1",
+                        1,
+                        ContainerState::Exited { code: 137 },
+                        None,
+                    ),
+                ],
+            },
+        );
+        observed.nodes.insert(
+            "n2".into(),
+            ObservedNode {
+                name: "n2".into(),
+                reachability: Reachability::Reachable,
+                facts,
+                containers: vec![container(
+                    &desired,
+                    "n2",
+                    2,
+                    ContainerState::Running,
+                    Some("0ld0ld0ld0"),
+                )],
+            },
+        );
+        observed.nodes.insert(
+            "n3".into(),
+            ObservedNode {
+                name: "n3".into(),
+                reachability: Reachability::Unreachable {
+                    since: at(0),
+                    reason: "connection refused".into(),
+                    contents: crate::cluster::Contents::LastSeen,
+                },
+                facts: None,
+                containers: Vec::new(),
+            },
+        );
+        let report = build(&desired, Some("0123456789abcdef"), &observed, at(300));
+        let object = &report.objects[0];
+        assert_eq!(
+            (
+                object.desired_replicas,
+                object.ready_replicas,
+                object.updated_replicas,
+                object.total_replicas
+            ),
+            (3, 2, 2, 3)
+        );
+        assert_eq!(object.rollout, "progressing");
+        assert_eq!(report.replicas[0].ports, ["0.0.0.0:18080->8080/tcp"]);
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert_eq!(
+            json["replicas"][0]["ports"],
+            serde_json::json!(["0.0.0.0:18080->8080/tcp"])
+        );
+        // A report from a leader that did not know ports still reads.
+        let mut old = json.clone();
+        for replica in old["replicas"].as_array_mut().expect("replicas") {
+            replica.as_object_mut().expect("object").remove("ports");
+        }
+        let read: StatusReport = serde_json::from_value(old).expect("old report reads");
+        assert!(read.replicas.iter().all(|r| r.ports.is_empty()));
+        insta::assert_snapshot!(report.to_string());
+    }
+
+    #[test]
+    fn a_rollout_is_complete_only_once_every_replica_is_available() {
+        let (mut desired, _) = load(&[SourceFile {
+            path: "web.yaml".into(),
+            text: "replicas: 2".into(),
+        }]);
+        desired.deployments[0].spec.min_ready_seconds = 10;
+        let mut observed = ObservedCluster::default();
+        observed.nodes.insert(
+            "n1".into(),
+            ObservedNode {
+                name: "n1".into(),
+                reachability: Reachability::Reachable,
+                facts: None,
+                containers: vec![
+                    container(&desired, "n1", 0, ContainerState::Running, None),
+                    container(&desired, "n1", 1, ContainerState::Running, None),
+                ],
+            },
+        );
+        let summary = |desired: &DesiredState, observed: &ObservedCluster, now| {
+            let report = build(desired, None, observed, now);
+            let o = &report.objects[0];
+            (
+                o.ready_replicas,
+                o.available_replicas,
+                o.rollout.clone(),
+                report
+                    .replicas
+                    .iter()
+                    .map(|r| r.available)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            summary(&desired, &observed, at(5)),
+            (2, 0, "progressing".into(), vec![false, false])
+        );
+        assert_eq!(
+            summary(&desired, &observed, at(10)),
+            (2, 2, "complete".into(), vec![true, true])
+        );
+
+        // With a readiness probe, minReadySeconds counts from readiness.
+        desired.deployments[0].spec.template.spec.containers[0].readiness_probe =
+            Some(crate::manifest::model::Probe {
+                handler: crate::manifest::model::ProbeHandler::TcpSocket {
+                    port: crate::manifest::model::PortRef::Number(80),
+                },
+                initial_delay_seconds: 0,
+                period_seconds: 10,
+                timeout_seconds: 1,
+                success_threshold: 1,
+                failure_threshold: 3,
+            });
+        let hash = template_hash(&desired.deployments[0].spec.template);
+        for c in &mut observed.nodes.get_mut("n1").unwrap().containers {
+            c.labels.template_hash = hash.clone();
+            c.probe_ready = Some(true);
+            c.ready_since = Some(at(20));
+        }
+        assert_eq!(
+            summary(&desired, &observed, at(25)),
+            (2, 0, "progressing".into(), vec![false, false])
+        );
+        assert_eq!(
+            summary(&desired, &observed, at(30)),
+            (2, 2, "complete".into(), vec![true, true])
+        );
+    }
+}

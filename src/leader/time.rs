@@ -1,0 +1,75 @@
+//! Small time helpers for what the leader reports: RFC 3339 timestamps and
+//! Kubernetes-style ages (`45s`, `3m`, `2h`, `4d`), without a date crate.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `2026-11-23T01:02:03Z` (UTC, whole seconds).
+pub fn format_rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// How kubectl shows an age: the largest unit, whole.
+pub fn format_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7_199 => format!("{}m", secs / 60),
+        7_200..=172_799 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        for (secs, expected) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_795_395_723, "2026-11-23T01:02:03Z"),
+        ] {
+            assert_eq!(
+                format_rfc3339(UNIX_EPOCH + Duration::from_secs(secs)),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn ages() {
+        for (secs, expected) in [
+            (5, "5s"),
+            (119, "119s"),
+            (600, "10m"),
+            (7_200, "2h"),
+            (200_000, "2d"),
+        ] {
+            assert_eq!(format_age(Duration::from_secs(secs)), expected);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! What wakes the leader: a change of the deployed branch's ref (notify on
+//! `refs/heads/<branch>` and `packed-refs` in the bare repository), a touch of
+//! the wake file by `hooks/post-receive`, and the periodic resync.
+//!
+//! The ref update itself is the first thing a push changes, before git even
+//! runs post-receive, so the notify watch is what makes a reconcile start
+//! within milliseconds of a push; the wake file is the belt to those braces
+//! (a file system where inotify misses renames, a ref written by hand).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// Touched by `hooks/post-receive`, in the git directory.
+pub const WAKE_FILE: &str = "flotilla-wake";
+
+/// How long to gather further events after the first one: a push that
+/// updates the ref, packs refs and runs the hook is one reconcile.
+pub const DEBOUNCE: Duration = Duration::from_millis(15);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakeReason {
+    /// The branch's ref or packed-refs changed.
+    RefChanged,
+    /// `hooks/post-receive` touched the wake file.
+    PostReceive,
+}
+
+/// One wake-up, with the moment its first event arrived, for measuring how
+/// soon after a push the reconcile starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Wake {
+    pub reason: WakeReason,
+    pub first_event: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("watching {path}: {source}")]
+    Notify {
+        path: PathBuf,
+        source: notify::Error,
+    },
+}
+
+/// Watches a bare repository's refs; dropping it stops the watch.
+pub struct RefWatcher {
+    _watcher: notify::RecommendedWatcher,
+    events: mpsc::UnboundedReceiver<Wake>,
+}
+
+impl RefWatcher {
+    /// Starts watching the branch `branch` of the repository whose git
+    /// directory is `git_dir`.
+    pub fn start(git_dir: &Path, branch: &str) -> Result<RefWatcher, WatchError> {
+        let git_dir = git_dir
+            .canonicalize()
+            .unwrap_or_else(|_| git_dir.to_path_buf());
+        let branch_ref = git_dir.join("refs/heads").join(branch);
+        let packed_refs = git_dir.join("packed-refs");
+        let wake_file = git_dir.join(WAKE_FILE);
+        let (sender, events) = mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                if matches!(event.kind, EventKind::Access(_)) {
+                    return;
+                }
+                let reason = event.paths.iter().find_map(|path| {
+                    if path == &branch_ref || path == &packed_refs {
+                        Some(WakeReason::RefChanged)
+                    } else if path == &wake_file {
+                        Some(WakeReason::PostReceive)
+                    } else {
+                        None
+                    }
+                });
+                if let Some(reason) = reason {
+                    let _ = sender.send(Wake {
+                        reason,
+                        first_event: Instant::now(),
+                    });
+                }
+            })
+            .map_err(|source| WatchError::Notify {
+                path: git_dir.clone(),
+                source,
+            })?;
+        let heads = git_dir.join("refs/heads");
+        for (path, mode) in [
+            (&git_dir, RecursiveMode::NonRecursive),
+            (&heads, RecursiveMode::Recursive),
+        ] {
+            // refs/heads exists in every repository git or `flotilla
+            // init-repo` creates; a missing one is a broken repository.
+            watcher
+                .watch(path, mode)
+                .map_err(|source| WatchError::Notify {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        Ok(RefWatcher {
+            _watcher: watcher,
+            events,
+        })
+    }
+
+    /// Waits for the next change, then gathers what follows within
+    /// [`DEBOUNCE`] into the same wake-up. `None` when the watch ended.
+    pub async fn next(&mut self) -> Option<Wake> {
+        let first = self.events.recv().await?;
+        let deadline = tokio::time::Instant::now() + DEBOUNCE;
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.events.recv()).await {}
+        Some(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ref_update_and_wake_file_wake_the_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut watcher = RefWatcher::start(repo.path(), "main").unwrap();
+
+        // An unrelated branch does not wake it.
+        let signature = git2::Signature::now("t", "t@example.com").unwrap();
+        let tree = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let commit = repo
+            .commit(None, &signature, &signature, "empty", &tree, &[])
+            .unwrap();
+        repo.reference("refs/heads/other", commit, true, "test")
+            .unwrap();
+        let quiet = tokio::time::timeout(Duration::from_millis(100), watcher.next()).await;
+        assert!(quiet.is_err(), "woken by another branch: {quiet:?}");
+
+        let before = Instant::now();
+        repo.reference("refs/heads/main", commit, true, "test")
+            .unwrap();
+        let wake = tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .expect("woken by the ref update")
+            .unwrap();
+        assert_eq!(wake.reason, WakeReason::RefChanged);
+        assert!(wake.first_event.duration_since(before) < Duration::from_millis(100));
+
+        std::fs::write(repo.path().join(WAKE_FILE), "1").unwrap();
+        let wake = tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .expect("woken by the hook's wake file")
+            .unwrap();
+        assert_eq!(wake.reason, WakeReason::PostReceive);
+    }
+}
