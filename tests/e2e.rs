@@ -624,11 +624,12 @@ struct Serving {
 /// replica of a fresh status, since a replica may have been removed after
 /// the status that listed it. A sample none of them answers is recorded.
 /// A replica joins the endpoints once it has run for a second, as a load
-/// balancer's own one-second health check would add it: twice, in runs of
-/// this test, replicas under half a second old that the status showed
-/// ready refused connections (see docs/rollouts.md).
+/// balancer's own one-second health check would add it. Addresses are
+/// looked up with `docker inspect` and cached per node and container name;
+/// a request that fails on a cached address is retried on a fresh lookup,
+/// because a rollback recreates containers under their earlier names.
 fn web_serving(cluster: &Cluster, stop: &AtomicBool) -> Serving {
-    let mut addresses: HashMap<String, String> = HashMap::new();
+    let mut addresses: HashMap<(String, String), String> = HashMap::new();
     let mut serving = Serving::default();
     let mut turn = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -650,36 +651,30 @@ fn web_serving(cluster: &Cluster, stop: &AtomicBool) -> Serving {
             }
             turn += 1;
             let (node, container) = &ready[turn % ready.len()];
-            let address = match addresses.get(container) {
+            // Addresses are cached by node and container name, but a name
+            // comes back with another address when its container is made
+            // again (a rollback to an earlier revision recreates the same
+            // names): a request that fails on a cached address is retried
+            // once on the address Docker gives now.
+            let key = (node.clone(), container.clone());
+            let cached = addresses.get(&key).cloned();
+            let mut address = match &cached {
                 Some(address) => address.clone(),
-                None => {
-                    let output = cluster.testbed.try_docker(
-                        node,
-                        &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", container],
-                    );
-                    let address = String::from_utf8_lossy(&output.stdout).trim().to_string();
-                    if !address.is_empty() {
-                        addresses.insert(container.clone(), address.clone());
-                    }
-                    address
-                }
+                None => container_address(cluster, node, container),
             };
-            let output = (!address.is_empty()).then(|| {
-                cluster.testbed.run_in_node(
-                    node,
-                    &[
-                        "curl",
-                        "-fsS",
-                        "-o",
-                        "/dev/null",
-                        "--connect-timeout",
-                        "0.5",
-                        "--max-time",
-                        "1",
-                        &format!("http://{address}:8080/"),
-                    ],
-                )
-            });
+            let mut output = (!address.is_empty()).then(|| get_web(cluster, node, &address));
+            if cached.is_some() && !output.as_ref().is_some_and(|o| o.status.success()) {
+                let fresh = container_address(cluster, node, container);
+                if fresh != address {
+                    address = fresh;
+                    output = (!address.is_empty()).then(|| get_web(cluster, node, &address));
+                }
+            }
+            if address.is_empty() {
+                addresses.remove(&key);
+            } else {
+                addresses.insert(key, address.clone());
+            }
             answered = output.as_ref().is_some_and(|o| o.status.success());
             let why = match &output {
                 None => "no address".to_string(),
@@ -718,6 +713,33 @@ fn web_serving(cluster: &Cluster, stop: &AtomicBool) -> Serving {
         std::thread::sleep(Duration::from_millis(100).saturating_sub(started.elapsed()));
     }
     serving
+}
+
+/// The address of `container` on `node`'s bridge, or empty when it has none.
+fn container_address(cluster: &Cluster, node: &str, container: &str) -> String {
+    let output = cluster.testbed.try_docker(
+        node,
+        &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", container],
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// One HTTP request to web at `address`, from inside `node`.
+fn get_web(cluster: &Cluster, node: &str, address: &str) -> std::process::Output {
+    cluster.testbed.run_in_node(
+        node,
+        &[
+            "curl",
+            "-fsS",
+            "-o",
+            "/dev/null",
+            "--connect-timeout",
+            "0.5",
+            "--max-time",
+            "1",
+            &format!("http://{address}:8080/"),
+        ],
+    )
 }
 
 /// Web is rolled out at `commit` in `status`: one status read answers
