@@ -23,8 +23,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::cluster;
 
-/// Held by each test that takes n2 down or silences it.
+/// Held by each test that takes n2 down or silences it, and by those that
+/// need every node up.
 static N2: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Brings n2 back when a test that took it down ends, passed or failed, so
+/// that one failure does not fail the tests after it.
+struct RestoreN2;
+
+impl Drop for RestoreN2 {
+    fn drop(&mut self) {
+        cluster().restore_node("n2");
+    }
+}
 
 fn labels(node: &str, name: &str, slot: u32) -> ManagedLabels {
     ManagedLabels {
@@ -70,6 +81,7 @@ async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_to_every_node_reports_its_facts() {
+    let _n2 = N2.lock().await;
     let cluster = cluster();
     let pool = NodePool::new(&cluster.nodes(), &cluster.ssh_options());
     for name in cluster.node_names() {
@@ -362,6 +374,7 @@ async fn an_unknown_host_key_is_refused_unless_trusted_on_first_use() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_goes_down_fails_fast_and_comes_back() {
     let _n2 = N2.lock().await;
+    let _restore = RestoreN2;
     let cluster = cluster();
     let pool = NodePool::new(&cluster.nodes(), &cluster.ssh_options());
     for node in pool.iter() {
@@ -387,7 +400,7 @@ async fn a_node_that_goes_down_fails_fast_and_comes_back() {
     // The session ends with sshd; reopening it is refused at once, and in
     // no case takes longer than the connect timeout.
     assert!(
-        elapsed < cluster.ssh_options().connect_timeout + Duration::from_secs(1),
+        elapsed < cluster.ssh_options().connect_timeout + Duration::from_secs(2),
         "{elapsed:?}: {error}"
     );
     let text = message(error);
@@ -416,7 +429,8 @@ async fn a_node_that_goes_down_fails_fast_and_comes_back() {
             cluster.address("n2")
         )
     );
-    assert!(elapsed < Duration::from_millis(3500), "{elapsed:?}");
+    // Bounded by the timeout (3 s), with room for a loaded machine.
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 
     cluster.start_sshd("n2");
     // Within the back-off (at most 2 s here) the same client reconnects.
@@ -516,12 +530,14 @@ async fn a_local_node_uses_its_docker_socket_directly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_gone_silent_with_its_session_open_fails_within_the_request_timeout() {
     let _n2 = N2.lock().await;
+    let _restore = RestoreN2;
     let cluster = cluster();
     let options = SshOptions {
         request_timeout: Duration::from_secs(3),
         ..cluster.ssh_options()
     };
-    let margin = Duration::from_millis(1500);
+    // Room for a loaded machine; a missing bound would hang far longer.
+    let margin = Duration::from_secs(2);
     let pool = NodePool::new(&cluster.nodes(), &options);
     let leader = DockerNodes::default().with_ssh(options.clone());
     for node in cluster.nodes() {

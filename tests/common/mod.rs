@@ -200,6 +200,24 @@ impl TestCluster {
         );
     }
 
+    /// Brings a node back after a test that took it down: its link up and
+    /// its sshd running. Never panics (it runs from `Drop`, also while a
+    /// failed test unwinds); a failure is printed.
+    pub fn restore_node(&self, node: &str) {
+        let link = self.run_in_node(node, &["ip", "link", "set", "eth0", "up"]);
+        let sshd = Command::new(script()).args(["start-sshd", node]).output();
+        for (what, output) in [("link up", Ok(link)), ("start-sshd", sshd)] {
+            match output {
+                Ok(output) if output.status.success() => {}
+                Ok(output) => eprintln!(
+                    "restoring {node}: {what} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+                Err(e) => eprintln!("restoring {node}: {what}: {e}"),
+            }
+        }
+    }
+
     /// Stops the node's sshd and every session it serves.
     pub fn stop_sshd(&self, node: &str) {
         self.testbed(&["stop-sshd", node]);
