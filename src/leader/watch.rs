@@ -125,6 +125,18 @@ impl RefWatcher {
         while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.events.recv()).await {}
         self.pending.take()
     }
+
+    /// Takes, without waiting, every change already received: the first of
+    /// them, or `None`. A reconcile that starts for another reason (the
+    /// resync timer, a readiness change) reads the tip after this, so it
+    /// serves those changes too, and they need no wake-up of their own.
+    pub fn take_received(&mut self) -> Option<Wake> {
+        let mut first = self.pending.take();
+        while let Ok(wake) = self.events.try_recv() {
+            first.get_or_insert(wake);
+        }
+        first
+    }
 }
 
 #[cfg(test)]
@@ -193,5 +205,31 @@ mod tests {
             .expect("the taken wake-up is returned")
             .unwrap();
         assert_eq!(wake.reason, WakeReason::PostReceive);
+    }
+
+    #[tokio::test]
+    async fn changes_already_received_are_taken_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut watcher = RefWatcher::start(repo.path(), "main").unwrap();
+        assert!(watcher.take_received().is_none());
+        let before = Instant::now();
+        std::fs::write(repo.path().join(WAKE_FILE), "1").unwrap();
+        std::fs::write(repo.path().join(WAKE_FILE), "2").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let wake = loop {
+            if let Some(wake) = watcher.take_received() {
+                break wake;
+            }
+            assert!(Instant::now() < deadline, "no event from the wake file");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(wake.reason, WakeReason::PostReceive);
+        assert!(wake.first_event >= before);
+        // Whatever else those writes raised is taken by then or comes as
+        // one more wake-up; nothing waits once the channel is empty.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = watcher.take_received();
+        assert!(watcher.take_received().is_none());
     }
 }
