@@ -38,6 +38,12 @@ use crate::node::{BoxedIo, NodeClient, NodeError, SshOptions};
 /// The leader's own Docker, the source of images shipped to nodes.
 pub const LEADER_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
+/// How long an image pull or shipment may go without progress before it is
+/// given up, like the kubelet's image-pull progress deadline: a stalled
+/// registry or transfer must not hold the reconcile (which waits for every
+/// node's actions) for ever. A slow transfer that keeps moving is not cut.
+pub const IMAGE_PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Every node's Docker, by the node's declared transport.
 #[derive(Default)]
 pub struct DockerNodes {
@@ -45,6 +51,8 @@ pub struct DockerNodes {
     nodes: Mutex<HashMap<String, (NodeSpec, Route)>>,
     leader_socket: Option<String>,
     ssh: SshOptions,
+    /// `None`: [`IMAGE_PROGRESS_DEADLINE`].
+    image_progress_deadline: Option<Duration>,
 }
 
 /// How one node is reached.
@@ -67,6 +75,7 @@ impl DockerNodes {
             nodes: Mutex::default(),
             leader_socket,
             ssh: SshOptions::default(),
+            image_progress_deadline: None,
         }
     }
 
@@ -75,6 +84,17 @@ impl DockerNodes {
     pub fn with_ssh(mut self, options: SshOptions) -> Self {
         self.ssh = options;
         self
+    }
+
+    /// Gives up an image pull or shipment after `deadline` without progress.
+    pub fn with_image_progress_deadline(mut self, deadline: Duration) -> Self {
+        self.image_progress_deadline = Some(deadline);
+        self
+    }
+
+    fn image_progress_deadline(&self) -> Duration {
+        self.image_progress_deadline
+            .unwrap_or(IMAGE_PROGRESS_DEADLINE)
     }
 
     fn route(&self, node: &str) -> Result<Route, NodeOpError> {
@@ -322,6 +342,90 @@ fn mismatched_label<'a>(
     keys.into_iter()
         .find(|key| existing.get(*key) != wanted.get(*key))
         .map(String::as_str)
+}
+
+/// Pulls `image` on `node`, given up when Docker reports no progress for
+/// `deadline` (Docker streams a progress message for every layer step).
+async fn pull_with_deadline(
+    docker: &Docker,
+    node: &str,
+    image: &str,
+    options: bollard::query_parameters::CreateImageOptions,
+    deadline: Duration,
+) -> Result<(), NodeOpError> {
+    let what = format!("pull {image}");
+    let mut progress = docker.create_image(Some(options), None, None);
+    loop {
+        match tokio::time::timeout(deadline, progress.next()).await {
+            Ok(Some(item)) => {
+                item.map_err(|e| docker_error(node, &what, e))?;
+            }
+            Ok(None) => return Ok(()),
+            Err(_) => return Err(stalled(node, &what, deadline)),
+        }
+    }
+}
+
+/// Streams `archive` (a `docker save` stream) into `node`'s Docker, given up
+/// when no chunk of it has moved for `deadline`. Docker answers a load only
+/// at its end, so progress is the archive flowing to the node.
+async fn load_with_deadline<S>(
+    docker: &Docker,
+    node: &str,
+    image: &str,
+    archive: S,
+    deadline: Duration,
+) -> Result<(), NodeOpError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, bollard::errors::Error>> + Send + Unpin + 'static,
+{
+    let what = format!("load {image}");
+    let started = tokio::time::Instant::now();
+    // Milliseconds from `started` to the last chunk taken from the archive.
+    let last_chunk = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = Arc::clone(&last_chunk);
+    let archive = archive.inspect(move |_| {
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        seen.store(millis, std::sync::atomic::Ordering::Relaxed);
+    });
+    let load = async {
+        let mut answers = docker.import_image_stream(
+            bollard::query_parameters::ImportImageOptionsBuilder::new()
+                .quiet(true)
+                .build(),
+            archive,
+            None,
+        );
+        while let Some(item) = answers.next().await {
+            item.map_err(|e| docker_error(node, &what, e))?;
+        }
+        Ok(())
+    };
+    let watchdog = async {
+        loop {
+            let last = Duration::from_millis(last_chunk.load(std::sync::atomic::Ordering::Relaxed));
+            let due = started + last + deadline;
+            if tokio::time::Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    };
+    tokio::select! {
+        result = load => result,
+        () = watchdog => Err(stalled(node, &what, deadline)),
+    }
+}
+
+fn stalled(node: &str, what: &str, deadline: Duration) -> NodeOpError {
+    error(
+        node,
+        format!(
+            "{what}: no progress for {}s; the registry, the node or the transfer is stalled (it is tried again at the next reconcile)",
+            deadline.as_secs_f64()
+        ),
+        false,
+    )
 }
 
 fn error(node: &str, message: String, unreachable: bool) -> NodeOpError {
@@ -699,11 +803,14 @@ impl NodeOps for DockerNodes {
             options = options.tag(tag);
         }
         let options = options.build();
-        let mut progress = docker.create_image(Some(options), None, None);
-        while let Some(item) = progress.next().await {
-            item.map_err(|e| docker_error(node, &format!("pull {image}"), e))?;
-        }
-        Ok(())
+        pull_with_deadline(
+            &docker,
+            node,
+            image,
+            options,
+            self.image_progress_deadline(),
+        )
+        .await
     }
 
     async fn ship_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
@@ -718,16 +825,7 @@ impl NodeOps for DockerNodes {
             .await
             .map_err(|e| docker_error(node, &format!("leader docker {socket}"), e))?;
         let export = leader.export_image(image);
-        let mut load = docker.import_image_stream(
-            bollard::query_parameters::ImportImageOptionsBuilder::new()
-                .quiet(true)
-                .build(),
-            export,
-            None,
-        );
-        while let Some(item) = load.next().await {
-            item.map_err(|e| docker_error(node, &format!("load {image}"), e))?;
-        }
+        load_with_deadline(&docker, node, image, export, self.image_progress_deadline()).await?;
         if self.has_image(node, image).await? {
             Ok(())
         } else {
@@ -900,6 +998,147 @@ impl NodeOps for DockerNodes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::convert::Infallible;
+
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    type FakeBody = BoxBody<Bytes, Infallible>;
+
+    /// A Docker daemon that stalls where a real one would when its registry
+    /// or an image transfer does, on a unix socket in `dir`:
+    /// `POST /images/create?fromImage=stalled` sends one progress message
+    /// and then nothing, `fromImage=slow` one every 100 ms for 2 s, and
+    /// `POST /images/load` reads the whole archive, then answers.
+    fn fake_docker(dir: &std::path::Path) -> Docker {
+        let socket = dir.join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer)),
+                );
+            }
+        });
+        unix_client(socket.to_str().unwrap()).unwrap()
+    }
+
+    async fn answer(
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<FakeBody>, Infallible> {
+        let line = |text: &str| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{text}\n"))));
+        let query = request.uri().query().unwrap_or("").to_string();
+        let body: FakeBody = if request.uri().path().ends_with("/images/load") {
+            // Docker answers a load once the archive has ended.
+            let _ = request.into_body().collect().await;
+            BodyExt::boxed(StreamBody::new(futures_util::stream::iter([line(
+                r#"{"stream":"Loaded image"}"#,
+            )])))
+        } else if query.contains("fromImage=stalled") {
+            let first = futures_util::stream::iter([line(r#"{"status":"Pulling fs layer"}"#)]);
+            BodyExt::boxed(StreamBody::new(
+                first.chain(futures_util::stream::pending()),
+            ))
+        } else {
+            let progress = futures_util::stream::unfold(0, move |sent| async move {
+                (sent < 20).then_some(())?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((line(r#"{"status":"Downloading"}"#), sent + 1))
+            });
+            BodyExt::boxed(StreamBody::new(progress))
+        };
+        Ok(hyper::Response::new(body))
+    }
+
+    fn pull_options(image: &str) -> bollard::query_parameters::CreateImageOptions {
+        CreateImageOptionsBuilder::new()
+            .from_image(image)
+            .tag("1")
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_stalled_pull_is_given_up_after_its_progress_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = fake_docker(dir.path());
+        let deadline = Duration::from_millis(500);
+        let pulled = tokio::time::timeout(
+            Duration::from_secs(30),
+            pull_with_deadline(
+                &docker,
+                "n1",
+                "stalled:1",
+                pull_options("stalled"),
+                deadline,
+            ),
+        )
+        .await
+        .expect("the pull ends by itself");
+        let error = pulled.expect_err("stalled");
+        assert_eq!(
+            error.to_string(),
+            "node n1: pull stalled:1: no progress for 0.5s; the registry, the node or the transfer is stalled (it is tried again at the next reconcile)"
+        );
+        assert!(!error.unreachable);
+    }
+
+    #[tokio::test]
+    async fn a_slow_pull_that_keeps_moving_is_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = fake_docker(dir.path());
+        // 2 s in all, a message every 100 ms: longer than the deadline,
+        // never that long without progress.
+        let started = std::time::Instant::now();
+        pull_with_deadline(
+            &docker,
+            "n1",
+            "slow:1",
+            pull_options("slow"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_shipment_whose_archive_stops_flowing_is_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = fake_docker(dir.path());
+        let chunk = || Ok::<_, bollard::errors::Error>(Bytes::from_static(&[0u8; 1024]));
+        // The leader's `docker save` sends a little, then stalls.
+        let stalled =
+            futures_util::stream::iter([chunk(), chunk()]).chain(futures_util::stream::pending());
+        let shipped = tokio::time::timeout(
+            Duration::from_secs(30),
+            load_with_deadline(&docker, "n2", "img:1", stalled, Duration::from_millis(500)),
+        )
+        .await
+        .expect("the shipment ends by itself");
+        assert_eq!(
+            shipped.expect_err("stalled").to_string(),
+            "node n2: load img:1: no progress for 0.5s; the registry, the node or the transfer is stalled (it is tried again at the next reconcile)"
+        );
+
+        // An archive that keeps flowing, for longer than the deadline in all.
+        let flowing = futures_util::stream::unfold(0, move |sent| async move {
+            (sent < 10).then_some(())?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((chunk(), sent + 1))
+        });
+        load_with_deadline(
+            &docker,
+            "n2",
+            "img:1",
+            Box::pin(flowing),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     #[test]
     fn docker_times() {
