@@ -675,13 +675,23 @@ mod push_latency {
         );
     }
 
-    fn reconcile_started(metrics: &str) -> f64 {
+    fn gauge(metrics: &str, name: &str) -> f64 {
         metrics
             .lines()
-            .find_map(|l| l.strip_prefix("flotilla_last_reconcile_start_timestamp_seconds "))
-            .unwrap()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
             .parse()
             .unwrap()
+    }
+
+    /// When the last reconcile started, and how long after its ref update
+    /// the last reconcile that served a push started (only such a
+    /// reconcile sets the latter).
+    fn reconcile_started(metrics: &str) -> (f64, f64) {
+        (
+            gauge(metrics, "flotilla_last_reconcile_start_timestamp_seconds"),
+            gauge(metrics, "flotilla_push_to_reconcile_seconds"),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -740,9 +750,12 @@ mod push_latency {
                 .unwrap()
                 .as_secs_f64();
             let deadline = Instant::now() + Duration::from_secs(5);
+            // A reconcile that served this push, not a follow-up of the
+            // last one that happened to start meanwhile.
             let started = loop {
-                let started = reconcile_started(&api::get(addr, "/metrics").await.unwrap());
-                if started != before {
+                let (started, latency) =
+                    reconcile_started(&api::get(addr, "/metrics").await.unwrap());
+                if latency != before.1 {
                     break started;
                 }
                 assert!(

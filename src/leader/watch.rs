@@ -226,10 +226,5 @@ mod tests {
         };
         assert_eq!(wake.reason, WakeReason::PostReceive);
         assert!(wake.first_event >= before);
-        // Whatever else those writes raised is taken by then or comes as
-        // one more wake-up; nothing waits once the channel is empty.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let _ = watcher.take_received();
-        assert!(watcher.take_received().is_none());
     }
 }

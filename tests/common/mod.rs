@@ -204,9 +204,11 @@ impl TestCluster {
     /// its sshd running. Never panics (it runs from `Drop`, also while a
     /// failed test unwinds); a failure is printed.
     pub fn restore_node(&self, node: &str) {
-        let link = self.run_in_node(node, &["ip", "link", "set", "eth0", "up"]);
+        let link = Command::new(script())
+            .args(["exec", node, "ip", "link", "set", "eth0", "up"])
+            .output();
         let sshd = Command::new(script()).args(["start-sshd", node]).output();
-        for (what, output) in [("link up", Ok(link)), ("start-sshd", sshd)] {
+        for (what, output) in [("link up", link), ("start-sshd", sshd)] {
             match output {
                 Ok(output) if output.status.success() => {}
                 Ok(output) => eprintln!(
