@@ -432,6 +432,17 @@ pub async fn status_once<N: NodeOps, P: Planner>(
     Ok(leader.status_only(SystemTime::now()).await?)
 }
 
+/// The value of gauge `name` in a Prometheus text exposition (tests).
+#[cfg(test)]
+fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,12 +563,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let latency = loop {
             let metrics = api::get(addr, "/metrics").await.unwrap();
-            let latency: f64 = metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("flotilla_push_to_reconcile_seconds "))
-                .unwrap()
-                .parse()
-                .unwrap();
+            let latency = super::gauge(&metrics, "flotilla_push_to_reconcile_seconds");
             if latency > 0.0 || Instant::now() >= deadline {
                 break latency;
             }
@@ -675,22 +681,13 @@ mod push_latency {
         );
     }
 
-    fn gauge(metrics: &str, name: &str) -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-            .parse()
-            .unwrap()
-    }
-
     /// When the last reconcile started, and how long after its ref update
     /// the last reconcile that served a push started (only such a
     /// reconcile sets the latter).
     fn reconcile_started(metrics: &str) -> (f64, f64) {
         (
-            gauge(metrics, "flotilla_last_reconcile_start_timestamp_seconds"),
-            gauge(metrics, "flotilla_push_to_reconcile_seconds"),
+            super::gauge(metrics, "flotilla_last_reconcile_start_timestamp_seconds"),
+            super::gauge(metrics, "flotilla_push_to_reconcile_seconds"),
         )
     }
 

@@ -51,8 +51,6 @@ pub struct DockerNodes {
     nodes: Mutex<HashMap<String, (NodeSpec, Route)>>,
     leader_socket: Option<String>,
     ssh: SshOptions,
-    /// `None`: [`IMAGE_PROGRESS_DEADLINE`].
-    image_progress_deadline: Option<Duration>,
 }
 
 /// How one node is reached.
@@ -75,7 +73,6 @@ impl DockerNodes {
             nodes: Mutex::default(),
             leader_socket,
             ssh: SshOptions::default(),
-            image_progress_deadline: None,
         }
     }
 
@@ -84,17 +81,6 @@ impl DockerNodes {
     pub fn with_ssh(mut self, options: SshOptions) -> Self {
         self.ssh = options;
         self
-    }
-
-    /// Gives up an image pull or shipment after `deadline` without progress.
-    pub fn with_image_progress_deadline(mut self, deadline: Duration) -> Self {
-        self.image_progress_deadline = Some(deadline);
-        self
-    }
-
-    fn image_progress_deadline(&self) -> Duration {
-        self.image_progress_deadline
-            .unwrap_or(IMAGE_PROGRESS_DEADLINE)
     }
 
     fn route(&self, node: &str) -> Result<Route, NodeOpError> {
@@ -826,14 +812,7 @@ impl NodeOps for DockerNodes {
             options = options.tag(tag);
         }
         let options = options.build();
-        pull_with_deadline(
-            &docker,
-            node,
-            image,
-            options,
-            self.image_progress_deadline(),
-        )
-        .await
+        pull_with_deadline(&docker, node, image, options, IMAGE_PROGRESS_DEADLINE).await
     }
 
     async fn ship_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
@@ -848,7 +827,7 @@ impl NodeOps for DockerNodes {
             .await
             .map_err(|e| docker_error(node, &format!("leader docker {socket}"), e))?;
         let export = leader.export_image(image);
-        load_with_deadline(&docker, node, image, export, self.image_progress_deadline()).await?;
+        load_with_deadline(&docker, node, image, export, IMAGE_PROGRESS_DEADLINE).await?;
         if self.has_image(node, image).await? {
             Ok(())
         } else {
