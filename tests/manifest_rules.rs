@@ -240,3 +240,30 @@ fn an_https_probe_is_rejected_naming_the_field() {
         &["12:54 error: `scheme: HTTPS` is not supported yet: flotilla's httpGet probes speak plain HTTP (spec.template.spec.containers[0].readinessProbe.httpGet.scheme)"],
     );
 }
+
+/// Issue 10, item 2: the pods of every Deployment together are bounded too,
+/// reported at the `replicas` that passes the bound.
+#[test]
+fn the_cluster_declares_at_most_max_pods() {
+    let web = |name: &str, replicas: u32| {
+        SourceFile {
+            path: format!("apps/{name}.yaml"),
+            text: format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: web\n        image: web:1\n"
+            ),
+        }
+    };
+    let at_the_bound = load(&[web("a", 100_000), web("b", 50_000)]);
+    assert!(!at_the_bound.has_errors(), "{:?}", at_the_bound.diagnostics);
+    let over = load(&[web("a", 100_000), web("b", 50_001)]);
+    let errors: Vec<String> = over
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| format!("{}: {}", d.location, d.message))
+        .collect();
+    assert_eq!(
+        errors,
+        ["apps/b.yaml:6:13: the manifests declare more than the 150000 pods a cluster may run"]
+    );
+}

@@ -506,3 +506,35 @@ fn strip_ansi(text: &str) -> String {
 fn later(seconds: u64) -> std::time::SystemTime {
     now() + Duration::from_secs(seconds)
 }
+
+/// Issue 10, items 2 and 14: the text of a plan grew with the replicas
+/// (1,000,000 replicas sent 118 MB to a pusher) and was rendered in time
+/// quadratic in objects × actions.
+#[test]
+fn a_large_plan_renders_a_bounded_text_in_linear_time() {
+    let mut deployments: Vec<Deployment> = (0..200)
+        .map(|i| deployment(&format!("app{i:03}"), 1, 1, 1))
+        .collect();
+    deployments.push(deployment("web", 20_000, 1, 1));
+    // 110 pods a node at most, as the kubelet's default.
+    let nodes = (0..200)
+        .map(|i| node(&format!("n{i:03}"), 1_000_000, 1024 * GIB))
+        .collect();
+    let state = desired(nodes, deployments);
+    let p = plan_now(&state, &empty_cluster(&state));
+    assert_eq!(p.counts(), (20_200, 0, 0, 0));
+    let text = p.to_string();
+    let web: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Deployment default/web:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert_eq!(web.len(), render::MAX_LINES_PER_OBJECT + 1, "{web:?}");
+    assert_eq!(
+        web.last().copied(),
+        Some("  ... and 19950 more action(s) on web (`--output json` lists every one)")
+    );
+    assert!(text.len() < 100_000, "{} bytes", text.len());
+    assert!(text.ends_with("Plan: 20200 to create, 0 to update, 0 to remove, 0 unschedulable.\n"));
+}

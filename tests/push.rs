@@ -314,3 +314,107 @@ fn valid_push_shows_the_plan_and_an_unreachable_node_does_not_fail_it() {
     );
     assert!(!seen.contains("no plan shown"), "{seen}");
 }
+
+/// Issue 10, item 2: `replicas: 2147483647` validated and then aborted the
+/// planner; the hook accepted the push anyway and the branch moved.
+#[test]
+fn a_push_declaring_more_pods_than_a_cluster_runs_is_rejected() {
+    let cluster = Cluster::new();
+    cluster
+        .work
+        .write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", WEB);
+    let good = cluster.work.commit("web");
+    assert!(cluster.push().0);
+    cluster.work.write(
+        "apps/web.yaml",
+        &WEB.replace("replicas: 2", "replicas: 2147483647"),
+    );
+    cluster.work.commit("web: everything");
+    let (accepted, seen) = cluster.push();
+    assert!(!accepted, "{seen}");
+    assert!(
+        seen.contains("error: 2147483647 replicas is more than the 150000 pods a cluster may run")
+            && seen.contains("--> apps/web.yaml:6:13"),
+        "{seen}"
+    );
+    assert_eq!(cluster.remote_tip().as_deref(), Some(good.as_str()));
+}
+
+/// Writes an executable `flotilla` stand-in that runs the real binary for
+/// every command but `plan`, which it answers with `plan` (a shell snippet).
+fn fake_flotilla(dir: &Path, plan: &str) -> PathBuf {
+    let path = dir.join("flotilla-fake");
+    let real = env!("CARGO_BIN_EXE_flotilla");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nif [ \"$1\" = plan ]; then\n{plan}\nfi\nexec {real} \"$@\"\n"),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&path, permissions).unwrap();
+    path
+}
+
+/// Issue 10, item 2: a plan that cannot be computed let the push land
+/// ("no plan shown; the push is accepted"); the leader then failed on it.
+#[test]
+fn a_push_whose_plan_fails_is_rejected() {
+    let cluster = Cluster::new();
+    let fake = fake_flotilla(
+        cluster.bare.parent().unwrap(),
+        "echo 'error: planner failed' >&2; exit 1",
+    );
+    git_ok(
+        &cluster.bare,
+        &["config", "flotilla.bin", fake.to_str().unwrap()],
+    );
+    cluster
+        .work
+        .write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", WEB);
+    cluster.work.commit("web");
+    let (accepted, seen) = cluster.push();
+    assert!(!accepted, "{seen}");
+    assert!(
+        seen.contains("error: planner failed")
+            && seen.contains("push rejected: no plan could be computed"),
+        "{seen}"
+    );
+    assert_eq!(cluster.remote_tip(), None);
+}
+
+/// Issue 10, item 14: the hook had no overall time bound.
+#[test]
+fn a_push_that_takes_longer_than_the_hook_allows_is_rejected() {
+    let cluster = Cluster::new();
+    let fake = fake_flotilla(cluster.bare.parent().unwrap(), "sleep 30; exit 0");
+    git_ok(
+        &cluster.bare,
+        &["config", "flotilla.bin", fake.to_str().unwrap()],
+    );
+    git_ok(
+        &cluster.bare,
+        &["config", "flotilla.hookTimeoutSeconds", "2"],
+    );
+    cluster
+        .work
+        .write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", WEB);
+    cluster.work.commit("web");
+    let started = std::time::Instant::now();
+    let (accepted, seen) = cluster.push();
+    assert!(!accepted, "{seen}");
+    assert!(
+        seen.contains("push rejected: checking it took longer than the hook's 2 s"),
+        "{seen}"
+    );
+    // Killed at the bound (plus timeout's grace), not after the 30 s sleep.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(cluster.remote_tip(), None);
+}

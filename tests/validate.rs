@@ -322,3 +322,207 @@ fn revs_from_stdin_validates_each_and_names_the_invalid_ones() {
         0
     );
 }
+
+// ------------------------------------------------ hostile input (issue 10)
+
+/// What one run of the built binary gave, and the most memory it held.
+struct Measured {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    /// Peak resident set, KiB (`ru_maxrss` of this child alone).
+    max_rss_kib: i64,
+}
+
+/// Runs `flotilla ARGS` in `dir`, killing it after 60 s (a hang is a
+/// failure, not a stuck test), and measures its peak memory with wait4.
+fn run_measured(dir: &Path, args: &[&str]) -> Measured {
+    let out = tempfile::tempfile().expect("temp file");
+    let err = tempfile::tempfile().expect("temp file");
+    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .spawn()
+        .expect("flotilla runs");
+    let pid = child.id() as libc::pid_t;
+    let watchdog = std::thread::spawn(move || {
+        for _ in 0..600 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            // SAFETY: signal 0 only checks that the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                return false;
+            }
+        }
+        // SAFETY: kills the child this test spawned, still unreaped.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        true
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; status and usage are valid pointers.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    std::mem::forget(child);
+    assert!(
+        !watchdog.join().unwrap(),
+        "flotilla {args:?} ran for 60 s: killed"
+    );
+    let read = |mut file: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(
+        libc::WIFEXITED(status),
+        "flotilla {args:?} died: status {status}"
+    );
+    Measured {
+        code: libc::WEXITSTATUS(status),
+        stdout: read(out),
+        stderr: read(err),
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+/// The binary's own footprint on a small repository, for the bounds below.
+fn baseline_rss_kib(work: &WorkTree) -> i64 {
+    run_measured(work.path(), &["validate", "--working-tree"]).max_rss_kib
+}
+
+/// Issue 10, item 1: one 1 MiB string aliased 1,000 times (a 1 MB file)
+/// made `validate` use 1 GiB; 4 MiB aliased 90,000 times aborted it.
+#[test]
+fn alias_heavy_files_are_refused_in_memory_proportional_to_the_file() {
+    for (string_len, aliases) in [(1 << 20, 1_000), (4 << 20, 90_000)] {
+        let work = WorkTree::new();
+        work.write("nodes/n1.yaml", NODE);
+        let baseline = baseline_rss_kib(&work);
+        let mut yaml = format!("a: &a \"{}\"\nb: [", "x".repeat(string_len));
+        yaml.push_str(&vec!["*a"; aliases].join(","));
+        yaml.push_str("]\n");
+        let input_kib = (yaml.len() / 1024) as i64;
+        work.write("bomb.yaml", &yaml);
+        let run = run_measured(work.path(), &["validate", "--working-tree"]);
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.contains("aliases expand to more than")
+                && run.stdout.contains("bomb.yaml:2:"),
+            "{}",
+            run.stdout
+        );
+        let used = run.max_rss_kib - baseline;
+        assert!(
+            used < 8 * input_kib,
+            "{aliases} aliases of {string_len} bytes: {used} KiB over the baseline for a {input_kib} KiB file"
+        );
+    }
+}
+
+/// Issue 10, item 7: a 1 GB zero-filled blob (1 MB compressed) was read
+/// whole before the 8 MiB limit was checked: 961 MiB and 5.5 s.
+#[test]
+fn a_gigabyte_blob_is_refused_without_reading_it() {
+    let work = WorkTree::new();
+    work.write("nodes/n1.yaml", NODE);
+    work.commit("a node");
+    let baseline = run_measured(work.path(), &["validate", "--rev", "HEAD"]).max_rss_kib;
+    let hashed = Command::new("sh")
+        .arg("-c")
+        .arg("head -c 1073741824 /dev/zero | git hash-object -w --stdin")
+        .current_dir(work.path())
+        .output()
+        .expect("git hash-object runs");
+    assert!(hashed.status.success());
+    let blob = String::from_utf8(hashed.stdout).unwrap().trim().to_string();
+    git_ok(
+        work.path(),
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("100644,{blob},zero.yaml"),
+        ],
+    );
+    git_ok(work.path(), &["commit", "-q", "-m", "a gigabyte of zeros"]);
+    let run = run_measured(work.path(), &["validate", "--rev", "HEAD"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("error: manifest is 1073741824 bytes, more than the 8388608 allowed")
+            && run.stdout.contains("--> zero.yaml:1:1"),
+        "{}",
+        run.stdout
+    );
+    let used = run.max_rss_kib - baseline;
+    assert!(used < 16 * 1024, "{used} KiB over the baseline");
+}
+
+/// Issue 10, item 8: `api\377.yaml` was skipped silently in a commit but
+/// read in a working tree, and a non-UTF-8 directory failed the walk with
+/// an unlocated libgit2 error.
+#[test]
+fn non_utf8_paths_are_located_in_commits_and_working_trees() {
+    use std::os::unix::ffi::OsStrExt;
+    let work = WorkTree::new();
+    work.write("nodes/n1.yaml", NODE);
+    for name in [&b"api\xff.yaml"[..], b"dir\xfe/web.yaml"] {
+        let path = work.path().join(std::ffi::OsStr::from_bytes(name));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, WEB).unwrap();
+    }
+    work.commit("non-UTF-8 names");
+    for args in [
+        &["validate", "--rev", "HEAD"][..],
+        &["validate", "--working-tree"],
+    ] {
+        let run = run_measured(work.path(), args);
+        assert_eq!(run.code, 1, "{args:?}: {}{}", run.stdout, run.stderr);
+        for located in [r"--> api\xff.yaml:1:1", r"--> dir\xfe/web.yaml:1:1"] {
+            assert!(
+                run.stdout.contains(located)
+                    && run.stdout.contains("the file's path is not valid UTF-8"),
+                "{args:?}: {located} missing from\n{}",
+                run.stdout
+            );
+        }
+    }
+    let history = run_measured(work.path(), &["history"]);
+    assert_eq!(history.code, 0, "{}{}", history.stdout, history.stderr);
+}
+
+/// Issue 10, item 7: in a working tree, a `.flotillaignore` symlinked to
+/// /dev/zero exhausted memory, and a FIFO blocked for ever.
+#[test]
+fn working_tree_reads_only_regular_files_and_follows_no_link() {
+    let work = WorkTree::new();
+    work.write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", WEB);
+    std::os::unix::fs::symlink("/dev/zero", work.path().join(".flotillaignore")).unwrap();
+    let fifo = std::ffi::CString::new(
+        work.path()
+            .join("fifo.yaml")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let run = run_measured(work.path(), &["validate", "--working-tree"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains(".flotillaignore is a symbolic link, which flotilla does not follow")
+            && run
+                .stdout
+                .contains("fifo.yaml is not a regular file, which flotilla does not follow"),
+        "{}",
+        run.stdout
+    );
+}

@@ -33,6 +33,8 @@ pub(super) struct DecodedDocument {
     pub diagnostics: Vec<Diagnostic>,
     /// Where a Deployment's `nodeSelector` is, for the cross-object check.
     pub node_selector_location: Option<SourceLocation>,
+    /// Where a Deployment's `replicas` is, for the cluster-wide pod count.
+    pub replicas_location: Option<SourceLocation>,
 }
 
 /// Kubernetes kinds flotilla does not know at all, so that they are named
@@ -512,6 +514,7 @@ pub(super) fn decode_document(file: &str, root: &Node) -> DecodedDocument {
         object: None,
         diagnostics: Vec::new(),
         node_selector_location: None,
+        replicas_location: None,
     };
     let object = decoder.document(root, &mut document);
     let has_errors = decoder.diagnostics.iter().any(Diagnostic::is_error);
@@ -731,6 +734,25 @@ impl Decoder<'_> {
     fn count(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
         self.ranged(node, path, i64::from(min), INT32_MAX)
             .and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// A workload's `replicas`: at most [`MAX_PODS`], because a plan, its
+    /// output and the hook's answer to the pusher grow with it.
+    fn replicas(&mut self, node: &Node, path: &str) -> Option<u32> {
+        let replicas = self.count(node, path, 0)?;
+        if replicas > MAX_PODS {
+            let diagnostic = self.error(
+                node,
+                path,
+                format!("{replicas} replicas is more than the {MAX_PODS} pods a cluster may run"),
+            );
+            Self::hint(
+                diagnostic,
+                "flotilla, like Kubernetes, is tested up to 150,000 pods in a cluster; declare fewer replicas",
+            );
+            return None;
+        }
+        Some(replicas)
     }
 
     /// An optional count with a default.
@@ -1095,6 +1117,7 @@ impl Decoder<'_> {
             object: None,
             diagnostics: Vec::new(),
             node_selector_location: None,
+            replicas_location: None,
         };
         match kind {
             Kind::Pod => {
@@ -1374,7 +1397,13 @@ impl Decoder<'_> {
     ) -> Option<DeploymentSpec> {
         let path = "spec";
         let fields = self.fields(node, path, &DEPLOYMENT_SPEC)?;
-        let replicas = self.count_or(&fields, path, "replicas", 0, 1);
+        let replicas = match fields.get("replicas") {
+            Some(node) => {
+                document.replicas_location = Some(self.at(node));
+                self.replicas(node, "spec.replicas").unwrap_or(1)
+            }
+            None => 1,
+        };
         let min_ready_seconds = self.count_or(&fields, path, "minReadySeconds", 0, 0);
         let progress_deadline_seconds =
             self.count_or(&fields, path, "progressDeadlineSeconds", 1, 600);

@@ -69,6 +69,8 @@ pub fn load(files: &[SourceFile]) -> Loaded {
     let mut declared: BTreeMap<ObjectKey, SourceLocation> = BTreeMap::new();
     let mut cluster_at: Option<SourceLocation> = None;
     let mut node_selectors: Vec<(usize, SourceLocation)> = Vec::new();
+    let mut pods: u64 = 0;
+    let mut too_many_pods: Option<Diagnostic> = None;
     for (file_diagnostics, documents) in decode_files(files) {
         diagnostics.extend(file_diagnostics);
         for (decoded, has_duplicate_keys) in documents {
@@ -108,6 +110,22 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                 Some(Decoded::Cluster(settings)) => state.cluster = settings,
                 Some(Decoded::Node(node)) => state.nodes.push(*node),
                 Some(Decoded::Deployment(deployment)) => {
+                    pods += u64::from(deployment.spec.replicas);
+                    if pods > u64::from(model::MAX_PODS) && too_many_pods.is_none() {
+                        let at = decoded.replicas_location.unwrap_or(decoded.location);
+                        too_many_pods = Some(
+                            Diagnostic::error(
+                                format!(
+                                    "the manifests declare more than the {} pods a cluster may run",
+                                    model::MAX_PODS
+                                ),
+                                at,
+                            )
+                            .with_object(deployment.key().to_string())
+                            .with_field_path("spec.replicas")
+                            .with_hint("flotilla, like Kubernetes, is tested up to 150,000 pods in a cluster; declare fewer replicas"),
+                        );
+                    }
                     if let Some(at) = decoded.node_selector_location {
                         node_selectors.push((state.deployments.len(), at));
                     }
@@ -133,6 +151,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
             );
         }
     }
+    diagnostics.extend(too_many_pods);
     state.nodes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     state
         .deployments

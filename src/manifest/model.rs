@@ -288,6 +288,12 @@ impl Deployment {
     }
 }
 
+/// The most pods the desired state may declare, in all: Kubernetes' own
+/// tested limit for a cluster (150,000 pods). A plan, its output and the
+/// pre-receive hook's answer grow with the count, so it is bounded at
+/// validation rather than discovered by the planner.
+pub const MAX_PODS: u32 = 150_000;
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentSpec {

@@ -6,8 +6,9 @@
 //! `8080` is a number, a quoted `"8080"` a string, as in Kubernetes).
 //!
 //! The builder is defensive, because manifests come from whoever can push:
-//! aliases are expanded against a budget of nodes (so a "billion laughs"
-//! document is an error, not an out-of-memory), nesting is bounded (so a
+//! aliases are expanded against a budget of bytes of tree, in proportion to
+//! the file (so neither a "billion laughs" document nor one long string
+//! aliased many times is more than an error), nesting is bounded (so a
 //! deeply nested document cannot overflow the stack when the tree is walked
 //! or dropped), and duplicate keys are reported with both lines.
 
@@ -16,8 +17,20 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-/// How many nodes aliases may add to one file, in total.
-pub const ALIAS_EXPANSION_BUDGET: usize = 100_000;
+/// How much tree aliases may add to one file, at least: each node they copy
+/// counts as [`NODE_BYTES`] plus the text of its scalar. A file larger than
+/// this may add as much as its own length ([`alias_budget`]).
+pub const ALIAS_EXPANSION_BUDGET: usize = 1024 * 1024;
+
+/// What one node of the tree costs, for the alias budget.
+pub const NODE_BYTES: usize = std::mem::size_of::<Node>();
+
+/// The bytes of tree aliases may add to a file of `file_len` bytes: the
+/// larger of [`ALIAS_EXPANSION_BUDGET`] and the file's own length, so the
+/// tree of any file stays within a small multiple of the file.
+pub fn alias_budget(file_len: usize) -> usize {
+    ALIAS_EXPANSION_BUDGET.max(file_len)
+}
 
 /// How deeply sequences and mappings may nest.
 pub const MAX_DEPTH: usize = 64;
@@ -197,7 +210,10 @@ pub struct Parsed {
 /// Parses every document of `text`. Never panics; a syntax error ends the
 /// file (YAML cannot resynchronise reliably) and keeps the documents before it.
 pub fn parse(text: &str) -> Parsed {
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        alias_budget: alias_budget(text.len()),
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     loop {
         match parser.next_token() {
@@ -248,9 +264,11 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    /// Anchor id to the anchored node and its size in nodes.
+    /// Anchor id to the anchored node and its weight (see [`NODE_BYTES`]).
     anchors: HashMap<usize, (Node, usize)>,
+    /// The weight aliases have added so far, and how much they may.
     expanded: usize,
+    alias_budget: usize,
     documents: Vec<Document>,
     root: Option<Node>,
     duplicate_keys: bool,
@@ -278,6 +296,7 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
+                let text_len = text.len();
                 let quoted =
                     !matches!(style, TScalarStyle::Plain) || tag.is_some_and(|t| t.suffix == "str");
                 let node = Node {
@@ -288,7 +307,8 @@ impl Builder {
                     line: at.0,
                     column: at.1,
                 };
-                self.complete(node, 1, anchor, at)?;
+                let weight = NODE_BYTES.saturating_add(text_len);
+                self.complete(node, weight, anchor, at)?;
             }
             Event::SequenceStart(anchor, _) => {
                 self.check_depth(at)?;
@@ -296,7 +316,7 @@ impl Builder {
                     start: at,
                     anchor,
                     items: Vec::new(),
-                    size: 1,
+                    size: NODE_BYTES,
                 });
             }
             Event::MappingStart(anchor, _) => {
@@ -306,7 +326,7 @@ impl Builder {
                     anchor,
                     entries: Vec::new(),
                     key: None,
-                    size: 1,
+                    size: NODE_BYTES,
                 });
             }
             Event::SequenceEnd => {
@@ -358,11 +378,12 @@ impl Builder {
                 };
                 let size = *size;
                 self.expanded = self.expanded.saturating_add(size);
-                if self.expanded > ALIAS_EXPANSION_BUDGET {
+                if self.expanded > self.alias_budget {
                     return Err(YamlError {
                         message: format!(
-                            "aliases expand to more than {ALIAS_EXPANSION_BUDGET} nodes; \
-                             write the values out instead"
+                            "aliases expand to more than {} bytes (at least {NODE_BYTES} a node); \
+                             write the values out instead",
+                            self.alias_budget
                         ),
                         line: at.0,
                         column: at.1,
@@ -565,6 +586,37 @@ mod tests {
             "{:?}",
             parsed.errors
         );
+    }
+
+    /// Issue 10, item 1: the budget counted nodes, so one 1 MiB string
+    /// aliased 1,000 times (a 1 MB file) built a 1 GiB tree.
+    #[test]
+    fn a_long_string_aliased_many_times_is_an_error() {
+        let long = "x".repeat(1024 * 1024);
+        let mut yaml = format!("a: &a \"{long}\"\nb: [");
+        yaml.push_str(&vec!["*a"; 1000].join(","));
+        yaml.push_str("]\n");
+        let parsed = parse(&yaml);
+        assert!(parsed.documents.is_empty());
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        let error = &parsed.errors[0];
+        assert!(
+            error.message.starts_with("aliases expand to more than"),
+            "{}",
+            error.message
+        );
+        // The first alias past the budget: the file's own length allows one copy.
+        assert_eq!((error.line, error.column), (2, 8));
+    }
+
+    #[test]
+    fn aliases_within_the_budget_are_expanded() {
+        // A 64 KiB string aliased 15 times stays under the 1 MiB floor.
+        let long = "x".repeat(64 * 1024);
+        let yaml = format!("a: &a \"{long}\"\nb: [{}]\n", vec!["*a"; 15].join(","));
+        let parsed = parse(&yaml);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(parsed.documents.len(), 1);
     }
 
     #[test]

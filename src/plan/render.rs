@@ -2,9 +2,11 @@
 //! `~` update, `-` remove, `!` unschedulable, `?` unknown), the nodes that
 //! cannot be reached, the manifest diff, and a summary line.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
-use super::{Action, Change, NodeCondition, ObjectStatus, Plan, RolloutStrategy};
+use super::{Change, NodeCondition, ObjectStatus, Plan, RolloutStrategy};
+use crate::manifest::model::ObjectKey;
 
 /// How to render. The caller decides colour (from `NO_COLOR` and whether
 /// the output is a terminal); the planner never looks.
@@ -37,22 +39,15 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
         }
     };
     let mut out = String::new();
+    // Grouped once: a plan of many objects and many actions renders in
+    // linear time.
+    let mut actions_of = by_object(&plan.actions, |a| &a.object);
+    let mut unschedulable_of = by_object(&plan.unschedulable, |u| &u.object);
+    let mut held_of = by_object(&plan.held, |h| &h.object);
     for object in &plan.objects {
-        let actions: Vec<&Action> = plan
-            .actions
-            .iter()
-            .filter(|a| a.object == object.key)
-            .collect();
-        let unschedulable: Vec<_> = plan
-            .unschedulable
-            .iter()
-            .filter(|u| u.object == object.key)
-            .collect();
-        let held: Vec<_> = plan
-            .held
-            .iter()
-            .filter(|h| h.object == object.key)
-            .collect();
+        let actions = actions_of.remove(&object.key).unwrap_or_default();
+        let unschedulable = unschedulable_of.remove(&object.key).unwrap_or_default();
+        let held = held_of.remove(&object.key).unwrap_or_default();
         if actions.is_empty()
             && unschedulable.is_empty()
             && held.is_empty()
@@ -79,7 +74,8 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             };
             let _ = writeln!(out, "{}", paint(YELLOW, &line));
         }
-        for action in actions {
+        let shown = actions.len().min(MAX_LINES_PER_OBJECT);
+        for action in &actions[..shown] {
             let (symbol, colour) = match action.change() {
                 Change::Create => ("+", GREEN),
                 Change::Update => ("~", YELLOW),
@@ -96,10 +92,27 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             );
             let _ = writeln!(out, "{}", paint(colour, &line));
         }
-        for u in unschedulable {
+        if actions.len() > shown {
+            let line = format!(
+                "  ... and {} more action(s) on {} (`--output json` lists every one)",
+                actions.len() - shown,
+                object.key.name
+            );
+            let _ = writeln!(out, "{line}");
+        }
+        let shown = unschedulable.len().min(MAX_LINES_PER_OBJECT);
+        for u in &unschedulable[..shown] {
             let line = format!(
                 "  ! {}[{}] unschedulable: {}",
                 u.object.name, u.slot, u.reason
+            );
+            let _ = writeln!(out, "{}", paint(RED, &line));
+        }
+        if unschedulable.len() > shown {
+            let line = format!(
+                "  ! ... and {} more unschedulable replica(s) of {}",
+                unschedulable.len() - shown,
+                object.key.name
             );
             let _ = writeln!(out, "{}", paint(RED, &line));
         }
@@ -167,6 +180,20 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
     out.push_str(&summary(plan));
     out.push('\n');
     out
+}
+
+/// Lines of actions (and of unschedulable replicas) shown per object; the
+/// rest are counted on one line. The summary and `--output json` count and
+/// list them all; this keeps the text (and the pre-receive hook's answer to
+/// a pusher) in proportion to the objects, not the replicas.
+pub const MAX_LINES_PER_OBJECT: usize = 50;
+
+fn by_object<T>(items: &[T], object: impl Fn(&T) -> &ObjectKey) -> HashMap<&ObjectKey, Vec<&T>> {
+    let mut grouped: HashMap<&ObjectKey, Vec<&T>> = HashMap::new();
+    for item in items {
+        grouped.entry(object(item)).or_default().push(item);
+    }
+    grouped
 }
 
 fn object_header(object: &ObjectStatus) -> String {

@@ -15,7 +15,7 @@ pub mod rollout_note;
 
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
+use git2::{ObjectType, Repository};
 
 use crate::manifest::model::SourceLocation;
 use crate::manifest::{Diagnostic, SourceFile};
@@ -36,6 +36,12 @@ pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 
 /// The file, at the top of the tree, that lists paths to skip (gitignore syntax).
 pub const IGNORE_FILE: &str = ".flotillaignore";
+
+/// A note of rollout records larger than this is not read.
+pub const MAX_NOTE_BYTES: usize = 8 * 1024 * 1024;
+
+/// A `.flotillaignore` larger than this is refused.
+pub const MAX_IGNORE_BYTES: usize = 1024 * 1024;
 
 /// The `commit` of a snapshot read from a working tree.
 pub const WORKING_TREE: &str = "working-tree";
@@ -74,6 +80,10 @@ pub enum RepoError {
         line: usize,
         message: String,
     },
+    #[error("{file} is {size} bytes, more than the {max} allowed", file = IGNORE_FILE, max = MAX_IGNORE_BYTES)]
+    IgnoreTooLarge { size: usize },
+    #[error("the note of {commit} in {notes} is {size} bytes, more than the {max} read", notes = NOTES_REF, max = MAX_NOTE_BYTES)]
+    NoteTooLarge { commit: String, size: usize },
     #[error("{repo}: reading the working tree needs a non-bare repository")]
     BareWorkingTree { repo: PathBuf },
     #[error("{path}: {source}")]
@@ -128,8 +138,11 @@ pub fn read_revision(repo: &Repository, rev: &str) -> Result<Snapshot, RepoError
     let mut files = Vec::with_capacity(manifests.len());
     let mut diagnostics = diagnostics;
     for (path, id) in manifests {
-        let blob = repo.find_blob(id)?;
-        match source_file(path, blob.content()) {
+        let read = match read_blob(repo, id, MAX_MANIFEST_BYTES)? {
+            Ok(blob) => source_file(path, blob.content()),
+            Err(size) => Err(too_large(path, size)),
+        };
+        match read {
             Ok(file) => files.push(file),
             Err(unreadable) => diagnostics.push(*unreadable),
         }
@@ -152,52 +165,94 @@ pub(crate) fn manifest_entries(
     tree: &git2::Tree<'_>,
 ) -> Result<ManifestEntries, RepoError> {
     let rules = tree_ignore_rules(repo, tree)?;
-    manifest_entries_under(tree, &rules)
+    manifest_entries_under(repo, tree, &rules)
 }
 
-/// The `.flotillaignore` of `tree` (none: nothing ignored).
+/// The `.flotillaignore` of `tree` (none: nothing ignored). Only a regular
+/// file counts: a symbolic link's blob is the link's target, not rules.
 fn tree_ignore_rules(repo: &Repository, tree: &git2::Tree<'_>) -> Result<IgnoreRules, RepoError> {
-    match tree.get_path(Path::new(IGNORE_FILE)) {
-        Ok(entry) => {
-            let blob = repo.find_blob(entry.id())?;
-            IgnoreRules::parse(&String::from_utf8_lossy(blob.content()))
-        }
-        Err(_) => Ok(IgnoreRules::default()),
+    let Some(entry) = tree.get_name(IGNORE_FILE) else {
+        return Ok(IgnoreRules::default());
+    };
+    if !matches!(entry.filemode(), 0o100644 | 0o100755) {
+        return Ok(IgnoreRules::default());
+    }
+    match read_blob(repo, entry.id(), MAX_IGNORE_BYTES)? {
+        Ok(blob) => IgnoreRules::parse(&String::from_utf8_lossy(blob.content())),
+        Err(size) => Err(RepoError::IgnoreTooLarge { size }),
     }
 }
 
+/// The blob `id`, or its size when that is over `limit`: the size is read
+/// from the object's header, so a huge blob (a gigabyte of zeros compresses
+/// to a megabyte) is refused without being inflated.
+pub(crate) fn read_blob(
+    repo: &Repository,
+    id: git2::Oid,
+    limit: usize,
+) -> Result<Result<git2::Blob<'_>, usize>, RepoError> {
+    let (size, _) = repo.odb()?.read_header(id)?;
+    if size > limit {
+        return Ok(Err(size));
+    }
+    Ok(Ok(repo.find_blob(id)?))
+}
+
 /// [`manifest_entries`] of `tree` as `rules` (maybe another tree's) say.
+///
+/// Walked with a stack of its own, not recursion (a pushed tree may nest
+/// deeply), on the names' bytes: a name that is not UTF-8 is reported at the
+/// path, never skipped, so a commit and a working tree agree.
 fn manifest_entries_under(
+    repo: &Repository,
     tree: &git2::Tree<'_>,
     rules: &IgnoreRules,
 ) -> Result<ManifestEntries, RepoError> {
     let mut manifests = Vec::new();
     let mut diagnostics = Vec::new();
-    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-        let Some(name) = entry.name() else {
-            return TreeWalkResult::Ok;
-        };
-        let path = format!("{dir}{name}");
-        let is_dir = entry.kind() == Some(ObjectType::Tree);
-        if rules.is_ignored(&path, is_dir) {
-            return TreeWalkResult::Skip;
-        }
-        match entry.filemode() {
-            0o120000 if is_manifest_path(&path) => {
-                diagnostics.push(not_followed(&path, "a symbolic link"));
+    let mut pending: Vec<(git2::Tree<'_>, Vec<u8>)> = vec![(tree.clone(), Vec::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        for entry in dir.iter() {
+            let mut path_bytes = prefix.clone();
+            path_bytes.extend_from_slice(entry.name_bytes());
+            let path = display_path(&path_bytes);
+            let is_dir = entry.kind() == Some(ObjectType::Tree);
+            if rules.is_ignored(&path, is_dir) {
+                continue;
             }
-            0o160000 => diagnostics.push(not_followed(&path, "a submodule")),
-            0o100644 | 0o100755 if is_manifest_path(&path) => manifests.push((path, entry.id())),
-            _ => {}
+            let utf8 = std::str::from_utf8(&path_bytes).is_ok();
+            match entry.filemode() {
+                0o040000 => {
+                    let subtree = repo.find_tree(entry.id())?;
+                    path_bytes.push(b'/');
+                    pending.push((subtree, path_bytes));
+                }
+                0o120000 if is_manifest_path(&path) => {
+                    diagnostics.push(not_followed(&path, "a symbolic link"));
+                }
+                0o160000 => diagnostics.push(not_followed(&path, "a submodule")),
+                0o100644 | 0o100755 if is_manifest_path(&path) && !utf8 => {
+                    diagnostics.push(*non_utf8_path(&path));
+                }
+                0o100644 | 0o100755 if is_manifest_path(&path) => {
+                    manifests.push((path, entry.id()))
+                }
+                _ => {}
+            }
         }
-        TreeWalkResult::Ok
-    })?;
+    }
+    manifests.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((manifests, diagnostics))
 }
 
 /// Reads the manifests of the repository's working tree as they are on disk,
 /// committed or not: for previews before committing. Files git ignores are
 /// skipped as well as those in `.flotillaignore`.
+///
+/// Read as a commit is: symbolic links are not followed (not even
+/// `.flotillaignore`), only regular files are opened (a FIFO or a device
+/// named `*.yaml` is reported, never read), and no file is read past
+/// [`MAX_MANIFEST_BYTES`].
 pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
     let root = repo
         .workdir()
@@ -205,19 +260,25 @@ pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
             repo: repo.path().to_path_buf(),
         })?
         .to_path_buf();
-    let rules = match std::fs::read_to_string(root.join(IGNORE_FILE)) {
-        Ok(text) => IgnoreRules::parse(&text)?,
+    let mut files = Vec::new();
+    let mut diagnostics = Vec::new();
+    let ignore_path = root.join(IGNORE_FILE);
+    let rules = match read_regular_file(&ignore_path, MAX_IGNORE_BYTES) {
+        Ok(Ok(bytes)) => IgnoreRules::parse(&String::from_utf8_lossy(&bytes))?,
+        Ok(Err(Unreadable::TooLarge(size))) => return Err(RepoError::IgnoreTooLarge { size }),
+        Ok(Err(Unreadable::NotAFile(what))) => {
+            diagnostics.push(not_followed(IGNORE_FILE, what));
+            IgnoreRules::default()
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::default(),
         Err(source) => {
             return Err(RepoError::Io {
-                path: root.join(IGNORE_FILE),
+                path: ignore_path,
                 source,
             })
         }
     };
 
-    let mut files = Vec::new();
-    let mut diagnostics = Vec::new();
     let mut pending = vec![root.clone()];
     while let Some(dir) = pending.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|source| RepoError::Io {
@@ -230,11 +291,10 @@ pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
                 source,
             })?;
             let full = entry.path();
-            let relative = full
+            let relative_os = full
                 .strip_prefix(&root)
-                .expect("walked paths are under the root")
-                .to_string_lossy()
-                .replace('\\', "/");
+                .expect("walked paths are under the root");
+            let relative = display_path(relative_os.as_os_str().as_encoded_bytes());
             if relative == ".git" {
                 continue;
             }
@@ -243,20 +303,33 @@ pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
                 source,
             })?;
             let is_dir = file_type.is_dir();
-            if rules.is_ignored(&relative, is_dir) || repo.is_path_ignored(&relative)? {
+            if rules.is_ignored(&relative, is_dir) || repo.is_path_ignored(relative_os)? {
                 continue;
             }
             if is_dir {
                 pending.push(full);
-            } else if file_type.is_symlink() && is_manifest_path(&relative) {
+                continue;
+            }
+            if !is_manifest_path(&relative) {
+                continue;
+            }
+            if relative_os.to_str().is_none() {
+                diagnostics.push(*non_utf8_path(&relative));
+                continue;
+            }
+            if file_type.is_symlink() {
                 diagnostics.push(not_followed(&relative, "a symbolic link"));
-            } else if file_type.is_file() && is_manifest_path(&relative) {
-                let bytes =
-                    std::fs::read(&full).map_err(|source| RepoError::Io { path: full, source })?;
-                match source_file(relative, &bytes) {
-                    Ok(file) => files.push(file),
-                    Err(unreadable) => diagnostics.push(*unreadable),
-                }
+                continue;
+            }
+            let read = match read_regular_file(&full, MAX_MANIFEST_BYTES) {
+                Ok(Ok(bytes)) => source_file(relative, &bytes),
+                Ok(Err(Unreadable::TooLarge(size))) => Err(too_large(relative, size)),
+                Ok(Err(Unreadable::NotAFile(what))) => Err(Box::new(not_followed(&relative, what))),
+                Err(source) => return Err(RepoError::Io { path: full, source }),
+            };
+            match read {
+                Ok(file) => files.push(file),
+                Err(unreadable) => diagnostics.push(*unreadable),
             }
         }
     }
@@ -268,8 +341,99 @@ pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
     })
 }
 
+/// Why a file of the working tree was not read.
+enum Unreadable {
+    /// Its size, over the limit.
+    TooLarge(usize),
+    /// What it is instead of a regular file.
+    NotAFile(&'static str),
+}
+
+/// The bytes of the regular file at `path`, read to at most `limit`: opened
+/// without following a symbolic link and without blocking (a FIFO would
+/// wait for a writer for ever), then checked to be a regular file on the
+/// open handle, so nothing can swap it between the check and the read.
+fn read_regular_file(path: &Path, limit: usize) -> std::io::Result<Result<Vec<u8>, Unreadable>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(file) => file,
+        // ELOOP: the last component is a symbolic link.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(Err(Unreadable::NotAFile("a symbolic link")))
+        }
+        Err(e) => return Err(e),
+    };
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Ok(Err(Unreadable::NotAFile("not a regular file")));
+    }
+    let size = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
+    if size > limit {
+        return Ok(Err(Unreadable::TooLarge(size)));
+    }
+    let mut bytes = Vec::with_capacity(size);
+    file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Ok(Err(Unreadable::TooLarge(bytes.len())));
+    }
+    Ok(Ok(bytes))
+}
+
+/// A path for people: UTF-8 as it is, any other byte as `\xNN`.
+pub(crate) fn display_path(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
 fn is_manifest_path(path: &str) -> bool {
     path.ends_with(".yaml") || path.ends_with(".yml")
+}
+
+fn too_large(path: String, size: usize) -> Box<Diagnostic> {
+    let location = SourceLocation {
+        file: path,
+        line: 1,
+        column: 1,
+    };
+    Box::new(
+        Diagnostic::error(
+            format!("manifest is {size} bytes, more than the {MAX_MANIFEST_BYTES} allowed"),
+            location,
+        )
+        .with_hint(format!(
+            "split it into smaller files, or list it in {IGNORE_FILE} if it is not a manifest"
+        )),
+    )
+}
+
+fn non_utf8_path(path: &str) -> Box<Diagnostic> {
+    let location = SourceLocation {
+        file: path.to_string(),
+        line: 1,
+        column: 1,
+    };
+    Box::new(
+        Diagnostic::error(
+            "the file's path is not valid UTF-8; manifests' paths must be UTF-8",
+            location,
+        )
+        .with_hint(format!(
+            "rename it (`git mv`), or list it in {IGNORE_FILE} if it is not a manifest"
+        )),
+    )
 }
 
 /// The file as text, or the error diagnostic saying why it cannot be read
@@ -277,23 +441,7 @@ fn is_manifest_path(path: &str) -> bool {
 /// every other file is still validated.
 fn source_file(path: String, content: &[u8]) -> Result<SourceFile, Box<Diagnostic>> {
     if content.len() > MAX_MANIFEST_BYTES {
-        let location = SourceLocation {
-            file: path,
-            line: 1,
-            column: 1,
-        };
-        return Err(Box::new(
-            Diagnostic::error(
-                format!(
-                    "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
-                    content.len()
-                ),
-                location,
-            )
-            .with_hint(format!(
-                "split it into smaller files, or list it in {IGNORE_FILE} if it is not a manifest"
-            )),
-        ));
+        return Err(too_large(path, content.len()));
     }
     match String::from_utf8(content.to_vec()) {
         Ok(text) => Ok(SourceFile { path, text }),

@@ -327,9 +327,12 @@ impl<'r> HistoryReader<'r> {
         if let Some(blob) = self.blobs.get(&id) {
             return Ok(Rc::clone(blob));
         }
-        let content = self.repo.find_blob(id)?;
         // The path only names the file in diagnostics, which are not kept.
-        let manifests = match super::source_file("manifest.yaml".to_string(), content.content()) {
+        let read = match super::read_blob(self.repo, id, super::MAX_MANIFEST_BYTES)? {
+            Ok(blob) => super::source_file("manifest.yaml".to_string(), blob.content()),
+            Err(size) => Err(super::too_large("manifest.yaml".to_string(), size)),
+        };
+        let manifests = match read {
             Ok(file) => {
                 let loaded = crate::manifest::load(std::slice::from_ref(&file));
                 let documents = Documents::split(&file.text);
@@ -377,9 +380,15 @@ impl<'r> HistoryReader<'r> {
         let Some(note) = notes.get(&commit) else {
             return Ok(Vec::new());
         };
-        let blob = self.repo.find_blob(*note)?;
-        Ok(RolloutRecord::parse_all(&String::from_utf8_lossy(
-            blob.content(),
-        )))
+        // Only the leader writes notes, but a note is read whatever wrote it.
+        match super::read_blob(self.repo, *note, super::MAX_NOTE_BYTES)? {
+            Ok(blob) => Ok(RolloutRecord::parse_all(&String::from_utf8_lossy(
+                blob.content(),
+            ))),
+            Err(size) => Err(RepoError::NoteTooLarge {
+                commit: commit.to_string(),
+                size,
+            }),
+        }
     }
 }

@@ -486,7 +486,7 @@ fn restore_tree(
     }
 
     let rules = super::tree_ignore_rules(repo, target)?;
-    let (tip_manifests, _) = super::manifest_entries_under(tip, &rules)?;
+    let (tip_manifests, _) = super::manifest_entries_under(repo, tip, &rules)?;
     for (path, _) in tip_manifests {
         if !target_files.iter().any(|f| f.path == path) {
             changes.push(FileChange {
