@@ -36,6 +36,16 @@ pub fn init_bare(path: &Path, options: &InitOptions) -> Result<Repository, RepoE
     config.set_str("flotilla.bin", &options.flotilla_bin.to_string_lossy())?;
     // `git push -o flotilla.wait` needs push options to reach the hooks.
     config.set_bool("receive.advertisePushOptions", true)?;
+    // A push never rewinds or deletes a branch (the tracked one holds the
+    // leader's revert commits; the pre-receive hook refuses that too, with
+    // a hint, and refuses any push to the rollout records), and never brings
+    // malformed objects (tree entries named `..` or `.git`, bad idents).
+    // These bind every branch, not only the tracked one: an administrator
+    // rewinds or deletes one in the repository itself.
+    config.set_bool("receive.denyNonFastForwards", true)?;
+    config.set_bool("receive.denyDeletes", true)?;
+    config.set_str("receive.denyDeleteCurrent", "refuse")?;
+    config.set_bool("receive.fsckObjects", true)?;
 
     let hooks_dir = repo.path().join("hooks");
     std::fs::create_dir_all(&hooks_dir).map_err(|source| RepoError::Io {
