@@ -1164,3 +1164,41 @@ fn rollback_refuses_a_link_of_the_working_tree_in_its_way() {
     assert_eq!(listing(outside.path()), Vec::<String>::new());
     assert_eq!(git_ok(work.path(), &["rev-parse", "HEAD"]), gone);
 }
+
+/// Issue 10, item 11: authors and subjects are anyone's text; `history`
+/// and `rollback` show their terminal escapes escaped, `history --output
+/// json` keeps them as they are.
+#[test]
+fn terminal_escapes_in_authors_and_subjects_are_shown_not_run() {
+    let work = WorkTree::new();
+    work.write("web.yaml", &deployment("web", "web:1"));
+    work.commit("web 1");
+    work.write("web.yaml", &deployment("web", "web:2"));
+    let subject = "\x1b]0;owned\x07\x1b[2Jweb 2\r";
+    let author = "Mallory\x1b[8m <m@example.invalid>";
+    git_ok(work.path(), &["add", "-A"]);
+    git_ok(
+        work.path(),
+        &["commit", "-q", "--author", author, "-m", subject],
+    );
+
+    let out = flotilla_ok(work.path(), &["history"]);
+    assert!(!out.contains(['\x1b', '\x07', '\r']), "{out:?}");
+    assert!(out.contains("Mallory\\x1b[8m"), "{out}");
+    assert!(out.contains("\\x1b]0;owned\\x07\\x1b[2Jweb 2"), "{out}");
+    let out = flotilla_ok(work.path(), &["history", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["author"], "Mallory\x1b[8m");
+
+    work.write("web.yaml", &deployment("web", "web:3"));
+    work.commit("web 3");
+    let out = flotilla_ok(
+        work.path(),
+        &["rollback", "deployment/web", "--to", "HEAD^", "--dry-run"],
+    );
+    assert!(!out.contains(['\x1b', '\x07', '\r']), "{out:?}");
+    assert!(
+        out.contains("(\"\\x1b]0;owned\\x07\\x1b[2Jweb 2\")"),
+        "{out}"
+    );
+}
