@@ -10,7 +10,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", message(&error));
+            // Errors quote file names and revisions: escapes are shown.
+            eprintln!(
+                "error: {}",
+                flotilla::repo::printable_text(&message(&error))
+            );
             ExitCode::from(cli::exit::FAILURE)
         }
     }

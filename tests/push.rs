@@ -417,4 +417,141 @@ fn a_push_that_takes_longer_than_the_hook_allows_is_rejected() {
         started.elapsed()
     );
     assert_eq!(cluster.remote_tip(), None);
+/// Issue 10, item 6: the rollout records are the leader's alone (it writes
+/// them locally, never by a push); a push may not forge, rewrite or delete
+/// them, and the tracked branch only moves forward: a force-push rewinding
+/// it over the leader's revert commits is refused. Other branches and tags
+/// are still created (and tags deleted) freely.
+#[test]
+fn pushes_to_the_rollout_records_and_rewinds_of_the_tracked_branch_are_refused() {
+    let cluster = Cluster::new();
+    for (key, value) in [
+        ("receive.denyDeleteCurrent", "refuse"),
+        ("receive.fsckObjects", "true"),
+    ] {
+        assert_eq!(bare_config(&cluster.bare, key), value, "{key}");
+    }
+    let work = cluster.work.path();
+    cluster.work.write("README.md", "one\n");
+    let first = cluster.work.commit("one");
+    cluster.work.write("README.md", "two\n");
+    let second = cluster.work.commit("two");
+    let (accepted, seen) = cluster.push();
+    assert!(accepted, "{seen}");
+
+    let push = |args: &[&str]| {
+        let output = git(work, args);
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let notes = || {
+        git(
+            &cluster.bare,
+            &["rev-parse", "--verify", "-q", "refs/notes/flotilla"],
+        )
+        .stdout
+    };
+    let refused = |(accepted, seen): (bool, String), expected: &str| {
+        assert!(!accepted, "refused:\n{seen}");
+        assert!(seen.contains(expected), "{expected}:\n{seen}");
+    };
+    let notes_refusal = "flotilla: refusing to update refs/notes/flotilla: only the leader \
+                         writes rollout records";
+
+    // Creating the records from a clone.
+    git_ok(
+        work,
+        &["notes", "--ref=flotilla", "add", "-m", "forged", &first],
+    );
+    refused(
+        push(&["push", "cluster", "refs/notes/flotilla"]),
+        notes_refusal,
+    );
+    assert!(notes().is_empty(), "no records created");
+
+    // The leader's records, written in its repository: not rewritten...
+    git_ok(
+        &cluster.bare,
+        &[
+            "notes",
+            "--ref=flotilla",
+            "add",
+            "-m",
+            "rollout succeeded",
+            &second,
+        ],
+    );
+    let recorded = notes();
+    git_ok(
+        work,
+        &[
+            "fetch",
+            "-q",
+            "cluster",
+            "+refs/notes/flotilla:refs/notes/flotilla",
+        ],
+    );
+    git_ok(
+        work,
+        &[
+            "notes",
+            "--ref=flotilla",
+            "add",
+            "-f",
+            "-m",
+            "rollout failed",
+            &second,
+        ],
+    );
+    refused(
+        push(&["push", "cluster", "refs/notes/flotilla"]),
+        notes_refusal,
+    );
+    refused(
+        push(&["push", "-f", "cluster", "refs/notes/flotilla"]),
+        notes_refusal,
+    );
+    // ...nor deleted.
+    refused(
+        push(&["push", "cluster", ":refs/notes/flotilla"]),
+        notes_refusal,
+    );
+    assert_eq!(notes(), recorded, "the records are unchanged");
+
+    // A force-push rewinding main, or replacing its history, is refused.
+    let rewind = "flotilla: refusing a non-fast-forward update of main";
+    refused(
+        push(&["push", "-f", "cluster", &format!("{first}:main")]),
+        rewind,
+    );
+    git_ok(work, &["reset", "-q", "--hard", &first]);
+    cluster.work.write("README.md", "rewritten\n");
+    cluster.work.commit("rewritten");
+    let (accepted, seen) = push(&["push", "-f", "cluster", "HEAD:main"]);
+    refused((accepted, seen.clone()), rewind);
+    assert!(
+        seen.contains("hint: fetch and rebase (or merge) onto main"),
+        "{seen}"
+    );
+    assert_eq!(cluster.remote_tip().as_deref(), Some(second.as_str()));
+
+    // A fast-forward still lands; other branches and tags are not the hook's.
+    git_ok(work, &["reset", "-q", "--hard", &second]);
+    cluster.work.write("README.md", "three\n");
+    let third = cluster.work.commit("three");
+    let (accepted, seen) = cluster.push();
+    assert!(accepted, "{seen}");
+    assert_eq!(cluster.remote_tip().as_deref(), Some(third.as_str()));
+    let (accepted, seen) = push(&["push", "cluster", &format!("{second}:refs/heads/wip")]);
+    assert!(accepted, "{seen}");
+    let (accepted, seen) = push(&["push", "-f", "cluster", &format!("{first}:refs/heads/wip")]);
+    assert!(accepted, "other branches may be rewound: {seen}");
+    let (accepted, seen) = push(&["push", "cluster", ":refs/heads/wip"]);
+    assert!(accepted, "other branches may be deleted: {seen}");
+    let (accepted, seen) = push(&["push", "cluster", &format!("{first}:refs/tags/v1")]);
+    assert!(accepted, "{seen}");
+    let (accepted, seen) = push(&["push", "cluster", ":refs/tags/v1"]);
+    assert!(accepted, "{seen}");
 }

@@ -1066,3 +1066,139 @@ fn history_of_a_thousand_commits() {
     eprintln!("history of 1,000 commits, twice: {elapsed:?}");
     assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
 }
+
+/// Everything under `dir`, sorted (to show nothing was created there).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+/// A clone whose `apps` directory became, in its last commit, a symbolic
+/// link to a directory outside the repository; returns (work tree, the
+/// commit with the directory, the outside directory).
+fn apps_replaced_by_a_link() -> (WorkTree, String, tempfile::TempDir) {
+    let outside = tempfile::tempdir().unwrap();
+    let work = WorkTree::new();
+    work.write("nodes.yaml", NODE)
+        .write("apps/web.yaml", &deployment("web", "web:1"));
+    let first = work.commit("web 1");
+    std::fs::remove_dir_all(work.path().join("apps")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), work.path().join("apps")).unwrap();
+    work.commit("apps: a link now");
+    (work, first, outside)
+}
+
+/// Issue 10, item 5: rolling back over a commit that replaced a directory
+/// by a link to elsewhere wrote the restored file through the link, outside
+/// the repository. The link is replaced by the directory, as `git checkout`
+/// does, and nothing is written outside.
+#[test]
+fn rollback_replaces_a_committed_link_and_never_writes_through_it() {
+    for args in [&["rollback"][..], &["rollback", "deployment/web"]] {
+        let (work, first, outside) = apps_replaced_by_a_link();
+        let work = work.path();
+        flotilla_ok(work, args);
+        assert_eq!(listing(outside.path()), Vec::<String>::new(), "{args:?}");
+        let apps = work.join("apps");
+        assert!(apps.symlink_metadata().unwrap().is_dir(), "{args:?}");
+        assert_eq!(
+            std::fs::read_to_string(apps.join("web.yaml")).unwrap(),
+            deployment("web", "web:1")
+        );
+        assert_eq!(git_ok(work, &["status", "--porcelain"]), "", "{args:?}");
+        assert_eq!(
+            git_ok(work, &["rev-parse", "HEAD^{tree}"]),
+            git_ok(work, &["rev-parse", &format!("{first}^{{tree}}")]),
+            "{args:?}"
+        );
+    }
+
+    // A manifest replaced by a link to a file elsewhere: the link goes, the
+    // file it points to stays as it is.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let work = WorkTree::new();
+    work.write("nodes.yaml", NODE)
+        .write("web.yaml", &deployment("web", "web:1"));
+    work.commit("web 1");
+    work.remove("web.yaml");
+    std::os::unix::fs::symlink(&victim, work.path().join("web.yaml")).unwrap();
+    work.commit("web: a link now");
+    flotilla_ok(work.path(), &["rollback"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let web = work.path().join("web.yaml");
+    assert!(web.symlink_metadata().unwrap().is_file());
+    assert_eq!(
+        std::fs::read_to_string(web).unwrap(),
+        deployment("web", "web:1")
+    );
+    assert_eq!(git_ok(work.path(), &["status", "--porcelain"]), "");
+}
+
+/// A link the tip does not hold (made in the working tree only) where the
+/// rollback puts a directory back is refused before anything is written.
+#[test]
+fn rollback_refuses_a_link_of_the_working_tree_in_its_way() {
+    let outside = tempfile::tempdir().unwrap();
+    let work = WorkTree::new();
+    work.write("nodes.yaml", NODE)
+        .write("apps/web.yaml", &deployment("web", "web:1"));
+    work.commit("web 1");
+    std::fs::remove_dir_all(work.path().join("apps")).unwrap();
+    let gone = work.commit("apps: none");
+    std::os::unix::fs::symlink(outside.path(), work.path().join("apps")).unwrap();
+    // Even when ignored.
+    std::fs::write(work.path().join(".git/info/exclude"), "apps\n").unwrap();
+
+    let error = flotilla_fails(work.path(), &["rollback"]);
+    assert_eq!(
+        error,
+        "error: apps: a symbolic link in the working tree where the rollback writes \
+         apps/web.yaml; refusing to write through it (commit or remove it first)\n"
+    );
+    assert_eq!(listing(outside.path()), Vec::<String>::new());
+    assert_eq!(git_ok(work.path(), &["rev-parse", "HEAD"]), gone);
+}
+
+/// Issue 10, item 11: authors and subjects are anyone's text; `history`
+/// and `rollback` show their terminal escapes escaped, `history --output
+/// json` keeps them as they are.
+#[test]
+fn terminal_escapes_in_authors_and_subjects_are_shown_not_run() {
+    let work = WorkTree::new();
+    work.write("web.yaml", &deployment("web", "web:1"));
+    work.commit("web 1");
+    work.write("web.yaml", &deployment("web", "web:2"));
+    let subject = "\x1b]0;owned\x07\x1b[2Jweb 2\r";
+    let author = "Mallory\x1b[8m <m@example.invalid>";
+    git_ok(work.path(), &["add", "-A"]);
+    git_ok(
+        work.path(),
+        &["commit", "-q", "--author", author, "-m", subject],
+    );
+
+    let out = flotilla_ok(work.path(), &["history"]);
+    assert!(!out.contains(['\x1b', '\x07', '\r']), "{out:?}");
+    assert!(out.contains("Mallory\\x1b[8m"), "{out}");
+    assert!(out.contains("\\x1b]0;owned\\x07\\x1b[2Jweb 2"), "{out}");
+    let out = flotilla_ok(work.path(), &["history", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["author"], "Mallory\x1b[8m");
+
+    work.write("web.yaml", &deployment("web", "web:3"));
+    work.commit("web 3");
+    let out = flotilla_ok(
+        work.path(),
+        &["rollback", "deployment/web", "--to", "HEAD^", "--dry-run"],
+    );
+    assert!(!out.contains(['\x1b', '\x07', '\r']), "{out:?}");
+    assert!(
+        out.contains("(\"\\x1b]0;owned\\x07\\x1b[2Jweb 2\")"),
+        "{out}"
+    );
+}

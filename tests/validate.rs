@@ -525,4 +525,38 @@ fn working_tree_reads_only_regular_files_and_follows_no_link() {
         "{}",
         run.stdout
     );
+/// Issue 10, item 11: a commit's subject and file names are anyone's text;
+/// their terminal escapes (clear the screen, colours, a bell) are shown
+/// escaped in the text output, never sent to the terminal. JSON keeps
+/// them as they are (JSON escapes them itself).
+#[test]
+fn terminal_escapes_in_subjects_and_file_names_are_shown_not_run() {
+    let work = WorkTree::new();
+    work.write("nodes/n1.yaml", NODE);
+    let one = work.commit("one");
+    work.write("apps/\x1b[8mweb.yaml", &WEB.replace("image:", "imag:"));
+    let subject = "\x1b[2J\x1b[31mpwned\x1b[0m\x07 \u{9b}0m";
+    let two = work.commit(subject);
+    let list = format!("{one}\n{two}\n");
+
+    let (code, out, _) = validate(work.path(), &["--revs-from-stdin"], Some(&list));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        !out.contains(['\x1b', '\x07', '\u{9b}']),
+        "no control character reaches the terminal:\n{out:?}"
+    );
+    let shown = "\\x1b[2J\\x1b[31mpwned\\x1b[0m\\x07 \\u{9b}0m";
+    assert!(
+        out.contains(&format!("commit {} ({shown}):", &two[..12])),
+        "{out}"
+    );
+    assert!(out.contains(&format!("  {} {shown}", &two[..12])), "{out}");
+    assert!(out.contains("--> apps/\\x1b[8mweb.yaml:"), "{out}");
+
+    let (_, out, _) = validate(
+        work.path(),
+        &["--revs-from-stdin", "--output", "json"],
+        Some(&list),
+    );
+    assert_eq!(json(&out)["revisions"][1]["subject"], subject);
 }

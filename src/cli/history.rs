@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::object_ref::parse_object_ref;
 use super::{exit, short, Output, OutputFormat};
 use crate::repo::rollout_note::format_duration;
-use crate::repo::{self, HistoryReader, Outcome, Revision, RolloutRecord};
+use crate::repo::{self, printable_line, HistoryReader, Outcome, Revision, RolloutRecord};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -158,14 +158,20 @@ fn outcome_text(revision: &Revision) -> String {
 const SUBJECT_WIDTH: usize = 50;
 
 fn render_table(revisions: &[Revision], rows: &[Row<'_>], out: &mut Output) -> std::io::Result<()> {
+    // Authors and subjects are anyone's text: escapes are shown, not run.
+    let authors: Vec<String> = rows
+        .iter()
+        .map(|row| printable_line(row.author).into_owned())
+        .collect();
     let subjects: Vec<String> = rows
         .iter()
         .map(|row| {
-            if row.subject.chars().count() > SUBJECT_WIDTH {
-                let cut: String = row.subject.chars().take(SUBJECT_WIDTH - 1).collect();
+            let subject = printable_line(row.subject);
+            if subject.chars().count() > SUBJECT_WIDTH {
+                let cut: String = subject.chars().take(SUBJECT_WIDTH - 1).collect();
                 format!("{cut}…")
             } else {
-                row.subject.to_string()
+                subject.into_owned()
             }
         })
         .collect();
@@ -173,7 +179,7 @@ fn render_table(revisions: &[Revision], rows: &[Row<'_>], out: &mut Output) -> s
         cells.fold(header.chars().count(), usize::max)
     };
     let date_width = width("WHEN", &mut rows.iter().map(|r| r.date.len()));
-    let author_width = width("AUTHOR", &mut rows.iter().map(|r| r.author.chars().count()));
+    let author_width = width("AUTHOR", &mut authors.iter().map(|a| a.chars().count()));
     let subject_width = width("SUBJECT", &mut subjects.iter().map(|s| s.chars().count()));
     let pad = |text: &str, width: usize| {
         let fill = width.saturating_sub(text.chars().count());
@@ -186,7 +192,9 @@ fn render_table(revisions: &[Revision], rows: &[Row<'_>], out: &mut Output) -> s
         pad("AUTHOR", author_width),
         pad("SUBJECT", subject_width),
     ))?;
-    for ((revision, row), subject) in revisions.iter().zip(rows).zip(&subjects) {
+    for (((revision, row), author), subject) in
+        revisions.iter().zip(rows).zip(&authors).zip(&subjects)
+    {
         let outcome = outcome_text(revision);
         let painted = match (revision.valid, revision.rollout.as_ref().map(|r| r.outcome)) {
             (false, _) | (true, Some(Outcome::Failed)) => out.red(&outcome),
@@ -197,7 +205,7 @@ fn render_table(revisions: &[Revision], rows: &[Row<'_>], out: &mut Output) -> s
             "{}  {}  {}  {}  {painted}",
             short(&row.commit),
             pad(&row.date, date_width),
-            pad(row.author, author_width),
+            pad(author, author_width),
             pad(subject, subject_width),
         ))?;
     }

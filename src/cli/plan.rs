@@ -127,9 +127,11 @@ pub(super) fn print_plan(
         None => "nothing deployed".to_string(),
     };
     out.line(format_args!("Planning {target} against {from}.\n"))?;
+    // File names and contents come from commits: escapes are shown.
+    let diff = repo::printable_text(&diff);
     let options = RenderOptions {
         colour: out.color(),
-        manifest_diff: (!diff.is_empty()).then_some(diff.as_str()),
+        manifest_diff: (!diff.is_empty()).then_some(&*diff),
     };
     out.text(plan::render(plan, options))
 }

@@ -12,7 +12,7 @@ use super::history::{branch, branch_tip};
 use super::object_ref::parse_object_ref;
 use super::validate::render_diagnostics;
 use super::{exit, short, Output};
-use crate::repo::{self, RollbackError, TargetChoice};
+use crate::repo::{self, printable_line, printable_text, RollbackError, TargetChoice};
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -91,7 +91,7 @@ pub fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
             out.line(format_args!(
                 "{what} {object} as of {} (\"{}\"): {why}.\n",
                 short(&target),
-                rollback.target_subject
+                printable_line(&rollback.target_subject)
             ))?;
         }
         None => {
@@ -103,7 +103,7 @@ pub fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
             out.line(format_args!(
                 "Restoring every manifest as of {} (\"{}\"): {why}.",
                 short(&target),
-                rollback.target_subject
+                printable_line(&rollback.target_subject)
             ))?;
             for change in &rollback.changes {
                 let how = match (&change.before, &change.after) {
@@ -111,13 +111,13 @@ pub fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
                     (Some(_), Some(_)) => "changed",
                     (Some(_), None) => "removed (not there then)",
                 };
-                out.line(format_args!("  {}: {how}", change.path))?;
+                out.line(format_args!("  {}: {how}", printable_line(&change.path)))?;
             }
             out.line("")?;
         }
     }
     if args.dry_run {
-        out.text(paint_diff(&rollback.diff(), out))?;
+        out.text(paint_diff(&printable_text(&rollback.diff()), out))?;
         out.line("\ndry run: nothing written")?;
         return Ok(exit::OK);
     }
@@ -130,8 +130,9 @@ pub fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
     };
     let subject = rollback.message.lines().next().unwrap_or("");
     out.line(format_args!(
-        "committed {} on {branch}: {subject}",
-        short(&new.to_string())
+        "committed {} on {branch}: {}",
+        short(&new.to_string()),
+        printable_line(subject)
     ))?;
     if repository.is_bare() {
         out.line("the leader deploys it")?;

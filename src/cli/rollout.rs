@@ -197,8 +197,9 @@ pub fn run<N: NodeOps, P: Planner>(
                     Verdict::Failed(reason) => {
                         let clear = if live { "\r\x1b[2K" } else { "" };
                         out.line(format_args!(
-                            "{clear}{}: {name} rollout failed: {reason}",
-                            out.red("error")
+                            "{clear}{}: {name} rollout failed: {}",
+                            out.red("error"),
+                            crate::repo::printable_text(reason)
                         ))?;
                     }
                 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{exit, short, Output, OutputFormat, SourceArgs};
 use crate::manifest::{self, Diagnostic, Severity};
-use crate::repo;
+use crate::repo::{self, printable_line, printable_text};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -170,7 +170,7 @@ fn render_many(reports: &[Report], out: &mut Output) -> std::io::Result<()> {
             out.line(format_args!(
                 "commit {} ({}):",
                 short(&report.commit),
-                report.subject.as_deref().unwrap_or("")
+                printable_line(report.subject.as_deref().unwrap_or(""))
             ))?;
             render_diagnostics(&report.diagnostics, out)?;
         }
@@ -189,7 +189,7 @@ fn render_many(reports: &[Report], out: &mut Output) -> std::io::Result<()> {
             out.line(format_args!(
                 "  {} {}",
                 short(&report.commit),
-                report.subject.as_deref().unwrap_or("")
+                printable_line(report.subject.as_deref().unwrap_or(""))
             ))?;
         }
     }
@@ -207,7 +207,9 @@ pub fn read_snapshot(source: &super::SourceArgs) -> anyhow::Result<repo::Snapsho
     Ok(snapshot)
 }
 
-/// Every diagnostic, compiler-style, a blank line after each.
+/// Every diagnostic, compiler-style, a blank line after each. File names
+/// and quoted values come from commits: their control characters are shown
+/// escaped.
 pub fn render_diagnostics(diagnostics: &[Diagnostic], out: &mut Output) -> std::io::Result<()> {
     for diagnostic in diagnostics {
         let rendered = diagnostic.to_string();
@@ -216,7 +218,10 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], out: &mut Output) -> std::
             Severity::Error => ("error", out.red("error")),
             Severity::Warning => ("warning", out.yellow("warning")),
         };
-        out.line(format_args!("{painted}{}\n", &rendered[word.len()..]))?;
+        out.line(format_args!(
+            "{painted}{}\n",
+            printable_text(&rendered[word.len()..])
+        ))?;
     }
     Ok(())
 }

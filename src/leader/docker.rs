@@ -44,6 +44,10 @@ pub const LEADER_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// node's actions) for ever. A slow transfer that keeps moving is not cut.
 pub const IMAGE_PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
 
+/// The most of a container's last log lines kept while reading them: far
+/// more than the excerpt committed needs, and a bound whatever it printed.
+const LOG_READ_BYTES: usize = 64 * 1024;
+
 /// Every node's Docker, by the node's declared transport.
 #[derive(Default)]
 pub struct DockerNodes {
@@ -990,6 +994,15 @@ impl NodeOps for DockerNodes {
             while let Some(item) = stream.next().await {
                 let item = item.map_err(|e| docker_error(node, &what, e))?;
                 text.push_str(&String::from_utf8_lossy(&item.into_bytes()));
+                // The last lines are what is wanted; a container that
+                // printed a line of a gigabyte costs no more than this.
+                if text.len() > LOG_READ_BYTES {
+                    let mut cut = text.len() - LOG_READ_BYTES;
+                    while !text.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    text.drain(..cut);
+                }
             }
             Ok(text)
         })

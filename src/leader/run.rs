@@ -40,27 +40,13 @@ const PRUNE_SCAN: usize = 100;
 
 /// How often the probe task looks for due probes.
 const PROBE_TICK: Duration = Duration::from_millis(100);
-/// Log lines quoted per failing container in a revert commit, how long
-/// each may be, and how long the node has to send them.
-const LOG_LINES: u32 = 10;
-const LOG_LINE_CHARS: usize = 200;
+/// Log lines asked of the node per failing container (the excerpt
+/// committed is bounded further, see [`crate::repo::rollout_note::log_excerpt`]),
+/// and how long the node has to send them.
+const LOG_LINES: u32 = crate::repo::rollout_note::LOG_EXCERPT_LINES as u32;
 const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 /// How far back on the branch to look for the commit that introduced a revision.
 const INTRODUCING_COMMIT_SEARCH: usize = 100;
-
-/// A log line as it may go into a commit message: control characters
-/// (terminal escapes, carriage returns) shown as `?`, at most `max` chars.
-fn printable(line: &str, max: usize) -> String {
-    let mut out: String = line
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
-        .collect();
-    if line.chars().nth(max).is_some() {
-        out.push('…');
-    }
-    out
-}
 
 /// A failed rollout, as handed to [`Leader::fail_rollout`].
 #[derive(Clone, Copy)]
@@ -682,7 +668,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
     }
 
     /// The failure's reason, the replicas not ready, and the last log lines
-    /// of the containers that failed.
+    /// of the containers that failed: what is committed into the revert
+    /// message and the note, bounded and with every control character
+    /// escaped (node errors and logs are anyone's text).
     async fn evidence(&self, failure: &Failure) -> String {
         let mut text = failure.reason.clone();
         for line in &failure.replicas {
@@ -695,16 +683,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             match logs.await {
                 Ok(Ok(logs)) if !logs.trim().is_empty() => {
                     text.push_str(&format!("\nlast log lines of {container} on {node}:"));
-                    for line in logs
-                        .lines()
-                        .rev()
-                        .take(LOG_LINES as usize)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                    {
+                    for line in crate::repo::rollout_note::log_excerpt(&logs) {
                         text.push_str("\n    ");
-                        text.push_str(&printable(line, LOG_LINE_CHARS));
+                        text.push_str(&line);
                     }
                 }
                 Ok(Ok(_)) => text.push_str(&format!("\n{container} on {node} printed nothing")),
@@ -715,7 +696,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 )),
             }
         }
-        text
+        crate::repo::printable_text(&text).into_owned()
     }
 
     /// Reverts the commit that introduced `revision` of `key` (when `auto`

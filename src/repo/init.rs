@@ -36,6 +36,13 @@ pub fn init_bare(path: &Path, options: &InitOptions) -> Result<Repository, RepoE
     config.set_str("flotilla.bin", &options.flotilla_bin.to_string_lossy())?;
     // `git push -o flotilla.wait` needs push options to reach the hooks.
     config.set_bool("receive.advertisePushOptions", true)?;
+    // The tracked branch is never deleted (the pre-receive hook refuses
+    // that too, and refuses rewinding it or any push to the rollout
+    // records), and a push never brings malformed objects (tree entries
+    // named `..` or `.git`, bad idents). Other branches stay free to be
+    // rewound and deleted: they deploy nothing.
+    config.set_str("receive.denyDeleteCurrent", "refuse")?;
+    config.set_bool("receive.fsckObjects", true)?;
 
     let hooks_dir = repo.path().join("hooks");
     std::fs::create_dir_all(&hooks_dir).map_err(|source| RepoError::Io {

@@ -13,7 +13,7 @@
 //! it), [`commit_in_work_tree`] on the checked-out branch of a clone, whose
 //! files and index follow.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use git2::{IndexEntry, IndexTime, Oid, Repository};
 
@@ -101,6 +101,17 @@ pub enum RollbackError {
     },
     #[error("{paths}: uncommitted changes; commit or stash them first")]
     Dirty { paths: String },
+    #[error("{path}: not a path inside the repository; refusing to write it")]
+    OutsidePath { path: String },
+    #[error(
+        "{path}: {what} in the working tree where the rollback writes {file}; \
+         refusing to write through it (commit or remove it first)"
+    )]
+    InTheWay {
+        path: String,
+        what: &'static str,
+        file: String,
+    },
     #[error("{branch} moved while the rollback was written (now {now}); try again")]
     BranchMoved { branch: String, now: String },
     #[error("{path}: {source}")]
@@ -633,6 +644,7 @@ pub fn write_to_branch(repo: &Repository, rollback: &Rollback) -> Result<Oid, Ro
     let mut index = git2::Index::new()?;
     index.read_tree(&tip.tree()?)?;
     for change in &rollback.changes {
+        check_path_names(&change.path)?;
         let path = Path::new(&change.path);
         match &change.after {
             Some(text) => {
@@ -691,7 +703,14 @@ pub fn write_to_branch(repo: &Repository, rollback: &Rollback) -> Result<Oid, Ro
 
 /// Commits `rollback` on the checked-out branch of a clone and updates the
 /// files it changes and the index to match. Refused, before anything is
-/// written, when one of those files has uncommitted changes.
+/// written, when one of those files has uncommitted changes, or when
+/// something in the working tree would make a write land elsewhere.
+///
+/// Nothing is ever written through a symbolic link, whatever the commits or
+/// the working tree hold: a committed link where the rollback puts back a
+/// file or a directory is replaced, as `git checkout` replaces it (the new
+/// commit no longer has it); a link or file the tip does not hold as it is
+/// in the working tree is refused.
 pub fn commit_in_work_tree(repo: &Repository, rollback: &Rollback) -> Result<Oid, RollbackError> {
     let workdir = repo
         .workdir()
@@ -699,12 +718,31 @@ pub fn commit_in_work_tree(repo: &Repository, rollback: &Rollback) -> Result<Oid
             repo: repo.path().to_path_buf(),
         })?
         .to_path_buf();
+    let io = |path: &str| {
+        let path = path.to_string();
+        move |source| RollbackError::Io { path, source }
+    };
     let mut dirty = Vec::new();
+    let mut replaced_links = Vec::new();
     for change in &rollback.changes {
-        let clean = match repo.status_file(Path::new(&change.path)) {
-            Ok(status) => status.is_empty(),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => !workdir.join(&change.path).exists(),
-            Err(e) => return Err(e.into()),
+        check_path_names(&change.path)?;
+        let clean = match committed_link_in_the_way(repo, &workdir, &change.path)? {
+            // Nothing of the working tree lies under a link the tip holds.
+            Some(link) => {
+                replaced_links.push(link);
+                true
+            }
+            None => match repo.status_file(Path::new(&change.path)) {
+                Ok(status) => status.is_empty(),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                    match workdir.join(&change.path).symlink_metadata() {
+                        Ok(_) => false,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                        Err(e) => return Err(io(&change.path)(e)),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         if !clean {
             dirty.push(change.path.as_str());
@@ -715,13 +753,15 @@ pub fn commit_in_work_tree(repo: &Repository, rollback: &Rollback) -> Result<Oid
             paths: dirty.join(", "),
         });
     }
+    replaced_links.sort();
+    replaced_links.dedup();
 
     let new = write_to_branch(repo, rollback)?;
-    let io = |path: &str| {
-        let path = path.to_string();
-        move |source| RollbackError::Io { path, source }
-    };
     let mut index = repo.index()?;
+    for link in &replaced_links {
+        std::fs::remove_file(workdir.join(link)).map_err(io(link))?;
+        index.remove_path(Path::new(link))?;
+    }
     for change in &rollback.changes {
         let full = workdir.join(&change.path);
         match &change.after {
@@ -729,7 +769,7 @@ pub fn commit_in_work_tree(repo: &Repository, rollback: &Rollback) -> Result<Oid
                 if let Some(dir) = full.parent() {
                     std::fs::create_dir_all(dir).map_err(io(&change.path))?;
                 }
-                std::fs::write(&full, text).map_err(io(&change.path))?;
+                write_file(&full, text).map_err(io(&change.path))?;
                 index.add_path(Path::new(&change.path))?;
             }
             None => {
@@ -744,6 +784,88 @@ pub fn commit_in_work_tree(repo: &Repository, rollback: &Rollback) -> Result<Oid
     }
     index.write()?;
     Ok(new)
+}
+
+/// Refuses a path that is not a plain relative path inside the repository
+/// (`..`, an absolute path, a `.git` component). Git never checks such a
+/// tree entry out, but a commit can hold one.
+fn check_path_names(path: &str) -> Result<(), RollbackError> {
+    let plain = !path.is_empty()
+        && Path::new(path).components().all(|c| match c {
+            Component::Normal(name) => !name.eq_ignore_ascii_case(".git"),
+            _ => false,
+        });
+    if plain {
+        Ok(())
+    } else {
+        Err(RollbackError::OutsidePath {
+            path: path.to_string(),
+        })
+    }
+}
+
+/// Looks at each directory on the way to `path` in the working tree,
+/// without following links: the first one that is not a directory is either
+/// a link (or file) the tip holds exactly as it is there, returned so that
+/// it is replaced by a directory, or refused. `None` when every directory
+/// on the way is a real one or does not exist yet.
+fn committed_link_in_the_way(
+    repo: &Repository,
+    workdir: &Path,
+    path: &str,
+) -> Result<Option<String>, RollbackError> {
+    let mut prefix = PathBuf::new();
+    let components: Vec<_> = Path::new(path).components().collect();
+    for component in &components[..components.len().saturating_sub(1)] {
+        prefix.push(component);
+        let metadata = match workdir.join(&prefix).symlink_metadata() {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(RollbackError::Io {
+                    path: prefix.to_string_lossy().into_owned(),
+                    source,
+                })
+            }
+        };
+        if metadata.is_dir() {
+            continue;
+        }
+        let committed = repo
+            .status_file(&prefix)
+            .is_ok_and(|status| status.is_empty());
+        let prefix = prefix.to_string_lossy().into_owned();
+        if committed {
+            return Ok(Some(prefix));
+        }
+        return Err(RollbackError::InTheWay {
+            path: prefix,
+            what: if metadata.is_symlink() {
+                "a symbolic link"
+            } else {
+                "a file"
+            },
+            file: path.to_string(),
+        });
+    }
+    Ok(None)
+}
+
+/// Writes `text` to `path` as a regular file: a link there is replaced,
+/// never followed.
+fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+        std::fs::remove_file(path)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 /// The branch a command acts on when none is named: in a bare repository
@@ -840,6 +962,34 @@ mod tests {
             &[("api.yaml", &api)],
             &[("web.yaml", None)],
         );
+    }
+
+    #[test]
+    fn only_plain_paths_inside_the_repository_are_written() {
+        for path in [
+            "web.yaml",
+            "apps/web.yaml",
+            "a/.gitignore",
+            "a/.github/x.yaml",
+        ] {
+            assert!(check_path_names(path).is_ok(), "{path}");
+        }
+        for path in [
+            "",
+            "/etc/passwd",
+            "../web.yaml",
+            "apps/../../x",
+            ".git/hooks/x",
+            "a/.GIT/config",
+        ] {
+            assert!(
+                matches!(
+                    check_path_names(path),
+                    Err(RollbackError::OutsidePath { .. })
+                ),
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -24,6 +24,15 @@ use serde::{Serialize, Serializer};
 /// How every record's first line starts.
 pub const RECORD_PREFIX: &str = "flotilla: rollout ";
 
+/// A failing container's log excerpt, as committed for ever into the revert
+/// message and the note (readable by anyone who can read the repository):
+/// at most its last this many lines,
+pub const LOG_EXCERPT_LINES: usize = 10;
+/// each cut to this many characters,
+pub const LOG_EXCERPT_LINE_CHARS: usize = 200;
+/// and this many bytes in all (the oldest lines are left out first).
+pub const LOG_EXCERPT_BYTES: usize = 2048;
+
 /// How a rollout, or one object's part of it, ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -141,14 +150,14 @@ impl RolloutRecord {
             text.push_str("\n  reason:");
             if !first.is_empty() {
                 text.push(' ');
-                text.push_str(first);
+                text.push_str(&super::printable_text(first));
             }
             for line in lines {
                 // No trailing blank: `git notes edit` would strip it.
                 text.push_str("\n  |");
                 if !line.is_empty() {
                     text.push(' ');
-                    text.push_str(line);
+                    text.push_str(&super::printable_text(line));
                 }
             }
         }
@@ -302,7 +311,35 @@ fn parse_object(line: &str) -> Option<ObjectOutcome> {
 /// Fields other than the reason are one line each; a stray line break in
 /// one must not start a line the parser would read as something else.
 fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
+    super::printable_line(&text.replace(['\n', '\r'], " ")).into_owned()
+}
+
+/// The lines of a failing container's `logs` (its last lines, as the node
+/// sent them) that are committed: at most [`LOG_EXCERPT_LINES`], the last
+/// ones, each cut to [`LOG_EXCERPT_LINE_CHARS`] characters (a cut line ends
+/// in `…`) with its control characters escaped (no terminal escape, carriage
+/// return or NUL is committed), and [`LOG_EXCERPT_BYTES`] bytes in all.
+/// Trailing blank lines are dropped.
+pub fn log_excerpt(logs: &str) -> Vec<String> {
+    let lines = logs.trim_end_matches(['\n', '\r']).lines();
+    let mut excerpt = Vec::new();
+    let mut bytes = 0;
+    for line in lines.rev().take(LOG_EXCERPT_LINES) {
+        // One character more than is kept tells a cut line, whatever its length.
+        let head: String = line.chars().take(LOG_EXCERPT_LINE_CHARS + 1).collect();
+        let escaped = super::printable_text(&head);
+        let mut shown: String = escaped.chars().take(LOG_EXCERPT_LINE_CHARS).collect();
+        if escaped.chars().count() > LOG_EXCERPT_LINE_CHARS {
+            shown.push('…');
+        }
+        bytes += shown.len() + 1;
+        if bytes > LOG_EXCERPT_BYTES {
+            break;
+        }
+        excerpt.push(shown);
+    }
+    excerpt.reverse();
+    excerpt
 }
 
 fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -319,6 +356,65 @@ fn per_node_map<S: Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_control_character_is_committed_in_a_note() {
+        let record = RolloutRecord {
+            outcome: Outcome::Failed,
+            finished_at: "2026-11-24T01:05:00Z\x1b[8m".into(),
+            duration: Duration::from_secs(1),
+            objects: Vec::new(),
+            reason: Some("boom\x1b[2J\x07\nnext\0line\r\nlast\u{9b}".into()),
+            reverted_by: None,
+        };
+        assert_eq!(
+            record.render(),
+            "flotilla: rollout failed at 2026-11-24T01:05:00Z\\x1b[8m in 1.0s\n  \
+             reason: boom\\x1b[2J\\x07\n  | next\\x00line\n  | last\\u{9b}"
+        );
+    }
+
+    #[test]
+    fn log_excerpts_are_bounded_and_escaped() {
+        let check = |logs: &str, expected: &[&str]| {
+            assert_eq!(log_excerpt(logs), expected, "{logs:?}");
+        };
+        check("", &[]);
+        check("\n\n", &[]);
+        check("one\r\ntwo\n\n", &["one", "two"]);
+        // The last ten lines.
+        let many: String = (1..=25).map(|i| format!("line {i}\n")).collect();
+        let last: Vec<String> = (16..=25).map(|i| format!("line {i}")).collect();
+        assert_eq!(log_excerpt(&many), last);
+        // No terminal escape, carriage return or NUL is committed.
+        check(
+            "\x1b[2J\x1b[31mboom\x07\rprogress 50%\rprogress 100%\0\ttab",
+            &["\\x1b[2J\\x1b[31mboom\\x07\\x0dprogress 50%\\x0dprogress 100%\\x00\ttab"],
+        );
+        // Long lines are cut (in characters, escapes counted as shown).
+        let long = "é".repeat(500);
+        let cut = format!("{}…", "é".repeat(LOG_EXCERPT_LINE_CHARS));
+        check(&long, &[&cut]);
+        check(
+            &"x".repeat(LOG_EXCERPT_LINE_CHARS),
+            &[&"x".repeat(LOG_EXCERPT_LINE_CHARS)],
+        );
+        // Ten cut lines of four-byte characters pass the byte bound: the
+        // oldest go.
+        let wide = "😀".repeat(300);
+        let logs = format!("{wide}\n").repeat(10);
+        let excerpt = log_excerpt(&logs);
+        let bytes: usize = excerpt.iter().map(|line| line.len() + 1).sum();
+        assert!(bytes <= LOG_EXCERPT_BYTES, "{bytes}");
+        assert_eq!(
+            excerpt.len(),
+            LOG_EXCERPT_BYTES / (4 * LOG_EXCERPT_LINE_CHARS + 4)
+        );
+        // Whatever the input, the bound holds.
+        let hostile = "\x1b".repeat(100_000) + "\n" + &"\0".repeat(100_000);
+        let bytes: usize = log_excerpt(&hostile).iter().map(|l| l.len() + 1).sum();
+        assert!(bytes <= LOG_EXCERPT_BYTES, "{bytes}");
+    }
 
     const SUCCEEDED: &str = "\
 flotilla: rollout succeeded at 2026-11-24T01:02:03Z in 12.3s
