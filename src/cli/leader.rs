@@ -64,16 +64,18 @@ pub struct ApplyArgs {
 pub struct LockArgs {
     /// The directory of node locks, shared by every flotilla process on
     /// this machine (default /run/flotilla/locks for root, else
-    /// $XDG_RUNTIME_DIR/flotilla/locks).
+    /// $XDG_RUNTIME_DIR/flotilla/locks, else flotilla-locks-<uid> in the
+    /// temporary directory; a default one must be this user's alone).
     #[arg(long, env = crate::leader::lock::LOCK_DIR_ENV)]
     pub lock_dir: Option<PathBuf>,
 }
 
 impl LockArgs {
-    pub fn dir(&self) -> PathBuf {
-        self.lock_dir
-            .clone()
-            .unwrap_or_else(crate::leader::lock::default_lock_dir)
+    pub fn dir(&self) -> crate::leader::lock::LockDir {
+        match &self.lock_dir {
+            Some(dir) => crate::leader::lock::LockDir::given(dir),
+            None => crate::leader::lock::default_lock_dir(),
+        }
     }
 }
 

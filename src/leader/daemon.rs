@@ -34,7 +34,7 @@ pub struct LeaderOptions {
     /// Where to serve `/status`, `/healthz` and `/metrics`; none when `None`.
     pub listen: Option<SocketAddr>,
     /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
-    pub lock_dir: PathBuf,
+    pub lock_dir: lock::LockDir,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -334,7 +334,7 @@ pub struct ApplyOptions {
     /// A revision to apply instead of the branch tip.
     pub revision: Option<String>,
     /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
-    pub lock_dir: PathBuf,
+    pub lock_dir: lock::LockDir,
 }
 
 /// `flotilla apply` between planning and carrying the plan out: it holds
@@ -459,7 +459,7 @@ mod tests {
             repo: dir.path().to_path_buf(),
             branch: "main".into(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            lock_dir: locks.path().to_path_buf(),
+            lock_dir: lock::LockDir::given(locks.path()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let leader = tokio::spawn(run_until(
@@ -489,7 +489,7 @@ mod tests {
             repo: repo.to_path_buf(),
             branch: "main".into(),
             revision: None,
-            lock_dir: locks.path().to_path_buf(),
+            lock_dir: lock::LockDir::given(locks.path()),
         };
         let refused = apply_once(
             &apply_options(dir.path()),
@@ -601,7 +601,7 @@ mod apply_tests {
             repo: dir.path().to_path_buf(),
             branch: "main".into(),
             revision: revision.map(str::to_string),
-            lock_dir: locks.path().to_path_buf(),
+            lock_dir: lock::LockDir::given(locks.path()),
         };
         let (events, _) = mpsc::unbounded_channel();
         let (session, prepared) = ApplySession::prepare(
@@ -714,7 +714,7 @@ mod push_latency {
             repo: bare.clone(),
             branch: "main".into(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            lock_dir: locks.path().to_path_buf(),
+            lock_dir: lock::LockDir::given(locks.path()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let leader = tokio::spawn(run_until(
