@@ -30,6 +30,11 @@ pub struct LeaderArgs {
     /// Serve /status, /healthz and /metrics here (e.g. 127.0.0.1:7171).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// A host name the endpoints answer to (in a request's Host header),
+    /// besides localhost, IP addresses and this machine's name; repeat for
+    /// several. Others are refused, against DNS rebinding.
+    #[arg(long = "api-host", value_name = "NAME")]
+    pub api_hosts: Vec<String>,
     #[command(flatten)]
     pub locks: LockArgs,
     #[command(flatten)]
@@ -111,6 +116,7 @@ pub fn leader<N: NodeOps, P: Planner>(
         repo: args.repo.clone(),
         branch: args.branch.clone(),
         listen: args.listen,
+        api_hosts: args.api_hosts.clone(),
         lock_dir: args.locks.dir(),
     };
     runtime()?.block_on(daemon::run(

@@ -33,6 +33,9 @@ pub struct LeaderOptions {
     pub branch: String,
     /// Where to serve `/status`, `/healthz` and `/metrics`; none when `None`.
     pub listen: Option<SocketAddr>,
+    /// Host names the endpoints answer to besides loopback names, IP
+    /// addresses and this machine's name ([`api::ServeOptions`]).
+    pub api_hosts: Vec<String>,
     /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
     pub lock_dir: lock::LockDir,
 }
@@ -117,8 +120,15 @@ pub async fn run_until<N: NodeOps, P: Planner>(
 
     let api_state = Arc::new(ApiState::default());
     let (stop_api, api_shutdown) = watch::channel(false);
-    let server = listener
-        .map(|listener| tokio::spawn(api::serve(listener, Arc::clone(&api_state), api_shutdown)));
+    let serve_options = api::ServeOptions::new(options.api_hosts.clone());
+    let server = listener.map(|listener| {
+        tokio::spawn(api::serve(
+            listener,
+            Arc::clone(&api_state),
+            serve_options,
+            api_shutdown,
+        ))
+    });
 
     let (events, mut event_log) = mpsc::unbounded_channel();
     let logger = tokio::spawn(async move {
@@ -460,6 +470,7 @@ mod tests {
             branch: "main".into(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             lock_dir: lock::LockDir::given(locks.path()),
+            api_hosts: Vec::new(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let leader = tokio::spawn(run_until(
@@ -715,6 +726,7 @@ mod push_latency {
             branch: "main".into(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             lock_dir: lock::LockDir::given(locks.path()),
+            api_hosts: Vec::new(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let leader = tokio::spawn(run_until(
