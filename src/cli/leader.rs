@@ -30,6 +30,11 @@ pub struct LeaderArgs {
     /// Serve /status, /healthz and /metrics here (e.g. 127.0.0.1:7171).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// A host name the endpoints answer to (in a request's Host header),
+    /// besides localhost, IP addresses and this machine's name; repeat for
+    /// several. Others are refused, against DNS rebinding.
+    #[arg(long = "api-host", value_name = "NAME")]
+    pub api_hosts: Vec<String>,
     #[command(flatten)]
     pub locks: LockArgs,
     #[command(flatten)]
@@ -64,16 +69,18 @@ pub struct ApplyArgs {
 pub struct LockArgs {
     /// The directory of node locks, shared by every flotilla process on
     /// this machine (default /run/flotilla/locks for root, else
-    /// $XDG_RUNTIME_DIR/flotilla/locks).
+    /// $XDG_RUNTIME_DIR/flotilla/locks, else flotilla-locks-<uid> in the
+    /// temporary directory; a default one must be this user's alone).
     #[arg(long, env = crate::leader::lock::LOCK_DIR_ENV)]
     pub lock_dir: Option<PathBuf>,
 }
 
 impl LockArgs {
-    pub fn dir(&self) -> PathBuf {
-        self.lock_dir
-            .clone()
-            .unwrap_or_else(crate::leader::lock::default_lock_dir)
+    pub fn dir(&self) -> crate::leader::lock::LockDir {
+        match &self.lock_dir {
+            Some(dir) => crate::leader::lock::LockDir::given(dir),
+            None => crate::leader::lock::default_lock_dir(),
+        }
     }
 }
 
@@ -109,6 +116,7 @@ pub fn leader<N: NodeOps, P: Planner>(
         repo: args.repo.clone(),
         branch: args.branch.clone(),
         listen: args.listen,
+        api_hosts: args.api_hosts.clone(),
         lock_dir: args.locks.dir(),
     };
     runtime()?.block_on(daemon::run(

@@ -33,8 +33,11 @@ pub struct LeaderOptions {
     pub branch: String,
     /// Where to serve `/status`, `/healthz` and `/metrics`; none when `None`.
     pub listen: Option<SocketAddr>,
+    /// Host names the endpoints answer to besides loopback names, IP
+    /// addresses and this machine's name ([`api::ServeOptions`]).
+    pub api_hosts: Vec<String>,
     /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
-    pub lock_dir: PathBuf,
+    pub lock_dir: lock::LockDir,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +120,15 @@ pub async fn run_until<N: NodeOps, P: Planner>(
 
     let api_state = Arc::new(ApiState::default());
     let (stop_api, api_shutdown) = watch::channel(false);
-    let server = listener
-        .map(|listener| tokio::spawn(api::serve(listener, Arc::clone(&api_state), api_shutdown)));
+    let serve_options = api::ServeOptions::new(options.api_hosts.clone());
+    let server = listener.map(|listener| {
+        tokio::spawn(api::serve(
+            listener,
+            Arc::clone(&api_state),
+            serve_options,
+            api_shutdown,
+        ))
+    });
 
     let (events, mut event_log) = mpsc::unbounded_channel();
     let logger = tokio::spawn(async move {
@@ -334,7 +344,7 @@ pub struct ApplyOptions {
     /// A revision to apply instead of the branch tip.
     pub revision: Option<String>,
     /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
-    pub lock_dir: PathBuf,
+    pub lock_dir: lock::LockDir,
 }
 
 /// `flotilla apply` between planning and carrying the plan out: it holds
@@ -459,7 +469,8 @@ mod tests {
             repo: dir.path().to_path_buf(),
             branch: "main".into(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            lock_dir: locks.path().to_path_buf(),
+            lock_dir: lock::LockDir::given(locks.path()),
+            api_hosts: Vec::new(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let leader = tokio::spawn(run_until(
@@ -489,7 +500,7 @@ mod tests {
             repo: repo.to_path_buf(),
             branch: "main".into(),
             revision: None,
-            lock_dir: locks.path().to_path_buf(),
+            lock_dir: lock::LockDir::given(locks.path()),
         };
         let refused = apply_once(
             &apply_options(dir.path()),
@@ -601,7 +612,7 @@ mod apply_tests {
             repo: dir.path().to_path_buf(),
             branch: "main".into(),
             revision: revision.map(str::to_string),
-            lock_dir: locks.path().to_path_buf(),
+            lock_dir: lock::LockDir::given(locks.path()),
         };
         let (events, _) = mpsc::unbounded_channel();
         let (session, prepared) = ApplySession::prepare(
@@ -714,7 +725,8 @@ mod push_latency {
             repo: bare.clone(),
             branch: "main".into(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            lock_dir: locks.path().to_path_buf(),
+            lock_dir: lock::LockDir::given(locks.path()),
+            api_hosts: Vec::new(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let leader = tokio::spawn(run_until(

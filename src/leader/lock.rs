@@ -18,14 +18,24 @@
 //! The holder writes who it is into the file, so the one refused can name it.
 //! A lock whose recorded holder is a dead process on this host (its open file
 //! inherited by some straggler) is taken over: the file is replaced.
+//!
+//! A hostile directory cannot turn a lock into a write elsewhere: lock files
+//! are opened with `O_NOFOLLOW` and must be regular files with one link; the
+//! default node lock directories are created `0700` and refused unless they
+//! are directories of this user that no one else can write ([`LockDir`]).
+//! Taking a lock, or taking one over, happens under a short `flock` of the
+//! directory itself, so no two processes ever both believe they hold one: a
+//! holder has written who it is before anyone else looks, and a dead
+//! holder's file is removed only while it is still the file at the path.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{flock, FlockOperation};
+use rustix::fs::{flock, FlockOperation, OFlags};
 use serde::{Deserialize, Serialize};
 
 use super::time::format_rfc3339;
@@ -84,6 +94,16 @@ pub enum LockError {
         path: PathBuf,
         holder: Box<LockHolder>,
     },
+    #[error("lock {path} is a symbolic link, which flotilla never follows; remove it (it may have been planted to make flotilla overwrite the file it points to)")]
+    Symlink { path: PathBuf },
+    #[error("lock {path} is {what}, not a regular file with one link; remove it")]
+    NotRegular { path: PathBuf, what: String },
+    #[error("lock {path} was replaced by another process each time it was taken")]
+    KeptReplaced { path: PathBuf },
+    #[error("lock directory {dir} {reason}; remove or fix it, or set {LOCK_DIR_ENV} (or --lock-dir) to a directory only this user can write")]
+    UnsafeDir { dir: PathBuf, reason: String },
+    #[error("lock directory {dir}: another process kept it locked for {} s while taking a lock in it", DIR_LOCK_WAIT.as_secs())]
+    DirBusy { dir: PathBuf },
     #[error("lock {path}: {source}")]
     Io {
         path: PathBuf,
@@ -129,10 +149,17 @@ pub fn acquire_with_api(
     role: &str,
     api: Option<std::net::SocketAddr>,
 ) -> Result<WriterLock, LockError> {
-    acquire_file(git_dir.join(LOCK_FILE), role, api)
+    let dir = LockDir::given(git_dir).open()?;
+    acquire_file(&dir, git_dir.join(LOCK_FILE), role, api)
 }
 
+/// How many times a lock file found replaced right after its `flock` was
+/// taken (by a process not following this protocol) is opened again.
+const REPLACED_TRIES: u32 = 25;
+
+/// Takes the lock file at `path`, a file in the directory `dir`.
 fn acquire_file(
+    dir: &OpenDir,
     path: PathBuf,
     role: &str,
     api: Option<std::net::SocketAddr>,
@@ -141,24 +168,31 @@ fn acquire_file(
         path: path.clone(),
         source,
     };
-    // A holder says who it is right after it takes the flock, and one that
-    // lets go empties the file just before the flock goes (which may also
-    // outlive it for a moment in a child process forked meanwhile, until
-    // that child execs): a lock held by nobody known is looked at again for
-    // a moment before it is reported. The removal of a lock file whose
-    // recorded holder is dead is followed by one more try.
+    // A holder says who it is right after it takes the flock, under the
+    // directory's lock, and one that lets go empties the file just before
+    // the flock goes (which may also outlive it for a moment in a child
+    // process forked meanwhile, until that child execs): a lock held by
+    // nobody known is looked at again for a moment before it is reported.
+    // The removal of a lock file whose recorded holder is dead is followed
+    // by one more try.
     let mut unknown_tries = 0;
+    let mut replaced_tries = 0;
     let mut dead_holder_removed = false;
     loop {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let guard = dir.lock(FlockOperation::NonBlockingLockExclusive)?;
+        let mut file = open_lock_file(&path, OpenMode::ReadWrite)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
+                // Someone outside this protocol may have removed or replaced
+                // the file between our open and our flock: a lock on a file
+                // no longer at the path locks nothing.
+                if !is_at_path(&file, &path).map_err(io)? {
+                    replaced_tries += 1;
+                    if replaced_tries >= REPLACED_TRIES {
+                        return Err(LockError::KeptReplaced { path });
+                    }
+                    continue;
+                }
                 let holder = LockHolder {
                     role: role.to_string(),
                     pid: std::process::id(),
@@ -174,12 +208,13 @@ fn acquire_file(
                 file.write_all(text.as_bytes()).map_err(io)?;
                 file.write_all(b"\n").map_err(io)?;
                 file.flush().map_err(io)?;
+                drop(guard);
                 return Ok(WriterLock { file, path, holder });
             }
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-                let mut text = String::new();
-                file.read_to_string(&mut text).map_err(io)?;
+                let text = read_holder_text(&mut file).map_err(io)?;
                 let Ok(holder) = serde_json::from_str::<LockHolder>(text.trim()) else {
+                    drop(guard);
                     if unknown_tries < UNKNOWN_HOLDER_TRIES {
                         unknown_tries += 1;
                         std::thread::sleep(UNKNOWN_HOLDER_WAIT);
@@ -191,8 +226,13 @@ fn acquire_file(
                     && holder.host == host_name()
                     && !process_is_alive(holder.pid)
                 {
-                    tracing::warn!(%holder, path = %path.display(), "lock holder is dead; taking the lock over");
-                    std::fs::remove_file(&path).map_err(io)?;
+                    // Under the directory's lock, and only the very file
+                    // whose holder was read: never one that someone else
+                    // has put there since.
+                    if is_at_path(&file, &path).map_err(io)? {
+                        tracing::warn!(%holder, path = %path.display(), "lock holder is dead; taking the lock over");
+                        std::fs::remove_file(&path).map_err(io)?;
+                    }
                     dead_holder_removed = true;
                     continue;
                 }
@@ -211,46 +251,309 @@ const UNKNOWN_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_milli
 /// Reads who holds the lock, if anyone does, without taking it.
 pub fn current_holder(git_dir: &Path) -> Result<Option<LockHolder>, LockError> {
     let path = git_dir.join(LOCK_FILE);
-    let file = match File::open(&path) {
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::symlink_metadata(&path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io(source)),
+        Ok(_) => {}
+    }
+    let dir = LockDir::given(git_dir).open()?;
+    // Shared: readers do not exclude each other, but a holder that has
+    // taken the flock has also said who it is.
+    let _guard = dir.lock(FlockOperation::NonBlockingLockShared)?;
+    let mut file = match open_lock_file(&path, OpenMode::ReadOnly) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(LockError::Io { path, source }),
+        Err(LockError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(other) => return Err(other),
     };
     match flock(&file, FlockOperation::NonBlockingLockShared) {
         // Nobody holds it; our shared lock goes when `file` is dropped.
         Ok(()) => Ok(None),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-            let text = std::fs::read_to_string(&path).map_err(|source| LockError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let text = read_holder_text(&mut file).map_err(io)?;
             Ok(serde_json::from_str(text.trim()).ok())
         }
-        Err(e) => Err(LockError::Io {
-            path,
-            source: e.into(),
-        }),
+        Err(e) => Err(io(e.into())),
     }
 }
 
-/// The directory of node locks: `$FLOTILLA_LOCK_DIR` when set, else
+/// A holder's record is one line of JSON; more than this is not one, and
+/// is not read into memory.
+const MAX_HOLDER_TEXT: u64 = 64 * 1024;
+
+fn read_holder_text(file: &mut File) -> std::io::Result<String> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0))?;
+    // Not UTF-8, or cut off: not a holder's record, as good as empty.
+    if file
+        .take(MAX_HOLDER_TEXT)
+        .read_to_string(&mut text)
+        .is_err()
+    {
+        text.clear();
+    }
+    Ok(text)
+}
+
+#[derive(Clone, Copy)]
+enum OpenMode {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// Opens (creating it when reading and writing) the lock file at `path`
+/// without following a symbolic link, and refuses anything but a regular
+/// file with one link: a FIFO would block, a device or a second name for
+/// another file would be written through.
+fn open_lock_file(path: &Path, mode: OpenMode) -> Result<File, LockError> {
+    let mut options = OpenOptions::new();
+    match mode {
+        OpenMode::ReadWrite => options.read(true).write(true).create(true).truncate(false),
+        OpenMode::ReadOnly => options.read(true),
+    };
+    // std opens with O_CLOEXEC already; O_NONBLOCK keeps a FIFO planted at
+    // the path from blocking the open (it is refused just below).
+    options.custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(error) if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(LockError::Symlink {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => {
+            return Err(LockError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let metadata = file.metadata().map_err(|source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let what = if !metadata.file_type().is_file() {
+        Some(describe_file_type(&metadata))
+    } else if metadata.nlink() != 1 {
+        Some(format!("a file with {} hard links", metadata.nlink()))
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        return Err(LockError::NotRegular {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    Ok(file)
+}
+
+fn describe_file_type(metadata: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let file_type = metadata.file_type();
+    let what = if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    };
+    what.to_string()
+}
+
+/// Whether `file` is still the file at `path` (not removed, not replaced):
+/// the device and inode of the open file against those the path names now.
+fn is_at_path(file: &File, path: &Path) -> std::io::Result<bool> {
+    let held = file.metadata()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// A directory of locks, and whether flotilla vouches for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockDir {
+    path: PathBuf,
+    /// A default directory: created `0700`, and used only when it is a
+    /// directory of this user that no one else can write. A directory given
+    /// by the user (`--lock-dir`, [`LOCK_DIR_ENV`]) is theirs to vouch for:
+    /// it may be shared by a group on purpose.
+    private: bool,
+}
+
+impl LockDir {
+    /// A directory the user chose; created if missing, used as it is.
+    pub fn given(path: impl Into<PathBuf>) -> Self {
+        LockDir {
+            path: path.into(),
+            private: false,
+        }
+    }
+
+    /// A directory flotilla chose: created `0700` if missing, and refused
+    /// unless it is a directory (not a symbolic link) owned by this user
+    /// that neither group nor others can write.
+    pub fn private(path: impl Into<PathBuf>) -> Self {
+        LockDir {
+            path: path.into(),
+            private: true,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the directory when missing, checks it, and opens it (for its
+    /// `flock`).
+    fn open(&self) -> Result<OpenDir, LockError> {
+        let path = &self.path;
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let unsafe_dir = |reason: String| LockError::UnsafeDir {
+            dir: path.clone(),
+            reason,
+        };
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        if self.private {
+            builder.mode(0o700);
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(metadata) if metadata.file_type().is_symlink() && self.private => {
+                return Err(unsafe_dir("is a symbolic link".into()))
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                builder.create(path).map_err(io)?;
+            }
+            Err(source) => return Err(io(source)),
+        }
+        let mut options = OpenOptions::new();
+        options.read(true);
+        let mut flags = OFlags::DIRECTORY;
+        if self.private {
+            flags |= OFlags::NOFOLLOW;
+        }
+        options.custom_flags(flags.bits() as i32);
+        let file = match options.open(path) {
+            Ok(file) => file,
+            Err(error)
+                if error.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+            {
+                return Err(unsafe_dir("is not a directory".into()))
+            }
+            Err(error) if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(unsafe_dir("is a symbolic link".into()))
+            }
+            Err(source) => return Err(io(source)),
+        };
+        if self.private {
+            // Checked on the open directory, so what is checked is what is
+            // used.
+            let metadata = file.metadata().map_err(io)?;
+            let uid = rustix::process::geteuid().as_raw();
+            if metadata.uid() != uid {
+                return Err(unsafe_dir(format!(
+                    "is owned by uid {}, not by this user (uid {uid})",
+                    metadata.uid()
+                )));
+            }
+            let mode = metadata.mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(unsafe_dir(format!(
+                    "can be written by its group or by others (mode {mode:04o})"
+                )));
+            }
+        }
+        Ok(OpenDir {
+            file,
+            path: path.clone(),
+        })
+    }
+}
+
+/// An open lock directory, whose own `flock` is taken around every look at
+/// a lock in it (see [`acquire_file`]).
+struct OpenDir {
+    file: File,
+    path: PathBuf,
+}
+
+/// How long a lock directory's own lock is waited for: it is held for the
+/// time of an open and a write, so only a stopped process holds it longer.
+const DIR_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Holds a directory's lock; dropping it lets go.
+struct DirGuard<'a>(&'a File);
+
+impl Drop for DirGuard<'_> {
+    fn drop(&mut self) {
+        let _ = flock(self.0, FlockOperation::Unlock);
+    }
+}
+
+impl OpenDir {
+    /// Takes the directory's own lock (`operation`, one of the non-blocking
+    /// ones), waiting up to [`DIR_LOCK_WAIT`].
+    fn lock(&self, operation: FlockOperation) -> Result<DirGuard<'_>, LockError> {
+        let deadline = Instant::now() + DIR_LOCK_WAIT;
+        loop {
+            match flock(&self.file, operation) {
+                Ok(()) => return Ok(DirGuard(&self.file)),
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    return Err(LockError::DirBusy {
+                        dir: self.path.clone(),
+                    })
+                }
+                Err(e) => {
+                    return Err(LockError::Io {
+                        path: self.path.clone(),
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// The directory of node locks: `$FLOTILLA_LOCK_DIR` when set (used as it
+/// is), else a private directory ([`LockDir::private`]):
 /// [`SYSTEM_LOCK_DIR`] for root, else `$XDG_RUNTIME_DIR/flotilla/locks`,
 /// else `flotilla-locks-<uid>` in the temporary directory. Processes share
 /// node locks only when they agree on this directory: two users without root
 /// do not, unless both set `FLOTILLA_LOCK_DIR` (or `--lock-dir`) to one
 /// directory both can write.
-pub fn default_lock_dir() -> PathBuf {
+pub fn default_lock_dir() -> LockDir {
     if let Some(dir) = std::env::var_os(LOCK_DIR_ENV).filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+        return LockDir::given(dir);
     }
     let uid = rustix::process::getuid();
     if uid.is_root() {
-        return PathBuf::from(SYSTEM_LOCK_DIR);
+        return LockDir::private(SYSTEM_LOCK_DIR);
     }
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("flotilla/locks");
+        return LockDir::private(PathBuf::from(dir).join("flotilla/locks"));
     }
-    std::env::temp_dir().join(format!("flotilla-locks-{}", uid.as_raw()))
+    LockDir::private(std::env::temp_dir().join(format!("flotilla-locks-{}", uid.as_raw())))
 }
 
 /// How a node is reached, as a string that is the same for every manifest
@@ -283,7 +586,7 @@ pub fn node_lock_path(dir: &Path, identity: &str) -> PathBuf {
 /// desired state declares by [`NodeLocks::hold`].
 #[derive(Debug)]
 pub struct NodeLocks {
-    dir: PathBuf,
+    dir: LockDir,
     role: String,
     api: Option<std::net::SocketAddr>,
     /// By node identity.
@@ -291,7 +594,7 @@ pub struct NodeLocks {
 }
 
 impl NodeLocks {
-    pub fn new(dir: PathBuf, role: &str, api: Option<std::net::SocketAddr>) -> Self {
+    pub fn new(dir: LockDir, role: &str, api: Option<std::net::SocketAddr>) -> Self {
         NodeLocks {
             dir,
             role: role.to_string(),
@@ -301,7 +604,7 @@ impl NodeLocks {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// The identities whose locks are held.
@@ -322,19 +625,17 @@ impl NodeLocks {
             .retain(|identity, _| wanted.contains_key(identity));
         if wanted
             .keys()
-            .any(|identity| !self.held.contains_key(identity))
+            .all(|identity| self.held.contains_key(identity))
         {
-            std::fs::create_dir_all(&self.dir).map_err(|source| LockError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
+            return Ok(());
         }
+        let dir = self.dir.open()?;
         for (identity, name) in wanted {
             if self.held.contains_key(&identity) {
                 continue;
             }
-            let path = node_lock_path(&self.dir, &identity);
-            match acquire_file(path, &self.role, self.api) {
+            let path = node_lock_path(self.dir.path(), &identity);
+            match acquire_file(&dir, path, &self.role, self.api) {
                 Ok(lock) => {
                     self.held.insert(identity, lock);
                 }
@@ -460,11 +761,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A leader (of one repository) and an apply (from another, or a
         // clone) whose Node manifests name one daemon differently.
-        let mut leader = NodeLocks::new(dir.path().into(), "leader", None);
+        let mut leader = NodeLocks::new(LockDir::private(dir.path()), "leader", None);
         leader
             .hold(&[node("a", "10.0.0.1", 22), node("b", "10.0.0.2", 22)])
             .unwrap();
-        let mut apply = NodeLocks::new(dir.path().into(), "apply", None);
+        let mut apply = NodeLocks::new(LockDir::private(dir.path()), "apply", None);
         let error = apply
             .hold(&[node("other-name", "10.0.0.2", 22)])
             .unwrap_err();
@@ -490,12 +791,12 @@ mod tests {
     #[test]
     fn nodes_no_longer_declared_are_released() {
         let dir = tempfile::tempdir().unwrap();
-        let mut leader = NodeLocks::new(dir.path().into(), "leader", None);
+        let mut leader = NodeLocks::new(LockDir::private(dir.path()), "leader", None);
         leader
             .hold(&[node("a", "10.0.0.1", 22), node("b", "10.0.0.2", 22)])
             .unwrap();
         leader.hold(&[node("a", "10.0.0.1", 22)]).unwrap();
-        let mut apply = NodeLocks::new(dir.path().into(), "apply", None);
+        let mut apply = NodeLocks::new(LockDir::private(dir.path()), "apply", None);
         apply.hold(&[node("b", "10.0.0.2", 22)]).unwrap();
         // Refused for a, it keeps b...
         assert!(apply
@@ -530,8 +831,245 @@ mod tests {
             api: None,
         };
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
-        let mut locks = NodeLocks::new(dir.path().into(), "leader", None);
+        let mut locks = NodeLocks::new(LockDir::private(dir.path()), "leader", None);
         locks.hold(&[n]).unwrap();
         assert_eq!(locks.held().count(), 1);
+    }
+
+    /// A pid that is surely dead: a child that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// A lock file at `path` held by a straggler (returned: keep it) whose
+    /// recorded holder is dead.
+    fn plant_dead_holder(path: &Path, pid: u32) -> File {
+        let straggler = File::create(path).unwrap();
+        flock(&straggler, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let dead = LockHolder {
+            role: "leader".into(),
+            pid,
+            host: host_name(),
+            since: 0,
+            api: None,
+        };
+        std::fs::write(path, serde_json::to_string(&dead).unwrap()).unwrap();
+        straggler
+    }
+
+    /// Regression (issue 10, item 3): a symbolic link planted at a lock's
+    /// path made flotilla truncate the file it points to.
+    #[test]
+    fn a_symlink_at_a_lock_path_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+
+        // The repository's lock.
+        let git_dir = dir.path().join("repo.git");
+        std::fs::create_dir(&git_dir).unwrap();
+        std::os::unix::fs::symlink(&victim, git_dir.join(LOCK_FILE)).unwrap();
+        let error = acquire(&git_dir, "leader").unwrap_err();
+        assert!(matches!(error, LockError::Symlink { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "lock {} is a symbolic link, which flotilla never follows; remove it (it may have been planted to make flotilla overwrite the file it points to)",
+                git_dir.join(LOCK_FILE).display()
+            )
+        );
+        assert!(matches!(
+            current_holder(&git_dir),
+            Err(LockError::Symlink { .. })
+        ));
+
+        // A node's lock, also through a dangling link (which would create
+        // the file it names).
+        let locks = dir.path().join("locks");
+        std::fs::create_dir(&locks).unwrap();
+        let n = node("a", "10.0.0.1", 22);
+        let path = node_lock_path(&locks, &node_identity(&n));
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let other = node("b", "10.0.0.2", 22);
+        let dangling_target = dir.path().join("created-through-the-link");
+        std::os::unix::fs::symlink(
+            &dangling_target,
+            node_lock_path(&locks, &node_identity(&other)),
+        )
+        .unwrap();
+        for node in [n, other] {
+            for dir in [LockDir::private(&locks), LockDir::given(&locks)] {
+                let mut node_locks = NodeLocks::new(dir, "apply", None);
+                let error = node_locks.hold(std::slice::from_ref(&node)).unwrap_err();
+                assert!(matches!(error, LockError::Symlink { .. }), "{error:?}");
+            }
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(!dangling_target.exists());
+    }
+
+    #[test]
+    fn a_lock_path_that_is_not_a_lone_regular_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let n = node("a", "10.0.0.1", 22);
+        let path = node_lock_path(dir.path(), &node_identity(&n));
+        // A second name for another file.
+        std::fs::hard_link(&victim, &path).unwrap();
+        let mut locks = NodeLocks::new(LockDir::private(dir.path()), "apply", None);
+        let error = locks.hold(std::slice::from_ref(&n)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "lock {} is a file with 2 hard links, not a regular file with one link; remove it",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        // A FIFO (which would block an open) and a directory.
+        std::fs::remove_file(&path).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let error = locks.hold(std::slice::from_ref(&n)).unwrap_err();
+        assert!(
+            error.to_string().contains("is a FIFO, not a regular file"),
+            "{error}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let error = locks.hold(std::slice::from_ref(&n)).unwrap_err();
+        assert!(
+            matches!(error, LockError::Io { .. } | LockError::NotRegular { .. }),
+            "{error:?}"
+        );
+    }
+
+    /// Regression (issue 10, item 3): the fallback directory's owner and
+    /// mode were not checked, so another user could prepare it.
+    #[test]
+    fn a_private_lock_directory_must_be_ours_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let n = node("a", "10.0.0.1", 22);
+        let hold = |dir: LockDir| NodeLocks::new(dir, "apply", None).hold(std::slice::from_ref(&n));
+
+        // Created 0700 when missing, whatever the umask lets through.
+        let fresh = base.path().join("flotilla-locks-1000");
+        hold(LockDir::private(&fresh)).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+
+        // Owned by another user.
+        let theirs = base.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(4242), Some(4242)).unwrap();
+        let error = hold(LockDir::private(&theirs)).unwrap_err();
+        let uid = rustix::process::geteuid().as_raw();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "lock directory {} is owned by uid 4242, not by this user (uid {uid}); remove or fix it, or set FLOTILLA_LOCK_DIR (or --lock-dir) to a directory only this user can write",
+                theirs.display()
+            )
+        );
+
+        // Writable by all, or by the group.
+        for mode in [0o777, 0o1777, 0o770] {
+            let open = base.path().join(format!("open-{mode:o}"));
+            std::fs::create_dir(&open).unwrap();
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(mode)).unwrap();
+            let error = hold(LockDir::private(&open)).unwrap_err();
+            assert!(
+                error.to_string().contains(&format!(
+                    "can be written by its group or by others (mode {mode:04o})"
+                )),
+                "{error}"
+            );
+            assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+        }
+
+        // A symbolic link, even to a directory of ours.
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        let error = hold(LockDir::private(&link)).unwrap_err();
+        assert!(
+            error.to_string().contains(" is a symbolic link; "),
+            "{error}"
+        );
+        // A file.
+        let file = base.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let error = hold(LockDir::private(&file)).unwrap_err();
+        assert!(
+            error.to_string().contains(" is not a directory; "),
+            "{error}"
+        );
+
+        // A directory the user gives is theirs to vouch for.
+        hold(LockDir::given(base.path().join("open-777"))).unwrap();
+    }
+
+    /// Regression (issue 10, item 3): the dead holder's file was removed by
+    /// path, so two contenders taking it over at once could remove each
+    /// other's fresh file and both believe they held the lock.
+    #[test]
+    fn racing_takeovers_of_a_dead_holders_lock_have_one_winner() {
+        let dead = dead_pid();
+        for round in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(LOCK_FILE);
+            let _straggler = plant_dead_holder(&path, dead);
+            let start = std::sync::Barrier::new(2);
+            let results: Vec<Result<WriterLock, LockError>> = std::thread::scope(|scope| {
+                let contenders: Vec<_> = ["leader", "apply"]
+                    .into_iter()
+                    .map(|role| {
+                        let start = &start;
+                        let git_dir = dir.path();
+                        scope.spawn(move || {
+                            start.wait();
+                            acquire(git_dir, role)
+                        })
+                    })
+                    .collect();
+                contenders.into_iter().map(|c| c.join().unwrap()).collect()
+            });
+            let winners: Vec<&WriterLock> =
+                results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+            let winner = winners[0];
+            assert!(
+                is_at_path(&winner.file, &path).unwrap(),
+                "round {round}: the winner's file is the lock"
+            );
+            let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+            match loser {
+                LockError::Held { holder, .. } => assert_eq!(holder, winner.holder()),
+                other => panic!("round {round}: expected Held, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_lock_file_replaced_after_it_was_opened_is_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let opened = open_lock_file(&path, OpenMode::ReadWrite).unwrap();
+        assert!(is_at_path(&opened, &path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        assert!(!is_at_path(&opened, &path).unwrap());
+        std::fs::write(&path, "").unwrap();
+        assert!(!is_at_path(&opened, &path).unwrap());
     }
 }

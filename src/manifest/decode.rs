@@ -1295,8 +1295,14 @@ impl Decoder<'_> {
         }
         match fields.get("address") {
             Some(address) => {
-                if let Some(address) = self.string(address, "spec.address") {
-                    spec.address = address;
+                if let Some(text) = self.string(address, "spec.address") {
+                    self.node_field(
+                        address,
+                        "spec.address",
+                        &text,
+                        super::node_fields::check_address,
+                    );
+                    spec.address = text;
                 }
             }
             None if spec.transport == Transport::Ssh => {
@@ -1316,13 +1322,32 @@ impl Decoder<'_> {
                 .unwrap_or(22);
         }
         if let Some(user) = fields.get("user") {
-            spec.user = self.string(user, "spec.user").unwrap_or_default();
+            if let Some(text) = self.string(user, "spec.user") {
+                self.node_field(user, "spec.user", &text, super::node_fields::check_user);
+                spec.user = text;
+            }
         }
         if let Some(identity) = fields.get("identityFile") {
             spec.identity_file = self.string(identity, "spec.identityFile");
+            if let Some(path) = &spec.identity_file {
+                self.node_field(
+                    identity,
+                    "spec.identityFile",
+                    path,
+                    super::node_fields::check_identity_file,
+                );
+            }
         }
         if let Some(socket) = fields.get("dockerSocket") {
-            spec.docker_socket = self.string(socket, "spec.dockerSocket").unwrap_or_default();
+            if let Some(text) = self.string(socket, "spec.dockerSocket") {
+                self.node_field(
+                    socket,
+                    "spec.dockerSocket",
+                    &text,
+                    super::node_fields::check_socket_path,
+                );
+                spec.docker_socket = text;
+            }
         }
         if let Some(capacity) = fields.get("capacity") {
             let path = "spec.capacity";
@@ -1353,6 +1378,21 @@ impl Decoder<'_> {
                 .unwrap_or(false);
         }
         Some(spec)
+    }
+
+    /// One of a Node's address, user or paths, checked by `check`
+    /// ([`super::node_fields`]); an error at the value when it is refused.
+    fn node_field(
+        &mut self,
+        node: &Node,
+        path: &str,
+        value: &str,
+        check: fn(&str) -> Result<(), super::node_fields::Invalid>,
+    ) {
+        if let Err(invalid) = check(value) {
+            let diagnostic = self.error(node, path, invalid.message);
+            Self::hint(diagnostic, invalid.hint);
+        }
     }
 
     fn taint(&mut self, node: &Node, path: &str) -> Option<Taint> {

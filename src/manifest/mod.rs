@@ -8,7 +8,7 @@
 //!
 //! Entry point: [`load`]. Submodules: `yaml` (the spanned YAML tree),
 //! `decode` (typed objects and field checks), `names` and `quantity`
-//! (Kubernetes' rules), `diagnostic` (rendering), `documents` (a file cut
+//! (Kubernetes' rules), `node_fields` (a Node's address, user and paths), `diagnostic` (rendering), `documents` (a file cut
 //! into its documents, for edits that keep the rest byte-for-byte).
 
 mod decode;
@@ -16,6 +16,7 @@ pub mod diagnostic;
 pub mod documents;
 pub mod model;
 pub mod names;
+pub mod node_fields;
 pub mod quantity;
 pub mod yaml;
 

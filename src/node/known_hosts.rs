@@ -1,8 +1,12 @@
 //! OpenSSH's known_hosts format: which key a host is known by.
 //!
-//! Supports plain and `[host]:port` patterns, comma-separated lists,
-//! negation (`!pattern`), wildcards (`*`, `?`), hashed entries
-//! (`|1|salt|hash`, HMAC-SHA1 of the pattern) and the `@revoked` marker.
+//! Matches as `ssh` does (OpenSSH's `hostfile.c` and `match.c`): the host is
+//! looked up lower-cased, as `host` on port 22 and `[host]:port` otherwise;
+//! a plain entry is a comma-separated list of case-insensitive patterns with
+//! negation (`!pattern`) and wildcards (`*`, `?`); a hashed entry
+//! (`|1|salt|hash`, HMAC-SHA1 of the lower-cased lookup name, as
+//! `ssh-keygen -H` writes it) is one name and the whole field. An
+//! `@revoked` key is refused whatever the order of the lines.
 //! `@cert-authority` lines are skipped: flotilla does not accept host
 //! certificates. The verdict is a pure function of the file's text.
 
@@ -23,61 +27,83 @@ pub enum HostKeyStatus {
     /// is changed too, never unknown: a host once recorded is never trusted
     /// on first use again.
     Changed { line: usize },
-    /// The key is marked `@revoked` on `line`.
+    /// The key is marked `@revoked` on `line`, for this host (or a pattern
+    /// matching it), wherever that line is in the file.
     Revoked { line: usize },
 }
 
-/// How a host appears in known_hosts: `host` on port 22, `[host]:port` otherwise.
+/// The name a host is looked up (and recorded) by in known_hosts, as `ssh`
+/// forms it: the host lower-cased, `[host]:port` on a port other than 22.
 pub fn host_pattern(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
     if port == 22 {
-        host.to_string()
+        host
     } else {
         format!("[{host}]:{port}")
     }
 }
 
+/// One line of known_hosts that names a key: its marker (`@revoked`...),
+/// its host field and the key, still encoded.
+struct Entry<'a> {
+    line: usize,
+    marker: Option<&'a str>,
+    hosts: &'a str,
+    encoded: &'a str,
+}
+
+fn entries(known_hosts: &str) -> impl Iterator<Item = Entry<'_>> {
+    known_hosts.lines().enumerate().filter_map(|(index, line)| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let mut fields = line.split_whitespace();
+        let mut hosts = fields.next()?;
+        let mut marker = None;
+        if hosts.starts_with('@') {
+            marker = Some(hosts);
+            hosts = fields.next()?;
+        }
+        let (Some(_algorithm), Some(encoded)) = (fields.next(), fields.next()) else {
+            return None;
+        };
+        Some(Entry {
+            line: index + 1,
+            marker,
+            hosts,
+            encoded,
+        })
+    })
+}
+
 /// Checks `key` for `host:port` against the text of a known_hosts file.
 pub fn check(known_hosts: &str, host: &str, port: u16, key: &PublicKey) -> HostKeyStatus {
     let wanted = host_pattern(host, port);
+    let for_host = || {
+        entries(known_hosts)
+            .filter(|entry| hosts_match(entry.hosts, &wanted))
+            .filter_map(|entry| {
+                let recorded = russh::keys::parse_public_key_base64(entry.encoded).ok()?;
+                Some((entry.line, entry.marker, recorded))
+            })
+    };
+    // As OpenSSH's `check_key_not_revoked`: a revocation counts wherever it
+    // is, before or after a line that accepts the key.
+    if let Some((line, _, _)) =
+        for_host().find(|(_, marker, recorded)| *marker == Some("@revoked") && recorded == key)
+    {
+        return HostKeyStatus::Revoked { line };
+    }
     let mut changed = None;
-    for (index, line) in known_hosts.lines().enumerate() {
-        let line_number = index + 1;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for (line, marker, recorded) in for_host() {
+        if marker.is_some() {
             continue;
-        }
-        let mut fields = line.split_whitespace();
-        let mut marker = None;
-        let Some(mut hosts) = fields.next() else {
-            continue;
-        };
-        if hosts.starts_with('@') {
-            marker = Some(hosts);
-            let Some(next) = fields.next() else { continue };
-            hosts = next;
-        }
-        let (Some(_algorithm), Some(encoded)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        if !hosts_match(hosts, &wanted) {
-            continue;
-        }
-        let Ok(recorded) = russh::keys::parse_public_key_base64(encoded) else {
-            continue;
-        };
-        match marker {
-            Some("@revoked") if recorded == *key => {
-                return HostKeyStatus::Revoked { line: line_number }
-            }
-            Some(_) => continue,
-            None => {}
         }
         if recorded == *key {
             return HostKeyStatus::Known;
         }
-        if changed.is_none() {
-            changed = Some(line_number);
-        }
+        changed.get_or_insert(line);
     }
     match changed {
         Some(line) => HostKeyStatus::Changed { line },
@@ -92,20 +118,11 @@ pub fn check(known_hosts: &str, host: &str, port: u16, key: &PublicKey) -> HostK
 pub fn recorded_algorithms(known_hosts: &str, host: &str, port: u16) -> Vec<Algorithm> {
     let wanted = host_pattern(host, port);
     let mut algorithms = Vec::new();
-    for line in known_hosts.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
+    for entry in entries(known_hosts) {
+        if entry.marker.is_some() || !hosts_match(entry.hosts, &wanted) {
             continue;
         }
-        let mut fields = line.split_whitespace();
-        let (Some(hosts), Some(_), Some(encoded)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if !hosts_match(hosts, &wanted) {
-            continue;
-        }
-        if let Ok(recorded) = russh::keys::parse_public_key_base64(encoded) {
+        if let Ok(recorded) = russh::keys::parse_public_key_base64(entry.encoded) {
             let algorithm = recorded.algorithm();
             if !algorithms.contains(&algorithm) {
                 algorithms.push(algorithm);
@@ -115,39 +132,56 @@ pub fn recorded_algorithms(known_hosts: &str, host: &str, port: u16) -> Vec<Algo
     algorithms
 }
 
-/// The line to append to record `key` for `host:port`.
-pub fn entry(host: &str, port: u16, key: &PublicKey) -> String {
+/// The line to append to record `key` for `host:port`; `None` when `host`
+/// is not a host name or IP address (manifest validation refuses such an
+/// address first): a `,`, a wildcard, a space or a newline written into
+/// known_hosts would make the entry vouch for other hosts, or add lines.
+pub fn entry(host: &str, port: u16, key: &PublicKey) -> Option<String> {
+    if crate::manifest::node_fields::check_address(host).is_err() {
+        return None;
+    }
     let openssh = key.to_openssh().unwrap_or_default();
     // `to_openssh` may append the key's comment; known_hosts wants two fields.
     let key_fields: Vec<&str> = openssh.split_whitespace().take(2).collect();
-    format!("{} {}", host_pattern(host, port), key_fields.join(" "))
+    Some(format!(
+        "{} {}",
+        host_pattern(host, port),
+        key_fields.join(" ")
+    ))
+}
+
+/// Whether the host field of a line names `wanted` (a lookup name from
+/// [`host_pattern`]), as OpenSSH's `match_maybe_hashed`: a field that
+/// starts with `|` is one hashed name; any other is a pattern list.
+fn hosts_match(field: &str, wanted: &str) -> bool {
+    if field.starts_with('|') {
+        return hashed_matches(field, wanted);
+    }
+    pattern_list_matches(field, wanted)
 }
 
 /// A comma-separated pattern list matches when one pattern matches and no
-/// negated pattern does.
-fn hosts_match(patterns: &str, wanted: &str) -> bool {
+/// negated pattern does (OpenSSH's `match_hostname`: both sides compared
+/// lower-cased).
+fn pattern_list_matches(patterns: &str, wanted: &str) -> bool {
     let mut matched = false;
     for pattern in patterns.split(',') {
         if let Some(negated) = pattern.strip_prefix('!') {
-            if pattern_matches(negated, wanted) {
+            if glob_matches(negated.as_bytes(), wanted.as_bytes()) {
                 return false;
             }
-        } else if pattern_matches(pattern, wanted) {
+        } else if glob_matches(pattern.as_bytes(), wanted.as_bytes()) {
             matched = true;
         }
     }
     matched
 }
 
-fn pattern_matches(pattern: &str, wanted: &str) -> bool {
-    if let Some(hashed) = pattern.strip_prefix("|1|") {
-        return hashed_matches(hashed, wanted);
-    }
-    glob_matches(pattern.as_bytes(), wanted.as_bytes())
-}
-
-/// `|1|base64(salt)|base64(HMAC-SHA1(salt, host))`.
-fn hashed_matches(hashed: &str, wanted: &str) -> bool {
+/// `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, the whole field.
+fn hashed_matches(field: &str, wanted: &str) -> bool {
+    let Some(hashed) = field.strip_prefix("|1|") else {
+        return false;
+    };
     let Some((salt, hash)) = hashed.split_once('|') else {
         return false;
     };
@@ -302,8 +336,203 @@ mod tests {
 
     #[test]
     fn recorded_entry_is_checked_as_known() {
-        let line = entry("10.0.0.1", 2222, &key(KEY_A));
+        let line = entry("10.0.0.1", 2222, &key(KEY_A)).unwrap();
         assert_eq!(line, format!("[10.0.0.1]:2222 ssh-ed25519 {KEY_A}"));
         check_case(&line, "10.0.0.1", 2222, KEY_A, HostKeyStatus::Known);
+        // Recorded as ssh records it: lower case.
+        let line = entry("Node-1.Example", 22, &key(KEY_A)).unwrap();
+        assert_eq!(line, format!("node-1.example ssh-ed25519 {KEY_A}"));
+        check_case(&line, "NODE-1.example", 22, KEY_A, HostKeyStatus::Known);
+    }
+
+    /// Regression (issue 10, item 4): trust on first use wrote the address
+    /// verbatim, so `a,*` recorded a key for every host and a newline added
+    /// lines of its own.
+    #[test]
+    fn an_address_that_is_not_a_host_is_never_recorded() {
+        for address in [
+            "a,b",
+            "*",
+            "n?.example",
+            "!a",
+            "a b",
+            "a\nb ssh-ed25519 AAAA",
+            "a\tb",
+            "",
+            "[::1]",
+            "|1|x|y",
+        ] {
+            assert_eq!(entry(address, 22, &key(KEY_A)), None, "{address:?}");
+        }
+        assert!(entry("::1", 2222, &key(KEY_A))
+            .unwrap()
+            .starts_with("[::1]:2222 ssh-ed25519 "));
+    }
+
+    /// Regression (issue 10, item 4): a revocation appended after the line
+    /// that accepts the key had no effect.
+    #[test]
+    fn a_revocation_counts_wherever_it_is() {
+        let after = format!("h ssh-ed25519 {KEY_A}\n@revoked h ssh-ed25519 {KEY_A}\n");
+        check_case(&after, "h", 22, KEY_A, HostKeyStatus::Revoked { line: 2 });
+        let hashed_after = format!(
+            "{} ssh-ed25519 {KEY_A}\n@revoked * ssh-ed25519 {KEY_A}\n",
+            hashed("10.0.0.1")
+        );
+        check_case(
+            &hashed_after,
+            "10.0.0.1",
+            22,
+            KEY_A,
+            HostKeyStatus::Revoked { line: 2 },
+        );
+        // A revocation for other hosts, or of another key, does not count.
+        let elsewhere = format!(
+            "h ssh-ed25519 {KEY_A}\n@revoked other ssh-ed25519 {KEY_A}\n@revoked h ssh-ed25519 {KEY_B}\n"
+        );
+        check_case(&elsewhere, "h", 22, KEY_A, HostKeyStatus::Known);
+        // A revoked key with no other line for the host is still revoked.
+        let only = format!("@revoked h ssh-ed25519 {KEY_A}\n");
+        check_case(&only, "h", 22, KEY_A, HostKeyStatus::Revoked { line: 1 });
+    }
+
+    /// Regression (issue 10, item 4): a hashed entry was matched against the
+    /// address as written, so `Node-1` was unknown where ssh finds it (ssh
+    /// lower-cases the host before hashing it).
+    #[test]
+    fn hosts_are_looked_up_lower_cased() {
+        let file = format!("{} ssh-ed25519 {KEY_A}\n", hashed("node-1.example"));
+        check_case(&file, "Node-1.EXAMPLE", 22, KEY_A, HostKeyStatus::Known);
+        check_case(
+            &file,
+            "NODE-1.example",
+            22,
+            KEY_B,
+            HostKeyStatus::Changed { line: 1 },
+        );
+        let ported = format!("{} ssh-ed25519 {KEY_A}\n", hashed("[node-1.example]:2222"));
+        check_case(&ported, "Node-1.example", 2222, KEY_A, HostKeyStatus::Known);
+        let plain = format!("Node-1.Example ssh-ed25519 {KEY_A}\n");
+        check_case(&plain, "node-1.example", 22, KEY_A, HostKeyStatus::Known);
+        assert_eq!(
+            recorded_algorithms(&file, "NODE-1.EXAMPLE", 22),
+            [Algorithm::Ed25519]
+        );
+    }
+
+    /// Runs the real `ssh-keygen` with `args`; its stdout.
+    fn ssh_keygen(args: &[&str]) -> std::process::Output {
+        std::process::Command::new("ssh-keygen")
+            .args(args)
+            .output()
+            .expect("ssh-keygen runs (install openssh-client)")
+    }
+
+    /// The lines `ssh-keygen -F name` finds in `path`.
+    fn openssh_found_lines(path: &std::path::Path, name: &str) -> Vec<usize> {
+        let output = ssh_keygen(&["-F", name, "-f", path.to_str().unwrap()]);
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.strip_prefix(&format!("# Host {name} found: line ")))
+            .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    fn our_found_lines(file: &str, host: &str, port: u16) -> Vec<usize> {
+        let wanted = host_pattern(host, port);
+        entries(file)
+            .filter(|entry| hosts_match(entry.hosts, &wanted))
+            .map(|entry| entry.line)
+            .collect()
+    }
+
+    /// Which lines name a host, against OpenSSH's own `ssh-keygen -F` (given
+    /// the name as `ssh` forms it: lower-cased, `[host]:port` off port 22),
+    /// on plain entries, entries hashed by `ssh-keygen -H`, and odd fields.
+    #[test]
+    fn lines_naming_a_host_agree_with_ssh_keygen() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain_path = dir.path().join("plain");
+        let plain = format!(
+            "Node-1.Example ssh-ed25519 {KEY_A}\n\
+             [Node-1.Example]:2222 ssh-ed25519 {KEY_A}\n\
+             *.EXAMPLE,!bad.example ssh-ed25519 {KEY_B}\n\
+             n?.example ssh-ed25519 {KEY_B}\n\
+             @revoked NODE-1.example ssh-ed25519 {KEY_B}\n\
+             10.0.0.1,[10.0.0.1]:2222 ssh-ed25519 {KEY_A}\n\
+             ::1 ssh-ed25519 {KEY_A}\n\
+             [::1]:2222 ssh-ed25519 {KEY_A}\n"
+        );
+        std::fs::write(&plain_path, &plain).unwrap();
+        // ssh-keygen -H rewrites the file with every name hashed as ssh
+        // looks it up.
+        let hashed_path = dir.path().join("hashed");
+        let names = "Node-1.Example ssh-ed25519 KEY\n[Node-1.Example]:2222 ssh-ed25519 KEY\n10.0.0.1,[10.0.0.1]:2222 ssh-ed25519 KEY\n::1 ssh-ed25519 KEY\n"
+            .replace("KEY", KEY_A);
+        std::fs::write(&hashed_path, names).unwrap();
+        let output = ssh_keygen(&["-H", "-f", hashed_path.to_str().unwrap()]);
+        assert!(output.status.success(), "{output:?}");
+        let hashed_file = std::fs::read_to_string(&hashed_path).unwrap();
+        assert!(hashed_file.lines().all(|line| line.starts_with("|1|")));
+        // Odd fields: a hashed name inside a list, or negated, is not a
+        // hashed entry for OpenSSH.
+        let odd_path = dir.path().join("odd");
+        let first_hash = hashed_file.split_whitespace().next().unwrap();
+        let odd = format!(
+            "{first_hash},x.example ssh-ed25519 {KEY_A}\nx.example,{first_hash} ssh-ed25519 {KEY_A}\n!{first_hash} ssh-ed25519 {KEY_A}\n"
+        );
+        std::fs::write(&odd_path, &odd).unwrap();
+
+        let hosts: &[(&str, u16)] = &[
+            ("node-1.example", 22),
+            ("NODE-1.EXAMPLE", 22),
+            ("Node-1.example", 2222),
+            ("n1.example", 22),
+            ("bad.example", 22),
+            ("x.example", 22),
+            ("10.0.0.1", 22),
+            ("10.0.0.1", 2222),
+            ("::1", 22),
+            ("::1", 2222),
+            ("other", 22),
+        ];
+        for (path, file) in [
+            (&plain_path, &plain),
+            (&hashed_path, &hashed_file),
+            (&odd_path, &odd),
+        ] {
+            for &(host, port) in hosts {
+                let name = host_pattern(host, port);
+                assert_eq!(
+                    our_found_lines(file, host, port),
+                    openssh_found_lines(path, &name),
+                    "{host}:{port} (looked up as {name}) in\n{file}"
+                );
+            }
+        }
+        // And the hashed file gives the verdict its plain form gives.
+        check_case(
+            &hashed_file,
+            "NODE-1.example",
+            22,
+            KEY_A,
+            HostKeyStatus::Known,
+        );
+        check_case(
+            &hashed_file,
+            "node-1.EXAMPLE",
+            2222,
+            KEY_A,
+            HostKeyStatus::Known,
+        );
+        check_case(&hashed_file, "::1", 22, KEY_A, HostKeyStatus::Known);
+        check_case(
+            &hashed_file,
+            "10.0.0.1",
+            2222,
+            KEY_B,
+            HostKeyStatus::Changed { line: 4 },
+        );
     }
 }

@@ -166,6 +166,12 @@ impl HostKeyCheck {
 /// writers doing the same.
 fn record_host_key(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
+    let Some(entry) = known_hosts::entry(host, port, key) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("address {host:?} is not a host name or IP address; not recorded"),
+        ));
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -185,7 +191,7 @@ fn record_host_key(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::
             line.push('\n');
         }
     }
-    line.push_str(&known_hosts::entry(host, port, key));
+    line.push_str(&entry);
     line.push('\n');
     let written = file.write_all(line.as_bytes());
     rustix::fs::flock(&file, rustix::fs::FlockOperation::Unlock)?;
@@ -481,7 +487,7 @@ mod tests {
                 );
             }
         }
-        let entry = known_hosts::entry("x", 22, &key);
+        let entry = known_hosts::entry("x", 22, &key).expect("a host name");
         for line in &lines[1..] {
             assert!(
                 line.starts_with("10.")
