@@ -417,6 +417,8 @@ fn a_push_that_takes_longer_than_the_hook_allows_is_rejected() {
         started.elapsed()
     );
     assert_eq!(cluster.remote_tip(), None);
+}
+
 /// Issue 10, item 6: the rollout records are the leader's alone (it writes
 /// them locally, never by a push); a push may not forge, rewrite or delete
 /// them, and the tracked branch only moves forward: a force-push rewinding

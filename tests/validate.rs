@@ -525,6 +525,8 @@ fn working_tree_reads_only_regular_files_and_follows_no_link() {
         "{}",
         run.stdout
     );
+}
+
 /// Issue 10, item 11: a commit's subject and file names are anyone's text;
 /// their terminal escapes (clear the screen, colours, a bell) are shown
 /// escaped in the text output, never sent to the terminal. JSON keeps
