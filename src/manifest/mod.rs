@@ -14,14 +14,17 @@
 mod decode;
 pub mod diagnostic;
 pub mod documents;
+pub mod image_reference;
 pub mod model;
 pub mod names;
+pub mod policy;
 pub mod quantity;
 pub mod yaml;
 
 pub use decode::default_pull_policy;
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::DesiredState;
+pub use policy::{check_operator_policy, OperatorPolicy};
 
 use std::collections::BTreeMap;
 
@@ -133,6 +136,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
             );
         }
     }
+    diagnostics.extend(policy::check_cluster_policy(&state));
     state.nodes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     state
         .deployments
