@@ -240,3 +240,79 @@ fn colour_on_a_terminal_unless_no_color() {
     assert!(plain.contains("+ web[0] create on n1"), "{plain:?}");
     assert!(!plain.contains('\x1b'), "NO_COLOR: no escapes: {plain:?}");
 }
+
+/// A loopback listener that counts the connections made to it, and the
+/// Node manifest of a node at its port.
+fn probe_target(name: &str) -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("address").port();
+    let node = format!(
+        "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  address: 127.0.0.1\n  port: {port}\n"
+    );
+    (listener, node)
+}
+
+fn connections(listener: &std::net::TcpListener) -> usize {
+    std::iter::from_fn(|| listener.accept().ok()).count()
+}
+
+/// Regression (issue 10, item 10): the pre-receive hook's plan connected to
+/// every node the pushed commit declared, so a push could make the git host
+/// probe any address. With `--observe-nodes-of REV` only the nodes REV
+/// declares with the same settings are contacted; the others are shown as
+/// not yet observed, never as "no changes".
+#[test]
+fn observe_nodes_of_contacts_only_the_nodes_the_landed_tip_declares() {
+    let work = repo(&[("nodes/n1.yaml", NODE)]);
+    let landed = support::git::git_ok(work.path(), &["rev-parse", "HEAD"]);
+    let landed = landed.trim();
+    let (listener, pushed_node) = probe_target("n2");
+    work.write("nodes/n2.yaml", &pushed_node);
+    work.commit("a node only this commit declares");
+
+    let (code, shown, errors) = run(
+        &work,
+        &["--observe-nodes-of", landed, "--connect-timeout", "3"],
+    );
+    assert_eq!(code, Some(0), "{shown}{errors}");
+    assert_eq!(connections(&listener), 0, "n2 was contacted: {shown}");
+    assert!(shown.contains("! node n2 unreachable for "), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "(not yet observed: {} does not declare it with these connection settings",
+            &landed[..12]
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("No changes on the nodes observed; 2 node(s) never observed, what runs there is unknown."),
+        "{shown}"
+    );
+
+    // The same node moved to another port by a push is not contacted either.
+    let (moved, moved_node) = probe_target("n1");
+    work.write("nodes/n1.yaml", &moved_node);
+    work.commit("n1 somewhere else");
+    run(
+        &work,
+        &["--observe-nodes-of", landed, "--connect-timeout", "3"],
+    );
+    assert_eq!(connections(&moved), 0);
+
+    // A branch not created yet (the all-zero id) declares no node.
+    let zero = "0".repeat(40);
+    run(
+        &work,
+        &["--observe-nodes-of", &zero, "--connect-timeout", "3"],
+    );
+    assert_eq!(connections(&listener) + connections(&moved), 0);
+
+    // Without the option, every declared node is contacted (what the test
+    // would see if the option did nothing).
+    run(&work, &["--connect-timeout", "3"]);
+    assert!(
+        connections(&listener) > 0,
+        "n2 is contacted without the option"
+    );
+}

@@ -48,6 +48,17 @@ impl Setup {
             .output()
             .unwrap();
         assert!(init.status.success(), "{}", text(&init.stderr));
+        // `transport: local` needs the operator's consent (docs/security.md).
+        git_ok(
+            dir.path(),
+            &[
+                "--git-dir",
+                bare.to_str().unwrap(),
+                "config",
+                "flotilla.allowLocalTransport",
+                "true",
+            ],
+        );
         let work = WorkTree::new();
         work.write("cluster.yaml", MANIFESTS)
             .commit("one local node");

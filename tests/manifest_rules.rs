@@ -267,3 +267,160 @@ fn the_cluster_declares_at_most_max_pods() {
         ["apps/b.yaml:6:13: the manifests declare more than the 150000 pods a cluster may run"]
     );
 }
+
+/// Regression (issue 10, item 9): `x/../../containers/json?` validated and
+/// ended up in a Docker API path.
+#[test]
+fn images_follow_dockers_reference_grammar() {
+    check(
+        &DEPLOYMENT.replace("nginx:1.25", "registry.example:5000/team/web:v1.2"),
+        &[],
+    );
+    check(
+        &DEPLOYMENT.replace("nginx:1.25", "x/../../containers/json?"),
+        &["11:16 error: invalid image `x/../../containers/json?`: path component `..` must be lowercase letters and digits, separated by one `.`, one or two `_`, or `-`s (spec.template.spec.containers[0].image)"],
+    );
+    check(
+        &DEPLOYMENT.replace("nginx:1.25", "Nginx:1.25"),
+        &["11:16 error: invalid image `Nginx:1.25`: repository name `Nginx` must be lowercase (spec.template.spec.containers[0].image)"],
+    );
+    check(
+        &DEPLOYMENT.replace("nginx:1.25", "nginx@sha256:abc"),
+        &["11:16 error: invalid image `nginx@sha256:abc`: a sha256 digest is 64 lowercase hexadecimal digits (spec.template.spec.containers[0].image)"],
+    );
+}
+
+#[test]
+fn host_ip_binds_a_host_port_to_one_address() {
+    check(
+        &with_container(
+            "        ports: [{containerPort: 80, hostPort: 8080, hostIP: 127.0.0.1}]\n",
+        ),
+        &[],
+    );
+    check(
+        &with_container("        ports: [{containerPort: 80, hostPort: 8080, hostIP: '::1'}]\n"),
+        &[],
+    );
+    check(
+        &with_container("        ports: [{containerPort: 80, hostPort: 8080, hostIP: localhost}]\n"),
+        &["12:61 error: invalid hostIP `localhost`: must be an IPv4 or IPv6 address (spec.template.spec.containers[0].ports[0].hostIP)"],
+    );
+    check(
+        &with_container("        ports: [{containerPort: 80, hostIP: 127.0.0.1}]\n"),
+        &["12:45 warning: hostIP has no effect without hostPort (spec.template.spec.containers[0].ports[0].hostIP)"],
+    );
+    let loaded = load(&[SourceFile {
+        path: "m.yaml".into(),
+        text: with_container(
+            "        ports: [{containerPort: 80, hostPort: 8080, hostIP: 10.0.0.1}]\n",
+        ),
+    }]);
+    let port = &loaded.state.deployments[0].spec.template.spec.containers[0].ports[0];
+    assert_eq!(port.host_ip.as_deref(), Some("10.0.0.1"));
+    // A port without hostIP serializes as before hostIP existed, so the
+    // templates of running replicas keep their hash (no rollout on upgrade).
+    let port = flotilla::manifest::model::ContainerPort {
+        host_ip: None,
+        ..port.clone()
+    };
+    assert_eq!(
+        serde_json::to_string(&port).unwrap(),
+        r#"{"name":null,"containerPort":80,"hostPort":8080,"protocol":"TCP"}"#
+    );
+}
+
+const CLUSTER_POLICY: &str = "apiVersion: flotilla.dev/v1
+kind: Cluster
+metadata: {name: c}
+spec:
+  policy:
+    hostPorts:
+    - {min: 8000, max: 8999}
+    - {min: 443, max: 443}
+";
+
+/// The repository's own rule: the Cluster object's `spec.policy.hostPorts`
+/// (another file) limits the host ports of every Deployment.
+#[test]
+fn the_cluster_policy_limits_host_ports() {
+    let deployment = with_container(
+        "        ports:\n        - {containerPort: 80, hostPort: 8080}\n        - {containerPort: 81, hostPort: 80}\n",
+    );
+    let loaded = load(&[
+        SourceFile {
+            path: "cluster.yaml".into(),
+            text: CLUSTER_POLICY.into(),
+        },
+        SourceFile {
+            path: "web.yaml".into(),
+            text: deployment.clone(),
+        },
+    ]);
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        ["error: hostPort 80 is outside the Cluster's spec.policy.hostPorts (8000-8999,443)\n  \
+          --> web.yaml:14:41 (Deployment default/web: spec.template.spec.containers[0].ports[1].hostPort)\n  \
+          = hint: use another port, or add it to `spec.policy.hostPorts` of the Cluster object (at cluster.yaml:7:7)"]
+    );
+    // Without a policy, the repository adds no limit.
+    check(&deployment, &[]);
+    check(
+        &CLUSTER_POLICY.replace("{min: 443, max: 443}", "{min: 9000, max: 8000, step: 1}"),
+        &[
+            "8:8 error: range 9000-8000 ends before it starts (spec.policy.hostPorts[1])",
+            "8:30 error: unknown field `step` (spec.policy.hostPorts[1].step)",
+        ],
+    );
+    check(
+        &CLUSTER_POLICY.replace("{min: 443, max: 443}", "{min: 9000, max: 8000}"),
+        &["8:8 error: range 9000-8000 ends before it starts (spec.policy.hostPorts[1])"],
+    );
+    check(
+        &CLUSTER_POLICY.replace("{min: 443, max: 443}", "{min: 0, max: 70000}"),
+        &[
+            "8:13 error: must be at least 1, found 0 (spec.policy.hostPorts[1].min)",
+            "8:21 error: must be at most 65535, found 70000 (spec.policy.hostPorts[1].max)",
+        ],
+    );
+}
+
+/// Regression (issue 10, item 10): a push could use `transport: local` and
+/// bind any host port, 22 included. The operator's policy refuses both,
+/// each at its field, naming the git config setting that would allow it.
+#[test]
+fn the_operator_policy_refuses_local_transport_and_privileged_host_ports() {
+    use flotilla::manifest::{check_operator_policy, OperatorPolicy};
+    let node = "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {name: n1}\nspec:\n  transport: local\n";
+    let deployment = with_container(
+        "        ports:\n        - {containerPort: 22, hostPort: 22}\n        - {containerPort: 80, hostPort: 80}\n",
+    );
+    let loaded = load(&[
+        SourceFile {
+            path: "nodes.yaml".into(),
+            text: node.into(),
+        },
+        SourceFile {
+            path: "web.yaml".into(),
+            text: deployment,
+        },
+    ]);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let rendered: Vec<String> = check_operator_policy(&loaded.state, &OperatorPolicy::default())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            "error: `transport: local` runs containers on the leader host's own Docker, which the leader's operator has not allowed\n  \
+             --> nodes.yaml:5:14 (Node n1: spec.transport)\n  \
+             = hint: use `transport: ssh`, or let the leader host's operator allow it with `git config flotilla.allowLocalTransport true` in the leader's repository",
+            "error: hostPort 22 is outside the host ports the leader's operator allows (80,443,1024-65535)\n  \
+             --> web.yaml:13:41 (Deployment default/web: spec.template.spec.containers[0].ports[0].hostPort)\n  \
+             = hint: use another port, or let the leader host's operator allow it with `git config flotilla.hostPorts 22,80,443,1024-65535` in the leader's repository",
+        ]
+    );
+    assert!(check_operator_policy(&loaded.state, &OperatorPolicy::permissive()).is_empty());
+}

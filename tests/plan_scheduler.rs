@@ -498,6 +498,7 @@ fn host_ports_conflict() {
             name: None,
             container_port: 80,
             host_port: Some(8080),
+            host_ip: None,
             protocol: Protocol::TCP,
         });
     let state = desired(

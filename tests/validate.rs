@@ -562,3 +562,52 @@ fn terminal_escapes_in_subjects_and_file_names_are_shown_not_run() {
     );
     assert_eq!(json(&out)["revisions"][1]["subject"], subject);
 }
+
+/// Regression (issue 10, item 10): `transport: local` (containers on the
+/// leader host's own Docker) validated in any push. It is refused unless the
+/// operator set `flotilla.allowLocalTransport` in the repository's git
+/// config, which no push can change; so is a host port below 1024 other
+/// than 80 and 443 unless `flotilla.hostPorts` allows it.
+#[test]
+fn the_operator_policy_is_read_from_the_repositorys_git_config() {
+    let work = WorkTree::new();
+    work.write(
+        "nodes/n1.yaml",
+        "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata:\n  name: n1\nspec:\n  transport: local\n",
+    )
+    .write(
+        "apps/web.yaml",
+        &format!("{WEB}          ports: [{{containerPort: 22, hostPort: 22}}]\n"),
+    );
+    work.commit("local node, port 22");
+    let (code, out, _) = validate(work.path(), &[], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`git config flotilla.allowLocalTransport true`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--> nodes/n1.yaml:6:14 (Node n1: spec.transport)"),
+        "{out}"
+    );
+    assert!(out.contains("hostPort 22 is outside the host ports the leader's operator allows (80,443,1024-65535)"), "{out}");
+
+    git_ok(
+        work.path(),
+        &["config", "flotilla.allowLocalTransport", "true"],
+    );
+    git_ok(
+        work.path(),
+        &["config", "flotilla.hostPorts", "22,80,443,1024-65535"],
+    );
+    let (code, out, _) = validate(work.path(), &[], None);
+    assert_eq!(code, 0, "{out}");
+
+    git_ok(work.path(), &["config", "flotilla.hostPorts", "ssh"]);
+    let (code, _, errors) = validate(work.path(), &[], None);
+    assert_eq!(code, 1);
+    assert!(
+        errors.contains("git config flotilla.hostPorts: `ssh` is not a port"),
+        "{errors}"
+    );
+}

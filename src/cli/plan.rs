@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::validate::{read_snapshot, render_diagnostics};
 use super::{exit, short, Output, OutputFormat, SourceArgs};
-use crate::cluster::ObservedCluster;
+use crate::cluster::{Contents, ObservedCluster, ObservedNode, Reachability};
+use crate::manifest::model::{Node, NodeSpec};
 use crate::manifest::{self, DesiredState, SourceFile};
 use crate::plan::{self, Plan, RenderOptions};
 use crate::repo;
@@ -22,6 +23,14 @@ pub struct PlanArgs {
     /// declare, contacting no node (for CI checks of a pull request).
     #[arg(long)]
     pub offline: bool,
+    /// Contact only the nodes this revision already declares with the same
+    /// connection settings (address, port, user, identity file, Docker
+    /// socket, transport); the others are shown as not yet observed. The
+    /// pre-receive hook passes the branch's current tip, so that a push
+    /// cannot make the git host connect to addresses only it declares. The
+    /// all-zero object id (a branch not created yet) declares no node.
+    #[arg(long, value_name = "REV", conflicts_with = "offline")]
+    pub observe_nodes_of: Option<String>,
     /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -48,11 +57,13 @@ pub fn run(
     observe: impl FnOnce(&DesiredState) -> anyhow::Result<ObservedCluster>,
     out: &mut Output,
 ) -> anyhow::Result<u8> {
-    let snapshot = read_snapshot(&args.source)?;
+    let (snapshot, policy) = read_snapshot(&args.source)?;
     let loaded = manifest::load(&snapshot.files);
-    if loaded.has_errors() || snapshot.has_errors() {
+    let refused = manifest::check_operator_policy(&loaded.state, &policy);
+    if loaded.has_errors() || snapshot.has_errors() || !refused.is_empty() {
         let mut diagnostics = snapshot.diagnostics;
         diagnostics.extend(loaded.diagnostics);
+        diagnostics.extend(refused);
         render_diagnostics(&diagnostics, out)?;
         anyhow::bail!(
             "{} is not valid: fix the errors above (see `flotilla validate`)",
@@ -62,6 +73,9 @@ pub fn run(
 
     let observed = if args.offline {
         plan::offline_cluster(&loaded.state)
+    } else if let Some(rev) = &args.observe_nodes_of {
+        let known = known_nodes(&args.source.repo, rev)?;
+        observe_known_nodes(&loaded.state, &known, rev, observe)?
     } else {
         observe(&loaded.state)?
     };
@@ -101,6 +115,71 @@ pub fn run(
         (true, false) => exit::CHANGES,
         _ => exit::OK,
     })
+}
+
+/// The nodes `rev` declares, read as the leader would (a revision that is
+/// not valid declares the nodes it could read). The all-zero object id,
+/// which git hooks receive for a branch that does not exist yet, declares
+/// none.
+fn known_nodes(repo: &Path, rev: &str) -> anyhow::Result<Vec<Node>> {
+    if !rev.is_empty() && rev.bytes().all(|b| b == b'0') {
+        return Ok(Vec::new());
+    }
+    let repository = repo::open(repo)?;
+    let snapshot = repo::read_revision(&repository, rev)?;
+    Ok(manifest::load(&snapshot.files).state.nodes)
+}
+
+/// Observes the nodes of `desired` that `known` declares with the same
+/// connection settings; every other node is unreachable, never seen, so
+/// that the plan holds what may run there as unknown instead of guessing.
+fn observe_known_nodes(
+    desired: &DesiredState,
+    known: &[Node],
+    rev: &str,
+    observe: impl FnOnce(&DesiredState) -> anyhow::Result<ObservedCluster>,
+) -> anyhow::Result<ObservedCluster> {
+    let (contactable, unknown): (Vec<Node>, Vec<Node>) =
+        desired.nodes.iter().cloned().partition(|node| {
+            known
+                .iter()
+                .any(|k| k.meta.name == node.meta.name && same_connection(&k.spec, &node.spec))
+        });
+    let mut observed = observe(&DesiredState {
+        nodes: contactable,
+        ..desired.clone()
+    })?;
+    let now = SystemTime::now();
+    for node in unknown {
+        observed.nodes.insert(
+            node.meta.name.clone(),
+            ObservedNode {
+                name: node.meta.name.clone(),
+                reachability: Reachability::Unreachable {
+                    since: now,
+                    reason: format!(
+                        "not yet observed: {} does not declare it with these connection \
+                         settings, and only nodes it declares are contacted",
+                        short(rev)
+                    ),
+                    contents: Contents::Unknown,
+                },
+                facts: None,
+                containers: Vec::new(),
+            },
+        );
+    }
+    Ok(observed)
+}
+
+/// Whether two Node specs reach the same Docker the same way.
+fn same_connection(a: &NodeSpec, b: &NodeSpec) -> bool {
+    a.transport == b.transport
+        && a.address == b.address
+        && a.port == b.port
+        && a.user == b.user
+        && a.identity_file == b.identity_file
+        && a.docker_socket == b.docker_socket
 }
 
 /// The plan as `flotilla plan` prints it: what it goes from and to, the

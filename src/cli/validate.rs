@@ -53,8 +53,8 @@ pub fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
     if args.revs_from_stdin {
         return run_many(args, std::io::stdin().lock(), out);
     }
-    let snapshot = read_snapshot(&args.source)?;
-    let report = validate(snapshot, None);
+    let (snapshot, policy) = read_snapshot(&args.source)?;
+    let report = validate(snapshot, None, &policy);
     match args.output {
         OutputFormat::Json => out.json(&report)?,
         OutputFormat::Text => render_text(&report, out)?,
@@ -66,10 +66,15 @@ pub fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
     })
 }
 
-fn validate(snapshot: repo::Snapshot, subject: Option<String>) -> Report {
+fn validate(
+    snapshot: repo::Snapshot,
+    subject: Option<String>,
+    policy: &manifest::OperatorPolicy,
+) -> Report {
     let loaded = manifest::load(&snapshot.files);
     let mut diagnostics = snapshot.diagnostics;
     diagnostics.extend(loaded.diagnostics);
+    diagnostics.extend(manifest::check_operator_policy(&loaded.state, policy));
     let errors = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -98,6 +103,7 @@ fn validate(snapshot: repo::Snapshot, subject: Option<String>) -> Report {
 /// naming each invalid commit.
 fn run_many(args: &ValidateArgs, input: impl BufRead, out: &mut Output) -> anyhow::Result<u8> {
     let repository = repo::open(&args.source.repo)?;
+    let policy = repo::operator_policy(&repository)?;
     let mut seen = std::collections::HashSet::new();
     let mut by_content: HashMap<[u8; 32], Report> = HashMap::new();
     let mut reports = Vec::new();
@@ -125,7 +131,7 @@ fn run_many(args: &ValidateArgs, input: impl BufRead, out: &mut Output) -> anyho
                 ..same.clone()
             },
             None => {
-                let report = validate(snapshot, Some(subject));
+                let report = validate(snapshot, Some(subject), &policy);
                 by_content.insert(fingerprint, report.clone());
                 report
             }
@@ -196,15 +202,18 @@ fn render_many(reports: &[Report], out: &mut Output) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads the revision or working tree that `source` names.
-pub fn read_snapshot(source: &super::SourceArgs) -> anyhow::Result<repo::Snapshot> {
+/// The manifests `source` names, and the operator's policy of its
+/// repository (git config `flotilla.*`) they are checked against.
+pub fn read_snapshot(
+    source: &super::SourceArgs,
+) -> anyhow::Result<(repo::Snapshot, manifest::OperatorPolicy)> {
     let repository = repo::open(&source.repo)?;
     let snapshot = if source.working_tree {
         repo::read_working_tree(&repository)?
     } else {
         repo::read_revision(&repository, &source.rev)?
     };
-    Ok(snapshot)
+    Ok((snapshot, repo::operator_policy(&repository)?))
 }
 
 /// Every diagnostic, compiler-style, a blank line after each. File names

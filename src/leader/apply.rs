@@ -20,6 +20,7 @@ use super::metrics::Metrics;
 use super::nodes::{NodeOpError, NodeOps};
 use super::spec::ReplicaContainer;
 use crate::manifest::model::PullPolicy;
+use crate::manifest::OperatorPolicy;
 
 /// Operations in flight on one node at most.
 pub const PER_NODE_LIMIT: usize = 4;
@@ -179,6 +180,7 @@ pub async fn apply<N: NodeOps>(
     nodes: &N,
     steps: Vec<Step>,
     unreachable: &BTreeSet<String>,
+    policy: &OperatorPolicy,
     metrics: &Metrics,
     events: &mpsc::UnboundedSender<ApplyEvent>,
 ) -> ApplyReport {
@@ -188,7 +190,10 @@ pub async fn apply<N: NodeOps>(
             .entry(step.node.clone())
             .or_insert_with(|| Arc::new(Semaphore::new(PER_NODE_LIMIT)));
     }
-    let images = ImageCache::default();
+    let images = ImageCache {
+        policy: policy.clone(),
+        ..ImageCache::default()
+    };
     let mut report = ApplyReport::default();
     let mut runnable = Vec::new();
     for step in steps {
@@ -305,6 +310,8 @@ async fn run_step<N: NodeOps>(
 struct ImageCache {
     locks: Mutex<HashMap<NodeImage, Arc<Mutex<()>>>>,
     ready: Mutex<HashSet<NodeImage>>,
+    /// Which images the leader may ship from its own Docker.
+    policy: OperatorPolicy,
 }
 
 /// (node, image).
@@ -325,18 +332,22 @@ impl ImageCache {
         if self.ready.lock().await.contains(&key) {
             return Ok(());
         }
-        ensure_image(nodes, node, image, policy, events).await?;
+        let shippable = self.policy.may_ship(image);
+        ensure_image(nodes, node, image, policy, shippable, events).await?;
         self.ready.lock().await.insert(key);
         Ok(())
     }
 }
 
-/// imagePullPolicy, with the leader's own copy as the registry of last resort.
+/// imagePullPolicy, with the leader's own copy as the registry of last
+/// resort for the images the operator allows to ship (`shippable`): any
+/// other image the leader's Docker holds stays there, whatever a push names.
 async fn ensure_image<N: NodeOps>(
     nodes: &N,
     node: &str,
     image: &str,
     policy: PullPolicy,
+    shippable: bool,
     events: &mpsc::UnboundedSender<ApplyEvent>,
 ) -> Result<(), NodeOpError> {
     let present = nodes.has_image(node, image).await?;
@@ -361,6 +372,17 @@ async fn ensure_image<N: NodeOps>(
         // is the best there is.
         tracing::warn!(node, image, error = %pull_error, "pull failed; using the image the node has");
         return Ok(());
+    }
+    if !shippable {
+        return Err(NodeOpError {
+            node: node.to_string(),
+            message: format!(
+                "image {image}: pull failed ({}), and the leader ships from its own Docker only \
+                 the images `git config flotilla.shipImages` allows in the leader's repository",
+                pull_error.message
+            ),
+            unreachable: pull_error.unreachable,
+        });
     }
     tracing::info!(node, image, error = %pull_error, "pull failed; shipping the image from the leader");
     let started = Instant::now();
@@ -423,14 +445,36 @@ mod tests {
         }
     }
 
+    /// Applies `steps` with the test image allowed to ship.
     async fn run(
         nodes: &MemoryNodes,
         steps: Vec<Step>,
         unreachable: &[&str],
     ) -> (ApplyReport, Vec<ApplyEvent>) {
+        let policy = OperatorPolicy {
+            ship_images: vec!["flotilla-test:*".into()],
+            ..OperatorPolicy::default()
+        };
+        run_with(nodes, steps, unreachable, &policy).await
+    }
+
+    async fn run_with(
+        nodes: &MemoryNodes,
+        steps: Vec<Step>,
+        unreachable: &[&str],
+        policy: &OperatorPolicy,
+    ) -> (ApplyReport, Vec<ApplyEvent>) {
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let unreachable = unreachable.iter().map(|s| s.to_string()).collect();
-        let report = apply(nodes, steps, &unreachable, &Metrics::default(), &sender).await;
+        let report = apply(
+            nodes,
+            steps,
+            &unreachable,
+            policy,
+            &Metrics::default(),
+            &sender,
+        )
+        .await;
         drop(sender);
         let mut events = Vec::new();
         while let Some(event) = receiver.recv().await {
@@ -481,6 +525,32 @@ mod tests {
         let (report, _) = run(&nodes, steps, &[]).await;
         assert_eq!(report.succeeded, 20);
         assert_eq!(nodes.state.lock().unwrap().containers["n1"].len(), 10);
+    }
+
+    /// Regression (issue 10, item 10): any image the leader's Docker held
+    /// was shipped to any node a push declared.
+    #[tokio::test]
+    async fn only_images_the_operator_allows_are_shipped() {
+        let nodes = MemoryNodes::default();
+        let (report, events) = run_with(
+            &nodes,
+            vec![replica("n1", 0)],
+            &[],
+            &OperatorPolicy::default(),
+        )
+        .await;
+        assert_eq!(report.succeeded, 0);
+        let (_, error) = &report.failed[0];
+        assert!(
+            error.message.contains("`git config flotilla.shipImages`"),
+            "{}",
+            error.message
+        );
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, ApplyEvent::ImageShipped { .. })));
+        let log = nodes.state.lock().unwrap().log.clone();
+        assert!(!log.iter().any(|l| l.starts_with("ship")), "{log:?}");
     }
 
     #[tokio::test]

@@ -461,7 +461,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn push_wakes_the_leader_and_apply_is_refused_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         commit(&repo, "replicas: 1");
         let nodes = Arc::new(MemoryNodes::default());
         let locks = tempfile::tempdir().unwrap();
@@ -604,7 +604,7 @@ mod apply_tests {
     async fn apply_at_a_revision_applies_that_commit_not_the_tip() {
         let dir = tempfile::tempdir().unwrap();
         let locks = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         let two = commit(&repo, "replicas: 2");
         let tip = commit(&repo, "replicas: 3");
         let nodes = Arc::new(MemoryNodes::default());
@@ -707,7 +707,7 @@ mod push_latency {
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("cluster.git");
         let work = dir.path().join("work");
-        git2::Repository::init_bare(&bare).unwrap();
+        crate::leader::memory::bare_repo(&bare);
         let hook = bare.join("hooks/post-receive");
         std::fs::write(&hook, include_str!("../../hooks/post-receive")).unwrap();
         use std::os::unix::fs::PermissionsExt;

@@ -449,6 +449,20 @@ fn error(node: &str, message: String, unreachable: bool) -> NodeOpError {
     }
 }
 
+/// `image` when it is a valid Docker reference. bollard puts an image in
+/// the API path as it is (`/images/{image}/json`), so anything else must
+/// never reach it, whoever validated it before (an old commit, a test).
+fn checked_image<'a>(node: &str, image: &'a str) -> Result<&'a str, NodeOpError> {
+    crate::manifest::image_reference::check(image).map_err(|reason| {
+        error(
+            node,
+            format!("invalid image reference {image:?}: {reason}"),
+            false,
+        )
+    })?;
+    Ok(image)
+}
+
 fn docker_error(node: &str, what: &str, e: bollard::errors::Error) -> NodeOpError {
     let unreachable = matches!(
         e,
@@ -520,7 +534,7 @@ pub fn create_body(container: &ReplicaContainer) -> ContainerCreateBody {
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
             .push(DockerPortBinding {
-                host_ip: None,
+                host_ip: binding.host_ip.clone(),
                 host_port: Some(binding.host_port.to_string()),
             });
     }
@@ -797,6 +811,7 @@ impl NodeOps for DockerNodes {
     }
 
     async fn has_image(&self, node: &str, image: &str) -> Result<bool, NodeOpError> {
+        let image = checked_image(node, image)?;
         let (docker, _) = self.client(node).await?;
         let what = format!("inspect image {image}");
         self.bounded(node, &what, self.request_timeout(), async {
@@ -810,6 +825,7 @@ impl NodeOps for DockerNodes {
     }
 
     async fn pull_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
+        let image = checked_image(node, image)?;
         let (docker, _) = self.client(node).await?;
         let mut options = CreateImageOptionsBuilder::new().from_image(image);
         if let Some(tag) = crate::node::default_tag(image) {
@@ -820,6 +836,7 @@ impl NodeOps for DockerNodes {
     }
 
     async fn ship_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
+        let image = checked_image(node, image)?;
         let (docker, _) = self.client(node).await?;
         let socket = self
             .leader_socket
@@ -960,6 +977,7 @@ impl NodeOps for DockerNodes {
     }
 
     async fn remove_image(&self, node: &str, image: &str) -> Result<bool, NodeOpError> {
+        let image = checked_image(node, image)?;
         let (docker, _) = self.client(node).await?;
         let what = format!("remove image {image}");
         self.bounded(node, &what, self.request_timeout(), async {
@@ -1020,6 +1038,74 @@ mod tests {
     use hyper::body::Frame;
 
     type FakeBody = BoxBody<Bytes, Infallible>;
+
+    #[test]
+    fn a_host_ip_is_the_bindings_address() {
+        let container = ReplicaContainer {
+            name: "c".into(),
+            image: "busybox".into(),
+            pull_policy: crate::manifest::model::PullPolicy::IfNotPresent,
+            entrypoint: None,
+            cmd: None,
+            env: Vec::new(),
+            labels: HashMap::new(),
+            working_dir: None,
+            hostname: Some("web-1".into()),
+            port_bindings: vec![
+                super::super::spec::PortBinding {
+                    container_port: 80,
+                    host_port: 8080,
+                    protocol: Protocol::TCP,
+                    host_ip: Some("127.0.0.1".into()),
+                },
+                super::super::spec::PortBinding {
+                    container_port: 81,
+                    host_port: 8081,
+                    protocol: Protocol::TCP,
+                    host_ip: None,
+                },
+            ],
+            exposed_ports: vec![(80, Protocol::TCP), (81, Protocol::TCP)],
+            nano_cpus: None,
+            memory_bytes: None,
+            restart_policy: super::super::spec::DockerRestartPolicy::Always,
+            network_mode: None,
+            stop_timeout_seconds: None,
+        };
+        let body = create_body(&container);
+        let bindings = body
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .expect("bindings");
+        let first = |key: &str| bindings[key].as_ref().expect("bound")[0].clone();
+        assert_eq!(first("80/tcp").host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            first("81/tcp").host_ip,
+            None,
+            "every address, Docker's default"
+        );
+    }
+
+    /// Regression (issue 10, item 9): an image reference that is not one
+    /// reaches no Docker API path (bollard puts it in the path unescaped).
+    #[tokio::test]
+    async fn an_invalid_image_reference_never_reaches_docker() {
+        let nodes = DockerNodes::default();
+        for image in ["x/../../containers/json?", "app:1?x", "a b"] {
+            for result in [
+                nodes.has_image("n1", image).await.map(|_| ()),
+                nodes.pull_image("n1", image).await,
+                nodes.ship_image("n1", image).await,
+                nodes.remove_image("n1", image).await.map(|_| ()),
+            ] {
+                let message = result.expect_err("refused").message;
+                assert!(
+                    message.starts_with("invalid image reference"),
+                    "{image}: {message}"
+                );
+            }
+        }
+    }
 
     /// A Docker daemon that stalls where a real one would when its registry
     /// or an image transfer does, on a unix socket in `dir`:
@@ -1204,6 +1290,19 @@ mod testbed_support {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// The testbed's nodes are `transport: local`, which the leader's
+    /// operator must allow (docs/security.md); the test images may be
+    /// shipped from the leader's Docker.
+    pub fn allow_local_transport(repo: &git2::Repository) {
+        let mut config = repo.config().unwrap();
+        config
+            .set_bool(crate::repo::ALLOW_LOCAL_TRANSPORT, true)
+            .unwrap();
+        config
+            .set_str(crate::repo::SHIP_IMAGES, "flotilla-test:*")
+            .unwrap();
+    }
+
     pub fn testbed_env() -> BTreeMap<String, String> {
         let path = std::env::var("FLOTILLA_LOCAL_TESTBED")
             .expect("FLOTILLA_LOCAL_TESTBED names a testbed env file");
@@ -1318,6 +1417,7 @@ mod testbed {
         let env = testbed_env();
         let dir = tempfile::tempdir().unwrap();
         let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        allow_local_transport(&repo);
         let nodes_text = nodes_yaml(&env);
         commit_files(
             &repo,
@@ -1501,6 +1601,7 @@ mod scale {
         let env = testbed_env();
         let dir = tempfile::tempdir().unwrap();
         let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        allow_local_transport(&repo);
         let nodes_text = nodes_yaml(&env);
         let docker = Arc::new(DockerNodes::default());
         clean_slate(&docker, &nodes_text).await;
@@ -1593,6 +1694,7 @@ mod with_planner {
         let env = testbed_env();
         let dir = tempfile::tempdir().unwrap();
         let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        allow_local_transport(&repo);
         let nodes_text = nodes_yaml(&env);
         let cluster = "apiVersion: flotilla.dev/v1\nkind: Cluster\nmetadata:\n  name: t\nspec:\n  nodeGracePeriodSeconds: 5\n".to_string();
         let docker = Arc::new(DockerNodes::default());

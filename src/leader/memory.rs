@@ -453,6 +453,16 @@ impl Planner for RoundRobin {
     }
 }
 
+/// A bare repository for the loop's tests, whose operator lets the leader
+/// ship any image (the memory registry is often unreachable on purpose).
+pub fn bare_repo(path: &std::path::Path) -> git2::Repository {
+    let repo = git2::Repository::init_bare(path).expect("init a bare repository");
+    repo.config()
+        .and_then(|mut config| config.set_str(crate::repo::SHIP_IMAGES, "*"))
+        .expect("set flotilla.shipImages");
+    repo
+}
+
 /// `replicas: N` in web.yaml (or `invalid`), and optionally on further
 /// lines `image: IMAGE` (default `img:1`), `auto-rollback: false` (the
 /// opt-out annotation), `min-ready: N` and `deadline: N`

@@ -560,6 +560,7 @@ mod tests {
                 name: Some("http".into()),
                 container_port: 8080,
                 host_port: Some(80),
+                host_ip: None,
                 protocol: Default::default(),
             }],
             ..Container::default()

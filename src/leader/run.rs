@@ -24,7 +24,7 @@ use crate::cluster::{
     ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, Reachability,
 };
 use crate::manifest::model::{DesiredState, Kind, ObjectKey};
-use crate::manifest::{Diagnostic, SourceFile};
+use crate::manifest::{check_operator_policy, Diagnostic, OperatorPolicy, SourceFile};
 use crate::plan::progress::{Failure, RolloutEvent, RolloutState, RolloutTracker};
 use crate::repo::{ObjectOutcome, Outcome, RolloutRecord};
 
@@ -240,6 +240,9 @@ pub struct Leader<N: NodeOps, P: Planner> {
     /// The locks of the declared nodes, taken before planning; `None` for
     /// read-only uses (`flotilla status`).
     node_locks: Option<super::lock::NodeLocks>,
+    /// The operator's policy as of the last valid tip: which images may be
+    /// shipped from the leader's Docker.
+    operator_policy: OperatorPolicy,
 }
 
 /// What the probe task needs from the last reconcile.
@@ -283,6 +286,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             events,
             revision: None,
             node_locks: None,
+            operator_policy: OperatorPolicy::default(),
         }
     }
 
@@ -312,7 +316,10 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let started = Instant::now();
         let mut refused = None;
         match self.read_tip() {
-            Ok(valid) => self.last_valid = Some(valid),
+            Ok((commit, desired, policy)) => {
+                self.last_valid = Some((commit, desired));
+                self.operator_policy = policy;
+            }
             Err(error @ ReconcileError::Invalid { .. }) if self.last_valid.is_some() => {
                 tracing::error!(%error, "branch tip is invalid; healing toward the last valid commit");
                 refused = Some(error.to_string());
@@ -408,6 +415,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             &*self.nodes,
             steps,
             &unreachable,
+            &self.operator_policy,
             &self.api.metrics,
             &self.events,
         )
@@ -945,7 +953,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
     /// Reads the tip and observes the nodes, changing nothing: what `flotilla
     /// status` shows when no leader is running.
     pub async fn status_only(&mut self, now: SystemTime) -> Result<StatusReport, ReconcileError> {
-        let (commit, desired) = self.read_tip()?;
+        let (commit, desired, _) = self.read_tip()?;
         let observed = self.observe(&desired, now).await;
         Ok(status::build(&desired, Some(&commit), &observed, now))
     }
@@ -957,7 +965,10 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         })
     }
 
-    fn read_tip(&self) -> Result<(String, DesiredState), ReconcileError> {
+    /// The tip's commit and desired state, checked against the operator's
+    /// policy (git config `flotilla.*`, read anew each time so that a
+    /// change applies at the next reconcile), and that policy.
+    fn read_tip(&self) -> Result<(String, DesiredState, OperatorPolicy), ReconcileError> {
         let repo_error = |source| ReconcileError::Repo {
             repo: self.repo_path.clone(),
             source,
@@ -968,7 +979,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             None => format!("refs/heads/{}", self.branch),
         };
         let snapshot = crate::repo::read_revision(&repo, &revision).map_err(repo_error)?;
-        let (desired, diagnostics) = (self.loader)(&snapshot.files);
+        let policy = crate::repo::operator_policy(&repo).map_err(repo_error)?;
+        let (desired, mut diagnostics) = (self.loader)(&snapshot.files);
+        diagnostics.extend(check_operator_policy(&desired, &policy));
         // A file that could not be read (not UTF-8, too large) is an error
         // too: deploying the rest would silently drop its objects.
         let errors: Vec<&Diagnostic> = snapshot
@@ -984,7 +997,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 first: first.to_string(),
             });
         }
-        Ok((snapshot.commit, desired))
+        Ok((snapshot.commit, desired, policy))
     }
 
     /// Every declared node, concurrently, each within the seam's observe
@@ -1415,7 +1428,7 @@ mod tests {
     #[tokio::test]
     async fn converges_then_does_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         let first = commit(&repo, "replicas: 3");
         let mut leader = leader(dir.path());
 
@@ -1475,7 +1488,7 @@ mod tests {
     #[tokio::test]
     async fn an_invalid_tip_is_refused_and_the_last_valid_commit_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         let mut leader = leader(dir.path());
 
         commit(&repo, "invalid");
@@ -1503,7 +1516,7 @@ mod tests {
     #[tokio::test]
     async fn unreachable_since_is_kept_and_the_node_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         commit(&repo, "replicas: 3");
         let mut leader = leader(dir.path());
         leader.reconcile(at(0)).await.unwrap();
@@ -1538,7 +1551,7 @@ mod tests {
     async fn a_restarted_leader_replaces_a_down_nodes_replicas_only_after_the_grace_period() {
         use crate::leader::planner::KubePlanner;
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         commit(&repo, "replicas: 3");
         let nodes = Arc::new(MemoryNodes::default());
         let start = |nodes: &Arc<MemoryNodes>| {
@@ -1599,7 +1612,7 @@ mod tests {
     #[tokio::test]
     async fn a_silent_node_is_unreachable_within_the_observe_timeout() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         commit(&repo, "replicas: 3");
         let mut leader = leader(dir.path());
         leader.reconcile(at(0)).await.unwrap();
@@ -1647,7 +1660,7 @@ mod tests {
     #[tokio::test]
     async fn crashed_containers_restart_with_back_off() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         commit(&repo, "replicas: 1");
         let mut leader = leader(dir.path());
         leader.reconcile(at(0)).await.unwrap();
@@ -1694,7 +1707,7 @@ mod tests {
     #[tokio::test]
     async fn a_rollout_finished_by_removing_the_old_replicas_notes_its_duration() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         commit(&repo, "replicas: 2");
         let mut leader = leader(dir.path());
         leader.reconcile(at(0)).await.unwrap();
@@ -1733,7 +1746,7 @@ mod tests {
     async fn a_failed_rollout_is_reverted_unless_the_deployment_opts_out() {
         // Without the annotation: a revert commit on the branch.
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         let mut leader = leader(dir.path());
         let second = fail_a_rollout(&repo, &mut leader, "").await;
         let reverted = tip(&repo);
@@ -1754,7 +1767,7 @@ mod tests {
 
         // With `flotilla.dev/auto-rollback: "false"`: no commit, and held.
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         let mut leader = super::tests::leader(dir.path());
         let second = fail_a_rollout(&repo, &mut leader, "auto-rollback: false").await;
         assert_eq!(
@@ -1780,7 +1793,7 @@ mod tests {
     #[tokio::test]
     async fn a_held_failure_is_held_again_by_a_restarted_leader() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         let nodes = {
             let mut first = leader(dir.path());
             fail_a_rollout(&repo, &mut first, "auto-rollback: false").await;
@@ -1831,7 +1844,7 @@ mod tests {
             )
         };
         let dir = tempfile::tempdir().unwrap();
-        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
         commit(&repo, &yaml("img:1", 10));
         commit(&repo, &yaml("img:2", 10));
         let (events, _) = mpsc::unbounded_channel();

@@ -48,11 +48,13 @@ pub struct ReplicaContainer {
     pub stop_timeout_seconds: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortBinding {
     pub container_port: u16,
     pub host_port: u16,
     pub protocol: Protocol,
+    /// `hostIP`: the node address to bind; every address when `None`.
+    pub host_ip: Option<String>,
 }
 
 /// Docker's restart policies that restartPolicy maps to.
@@ -91,6 +93,7 @@ pub fn replica_containers(template: &PodTemplate, labels: &ManagedLabels) -> Vec
                 container_port: p.container_port,
                 host_port,
                 protocol: p.protocol,
+                host_ip: p.host_ip.clone(),
             })
         })
         .collect();
@@ -123,7 +126,7 @@ pub fn replica_containers(template: &PodTemplate, labels: &ManagedLabels) -> Vec
                     .collect(),
                 labels: container_labels.to_docker_labels(),
                 working_dir: container.working_dir.clone(),
-                hostname: is_first.then(|| format!("{}-{}", labels.name, labels.slot)),
+                hostname: is_first.then(|| pod_hostname(&labels.name, labels.slot)),
                 port_bindings: if is_first {
                     pod_bindings.clone()
                 } else {
@@ -147,6 +150,29 @@ pub fn replica_containers(template: &PodTemplate, labels: &ManagedLabels) -> Vec
             }
         })
         .collect()
+}
+
+/// Linux's limit on a host name is 64 bytes (HOST_NAME_MAX; runc refuses a
+/// longer one, moby#36402); a DNS label, what Kubernetes keeps a pod's
+/// host name to, is 63.
+pub const HOSTNAME_MAX: usize = 63;
+
+/// The replica's host name: `<name>-<slot>`, cut to [`HOSTNAME_MAX`] the way
+/// Kubernetes cuts a generated pod name: the name is shortened so that the
+/// `-<slot>` suffix is kept (replicas keep distinct host names), and a `-`
+/// or `.` the cut leaves at its end is dropped, so the result is always a
+/// valid host name. Object names start and end with a letter or digit, so
+/// something is always left of the name.
+pub fn pod_hostname(name: &str, slot: u32) -> String {
+    let suffix = format!("-{slot}");
+    let room = HOSTNAME_MAX - suffix.len();
+    let base = if name.len() > room {
+        // Names are ASCII (DNS-1123), so any byte index is a boundary.
+        name[..room].trim_end_matches(['-', '.'])
+    } else {
+        name
+    };
+    format!("{base}{suffix}")
 }
 
 fn non_empty(words: &[String]) -> Option<Vec<String>> {
@@ -217,6 +243,7 @@ mod tests {
                         name: Some("http".into()),
                         container_port: 8080,
                         host_port: Some(80),
+                        host_ip: None,
                         protocol: Protocol::TCP,
                     }],
                     resources: Resources {
@@ -245,7 +272,8 @@ mod tests {
             [PortBinding {
                 container_port: 8080,
                 host_port: 80,
-                protocol: Protocol::TCP
+                protocol: Protocol::TCP,
+                host_ip: None,
             }]
         );
         assert_eq!(c.exposed_ports, [(8080, Protocol::TCP)]);
@@ -256,6 +284,69 @@ mod tests {
         assert_eq!(c.network_mode, None);
         assert_eq!(c.labels["dev.flotilla.container"], "httpd");
         assert_eq!(c.labels["dev.flotilla.managed"], "true");
+    }
+
+    /// Regression (issue 10, item 9): a 253-character name gave a host name
+    /// runc refuses (more than 64 bytes).
+    #[test]
+    fn host_names_fit_linux_and_dns_limits_and_stay_distinct() {
+        let longest = format!(
+            "{}.{}.{}.{}",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61)
+        );
+        let cut_at_a_dot = format!("{}.{}", "a".repeat(59), "b".repeat(100));
+        let cut_at_dashes = format!("{}--{}", "a".repeat(59), "b".repeat(100));
+        for (name, slot, expected) in [
+            ("web", 1, "web-1".to_string()),
+            (&*"w".repeat(61), 0, format!("{}-0", "w".repeat(61))),
+            (&*"w".repeat(62), 0, format!("{}-0", "w".repeat(61))),
+            (
+                &*"w".repeat(253),
+                u32::MAX,
+                format!("{}-4294967295", "w".repeat(52)),
+            ),
+            (&longest, 7, format!("{}-7", "a".repeat(61))),
+            (&cut_at_a_dot, 12, format!("{}-12", "a".repeat(59))),
+            (&cut_at_dashes, 3, format!("{}-3", "a".repeat(59))),
+        ] {
+            let hostname = pod_hostname(name, slot);
+            assert_eq!(hostname, expected, "{name}");
+            assert!(hostname.len() <= HOSTNAME_MAX);
+            for label in hostname.split('.') {
+                assert_eq!(
+                    crate::manifest::names::dns1123_label(label),
+                    Ok(()),
+                    "{hostname}"
+                );
+            }
+        }
+        assert_ne!(
+            pod_hostname(&"w".repeat(253), 1),
+            pod_hostname(&"w".repeat(253), 2)
+        );
+    }
+
+    /// Docker takes any length of container name made of
+    /// `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (moby daemon/names.go); flotilla's names
+    /// are made of DNS-1123 parts joined by dots, whatever their length.
+    #[test]
+    fn the_longest_container_names_are_valid_docker_names() {
+        let labels = ManagedLabels {
+            namespace: "n".repeat(63),
+            name: "w".repeat(253),
+            slot: u32::MAX,
+            container: "c".repeat(63),
+            ..labels()
+        };
+        let name = labels.container_name();
+        let bytes = name.as_bytes();
+        assert!(bytes[0].is_ascii_alphanumeric());
+        assert!(bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')));
     }
 
     #[test]
@@ -269,6 +360,7 @@ mod tests {
                             name: None,
                             container_port: 9000,
                             host_port: Some(9000),
+                            host_ip: Some("127.0.0.1".into()),
                             protocol: Protocol::UDP,
                         }],
                         ..container("sidecar")
@@ -283,7 +375,16 @@ mod tests {
         let [app, sidecar] = &containers[..] else {
             panic!("two containers expected, got {containers:?}");
         };
-        assert_eq!(app.port_bindings.len(), 1);
+        assert_eq!(
+            app.port_bindings,
+            [PortBinding {
+                container_port: 9000,
+                host_port: 9000,
+                protocol: Protocol::UDP,
+                host_ip: Some("127.0.0.1".into()),
+            }],
+            "the sidecar's hostIP binds the pod's port"
+        );
         assert_eq!(app.exposed_ports, [(9000, Protocol::UDP)]);
         assert!(sidecar.port_bindings.is_empty());
         assert_eq!(

@@ -9,8 +9,10 @@
 use std::collections::BTreeMap;
 
 use super::diagnostic::Diagnostic;
+use super::image_reference;
 use super::model::*;
 use super::names;
+use super::policy::PortRanges;
 use super::quantity::{Bytes, CpuMillis, QuantityError};
 use super::yaml::{Node, PlainType, Style, Value};
 
@@ -107,7 +109,27 @@ const METADATA: Schema = Schema {
 };
 
 const CLUSTER_SPEC: Schema = Schema {
-    known: &["scoringStrategy", "nodeGracePeriodSeconds", "resyncSeconds"],
+    known: &[
+        "scoringStrategy",
+        "nodeGracePeriodSeconds",
+        "resyncSeconds",
+        "policy",
+    ],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const CLUSTER_POLICY: Schema = Schema {
+    known: &["hostPorts"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+/// A range of `spec.policy.hostPorts`, as PodSecurityPolicy's HostPortRange.
+const HOST_PORT_RANGE: Schema = Schema {
+    known: &["min", "max"],
     unsupported: &[],
     ignored: &[],
     hints: NO_HINTS,
@@ -298,8 +320,8 @@ const ENV_VAR: Schema = Schema {
 };
 
 const CONTAINER_PORT: Schema = Schema {
-    known: &["containerPort", "hostPort", "protocol", "name"],
-    unsupported: &["hostIP"],
+    known: &["containerPort", "hostPort", "hostIP", "protocol", "name"],
+    unsupported: &[],
     ignored: &[],
     hints: NO_HINTS,
 };
@@ -498,6 +520,9 @@ struct Decoder<'a> {
     /// DaemonSet's or StatefulSet's) must restart always; a Job's or a
     /// Pod's need not.
     pod_owner: Kind,
+    /// Where the fields the policy checks were found in this document
+    /// ([`ObjectMeta::field_sources`]).
+    field_sources: BTreeMap<String, SourceLocation>,
 }
 
 /// Decodes one document of `file`.
@@ -507,6 +532,7 @@ pub(super) fn decode_document(file: &str, root: &Node) -> DecodedDocument {
         object: None,
         diagnostics: Vec::new(),
         pod_owner: Kind::Deployment,
+        field_sources: BTreeMap::new(),
     };
     let mut document = DecodedDocument {
         key: None,
@@ -1089,11 +1115,19 @@ impl Decoder<'_> {
             }
             Kind::Node => {
                 let spec = self.node_spec(fields.get("spec"), root)?;
+                let meta = ObjectMeta {
+                    field_sources: std::mem::take(&mut self.field_sources),
+                    ..meta
+                };
                 Some(Decoded::Node(Box::new(super::model::Node { meta, spec })))
             }
             Kind::Deployment => {
                 let spec_node = self.required(&fields, root, "", "spec")?;
                 let spec = self.deployment_spec(spec_node, document)?;
+                let meta = ObjectMeta {
+                    field_sources: std::mem::take(&mut self.field_sources),
+                    ..meta
+                };
                 Some(Decoded::Deployment(Box::new(Deployment { meta, spec })))
             }
             _ => None,
@@ -1262,7 +1296,49 @@ impl Decoder<'_> {
         settings.node_grace_period_seconds =
             self.count_or(&fields, "spec", "nodeGracePeriodSeconds", 1, 40);
         settings.resync_seconds = self.count_or(&fields, "spec", "resyncSeconds", 1, 30);
+        if let Some(policy) = fields.get("policy") {
+            self.cluster_policy(policy, &mut settings.policy);
+        }
         settings
+    }
+
+    fn cluster_policy(&mut self, node: &Node, policy: &mut ClusterPolicy) {
+        let path = "spec.policy";
+        let Some(fields) = self.fields(node, path, &CLUSTER_POLICY) else {
+            return;
+        };
+        if let Some(host_ports) = fields.get("hostPorts") {
+            let path = "spec.policy.hostPorts";
+            let Some(items) = self.sequence(host_ports, path) else {
+                return;
+            };
+            let mut ranges = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let item_path = index(path, i);
+                let Some(range_fields) = self.fields(item, &item_path, &HOST_PORT_RANGE) else {
+                    continue;
+                };
+                let mut bound = |name: &str| -> Option<u16> {
+                    let node = self.required(&range_fields, item, &item_path, name)?;
+                    self.ranged(node, &join(&item_path, name), 1, 65535)
+                        .and_then(|p| u16::try_from(p).ok())
+                };
+                let (min, max) = (bound("min"), bound("max"));
+                if let (Some(min), Some(max)) = (min, max) {
+                    if min > max {
+                        self.error(
+                            item,
+                            &item_path,
+                            format!("range {min}-{max} ends before it starts"),
+                        );
+                    } else {
+                        ranges.push((min, max));
+                    }
+                }
+            }
+            policy.host_ports = Some(PortRanges::new(ranges));
+            policy.host_ports_source = Some(self.at(host_ports));
+        }
     }
 
     fn node_spec(&mut self, node: Option<&Node>, root: &Node) -> Option<NodeSpec> {
@@ -1285,6 +1361,8 @@ impl Decoder<'_> {
             },
         };
         if let Some(transport) = fields.get("transport") {
+            let at = self.at(transport);
+            self.field_sources.insert("spec.transport".to_string(), at);
             spec.transport = self
                 .enumeration(
                     transport,
@@ -2134,16 +2212,13 @@ impl Decoder<'_> {
             None => ok = false,
         }
         if let Some(image_node) = self.required(&fields, node, path, "image") {
-            match self.string(image_node, &join(path, "image")) {
-                Some(image) if image.is_empty() || image.contains(char::is_whitespace) => {
-                    self.error(
-                        image_node,
-                        &join(path, "image"),
-                        format!("invalid image `{image}`: must be non-empty and without spaces"),
-                    );
-                }
-                Some(image) => container.image = image,
-                None => {}
+            if let Some(image) = self.checked_name(
+                image_node,
+                &join(path, "image"),
+                "image",
+                image_reference::check,
+            ) {
+                container.image = image;
             }
         }
         container.image_pull_policy = match fields.get("imagePullPolicy") {
@@ -2262,6 +2337,10 @@ impl Decoder<'_> {
         let container_port =
             port_node.and_then(|p| self.port_number(p, &join(path, "containerPort")));
         let host_port_node = fields.get("hostPort");
+        if let Some(h) = host_port_node {
+            let at = self.at(h);
+            self.field_sources.insert(join(path, "hostPort"), at);
+        }
         let host_port = match host_port_node {
             Some(h) => match self.ranged(h, &join(path, "hostPort"), 0, 65535) {
                 // Kubernetes reads 0 as "no host port".
@@ -2290,19 +2369,59 @@ impl Decoder<'_> {
                 .map(Some),
             None => Some(None),
         };
-        let (port_node, container_port, host_port, protocol, name) =
-            (port_node?, container_port?, host_port?, protocol?, name?);
+        let host_ip = match fields.get("hostIP") {
+            Some(ip) => self.host_ip(ip, &join(path, "hostIP"), host_port == Some(None)),
+            None => Some(None),
+        };
+        let (port_node, container_port, host_port, protocol, name, host_ip) = (
+            port_node?,
+            container_port?,
+            host_port?,
+            protocol?,
+            name?,
+            host_ip?,
+        );
         Some((
             ContainerPort {
                 name,
                 container_port,
                 host_port,
+                host_ip,
                 protocol,
             },
             port_node,
             host_port_node.filter(|_| host_port.is_some()),
             name_node,
         ))
+    }
+
+    /// `hostIP`: an IPv4 or IPv6 address (Kubernetes' rule); `0.0.0.0` and
+    /// `::` mean every address, as no hostIP does.
+    fn host_ip(
+        &mut self,
+        node: &Node,
+        path: &str,
+        without_host_port: bool,
+    ) -> Option<Option<String>> {
+        let text = self.string(node, path)?;
+        // core::net only parses addresses; it opens nothing.
+        let Ok(address) = text.parse::<core::net::IpAddr>() else {
+            let diagnostic = self.error(
+                node,
+                path,
+                format!("invalid hostIP `{text}`: must be an IPv4 or IPv6 address"),
+            );
+            Self::hint(
+                diagnostic,
+                "e.g. `127.0.0.1` to publish on the node's loopback only",
+            );
+            return None;
+        };
+        if without_host_port {
+            let diagnostic = self.warning(node, path, "hostIP has no effect without hostPort");
+            Self::hint(diagnostic, "set `hostPort`, or remove `hostIP`");
+        }
+        Some(Some(address.to_string()))
     }
 
     fn port_number(&mut self, node: &Node, path: &str) -> Option<u16> {

@@ -14,15 +14,18 @@
 mod decode;
 pub mod diagnostic;
 pub mod documents;
+pub mod image_reference;
 pub mod model;
 pub mod names;
 pub mod node_fields;
+pub mod policy;
 pub mod quantity;
 pub mod yaml;
 
 pub use decode::default_pull_policy;
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::DesiredState;
+pub use policy::{check_operator_policy, OperatorPolicy};
 
 use std::collections::BTreeMap;
 
@@ -153,6 +156,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         }
     }
     diagnostics.extend(too_many_pods);
+    diagnostics.extend(policy::check_cluster_policy(&state));
     state.nodes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     state
         .deployments

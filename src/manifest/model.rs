@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::policy::PortRanges;
 use super::quantity::{Bytes, CpuMillis};
 
 /// Where something was declared: a file of the commit and a 1-based position.
@@ -131,6 +132,19 @@ pub struct ObjectMeta {
     /// Where the object's document starts.
     #[serde(skip)]
     pub source: SourceLocation,
+    /// Where the fields the policy checks are declared (`spec.transport`,
+    /// `...ports[0].hostPort`), by field path, so that a policy error
+    /// points at the field.
+    #[serde(skip)]
+    pub field_sources: BTreeMap<String, SourceLocation>,
+}
+
+impl ObjectMeta {
+    /// Where the field at `path` is declared; the document's start when not
+    /// recorded.
+    pub fn field_location(&self, path: &str) -> SourceLocation {
+        self.field_sources.get(path).unwrap_or(&self.source).clone()
+    }
 }
 
 /// Everything one commit declares, validated.
@@ -171,6 +185,10 @@ pub struct ClusterSettings {
     pub node_grace_period_seconds: u32,
     /// `spec.resyncSeconds`, 30 by default: the leader's periodic reconcile.
     pub resync_seconds: u32,
+    /// `spec.policy`: the repository's own limits on what its objects ask
+    /// of the hosts (docs/security.md).
+    #[serde(skip_serializing_if = "ClusterPolicy::is_unset")]
+    pub policy: ClusterPolicy,
 }
 
 impl Default for ClusterSettings {
@@ -179,7 +197,26 @@ impl Default for ClusterSettings {
             scoring_strategy: ScoringStrategy::LeastAllocated,
             node_grace_period_seconds: 40,
             resync_seconds: 30,
+            policy: ClusterPolicy::default(),
         }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPolicy {
+    /// `spec.policy.hostPorts`: the host ports a pod may publish, on top of
+    /// what the leader's operator allows; `None` adds no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ports: Option<PortRanges>,
+    /// Where `hostPorts` is declared, for errors.
+    #[serde(skip)]
+    pub host_ports_source: Option<SourceLocation>,
+}
+
+impl ClusterPolicy {
+    fn is_unset(&self) -> bool {
+        self.host_ports.is_none()
     }
 }
 
@@ -590,6 +627,11 @@ pub struct ContainerPort {
     pub name: Option<String>,
     pub container_port: u16,
     pub host_port: Option<u16>,
+    /// `hostIP`: the node address a host port is bound to; every address
+    /// when `None`. Left out of the template's JSON when `None`, so that
+    /// templates written before it existed keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
     pub protocol: Protocol,
 }
 

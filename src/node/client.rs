@@ -533,8 +533,23 @@ impl NodeClient {
         }
     }
 
+    /// `image` when it is a valid Docker reference: bollard puts it in the
+    /// API path as it is (`/images/{image}/json`), so anything else must
+    /// never reach it, whoever validated it before.
+    fn checked_image<'a>(&self, image: &'a str) -> Result<&'a str, NodeError> {
+        crate::manifest::image_reference::check(image).map_err(|reason| {
+            NodeError::InvalidImage {
+                node: self.name.clone(),
+                image: image.to_string(),
+                reason,
+            }
+        })?;
+        Ok(image)
+    }
+
     /// Whether the node's Docker has `image`.
     pub async fn has_image(&self, image: &str) -> Result<bool, NodeError> {
+        let image = self.checked_image(image)?;
         let docker = self.docker().await?;
         let inspected = self.bounded("image inspect", "", self.options.request_timeout, async {
             Ok(docker.inspect_image(image).await)
@@ -550,6 +565,7 @@ impl NodeClient {
 
     /// Removes an image (forced, so tags in use go too); a missing one is fine.
     pub async fn remove_image(&self, image: &str) -> Result<(), NodeError> {
+        let image = self.checked_image(image)?;
         let docker = self.docker().await?;
         let options = bollard::query_parameters::RemoveImageOptionsBuilder::new()
             .force(true)
@@ -586,6 +602,7 @@ impl NodeClient {
     }
 
     async fn pull(&self, image: &str) -> Result<(), NodeError> {
+        let image = self.checked_image(image)?;
         let docker = self.docker().await?;
         let mut options = CreateImageOptionsBuilder::new().from_image(image);
         if let Some(tag) = super::spec::default_tag(image) {
@@ -603,6 +620,7 @@ impl NodeClient {
     /// Ships `image` from another Docker (the leader's) into this node's,
     /// streaming `docker save` into `docker load` without holding it.
     pub async fn ship_image_from(&self, source: &Docker, image: &str) -> Result<(), NodeError> {
+        let image = self.checked_image(image)?;
         let saved = source.export_image(image).map_err(std::io::Error::other);
         self.load_image(saved).await
     }

@@ -134,6 +134,12 @@ pub enum NodeError {
     },
     #[error("unknown node {node}")]
     UnknownNode { node: String },
+    #[error("node {node}: invalid image reference {image:?}: {reason}")]
+    InvalidImage {
+        node: String,
+        image: String,
+        reason: String,
+    },
 }
 
 fn container_suffix(container: &str) -> String {

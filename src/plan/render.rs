@@ -217,6 +217,26 @@ fn object_header(object: &ObjectStatus) -> String {
 /// `, 2 unknown` before the full stop when replicas are held as unknown.
 pub fn summary(plan: &Plan) -> String {
     if plan.is_empty() {
+        let unseen = plan
+            .nodes
+            .iter()
+            .filter(|n| {
+                matches!(
+                    n.condition,
+                    NodeCondition::Unreachable {
+                        contents_unknown: true,
+                        ..
+                    } | NodeCondition::NotObserved
+                )
+            })
+            .count();
+        if unseen > 0 {
+            // Nothing to do on the nodes seen, but what runs on the others
+            // is unknown: "the cluster matches" would be a guess.
+            return format!(
+                "No changes on the nodes observed; {unseen} node(s) never observed, what runs there is unknown."
+            );
+        }
         return "No changes. The cluster matches the desired state.".into();
     }
     let (create, update, remove, unschedulable) = plan.counts();

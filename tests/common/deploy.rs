@@ -117,6 +117,16 @@ impl Cluster {
             "init-repo: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        // The test images may be pruned from a node (revisionHistoryLimit)
+        // and are then shipped from the leader's Docker: the operator's
+        // allow-list names them (docs/security.md).
+        let allow = Command::new("git")
+            .arg("--git-dir")
+            .arg(&bare)
+            .args(["config", "flotilla.shipImages", "flotilla-test:*"])
+            .output()
+            .unwrap();
+        assert!(allow.status.success(), "git config flotilla.shipImages");
         std::fs::create_dir_all(&work).unwrap();
         let cluster = Cluster {
             testbed,

@@ -1,0 +1,343 @@
+//! What a push may ask of the hosts, in two layers (docs/security.md):
+//!
+//! - the repository's own rules, in the `Cluster` object
+//!   (`spec.policy.hostPorts`), checked by [`super::load`] with the rest of
+//!   the manifests; a push can change them, so they guard against mistakes,
+//!   not against the pusher;
+//! - the leader host operator's, [`OperatorPolicy`], set outside the
+//!   repository (git config `flotilla.*` of the leader's repository, which
+//!   no push can change) and checked by [`check_operator_policy`]: running
+//!   containers on the leader's own Docker (`transport: local`), host ports
+//!   outside the allowed ranges, shipping the leader's images.
+//!
+//! Pure: the shell reads the settings and hands them in.
+
+use std::fmt;
+
+use super::diagnostic::Diagnostic;
+use super::model::{DesiredState, Transport};
+
+/// The host ports a push may publish when the operator has not said
+/// otherwise: HTTP and HTTPS, and every unprivileged port. The other
+/// privileged ports (22 for SSH, 25, 53, ...) belong to the node's own
+/// services, which a container bound there would stand in for.
+pub const DEFAULT_HOST_PORTS: &str = "80,443,1024-65535";
+
+/// Port ranges, written `80,443,1024-65535` (git config) or as a list of
+/// `{min, max}` (a Cluster object, like Kubernetes' PodSecurityPolicy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRanges(Vec<(u16, u16)>);
+
+impl PortRanges {
+    pub fn new(ranges: Vec<(u16, u16)>) -> Self {
+        PortRanges(ranges)
+    }
+
+    /// `80,443,1024-65535`: ports and inclusive ranges, comma-separated;
+    /// an empty text allows no port.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut ranges = Vec::new();
+        for item in text.split(',').map(str::trim) {
+            if item.is_empty() && !text.trim().is_empty() {
+                return Err(format!("empty item in `{text}`"));
+            }
+            if item.is_empty() {
+                continue;
+            }
+            let port = |p: &str| -> Result<u16, String> {
+                match p.trim().parse::<u16>() {
+                    Ok(port) if port > 0 => Ok(port),
+                    _ => Err(format!("`{p}` is not a port (1-65535)")),
+                }
+            };
+            let (min, max) = match item.split_once('-') {
+                Some((min, max)) => (port(min)?, port(max)?),
+                None => (port(item)?, port(item)?),
+            };
+            if min > max {
+                return Err(format!("range `{item}` ends before it starts"));
+            }
+            ranges.push((min, max));
+        }
+        Ok(PortRanges(ranges))
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.0
+            .iter()
+            .any(|(min, max)| (*min..=*max).contains(&port))
+    }
+}
+
+impl serde::Serialize for PortRanges {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl fmt::Display for PortRanges {
+    /// `80,443,1024-65535`, or `none`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, (min, max)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if min == max {
+                write!(f, "{min}")?;
+            } else {
+                write!(f, "{min}-{max}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The leader host operator's settings: git config `flotilla.*` in the
+/// leader's repository. The default is the restrictive one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorPolicy {
+    /// `flotilla.allowLocalTransport` (false): whether a Node may use
+    /// `transport: local`, which runs containers on the leader host's own
+    /// Docker.
+    pub allow_local_transport: bool,
+    /// `flotilla.hostPorts` ([`DEFAULT_HOST_PORTS`]): the host ports a pod
+    /// may publish.
+    pub host_ports: PortRanges,
+    /// `flotilla.shipImages` (none): patterns of the images the leader may
+    /// ship from its own Docker to a node that cannot pull them; `*`
+    /// matches any run of characters (`registry.example/team/*`, `*`).
+    pub ship_images: Vec<String>,
+}
+
+impl Default for OperatorPolicy {
+    fn default() -> Self {
+        OperatorPolicy {
+            allow_local_transport: false,
+            host_ports: PortRanges::parse(DEFAULT_HOST_PORTS).expect("the default parses"),
+            ship_images: Vec::new(),
+        }
+    }
+}
+
+impl OperatorPolicy {
+    /// Everything allowed: for tests and tools that check a repository's
+    /// own rules only.
+    pub fn permissive() -> Self {
+        OperatorPolicy {
+            allow_local_transport: true,
+            host_ports: PortRanges(vec![(1, 65535)]),
+            ship_images: vec!["*".to_string()],
+        }
+    }
+
+    /// Whether the leader may ship `image` from its own Docker.
+    pub fn may_ship(&self, image: &str) -> bool {
+        self.ship_images
+            .iter()
+            .any(|pattern| glob_matches(pattern, image))
+    }
+}
+
+/// `*` matches any run of characters (`/` included); everything else
+/// matches itself.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Every use `state` makes of what the operator has not allowed, each an
+/// error at the field that declares it, saying which setting to change.
+pub fn check_operator_policy(state: &DesiredState, policy: &OperatorPolicy) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    if !policy.allow_local_transport {
+        for node in &state.nodes {
+            if node.spec.transport != Transport::Local {
+                continue;
+            }
+            let path = "spec.transport";
+            diagnostics.push(
+                Diagnostic::error(
+                    "`transport: local` runs containers on the leader host's own Docker, \
+                     which the leader's operator has not allowed",
+                    node.meta.field_location(path),
+                )
+                .with_object(node.key().to_string())
+                .with_field_path(path)
+                .with_hint(
+                    "use `transport: ssh`, or let the leader host's operator allow it with \
+                     `git config flotilla.allowLocalTransport true` in the leader's repository",
+                ),
+            );
+        }
+    }
+    for deployment in &state.deployments {
+        for (path, port) in host_port_fields(&deployment.spec.template.spec) {
+            if policy.host_ports.contains(port) {
+                continue;
+            }
+            diagnostics.push(
+                Diagnostic::error(
+                    format!(
+                        "hostPort {port} is outside the host ports the leader's operator allows ({})",
+                        policy.host_ports
+                    ),
+                    deployment.meta.field_location(&path),
+                )
+                .with_object(deployment.key().to_string())
+                .with_field_path(path)
+                .with_hint(format!(
+                    "use another port, or let the leader host's operator allow it with \
+                     `git config flotilla.hostPorts {}` in the leader's repository",
+                    widened(&policy.host_ports, port)
+                )),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// The repository's own rule, `spec.policy.hostPorts` of its Cluster
+/// object: every host port outside it, an error at the port.
+pub(crate) fn check_cluster_policy(state: &DesiredState) -> Vec<Diagnostic> {
+    let policy = &state.cluster.policy;
+    let Some(allowed) = &policy.host_ports else {
+        return Vec::new();
+    };
+    let declared_at = policy
+        .host_ports_source
+        .as_ref()
+        .map(|at| format!(" (at {at})"))
+        .unwrap_or_default();
+    let mut diagnostics = Vec::new();
+    for deployment in &state.deployments {
+        for (path, port) in host_port_fields(&deployment.spec.template.spec) {
+            if allowed.contains(port) {
+                continue;
+            }
+            diagnostics.push(
+                Diagnostic::error(
+                    format!(
+                        "hostPort {port} is outside the Cluster's spec.policy.hostPorts ({allowed})"
+                    ),
+                    deployment.meta.field_location(&path),
+                )
+                .with_object(deployment.key().to_string())
+                .with_field_path(path)
+                .with_hint(format!(
+                    "use another port, or add it to `spec.policy.hostPorts` of the Cluster object{declared_at}"
+                )),
+            );
+        }
+    }
+    diagnostics
+}
+
+/// Each published host port of a pod with its field path under the
+/// Deployment (`spec.template.spec.containers[0].ports[1].hostPort`).
+pub(crate) fn host_port_fields(spec: &super::model::PodSpec) -> Vec<(String, u16)> {
+    let mut fields = Vec::new();
+    for (c, container) in spec.containers.iter().enumerate() {
+        for (p, port) in container.ports.iter().enumerate() {
+            if let Some(host_port) = port.host_port {
+                fields.push((
+                    format!("spec.template.spec.containers[{c}].ports[{p}].hostPort"),
+                    host_port,
+                ));
+            }
+        }
+    }
+    fields
+}
+
+/// `ranges` with `port` added, for a hint.
+fn widened(ranges: &PortRanges, port: u16) -> PortRanges {
+    let mut wider = ranges.0.clone();
+    wider.push((port, port));
+    wider.sort_unstable();
+    PortRanges(wider)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        for (text, expected) in [
+            ("80,443,1024-65535", Ok("80,443,1024-65535")),
+            (" 22 , 8000-8999 ", Ok("22,8000-8999")),
+            ("", Ok("none")),
+            ("0", Err("`0` is not a port (1-65535)")),
+            ("70000", Err("`70000` is not a port (1-65535)")),
+            ("http", Err("`http` is not a port (1-65535)")),
+            ("9000-8000", Err("range `9000-8000` ends before it starts")),
+            ("80,,443", Err("empty item in `80,,443`")),
+        ] {
+            let parsed = PortRanges::parse(text).map(|r| r.to_string());
+            assert_eq!(
+                parsed,
+                expected.map(String::from).map_err(String::from),
+                "{text:?}"
+            );
+        }
+        let default = PortRanges::parse(DEFAULT_HOST_PORTS).unwrap();
+        for (port, allowed) in [
+            (22, false),
+            (25, false),
+            (79, false),
+            (80, true),
+            (443, true),
+            (1023, false),
+            (1024, true),
+            (65535, true),
+        ] {
+            assert_eq!(default.contains(port), allowed, "{port}");
+        }
+    }
+
+    #[test]
+    fn image_patterns() {
+        let policy = OperatorPolicy {
+            ship_images: vec![
+                "flotilla-test:*".into(),
+                "registry.example/team/*".into(),
+                "exact:1".into(),
+            ],
+            ..OperatorPolicy::default()
+        };
+        for (image, allowed) in [
+            ("flotilla-test:1", true),
+            ("flotilla-test", false),
+            ("registry.example/team/app:2", true),
+            ("registry.example/other/app:2", false),
+            ("exact:1", true),
+            ("exact:12", false),
+            ("secret:1", false),
+        ] {
+            assert_eq!(policy.may_ship(image), allowed, "{image}");
+        }
+        assert!(!OperatorPolicy::default().may_ship("anything"));
+        assert!(OperatorPolicy::permissive().may_ship("anything/at:all"));
+        assert!(glob_matches("a*b*c", "a-x-b-y-c"));
+        assert!(!glob_matches("a*b*c", "a-x-c-y-b"));
+        assert!(glob_matches("*ab", "ab"));
+        assert!(!glob_matches("ab*ab", "ab"));
+    }
+}
