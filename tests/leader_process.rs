@@ -60,6 +60,12 @@ impl Setup {
             ],
         );
         let work = WorkTree::new();
+        // An apply from the work clone reads the clone's settings: the same
+        // operator consents there.
+        git_ok(
+            work.path(),
+            &["config", "flotilla.allowLocalTransport", "true"],
+        );
         work.write("cluster.yaml", MANIFESTS)
             .commit("one local node");
         git_ok(

@@ -705,3 +705,101 @@ async fn the_leader_does_not_adopt_a_container_it_did_not_create() {
         .expect("its own container is taken as created");
     node.remove(&replica.name).await.expect("remove");
 }
+
+/// Whether OpenSSH's own client accepts `node`'s host key with this
+/// known_hosts file (strict checking, the testbed's identity).
+fn openssh_accepts(
+    cluster: &common::TestCluster,
+    node: &str,
+    known_hosts: &std::path::Path,
+) -> bool {
+    std::process::Command::new("ssh")
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            "-F",
+            "/dev/null",
+            "-i",
+        ])
+        .arg(cluster.identity_file())
+        .arg(format!("root@{}", cluster.address(node)))
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh runs")
+        .status
+        .success()
+}
+
+/// Issue 10, item 4: known_hosts must mean to flotilla what it means to
+/// OpenSSH: `@revoked` wherever it stands, hashed entries, other keys.
+/// Each file is tried with `ssh` itself and with flotilla's session.
+#[tokio::test(flavor = "multi_thread")]
+async fn known_hosts_files_mean_to_flotilla_what_they_mean_to_openssh() {
+    let cluster = cluster();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = |node: &str| {
+        let text = std::fs::read_to_string(cluster.host_key_file(node)).expect("host key");
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let address = cluster.address("n1");
+    let plain = format!("{address} {}\n", key("n1"));
+    let revoked = format!("@revoked * {}\n", key("n1"));
+    let cases = [
+        ("plain", plain.clone(), true),
+        (
+            "revoked after the accepting line",
+            format!("{plain}{revoked}"),
+            false,
+        ),
+        ("revoked before it", format!("{revoked}{plain}"), false),
+        (
+            "another host's key",
+            format!("{address} {}\n", key("n2")),
+            false,
+        ),
+        ("hashed", plain.clone(), true),
+    ];
+    for (name, text, accepted) in cases {
+        let known_hosts = dir.path().join(name.replace(' ', "-"));
+        std::fs::write(&known_hosts, &text).expect("write known_hosts");
+        if name == "hashed" {
+            let hashed = std::process::Command::new("ssh-keygen")
+                .arg("-H")
+                .arg("-f")
+                .arg(&known_hosts)
+                .output()
+                .expect("ssh-keygen runs");
+            assert!(hashed.status.success());
+            let text = std::fs::read_to_string(&known_hosts).unwrap();
+            assert!(text.starts_with("|1|"), "{text}");
+        }
+        assert_eq!(
+            openssh_accepts(cluster, "n1", &known_hosts),
+            accepted,
+            "ssh, {name}"
+        );
+        let node = NodeClient::new(
+            &cluster.node("n1"),
+            SshOptions {
+                known_hosts: known_hosts.clone(),
+                ..cluster.ssh_options()
+            },
+        );
+        let result = node.connect().await;
+        assert_eq!(
+            result.is_ok(),
+            accepted,
+            "flotilla, {name}: {:?}",
+            result.err().map(message)
+        );
+    }
+}

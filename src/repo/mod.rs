@@ -9,8 +9,8 @@
 mod history;
 mod ignore_rules;
 mod init;
-mod printable;
 mod policy;
+mod printable;
 mod revisions;
 mod rollback;
 pub mod rollout_note;
@@ -25,8 +25,8 @@ use ignore_rules::IgnoreRules;
 
 pub use history::{append_note, read_note, revert_on_branch, RevertError, NOTES_REF};
 pub use init::{init_bare, InitOptions, DEFAULT_BRANCH};
-pub use printable::{printable_line, printable_text};
 pub use policy::{operator_policy, ALLOW_LOCAL_TRANSPORT, HOST_PORTS, SHIP_IMAGES};
+pub use printable::{printable_line, printable_text};
 pub use revisions::{HistoryReader, RecordedRollout, Revision};
 pub use rollback::{
     commit_in_work_tree, default_branch, object_ref, plan_rollback, plan_tree_rollback,
