@@ -150,6 +150,15 @@ fn observe_known_nodes(
         ..desired.clone()
     })?;
     let now = SystemTime::now();
+    // The hook passes the branch's old tip: all zeros when nothing has landed.
+    let landed = if rev.bytes().all(|b| b == b'0') {
+        "nothing has landed yet, so no node is contacted".to_string()
+    } else {
+        format!(
+            "{} does not declare it with these connection settings, and only nodes it declares are contacted",
+            short(rev)
+        )
+    };
     for node in unknown {
         observed.nodes.insert(
             node.meta.name.clone(),
@@ -157,11 +166,7 @@ fn observe_known_nodes(
                 name: node.meta.name.clone(),
                 reachability: Reachability::Unreachable {
                     since: now,
-                    reason: format!(
-                        "not yet observed: {} does not declare it with these connection \
-                         settings, and only nodes it declares are contacted",
-                        short(rev)
-                    ),
+                    reason: format!("not yet observed: {landed}"),
                     contents: Contents::Unknown,
                 },
                 facts: None,
