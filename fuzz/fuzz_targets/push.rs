@@ -28,10 +28,15 @@ fuzz_target!(|data: &[u8]| {
     let mut segments = data.split(|&b| b == 0xff);
     let mut files = 0;
     while let (Some(path), Some(contents)) = (segments.next(), segments.next()) {
+        // git2's tree builder takes C strings: a NUL cannot be in a path
+        // (git's own trees cannot hold one either).
+        if path.contains(&0) {
+            continue;
+        }
         let Ok(blob) = repository.blob(contents) else {
             continue;
         };
-        // Paths git itself would refuse (empty, NUL, `..`) fail here.
+        // Paths git itself would refuse (empty, `..`) fail here.
         let mut attempt = TreeUpdateBuilder::new();
         attempt.upsert(path.to_vec(), blob, FileMode::Blob);
         if attempt.create_updated(&repository, &empty).is_err() {
