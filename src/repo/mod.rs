@@ -148,11 +148,7 @@ pub fn read_revision(repo: &Repository, rev: &str) -> Result<Snapshot, RepoError
     let mut files = Vec::with_capacity(manifests.len());
     let mut diagnostics = diagnostics;
     for (path, id) in manifests {
-        let read = match read_blob(repo, id, MAX_MANIFEST_BYTES)? {
-            Ok(blob) => source_file(path, blob.content()),
-            Err(size) => Err(too_large(path, size)),
-        };
-        match read {
+        match manifest_blob(repo, path, id)? {
             Ok(file) => files.push(file),
             Err(unreadable) => diagnostics.push(*unreadable),
         }
@@ -191,6 +187,19 @@ fn tree_ignore_rules(repo: &Repository, tree: &git2::Tree<'_>) -> Result<IgnoreR
         Ok(blob) => IgnoreRules::parse(&String::from_utf8_lossy(blob.content())),
         Err(size) => Err(RepoError::IgnoreTooLarge { size }),
     }
+}
+
+/// The manifest blob `id` at `path` as text, or the error diagnostic saying
+/// why it cannot be read (too large, not UTF-8).
+pub(crate) fn manifest_blob(
+    repo: &Repository,
+    path: String,
+    id: git2::Oid,
+) -> Result<Result<SourceFile, Box<Diagnostic>>, RepoError> {
+    Ok(match read_blob(repo, id, MAX_MANIFEST_BYTES)? {
+        Ok(blob) => source_file(path, blob.content()),
+        Err(size) => Err(too_large(path, size)),
+    })
 }
 
 /// The blob `id`, or its size when that is over `limit`: the size is read

@@ -328,11 +328,7 @@ impl<'r> HistoryReader<'r> {
             return Ok(Rc::clone(blob));
         }
         // The path only names the file in diagnostics, which are not kept.
-        let read = match super::read_blob(self.repo, id, super::MAX_MANIFEST_BYTES)? {
-            Ok(blob) => super::source_file("manifest.yaml".to_string(), blob.content()),
-            Err(size) => Err(super::too_large("manifest.yaml".to_string(), size)),
-        };
-        let manifests = match read {
+        let manifests = match super::manifest_blob(self.repo, "manifest.yaml".to_string(), id)? {
             Ok(file) => {
                 let loaded = crate::manifest::load(std::slice::from_ref(&file));
                 let documents = Documents::split(&file.text);
