@@ -179,7 +179,7 @@ fn bench(c: &mut Criterion) {
     let read = read_commit(&repo, "HEAD");
     let loaded = load(&read);
     assert!(!loaded.has_errors(), "{}", loaded.diagnostics[0]);
-    assert_eq!(loaded.state.deployments.len(), MANIFESTS);
+    assert_eq!(loaded.state.workloads.len(), MANIFESTS);
     eprintln!(
         "repository: {} files, {} manifests, {:.1} MB, {}",
         read.len(),

@@ -51,16 +51,17 @@ fn nodes(count: usize) -> Vec<Node> {
         .collect()
 }
 
-fn deployment(name: &str, replicas: u32) -> Deployment {
+fn deployment(name: &str, replicas: u32) -> Workload {
     let labels: BTreeMap<String, String> = [("app".to_string(), name.to_string())].into();
-    Deployment {
+    Workload {
+        kind: Kind::Deployment,
         meta: ObjectMeta {
             name: name.into(),
             namespace: "default".into(),
             ..ObjectMeta::default()
         },
-        spec: DeploymentSpec {
-            replicas,
+        spec: WorkloadSpec {
+            pods: PodSet::Replicas(replicas),
             selector: LabelSelector {
                 match_labels: labels.clone(),
                 match_expressions: Vec::new(),
@@ -94,10 +95,10 @@ fn deployment(name: &str, replicas: u32) -> Deployment {
     }
 }
 
-fn desired(nodes: Vec<Node>, deployments: Vec<Deployment>) -> DesiredState {
+fn desired(nodes: Vec<Node>, deployments: Vec<Workload>) -> DesiredState {
     DesiredState {
         nodes,
-        deployments,
+        workloads: deployments,
         ..DesiredState::default()
     }
 }
@@ -146,7 +147,7 @@ fn scheduling_basic() -> (DesiredState, ObservedCluster) {
 /// `replicas` running replicas spread over 5,000 nodes, 100 deployments.
 fn converged(replicas: u32) -> (DesiredState, ObservedCluster) {
     let per = replicas / 100;
-    let deployments: Vec<Deployment> = (0..100)
+    let deployments: Vec<Workload> = (0..100)
         .map(|i| deployment(&format!("app{i:03}"), per))
         .collect();
     let state = desired(nodes(5000), deployments);
@@ -181,7 +182,9 @@ fn report_quality() {
         );
     }
     let cpu_start = cpu_time();
-    let web = state.deployment("default", "web").expect("declared");
+    let web = state
+        .workload_named(Kind::Deployment, "default", "web")
+        .expect("declared");
     let slots: Vec<u32> = (0..10_000).collect();
     let mut s = Scheduler::new(&state, &cluster);
     let placed = s.schedule(
@@ -257,14 +260,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| plan(&state, &cluster, COMMIT, now()))
     });
     let web = state
-        .deployment("default", "web")
+        .workload_named(Kind::Deployment, "default", "web")
         .expect("declared")
         .clone();
     let slots: Vec<u32> = (0..10_000).collect();
     group.bench_function("scheduling_basic_scheduler_only", |b| {
         b.iter(|| {
             let mut s = Scheduler::new(&state, &cluster);
-            let init = state.deployment("default", "init").expect("declared");
+            let init = state
+                .workload_named(Kind::Deployment, "default", "init")
+                .expect("declared");
             for n in cluster.nodes.values() {
                 let i = s.node_index(&n.name).expect("declared");
                 for _ in &n.containers {

@@ -135,13 +135,13 @@ fn kubernetes_examples() {
     insta::assert_snapshot!("diagnostics", rendered.join("\n\n"));
     let deployments: Vec<String> = loaded
         .state
-        .deployments
+        .workloads
         .iter()
         .map(|d| {
             format!(
                 "{} replicas={} containers={}",
                 d.key(),
-                d.spec.replicas,
+                d.replicas().unwrap_or(0),
                 d.spec.template.spec.containers.len()
             )
         })
@@ -182,5 +182,5 @@ fn pod_templates_of_other_kinds_as_deployments() {
     let loaded = load(&files);
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     insta::assert_snapshot!("pod_templates_as_deployments", rendered.join("\n\n"));
-    assert!(loaded.state.deployments.is_empty());
+    assert!(loaded.state.workloads.is_empty());
 }

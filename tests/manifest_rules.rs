@@ -1,7 +1,7 @@
 //! One rule per row: a minimal manifest and the diagnostics it gives, as
 //! `line:column severity: message (field path)`.
 
-use flotilla::manifest::model::PullPolicy;
+use flotilla::manifest::model::{Kind, PullPolicy};
 use flotilla::manifest::{default_pull_policy, load, SourceFile};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
@@ -136,7 +136,7 @@ fn valid_objects_survive_errors_elsewhere() {
     ]);
     let names: Vec<&str> = loaded
         .state
-        .deployments
+        .workloads
         .iter()
         .map(|d| d.meta.name.as_str())
         .collect();
@@ -178,7 +178,7 @@ fn node_selector_warning_is_not_an_error() {
     }]);
     assert!(!loaded.has_errors());
     assert_eq!(loaded.diagnostics.len(), 1);
-    assert_eq!(loaded.state.deployments.len(), 1);
+    assert_eq!(loaded.state.workloads.len(), 1);
     // The node's own name is a label too.
     let by_hostname = DEPLOYMENT.replace(
         "    spec:\n      containers:",
@@ -197,7 +197,7 @@ fn cpu_rounds_up_to_a_millicore() {
         path: "m.yaml".into(),
         text: with_container("        resources: {requests: {cpu: 0.0001}}\n"),
     }]);
-    let container = &loaded.state.deployments[0].spec.template.spec.containers[0];
+    let container = &loaded.state.workloads[0].spec.template.spec.containers[0];
     assert_eq!(container.resources.requests.cpu.unwrap().0, 1);
 }
 
@@ -224,8 +224,11 @@ fn many_files_give_the_same_result_as_few() {
         rendered,
         ["error: Deployment default/web-3 is declared twice (first at apps/003.yaml:1:1)\n  --> zz.yaml:1:1 (Deployment default/web-3)"]
     );
-    assert_eq!(loaded.state.deployments.len(), 700);
-    let web3 = loaded.state.deployment("default", "web-3").unwrap();
+    assert_eq!(loaded.state.workloads.len(), 700);
+    let web3 = loaded
+        .state
+        .workload_named(Kind::Deployment, "default", "web-3")
+        .unwrap();
     assert_eq!(web3.spec.template.spec.containers[0].image, "nginx:1.25");
 }
 
@@ -316,7 +319,7 @@ fn host_ip_binds_a_host_port_to_one_address() {
             "        ports: [{containerPort: 80, hostPort: 8080, hostIP: 10.0.0.1}]\n",
         ),
     }]);
-    let port = &loaded.state.deployments[0].spec.template.spec.containers[0].ports[0];
+    let port = &loaded.state.workloads[0].spec.template.spec.containers[0].ports[0];
     assert_eq!(port.host_ip.as_deref(), Some("10.0.0.1"));
     // A port without hostIP serializes as before hostIP existed, so the
     // templates of running replicas keep their hash (no rollout on upgrade).

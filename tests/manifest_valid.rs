@@ -97,13 +97,15 @@ fn cluster_and_nodes() {
 fn deployment_with_every_field() {
     let state = load_fixtures().state;
     let keys: Vec<String> = state
-        .deployments
+        .workloads
         .iter()
         .map(|d| d.key().to_string())
         .collect();
     assert_eq!(keys, ["Deployment default/api", "Deployment shop/web"]);
-    let web = state.deployment("shop", "web").unwrap();
-    assert_eq!(web.spec.replicas, 4);
+    let web = state
+        .workload_named(Kind::Deployment, "shop", "web")
+        .unwrap();
+    assert_eq!(web.replicas(), Some(4));
     assert_eq!(
         web.spec.strategy,
         Strategy::RollingUpdate {
@@ -175,8 +177,10 @@ fn deployment_with_every_field() {
 #[test]
 fn deployment_defaults() {
     let state = load_fixtures().state;
-    let api = state.deployment("default", "api").unwrap();
-    assert_eq!(api.spec.replicas, 1);
+    let api = state
+        .workload_named(Kind::Deployment, "default", "api")
+        .unwrap();
+    assert_eq!(api.replicas(), Some(1));
     assert_eq!(api.spec.strategy, Strategy::Recreate);
     assert_eq!(api.spec.min_ready_seconds, 0);
     assert_eq!(api.spec.progress_deadline_seconds, 600);

@@ -82,7 +82,7 @@ fn healthy_replicas_are_never_moved_to_improve_a_score() {
         let mut cluster = deployed(&state);
         let mut nodes = three_nodes();
         nodes.push(node("n4", 16_000, 64 * GIB));
-        state = desired(nodes, state.deployments.clone());
+        state = desired(nodes, state.workloads.clone());
         state.cluster.scoring_strategy = strategy;
         cluster
             .nodes
@@ -172,7 +172,7 @@ fn rolling_update_steps_within_the_budgets() {
         }
     }
     let mut slow = state.clone();
-    slow.deployments[0].spec.min_ready_seconds = 30;
+    slow.workloads[0].spec.min_ready_seconds = 30;
     let waiting = plan_now(&slow, &cluster);
     // 8 replicas (5 old ready, 3 new not ready), minAvailable 5 and 6 + 2
     // in all: nothing to do until a new one is ready.
@@ -512,7 +512,7 @@ fn later(seconds: u64) -> std::time::SystemTime {
 /// quadratic in objects × actions.
 #[test]
 fn a_large_plan_renders_a_bounded_text_in_linear_time() {
-    let mut deployments: Vec<Deployment> = (0..200)
+    let mut deployments: Vec<Workload> = (0..200)
         .map(|i| deployment(&format!("app{i:03}"), 1, 1, 1))
         .collect();
     deployments.push(deployment("web", 20_000, 1, 1));

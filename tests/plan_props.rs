@@ -131,7 +131,7 @@ fn requested(state: &DesiredState, cluster: &ObservedCluster) -> BTreeMap<String
         let entry = out.entry(n.name.clone()).or_insert((0, 0, 0));
         for c in &n.containers {
             let d = state
-                .deployment(&c.labels.namespace, &c.labels.name)
+                .workload_named(Kind::Deployment, &c.labels.namespace, &c.labels.name)
                 .expect("declared");
             let declared = d
                 .spec
@@ -213,8 +213,8 @@ proptest! {
             apply_to_observed(&mut cluster, &p, now());
         }
         let mut scaled = state.clone();
-        for d in &mut scaled.deployments {
-            d.spec.replicas += 2;
+        for d in &mut scaled.workloads {
+            d.spec.pods = PodSet::Replicas(d.replicas().unwrap_or(0) + 2);
         }
         let first = plan(&scaled, &cluster, COMMIT, now());
         // The order containers are listed in must not matter.
@@ -235,7 +235,7 @@ proptest! {
         let mut cluster = empty_cluster(&state);
         converge(&state, &mut cluster, 10);
         let mut next = state.clone();
-        for d in &mut next.deployments {
+        for d in &mut next.workloads {
             d.spec.template.spec.containers[0].image = format!("{}:2", d.meta.name);
         }
         let plans = converge(&next, &mut cluster, 40);

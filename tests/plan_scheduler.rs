@@ -12,8 +12,8 @@ use plan_support::*;
 fn place(
     state: &DesiredState,
     cluster: &ObservedCluster,
-    existing: &[(&Deployment, &str)],
-    pod: &Deployment,
+    existing: &[(&Workload, &str)],
+    pod: &Workload,
     count: u32,
 ) -> Vec<Result<String, String>> {
     let mut s = Scheduler::new(state, cluster);
@@ -28,7 +28,7 @@ fn place(
         .collect()
 }
 
-fn pod_ref(d: &Deployment) -> PodRef<'_> {
+fn pod_ref(d: &Workload) -> PodRef<'_> {
     PodRef {
         namespace: &d.meta.namespace,
         name: &d.meta.name,
@@ -36,14 +36,14 @@ fn pod_ref(d: &Deployment) -> PodRef<'_> {
     }
 }
 
-fn check(case: &str, nodes: Vec<Node>, pod: Deployment, expected: Result<&str, &str>) {
+fn check(case: &str, nodes: Vec<Node>, pod: Workload, expected: Result<&str, &str>) {
     let state = desired(nodes, vec![]);
     let cluster = empty_cluster(&state);
     let got = place(&state, &cluster, &[], &pod, 1).remove(0);
     assert_eq!(got.as_deref().map_err(String::as_str), expected, "{case}");
 }
 
-fn web(cpu: u64, memory: u64) -> Deployment {
+fn web(cpu: u64, memory: u64) -> Workload {
     deployment("web", 1, cpu, memory)
 }
 
@@ -218,7 +218,7 @@ fn node_filters() {
     );
 }
 
-fn affine_to(key: &str, operator: SelectorOperator, values: &str) -> Deployment {
+fn affine_to(key: &str, operator: SelectorOperator, values: &str) -> Workload {
     let mut pod = web(100, MIB);
     pod.spec.template.spec.required_node_affinity = vec![NodeSelectorTerm {
         match_expressions: vec![LabelSelectorRequirement {
@@ -376,7 +376,7 @@ fn messages_sort_like_kube_scheduler() {
     );
 }
 
-fn anti_affine(name: &str) -> Deployment {
+fn anti_affine(name: &str) -> Workload {
     let mut d = deployment(name, 1, 100, MIB);
     d.spec
         .template
@@ -413,7 +413,7 @@ fn pod_anti_affinity_one_per_node() {
     );
 }
 
-fn spread(name: &str, key: &str, max_skew: u32, when: WhenUnsatisfiable) -> Deployment {
+fn spread(name: &str, key: &str, max_skew: u32, when: WhenUnsatisfiable) -> Workload {
     let mut d = deployment(name, 1, 100, MIB);
     d.spec
         .template

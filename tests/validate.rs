@@ -85,7 +85,7 @@ fn warnings_alone_exit_0_and_are_printed() {
     assert!(out.contains("--> apps/web.yaml:"), "{out}");
     assert!(
         out.contains(&format!(
-            "valid: 1 node and 1 deployment in 2 files at {} (1 warning)",
+            "valid: 1 node and 1 workload in 2 files at {} (1 warning)",
             &commit[..12]
         )),
         "{out}"
@@ -144,7 +144,7 @@ fn json_output_has_the_documented_shape() {
     assert_eq!(code, 0, "{out}");
     let report = json(&out);
     assert_eq!(report["valid"], true);
-    assert_eq!(report["deployments"], 1);
+    assert_eq!(report["workloads"], 1);
     assert_eq!(report["diagnostics"], serde_json::json!([]));
 }
 

@@ -5,27 +5,6 @@
 use crate::manifest::model::{Kind, ObjectKey};
 use crate::manifest::names;
 
-/// The kinds flotilla deploys, with kubectl's names for them (singular,
-/// plural, short), lowercase.
-const DEPLOYED: [(Kind, &[&str]); 3] = [
-    (Kind::Deployment, &["deployment", "deployments", "deploy"]),
-    (Kind::Node, &["node", "nodes", "no"]),
-    (Kind::Cluster, &["cluster", "clusters"]),
-];
-
-/// Kinds flotilla knows but does not deploy yet.
-const NOT_YET: [(Kind, &[&str]); 9] = [
-    (Kind::Service, &["service", "services", "svc"]),
-    (Kind::DaemonSet, &["daemonset", "daemonsets", "ds"]),
-    (Kind::StatefulSet, &["statefulset", "statefulsets", "sts"]),
-    (Kind::Job, &["job", "jobs"]),
-    (Kind::CronJob, &["cronjob", "cronjobs", "cj"]),
-    (Kind::ConfigMap, &["configmap", "configmaps", "cm"]),
-    (Kind::Secret, &["secret", "secrets"]),
-    (Kind::Namespace, &["namespace", "namespaces", "ns"]),
-    (Kind::Pod, &["pod", "pods", "po"]),
-];
-
 /// Reads `KIND/NAME` or `KIND/NAMESPACE/NAME`; `namespace` is `-n`.
 /// Namespaced kinds default to the `default` namespace.
 pub fn parse_object_ref(text: &str, namespace: Option<&str>) -> Result<ObjectKey, String> {
@@ -71,28 +50,34 @@ pub fn parse_object_ref(text: &str, namespace: Option<&str>) -> Result<ObjectKey
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
     let lower = text.to_ascii_lowercase();
-    let find = |table: &[(Kind, &[&str])]| {
-        table
-            .iter()
-            .find(|(_, names)| names.contains(&lower.as_str()))
-            .map(|(kind, _)| *kind)
+    let Some(kind) = Kind::ALL
+        .into_iter()
+        .find(|kind| kind.cli_names().contains(&lower.as_str()))
+    else {
+        let known: Vec<&str> = Kind::supported()
+            .flat_map(|kind| kind.cli_names().iter().copied())
+            .collect();
+        return Err(match names::did_you_mean(&lower, &known) {
+            Some(close) => format!("unknown kind `{text}`, did you mean `{close}`?"),
+            None => format!("unknown kind `{text}` (flotilla deploys {})", deployed()),
+        });
     };
-    if let Some(kind) = find(&DEPLOYED) {
-        return Ok(kind);
-    }
-    if let Some(kind) = find(&NOT_YET) {
+    if !kind.is_supported() {
         return Err(format!(
-            "flotilla does not deploy {kind} objects yet (it deploys deployment, node and cluster)"
+            "flotilla does not deploy {kind} objects yet (it deploys {})",
+            deployed()
         ));
     }
-    let known: Vec<&str> = DEPLOYED
-        .iter()
-        .flat_map(|(_, names)| names.iter().copied())
-        .collect();
-    Err(match names::did_you_mean(&lower, &known) {
-        Some(close) => format!("unknown kind `{text}`, did you mean `{close}`?"),
-        None => format!("unknown kind `{text}` (flotilla deploys deployment, node and cluster)"),
-    })
+    Ok(kind)
+}
+
+/// `deployment, daemonset, node and cluster`.
+fn deployed() -> String {
+    let names: Vec<&str> = Kind::supported().map(|k| k.cli_names()[0]).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
 }
 
 #[cfg(test)]
@@ -140,7 +125,7 @@ mod tests {
             (
                 "svc/web",
                 None,
-                Err("flotilla does not deploy Service objects yet (it deploys deployment, node and cluster)"),
+                Err("flotilla does not deploy Service objects yet (it deploys cluster, node, deployment and daemonset)"),
             ),
             (
                 "deploymnt/web",
@@ -150,7 +135,7 @@ mod tests {
             (
                 "widget/web",
                 None,
-                Err("unknown kind `widget` (flotilla deploys deployment, node and cluster)"),
+                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment and daemonset)"),
             ),
         ];
         for (text, namespace, expected) in cases {

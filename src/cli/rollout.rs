@@ -92,13 +92,16 @@ pub fn run<N: NodeOps, P: Planner>(
         .transpose()
         .map_err(anyhow::Error::msg)?;
     if let Some(key) = &wanted {
-        if key.kind != Kind::Deployment {
-            anyhow::bail!("{key} has no rollout: only Deployments roll out");
+        if !Kind::workloads().any(|kind| kind == key.kind) {
+            anyhow::bail!(
+                "{key} has no rollout: only workloads roll out ({})",
+                Kind::workload_list()
+            );
         }
     }
     let mut targets: Vec<Target> = loaded
         .state
-        .deployments
+        .workloads
         .iter()
         .filter(|d| wanted.as_ref().is_none_or(|k| *k == d.key()))
         .map(|d| Target {
@@ -154,27 +157,30 @@ pub fn run<N: NodeOps, P: Planner>(
             .commit
             .as_deref()
             .is_some_and(|c| c == commit || is_descendant(&repo, c, &commit));
-        let objects: BTreeMap<(String, String), &ObjectStatus> = status
+        let objects: BTreeMap<(String, String, String), &ObjectStatus> = status
             .objects
             .iter()
-            .filter(|o| o.kind == Kind::Deployment.as_str())
-            .map(|o| ((o.namespace.clone(), o.name.clone()), o))
+            .map(|o| ((o.kind.clone(), o.namespace.clone(), o.name.clone()), o))
             .collect();
         for target in targets
             .iter_mut()
             .filter(|t| !matches!(t.last, Some(Verdict::Succeeded) | Some(Verdict::Failed(_))))
         {
             let object = objects
-                .get(&(target.key.namespace.clone(), target.key.name.clone()))
+                .get(&(
+                    target.key.kind.as_str().to_string(),
+                    target.key.namespace.clone(),
+                    target.key.name.clone(),
+                ))
                 .copied();
             let tip_revision = tip_desired
-                .deployment(&target.key.namespace, &target.key.name)
+                .workload(&target.key)
                 .map(|d| crate::manifest::template_hash(&d.spec.template));
             let moved_on = (tip != commit && tip_revision.as_deref() != Some(&target.revision))
                 .then_some((tip.as_str(), &repo));
             let verdict = verdict(target, object, &notes, moved_on, status_current);
             if target.last.as_ref() != Some(&verdict) {
-                let name = format!("deployment \"{}\"", target.key.name);
+                let name = format!("{} \"{}\"", target.key.kind.phrase(), target.key.name);
                 match &verdict {
                     Verdict::Waiting(progress) => {
                         if live {

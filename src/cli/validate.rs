@@ -36,7 +36,7 @@ struct Report {
     subject: Option<String>,
     files: usize,
     nodes: usize,
-    deployments: usize,
+    workloads: usize,
     errors: usize,
     warnings: usize,
     diagnostics: Vec<Diagnostic>,
@@ -85,7 +85,7 @@ fn validate(
         subject,
         files: snapshot.files.len(),
         nodes: loaded.state.nodes.len(),
-        deployments: loaded.state.deployments.len(),
+        workloads: loaded.state.workloads.len(),
         errors,
         warnings: diagnostics.len() - errors,
         diagnostics,
@@ -240,7 +240,7 @@ fn render_text(report: &Report, out: &mut Output) -> std::io::Result<()> {
     render_summary(report, out)
 }
 
-/// `valid: 1 node and 2 deployments in 3 files at SHA`, or `invalid: ...`.
+/// `valid: 1 node and 2 workloads in 3 files at SHA`, or `invalid: ...`.
 fn render_summary(report: &Report, out: &mut Output) -> std::io::Result<()> {
     let commit = short(&report.commit);
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
@@ -249,7 +249,7 @@ fn render_summary(report: &Report, out: &mut Output) -> std::io::Result<()> {
             "{}: {} and {} in {} at {commit}",
             out.green("valid"),
             plural(report.nodes, "node"),
-            plural(report.deployments, "deployment"),
+            plural(report.workloads, "workload"),
             plural(report.files, "file"),
         );
         if report.warnings > 0 {

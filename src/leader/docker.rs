@@ -1500,7 +1500,7 @@ mod testbed {
         ]);
         for replica in &status.replicas {
             let deployment = desired_full
-                .deployments
+                .workloads
                 .iter()
                 .find(|d| replica.object.ends_with(&format!("/{}", d.meta.name)))
                 .unwrap();

@@ -343,8 +343,8 @@ use super::run::Planner;
 use super::spec::replica_containers;
 use crate::cluster::{ManagedLabels, ObservedCluster};
 use crate::manifest::model::{
-    Container, Deployment, DeploymentSpec, DesiredState, Kind, NodeSpec, ObjectMeta, PodSpec,
-    PodTemplate, SourceLocation, Transport,
+    Container, DesiredState, Kind, NodeSpec, ObjectMeta, PodSet, PodSpec, PodTemplate,
+    SourceLocation, Transport, Workload, WorkloadSpec,
 };
 use crate::manifest::{Diagnostic, SourceFile};
 use std::time::SystemTime;
@@ -374,12 +374,13 @@ impl Planner for RoundRobin {
             .flat_map(|n| &n.containers)
             .collect();
         let mut steps = Vec::new();
-        for deployment in &desired.deployments {
+        for deployment in &desired.workloads {
             if deployment.spec.paused {
                 continue;
             }
+            let replicas = deployment.replicas().unwrap_or(0);
             let hash = crate::manifest::template_hash(&deployment.spec.template);
-            for slot in 0..deployment.spec.replicas {
+            for slot in 0..replicas {
                 match containers.iter().find(|c| {
                     c.labels.name == deployment.meta.name
                         && c.labels.slot == slot
@@ -397,7 +398,7 @@ impl Planner for RoundRobin {
                         let node = reachable[slot as usize % reachable.len()].clone();
                         let labels = ManagedLabels {
                             namespace: deployment.meta.namespace.clone(),
-                            kind: Kind::Deployment,
+                            kind: deployment.kind,
                             name: deployment.meta.name.clone(),
                             slot,
                             template_hash: hash.clone(),
@@ -429,15 +430,18 @@ impl Planner for RoundRobin {
             })
         };
         for c in &containers {
-            let wanted = desired
-                .deployment(&c.labels.namespace, &c.labels.name)
-                .is_some_and(|d| {
-                    let hash = crate::manifest::template_hash(&d.spec.template);
-                    c.labels.slot < d.spec.replicas
-                        && (d.spec.paused
-                            || c.labels.template_hash == hash
-                            || !runs(&c.labels.name, c.labels.slot, &hash))
-                });
+            let key = crate::manifest::model::ObjectKey {
+                kind: c.labels.kind,
+                namespace: c.labels.namespace.clone(),
+                name: c.labels.name.clone(),
+            };
+            let wanted = desired.workload(&key).is_some_and(|d| {
+                let hash = crate::manifest::template_hash(&d.spec.template);
+                c.labels.slot < d.replicas().unwrap_or(0)
+                    && (d.spec.paused
+                        || c.labels.template_hash == hash
+                        || !runs(&c.labels.name, c.labels.slot, &hash))
+            });
             if !wanted {
                 steps.push(Step {
                     node: c.labels.node.clone(),
@@ -519,15 +523,16 @@ pub fn load(files: &[SourceFile]) -> (DesiredState, Vec<Diagnostic>) {
     let deployments = if replicas == 0 {
         Vec::new()
     } else {
-        vec![Deployment {
+        vec![Workload {
+            kind: Kind::parse("Deployment").expect("a kind"),
             meta: ObjectMeta {
                 name: "web".into(),
                 namespace: "default".into(),
                 annotations,
                 ..ObjectMeta::default()
             },
-            spec: DeploymentSpec {
-                replicas,
+            spec: WorkloadSpec {
+                pods: PodSet::Replicas(replicas),
                 selector: Default::default(),
                 template: PodTemplate {
                     spec: PodSpec {
@@ -551,7 +556,7 @@ pub fn load(files: &[SourceFile]) -> (DesiredState, Vec<Diagnostic>) {
     (
         DesiredState {
             nodes: vec![node("n1"), node("n2"), node("n3")],
-            deployments,
+            workloads: deployments,
             ..DesiredState::default()
         },
         Vec::new(),

@@ -59,7 +59,7 @@ mod tests {
         let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         assert!(rendered.is_empty(), "{}", rendered.join("\n"));
         assert_eq!(state.nodes.len(), 3);
-        assert_eq!(state.deployments.len(), 2);
+        assert_eq!(state.workloads.len(), 2);
         assert_eq!(state.cluster.resync_seconds, 30);
     }
 }

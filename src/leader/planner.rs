@@ -8,7 +8,7 @@ use super::apply::{Operation, Step};
 use super::run::Planner;
 use super::spec::replica_containers;
 use crate::cluster::ObservedCluster;
-use crate::manifest::model::{DesiredState, Kind};
+use crate::manifest::model::DesiredState;
 use crate::plan;
 
 /// `plan::plan`, as the leader calls it.
@@ -75,16 +75,11 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                     containers: containers.iter().map(|c| c.name.clone()).collect(),
                 },
                 plan::Operation::Remove { containers } => {
-                    let grace = match action.object.kind {
-                        Kind::Deployment => desired
-                            .deployment(&action.object.namespace, &action.object.name)
-                            .map(|d| {
-                                Duration::from_secs(u64::from(
-                                    d.spec.template.spec.termination_grace_period_seconds,
-                                ))
-                            }),
-                        _ => None,
-                    };
+                    let grace = desired.workload(&action.object).map(|w| {
+                        Duration::from_secs(u64::from(
+                            w.spec.template.spec.termination_grace_period_seconds,
+                        ))
+                    });
                     Operation::Remove {
                         containers: containers.iter().map(|c| c.name.clone()).collect(),
                         // An object no longer declared: the grace period its

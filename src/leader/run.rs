@@ -23,7 +23,7 @@ use crate::api::ApiState;
 use crate::cluster::{
     ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, Reachability,
 };
-use crate::manifest::model::{DesiredState, Kind, ObjectKey};
+use crate::manifest::model::{DesiredState, Kind, ObjectKey, Workload};
 use crate::manifest::{check_operator_policy, Diagnostic, OperatorPolicy, SourceFile};
 use crate::plan::progress::{Failure, RolloutEvent, RolloutState, RolloutTracker};
 use crate::repo::{ObjectOutcome, Outcome, RolloutRecord};
@@ -61,10 +61,11 @@ struct FailedRollout<'a> {
     duration: Duration,
 }
 
-/// One Deployment's line in a rollout note: its revision, ready replicas
+/// One workload's line in a rollout note: its revision, ready replicas
 /// and where they run.
 fn object_outcome(
-    d: &crate::manifest::model::Deployment,
+    d: &Workload,
+    desired: &DesiredState,
     outcome: Outcome,
     observed: &ObservedCluster,
     now: SystemTime,
@@ -97,7 +98,7 @@ fn object_outcome(
         outcome,
         revision,
         ready,
-        desired: d.spec.replicas,
+        desired: crate::plan::desired_pods(d, desired, observed, now),
         per_node: per_node.into_iter().collect(),
     }
 }
@@ -431,8 +432,11 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
 
         let mut status = status::build(&desired, Some(&commit), &observed, now);
         for object in &mut status.objects {
+            let Some(kind) = Kind::parse(&object.kind) else {
+                continue;
+            };
             let key = ObjectKey {
-                kind: Kind::Deployment,
+                kind,
                 namespace: object.namespace.clone(),
                 name: object.name.clone(),
             };
@@ -488,7 +492,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             return None;
         }
         let mut held = desired.clone();
-        for d in &mut held.deployments {
+        for d in &mut held.workloads {
             if failed.contains(&d.key()) {
                 d.spec.paused = true;
             }
@@ -537,15 +541,13 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                     tracing::error!(object = %key, %revision, reason = %failure.reason, "rollout failed");
                     self.api.metrics.rollout_finished("failed");
                     let evidence = self.evidence(&failure).await;
-                    let auto = desired
-                        .deployment(&key.namespace, &key.name)
-                        .is_none_or(|d| {
-                            d.meta
-                                .annotations
-                                .get(AUTO_ROLLBACK_ANNOTATION)
-                                .map(String::as_str)
-                                != Some("false")
-                        });
+                    let auto = desired.workload(&key).is_none_or(|d| {
+                        d.meta
+                            .annotations
+                            .get(AUTO_ROLLBACK_ANNOTATION)
+                            .map(String::as_str)
+                            != Some("false")
+                    });
                     let duration = self
                         .rollouts
                         .get(&key)
@@ -623,7 +625,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         desired: &DesiredState,
         tip: &str,
     ) -> Result<BTreeSet<String>, RolloutRecordError> {
-        let Some(d) = desired.deployment(&key.namespace, &key.name) else {
+        let Some(d) = desired.workload(key) else {
             return Ok(BTreeSet::new());
         };
         let limit = d.spec.revision_history_limit as usize;
@@ -646,7 +648,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             let snapshot = crate::repo::read_revision(&repo, &commit.to_string())?;
             let (state, _) = (self.loader)(&snapshot.files);
             Ok(state
-                .deployment(&key.namespace, &key.name)
+                .workload(key)
                 .map(|d| {
                     d.spec
                         .template
@@ -667,7 +669,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 candidates.remove(&image);
             }
         }
-        for d in &desired.deployments {
+        for d in &desired.workloads {
             for c in &d.spec.template.spec.containers {
                 candidates.remove(&c.image);
             }
@@ -784,10 +786,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             finished_at: super::time::format_rfc3339(now),
             duration,
             objects: desired
-                .deployments
-                .iter()
-                .filter(|d| d.key() == *key)
-                .map(|d| object_outcome(d, Outcome::Failed, observed, now))
+                .workload(key)
+                .into_iter()
+                .map(|d| object_outcome(d, desired, Outcome::Failed, observed, now))
                 .collect(),
             reason: Some(evidence.to_string()),
             reverted_by: revert.clone(),
@@ -804,7 +805,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let Ok(repo) = crate::repo::open(&self.repo_path) else {
             return;
         };
-        for d in &desired.deployments {
+        for d in &desired.workloads {
             let key = d.key();
             let revision = crate::manifest::template_hash(&d.spec.template);
             let noted_on = self
@@ -865,7 +866,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             let (state, _) = (self.loader)(&snapshot.files);
             Some(
                 state
-                    .deployment(&key.namespace, &key.name)
+                    .workload(key)
                     .is_some_and(|d| crate::manifest::template_hash(&d.spec.template) == revision),
             )
         };
@@ -902,7 +903,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         // reconcile's is still in progress in the tracker, which observed
         // before the step: its duration runs from its start to now.
         let in_progress = desired
-            .deployments
+            .workloads
             .iter()
             .filter_map(|d| {
                 let rollout = self.rollouts.get(&d.key())?;
@@ -931,9 +932,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                     finished_at: super::time::format_rfc3339(now),
                     duration,
                     objects: desired
-                        .deployments
+                        .workloads
                         .iter()
-                        .map(|d| object_outcome(d, Outcome::Succeeded, observed, now))
+                        .map(|d| object_outcome(d, desired, Outcome::Succeeded, observed, now))
                         .collect(),
                     reason: None,
                     reverted_by: None,
@@ -1171,7 +1172,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             status
                 .objects
                 .iter()
-                .filter(|o| o.kind == Kind::Deployment.as_str())
+                .filter(|o| o.rollout != "removing")
                 .map(|o| {
                     (
                         o.namespace.clone(),
@@ -1343,16 +1344,16 @@ fn due_probes(
 }
 
 type Templates<'a> =
-    BTreeMap<(&'a str, &'a str), (&'a crate::manifest::model::PodTemplate, String)>;
+    BTreeMap<(Kind, &'a str, &'a str), (&'a crate::manifest::model::PodTemplate, String)>;
 
-/// Each Deployment's pod template and its revision.
+/// Each workload's pod template and its revision.
 fn current_templates(desired: &DesiredState) -> Templates<'_> {
     desired
-        .deployments
+        .workloads
         .iter()
         .map(|d| {
             (
-                (d.meta.namespace.as_str(), d.meta.name.as_str()),
+                (d.kind, d.meta.namespace.as_str(), d.meta.name.as_str()),
                 (
                     &d.spec.template,
                     crate::manifest::template_hash(&d.spec.template),
@@ -1363,7 +1364,7 @@ fn current_templates(desired: &DesiredState) -> Templates<'_> {
 }
 
 /// The template and declared container of `container` when it is of its
-/// Deployment's current revision.
+/// workload's current revision.
 fn declared_container<'a>(
     templates: &Templates<'a>,
     container: &ObservedContainer,
@@ -1372,7 +1373,8 @@ fn declared_container<'a>(
     &'a crate::manifest::model::Container,
 )> {
     let labels = &container.labels;
-    let (template, hash) = templates.get(&(labels.namespace.as_str(), labels.name.as_str()))?;
+    let (template, hash) =
+        templates.get(&(labels.kind, labels.namespace.as_str(), labels.name.as_str()))?;
     if *hash != labels.template_hash {
         return None;
     }
@@ -1783,7 +1785,7 @@ mod tests {
         assert_eq!(leader.rollouts.failed().count(), 1);
         let (_, desired) = leader.last_valid.clone().unwrap();
         let held = leader.hold_failed_rollouts(&desired).unwrap();
-        assert!(held.deployments[0].spec.paused);
+        assert!(held.workloads[0].spec.paused);
         let status = leader.api.status.read().unwrap().clone().unwrap();
         assert_eq!(status.objects[0].rollout, "failed");
         let later = leader.reconcile(at(100)).await.unwrap();

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::time::{format_age, format_rfc3339};
 use crate::cluster::replica::{container_available, container_ready};
 use crate::cluster::{ContainerState, Health, ObservedCluster, ObservedContainer, Reachability};
-use crate::manifest::model::{DesiredState, Kind, PodTemplate};
+use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate};
 use crate::manifest::template_hash;
+use crate::plan::desired_pods;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -96,8 +97,8 @@ pub struct ReplicaStatus {
     pub ports: Vec<String>,
 }
 
-/// (namespace, name, slot, template hash, node).
-type PodKey = (String, String, u32, String, String);
+/// (object, slot, template hash, node).
+type PodKey = (ObjectKey, u32, String, String);
 
 /// Computes the status of `desired` (read from `commit`) against `observed`.
 pub fn build(
@@ -106,17 +107,17 @@ pub fn build(
     observed: &ObservedCluster,
     now: SystemTime,
 ) -> StatusReport {
-    let templates: BTreeMap<(String, String), (&PodTemplate, u32, String, u32)> = desired
-        .deployments
+    let templates: BTreeMap<ObjectKey, (&PodTemplate, u32, String, u32)> = desired
+        .workloads
         .iter()
-        .map(|d| {
+        .map(|w| {
             (
-                (d.meta.namespace.clone(), d.meta.name.clone()),
+                w.key(),
                 (
-                    &d.spec.template,
-                    d.spec.replicas,
-                    template_hash(&d.spec.template),
-                    d.spec.min_ready_seconds,
+                    &w.spec.template,
+                    desired_pods(w, desired, observed, now),
+                    template_hash(&w.spec.template),
+                    w.spec.min_ready_seconds,
                 ),
             )
         })
@@ -144,7 +145,12 @@ pub fn build(
         let mut counted_pods = std::collections::BTreeSet::new();
         for container in containers {
             let labels = &container.labels;
-            let template = templates.get(&(labels.namespace.clone(), labels.name.clone()));
+            let object = ObjectKey {
+                kind: labels.kind,
+                namespace: labels.namespace.clone(),
+                name: labels.name.clone(),
+            };
+            let template = templates.get(&object);
             // An old revision's probes went with its template: like the
             // planner, count it ready while it runs.
             let spec_container = template
@@ -167,8 +173,7 @@ pub fn build(
                 now,
             );
             let pod_key = (
-                labels.namespace.clone(),
-                labels.name.clone(),
+                object,
                 labels.slot,
                 labels.template_hash.clone(),
                 labels.node.clone(),
@@ -230,15 +235,16 @@ pub fn build(
     }
 
     let mut objects = Vec::new();
-    for ((namespace, name), (_, desired_replicas, hash, _)) in &templates {
+    for (key, (_, desired_replicas, hash, _)) in &templates {
         let mut ready = 0;
         let mut available = 0;
         let mut updated_available = 0;
         let mut updated = 0;
         let mut total = 0;
         let mut deployed_commit = None;
-        for ((ns, n, _, pod_hash, _), (pod_ready, pod_available)) in &pods {
-            if ns != namespace || n != name {
+        let object_name = format!("{} {}/{}", key.kind, key.namespace, key.name);
+        for ((object, _, pod_hash, _), (pod_ready, pod_available)) in &pods {
+            if object != key {
                 continue;
             }
             total += 1;
@@ -250,9 +256,7 @@ pub fn build(
             }
         }
         for replica in &replicas {
-            if replica.object == format!("Deployment {namespace}/{name}")
-                && &replica.template_hash == hash
-            {
+            if replica.object == object_name && &replica.template_hash == hash {
                 deployed_commit = Some(replica.commit.clone());
                 break;
             }
@@ -262,9 +266,9 @@ pub fn build(
             && total == *desired_replicas
             && updated_available >= *desired_replicas;
         objects.push(ObjectStatus {
-            kind: Kind::Deployment.as_str().to_string(),
-            namespace: namespace.clone(),
-            name: name.clone(),
+            kind: key.kind.as_str().to_string(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
             desired_replicas: *desired_replicas,
             ready_replicas: ready,
             available_replicas: available,
@@ -277,19 +281,17 @@ pub fn build(
         });
     }
     // Objects that are gone from the repository but still have containers.
-    let mut removing: BTreeMap<(String, String, String), u32> = BTreeMap::new();
-    for (namespace, name, _, _, _) in pods.keys() {
-        if !templates.contains_key(&(namespace.clone(), name.clone())) {
-            *removing
-                .entry(("Deployment".to_string(), namespace.clone(), name.clone()))
-                .or_default() += 1;
+    let mut removing: BTreeMap<&ObjectKey, u32> = BTreeMap::new();
+    for (object, _, _, _) in pods.keys() {
+        if !templates.contains_key(object) {
+            *removing.entry(object).or_default() += 1;
         }
     }
-    for ((kind, namespace, name), total) in removing {
+    for (key, total) in removing {
         objects.push(ObjectStatus {
-            kind,
-            namespace,
-            name,
+            kind: key.kind.as_str().to_string(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
             total_replicas: total,
             rollout: "removing".to_string(),
             ..ObjectStatus::default()
@@ -479,10 +481,10 @@ mod tests {
         state: ContainerState,
         hash: Option<&str>,
     ) -> ObservedContainer {
-        let template = &desired.deployments[0].spec.template;
+        let template = &desired.workloads[0].spec.template;
         let labels = ManagedLabels {
             namespace: "default".into(),
-            kind: Kind::Deployment,
+            kind: desired.workloads[0].kind,
             name: "web".into(),
             slot,
             template_hash: hash.map_or_else(|| template_hash(template), str::to_string),
@@ -606,7 +608,7 @@ mod tests {
             path: "web.yaml".into(),
             text: "replicas: 2".into(),
         }]);
-        desired.deployments[0].spec.min_ready_seconds = 10;
+        desired.workloads[0].spec.min_ready_seconds = 10;
         let mut observed = ObservedCluster::default();
         observed.nodes.insert(
             "n1".into(),
@@ -644,7 +646,7 @@ mod tests {
         );
 
         // With a readiness probe, minReadySeconds counts from readiness.
-        desired.deployments[0].spec.template.spec.containers[0].readiness_probe =
+        desired.workloads[0].spec.template.spec.containers[0].readiness_probe =
             Some(crate::manifest::model::Probe {
                 handler: crate::manifest::model::ProbeHandler::TcpSocket {
                     port: crate::manifest::model::PortRef::Number(80),
@@ -655,7 +657,7 @@ mod tests {
                 success_threshold: 1,
                 failure_threshold: 3,
             });
-        let hash = template_hash(&desired.deployments[0].spec.template);
+        let hash = template_hash(&desired.workloads[0].spec.template);
         for c in &mut observed.nodes.get_mut("n1").unwrap().containers {
             c.labels.template_hash = hash.clone();
             c.probe_ready = Some(true);

@@ -233,14 +233,11 @@ pub fn fingerprint(path: &str, key: &ObjectKey, body: &str) -> Fingerprint {
         None
     } else {
         match key.kind {
-            Kind::Deployment => state
-                .deployment(&key.namespace, &key.name)
-                .and_then(|d| serde_json::to_vec(d).ok()),
             Kind::Node => state
                 .node(&key.name)
                 .and_then(|n| serde_json::to_vec(n).ok()),
             Kind::Cluster => serde_json::to_vec(&state.cluster).ok(),
-            _ => None,
+            _ => state.workload(key).and_then(|w| serde_json::to_vec(w).ok()),
         }
     };
     match typed {

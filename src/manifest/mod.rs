@@ -94,7 +94,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                     continue;
                 }
                 cluster_at = Some(decoded.location.clone());
-            } else if !matches!(key.kind, Kind::Node | Kind::Deployment) {
+            } else if !key.kind.is_supported() {
                 continue;
             }
             if let Some(first) = declared.get(&key) {
@@ -113,8 +113,10 @@ pub fn load(files: &[SourceFile]) -> Loaded {
             match object {
                 Some(Decoded::Cluster(settings)) => state.cluster = settings,
                 Some(Decoded::Node(node)) => state.nodes.push(*node),
-                Some(Decoded::Deployment(deployment)) => {
-                    pods += u64::from(deployment.spec.replicas);
+                Some(Decoded::Workload(workload)) => {
+                    // One pod per node for a DaemonSet: counted once the
+                    // nodes are known, below.
+                    pods += u64::from(workload.replicas().unwrap_or(0));
                     if pods > u64::from(model::MAX_PODS) && too_many_pods.is_none() {
                         let at = decoded.replicas_location.unwrap_or(decoded.location);
                         too_many_pods = Some(
@@ -125,23 +127,23 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                                 ),
                                 at,
                             )
-                            .with_object(deployment.key().to_string())
+                            .with_object(workload.key().to_string())
                             .with_field_path("spec.replicas")
                             .with_hint("flotilla, like Kubernetes, is tested up to 150,000 pods in a cluster; declare fewer replicas"),
                         );
                     }
                     if let Some(at) = decoded.node_selector_location {
-                        node_selectors.push((state.deployments.len(), at));
+                        node_selectors.push((state.workloads.len(), at));
                     }
-                    state.deployments.push(*deployment);
+                    state.workloads.push(*workload);
                 }
                 None => {}
             }
         }
     }
     for (i, at) in node_selectors {
-        let deployment = &state.deployments[i];
-        let selector = &deployment.spec.template.spec.node_selector;
+        let workload = &state.workloads[i];
+        let selector = &workload.spec.template.spec.node_selector;
         let matches_a_node = state.nodes.iter().any(|node| {
             let labels = node.scheduling_labels();
             selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -149,9 +151,27 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         if !matches_a_node {
             diagnostics.push(
                 Diagnostic::warning("nodeSelector matches no Node", at)
-                    .with_object(deployment.key().to_string())
+                    .with_object(workload.key().to_string())
                     .with_field_path("spec.template.spec.nodeSelector")
                     .with_hint("its pods stay pending until a Node with these labels is declared"),
+            );
+        }
+    }
+    // A DaemonSet's pods: one on each declared node, at most.
+    let nodes = state.nodes.len() as u64;
+    for workload in state.workloads.iter().filter(|w| w.replicas().is_none()) {
+        pods += nodes;
+        if pods > u64::from(model::MAX_PODS) && too_many_pods.is_none() {
+            too_many_pods = Some(
+                Diagnostic::error(
+                    format!(
+                        "the manifests declare more than the {} pods a cluster may run",
+                        model::MAX_PODS
+                    ),
+                    workload.meta.source.clone(),
+                )
+                .with_object(workload.key().to_string())
+                .with_hint(format!("this DaemonSet runs a pod on each of the {nodes} Nodes; flotilla, like Kubernetes, is tested up to 150,000 pods in a cluster")),
             );
         }
     }
@@ -159,8 +179,8 @@ pub fn load(files: &[SourceFile]) -> Loaded {
     diagnostics.extend(policy::check_cluster_policy(&state));
     state.nodes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     state
-        .deployments
-        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+        .workloads
+        .sort_by(|a, b| a.key_parts().cmp(&b.key_parts()));
     // Stable: problems at one place keep the order they were found in.
     diagnostics.sort_by(|a, b| {
         (&a.location.file, a.location.line, a.location.column).cmp(&(

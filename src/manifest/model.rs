@@ -44,6 +44,40 @@ pub enum Kind {
     Pod,
 }
 
+/// One row of the kind table: everything the rest of the code asks of a kind.
+struct KindInfo {
+    kind: Kind,
+    name: &'static str,
+    /// The one `apiVersion` flotilla accepts for it.
+    api_version: &'static str,
+    namespaced: bool,
+    /// flotilla decodes and deploys it (the others are named "not supported yet").
+    supported: bool,
+    /// kubectl's names for it (singular, plural, short), lowercase.
+    cli_names: &'static [&'static str],
+    /// How kubectl names it in a sentence: `deployment "web"`.
+    phrase: &'static str,
+    /// It runs pods ([`Workload`]).
+    runs_pods: bool,
+}
+
+/// The one table of kinds: adding a kind is a row here plus its module.
+#[rustfmt::skip]
+const KINDS: [KindInfo; 12] = [
+    KindInfo { kind: Kind::Cluster, name: "Cluster", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["cluster", "clusters"], phrase: "cluster", runs_pods: false },
+    KindInfo { kind: Kind::Node, name: "Node", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["node", "nodes", "no"], phrase: "node", runs_pods: false },
+    KindInfo { kind: Kind::Deployment, name: "Deployment", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["deployment", "deployments", "deploy"], phrase: "deployment", runs_pods: true },
+    KindInfo { kind: Kind::Service, name: "Service", api_version: "v1", namespaced: true, supported: false, cli_names: &["service", "services", "svc"], phrase: "service", runs_pods: false },
+    KindInfo { kind: Kind::DaemonSet, name: "DaemonSet", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["daemonset", "daemonsets", "ds"], phrase: "daemon set", runs_pods: true },
+    KindInfo { kind: Kind::StatefulSet, name: "StatefulSet", api_version: "apps/v1", namespaced: true, supported: false, cli_names: &["statefulset", "statefulsets", "sts"], phrase: "stateful set", runs_pods: true },
+    KindInfo { kind: Kind::Job, name: "Job", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["job", "jobs"], phrase: "job", runs_pods: true },
+    KindInfo { kind: Kind::CronJob, name: "CronJob", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["cronjob", "cronjobs", "cj"], phrase: "cron job", runs_pods: true },
+    KindInfo { kind: Kind::ConfigMap, name: "ConfigMap", api_version: "v1", namespaced: true, supported: false, cli_names: &["configmap", "configmaps", "cm"], phrase: "config map", runs_pods: false },
+    KindInfo { kind: Kind::Secret, name: "Secret", api_version: "v1", namespaced: true, supported: false, cli_names: &["secret", "secrets"], phrase: "secret", runs_pods: false },
+    KindInfo { kind: Kind::Namespace, name: "Namespace", api_version: "v1", namespaced: false, supported: false, cli_names: &["namespace", "namespaces", "ns"], phrase: "namespace", runs_pods: false },
+    KindInfo { kind: Kind::Pod, name: "Pod", api_version: "v1", namespaced: true, supported: false, cli_names: &["pod", "pods", "po"], phrase: "pod", runs_pods: true },
+];
+
 impl Kind {
     pub const ALL: [Kind; 12] = [
         Kind::Cluster,
@@ -60,31 +94,20 @@ impl Kind {
         Kind::Pod,
     ];
 
+    fn info(self) -> &'static KindInfo {
+        // The table lists the kinds in declaration order (a unit test checks).
+        let info = &KINDS[self as usize];
+        debug_assert_eq!(info.kind, self);
+        info
+    }
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Cluster => "Cluster",
-            Kind::Node => "Node",
-            Kind::Deployment => "Deployment",
-            Kind::Service => "Service",
-            Kind::DaemonSet => "DaemonSet",
-            Kind::StatefulSet => "StatefulSet",
-            Kind::Job => "Job",
-            Kind::CronJob => "CronJob",
-            Kind::ConfigMap => "ConfigMap",
-            Kind::Secret => "Secret",
-            Kind::Namespace => "Namespace",
-            Kind::Pod => "Pod",
-        }
+        self.info().name
     }
 
     /// The one `apiVersion` flotilla accepts for this kind.
     pub fn api_version(self) -> &'static str {
-        match self {
-            Kind::Cluster | Kind::Node => "flotilla.dev/v1",
-            Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet => "apps/v1",
-            Kind::Job | Kind::CronJob => "batch/v1",
-            Kind::Service | Kind::ConfigMap | Kind::Secret | Kind::Namespace | Kind::Pod => "v1",
-        }
+        self.info().api_version
     }
 
     pub fn parse(kind: &str) -> Option<Kind> {
@@ -93,7 +116,48 @@ impl Kind {
 
     /// Cluster-scoped kinds have no namespace.
     pub fn is_namespaced(self) -> bool {
-        !matches!(self, Kind::Cluster | Kind::Node | Kind::Namespace)
+        self.info().namespaced
+    }
+
+    /// Whether flotilla decodes and deploys objects of this kind.
+    pub fn is_supported(self) -> bool {
+        self.info().supported
+    }
+
+    /// kubectl's names for the kind (singular, plural, short), lowercase.
+    pub fn cli_names(self) -> &'static [&'static str] {
+        self.info().cli_names
+    }
+
+    /// How kubectl names the kind in a sentence (`daemon set "agent"`).
+    pub fn phrase(self) -> &'static str {
+        self.info().phrase
+    }
+
+    /// The supported kinds that run pods, in table order.
+    pub fn workloads() -> impl Iterator<Item = Kind> {
+        Kind::supported().filter(|k| k.info().runs_pods)
+    }
+
+    /// `deployment and daemonset`: the workload kinds, for messages.
+    pub fn workload_list() -> String {
+        let names: Vec<&str> = Kind::workloads().map(|k| k.cli_names()[0]).collect();
+        names.join(" and ")
+    }
+
+    /// The kinds flotilla deploys, in table order.
+    pub fn supported() -> impl Iterator<Item = Kind> {
+        Kind::ALL.into_iter().filter(|k| k.is_supported())
+    }
+
+    /// `Cluster, Node, Deployment and DaemonSet`: for messages.
+    pub fn supported_list() -> String {
+        let names: Vec<&str> = Kind::supported().map(Kind::as_str).collect();
+        match names.split_last() {
+            Some((last, [])) => (*last).to_string(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
     }
 }
 
@@ -154,8 +218,8 @@ pub struct DesiredState {
     pub cluster: ClusterSettings,
     /// Sorted by name.
     pub nodes: Vec<Node>,
-    /// Sorted by (namespace, name).
-    pub deployments: Vec<Deployment>,
+    /// Every object that runs pods, whatever its kind; sorted by key.
+    pub workloads: Vec<Workload>,
 }
 
 impl DesiredState {
@@ -163,10 +227,20 @@ impl DesiredState {
         self.nodes.iter().find(|n| n.meta.name == name)
     }
 
-    pub fn deployment(&self, namespace: &str, name: &str) -> Option<&Deployment> {
-        self.deployments
-            .iter()
-            .find(|d| d.meta.namespace == namespace && d.meta.name == name)
+    /// The workload `key` names, if it is declared.
+    pub fn workload(&self, key: &ObjectKey) -> Option<&Workload> {
+        self.workload_named(key.kind, &key.namespace, &key.name)
+    }
+
+    /// The workload of `kind` named `namespace/name`, if it is declared.
+    pub fn workload_named(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Workload> {
+        self.workloads
+            .binary_search_by(|w| {
+                (w.kind, w.meta.namespace.as_str(), w.meta.name.as_str())
+                    .cmp(&(kind, namespace, name))
+            })
+            .ok()
+            .map(|i| &self.workloads[i])
     }
 }
 
@@ -307,20 +381,39 @@ pub struct Taint {
     pub effect: TaintEffect,
 }
 
-// ---------------------------------------------------------------- Deployment
+// ---------------------------------------------------------------- Workloads
 
+/// An object that runs pods: a Deployment or a DaemonSet (and, later, the
+/// other workload kinds). Everything downstream of decoding (planner,
+/// rollouts, status, history, notes) works on this one type and never asks
+/// which kind it is; what differs between kinds is data in its spec
+/// ([`PodSet`], [`Strategy`]).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Deployment {
+pub struct Workload {
+    pub kind: Kind,
     pub meta: ObjectMeta,
-    pub spec: DeploymentSpec,
+    pub spec: WorkloadSpec,
 }
 
-impl Deployment {
+impl Workload {
     pub fn key(&self) -> ObjectKey {
         ObjectKey {
-            kind: Kind::Deployment,
+            kind: self.kind,
             namespace: self.meta.namespace.clone(),
             name: self.meta.name.clone(),
+        }
+    }
+
+    /// The key's parts, borrowed: the sort order of `DesiredState::workloads`.
+    pub fn key_parts(&self) -> (Kind, &String, &String) {
+        (self.kind, &self.meta.namespace, &self.meta.name)
+    }
+
+    /// The pod count a replica set declares (`None` for one pod per node).
+    pub fn replicas(&self) -> Option<u32> {
+        match self.spec.pods {
+            PodSet::Replicas(n) => Some(n),
+            PodSet::OnePerNode => None,
         }
     }
 }
@@ -331,17 +424,27 @@ impl Deployment {
 /// validation rather than discovered by the planner.
 pub const MAX_PODS: u32 = 150_000;
 
+/// Which pods a workload wants, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PodSet {
+    /// `replicas` pods, placed by the scheduler on any node that fits
+    /// (Deployment).
+    Replicas(u32),
+    /// One pod on every eligible node (DaemonSet): the nodes its node
+    /// selector, required node affinity and tolerations admit.
+    OnePerNode,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeploymentSpec {
-    /// 1 by default.
-    pub replicas: u32,
+pub struct WorkloadSpec {
+    pub pods: PodSet,
     pub selector: LabelSelector,
     pub template: PodTemplate,
     pub strategy: Strategy,
     /// 0 by default.
     pub min_ready_seconds: u32,
-    /// 600 by default.
+    /// 600 by default (a DaemonSet has no such field: always 600).
     pub progress_deadline_seconds: u32,
     /// 10 by default.
     pub revision_history_limit: u32,
@@ -350,15 +453,21 @@ pub struct DeploymentSpec {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Strategy {
+    /// Replace pods within budgets: a Deployment's (25 %/25 % by default)
+    /// or a DaemonSet's (`maxUnavailable` 1, `maxSurge` 0 by default).
     RollingUpdate {
         max_surge: IntOrPercent,
         max_unavailable: IntOrPercent,
     },
+    /// Remove every old pod, then create the new ones (Deployment).
     Recreate,
+    /// Old pods stay until removed by hand; a node without a pod gets the
+    /// new revision (DaemonSet).
+    OnDelete,
 }
 
 impl Default for Strategy {
-    /// Kubernetes' default: rolling, 25 % surge and 25 % unavailable.
+    /// Kubernetes' default for a Deployment: rolling, 25 % surge and 25 % unavailable.
     fn default() -> Self {
         Strategy::RollingUpdate {
             max_surge: IntOrPercent::Percent(25),
@@ -692,4 +801,22 @@ pub enum HttpScheme {
 pub enum PortRef {
     Number(u16),
     Name(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_table_lists_every_kind_once_in_declaration_order() {
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(KINDS[i].kind, kind, "row {i}");
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(
+            Kind::supported_list(),
+            "Cluster, Node, Deployment and DaemonSet"
+        );
+        assert_eq!(Kind::workload_list(), "deployment and daemonset");
+    }
 }

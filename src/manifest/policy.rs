@@ -187,8 +187,8 @@ pub fn check_operator_policy(state: &DesiredState, policy: &OperatorPolicy) -> V
             );
         }
     }
-    for deployment in &state.deployments {
-        for (path, port) in host_port_fields(&deployment.spec.template.spec) {
+    for workload in &state.workloads {
+        for (path, port) in host_port_fields(&workload.spec.template.spec) {
             if policy.host_ports.contains(port) {
                 continue;
             }
@@ -198,9 +198,9 @@ pub fn check_operator_policy(state: &DesiredState, policy: &OperatorPolicy) -> V
                         "hostPort {port} is outside the host ports the leader's operator allows ({})",
                         policy.host_ports
                     ),
-                    deployment.meta.field_location(&path),
+                    workload.meta.field_location(&path),
                 )
-                .with_object(deployment.key().to_string())
+                .with_object(workload.key().to_string())
                 .with_field_path(path)
                 .with_hint(format!(
                     "use another port, or let the leader host's operator allow it with \
@@ -226,8 +226,8 @@ pub(crate) fn check_cluster_policy(state: &DesiredState) -> Vec<Diagnostic> {
         .map(|at| format!(" (at {at})"))
         .unwrap_or_default();
     let mut diagnostics = Vec::new();
-    for deployment in &state.deployments {
-        for (path, port) in host_port_fields(&deployment.spec.template.spec) {
+    for workload in &state.workloads {
+        for (path, port) in host_port_fields(&workload.spec.template.spec) {
             if allowed.contains(port) {
                 continue;
             }
@@ -236,9 +236,9 @@ pub(crate) fn check_cluster_policy(state: &DesiredState) -> Vec<Diagnostic> {
                     format!(
                         "hostPort {port} is outside the Cluster's spec.policy.hostPorts ({allowed})"
                     ),
-                    deployment.meta.field_location(&path),
+                    workload.meta.field_location(&path),
                 )
-                .with_object(deployment.key().to_string())
+                .with_object(workload.key().to_string())
                 .with_field_path(path)
                 .with_hint(format!(
                     "use another port, or add it to `spec.policy.hostPorts` of the Cluster object{declared_at}"
@@ -250,7 +250,7 @@ pub(crate) fn check_cluster_policy(state: &DesiredState) -> Vec<Diagnostic> {
 }
 
 /// Each published host port of a pod with its field path under the
-/// Deployment (`spec.template.spec.containers[0].ports[1].hostPort`).
+/// workload (`spec.template.spec.containers[0].ports[1].hostPort`).
 pub(crate) fn host_port_fields(spec: &super::model::PodSpec) -> Vec<(String, u16)> {
     let mut fields = Vec::new();
     for (c, container) in spec.containers.iter().enumerate() {

@@ -21,7 +21,7 @@ use crate::cluster::{ManagedLabels, ObservedCluster, ObservedNode, Reachability}
 use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate};
 
 pub use diff::manifest_diff;
-pub use planner::plan;
+pub use planner::{desired_pods, plan};
 pub use render::{render, RenderOptions};
 
 /// What one reconcile should do, and what it found.
@@ -142,6 +142,9 @@ impl Action {
 pub struct Unschedulable {
     pub object: ObjectKey,
     pub slot: u32,
+    /// The node a bound pod (a DaemonSet's) does not fit on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub template_hash: String,
     pub reason: String,
 }

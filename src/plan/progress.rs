@@ -15,14 +15,15 @@ use serde::Serialize;
 use crate::cluster::{
     group_replicas, ContainerState, ObservedCluster, ReadinessGate, ReplicaState,
 };
-use crate::manifest::model::{DesiredState, ObjectKey};
+use crate::manifest::model::{DesiredState, ObjectKey, Strategy};
 use crate::manifest::template_hash;
+use crate::plan::desired_pods;
 
 /// Restarts of one new-revision container, or new-revision containers
 /// failed, after which the revision is crash-looping.
 pub const CRASH_LOOP_THRESHOLD: u32 = 3;
 
-/// What is known of one Deployment's move to a revision.
+/// What is known of one workload's move to a revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
@@ -85,11 +86,11 @@ pub enum RolloutEvent {
     },
 }
 
-/// Every Deployment's current rollout.
+/// Every workload's current rollout.
 #[derive(Clone, Debug, Default)]
 pub struct RolloutTracker {
     rollouts: BTreeMap<ObjectKey, Rollout>,
-    /// Deployments observed at least once by this tracker: at the first
+    /// Workloads observed at least once by this tracker: at the first
     /// observation (a leader just started) a rollout may already be past
     /// the removal of its old replicas.
     known: BTreeSet<ObjectKey>,
@@ -100,7 +101,7 @@ impl RolloutTracker {
         self.rollouts.get(key)
     }
 
-    /// Deployments whose current revision failed to roll out: the planner
+    /// Workloads whose current revision failed to roll out: the planner
     /// holds them where they are (the old revision keeps serving).
     pub fn failed(&self) -> impl Iterator<Item = (&ObjectKey, &Rollout)> {
         self.rollouts
@@ -134,7 +135,7 @@ impl RolloutTracker {
         );
     }
 
-    /// Brings every Deployment's rollout up to date with `observed` at `now`.
+    /// Brings every workload's rollout up to date with `observed` at `now`.
     pub fn observe(
         &mut self,
         desired: &DesiredState,
@@ -144,12 +145,18 @@ impl RolloutTracker {
     ) -> Vec<RolloutEvent> {
         let replicas = group_replicas(observed);
         let mut events = Vec::new();
-        let declared: BTreeSet<ObjectKey> = desired.deployments.iter().map(|d| d.key()).collect();
+        let declared: BTreeSet<ObjectKey> = desired.workloads.iter().map(|w| w.key()).collect();
         self.rollouts.retain(|key, _| declared.contains(key));
         self.known.retain(|key| declared.contains(key));
 
-        for d in &desired.deployments {
+        for d in &desired.workloads {
             let key = d.key();
+            // Old pods of an `OnDelete` workload stay until removed by hand:
+            // nothing rolls out, so nothing can fail to.
+            if d.spec.strategy == Strategy::OnDelete {
+                self.rollouts.remove(&key);
+                continue;
+            }
             let revision = template_hash(&d.spec.template);
             let gate = ReadinessGate {
                 template: &d.spec.template,
@@ -237,7 +244,7 @@ impl RolloutTracker {
                     failing.push((r.node.to_string(), c.name.clone()));
                 }
             }
-            let want = d.spec.replicas;
+            let want = desired_pods(d, desired, observed, now);
             let complete = ready >= want && new == want && old == 0;
             let marker = (new, ready, old);
 
@@ -252,7 +259,7 @@ impl RolloutTracker {
                     // Only a change of revision is a rollout: replicas of
                     // another revision are still there. (A scale-up, or
                     // replicas lost with a node, is not watched here.) At
-                    // the first sight of a Deployment (a restarted leader),
+                    // the first sight of a workload (a restarted leader),
                     // a new revision whose replicas are not all available
                     // is one even with no old replica left: the leader may
                     // have stopped after the last old replica went, or
@@ -415,7 +422,7 @@ mod tests {
         restarts: u32,
         started: u64,
     ) -> ObservedContainer {
-        let hash = template_hash(&d.deployments[0].spec.template);
+        let hash = template_hash(&d.workloads[0].spec.template);
         ObservedContainer {
             id: format!("id-{hash}-{slot}-{restarts}"),
             name: format!("web-{slot}-{hash}"),
@@ -464,7 +471,7 @@ mod tests {
         ]);
         let mut tracker = RolloutTracker::default();
         assert!(tracker.observe(&v1, "c1", &observed, at(100)).is_empty());
-        assert!(tracker.get(&v1.deployments[0].key()).is_none());
+        assert!(tracker.get(&v1.workloads[0].key()).is_none());
     }
 
     #[test]
@@ -496,7 +503,7 @@ mod tests {
     #[test]
     fn no_progress_for_the_deadline_fails_the_rollout_and_progress_resets_it() {
         let (v1, v2) = (desired("img:1"), desired("img:2"));
-        let key = v2.deployments[0].key();
+        let key = v2.workloads[0].key();
         let mut tracker = RolloutTracker::default();
         // One new replica that never becomes ready (created, not started).
         let stuck = cluster(vec![
@@ -614,7 +621,7 @@ mod tests {
         let observed = cluster(vec![container(&v1, 0, ContainerState::Running, 7, 0)]);
         assert!(tracker.observe(&v1, "c1", &observed, at(86_400)).is_empty());
         assert!(tracker.observe(&v1, "c1", &observed, at(90_000)).is_empty());
-        assert!(tracker.get(&v1.deployments[0].key()).is_none());
+        assert!(tracker.get(&v1.workloads[0].key()).is_none());
     }
 
     #[test]

@@ -102,8 +102,13 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
         }
         let shown = unschedulable.len().min(MAX_LINES_PER_OBJECT);
         for u in &unschedulable[..shown] {
+            let on = u
+                .node
+                .as_ref()
+                .map(|node| format!(" on {node}"))
+                .unwrap_or_default();
             let line = format!(
-                "  ! {}[{}] unschedulable: {}",
+                "  ! {}[{}] unschedulable{on}: {}",
                 u.object.name, u.slot, u.reason
             );
             let _ = writeln!(out, "{}", paint(RED, &line));

@@ -327,6 +327,49 @@ impl<'a> Scheduler<'a> {
         results
     }
 
+    /// Places one pod bound to `node` (a DaemonSet's, whose node was chosen
+    /// by eligibility, not by score), if it fits there: the node must be
+    /// reachable, of known capacity, with the pod's requests free and its
+    /// host ports unused. Otherwise kube-scheduler's message for a pod with
+    /// required affinity to that one node.
+    pub fn place_on(&mut self, pod: PodRef<'a>, node: usize) -> Result<(), String> {
+        let requests = Requests::of(pod.template);
+        let n = &self.nodes[node];
+        let r = &self.resources[node];
+        let mut reasons = Vec::new();
+        if !n.reachable {
+            reasons.push(FilterReason::Unreachable);
+        } else if requests.host_ports.iter().any(|p| n.host_ports.contains(p)) {
+            reasons.push(FilterReason::HostPorts);
+        } else if !n.capacity_known {
+            reasons.push(FilterReason::UnknownCapacity);
+        } else {
+            if r.pods + 1 > r.alloc_pods {
+                reasons.push(FilterReason::TooManyPods);
+            }
+            if requests.cpu > 0 && requests.cpu > r.alloc_cpu.saturating_sub(r.cpu) {
+                reasons.push(FilterReason::InsufficientCpu);
+            }
+            if requests.memory > 0 && requests.memory > r.alloc_memory.saturating_sub(r.memory) {
+                reasons.push(FilterReason::InsufficientMemory);
+            }
+        }
+        if reasons.is_empty() {
+            let group = self.group(pod);
+            self.account_requests(node, &requests, group);
+            return Ok(());
+        }
+        let mut histogram: BTreeMap<String, u32> = BTreeMap::new();
+        for reason in reasons {
+            *histogram.entry(reason.message()).or_insert(0) += 1;
+        }
+        let others = u32::try_from(self.nodes.len() - 1).unwrap_or(u32::MAX);
+        if others > 0 {
+            histogram.insert(FilterReason::NodeAffinity.message(), others);
+        }
+        Err(fit_error_message(self.nodes.len(), &histogram))
+    }
+
     /// The feasible node with the highest score; ties go to the highest
     /// hash of (pod, node).
     fn best_node(&mut self, class: &mut PodClass, seed: u64) -> Option<usize> {
@@ -652,7 +695,10 @@ impl Requests {
 }
 
 /// The first NoSchedule or NoExecute taint no toleration of the pod covers.
-fn untolerated_taint<'t>(taints: &'t [Taint], template: &PodTemplate) -> Option<&'t Taint> {
+pub(crate) fn untolerated_taint<'t>(
+    taints: &'t [Taint],
+    template: &PodTemplate,
+) -> Option<&'t Taint> {
     taints.iter().find(|taint| {
         matches!(
             taint.effect,
@@ -662,7 +708,10 @@ fn untolerated_taint<'t>(taints: &'t [Taint], template: &PodTemplate) -> Option<
 }
 
 /// nodeSelector and required node affinity (terms ORed; no terms matches).
-fn matches_node_affinity(labels: &BTreeMap<String, String>, template: &PodTemplate) -> bool {
+pub(crate) fn matches_node_affinity(
+    labels: &BTreeMap<String, String>,
+    template: &PodTemplate,
+) -> bool {
     let spec = &template.spec;
     spec.node_selector
         .iter()
@@ -1036,7 +1085,7 @@ mod tests {
                     },
                 );
             }
-            let d = &desired.deployments[0];
+            let d = &desired.workloads[0];
             let pod = PodRef {
                 namespace: &d.meta.namespace,
                 name: &d.meta.name,

@@ -77,16 +77,17 @@ pub fn container(name: &str, image: &str, cpu_millis: u64, memory: u64) -> Conta
     }
 }
 
-pub fn deployment(name: &str, replicas: u32, cpu_millis: u64, memory: u64) -> Deployment {
+pub fn deployment(name: &str, replicas: u32, cpu_millis: u64, memory: u64) -> Workload {
     let labels: BTreeMap<String, String> = [("app".to_string(), name.to_string())].into();
-    Deployment {
+    Workload {
+        kind: Kind::Deployment,
         meta: ObjectMeta {
             name: name.into(),
             namespace: "default".into(),
             ..ObjectMeta::default()
         },
-        spec: DeploymentSpec {
-            replicas,
+        spec: WorkloadSpec {
+            pods: PodSet::Replicas(replicas),
             selector: LabelSelector {
                 match_labels: labels.clone(),
                 match_expressions: Vec::new(),
@@ -109,20 +110,20 @@ pub fn deployment(name: &str, replicas: u32, cpu_millis: u64, memory: u64) -> De
     }
 }
 
-pub fn with_image(mut d: Deployment, image: &str) -> Deployment {
+pub fn with_image(mut d: Workload, image: &str) -> Workload {
     d.spec.template.spec.containers[0].image = image.into();
     d
 }
 
-pub fn desired(nodes: Vec<Node>, deployments: Vec<Deployment>) -> DesiredState {
+pub fn desired(nodes: Vec<Node>, deployments: Vec<Workload>) -> DesiredState {
     let mut state = DesiredState {
         nodes,
-        deployments,
+        workloads: deployments,
         ..DesiredState::default()
     };
     state.nodes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     state
-        .deployments
+        .workloads
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     state
 }

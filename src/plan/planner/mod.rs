@@ -1,5 +1,14 @@
-//! From (desired, observed, now) to a [`Plan`]: per Deployment, scaling,
-//! rollout steps, restarts and replacements; per undeclared object, pruning.
+//! From (desired, observed, now) to a [`Plan`]: per workload, repairs,
+//! scaling, rollout steps and placement; per undeclared object, pruning.
+//!
+//! The machinery here is shared by every kind that runs pods and never asks
+//! which kind a workload is. What differs lives in one module per
+//! [`PodSet`]: `replicated` (a count of pods placed by the scheduler: a
+//! Deployment) and `per_node` (one pod bound to each eligible node: a
+//! DaemonSet), each deciding which pods to create and remove.
+
+mod per_node;
+mod replicated;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,14 +19,14 @@ use crate::cluster::{
     ObservedReplica, Reachability, ReadinessGate, ReplicaState,
 };
 use crate::manifest::model::{
-    ClusterSettings, Deployment, DesiredState, Kind, ObjectKey, PodTemplate, Strategy,
+    ClusterSettings, DesiredState, ObjectKey, PodSet, PodTemplate, Workload,
 };
 use crate::manifest::template_hash;
 
 use super::scheduler::{PodRef, Scheduler};
 use super::{
     Action, ContainerRef, Held, NodeCondition, NodeStatus, ObjectStatus, Operation, Plan,
-    RolloutStatus, RolloutStrategy, Unschedulable,
+    RolloutStatus, Unschedulable,
 };
 
 /// Where a replica stands with respect to its node.
@@ -38,6 +47,56 @@ struct Seen<'a> {
     state: ReplicaState,
 }
 
+impl Seen<'_> {
+    /// Counted toward the workload's pods: on a node within its grace
+    /// period, or on a reachable node and not failed.
+    fn counted(&self) -> bool {
+        self.location == Location::Unknown
+            || (self.location == Location::Live && self.state != ReplicaState::Failed)
+    }
+}
+
+/// What every workload's planning reads besides its own replicas.
+struct Context<'a> {
+    desired: &'a DesiredState,
+    node_locations: FnvHashMap<&'a str, Location>,
+    /// Declared nodes never reached, within their grace period.
+    unknown_nodes: Vec<&'a str>,
+    commit: &'a str,
+}
+
+impl Context<'_> {
+    /// A declared node absent from the observation is not known to be
+    /// lost: nothing is done there, and what runs there is unknown.
+    fn location(&self, node: &str) -> Location {
+        self.node_locations
+            .get(node)
+            .copied()
+            .unwrap_or(Location::Unknown)
+    }
+}
+
+/// A pod to create, decided by a kind's module.
+struct Create {
+    slot: u32,
+    /// The node the pod is bound to; `None` for the scheduler to choose.
+    node: Option<String>,
+    reason: String,
+    /// Part of a rollout (replaces a pod of an older revision).
+    rollout: bool,
+}
+
+/// What a kind's module decides for one workload.
+struct Decision {
+    /// The pods the workload should have now.
+    want: u32,
+    creates: Vec<Create>,
+    removes: Vec<Action>,
+    rollout: Option<RolloutStatus>,
+    /// Pods not created because they may run on a node never seen.
+    held: Option<Held>,
+}
+
 /// Computes the actions that move `observed` toward `desired`.
 ///
 /// Deterministic: the same inputs give the same plan, whatever the order of
@@ -52,18 +111,8 @@ pub fn plan(
     let settings = &desired.cluster;
     let replicas = group_replicas(observed);
     let mut scheduler = Scheduler::new(desired, observed);
-
     let declared: HashSet<&str> = desired.nodes.iter().map(|n| n.meta.name.as_str()).collect();
-    let node_locations: FnvHashMap<&str, Location> = observed
-        .nodes
-        .values()
-        .map(|n| {
-            (
-                n.name.as_str(),
-                location(&declared, settings, &n.reachability, &n.name, now),
-            )
-        })
-        .collect();
+    let node_locations = node_locations(desired, observed, now);
     // Declared nodes never reached by the observer, within the grace period:
     // any replica not accounted for elsewhere may be running there.
     let mut unknown_nodes: Vec<&str> = observed
@@ -76,6 +125,12 @@ pub fn plan(
         .map(|n| n.name.as_str())
         .collect();
     unknown_nodes.sort_unstable();
+    let context = Context {
+        desired,
+        node_locations,
+        unknown_nodes,
+        commit,
+    };
 
     // Replicas per object: `group_replicas` sorts by key, so each object's
     // replicas are contiguous.
@@ -96,22 +151,15 @@ pub fn plan(
 
     // What already runs takes its resources, whatever happens to it later in
     // this plan: removals are not counted as freed until they are observed.
-    for (_, object_replicas) in &by_object {
+    for (key, object_replicas) in &by_object {
         let live_nodes = object_replicas.iter().filter_map(|r| {
-            (node_locations.get(r.node) == Some(&Location::Live))
+            (context.node_locations.get(r.node) == Some(&Location::Live))
                 .then(|| scheduler.node_index(r.node))
                 .flatten()
         });
         let live_nodes: Vec<usize> = live_nodes.collect();
-        match declared_deployment(desired, object_replicas[0]) {
-            Some(d) => scheduler.add_pods(
-                PodRef {
-                    namespace: &d.meta.namespace,
-                    name: &d.meta.name,
-                    template: &d.spec.template,
-                },
-                live_nodes,
-            ),
+        match desired.workload(key) {
+            Some(w) => scheduler.add_pods(pod_ref(w), live_nodes),
             None => {
                 for index in live_nodes {
                     scheduler.add_unknown_pod(index);
@@ -124,58 +172,88 @@ pub fn plan(
         commit: commit.to_string(),
         ..Plan::default()
     };
+    // Declared workloads with their observed replicas, and objects no
+    // longer declared, walked in key order together.
+    let mut planned: Vec<(&Workload, Vec<&ObservedReplica<'_>>)> = Vec::new();
     let mut pruned: Vec<(ObjectKey, Vec<&ObservedReplica<'_>>)> = Vec::new();
-    let mut sorted_deployments: Vec<&Deployment> = desired.deployments.iter().collect();
-    sorted_deployments
-        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
-    let deployments = sorted_deployments.into_iter();
+    let mut workloads = desired.workloads.iter().peekable();
     let mut observed_objects = by_object.into_iter().peekable();
-    let mut deployments = deployments.peekable();
-    // Walk declared deployments and observed objects in key order together.
     loop {
-        let next_declared = deployments.peek().map(|d| d.key());
+        let next_declared = workloads.peek().map(|w| w.key());
         let next_observed = observed_objects.peek().map(|(k, _)| k.clone());
         match (next_declared, next_observed) {
             (None, None) => break,
             (Some(dk), Some(ok)) if dk == ok => {
-                let d = deployments.next().expect("peeked");
+                let w = workloads.next().expect("peeked");
                 let (_, rs) = observed_objects.next().expect("peeked");
-                plan_deployment(
-                    &mut out,
-                    &mut scheduler,
-                    d,
-                    &rs,
-                    &node_locations,
-                    &unknown_nodes,
-                    commit,
-                    now,
-                );
+                planned.push((w, rs));
             }
             (Some(dk), ok) if ok.as_ref().is_none_or(|ok| dk < *ok) => {
-                let d = deployments.next().expect("peeked");
-                plan_deployment(
-                    &mut out,
-                    &mut scheduler,
-                    d,
-                    &[],
-                    &node_locations,
-                    &unknown_nodes,
-                    commit,
-                    now,
-                );
+                planned.push((workloads.next().expect("peeked"), Vec::new()));
             }
-            _ => {
-                let (key, rs) = observed_objects.next().expect("peeked");
-                pruned.push((key, rs));
-            }
+            _ => pruned.push(observed_objects.next().expect("peeked")),
         }
     }
+    // Pods bound to nodes are planned first, so that their requests count
+    // on their nodes before the scheduler places any replica (Kubernetes'
+    // DaemonSet pods take their node's resources the same way).
+    planned.sort_by_key(|(w, _)| matches!(w.spec.pods, PodSet::Replicas(_)));
+    for (w, rs) in planned {
+        plan_workload(&mut out, &mut scheduler, &context, w, &rs, now);
+    }
     for (key, rs) in pruned {
-        plan_prune(&mut out, key, &rs, &node_locations, now);
+        plan_prune(&mut out, key, &rs, &context.node_locations);
     }
     out.objects.sort_by(|a, b| a.key.cmp(&b.key));
     out.nodes = node_statuses(desired, &declared, observed, settings, &replicas, now);
     out
+}
+
+/// How many pods `workload` should have with the cluster as observed: its
+/// replicas, or its eligible nodes that are not lost. The planner, the
+/// rollout tracker and the status agree through this one function.
+pub fn desired_pods(
+    workload: &Workload,
+    desired: &DesiredState,
+    observed: &ObservedCluster,
+    now: SystemTime,
+) -> u32 {
+    match workload.spec.pods {
+        PodSet::Replicas(n) => n,
+        PodSet::OnePerNode => {
+            let locations = node_locations(desired, observed, now);
+            per_node::eligible_nodes(desired, &workload.spec.template, |node| {
+                locations.get(node).copied().unwrap_or(Location::Unknown)
+            })
+            .len() as u32
+        }
+    }
+}
+
+fn node_locations<'a>(
+    desired: &DesiredState,
+    observed: &'a ObservedCluster,
+    now: SystemTime,
+) -> FnvHashMap<&'a str, Location> {
+    let declared: HashSet<&str> = desired.nodes.iter().map(|n| n.meta.name.as_str()).collect();
+    observed
+        .nodes
+        .values()
+        .map(|n| {
+            (
+                n.name.as_str(),
+                location(&declared, &desired.cluster, &n.reachability, &n.name, now),
+            )
+        })
+        .collect()
+}
+
+fn pod_ref(w: &Workload) -> PodRef<'_> {
+    PodRef {
+        namespace: &w.meta.namespace,
+        name: &w.meta.name,
+        template: &w.spec.template,
+    }
 }
 
 fn location(
@@ -204,16 +282,6 @@ fn unreachable_seconds(since: SystemTime, now: SystemTime) -> u64 {
     now.duration_since(since).map_or(0, |d| d.as_secs())
 }
 
-fn declared_deployment<'d>(
-    desired: &'d DesiredState,
-    r: &ObservedReplica<'_>,
-) -> Option<&'d Deployment> {
-    if r.key.kind != Kind::Deployment {
-        return None;
-    }
-    desired.deployment(r.key.namespace, r.key.name)
-}
-
 /// Removal order: the least useful first (failed, pending, running, ready),
 /// then the newest (highest slot), as Kubernetes' ReplicaSet picks pods to delete.
 fn removal_order(a: &Seen<'_>, b: &Seen<'_>) -> std::cmp::Ordering {
@@ -223,20 +291,20 @@ fn removal_order(a: &Seen<'_>, b: &Seen<'_>) -> std::cmp::Ordering {
         .then_with(|| a.replica.node.cmp(b.replica.node))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan_deployment<'d>(
+/// One workload: the repairs every kind shares (failed pods removed,
+/// missing containers created, stopped ones started), then what its kind's
+/// module decides, then placement of the pods to create.
+fn plan_workload<'d>(
     out: &mut Plan,
     scheduler: &mut Scheduler<'d>,
-    d: &'d Deployment,
+    context: &Context<'_>,
+    w: &'d Workload,
     replicas: &[&ObservedReplica<'_>],
-    node_locations: &FnvHashMap<&str, Location>,
-    unknown_nodes: &[&str],
-    commit: &str,
     now: SystemTime,
 ) {
-    let key = d.key();
-    let spec = &d.spec;
-    let want = spec.replicas;
+    let key = w.key();
+    let spec = &w.spec;
+    let commit = context.commit;
     let new_hash = template_hash(&spec.template);
     let gate = ReadinessGate {
         template: &spec.template,
@@ -245,7 +313,8 @@ fn plan_deployment<'d>(
     let seen: Vec<Seen<'_>> = replicas
         .iter()
         .map(|r| {
-            let location = node_locations
+            let location = context
+                .node_locations
                 .get(r.node)
                 .copied()
                 .unwrap_or(Location::Lost);
@@ -257,17 +326,9 @@ fn plan_deployment<'d>(
             }
         })
         .collect();
-    let is_new = |s: &&Seen<'_>| s.replica.key.template_hash == new_hash;
-    let counted = |s: &&Seen<'_>| {
-        s.location == Location::Unknown
-            || (s.location == Location::Live && s.state != ReplicaState::Failed)
-    };
-
-    let mut creates: Vec<(u32, String)> = Vec::new(); // (slot, reason) to schedule
-    let mut rollout_creates = 0u32;
+    let template = Arc::new(spec.template.clone());
     let mut actions: Vec<Action> = Vec::new();
     let mut removes: Vec<Action> = Vec::new();
-    let template = Arc::new(spec.template.clone());
 
     // Failed replicas are removed; their replacements come from the counts.
     for s in seen
@@ -283,11 +344,11 @@ fn plan_deployment<'d>(
     }
 
     // Repairs of the current revision: missing containers, stopped ones.
-    for s in seen
-        .iter()
-        .filter(|s| s.location == Location::Live && s.state == ReplicaState::Pending)
-        .filter(is_new)
-    {
+    for s in seen.iter().filter(|s| {
+        s.location == Location::Live
+            && s.state == ReplicaState::Pending
+            && s.replica.key.template_hash == new_hash
+    }) {
         let missing: Vec<&str> = spec
             .template
             .spec
@@ -341,223 +402,83 @@ fn plan_deployment<'d>(
         }
     }
 
-    let new: Vec<&Seen<'_>> = seen.iter().filter(is_new).filter(counted).collect();
-    let old: Vec<&Seen<'_>> = seen.iter().filter(|s| !is_new(s)).filter(counted).collect();
-    let lost = seen.iter().filter(|s| s.location == Location::Lost).count() as u32;
-    let ready =
-        |v: &[&Seen<'_>]| v.iter().filter(|s| s.state == ReplicaState::Ready).count() as u32;
-    let mut rollout = None;
-    let n_new = new.len() as u32;
-    let n_old = old.len() as u32;
-
-    let scale_reason = |present: u32| {
-        if lost > 0 {
-            format!("replaces {lost} replica(s) on lost node(s); {present}/{want} replicas present")
-        } else {
-            format!("{present}/{want} replicas present")
-        }
+    let decision = match spec.pods {
+        PodSet::Replicas(want) => replicated::decide(&key, spec, want, &seen, &new_hash, context),
+        PodSet::OnePerNode => per_node::decide(&key, spec, &seen, &new_hash, context),
     };
+    removes.extend(decision.removes);
+    let held = decision.held.as_ref().map_or(0, |h| h.replicas);
+    out.held.extend(decision.held);
 
-    if n_old == 0 || spec.paused {
-        // Steady state (or a paused rollout): scale the current revision.
-        let present = n_new + if spec.paused { n_old } else { 0 };
-        if present < want {
-            let reason = scale_reason(present);
-            for slot in free_slots(&seen, &new_hash, want - present) {
-                creates.push((slot, reason.clone()));
-            }
-        } else if n_new > 0 && present > want {
-            let surplus = present - want;
-            for s in live_in_removal_order(&new)
-                .into_iter()
-                .take(surplus as usize)
-            {
-                removes.push(remove_action(
-                    &key,
-                    s.replica,
-                    false,
-                    format!("scale down to {want}"),
-                ));
-            }
-        }
-    } else {
-        match &spec.strategy {
-            Strategy::Recreate => {
-                for s in old.iter().filter(|s| s.location == Location::Live) {
-                    removes.push(remove_action(
-                        &key,
-                        s.replica,
-                        true,
-                        format!("recreate: old revision {}", s.replica.key.template_hash),
-                    ));
-                }
-                rollout = Some(RolloutStatus {
-                    strategy: RolloutStrategy::Recreate,
-                    updated: n_new,
-                    desired: want,
-                    new_template_hash: new_hash.clone(),
-                    max_surge: 0,
-                    max_unavailable: want,
-                });
-            }
-            Strategy::RollingUpdate {
-                max_surge,
-                max_unavailable,
-            } => {
-                let surge = max_surge.resolve(want, true);
-                let mut unavailable = max_unavailable.resolve(want, false);
-                if surge == 0 && unavailable == 0 {
-                    unavailable = 1;
-                }
-                let total = n_new + n_old;
-                // Old revision: first the unhealthy ones, within what keeps
-                // enough replicas, then healthy ones down to minAvailable.
-                let min_available = want.saturating_sub(unavailable);
-                let new_unavailable = n_new - ready(&new);
-                let mut cleanup = total
-                    .saturating_sub(min_available)
-                    .saturating_sub(new_unavailable);
-                let old_live = live_in_removal_order(&old);
-                let mut removed_old = 0u32;
-                for s in old_live.iter().filter(|s| s.state != ReplicaState::Ready) {
-                    if cleanup == 0 {
-                        break;
-                    }
-                    cleanup -= 1;
-                    removed_old += 1;
-                    removes.push(remove_action(
-                        &key,
-                        s.replica,
-                        true,
-                        format!(
-                            "rolling update: old revision {}, {}",
-                            s.replica.key.template_hash,
-                            s.state.as_str()
-                        ),
-                    ));
-                }
-                let available = ready(&new) + ready(&old);
-                let healthy = available.saturating_sub(min_available);
-                for s in old_live
-                    .iter()
-                    .filter(|s| s.state == ReplicaState::Ready)
-                    .take(healthy as usize)
-                {
-                    removed_old += 1;
-                    removes.push(remove_action(
-                        &key,
-                        s.replica,
-                        true,
-                        format!(
-                            "rolling update: old revision {}",
-                            s.replica.key.template_hash
-                        ),
-                    ));
-                }
-                // New revision: up to `want + surge` replicas in all, not
-                // counting those removed just above (terminating replicas
-                // do not count against maxSurge, as in Kubernetes), so the
-                // next wave starts while the old one stops.
-                let up = (want + surge)
-                    .saturating_sub(total - removed_old)
-                    .min(want.saturating_sub(n_new));
-                let reason = format!("rolling update to revision {new_hash}");
-                for slot in free_slots(&seen, &new_hash, up) {
-                    creates.push((slot, reason.clone()));
-                }
-                rollout_creates = up;
-                // Scaled down in the middle of a rollout: trim the new revision too.
-                if n_new > want {
-                    for s in live_in_removal_order(&new)
-                        .into_iter()
-                        .take((n_new - want) as usize)
-                    {
-                        removes.push(remove_action(
-                            &key,
-                            s.replica,
-                            false,
-                            format!("scale down to {want}"),
-                        ));
-                    }
-                }
-                rollout = Some(RolloutStatus {
-                    strategy: RolloutStrategy::RollingUpdate,
-                    updated: n_new + up,
-                    desired: want,
-                    new_template_hash: new_hash.clone(),
-                    max_surge: surge,
-                    max_unavailable: unavailable,
-                });
-            }
-        }
-    }
-
-    // Replicas nobody accounts for may run on a node never seen: creating
-    // them elsewhere could duplicate them, so none is created until those
-    // nodes answer or their grace period has passed.
-    let unaccounted = want.saturating_sub(n_new + n_old);
-    let mut held = 0;
-    if unaccounted > 0 && !unknown_nodes.is_empty() {
-        held = unaccounted;
-        creates.clear();
-        if let Some(rollout) = &mut rollout {
-            rollout.updated = n_new;
-        }
-        out.held.push(Held {
+    // Place the new replicas: the scheduler chooses for free ones, in one
+    // scan of the nodes each; a bound one goes to its node if it fits.
+    let pod = pod_ref(w);
+    let (bound, free): (Vec<Create>, Vec<Create>) =
+        decision.creates.into_iter().partition(|c| c.node.is_some());
+    let mut placed = Vec::with_capacity(bound.len() + free.len());
+    let mut unschedulable = |create: &Create, node: Option<String>, reason: String| {
+        out.unschedulable.push(Unschedulable {
             object: key.clone(),
-            replicas: unaccounted,
-            nodes: unknown_nodes.iter().map(|n| n.to_string()).collect(),
-        });
-    }
-
-    // Place the new replicas, one scan of the nodes each.
-    if !creates.is_empty() {
-        let slots: Vec<u32> = creates.iter().map(|(slot, _)| *slot).collect();
-        let pod = PodRef {
-            namespace: &d.meta.namespace,
-            name: &d.meta.name,
-            template: &d.spec.template,
+            slot: create.slot,
+            node,
+            template_hash: new_hash.clone(),
+            reason,
+        })
+    };
+    for create in bound {
+        let node = create.node.clone().expect("partitioned on a bound node");
+        let placement = match scheduler.node_index(&node) {
+            Some(index) => scheduler.place_on(pod, index),
+            None => Err(format!("node {node} is not declared")),
         };
+        match placement {
+            Ok(()) => placed.push(create_action(
+                &key,
+                create.slot,
+                &node,
+                &new_hash,
+                commit,
+                &template,
+                create.rollout,
+                create.reason,
+            )),
+            Err(reason) => unschedulable(&create, Some(node), reason),
+        }
+    }
+    if !free.is_empty() {
+        let slots: Vec<u32> = free.iter().map(|c| c.slot).collect();
         let placements = scheduler.schedule(pod, &slots);
-        let mut placed = Vec::with_capacity(creates.len());
-        for (((slot, reason), placement), index) in creates.into_iter().zip(placements).zip(0u32..)
-        {
+        for (create, placement) in free.into_iter().zip(placements) {
             match placement {
                 Ok(node) => placed.push(create_action(
                     &key,
-                    slot,
+                    create.slot,
                     scheduler.node_name(node),
                     &new_hash,
                     commit,
                     &template,
-                    index < rollout_creates && rollout.is_some(),
-                    reason,
+                    create.rollout,
+                    create.reason,
                 )),
-                Err(reason) => out.unschedulable.push(Unschedulable {
-                    object: key.clone(),
-                    slot,
-                    template_hash: new_hash.clone(),
-                    reason,
-                }),
+                Err(reason) => unschedulable(&create, None, reason),
             }
         }
-        placed.append(&mut actions);
-        actions = placed;
     }
+    placed.append(&mut actions);
     removes.sort_by(|a, b| b.slot.cmp(&a.slot).then_with(|| a.node.cmp(&b.node)));
-    out.actions.extend(actions);
+    out.actions.extend(placed);
     out.actions.extend(removes);
     out.objects.push(ObjectStatus {
         key,
-        desired: Some(want),
+        desired: Some(decision.want),
         on_reachable_nodes: seen.iter().filter(|s| s.location == Location::Live).count() as u32,
         unknown: seen
             .iter()
             .filter(|s| s.location == Location::Unknown)
             .count() as u32
             + held,
-        lost,
-        rollout,
+        lost: seen.iter().filter(|s| s.location == Location::Lost).count() as u32,
+        rollout: decision.rollout,
     });
 }
 
@@ -702,7 +623,6 @@ fn plan_prune(
     key: ObjectKey,
     replicas: &[&ObservedReplica<'_>],
     node_locations: &FnvHashMap<&str, Location>,
-    _now: SystemTime,
 ) {
     let mut removes = Vec::new();
     let (mut live, mut unknown, mut lost) = (0, 0, 0);

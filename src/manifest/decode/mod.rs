@@ -16,12 +16,14 @@ use super::policy::PortRanges;
 use super::quantity::{Bytes, CpuMillis, QuantityError};
 use super::yaml::{Node, PlainType, Style, Value};
 
+mod workloads;
+
 /// A decoded object, present only when the document had no error.
 #[derive(Clone, Debug)]
 pub(super) enum Decoded {
     Cluster(ClusterSettings),
     Node(Box<super::model::Node>),
-    Deployment(Box<Deployment>),
+    Workload(Box<Workload>),
 }
 
 /// What one document declared.
@@ -33,9 +35,9 @@ pub(super) struct DecodedDocument {
     pub location: SourceLocation,
     pub object: Option<Decoded>,
     pub diagnostics: Vec<Diagnostic>,
-    /// Where a Deployment's `nodeSelector` is, for the cross-object check.
+    /// Where a workload's `nodeSelector` is, for the cross-object check.
     pub node_selector_location: Option<SourceLocation>,
-    /// Where a Deployment's `replicas` is, for the cluster-wide pod count.
+    /// Where a workload's `replicas` is, for the cluster-wide pod count.
     pub replicas_location: Option<SourceLocation>,
 }
 
@@ -169,25 +171,6 @@ const TAINT: Schema = Schema {
     hints: NO_HINTS,
 };
 
-const DEPLOYMENT_SPEC: Schema = Schema {
-    known: &[
-        "replicas",
-        "selector",
-        "template",
-        "strategy",
-        "minReadySeconds",
-        "progressDeadlineSeconds",
-        "revisionHistoryLimit",
-        "paused",
-    ],
-    unsupported: &[],
-    ignored: &[],
-    hints: &[(
-        "containers",
-        "a Deployment's containers are in `spec.template.spec.containers`",
-    )],
-};
-
 const LABEL_SELECTOR: Schema = Schema {
     known: &["matchLabels", "matchExpressions"],
     unsupported: &[],
@@ -197,20 +180,6 @@ const LABEL_SELECTOR: Schema = Schema {
 
 const SELECTOR_REQUIREMENT: Schema = Schema {
     known: &["key", "operator", "values"],
-    unsupported: &[],
-    ignored: &[],
-    hints: NO_HINTS,
-};
-
-const STRATEGY: Schema = Schema {
-    known: &["type", "rollingUpdate"],
-    unsupported: &[],
-    ignored: &[],
-    hints: NO_HINTS,
-};
-
-const ROLLING_UPDATE: Schema = Schema {
-    known: &["maxSurge", "maxUnavailable"],
     unsupported: &[],
     ignored: &[],
     hints: NO_HINTS,
@@ -1019,7 +988,10 @@ impl Decoder<'_> {
                     "kind",
                     format!("kind `{kind_text}` is not supported"),
                 );
-                Self::hint(diagnostic, "flotilla supports Cluster, Node and Deployment");
+                Self::hint(
+                    diagnostic,
+                    format!("flotilla supports {}", Kind::supported_list()),
+                );
                 return None;
             }
             let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
@@ -1030,7 +1002,10 @@ impl Decoder<'_> {
                 None => format!("unknown kind `{kind_text}`"),
             };
             let diagnostic = self.error(kind_node, "kind", message);
-            Self::hint(diagnostic, "flotilla supports Cluster, Node and Deployment");
+            Self::hint(
+                diagnostic,
+                format!("flotilla supports {}", Kind::supported_list()),
+            );
             return None;
         };
 
@@ -1086,11 +1061,11 @@ impl Decoder<'_> {
             }
         }
 
-        if !matches!(kind, Kind::Cluster | Kind::Node | Kind::Deployment) {
+        if !kind.is_supported() {
             let diagnostic = self.error(kind_node, "kind", format!("{kind} is not supported yet"));
             Self::hint(
                 diagnostic,
-                "flotilla supports Cluster, Node and Deployment for now",
+                format!("flotilla supports {} for now", Kind::supported_list()),
             );
             self.unsupported_workload(kind, top("spec"));
             return None;
@@ -1121,21 +1096,20 @@ impl Decoder<'_> {
                 };
                 Some(Decoded::Node(Box::new(super::model::Node { meta, spec })))
             }
-            Kind::Deployment => {
+            _ => {
                 let spec_node = self.required(&fields, root, "", "spec")?;
-                let spec = self.deployment_spec(spec_node, document)?;
+                let spec = self.workload_spec_of(kind, spec_node, document)?;
                 let meta = ObjectMeta {
                     field_sources: std::mem::take(&mut self.field_sources),
                     ..meta
                 };
-                Some(Decoded::Deployment(Box::new(Deployment { meta, spec })))
+                Some(Decoded::Workload(Box::new(Workload { kind, meta, spec })))
             }
-            _ => None,
         }
     }
 
     /// A kind not supported yet that runs pods (Pod, Job, CronJob,
-    /// DaemonSet, StatefulSet): its pod template is checked as a
+    /// StatefulSet): its pod template is checked as a
     /// Deployment's would be, so that every field flotilla does not support
     /// is named with its place, and each field of its own spec besides the
     /// template is named as not supported, rather than all of it being
@@ -1157,7 +1131,7 @@ impl Decoder<'_> {
             Kind::Pod => {
                 self.pod_spec(spec, "spec", &mut document);
             }
-            Kind::Job | Kind::DaemonSet | Kind::StatefulSet => {
+            Kind::Job | Kind::StatefulSet => {
                 self.workload_spec(kind, spec, "spec", "template", &mut document);
             }
             Kind::CronJob => {
@@ -1230,7 +1204,7 @@ impl Decoder<'_> {
         );
         Self::hint(
             diagnostic,
-            "flotilla runs pods only through Deployments for now",
+            "flotilla runs pods only through Deployments and DaemonSets for now",
         );
     }
 
@@ -1508,188 +1482,6 @@ impl Decoder<'_> {
         )
     }
 
-    fn deployment_spec(
-        &mut self,
-        node: &Node,
-        document: &mut DecodedDocument,
-    ) -> Option<DeploymentSpec> {
-        let path = "spec";
-        let fields = self.fields(node, path, &DEPLOYMENT_SPEC)?;
-        let replicas = match fields.get("replicas") {
-            Some(node) => {
-                document.replicas_location = Some(self.at(node));
-                self.replicas(node, "spec.replicas").unwrap_or(1)
-            }
-            None => 1,
-        };
-        let min_ready_seconds = self.count_or(&fields, path, "minReadySeconds", 0, 0);
-        let progress_deadline_seconds =
-            self.count_or(&fields, path, "progressDeadlineSeconds", 1, 600);
-        let revision_history_limit = self.count_or(&fields, path, "revisionHistoryLimit", 0, 10);
-        let paused = match fields.get("paused") {
-            Some(paused) => self.boolean(paused, "spec.paused").unwrap_or(false),
-            None => false,
-        };
-        if let Some(deadline) = fields.get("progressDeadlineSeconds") {
-            if progress_deadline_seconds <= min_ready_seconds {
-                self.error(
-                    deadline,
-                    "spec.progressDeadlineSeconds",
-                    format!(
-                        "`progressDeadlineSeconds` ({progress_deadline_seconds}) must be greater than `minReadySeconds` ({min_ready_seconds})"
-                    ),
-                );
-            }
-        } else if min_ready_seconds >= progress_deadline_seconds {
-            let node = fields.get("minReadySeconds").unwrap_or(node);
-            self.error(
-                node,
-                "spec.minReadySeconds",
-                format!("`minReadySeconds` ({min_ready_seconds}) must be less than `progressDeadlineSeconds` ({progress_deadline_seconds})"),
-            );
-        }
-        let strategy = match fields.get("strategy") {
-            Some(strategy) => self.strategy(strategy, "spec.strategy"),
-            None => Strategy::default(),
-        };
-        let selector_node = self.required(&fields, node, path, "selector");
-        let selector = selector_node.map(|s| self.label_selector(s, "spec.selector", false));
-        let template_node = self.required(&fields, node, path, "template");
-        let template = template_node.map(|t| self.pod_template(t, "spec.template", document));
-
-        if let (Some(selector_node), Some(selector), Some(template)) =
-            (selector_node, &selector, &template)
-        {
-            if selector.match_labels.is_empty() && selector.match_expressions.is_empty() {
-                let diagnostic =
-                    self.error(selector_node, "spec.selector", "selector must not be empty");
-                Self::hint(diagnostic, "select the pods by their labels: `matchLabels` with `spec.template.metadata.labels`");
-            } else if !selector.matches(&template.labels) {
-                let diagnostic = self.error(
-                    selector_node,
-                    "spec.selector",
-                    "`selector` does not match template `labels`",
-                );
-                Self::hint(diagnostic, "every pod of the Deployment must match its selector: make `spec.template.metadata.labels` satisfy `spec.selector`");
-            }
-        }
-        Some(DeploymentSpec {
-            replicas,
-            selector: selector?,
-            template: template?,
-            strategy,
-            min_ready_seconds,
-            progress_deadline_seconds,
-            revision_history_limit,
-            paused,
-        })
-    }
-
-    fn strategy(&mut self, node: &Node, path: &str) -> Strategy {
-        let Some(fields) = self.fields(node, path, &STRATEGY) else {
-            return Strategy::default();
-        };
-        let recreate = match fields.get("type") {
-            Some(kind) => self
-                .enumeration(
-                    kind,
-                    &join(path, "type"),
-                    &[("RollingUpdate", false), ("Recreate", true)],
-                )
-                .unwrap_or(false),
-            None => false,
-        };
-        let rolling = fields.get("rollingUpdate");
-        if recreate {
-            if let Some(rolling) = rolling {
-                self.error(
-                    rolling,
-                    &join(path, "rollingUpdate"),
-                    "`rollingUpdate` may not be given when `type` is `Recreate`",
-                );
-            }
-            return Strategy::Recreate;
-        }
-        let mut max_surge = IntOrPercent::Percent(25);
-        let mut max_unavailable = IntOrPercent::Percent(25);
-        if let Some(rolling) = rolling {
-            let rolling_path = join(path, "rollingUpdate");
-            if let Some(rolling_fields) = self.fields(rolling, &rolling_path, &ROLLING_UPDATE) {
-                if let Some(surge) = rolling_fields.get("maxSurge") {
-                    max_surge = self
-                        .int_or_percent(surge, &join(&rolling_path, "maxSurge"), false)
-                        .unwrap_or(max_surge);
-                }
-                if let Some(unavailable) = rolling_fields.get("maxUnavailable") {
-                    max_unavailable = self
-                        .int_or_percent(unavailable, &join(&rolling_path, "maxUnavailable"), true)
-                        .unwrap_or(max_unavailable);
-                }
-                let zero =
-                    |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
-                if zero(max_surge) && zero(max_unavailable) {
-                    let at = rolling_fields.get("maxUnavailable").unwrap_or(rolling);
-                    let diagnostic = self.error(
-                        at,
-                        &join(&rolling_path, "maxUnavailable"),
-                        "`maxUnavailable` may not be 0 when `maxSurge` is 0",
-                    );
-                    Self::hint(
-                        diagnostic,
-                        "a rollout needs room to replace pods: raise one of them",
-                    );
-                }
-            }
-        }
-        Strategy::RollingUpdate {
-            max_surge,
-            max_unavailable,
-        }
-    }
-
-    fn int_or_percent(
-        &mut self,
-        node: &Node,
-        path: &str,
-        at_most_100: bool,
-    ) -> Option<IntOrPercent> {
-        match self.int_or_string(node, path)? {
-            IntOrString::Int(n) => {
-                if n < 0 {
-                    self.error(node, path, format!("must not be negative, found {n}"));
-                    return None;
-                }
-                u32::try_from(n.min(INT32_MAX)).ok().map(IntOrPercent::Int)
-            }
-            IntOrString::String(text) => {
-                let percent = text
-                    .strip_suffix('%')
-                    .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|d| d.parse::<u32>().ok());
-                match percent {
-                    Some(p) if at_most_100 && p > 100 => {
-                        self.error(
-                            node,
-                            path,
-                            format!("must not be more than 100%, found {text}"),
-                        );
-                        None
-                    }
-                    Some(p) => Some(IntOrPercent::Percent(p)),
-                    None => {
-                        let diagnostic = self.error(
-                            node,
-                            path,
-                            format!("invalid value `{text}`, expected an integer or a percentage"),
-                        );
-                        Self::hint(diagnostic, "write `1` or `25%`");
-                        None
-                    }
-                }
-            }
-        }
-    }
-
     fn label_selector(&mut self, node: &Node, path: &str, node_operators: bool) -> LabelSelector {
         let mut selector = LabelSelector::default();
         let Some(fields) = self.fields(node, path, &LABEL_SELECTOR) else {
@@ -1872,6 +1664,7 @@ impl Decoder<'_> {
                 Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet
             );
             if let Some(value) = policy_value {
+                let owner = self.pod_owner;
                 if value != RestartPolicy::Always && must_restart {
                     let text = policy
                         .as_scalar()
@@ -1880,11 +1673,13 @@ impl Decoder<'_> {
                     let diagnostic = self.error(
                         policy,
                         &policy_path,
-                        format!("`restartPolicy: {text}` is not allowed for a Deployment, only `Always`"),
+                        format!(
+                            "`restartPolicy: {text}` is not allowed for a {owner}, only `Always`"
+                        ),
                     );
                     Self::hint(
                         diagnostic,
-                        "a Deployment's pods always restart; remove `restartPolicy`",
+                        format!("a {owner}'s pods always restart; remove `restartPolicy`"),
                     );
                 }
                 spec.restart_policy = RestartPolicy::Always;
