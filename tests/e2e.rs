@@ -1067,3 +1067,184 @@ fn rollouts_follow_commits_and_failures_revert_themselves() {
     };
     assert!(!inspect(v2).trim().is_empty(), "the current image stays");
 }
+
+/// A DaemonSet serving on a host port: one pod per eligible node.
+fn agent(image: &str, command: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels: {{app: agent}}
+  updateStrategy:
+    rollingUpdate: {{maxUnavailable: 1}}
+  template:
+    metadata:
+      labels: {{app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: httpd
+          image: {image}
+          command: {command}
+          ports:
+            - {{name: http, containerPort: 8090, hostPort: 8090}}
+          resources:
+            requests: {{cpu: 10m, memory: 8Mi}}
+          readinessProbe:
+            tcpSocket: {{port: http}}
+            periodSeconds: 1
+"
+    )
+}
+
+const AGENT_SERVES: &str = "[httpd, -f, -p, '8090', -h, /www]";
+
+/// The nodes that run a ready agent pod of `revision`, from one status read.
+fn ready_agents(status: &StatusReport, revision: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = status
+        .replicas
+        .iter()
+        .filter(|r| r.object == "DaemonSet default/agent" && r.ready && r.template_hash == revision)
+        .map(|r| r.node.clone())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+fn agent_complete(status: &StatusReport, commit: &str, pods: u32) -> bool {
+    status.commit.as_deref() == Some(commit)
+        && status.objects.iter().any(|o| {
+            o.name == "agent"
+                && o.rollout == "complete"
+                && o.ready_replicas == pods
+                && o.desired_replicas == pods
+                && o.total_replicas == pods
+        })
+}
+
+/// Issue 11: a DaemonSet lands one pod on each node; a commit adding a node
+/// gets a pod there; tainting a node `NoExecute` removes its pod; a new image
+/// rolls out with `maxUnavailable: 1` and, sampled every 100 ms, never more
+/// than one node without a ready pod; a crashing revision is reverted as a
+/// commit like a Deployment's.
+#[test]
+fn daemon_set_follows_nodes_rolls_node_by_node_and_reverts_a_crash() {
+    let _one_at_a_time = SCENARIO.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = Cluster::new(CLUSTER);
+    cluster.start_leader();
+    let within = Duration::from_secs(120);
+
+    // 1. One pod on each of the three declared nodes.
+    cluster.push(
+        "apps/agent.yaml",
+        Some(&agent("flotilla-test:1", AGENT_SERVES)),
+        "Agent",
+    );
+    let tip = cluster.tip();
+    let status = wait_for("agent on 3 nodes", within, || {
+        cluster.status().filter(|s| agent_complete(s, &tip, 3))
+    });
+    let v1 = status
+        .objects
+        .iter()
+        .find(|o| o.name == "agent")
+        .unwrap()
+        .template_hash
+        .clone();
+    assert_eq!(ready_agents(&status, &v1), ["n1", "n2", "n3"]);
+
+    // 2. A commit declaring a fourth node gives it a pod.
+    let testbed = cluster.testbed;
+    let nodes = |extra_n2: &str| -> String {
+        ["n1", "n2", "n3", "n4"]
+            .iter()
+            .map(|n| testbed.node_yaml(n, if *n == "n2" { extra_n2 } else { "" }))
+            .collect()
+    };
+    cluster.push("nodes.yaml", Some(&nodes("")), "Add n4");
+    let tip = cluster.tip();
+    let status = wait_for("agent on 4 nodes", within, || {
+        cluster.status().filter(|s| agent_complete(s, &tip, 4))
+    });
+    assert_eq!(ready_agents(&status, &v1), ["n1", "n2", "n3", "n4"]);
+
+    // 3. Tainting n2 `NoExecute` takes its pod away.
+    let taint = "  taints:\n    - {key: maintenance, value: 'yes', effect: NoExecute}\n";
+    cluster.push("nodes.yaml", Some(&nodes(taint)), "Drain n2");
+    let tip = cluster.tip();
+    let status = wait_for("agent off n2", within, || {
+        cluster.status().filter(|s| agent_complete(s, &tip, 3))
+    });
+    assert_eq!(ready_agents(&status, &v1), ["n1", "n3", "n4"]);
+    assert!(
+        testbed
+            .docker(
+                "n2",
+                &["ps", "-aq", "--filter", "label=dev.flotilla.name=agent"]
+            )
+            .trim()
+            .is_empty(),
+        "n2 still has an agent container"
+    );
+
+    // 4. A new image rolls out one node at a time: sampled every 100 ms,
+    //    never more than one eligible node without a ready pod.
+    cluster.push(
+        "apps/agent.yaml",
+        Some(&agent("flotilla-test:2", AGENT_SERVES)),
+        "Agent v2",
+    );
+    let tip = cluster.tip();
+    let mut worst = 0;
+    let status = wait_for("agent v2 on 3 nodes", within, || {
+        std::thread::sleep(Duration::from_millis(100));
+        let status = cluster.status()?;
+        let ready: Vec<String> = status
+            .replicas
+            .iter()
+            .filter(|r| r.object == "DaemonSet default/agent" && r.ready)
+            .map(|r| r.node.clone())
+            .collect();
+        let lacking = ["n1", "n3", "n4"]
+            .iter()
+            .filter(|n| !ready.iter().any(|r| r == *n))
+            .count();
+        worst = worst.max(lacking);
+        agent_complete(&status, &tip, 3).then_some(status)
+    });
+    assert!(
+        worst <= 1,
+        "{worst} nodes were without a ready agent at once"
+    );
+    let v2 = status
+        .objects
+        .iter()
+        .find(|o| o.name == "agent")
+        .unwrap()
+        .template_hash
+        .clone();
+    assert_ne!(v1, v2);
+    assert_eq!(ready_agents(&status, &v2), ["n1", "n3", "n4"]);
+
+    // 5. A crashing revision is reverted as a commit; v2 keeps serving.
+    cluster.push(
+        "apps/agent.yaml",
+        Some(&agent("flotilla-test:2", "[sh, -c, 'exit 3']")),
+        "Break agent",
+    );
+    let bad = cluster.tip();
+    let (revert, message) = cluster.wait_revert_of(&bad, Duration::from_secs(120));
+    assert!(message.starts_with("Revert \"Break agent\""), "{message}");
+    assert!(message.contains("DaemonSet default/agent"), "{message}");
+    let status = wait_for("agent back on v2", within, || {
+        cluster.status().filter(|s| agent_complete(s, &revert, 3))
+    });
+    assert_eq!(ready_agents(&status, &v2), ["n1", "n3", "n4"]);
+    let note = cluster.note(&bad);
+    assert!(note.contains(&format!("reverted by {revert}")), "{note}");
+    cluster.stop_leader();
+}

@@ -538,3 +538,223 @@ fn a_large_plan_renders_a_bounded_text_in_linear_time() {
     assert!(text.len() < 100_000, "{} bytes", text.len());
     assert!(text.ends_with("Plan: 20200 to create, 0 to update, 0 to remove, 0 unschedulable.\n"));
 }
+
+// ------------------------------------------------------------- DaemonSet
+
+fn workers(count: usize) -> Vec<Node> {
+    (1..=count)
+        .map(|i| labelled(node(&format!("n{i}"), 4000, 8 * GIB), &[("role", "worker")]))
+        .collect()
+}
+
+fn agent() -> Workload {
+    let mut agent = daemon_set("agent", 100, 128 * MIB);
+    agent
+        .spec
+        .template
+        .spec
+        .node_selector
+        .insert("role".into(), "worker".into());
+    agent
+}
+
+fn pods_by_node(cluster: &flotilla::cluster::ObservedCluster) -> Vec<(String, String)> {
+    let mut pods: Vec<(String, String)> = flotilla::cluster::group_replicas(cluster)
+        .iter()
+        .map(|r| (r.node.to_string(), r.key.template_hash.to_string()))
+        .collect();
+    pods.sort();
+    pods
+}
+
+/// One pod on every node the selector and the taints admit; a cordoned
+/// node keeps its DaemonSet pod (Kubernetes tolerates
+/// `node.kubernetes.io/unschedulable` for DaemonSet pods).
+#[test]
+fn daemon_set_runs_one_pod_on_every_eligible_node() {
+    let mut nodes = workers(3);
+    nodes[1].spec.unschedulable = true;
+    nodes[2] = tainted(nodes[2].clone(), "dedicated", "db", TaintEffect::NoSchedule);
+    nodes.push(node("n4", 4000, 8 * GIB)); // not a worker
+    let state = desired(nodes, vec![agent()]);
+    let p = plan_now(&state, &empty_cluster(&state));
+    let targets: Vec<&str> = p.actions.iter().map(|a| a.node.as_str()).collect();
+    assert_eq!(targets, ["n1", "n2"], "{p}");
+    assert_eq!(p.objects[0].desired, Some(2));
+    insta::assert_snapshot!(p.to_string());
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 5);
+    assert!(plan_now(&state, &cluster).is_empty());
+}
+
+/// A Node added to the repository gets its pod; a node tainted `NoExecute`
+/// or no longer selected loses it; the others are left alone.
+#[test]
+fn daemon_set_follows_the_nodes() {
+    let state = desired(workers(3), vec![agent()]);
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 5);
+
+    let mut nodes = workers(4);
+    let added = desired(nodes.clone(), vec![agent()]);
+    let mut grown = cluster.clone();
+    grown
+        .nodes
+        .insert("n4".into(), empty_cluster(&added).nodes["n4"].clone());
+    let p = plan_now(&added, &grown);
+    let creates: Vec<&str> = p.actions.iter().map(|a| a.node.as_str()).collect();
+    assert_eq!(creates, ["n4"], "{p}");
+
+    nodes[1] = tainted(nodes[1].clone(), "maintenance", "", TaintEffect::NoExecute);
+    nodes[2].meta.labels.remove("role");
+    let shrunk = desired(nodes, vec![agent()]);
+    converge(&added, &mut grown, 5);
+    let p = plan_now(&shrunk, &grown);
+    let removed: Vec<(&str, Change)> = p
+        .actions
+        .iter()
+        .map(|a| (a.node.as_str(), a.change()))
+        .collect();
+    assert_eq!(
+        removed,
+        [("n2", Change::Remove), ("n3", Change::Remove)],
+        "{p}"
+    );
+    assert!(
+        p.actions[0]
+            .reason
+            .contains("untolerated taint {maintenance: }"),
+        "{p}"
+    );
+    assert!(
+        p.actions[1].reason.contains("node affinity/selector"),
+        "{p}"
+    );
+    assert_eq!(p.objects[0].desired, Some(2));
+}
+
+/// `maxUnavailable: 1`, `maxSurge: 0`: one node's old pod goes, and its new
+/// pod is created once the old one is gone (so its host port is free);
+/// never more than one node is without a ready pod.
+#[test]
+fn daemon_set_rolls_one_node_at_a_time() {
+    let state = desired(workers(3), vec![agent()]);
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 5);
+    let v2 = desired(workers(3), vec![with_image(agent(), "agent:2")]);
+    let first = plan_now(&v2, &cluster);
+    insta::assert_snapshot!(first.to_string());
+    let plans = converge(&v2, &mut cluster, 20);
+    for p in std::iter::once(&first).chain(&plans) {
+        let removes = p
+            .actions
+            .iter()
+            .filter(|a| a.change() == Change::Update && a.verb() == "remove")
+            .count();
+        assert!(
+            removes <= 1,
+            "at most maxUnavailable old pods removed at once:\n{p}"
+        );
+    }
+    let new_hash = flotilla::manifest::template_hash(&v2.workloads[0].spec.template);
+    let pods = pods_by_node(&cluster);
+    assert_eq!(pods.len(), 3);
+    assert!(pods.iter().all(|(_, hash)| *hash == new_hash), "{pods:?}");
+}
+
+/// `maxSurge: 1`, `maxUnavailable: 0`: the new pod starts beside the old one
+/// on one node, and the old goes once the new is available.
+#[test]
+fn daemon_set_surges_new_pods_beside_old_ones() {
+    let surging = |mut d: Workload| {
+        d.spec.strategy = Strategy::RollingUpdate {
+            max_surge: IntOrPercent::Int(1),
+            max_unavailable: IntOrPercent::Int(0),
+        };
+        d
+    };
+    let state = desired(workers(3), vec![surging(agent())]);
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 5);
+    let v2 = desired(workers(3), vec![surging(with_image(agent(), "agent:2"))]);
+    let p = plan_now(&v2, &cluster);
+    let actions: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .map(|a| (a.node.as_str(), a.verb()))
+        .collect();
+    assert_eq!(actions, [("n1", "create")], "{p}");
+    apply_to_observed(&mut cluster, &p, now());
+    let p = plan_now(&v2, &cluster);
+    let actions: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .map(|a| (a.node.as_str(), a.verb()))
+        .collect();
+    assert_eq!(actions, [("n2", "create"), ("n1", "remove")], "{p}");
+    converge(&v2, &mut cluster, 20);
+    assert_eq!(pods_by_node(&cluster).len(), 3);
+}
+
+/// `OnDelete`: old pods stay until removed by hand; a node without a pod
+/// gets the new revision.
+#[test]
+fn daemon_set_on_delete_keeps_old_pods() {
+    let on_delete = |mut d: Workload| {
+        d.spec.strategy = Strategy::OnDelete;
+        d
+    };
+    let state = desired(workers(3), vec![on_delete(agent())]);
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 5);
+    let v2 = desired(workers(3), vec![on_delete(with_image(agent(), "agent:2"))]);
+    assert!(plan_now(&v2, &cluster).actions.is_empty());
+    cluster.nodes.get_mut("n2").unwrap().containers.clear();
+    let p = plan_now(&v2, &cluster);
+    let actions: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .map(|a| (a.node.as_str(), a.verb()))
+        .collect();
+    assert_eq!(actions, [("n2", "create")], "{p}");
+}
+
+/// A DaemonSet pod takes its node's resources before any replica is
+/// placed, and a node where it does not fit is reported in kube-scheduler's
+/// words for a pod bound to one node.
+#[test]
+fn daemon_set_pods_take_their_nodes_resources_first() {
+    let nodes = vec![
+        labelled(node("n1", 1000, 8 * GIB), &[("role", "worker")]),
+        labelled(node("n2", 1000, 8 * GIB), &[("role", "worker")]),
+        labelled(node("n3", 500, 8 * GIB), &[("role", "worker")]),
+    ];
+    let mut big_agent = agent();
+    big_agent.spec.template.spec.containers[0]
+        .resources
+        .requests
+        .cpu = Some(flotilla::manifest::quantity::CpuMillis(600));
+    // `web` sorts before `agent`'s kind in the plan, yet is placed after it.
+    let state = desired(nodes, vec![deployment("web", 2, 500, GIB), big_agent]);
+    let p = plan_now(&state, &empty_cluster(&state));
+    insta::assert_snapshot!(p.to_string());
+    let unschedulable: Vec<(Option<&str>, &str)> = p
+        .unschedulable
+        .iter()
+        .map(|u| (u.node.as_deref(), u.reason.as_str()))
+        .collect();
+    assert_eq!(
+        unschedulable,
+        [
+            (
+                Some("n3"),
+                "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector."
+            ),
+            (
+                None,
+                "0/3 nodes are available: 3 Insufficient cpu."
+            ),
+        ],
+        "{p}"
+    );
+}

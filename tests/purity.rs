@@ -106,3 +106,90 @@ fn detector_finds_what_it_must() {
         assert_eq!(!forbidden_uses(code).is_empty(), expected, "{code}");
     }
 }
+
+/// The kinds that run pods. The shared machinery takes a workload and never
+/// asks which kind it is: what differs between kinds is data in the
+/// workload's spec, decided in `manifest` and in the planner's one module
+/// per pod set.
+const WORKLOAD_KINDS: [&str; 6] = [
+    "Deployment",
+    "DaemonSet",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "Pod",
+];
+
+/// Directories (under `src/`) of the shared machinery.
+const KIND_BLIND: [&str; 4] = ["leader", "api", "plan/progress.rs", "plan/planner/mod.rs"];
+
+/// Every place `source` names a workload kind (`Kind::Deployment`, or the
+/// kind's name as a string), outside comments and test modules.
+fn kind_names(source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (index, line) in source.lines().enumerate() {
+        if line.trim_start().starts_with("#[cfg(test)]") {
+            break;
+        }
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        let code = line.split("//").next().unwrap_or(line);
+        for kind in WORKLOAD_KINDS {
+            let path = format!("Kind::{kind}");
+            let quoted = format!("\"{kind}\"");
+            if contains_path(code, &path) || code.contains(&quoted) {
+                found.push(format!("{}: names {kind}: {}", index + 1, line.trim()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn shared_machinery_never_names_a_workload_kind() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for part in KIND_BLIND {
+        let path = src.join(part);
+        if path.is_dir() {
+            rust_files(&path, &mut files);
+        } else {
+            files.push(path);
+        }
+    }
+    // The leader's in-memory node double is compiled for tests only.
+    files.retain(|f| !f.ends_with("leader/memory.rs"));
+    assert!(files.len() > 10, "found {} files", files.len());
+    let mut violations = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file).expect("readable source");
+        for name in kind_names(&source) {
+            violations.push(format!("{}:{name}", file.display()));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "the shared machinery must take a workload, not name its kind \
+         (put what differs in the workload's spec):\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn kind_detector_finds_what_it_must() {
+    let cases = [
+        ("if key.kind == Kind::Deployment {", true),
+        ("let kind = Kind::parse(\"DaemonSet\");", true),
+        ("// a Deployment's pods", false),
+        ("let kind = Kind::Node;", false),
+        ("Kind::DeploymentLike", false),
+        (
+            "#[cfg(test)]\nmod tests { const K: Kind = Kind::Job; }",
+            false,
+        ),
+    ];
+    for (code, expected) in cases {
+        assert_eq!(!kind_names(code).is_empty(), expected, "{code}");
+    }
+}

@@ -35,7 +35,7 @@ pub enum RolloutCommand {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// `deployment/web`, `deploy/staging/web`...; every Deployment of the
+    /// `deployment/web`, `ds/agent`, `deploy/staging/web`...; every workload of the
     /// revision when left out.
     pub object: Option<String>,
     /// The namespace of OBJECT.
@@ -64,7 +64,7 @@ enum Verdict {
     Failed(String),
 }
 
-/// A Deployment and the revision (template hash) it must reach.
+/// A workload and the revision (template hash) it must reach.
 struct Target {
     key: ObjectKey,
     revision: String,
@@ -115,7 +115,7 @@ pub fn run<N: NodeOps, P: Planner>(
     }
     if targets.is_empty() {
         out.line(format_args!(
-            "{} declares no Deployment: nothing rolls out",
+            "{} declares no workload: nothing rolls out",
             short(&commit)
         ))?;
         return Ok(exit::OK);

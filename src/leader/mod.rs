@@ -49,6 +49,7 @@ mod tests {
             "nodes.yaml",
             "apps/web.yaml",
             "apps/worker.yaml",
+            "apps/node-agent.yaml",
         ] {
             files.push(SourceFile {
                 path: relative.to_string(),
@@ -59,7 +60,7 @@ mod tests {
         let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         assert!(rendered.is_empty(), "{}", rendered.join("\n"));
         assert_eq!(state.nodes.len(), 3);
-        assert_eq!(state.workloads.len(), 2);
+        assert_eq!(state.workloads.len(), 3);
         assert_eq!(state.cluster.resync_seconds, 30);
     }
 }

@@ -1041,7 +1041,11 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                     for container in &mut containers {
                         let readiness = declared_container(&templates, container)
                             .map(|(_, spec)| {
-                                probes.readiness(&container.name, spec, container.started_at)
+                                probes.readiness(
+                                    &container_key(&name, &container.name),
+                                    spec,
+                                    container.started_at,
+                                )
                             })
                             .unwrap_or_default();
                         container.probe_ready = readiness.ready;
@@ -1096,12 +1100,17 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         observed: &ObservedCluster,
         now: SystemTime,
     ) -> usize {
-        let finished: HashMap<&str, SystemTime> = observed
+        let finished: HashMap<String, SystemTime> = observed
             .nodes
             .values()
-            .flat_map(|n| &n.containers)
-            .filter(|c| matches!(c.state, ContainerState::Exited { .. }))
-            .map(|c| (c.name.as_str(), c.finished_at.unwrap_or(now)))
+            .flat_map(|n| n.containers.iter().map(move |c| (n, c)))
+            .filter(|(_, c)| matches!(c.state, ContainerState::Exited { .. }))
+            .map(|(n, c)| {
+                (
+                    container_key(&n.name, &c.name),
+                    c.finished_at.unwrap_or(now),
+                )
+            })
             .collect();
         let before = steps.len();
         steps.retain(|step| {
@@ -1109,28 +1118,29 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 return true;
             };
             // The replica's back-off is kept under its first container's
-            // name, counted from the latest finish among its containers.
-            let Some(key) = containers.first() else {
+            // key, counted from the latest finish among its containers.
+            let Some(first) = containers.first() else {
                 return true;
             };
+            let key = container_key(&step.node, first);
             let Some(finished_at) = containers
                 .iter()
-                .filter_map(|c| finished.get(c.as_str()))
+                .filter_map(|c| finished.get(&container_key(&step.node, c)))
                 .max()
                 .copied()
             else {
                 return true;
             };
-            match self.backoff.verdict(key, finished_at, now) {
+            match self.backoff.verdict(&key, finished_at, now) {
                 BackoffVerdict::RestartNow => {
-                    self.backoff.record_restart(key, finished_at, now);
+                    self.backoff.record_restart(&key, finished_at, now);
                     true
                 }
                 BackoffVerdict::Wait { until, delay } => {
                     let _ = self.events.send(ApplyEvent::Skipped {
                         node: step.node.clone(),
                         kind: "start",
-                        target: key.clone(),
+                        target: first.clone(),
                         why: format!(
                             "back-off {}s restarting failed container ({}s left)",
                             delay.as_secs(),
@@ -1144,8 +1154,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let known: BTreeSet<String> = observed
             .nodes
             .values()
-            .flat_map(|n| &n.containers)
-            .map(|c| c.name.clone())
+            .flat_map(|n| n.containers.iter().map(|c| container_key(&n.name, &c.name)))
             .collect();
         // Forget only what is certainly gone: containers on unreachable
         // nodes are not listed, but may come back.
@@ -1250,7 +1259,7 @@ async fn probe_round<N: NodeOps>(
             .lock()
             .expect("probe lock is never poisoned")
             .record(
-                &probe.container_name,
+                &container_key(&probe.node, &probe.container_name),
                 probe.kind,
                 &probe.probe,
                 probe.started_at,
@@ -1308,18 +1317,22 @@ fn due_probes(
     let shared = shared.lock().expect("probe inputs lock is never poisoned");
     let mut tracker = tracker.lock().expect("probe lock is never poisoned");
     let templates = current_templates(&shared.desired);
-    let running: Vec<&ObservedContainer> = shared
+    let running: Vec<(&str, &ObservedContainer)> = shared
         .observed
         .nodes
         .values()
         // An unreachable node's containers are only remembered: not probed.
         .filter(|n| n.reachability.is_reachable())
-        .flat_map(|n| &n.containers)
-        .filter(|c| c.state == ContainerState::Running)
+        .flat_map(|n| n.containers.iter().map(|c| (n.name.as_str(), c)))
+        .filter(|(_, c)| c.state == ContainerState::Running)
         .collect();
-    tracker.retain(|name| running.iter().any(|c| c.name == name));
+    let running_keys: BTreeSet<String> = running
+        .iter()
+        .map(|(node, c)| container_key(node, &c.name))
+        .collect();
+    tracker.retain(|key| running_keys.contains(key));
     let mut due = Vec::new();
-    for container in running {
+    for (node, container) in running {
         // An old revision's probes are the old template's, which the desired
         // state no longer has; it is on its way out.
         let Some((template, spec)) = declared_container(&templates, container) else {
@@ -1328,9 +1341,10 @@ fn due_probes(
         let Some(started_at) = container.started_at else {
             continue;
         };
-        for (kind, probe) in tracker.due(&container.name, spec, started_at, now) {
+        let key = container_key(node, &container.name);
+        for (kind, probe) in tracker.due(&key, spec, started_at, now) {
             due.push(DueProbe {
-                node: container.labels.node.clone(),
+                node: node.to_string(),
                 container_name: container.name.clone(),
                 container: spec.clone(),
                 probe: probe.clone(),
@@ -1384,6 +1398,13 @@ fn declared_container<'a>(
         .iter()
         .find(|c| c.name == labels.container)?;
     Some((template, spec))
+}
+
+/// A container's identity across the cluster: Docker names are unique only
+/// on their node (each DaemonSet pod has the same name on every node), so
+/// probe and back-off state is kept under `node/name`.
+fn container_key(node: &str, name: &str) -> String {
+    format!("{node}/{name}")
 }
 
 pub fn short(commit: &str) -> &str {

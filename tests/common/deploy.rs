@@ -139,11 +139,11 @@ impl Cluster {
         };
         cluster.git(&["init", "-q", "-b", "main"]);
         cluster.git(&["remote", "add", "origin", bare.to_str().unwrap()]);
-        std::fs::copy(
-            testbed.env("TESTBED_NODES_YAML"),
-            cluster.work.join("nodes.yaml"),
-        )
-        .unwrap();
+        let nodes: String = super::DECLARED_NODES
+            .iter()
+            .map(|name| testbed.node_yaml(name, ""))
+            .collect();
+        std::fs::write(cluster.work.join("nodes.yaml"), nodes).unwrap();
         cluster.push(
             "cluster.yaml",
             Some(cluster_yaml),

@@ -23,8 +23,12 @@ use std::time::Duration;
 use flotilla::manifest::model::{Capacity, Node, NodeSpec, ObjectMeta, Transport};
 use flotilla::node::SshOptions;
 
-/// Nodes every test binary gets.
-pub const NODE_COUNT: usize = 3;
+/// Nodes every test binary gets. Scenarios declare the first
+/// [`DECLARED_NODES`]; the last is there for one to add by a commit.
+pub const NODE_COUNT: usize = 4;
+
+/// The nodes a scenario's repository declares at first.
+pub const DECLARED_NODES: [&str; 3] = ["n1", "n2", "n3"];
 
 pub struct TestCluster {
     env: HashMap<String, String>,
@@ -160,6 +164,18 @@ impl TestCluster {
                 unschedulable: false,
             },
         }
+    }
+
+    /// The Node manifest of one testbed node, as YAML (a document with its
+    /// `---`), with `extra` appended to its spec (indented by two).
+    pub fn node_yaml(&self, name: &str, extra: &str) -> String {
+        format!(
+            "---\napiVersion: flotilla.dev/v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  \
+             address: {}\n  port: 22\n  user: root\n  identityFile: {}\n  dockerSocket: {}\n{extra}",
+            self.address(name),
+            self.identity_file().display(),
+            self.docker_socket(name),
+        )
     }
 
     pub fn nodes(&self) -> Vec<Node> {

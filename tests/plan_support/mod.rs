@@ -110,6 +110,19 @@ pub fn deployment(name: &str, replicas: u32, cpu_millis: u64, memory: u64) -> Wo
     }
 }
 
+/// A DaemonSet whose pod requests `cpu_millis` and `memory`, rolling with
+/// Kubernetes' DaemonSet defaults (maxUnavailable 1, maxSurge 0).
+pub fn daemon_set(name: &str, cpu_millis: u64, memory: u64) -> Workload {
+    let mut d = deployment(name, 0, cpu_millis, memory);
+    d.kind = Kind::DaemonSet;
+    d.spec.pods = PodSet::OnePerNode;
+    d.spec.strategy = Strategy::RollingUpdate {
+        max_surge: IntOrPercent::Int(0),
+        max_unavailable: IntOrPercent::Int(1),
+    };
+    d
+}
+
 pub fn with_image(mut d: Workload, image: &str) -> Workload {
     d.spec.template.spec.containers[0].image = image.into();
     d
@@ -124,7 +137,7 @@ pub fn desired(nodes: Vec<Node>, deployments: Vec<Workload>) -> DesiredState {
     state.nodes.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     state
         .workloads
-        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+        .sort_by(|a, b| a.key_parts().cmp(&b.key_parts()));
     state
 }
 
