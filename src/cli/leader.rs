@@ -152,7 +152,7 @@ pub fn apply<N: NodeOps, P: Planner>(
         if text {
             show_plan(out, &args.repo, &prepared)?;
         }
-        if prepared.steps.is_empty() {
+        if prepared.is_empty() {
             match args.output {
                 OutputFormat::Json => out.json(&serde_json::json!({
                     "commit": prepared.commit,
@@ -258,6 +258,9 @@ fn show_plan(out: &mut Output, repo: &Path, prepared: &Prepared) -> anyhow::Resu
             "{} start(s) held back by the crash-loop back-off.",
             prepared.backed_off
         ))?;
+    }
+    for outcome in prepared.outcomes() {
+        out.line(format_args!("Also recorded: {outcome}"))?;
     }
     Ok(())
 }

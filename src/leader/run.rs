@@ -169,12 +169,56 @@ pub struct Prepared {
     /// The plan the steps come from, when the planner has one.
     pub plan: Option<crate::plan::Plan>,
     pub steps: Vec<Step>,
-    /// Starts held back by the crash-loop back-off (not among `steps`).
+    /// Starts held back by the crash-loop back-off (not among `steps`, nor
+    /// in `plan`).
     pub backed_off: usize,
+    /// Rollouts this observation saw start, complete or fail: recorded by
+    /// [`Leader::execute`] (a failure's note and revert commit, a
+    /// completion's pruning of old images).
+    pub rollout_events: Vec<RolloutEvent>,
     refused: Option<String>,
-    reverted: Vec<String>,
     started: Instant,
     now: SystemTime,
+}
+
+impl Prepared {
+    /// Nothing to carry out: no step, and no rollout outcome to record.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.outcomes().is_empty()
+    }
+
+    /// One line per rollout outcome that carrying this out records, for
+    /// people to read before they confirm.
+    pub fn outcomes(&self) -> Vec<String> {
+        self.rollout_events
+            .iter()
+            .filter_map(|event| match event {
+                RolloutEvent::Started { .. } => None,
+                RolloutEvent::Completed { key, revision, .. } => Some(format!(
+                    "{key}: rollout of revision {revision} complete: noted, and images beyond revisionHistoryLimit removed"
+                )),
+                RolloutEvent::Failed {
+                    key,
+                    revision,
+                    commit,
+                    failure,
+                } => Some(format!(
+                    "{key}: rollout of revision {revision} failed ({}): noted on {}, and the commit reverted unless {AUTO_ROLLBACK_ANNOTATION} is \"false\"",
+                    failure.reason,
+                    short(commit)
+                )),
+            })
+            .collect()
+    }
+}
+
+/// Whether a probe round restarts the containers whose liveness (or
+/// startup) probe failed, or leaves that to the probe task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Restarts {
+    Now,
+    /// Preparing a reconcile changes nothing on the nodes.
+    Deferred,
 }
 
 /// What one reconcile did.
@@ -354,7 +398,14 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             let changed = {
                 let round = Arc::clone(&self.probe_round);
                 let _one_at_a_time = round.lock().await;
-                probe_round(&*self.nodes, &self.shared, &self.probes, &self.events).await
+                probe_round(
+                    &*self.nodes,
+                    &self.shared,
+                    &self.probes,
+                    &self.events,
+                    Restarts::Deferred,
+                )
+                .await
             };
             if changed {
                 observed = self.observe(&desired, now).await;
@@ -364,15 +415,15 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             self.holds_restored = true;
             self.restore_held_failures(&desired, &commit, now);
         }
-        let events = self.rollouts.observe(&desired, &commit, &observed, now);
-        let reverted = self
-            .handle_rollout_events(events, &desired, &commit, &observed, now)
-            .await;
+        // What the observation says of each rollout is only memory here;
+        // what it leads to (a note, a revert commit, old images removed) is
+        // written by `execute`, so that preparing changes nothing.
+        let rollout_events = self.rollouts.observe(&desired, &commit, &observed, now);
         let held = self.hold_failed_rollouts(&desired);
-        let (plan, mut steps) =
+        let (mut plan, mut steps) =
             self.planner
                 .planned(held.as_ref().unwrap_or(&desired), &commit, &observed, now);
-        let backed_off = self.hold_back_crash_loops(&mut steps, &observed, now);
+        let backed_off = self.hold_back_crash_loops(&mut steps, &mut plan, &observed, now);
         Ok(Prepared {
             commit,
             desired,
@@ -380,8 +431,8 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             plan,
             steps,
             backed_off,
+            rollout_events,
             refused,
-            reverted,
             started,
             now,
         })
@@ -397,11 +448,14 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             plan: _,
             steps,
             backed_off,
+            rollout_events,
             refused,
-            reverted,
             started,
             now,
         } = prepared;
+        let reverted = self
+            .handle_rollout_events(rollout_events, &desired, &commit, &observed, now)
+            .await;
         let unreachable: BTreeSet<String> = observed
             .nodes
             .values()
@@ -1097,6 +1151,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
     fn hold_back_crash_loops(
         &mut self,
         steps: &mut Vec<Step>,
+        plan: &mut Option<crate::plan::Plan>,
         observed: &ObservedCluster,
         now: SystemTime,
     ) -> usize {
@@ -1113,6 +1168,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             })
             .collect();
         let before = steps.len();
+        let mut held_back: Vec<(String, Vec<String>)> = Vec::new();
         steps.retain(|step| {
             let Operation::Start { containers } = &step.operation else {
                 return true;
@@ -1137,6 +1193,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                     true
                 }
                 BackoffVerdict::Wait { until, delay } => {
+                    held_back.push((step.node.clone(), containers.clone()));
                     let _ = self.events.send(ApplyEvent::Skipped {
                         node: step.node.clone(),
                         kind: "start",
@@ -1164,6 +1221,17 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             .all(|n| n.reachability.is_reachable())
         {
             self.backoff.retain(|name| known.contains(name));
+        }
+        // What is shown is what runs: the held-back starts leave the plan too.
+        if let Some(plan) = plan {
+            plan.actions.retain(|action| {
+                let crate::plan::Operation::Start { containers } = &action.operation else {
+                    return true;
+                };
+                !held_back.iter().any(|(node, names)| {
+                    *node == action.node && names.iter().eq(containers.iter().map(|c| &c.name))
+                })
+            });
         }
         before - steps.len()
     }
@@ -1220,7 +1288,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                     _ = stop.notified() => return,
                 }
                 let _round = round.lock().await;
-                if probe_round(&*nodes, &shared, &tracker, &events).await {
+                if probe_round(&*nodes, &shared, &tracker, &events, Restarts::Now).await {
                     changed.notify_one();
                 }
             }
@@ -1235,6 +1303,7 @@ async fn probe_round<N: NodeOps>(
     shared: &Mutex<ProbeInputs>,
     tracker: &Mutex<ProbeTracker>,
     events: &mpsc::UnboundedSender<ApplyEvent>,
+    restarts: Restarts,
 ) -> bool {
     let now = SystemTime::now();
     let due = due_probes(shared, tracker, now);
@@ -1269,6 +1338,9 @@ async fn probe_round<N: NodeOps>(
         match outcome {
             ProbeOutcome::BecameReady | ProbeOutcome::BecameNotReady | ProbeOutcome::Started => {
                 readiness_changed = true
+            }
+            ProbeOutcome::RestartNeeded if restarts == Restarts::Deferred => {
+                tracing::debug!(container = %probe.container_name, node = %probe.node, "probe asks for a restart; left to the probe task");
             }
             ProbeOutcome::RestartNeeded => {
                 let reason = match probe.kind {
@@ -1763,6 +1835,140 @@ mod tests {
             leader.reconcile(at(secs)).await.unwrap();
         }
         second
+    }
+
+    /// Issue 11: `flotilla apply` prepares, shows and asks before anything
+    /// changes. Preparing a reconcile that will record a failed rollout
+    /// writes no note and no revert and touches no node; carrying it out does.
+    #[tokio::test]
+    async fn preparing_changes_nothing_on_the_nodes_or_in_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
+        let mut leader = leader(dir.path());
+        commit(&repo, "replicas: 2");
+        leader.reconcile(at(0)).await.unwrap();
+        let second = commit(
+            &repo,
+            "replicas: 2\nimage: img:2\nmin-ready: 5\ndeadline: 10\n",
+        );
+        for secs in [10, 11, 12] {
+            leader.reconcile(at(secs)).await.unwrap();
+        }
+        let calls_before = leader.nodes.state.lock().unwrap().log.len();
+        let prepared = leader.prepare(at(23)).await.unwrap();
+        let calls: Vec<String> = leader.nodes.state.lock().unwrap().log[calls_before..].to_vec();
+        assert!(
+            calls.iter().all(|c| c.starts_with("observe ")),
+            "preparing only observes: {calls:?}"
+        );
+        assert_eq!(tip(&repo), second, "no revert while preparing");
+        assert!(
+            note_records(&repo, &second).is_empty(),
+            "no note while preparing"
+        );
+        let outcomes = prepared.outcomes();
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        assert!(
+            outcomes[0].contains("failed (Deployment default/web: progress deadline"),
+            "{outcomes:?}"
+        );
+        assert!(!prepared.is_empty());
+
+        let summary = leader.execute(prepared).await;
+        assert_eq!(summary.reverted.len(), 1);
+        assert_eq!(tip(&repo), summary.reverted[0]);
+        assert_eq!(note_records(&repo, &second)[0].outcome, Outcome::Failed);
+    }
+
+    /// Issue 11: the plan `flotilla apply` shows is the plan it runs: every
+    /// action of the prepared plan, and nothing else, reaches the nodes.
+    #[tokio::test]
+    async fn the_plan_shown_is_the_plan_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
+        let (events, _) = mpsc::unbounded_channel();
+        let nodes = Arc::new(MemoryNodes::default());
+        for node in ["n1", "n2", "n3"] {
+            nodes
+                .state
+                .lock()
+                .unwrap()
+                .images
+                .entry(node.into())
+                .or_default()
+                .insert("img:1".into());
+        }
+        let mut leader = Leader::new(
+            nodes,
+            super::super::planner::KubePlanner,
+            load,
+            dir.path(),
+            "main",
+            Arc::default(),
+            events,
+        );
+        commit(&repo, "replicas: 5");
+        let prepared = leader.prepare(at(0)).await.unwrap();
+        let plan = prepared
+            .plan
+            .clone()
+            .expect("the planner proper has a plan");
+        let mut shown: Vec<String> = plan
+            .actions
+            .iter()
+            .map(|a| {
+                let crate::plan::Operation::Create { containers, .. } = &a.operation else {
+                    panic!("a fresh deploy only creates: {a:?}");
+                };
+                format!("create {} {}", a.node, containers[0].container_name())
+            })
+            .collect();
+        assert_eq!(shown.len(), 5, "{plan}");
+        let calls_before = leader.nodes.state.lock().unwrap().log.len();
+        leader.execute(prepared).await;
+        let mut run: Vec<String> = leader.nodes.state.lock().unwrap().log[calls_before..]
+            .iter()
+            .filter(|c| c.starts_with("create "))
+            .cloned()
+            .collect();
+        shown.sort();
+        run.sort();
+        assert_eq!(shown, run);
+
+        // Crashed twice in a row: the second restart waits out its
+        // back-off, and the plan shown leaves those starts out as well.
+        let crash = |leader: &Leader<MemoryNodes, _>, when: SystemTime| {
+            let mut state = leader.nodes.state.lock().unwrap();
+            let names: Vec<String> = state
+                .containers
+                .values()
+                .flat_map(|c| c.keys().cloned())
+                .collect();
+            for containers in state.containers.values_mut() {
+                for (_, running) in containers.values_mut() {
+                    *running = false;
+                }
+            }
+            for name in names {
+                state.finished_at.insert(name, when);
+            }
+        };
+        crash(&leader, at(1));
+        let prepared = leader.prepare(at(1)).await.unwrap();
+        let starts = prepared.plan.as_ref().unwrap().actions.len();
+        assert_eq!(
+            (starts, prepared.steps.len(), prepared.backed_off),
+            (5, 5, 0)
+        );
+        leader.execute(prepared).await;
+        crash(&leader, at(2));
+        let prepared = leader.prepare(at(2)).await.unwrap();
+        let plan = prepared.plan.as_ref().unwrap();
+        assert_eq!(prepared.backed_off, 5);
+        assert!(
+            prepared.steps.is_empty() && plan.actions.is_empty(),
+            "{plan}"
+        );
     }
 
     #[tokio::test]
