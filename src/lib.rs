@@ -1,6 +1,6 @@
 //! flotilla: a container orchestrator in which Git is the API server.
 //!
-//! The pure core (`manifest`, `cluster`, `plan`) computes; the shell (`repo`,
+//! The pure core (`manifest`, `cluster`, `plan`, `reconcile`) computes; the shell (`repo`,
 //! `node`, `leader`, `api`, `cli`) gathers inputs and carries out results.
 //! See ARCHITECTURE.md for the map.
 
@@ -11,4 +11,5 @@ pub mod leader;
 pub mod manifest;
 pub mod node;
 pub mod plan;
+pub mod reconcile;
 pub mod repo;

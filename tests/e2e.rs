@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::deploy::{git_in, http_get, wait_for, Cluster};
-use flotilla::leader::status::StatusReport;
+use flotilla::reconcile::status::StatusReport;
 
 /// One scenario at a time: each runs its own leader on the shared nodes.
 static SCENARIO: Mutex<()> = Mutex::new(());

@@ -1,11 +1,11 @@
-//! The pure core (`manifest`, `cluster`, `plan`) does no I/O: it never
+//! The pure core (`manifest`, `cluster`, `plan`, `reconcile`) does no I/O: it never
 //! imports the runtime, SSH, Docker or Git crates, the file system, the
 //! network, processes, the environment, or the clock. This test reads their
 //! source and fails on any such use, so the boundary stays honest.
 
 use std::path::{Path, PathBuf};
 
-const PURE_MODULES: [&str; 3] = ["manifest", "cluster", "plan"];
+const PURE_MODULES: [&str; 4] = ["manifest", "cluster", "plan", "reconcile"];
 
 const FORBIDDEN: [&str; 12] = [
     "tokio",

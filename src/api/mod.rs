@@ -32,8 +32,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
-use crate::leader::metrics::Metrics;
-use crate::leader::status::StatusReport;
+use crate::reconcile::status::StatusReport;
+
+pub mod metrics;
+use metrics::Metrics;
 
 /// `/healthz` fails once no reconcile has completed for this many resync
 /// periods: a loop that is stuck, or refused every time, is not healthy.

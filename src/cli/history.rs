@@ -216,7 +216,7 @@ fn render_table(revisions: &[Revision], rows: &[Row<'_>], out: &mut Output) -> s
 fn iso_date(time: git2::Time) -> String {
     let offset = i64::from(time.offset_minutes());
     let local = time.seconds() + offset * 60;
-    let utc = crate::leader::time::format_rfc3339(
+    let utc = crate::reconcile::time::format_rfc3339(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(local).unwrap_or(0)),
     );
     let sign = if offset < 0 { '-' } else { '+' };

@@ -16,8 +16,8 @@ use super::{exit, short, Output};
 use crate::leader::daemon;
 use crate::leader::nodes::NodeOps;
 use crate::leader::run::Planner;
-use crate::leader::status::ObjectStatus;
 use crate::manifest::model::{Kind, ObjectKey};
+use crate::reconcile::status::ObjectStatus;
 use crate::repo::{Outcome, RolloutRecord};
 
 #[derive(Debug, Args)]

@@ -16,9 +16,9 @@ use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
-use super::metrics::Metrics;
 use super::nodes::{NodeOpError, NodeOps};
 use super::spec::ReplicaContainer;
+use crate::api::metrics::Metrics;
 use crate::manifest::model::PullPolicy;
 use crate::manifest::OperatorPolicy;
 

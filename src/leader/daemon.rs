@@ -424,7 +424,7 @@ pub async fn status_once<N: NodeOps, P: Planner>(
     nodes: Arc<N>,
     planner: P,
     loader: Loader,
-) -> Result<super::status::StatusReport, OneShotError> {
+) -> Result<crate::reconcile::status::StatusReport, OneShotError> {
     let git_dir = git_dir(repo)?;
     if let Some(addr) = lock::current_holder(&git_dir)
         .map_err(LeaderError::from)?

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rustix::fs::{flock, FlockOperation, OFlags};
 use serde::{Deserialize, Serialize};
 
-use super::time::format_rfc3339;
 use crate::manifest::model::{Node, Transport};
+use crate::reconcile::time::format_rfc3339;
 
 /// The lock file's name inside the git directory.
 pub const LOCK_FILE: &str = "flotilla.lock";

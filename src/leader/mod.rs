@@ -8,19 +8,15 @@
 //! `node`'s; this module sequences them. It never prints (the CLI does).
 
 pub mod apply;
-pub mod backoff;
 pub mod daemon;
 pub mod docker;
 pub mod lock;
 #[cfg(test)]
 pub mod memory;
-pub mod metrics;
 pub mod nodes;
 pub mod probe;
 pub mod run;
 pub mod spec;
-pub mod status;
-pub mod time;
 pub mod watch;
 
 /// The loader the leader uses: `manifest::load`, as a plain function.

@@ -15,10 +15,8 @@ use futures_util::future::join_all;
 use tokio::sync::{mpsc, Notify};
 
 use super::apply::{apply, ApplyEvent, ApplyReport, Operation, Step};
-use super::backoff::{BackoffVerdict, RestartBackoff};
 use super::nodes::NodeOps;
-use super::probe::{run_probe, ProbeKind, ProbeOutcome, ProbeTracker};
-use super::status::{self, StatusReport};
+use super::probe::run_probe;
 use crate::api::ApiState;
 use crate::cluster::{
     ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, Reachability,
@@ -26,6 +24,9 @@ use crate::cluster::{
 use crate::manifest::model::{DesiredState, Kind, ObjectKey, Workload};
 use crate::manifest::{check_operator_policy, Diagnostic, OperatorPolicy, SourceFile};
 use crate::plan::progress::{Failure, RolloutEvent, RolloutState, RolloutTracker};
+use crate::reconcile::backoff::{BackoffVerdict, RestartBackoff};
+use crate::reconcile::probes::{ProbeKind, ProbeOutcome, ProbeTracker};
+use crate::reconcile::status::{self, StatusReport};
 use crate::repo::{ObjectOutcome, Outcome, RolloutRecord};
 
 /// A Deployment annotation: `"false"` keeps a failed rollout held where it
@@ -837,7 +838,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         }
         let record = RolloutRecord {
             outcome: Outcome::Failed,
-            finished_at: super::time::format_rfc3339(now),
+            finished_at: crate::reconcile::time::format_rfc3339(now),
             duration,
             objects: desired
                 .workload(key)
@@ -983,7 +984,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             if !already {
                 let record = RolloutRecord {
                     outcome: Outcome::Succeeded,
-                    finished_at: super::time::format_rfc3339(now),
+                    finished_at: crate::reconcile::time::format_rfc3339(now),
                     duration,
                     objects: desired
                         .workloads
@@ -1558,7 +1559,7 @@ mod tests {
         assert_eq!(records[0].outcome, Outcome::Succeeded);
         assert_eq!(
             records[0].finished_at,
-            crate::leader::time::format_rfc3339(at(0))
+            crate::reconcile::time::format_rfc3339(at(0))
         );
         let web = &records[0].objects[0];
         assert_eq!(
@@ -1628,7 +1629,7 @@ mod tests {
             assert!(!n2.reachable);
             assert_eq!(
                 n2.unreachable_since.as_deref(),
-                Some(crate::leader::time::format_rfc3339(at(10)).as_str())
+                Some(crate::reconcile::time::format_rfc3339(at(10)).as_str())
             );
         }
         let log = leader.nodes.state.lock().unwrap().log.clone();
@@ -1690,7 +1691,7 @@ mod tests {
             let node = status.nodes.iter().find(|n| n.name == down).unwrap();
             assert_eq!(
                 node.unreachable_since.as_deref(),
-                Some(crate::leader::time::format_rfc3339(at(100)).as_str()),
+                Some(crate::reconcile::time::format_rfc3339(at(100)).as_str()),
                 "unknown since the leader started"
             );
         }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flotilla::leader::status::StatusReport;
+use flotilla::reconcile::status::StatusReport;
 
 use super::TestCluster;
 

@@ -1,0 +1,14 @@
+//! The reconciler's pure core: what the leader keeps in memory between
+//! reconciles and the decisions made from it, with time passed in. Probe
+//! bookkeeping (`probes`: Kubernetes' probe timing and thresholds), the
+//! crash-loop restart back-off (`backoff`), and the cluster's status as
+//! `flotilla status` and `/status` show it (`status`).
+//!
+//! Pure like `manifest`, `cluster` and `plan`: no I/O and no clock
+//! (`tests/purity.rs`); the leader gathers the inputs and carries out what
+//! is decided here.
+
+pub mod backoff;
+pub mod probes;
+pub mod status;
+pub mod time;
