@@ -14,10 +14,10 @@ use clap::{Args, Subcommand};
 use super::object_ref::parse_object_ref;
 use super::{exit, short, Output};
 use crate::leader::daemon;
-use crate::leader::nodes::NodeOps;
 use crate::leader::run::Planner;
 use crate::leader::status::ObjectStatus;
 use crate::manifest::model::{Kind, ObjectKey};
+use crate::node::NodeOps;
 use crate::repo::{Outcome, RolloutRecord};
 
 #[derive(Debug, Args)]

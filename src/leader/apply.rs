@@ -17,10 +17,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::metrics::Metrics;
-use super::nodes::{NodeOpError, NodeOps};
-use super::spec::ReplicaContainer;
 use crate::manifest::model::PullPolicy;
 use crate::manifest::OperatorPolicy;
+use crate::node::{NodeOpError, NodeOps, ReplicaContainer};
 
 /// Operations in flight on one node at most.
 pub const PER_NODE_LIMIT: usize = 4;

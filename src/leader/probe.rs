@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::manifest::model::{Container, PortRef, Probe, ProbeHandler};
 
-use super::nodes::{NodeOps, ProbeTarget};
+use crate::node::{NodeOps, ProbeTarget};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProbeKind {

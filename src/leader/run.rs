@@ -16,7 +16,6 @@ use tokio::sync::{mpsc, Notify};
 
 use super::apply::{apply, ApplyEvent, ApplyReport, Operation, Step};
 use super::backoff::{BackoffVerdict, RestartBackoff};
-use super::nodes::NodeOps;
 use super::probe::{run_probe, ProbeKind, ProbeOutcome, ProbeTracker};
 use super::status::{self, StatusReport};
 use crate::api::ApiState;
@@ -25,6 +24,7 @@ use crate::cluster::{
 };
 use crate::manifest::model::{DesiredState, Kind, ObjectKey};
 use crate::manifest::{check_operator_policy, Diagnostic, OperatorPolicy, SourceFile};
+use crate::node::NodeOps;
 use crate::plan::progress::{Failure, RolloutEvent, RolloutState, RolloutTracker};
 use crate::repo::{ObjectOutcome, Outcome, RolloutRecord};
 
@@ -1016,7 +1016,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             let name = node.meta.name.clone();
             let result = match tokio::time::timeout(limit, nodes.observe(node)).await {
                 Ok(result) => result,
-                Err(_) => Err(super::nodes::NodeOpError {
+                Err(_) => Err(crate::node::NodeOpError {
                     node: name.clone(),
                     message: format!(
                         "observing got no answer within {limit:?}; the node or its network is silent"
