@@ -1,6 +1,6 @@
 //! Talking to nodes: the one node runtime. [`Nodes`] is what the leader,
 //! the CLI, the integration tests and the benchmarks use, through the
-//! [`NodeOps`] seam; behind it each node is one [`client::NodeClient`],
+//! [`NodeOps`] seam; behind it each node is one `client::NodeClient`,
 //! and a node of `transport: ssh` and one of `transport: local` look the
 //! same: one SSH session per node (russh) with the Docker API over
 //! `direct-streamlocal` channels to the node's socket and TCP streams as
@@ -26,7 +26,7 @@ mod transport;
 use std::time::Duration;
 
 pub use ops::{NodeObservation, NodeOpError, NodeOps, ProbeTarget};
-pub use runtime::{Nodes, LEADER_DOCKER_SOCKET};
+pub use runtime::Nodes;
 pub use session::SshOptions;
 pub use spec::{DockerRestartPolicy, PortBinding, ReplicaContainer};
 

@@ -19,7 +19,7 @@ use super::NodeError;
 use crate::manifest::model::{Node, NodeSpec};
 
 /// The leader's own Docker, the source of images shipped to nodes.
-pub const LEADER_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+const LEADER_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// The node runtime: what the leader, the CLI and the tests use to act on
 /// nodes, whatever their transport.
@@ -32,8 +32,8 @@ pub struct Nodes {
 
 impl Nodes {
     /// Reaches `transport: ssh` nodes with these options (known_hosts,
-    /// trust on first use, timeouts); ships images from
-    /// [`LEADER_DOCKER_SOCKET`].
+    /// trust on first use, timeouts); ships images from the leader's own
+    /// Docker, `/var/run/docker.sock`.
     pub fn new(ssh: SshOptions) -> Self {
         Nodes {
             clients: Mutex::default(),
