@@ -1,11 +1,13 @@
-//! Docker through the SSH tunnel versus Docker on the node's own socket.
+//! Docker through the SSH tunnel versus Docker on the node's own socket,
+//! both through the node runtime the leader uses (`flotilla::node::Nodes`).
 //!
 //! On testbed node n1, creates and starts 20 containers, first one after the
 //! other and then all 20 at once, once through the node's SSH session
 //! (`direct-streamlocal` channels) and once on its local Unix socket, in
 //! alternating rounds of the same run; reports the medians and their ratio,
-//! and how many SSH sessions the tunnel used: counted by the client and, as
-//! a check from the other side, by sshd's "Accepted publickey" log lines.
+//! how long observing the node takes each way, and how many SSH sessions
+//! the tunnel used: counted by the runtime and, as a check from the other
+//! side, by sshd's "Accepted publickey" log lines.
 //!
 //!     cargo bench --bench node_transport            (as root; brings the testbed up and down)
 //!     ROUNDS=5 cargo bench --bench node_transport
@@ -17,13 +19,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use flotilla::cluster::ManagedLabels;
-use flotilla::manifest::model::{Kind, Transport};
-use flotilla::node::{ContainerSpec, NodeClient};
+use flotilla::manifest::model::{Kind, Node, Transport};
+use flotilla::node::{NodeOps, Nodes, ReplicaContainer};
 
 const CONTAINERS: u32 = 20;
 const NODE: &str = "n1";
 
-fn specs(image: &str, batch: &str) -> Vec<ContainerSpec> {
+fn specs(image: &str, batch: &str) -> Vec<ReplicaContainer> {
     (0..CONTAINERS)
         .map(|slot| {
             let labels = ManagedLabels {
@@ -36,28 +38,27 @@ fn specs(image: &str, batch: &str) -> Vec<ContainerSpec> {
                 node: NODE.into(),
                 container: "app".into(),
             };
-            ContainerSpec {
+            ReplicaContainer {
                 name: labels.container_name(),
                 image: image.into(),
-                labels: labels
-                    .to_docker_labels()
-                    .into_iter()
-                    .collect::<BTreeMap<_, _>>(),
+                labels: labels.to_docker_labels(),
                 cmd: Some(vec!["sleep".into(), "3600".into()]),
-                ..Default::default()
+                ..ReplicaContainer::default()
             }
         })
         .collect()
 }
 
-async fn create_and_start(node: &NodeClient, spec: &ContainerSpec) {
-    node.create(spec).await.unwrap_or_else(|e| panic!("{e}"));
-    node.start(&spec.name)
+async fn create_and_start(node: &Nodes, spec: &ReplicaContainer) {
+    node.create(NODE, spec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    node.start(NODE, &spec.name)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-async fn sequential(node: &NodeClient, specs: &[ContainerSpec]) -> Duration {
+async fn sequential(node: &Nodes, specs: &[ReplicaContainer]) -> Duration {
     let started = Instant::now();
     for spec in specs {
         create_and_start(node, spec).await;
@@ -65,14 +66,32 @@ async fn sequential(node: &NodeClient, specs: &[ContainerSpec]) -> Duration {
     started.elapsed()
 }
 
-async fn concurrent(node: &NodeClient, specs: &[ContainerSpec]) -> Duration {
+async fn concurrent(node: &Nodes, specs: &[ReplicaContainer]) -> Duration {
     let started = Instant::now();
     futures_util::future::join_all(specs.iter().map(|spec| create_and_start(node, spec))).await;
     started.elapsed()
 }
 
-async fn clean(node: &NodeClient, specs: &[ContainerSpec]) {
-    futures_util::future::join_all(specs.iter().map(|spec| node.remove(&spec.name))).await;
+async fn clean(node: &Nodes, specs: &[ReplicaContainer]) {
+    futures_util::future::join_all(specs.iter().map(|spec| node.remove(NODE, &spec.name))).await;
+}
+
+/// Observes the node (facts, list, one inspect per container): the median
+/// of `times` runs, and how many containers it saw.
+async fn observe(node: &Nodes, manifest: &Node, times: usize) -> (Duration, usize) {
+    let mut samples = Vec::new();
+    let mut seen = 0;
+    for _ in 0..times {
+        let started = Instant::now();
+        seen = node
+            .observe(manifest)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .containers
+            .len();
+        samples.push(started.elapsed());
+    }
+    (median(samples), seen)
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -109,13 +128,20 @@ async fn main() {
     let mut local_node = ssh_node.clone();
     local_node.spec.transport = Transport::Local;
     let accepted_before = accepted_sessions(&sshd_log);
-    let tunnel = NodeClient::new(&ssh_node, cluster.ssh_options());
-    let local = NodeClient::new(&local_node, cluster.ssh_options());
-    // Session setup is not part of the per-container cost; it is reported.
+    let tunnel = Nodes::new(cluster.ssh_options());
+    let local = Nodes::new(cluster.ssh_options());
+    // Session setup is not part of the per-container cost; it is reported
+    // (with a first observation of the node).
     let connect_started = Instant::now();
-    tunnel.connect().await.unwrap_or_else(|e| panic!("{e}"));
+    tunnel
+        .observe(&ssh_node)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let connect_time = connect_started.elapsed();
-    local.connect().await.unwrap_or_else(|e| panic!("{e}"));
+    local
+        .observe(&local_node)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let specs = specs(&image, "a");
     clean(&local, &specs).await;
@@ -128,7 +154,7 @@ async fn main() {
     let mut results: BTreeMap<(&str, &str), Vec<Duration>> = BTreeMap::new();
     for round in 0..rounds {
         // Alternate which path goes first, so drift on the machine is shared.
-        let order: [(&str, &NodeClient); 2] = if round % 2 == 0 {
+        let order: [(&str, &Nodes); 2] = if round % 2 == 0 {
             [("ssh", &tunnel), ("local", &local)]
         } else {
             [("local", &local), ("ssh", &tunnel)]
@@ -142,30 +168,12 @@ async fn main() {
             results.entry(("concurrent", path)).or_default().push(time);
         }
     }
-    // Observing: one list call versus list_managed (list + one inspect per
-    // container, concurrently), with 20 managed containers on the node.
+    // Observing the node (the leader's per-reconcile read) with 20 managed
+    // containers, each way.
     concurrent(&tunnel, &specs).await;
-    let docker = tunnel.docker().await.unwrap_or_else(|e| panic!("{e}"));
-    let mut list_only = Vec::new();
-    let mut list_managed = Vec::new();
-    for _ in 0..10 {
-        let started = Instant::now();
-        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
-            .all(true)
-            .build();
-        docker
-            .list_containers(Some(options))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        list_only.push(started.elapsed());
-        let started = Instant::now();
-        let observed = tunnel
-            .list_managed()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        list_managed.push(started.elapsed());
-        assert_eq!(observed.len(), CONTAINERS as usize);
-    }
+    let (observe_ssh, seen) = observe(&tunnel, &ssh_node, 10).await;
+    assert!(seen >= CONTAINERS as usize, "{seen}");
+    let (observe_local, _) = observe(&local, &local_node, 10).await;
     clean(&local, &specs).await;
 
     // Give sshd a moment to flush its log.
@@ -188,13 +196,13 @@ async fn main() {
         );
     }
     println!(
-        "  observe {CONTAINERS} containers over ssh: list {:.1} ms, list_managed (list + inspects) {:.1} ms",
-        median(list_only).as_secs_f64() * 1e3,
-        median(list_managed).as_secs_f64() * 1e3,
+        "  observe a node with {CONTAINERS} containers (info, list, inspects; median of 10): ssh {:.1} ms, local {:.1} ms",
+        observe_ssh.as_secs_f64() * 1e3,
+        observe_local.as_secs_f64() * 1e3,
     );
     println!(
-        "  ssh sessions: {} opened by the client, {accepted} accepted by sshd, for {} containers; session setup {:.1} ms",
-        tunnel.sessions_opened(),
+        "  ssh sessions: {} opened by the runtime, {accepted} accepted by sshd, for {} containers; session setup and first observation {:.1} ms",
+        tunnel.sessions_opened(NODE),
         2 + (rounds * 2 + 1) * CONTAINERS as usize,
         connect_time.as_secs_f64() * 1e3,
     );

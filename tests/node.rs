@@ -1,5 +1,7 @@
-//! Nodes over SSH, Docker through the tunnel, against the real testbed
-//! (sshd and dockerd in network namespaces; see scripts/testbed).
+//! The node runtime (`flotilla::node::Nodes`, what the leader uses) against
+//! the real testbed: sshd and dockerd in network namespaces (see
+//! scripts/testbed), Docker through the SSH tunnel, or through a local
+//! node's socket.
 //!
 //! Tests run in parallel and each keeps to its own node where it changes
 //! something: n1 for container operations and host keys, n2 for a node
@@ -8,16 +10,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use flotilla::cluster::{ContainerState, ManagedLabels, PublishedPort};
-use flotilla::leader::docker::DockerNodes;
-use flotilla::leader::nodes::NodeOps;
-use flotilla::leader::spec::{DockerRestartPolicy, ReplicaContainer};
-use flotilla::manifest::model::{Kind, Protocol, PullPolicy};
+use flotilla::cluster::{ContainerState, ManagedLabels, ObservedContainer, PublishedPort};
+use flotilla::manifest::model::{Kind, Node, Protocol, Transport};
 use flotilla::node::{
-    ContainerSpec, NodeClient, NodeError, NodePool, PortBinding, RestartPolicy, SshOptions,
+    DockerRestartPolicy, NodeOpError, NodeOps, Nodes, PortBinding, ProbeTarget, ReplicaContainer,
+    SshOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -50,17 +50,37 @@ fn labels(node: &str, name: &str, slot: u32) -> ManagedLabels {
     }
 }
 
-fn spec(labels: &ManagedLabels, image: &str, cmd: &[&str]) -> ContainerSpec {
-    ContainerSpec {
+fn container(labels: &ManagedLabels, image: &str, cmd: &[&str]) -> ReplicaContainer {
+    ReplicaContainer {
         name: labels.container_name(),
         image: image.to_string(),
-        labels: labels
-            .to_docker_labels()
-            .into_iter()
-            .collect::<BTreeMap<_, _>>(),
+        labels: labels.to_docker_labels(),
         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-        ..Default::default()
+        ..ReplicaContainer::default()
     }
+}
+
+/// The runtime with the testbed's SSH options, `nodes` observed once (a
+/// node is acted on once it has been observed, as in the leader's loop).
+async fn runtime(options: SshOptions, nodes: &[Node]) -> Nodes {
+    let runtime = Nodes::new(options).with_leader_socket(&cluster().leader_docker_socket());
+    for node in nodes {
+        runtime
+            .observe(node)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    runtime
+}
+
+async fn observed(nodes: &Nodes, node: &str, container: &str) -> Option<ObservedContainer> {
+    nodes
+        .observe(&cluster().node(node))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .containers
+        .into_iter()
+        .find(|c| c.name == container)
 }
 
 /// Sends `GET /` over `stream` and returns the whole response.
@@ -83,27 +103,34 @@ async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 async fn a_session_to_every_node_reports_its_facts() {
     let _n2 = N2.lock().await;
     let cluster = cluster();
-    let pool = NodePool::new(&cluster.nodes(), &cluster.ssh_options());
-    for name in cluster.node_names() {
-        let node = pool.get(&name).expect("node in pool");
-        let facts = node.facts().await.unwrap_or_else(|e| panic!("{e}"));
+    let nodes = Nodes::new(cluster.ssh_options());
+    for node in cluster.nodes() {
+        let name = &node.meta.name;
+        let facts = nodes
+            .observe(&node)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .facts;
         assert!(facts.cpu.0 >= 1000, "{name}: {facts:?}");
         assert!(facts.memory.0 > 0, "{name}: {facts:?}");
         assert!(!facts.docker_version.is_empty(), "{name}: {facts:?}");
-        assert_eq!(node.sessions_opened(), 1, "{name}");
+        assert_eq!(nodes.sessions_opened(name), 1, "{name}");
     }
-    assert!(matches!(
-        pool.get("nope"),
-        Err(NodeError::UnknownNode { .. })
-    ));
+    let error = nodes.start("nope", "c").await.expect_err("unknown node");
+    assert_eq!(
+        error.to_string(),
+        "node nope: not observed yet, so no connection to it is known"
+    );
+    assert!(error.unreachable);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn container_lifecycle_over_ssh() {
     let cluster = cluster();
-    let node = NodeClient::new(&cluster.node("n1"), cluster.ssh_options());
+    let n1 = cluster.node("n1");
+    let nodes = runtime(cluster.ssh_options(), std::slice::from_ref(&n1)).await;
     let labels = labels("n1", "web", 0);
-    let mut web = spec(
+    let mut web = container(
         &labels,
         &cluster.image(),
         &[
@@ -112,53 +139,42 @@ async fn container_lifecycle_over_ssh() {
             "echo hello-from-web; exec httpd -f -p 8080 -h /www",
         ],
     );
-    web.ports = vec![PortBinding {
+    web.port_bindings = vec![PortBinding {
         container_port: 8080,
+        host_port: 18080,
         protocol: Protocol::TCP,
-        host_port: Some(18080),
         host_ip: None,
     }];
-    web.memory = 64 * 1024 * 1024;
-    web.nano_cpus = 500_000_000;
-    web.env = vec![
-        ("GREETING".into(), "hello there".into()),
-        ("EMPTY".into(), String::new()),
-    ];
-    web.restart_policy = RestartPolicy::OnFailure { max_retries: 2 };
-    node.remove(&web.name).await.expect("clean slate");
+    web.exposed_ports = vec![(8080, Protocol::TCP)];
+    web.memory_bytes = Some(64 * 1024 * 1024);
+    web.nano_cpus = Some(500_000_000);
+    web.env = vec!["GREETING=hello there".into(), "EMPTY=".into()];
+    web.restart_policy = DockerRestartPolicy::OnFailure;
+    web.hostname = Some("web-0".into());
+    web.stop_timeout_seconds = Some(1);
+    nodes.remove("n1", &web.name).await.expect("clean slate");
 
-    let id = node.create(&web).await.expect("create");
-    // What the daemon recorded, read back.
-    let inspect = node
-        .docker()
-        .await
-        .expect("docker")
-        .inspect_container(&web.name, None)
-        .await
-        .expect("inspect");
-    let env = inspect
-        .config
-        .as_ref()
-        .and_then(|c| c.env.clone())
-        .unwrap_or_default();
-    for wanted in ["GREETING=hello there", "EMPTY="] {
-        assert!(env.iter().any(|e| e == wanted), "{wanted} in {env:?}");
+    nodes.create("n1", &web).await.expect("create");
+    // What the daemon recorded, read back with the docker CLI.
+    let recorded = cluster.docker(
+        "n1",
+        &[
+            "inspect",
+            "--format",
+            "{{json .Config.Env}}|{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} \
+             {{.HostConfig.RestartPolicy.Name}} {{.Config.Hostname}} {{.Config.StopTimeout}}",
+            &web.name,
+        ],
+    );
+    let (env, settings) = recorded.trim().split_once('|').expect("env, then settings");
+    for wanted in ["\"GREETING=hello there\"", "\"EMPTY=\""] {
+        assert!(env.contains(wanted), "{wanted} in {env}");
     }
-    let host = inspect.host_config.as_ref().expect("host config");
+    assert_eq!(settings, "67108864 500000000 on-failure web-0 1");
+    let id = observed(&nodes, "n1", &web.name).await.expect("listed").id;
+    nodes.create("n1", &web).await.expect("create again");
     assert_eq!(
-        (host.memory, host.nano_cpus),
-        (Some(64 * 1024 * 1024), Some(500_000_000))
-    );
-    let restart = host.restart_policy.as_ref().expect("restart policy");
-    assert_eq!(
-        (
-            restart.name.map(|n| n.to_string()),
-            restart.maximum_retry_count
-        ),
-        (Some("on-failure".to_string()), Some(2))
-    );
-    assert_eq!(
-        node.create(&web).await.expect("create again"),
+        observed(&nodes, "n1", &web.name).await.expect("listed").id,
         id,
         "create is idempotent"
     );
@@ -166,18 +182,23 @@ async fn container_lifecycle_over_ssh() {
     other
         .labels
         .insert("dev.flotilla.commit".into(), "other".into());
-    assert!(
-        matches!(node.create(&other).await, Err(NodeError::NameInUse { .. })),
-        "a name taken with other labels is an error"
+    let error = nodes.create("n1", &other).await.expect_err("name in use");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "node n1: container name {} is taken by a container flotilla did not create with \
+             these labels (dev.flotilla.commit differs); remove or rename that container",
+            web.name
+        )
     );
-    node.start(&web.name).await.expect("start");
-    node.start(&web.name).await.expect("start again is a no-op");
+    assert!(!error.unreachable);
+    nodes.start("n1", &web.name).await.expect("start");
+    nodes
+        .start("n1", &web.name)
+        .await
+        .expect("start again is a no-op");
 
-    let observed = node.list_managed().await.expect("list");
-    let found = observed
-        .iter()
-        .find(|c| c.name == web.name)
-        .expect("listed");
+    let found = observed(&nodes, "n1", &web.name).await.expect("listed");
     assert_eq!(found.labels, labels);
     assert_eq!(found.state, ContainerState::Running);
     assert_eq!(found.image, cluster.image());
@@ -212,36 +233,67 @@ async fn container_lifecycle_over_ssh() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(response.contains("flotilla-test 1"), "response: {response}");
-    // ...and through a direct-tcpip channel, as readiness probes see it.
-    let tunnel = node
-        .open_tcp("127.0.0.1", 18080)
+    // ...and the probes reach the container from the node, through
+    // direct-tcpip channels of the session.
+    let target = ProbeTarget {
+        container: web.name.clone(),
+        container_port: 8080,
+        host_port: Some(18080),
+    };
+    let timeout = Duration::from_secs(5);
+    nodes
+        .probe_tcp("n1", &target, timeout)
         .await
-        .expect("tcp channel");
-    let response = http_get(tunnel).await;
-    assert!(response.contains("flotilla-test 1"), "response: {response}");
+        .expect("tcp probe");
+    let status = nodes
+        .probe_http("n1", &target, "/", &[], timeout)
+        .await
+        .expect("http probe");
+    assert_eq!(status, 200);
+    let missing = nodes
+        .probe_http("n1", &target, "/missing", &[], timeout)
+        .await
+        .expect("http probe");
+    assert_eq!(missing, 404);
 
-    let logs = node.logs(&web.name, 10).await.expect("logs");
+    let logs = nodes.logs("n1", &web.name, 10).await.expect("logs");
     assert!(logs.contains("hello-from-web"), "logs: {logs:?}");
 
-    let version = node
-        .exec(&web.name, &["cat", "/etc/flotilla-test-version"])
+    let exec = |command: &[&str]| command.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let version = nodes
+        .probe_exec(
+            "n1",
+            &web.name,
+            &exec(&["grep", "-qx", "1", "/etc/flotilla-test-version"]),
+            timeout,
+        )
         .await
         .expect("exec");
-    assert_eq!((version.exit_code, version.stdout.as_str()), (0, "1\n"));
-    let failing = node
-        .exec(&web.name, &["sh", "-c", "echo oops >&2; exit 3"])
+    assert_eq!(version, 0);
+    let failing = nodes
+        .probe_exec("n1", &web.name, &exec(&["sh", "-c", "exit 3"]), timeout)
         .await
         .expect("exec");
-    assert_eq!((failing.exit_code, failing.stderr.as_str()), (3, "oops\n"));
+    assert_eq!(failing, 3);
+    let error = nodes
+        .probe_exec(
+            "n1",
+            &web.name,
+            &exec(&["sleep", "10"]),
+            Duration::from_millis(500),
+        )
+        .await
+        .expect_err("bounded by the probe's timeout");
+    assert_eq!(
+        error.to_string(),
+        format!("node n1: exec in {}: timed out", web.name)
+    );
 
-    node.stop(&web.name, Duration::from_secs(1))
+    nodes
+        .stop("n1", &web.name, Some(Duration::from_secs(1)))
         .await
         .expect("stop");
-    let observed = node.list_managed().await.expect("list");
-    let found = observed
-        .iter()
-        .find(|c| c.name == web.name)
-        .expect("listed");
+    let found = observed(&nodes, "n1", &web.name).await.expect("listed");
     assert!(
         matches!(found.state, ContainerState::Exited { code } if code != 0),
         "{:?}",
@@ -258,18 +310,40 @@ async fn container_lifecycle_over_ssh() {
             host_port: 18080,
         }]
     );
+    // Without a grace period, the container's own stop timeout (1 s here).
+    nodes.start("n1", &web.name).await.expect("start");
+    nodes
+        .restart("n1", &web.name, Duration::from_secs(1))
+        .await
+        .expect("restart");
+    assert_eq!(
+        observed(&nodes, "n1", &web.name)
+            .await
+            .expect("listed")
+            .state,
+        ContainerState::Running
+    );
+    nodes
+        .stop("n1", &web.name, None)
+        .await
+        .expect("stop with its own timeout");
 
-    node.remove(&web.name).await.expect("remove");
-    node.remove(&web.name)
+    nodes.remove("n1", &web.name).await.expect("remove");
+    nodes
+        .remove("n1", &web.name)
         .await
         .expect("remove of a missing container");
-    node.stop(&web.name, Duration::from_secs(1))
+    nodes
+        .stop("n1", &web.name, Some(Duration::from_secs(1)))
         .await
         .expect("stop of a missing container");
-    let observed = node.list_managed().await.expect("list");
-    assert!(observed.iter().all(|c| c.name != web.name));
+    nodes
+        .stop("n1", &web.name, None)
+        .await
+        .expect("stop of a missing container, without a grace period");
+    assert_eq!(observed(&nodes, "n1", &web.name).await, None);
     assert_eq!(
-        node.sessions_opened(),
+        nodes.sessions_opened("n1"),
         1,
         "every operation shared one session"
     );
@@ -278,23 +352,22 @@ async fn container_lifecycle_over_ssh() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unmanaged_containers_are_not_listed() {
     let cluster = cluster();
-    let node = NodeClient::new(&cluster.node("n1"), cluster.ssh_options());
-    let name = "flotilla-test-unmanaged";
-    node.remove(name).await.expect("clean slate");
-    let plain = ContainerSpec {
-        name: name.into(),
+    let nodes = runtime(cluster.ssh_options(), &[cluster.node("n1")]).await;
+    let plain = ReplicaContainer {
+        name: "flotilla-test-unmanaged".into(),
         image: cluster.image(),
         cmd: Some(vec!["sleep".into(), "60".into()]),
-        ..Default::default()
+        ..ReplicaContainer::default()
     };
-    node.create(&plain).await.expect("create");
-    let observed = node.list_managed().await.expect("list");
-    assert!(observed.iter().all(|c| c.name != name), "{observed:?}");
-    node.remove(name).await.expect("remove");
+    nodes.remove("n1", &plain.name).await.expect("clean slate");
+    nodes.create("n1", &plain).await.expect("create");
+    assert_eq!(observed(&nodes, "n1", &plain.name).await, None);
+    nodes.remove("n1", &plain.name).await.expect("remove");
 }
 
-fn message(error: NodeError) -> String {
-    error.to_string()
+/// Observing `node` with these options: how a session is first opened.
+async fn connect(options: SshOptions, node: &Node) -> Result<(), NodeOpError> {
+    Nodes::new(options).observe(node).await.map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -316,10 +389,12 @@ async fn a_changed_host_key_is_refused() {
             trust_on_first_use,
             ..cluster.ssh_options()
         };
-        let node = NodeClient::new(&cluster.node("n1"), options);
-        let error = node.connect().await.expect_err("refused");
-        let text = message(error);
+        let error = connect(options, &cluster.node("n1"))
+            .await
+            .expect_err("refused");
+        let text = error.to_string();
         eprintln!("changed key: {text}");
+        assert!(error.unreachable);
         assert!(text.starts_with("node n1: host key SHA256:"), "{text}");
         assert!(
             text.contains(&format!(
@@ -341,8 +416,10 @@ async fn an_unknown_host_key_is_refused_unless_trusted_on_first_use() {
         ..cluster.ssh_options()
     };
 
-    let node = NodeClient::new(&cluster.node("n1"), options.clone());
-    let text = message(node.connect().await.expect_err("refused"));
+    let text = connect(options.clone(), &cluster.node("n1"))
+        .await
+        .expect_err("refused")
+        .to_string();
     assert!(text.starts_with("node n1: host key SHA256:"), "{text}");
     assert!(
         text.contains(&format!("is not in {}", known_hosts.display())),
@@ -350,14 +427,13 @@ async fn an_unknown_host_key_is_refused_unless_trusted_on_first_use() {
     );
     assert!(!known_hosts.exists(), "nothing recorded without the opt-in");
 
-    let trusting = NodeClient::new(
-        &cluster.node("n1"),
-        SshOptions {
-            trust_on_first_use: true,
-            ..options.clone()
-        },
-    );
-    trusting.connect().await.expect("trusted on first use");
+    let trusting = SshOptions {
+        trust_on_first_use: true,
+        ..options.clone()
+    };
+    connect(trusting, &cluster.node("n1"))
+        .await
+        .expect("trusted on first use");
     let recorded = std::fs::read_to_string(&known_hosts).expect("recorded");
     let host_key = std::fs::read_to_string(cluster.host_key_file("n1")).expect("n1 key");
     let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
@@ -367,8 +443,9 @@ async fn an_unknown_host_key_is_refused_unless_trusted_on_first_use() {
     );
 
     // Now known: accepted without the opt-in.
-    let node = NodeClient::new(&cluster.node("n1"), options);
-    node.connect().await.expect("known now");
+    connect(options, &cluster.node("n1"))
+        .await
+        .expect("known now");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -376,18 +453,15 @@ async fn a_node_that_goes_down_fails_fast_and_comes_back() {
     let _n2 = N2.lock().await;
     let _restore = RestoreN2;
     let cluster = cluster();
-    let pool = NodePool::new(&cluster.nodes(), &cluster.ssh_options());
-    for node in pool.iter() {
-        node.connect().await.unwrap_or_else(|e| panic!("{e}"));
-    }
-    let n2 = pool.get("n2").expect("n2");
+    let nodes = runtime(cluster.ssh_options(), &cluster.nodes()).await;
+    let n2 = cluster.node("n2");
 
     cluster.stop_sshd("n2");
     // The dropped session is noticed and reopening it fails with a clear error.
     let started = Instant::now();
     let mut error = None;
     while started.elapsed() < Duration::from_secs(10) {
-        match n2.facts().await {
+        match nodes.observe(&n2).await {
             Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(e) => {
                 error = Some(e);
@@ -403,40 +477,40 @@ async fn a_node_that_goes_down_fails_fast_and_comes_back() {
         elapsed < cluster.ssh_options().connect_timeout + Duration::from_secs(2),
         "{elapsed:?}: {error}"
     );
-    let text = message(error);
-    eprintln!("n2 with its sshd stopped: {text}");
-    assert!(text.starts_with("node n2: "), "{text}");
+    eprintln!("n2 with its sshd stopped: {error}");
+    assert!(error.unreachable, "{error}");
+    assert!(error.to_string().starts_with("node n2: "), "{error}");
     for name in ["n1", "n3"] {
-        pool.get(name)
-            .expect("node")
-            .facts()
+        nodes
+            .observe(&cluster.node(name))
             .await
             .unwrap_or_else(|e| panic!("{name} keeps working: {e}"));
     }
 
     // An address that does not answer at all fails within the connect timeout.
     cluster.run_in_node("n2", &["ip", "link", "set", "eth0", "down"]);
-    let fresh = NodeClient::new(&cluster.node("n2"), cluster.ssh_options());
     let started = Instant::now();
-    let error = fresh.connect().await.expect_err("unreachable");
+    let error = connect(cluster.ssh_options(), &n2)
+        .await
+        .expect_err("unreachable");
     let elapsed = started.elapsed();
     cluster.run_in_node("n2", &["ip", "link", "set", "eth0", "up"]);
-    assert!(matches!(error, NodeError::ConnectTimeout { .. }), "{error}");
     assert_eq!(
-        message(error),
+        error.to_string(),
         format!(
             "node n2: connecting to {}:22 timed out after 3s",
             cluster.address("n2")
         )
     );
+    assert!(error.unreachable);
     // Bounded by the timeout (3 s), with room for a loaded machine.
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 
     cluster.start_sshd("n2");
-    // Within the back-off (at most 2 s here) the same client reconnects.
+    // Within the back-off (at most 2 s here) the same runtime reconnects.
     let started = Instant::now();
     loop {
-        match n2.facts().await {
+        match nodes.observe(&n2).await {
             Ok(_) => break,
             Err(e) if started.elapsed() < Duration::from_secs(10) => {
                 tracing::debug!("{e}");
@@ -445,86 +519,142 @@ async fn a_node_that_goes_down_fails_fast_and_comes_back() {
             Err(e) => panic!("n2 did not come back: {e}"),
         }
     }
-    assert_eq!(n2.sessions_opened(), 2, "one new session after the drop");
+    assert_eq!(
+        nodes.sessions_opened("n2"),
+        2,
+        "one new session after the drop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_only_the_leader_has_is_shipped_and_runs() {
     let cluster = cluster();
-    let node = NodeClient::new(&cluster.node("n3"), cluster.ssh_options());
+    let nodes = runtime(cluster.ssh_options(), &[cluster.node("n3")]).await;
     let image = "flotilla-shipped:1";
     let rootfs = cluster.image_rootfs();
     let rootfs = rootfs.to_str().expect("utf-8 path");
     let imported = cluster.leader_docker(&["import", "--change", "ENV PATH=/bin", rootfs, image]);
     assert!(imported.status.success(), "{imported:?}");
-    let leader = flotilla::node::local_docker(&cluster.leader_docker_socket())
-        .await
-        .expect("leader docker");
 
-    node.remove("flotilla-shipped").await.expect("clean slate");
-    node.remove_image(image).await.expect("clean slate");
-    assert!(!node.has_image(image).await.expect("inspect"));
-    assert!(matches!(
-        node.ensure_image(image, PullPolicy::Never).await,
-        Err(NodeError::ImageMissing { .. })
-    ));
-
-    node.ship_image_from(&leader, image).await.expect("ship");
-    assert!(node.has_image(image).await.expect("inspect"));
-    node.ensure_image(image, PullPolicy::Never)
-        .await
-        .expect("present now");
-
-    let run = ContainerSpec {
+    let run = ReplicaContainer {
         name: "flotilla-shipped".into(),
         image: image.into(),
         cmd: Some(vec!["cat".into(), "/etc/flotilla-test-version".into()]),
-        ..Default::default()
+        ..ReplicaContainer::default()
     };
-    node.create(&run).await.expect("create");
-    node.start(&run.name).await.expect("start");
+    nodes.remove("n3", &run.name).await.expect("clean slate");
+    nodes.remove_image("n3", image).await.expect("clean slate");
+    assert!(!nodes.has_image("n3", image).await.expect("inspect"));
+
+    nodes.ship_image("n3", image).await.expect("ship");
+    assert!(nodes.has_image("n3", image).await.expect("inspect"));
+
+    nodes.create("n3", &run).await.expect("create");
+    nodes.start("n3", &run.name).await.expect("start");
     let mut logs = String::new();
     for _ in 0..50 {
-        logs = node.logs(&run.name, 5).await.expect("logs");
+        logs = nodes.logs("n3", &run.name, 5).await.expect("logs");
         if !logs.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(logs, "1\n");
-    node.remove(&run.name).await.expect("remove");
+    assert!(
+        !nodes.remove_image("n3", image).await.expect("remove image"),
+        "an image a container uses is kept"
+    );
+    nodes.remove("n3", &run.name).await.expect("remove");
+    assert!(nodes.remove_image("n3", image).await.expect("remove image"));
 
-    // The same from a `docker save` archive file.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("image.tar");
-    let saved = cluster.leader_docker(&["save", "-o", archive.to_str().expect("utf-8"), image]);
-    assert!(saved.status.success(), "{saved:?}");
-    node.remove_image(image).await.expect("image removed");
-    assert!(!node.has_image(image).await.expect("inspect"));
-    node.ship_image_archive(&archive)
+    // An image the leader does not have either: a clear refusal, the node
+    // still reachable.
+    let error = nodes
+        .ship_image("n3", "flotilla-nowhere:1")
         .await
-        .expect("load archive");
-    assert!(node.has_image(image).await.expect("inspect"));
-    assert!(matches!(
-        node.ship_image_archive(&dir.path().join("missing.tar"))
-            .await,
-        Err(NodeError::Archive { .. })
-    ));
-    assert_eq!(node.sessions_opened(), 1);
+        .expect_err("not on the leader");
+    assert_eq!(
+        error.to_string(),
+        "node n3: image flotilla-nowhere:1 is not on the leader's Docker either"
+    );
+    assert!(!error.unreachable, "{error}");
+    assert_eq!(nodes.sessions_opened("n3"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_node_uses_its_docker_socket_directly() {
     let cluster = cluster();
     let mut node = cluster.node("n1");
-    node.spec.transport = flotilla::manifest::model::Transport::Local;
-    // An address nothing listens on: no SSH may be attempted.
-    node.spec.address = "192.0.2.1".into();
-    let local = NodeClient::new(&node, cluster.ssh_options());
-    let facts = local.facts().await.expect("facts over the local socket");
+    node.spec.transport = Transport::Local;
+    // A port nothing listens on: no SSH may be attempted.
+    node.spec.port = 1;
+    let nodes = Nodes::new(cluster.ssh_options());
+    let facts = nodes
+        .observe(&node)
+        .await
+        .expect("observed over the local socket")
+        .facts;
     assert!(!facts.docker_version.is_empty(), "{facts:?}");
-    assert!(local.has_image(&cluster.image()).await.expect("inspect"));
-    assert_eq!(local.sessions_opened(), 0);
+    assert!(nodes
+        .has_image("n1", &cluster.image())
+        .await
+        .expect("inspect"));
+
+    // Probes of a local node dial the published port on the node's address.
+    let mut web = container(
+        &labels("n1", "local-web", 0),
+        &cluster.image(),
+        &["httpd", "-f", "-p", "8080", "-h", "/www"],
+    );
+    web.port_bindings = vec![PortBinding {
+        container_port: 8080,
+        host_port: 18081,
+        protocol: Protocol::TCP,
+        host_ip: None,
+    }];
+    web.exposed_ports = vec![(8080, Protocol::TCP)];
+    nodes.remove("n1", &web.name).await.expect("clean slate");
+    nodes.create("n1", &web).await.expect("create");
+    nodes.start("n1", &web.name).await.expect("start");
+    let target = ProbeTarget {
+        container: web.name.clone(),
+        container_port: 8080,
+        host_port: Some(18081),
+    };
+    let started = Instant::now();
+    loop {
+        match nodes
+            .probe_http("n1", &target, "/", &[], Duration::from_secs(1))
+            .await
+        {
+            Ok(status) => {
+                assert_eq!(status, 200);
+                break;
+            }
+            Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                tracing::debug!("{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let unpublished = ProbeTarget {
+        host_port: None,
+        ..target
+    };
+    let error = nodes
+        .probe_tcp("n1", &unpublished, Duration::from_secs(1))
+        .await
+        .expect_err("nothing to dial");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "node n1: port 8080 of {} is not published on the node",
+            web.name
+        )
+    );
+    nodes.remove("n1", &web.name).await.expect("remove");
+    assert_eq!(nodes.sessions_opened("n1"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -538,45 +668,32 @@ async fn a_node_gone_silent_with_its_session_open_fails_within_the_request_timeo
     };
     // Room for a loaded machine; a missing bound would hang far longer.
     let margin = Duration::from_secs(2);
-    let pool = NodePool::new(&cluster.nodes(), &options);
-    let leader = DockerNodes::default().with_ssh(options.clone());
-    for node in cluster.nodes() {
-        let name = node.meta.name.clone();
-        pool.get(&name)
-            .expect("node")
-            .facts()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        leader
-            .observe(&node)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let (n1, n2, n3) = (
-        pool.get("n1").expect("n1"),
-        pool.get("n2").expect("n2"),
-        pool.get("n3").expect("n3"),
-    );
+    let nodes = runtime(options.clone(), &cluster.nodes()).await;
+    let n2 = cluster.node("n2");
 
     // Sessions open, n2's network goes silent: nothing answers, nothing is
     // refused.
     cluster.run_in_node("n2", &["ip", "link", "set", "eth0", "down"]);
     let started = Instant::now();
     let others = async {
-        for node in [&n1, &n3] {
-            node.facts().await.unwrap_or_else(|e| panic!("{e}"));
-            node.list_managed().await.unwrap_or_else(|e| panic!("{e}"));
+        for name in ["n1", "n3"] {
+            nodes
+                .observe(&cluster.node(name))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         started.elapsed()
     };
-    let (silent, others_took) = tokio::join!(n2.facts(), others);
+    let (silent, others_took) = tokio::join!(nodes.observe(&n2), others);
     let elapsed = started.elapsed();
     let error = silent.expect_err("n2 is silent");
     eprintln!("n2 silent: {error} after {elapsed:?}; n1 and n3 answered in {others_took:?}");
-    assert!(matches!(error, NodeError::RequestTimeout { .. }), "{error}");
+    assert!(error.unreachable, "{error}");
     assert!(
-        message(error).starts_with("node n2: docker info got no answer within 3s"),
-        "names the node and the operation"
+        error
+            .to_string()
+            .starts_with("node n2: observe: no answer within 3s"),
+        "names the node and the operation: {error}"
     );
     assert!(
         elapsed >= options.request_timeout && elapsed < options.request_timeout + margin,
@@ -589,100 +706,77 @@ async fn a_node_gone_silent_with_its_session_open_fails_within_the_request_timeo
     // The session was dropped: the next call reconnects, and that fails
     // within the connect timeout.
     let started = Instant::now();
-    let error = n2.list_managed().await.expect_err("still silent");
+    let error = nodes.observe(&n2).await.expect_err("still silent");
     let elapsed = started.elapsed();
-    assert!(matches!(error, NodeError::ConnectTimeout { .. }), "{error}");
+    assert!(error.to_string().contains("timed out after 3s"), "{error}");
     assert!(elapsed < options.connect_timeout + margin, "{elapsed:?}");
-
-    // The leader's observation of n2 is bounded the same way.
+    // Every other operation on it is bounded too (here by the back-off).
     let started = Instant::now();
-    let error = leader
-        .observe(&cluster.node("n2"))
+    let error = nodes
+        .remove("n2", "flotilla-nothing")
         .await
-        .expect_err("n2 is silent");
-    let elapsed = started.elapsed();
-    eprintln!("leader observing silent n2: {error} after {elapsed:?}");
+        .expect_err("still silent");
     assert!(error.unreachable, "{error}");
     assert!(
-        error
-            .to_string()
-            .starts_with("node n2: observe: no answer within 3s"),
+        started.elapsed() < options.connect_timeout + margin,
         "{error}"
     );
-    assert!(elapsed < options.request_timeout + margin, "{elapsed:?}");
-    leader
-        .observe(&cluster.node("n1"))
-        .await
-        .unwrap_or_else(|e| panic!("n1 meanwhile: {e}"));
 
-    // Back: both find it again without anything being restarted.
+    // Back: found again without anything being restarted.
     cluster.run_in_node("n2", &["ip", "link", "set", "eth0", "up"]);
     let started = Instant::now();
     loop {
-        let client = n2.facts().await;
-        let observed = leader.observe(&cluster.node("n2")).await;
-        match (client, observed) {
-            (Ok(_), Ok(_)) => break,
-            (client, observed) if started.elapsed() < Duration::from_secs(20) => {
-                tracing::debug!("{client:?} {observed:?}");
+        match nodes.observe(&n2).await {
+            Ok(_) => break,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                tracing::debug!("{e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            (client, observed) => panic!("n2 did not come back: {client:?} {observed:?}"),
+            Err(e) => panic!("n2 did not come back: {e}"),
         }
     }
-    assert_eq!(n2.sessions_opened(), 2, "one new session after the silence");
+    assert_eq!(
+        nodes.sessions_opened("n2"),
+        2,
+        "one new session after the silence"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_leader_does_not_adopt_a_container_it_did_not_create() {
+async fn the_runtime_does_not_adopt_a_container_it_did_not_create() {
     let cluster = cluster();
-    let leader = DockerNodes::default().with_ssh(cluster.ssh_options());
-    leader
-        .observe(&cluster.node("n1"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let node = NodeClient::new(&cluster.node("n1"), cluster.ssh_options());
+    let nodes = runtime(cluster.ssh_options(), &[cluster.node("n1")]).await;
     let labels = labels("n1", "adopt", 0);
     let replica = ReplicaContainer {
-        name: labels.container_name(),
-        image: cluster.image(),
-        pull_policy: PullPolicy::Never,
-        entrypoint: None,
-        cmd: Some(vec!["sleep".into(), "60".into()]),
-        env: Vec::new(),
-        labels: labels.to_docker_labels().into_iter().collect(),
-        working_dir: None,
-        hostname: None,
-        port_bindings: Vec::new(),
-        exposed_ports: Vec::new(),
-        nano_cpus: None,
-        memory_bytes: None,
-        restart_policy: DockerRestartPolicy::No,
-        network_mode: None,
         stop_timeout_seconds: Some(1),
+        ..container(&labels, &cluster.image(), &["sleep", "60"])
     };
     let mut other_revision = labels.clone();
     other_revision.template_hash = "9999999999".into();
     // A hand-made container of that name with no labels, and one that looks
     // managed but is of another revision: neither is taken as the replica.
     for (hand_made, differs) in [
-        (BTreeMap::new(), "dev.flotilla.managed"),
+        (HashMap::new(), "dev.flotilla.managed"),
         (
-            other_revision.to_docker_labels().into_iter().collect(),
+            other_revision.to_docker_labels(),
             "dev.flotilla.template-hash",
         ),
     ] {
-        node.remove(&replica.name).await.expect("clean slate");
-        node.create(&ContainerSpec {
-            name: replica.name.clone(),
-            image: cluster.image(),
-            labels: hand_made,
-            cmd: Some(vec!["sleep".into(), "60".into()]),
-            ..Default::default()
-        })
-        .await
-        .expect("hand-made container");
-        let error = leader
+        nodes
+            .remove("n1", &replica.name)
+            .await
+            .expect("clean slate");
+        nodes
+            .create(
+                "n1",
+                &ReplicaContainer {
+                    labels: hand_made,
+                    ..replica.clone()
+                },
+            )
+            .await
+            .expect("hand-made container");
+        let error = nodes
             .create("n1", &replica)
             .await
             .expect_err("a container flotilla did not create is not adopted");
@@ -697,13 +791,13 @@ async fn the_leader_does_not_adopt_a_container_it_did_not_create() {
         );
         assert!(text.contains(&format!("({differs} differs)")), "{text}");
     }
-    node.remove(&replica.name).await.expect("remove");
-    leader.create("n1", &replica).await.expect("create");
-    leader
+    nodes.remove("n1", &replica.name).await.expect("remove");
+    nodes.create("n1", &replica).await.expect("create");
+    nodes
         .create("n1", &replica)
         .await
         .expect("its own container is taken as created");
-    node.remove(&replica.name).await.expect("remove");
+    nodes.remove("n1", &replica.name).await.expect("remove");
 }
 
 /// Whether OpenSSH's own client accepts `node`'s host key with this
@@ -787,19 +881,16 @@ async fn known_hosts_files_mean_to_flotilla_what_they_mean_to_openssh() {
             accepted,
             "ssh, {name}"
         );
-        let node = NodeClient::new(
-            &cluster.node("n1"),
-            SshOptions {
-                known_hosts: known_hosts.clone(),
-                ..cluster.ssh_options()
-            },
-        );
-        let result = node.connect().await;
+        let options = SshOptions {
+            known_hosts: known_hosts.clone(),
+            ..cluster.ssh_options()
+        };
+        let result = connect(options, &cluster.node("n1")).await;
         assert_eq!(
             result.is_ok(),
             accepted,
             "flotilla, {name}: {:?}",
-            result.err().map(message)
+            result.err().map(|e| e.to_string())
         );
     }
 }

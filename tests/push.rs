@@ -113,7 +113,7 @@ fn valid_push_lands_and_invalid_push_is_rejected_with_diagnostics() {
     let good = cluster.work.commit("web: two replicas");
     let (accepted, seen) = cluster.push();
     assert!(accepted, "a valid push is accepted:\n{seen}");
-    assert!(seen.contains("valid: 1 node and 1 deployment"), "{seen}");
+    assert!(seen.contains("valid: 1 node and 1 workload"), "{seen}");
     assert_eq!(cluster.remote_tip().as_deref(), Some(good.as_str()));
 
     cluster

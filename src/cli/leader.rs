@@ -15,9 +15,9 @@ use clap::Args;
 use super::{exit, Output, OutputFormat};
 use crate::leader::apply::ApplyEvent;
 use crate::leader::daemon::{self, ApplyOptions, ApplySession, LeaderOptions};
-use crate::leader::nodes::NodeOps;
 use crate::leader::run::{Planner, Prepared};
 use crate::leader::{load_manifests, run::short};
+use crate::node::NodeOps;
 
 #[derive(Debug, Args)]
 pub struct LeaderArgs {

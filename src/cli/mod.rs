@@ -20,8 +20,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use output::Output;
 
-use crate::leader::docker::DockerNodes;
 use crate::leader::planner::KubePlanner;
+use crate::node::Nodes;
 
 /// Exit codes, as documented in docs/cli.md.
 pub mod exit {
@@ -129,8 +129,8 @@ impl NodeArgs {
         options
     }
 
-    pub fn docker_nodes(&self) -> DockerNodes {
-        DockerNodes::default().with_ssh(self.ssh_options())
+    pub fn nodes(&self) -> Nodes {
+        Nodes::new(self.ssh_options())
     }
 }
 
@@ -149,7 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let code = match cli.command {
         Command::Validate(args) => validate::run(&args, &mut out)?,
         Command::Plan(args) => {
-            let nodes = args.nodes.docker_nodes();
+            let nodes = args.nodes.nodes();
             plan::run(
                 &args,
                 |desired| leader::observe_cluster(&nodes, desired),
@@ -157,18 +157,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?
         }
         Command::InitRepo(args) => init_repo(&args, &mut out)?,
-        Command::Leader(args) => leader::leader(&args, args.nodes.docker_nodes(), KubePlanner)?,
-        Command::Apply(args) => {
-            leader::apply(&args, args.nodes.docker_nodes(), KubePlanner, &mut out)?
-        }
-        Command::Status(args) => {
-            leader::status(&args, args.nodes.docker_nodes(), KubePlanner, &mut out)?
-        }
+        Command::Leader(args) => leader::leader(&args, args.nodes.nodes(), KubePlanner)?,
+        Command::Apply(args) => leader::apply(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
+        Command::Status(args) => leader::status(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
         Command::History(args) => history::run(&args, &mut out)?,
         Command::Rollback(args) => rollback::run(&args, &mut out)?,
         Command::Rollout(rollout::RolloutArgs {
             command: rollout::RolloutCommand::Status(args),
-        }) => rollout::run(&args, args.nodes.docker_nodes(), KubePlanner, &mut out)?,
+        }) => rollout::run(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
     };
     Ok(ExitCode::from(code))
 }

@@ -14,9 +14,9 @@ use clap::{Args, Subcommand};
 use super::object_ref::parse_object_ref;
 use super::{exit, short, Output};
 use crate::leader::daemon;
-use crate::leader::nodes::NodeOps;
 use crate::leader::run::Planner;
 use crate::manifest::model::{Kind, ObjectKey};
+use crate::node::NodeOps;
 use crate::reconcile::status::ObjectStatus;
 use crate::repo::{Outcome, RolloutRecord};
 

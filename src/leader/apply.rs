@@ -16,11 +16,10 @@ use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
-use super::nodes::{NodeOpError, NodeOps};
-use super::spec::ReplicaContainer;
 use crate::api::metrics::Metrics;
 use crate::manifest::model::PullPolicy;
 use crate::manifest::OperatorPolicy;
+use crate::node::{NodeOpError, NodeOps, ReplicaContainer};
 
 /// Operations in flight on one node at most.
 pub const PER_NODE_LIMIT: usize = 4;

@@ -14,10 +14,10 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::apply::ApplyEvent;
 use super::lock::{self, LockError, WriterLock};
-use super::nodes::NodeOps;
 use super::run::{short, Leader, Loader, Planner};
 use super::watch::{RefWatcher, WatchError};
 use crate::api::{self, ApiState};
+use crate::node::NodeOps;
 
 /// How soon to look again after a reconcile that changed something or was
 /// held back: to see the result, and to carry a rollout on.

@@ -10,8 +10,7 @@ use crate::cluster::{ContainerState, NodeFacts, ObservedContainer};
 use crate::manifest::model::Node;
 use crate::manifest::quantity::{Bytes, CpuMillis};
 
-use super::nodes::{NodeObservation, NodeOpError, NodeOps, ProbeTarget};
-use super::spec::ReplicaContainer;
+use crate::node::{NodeObservation, NodeOpError, NodeOps, ProbeTarget, ReplicaContainer};
 
 #[derive(Debug, Default)]
 pub struct MemoryNodes {

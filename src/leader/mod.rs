@@ -5,15 +5,13 @@
 //! times in memory, and publishes status and metrics.
 //!
 //! Thin: deciding what to do is `plan`'s job and talking to nodes is
-//! `node`'s; this module sequences them. It never prints (the CLI does).
+//! `node`'s (through its `NodeOps` seam); this module sequences them. It never prints (the CLI does).
 
 pub mod apply;
 pub mod daemon;
-pub mod docker;
 pub mod lock;
 #[cfg(test)]
 pub mod memory;
-pub mod nodes;
 pub mod probe;
 pub mod run;
 pub mod spec;

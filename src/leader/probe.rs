@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::manifest::model::{Container, PortRef, Probe, ProbeHandler};
 use crate::reconcile::probes::resolve_port;
 
-use super::nodes::{NodeOps, ProbeTarget};
+use crate::node::{NodeOps, ProbeTarget};
 
 /// Runs one try of `probe` against the container `container_name` (declared
 /// as `container`) on `node`. Success per Kubernetes: a TCP connection

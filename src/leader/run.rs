@@ -15,7 +15,6 @@ use futures_util::future::join_all;
 use tokio::sync::{mpsc, Notify};
 
 use super::apply::{apply, ApplyEvent, ApplyReport, Operation, Step};
-use super::nodes::NodeOps;
 use super::probe::run_probe;
 use crate::api::ApiState;
 use crate::cluster::{
@@ -23,6 +22,7 @@ use crate::cluster::{
 };
 use crate::manifest::model::{DesiredState, Kind, ObjectKey, Workload};
 use crate::manifest::{check_operator_policy, Diagnostic, OperatorPolicy, SourceFile};
+use crate::node::NodeOps;
 use crate::plan::progress::{Failure, RolloutEvent, RolloutState, RolloutTracker};
 use crate::reconcile::backoff::{BackoffVerdict, RestartBackoff};
 use crate::reconcile::probes::{ProbeKind, ProbeOutcome, ProbeTracker};
@@ -1072,7 +1072,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             let name = node.meta.name.clone();
             let result = match tokio::time::timeout(limit, nodes.observe(node)).await {
                 Ok(result) => result,
-                Err(_) => Err(super::nodes::NodeOpError {
+                Err(_) => Err(crate::node::NodeOpError {
                     node: name.clone(),
                     message: format!(
                         "observing got no answer within {limit:?}; the node or its network is silent"

@@ -6,74 +6,13 @@
 //! as in Kubernetes); limits become NanoCPUs and Memory; `restartPolicy`
 //! becomes Docker's restart policy, so the node restarts a crashed process
 //! itself; the pod's containers share the first container's network
-//! namespace, which therefore carries every host-port binding. Pure.
-
-use std::collections::HashMap;
+//! namespace, which therefore carries every host-port binding. Pure: the
+//! result is the node runtime's [`ReplicaContainer`], which `node` turns
+//! into Docker's create request.
 
 use crate::cluster::ManagedLabels;
-use crate::manifest::model::{Container, PodTemplate, Protocol, PullPolicy, RestartPolicy};
-
-/// One Docker container to create, in the node-independent form the leader
-/// computes; the `node` module turns it into Docker's create request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplicaContainer {
-    /// Deterministic: [`ManagedLabels::container_name`].
-    pub name: String,
-    pub image: String,
-    pub pull_policy: PullPolicy,
-    /// Docker's entrypoint; `None` keeps the image's.
-    pub entrypoint: Option<Vec<String>>,
-    /// Docker's cmd; `None` keeps the image's (unless an entrypoint is set).
-    pub cmd: Option<Vec<String>>,
-    /// `NAME=value`.
-    pub env: Vec<String>,
-    pub labels: HashMap<String, String>,
-    pub working_dir: Option<String>,
-    /// Set on the pod's first container only (the others share its UTS
-    /// namespace through the network one).
-    pub hostname: Option<String>,
-    /// Host ports the container publishes (the first container: the pod's).
-    pub port_bindings: Vec<PortBinding>,
-    /// Ports the container exposes, with their protocol.
-    pub exposed_ports: Vec<(u16, Protocol)>,
-    /// `limits.cpu` in billionths of a CPU.
-    pub nano_cpus: Option<i64>,
-    /// `limits.memory` in bytes.
-    pub memory_bytes: Option<i64>,
-    pub restart_policy: DockerRestartPolicy,
-    /// `container:<name>` of the pod's first container, for the others.
-    pub network_mode: Option<String>,
-    /// terminationGracePeriodSeconds, kept by Docker as the container's
-    /// stop timeout so a stop honours it even after the object is gone.
-    pub stop_timeout_seconds: Option<u32>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortBinding {
-    pub container_port: u16,
-    pub host_port: u16,
-    pub protocol: Protocol,
-    /// `hostIP`: the node address to bind; every address when `None`.
-    pub host_ip: Option<String>,
-}
-
-/// Docker's restart policies that restartPolicy maps to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DockerRestartPolicy {
-    Always,
-    OnFailure,
-    No,
-}
-
-impl DockerRestartPolicy {
-    pub fn as_docker(self) -> &'static str {
-        match self {
-            DockerRestartPolicy::Always => "always",
-            DockerRestartPolicy::OnFailure => "on-failure",
-            DockerRestartPolicy::No => "no",
-        }
-    }
-}
+use crate::manifest::model::{Container, PodTemplate, Protocol, RestartPolicy};
+use crate::node::{DockerRestartPolicy, PortBinding, ReplicaContainer};
 
 /// The containers of one replica, in creation (and start) order. `labels`
 /// describes the replica; its `container` field is replaced per container.

@@ -1,35 +1,45 @@
-//! One node's connection (session opened on demand, reused, reopened with
-//! back-off) and the Docker operations carried out on it.
+//! One node's connection (opened on demand, reused, reopened with back-off)
+//! and the Docker operations carried out on it, the same for a node reached
+//! over SSH and one whose socket is on this machine. Every operation is
+//! bounded: by the request timeout when it should answer at once, by the
+//! grace period on top of it for a stop or restart, by a progress deadline
+//! for images, and by the caller for an exec (a probe's timeout).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
+use bollard::models::ExecConfig;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder,
-    InspectContainerOptions, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptions,
+    RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::{StreamExt, TryStreamExt};
-use tokio::io::AsyncReadExt;
+use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
+use super::decode::observed_container;
+use super::image::{load_with_deadline, pull_with_deadline};
+use super::ops::{NodeObservation, ProbeTarget};
 use super::session::{self, Backoff, SshHandle, SshOptions, Target};
-use super::spec::ContainerSpec;
+use super::spec::{default_tag, ReplicaContainer};
 use super::transport::{self, BoxedIo, StreamOpener};
 use super::NodeError;
-use crate::cluster::{
-    ContainerState, Health, ManagedLabels, NodeFacts, ObservedContainer, PublishedPort,
-    MANAGED_LABEL,
-};
-use crate::manifest::model::{Node, Protocol, PullPolicy, Transport};
+use crate::cluster::{NodeFacts, MANAGED_LABEL};
+use crate::manifest::model::{Node, Transport};
 use crate::manifest::quantity::{Bytes, CpuMillis};
+
+/// Docker's stop timeout for a container created without one.
+const DOCKER_STOP_SECONDS: u64 = 10;
+
+/// The most of a container's last log lines kept while reading them: far
+/// more than the excerpt committed needs, and a bound whatever it printed.
+const LOG_READ_BYTES: usize = 64 * 1024;
+
+/// How many containers are inspected at once while observing a node.
+const INSPECTS_AT_ONCE: usize = 8;
 
 /// A live connection: the SSH session (none for `transport: local`) and the
 /// Docker client whose connections are channels of that session.
@@ -52,7 +62,7 @@ struct ConnectionState {
 }
 
 /// One node: everything flotilla does on it goes through here.
-pub struct NodeClient {
+pub(crate) struct NodeClient {
     name: String,
     target: Target,
     transport: Transport,
@@ -62,16 +72,8 @@ pub struct NodeClient {
     sessions_opened: AtomicU64,
 }
 
-/// What an exec printed and how it ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExecOutput {
-    pub exit_code: i64,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 impl NodeClient {
-    pub fn new(node: &Node, options: SshOptions) -> Self {
+    pub(crate) fn new(node: &Node, options: SshOptions) -> Self {
         let spec = &node.spec;
         NodeClient {
             name: node.meta.name.clone(),
@@ -94,12 +96,8 @@ impl NodeClient {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// How many SSH sessions (handshakes) this client has opened so far.
-    pub fn sessions_opened(&self) -> u64 {
+    pub(crate) fn sessions_opened(&self) -> u64 {
         self.sessions_opened.load(Ordering::Relaxed)
     }
 
@@ -137,16 +135,12 @@ impl NodeClient {
     }
 
     async fn open(&self) -> Result<Connection, NodeError> {
-        let docker_error = |source| NodeError::Docker {
-            node: self.name.clone(),
-            operation: "version negotiation",
-            container: String::new(),
-            source,
-        };
-        let (ssh, opener): (Option<Arc<SshHandle>>, StreamOpener) = match self.transport {
+        const NEGOTIATION: &str = "docker version negotiation";
+        let (ssh, docker) = match self.transport {
             Transport::Local => (
                 None,
-                transport::unix_socket_opener(self.docker_socket.clone()),
+                transport::docker_on_socket(&self.docker_socket)
+                    .map_err(self.docker_error(NEGOTIATION))?,
             ),
             Transport::Ssh => {
                 let handle = Arc::new(session::open(&self.target, &self.options).await?);
@@ -165,118 +159,92 @@ impl NodeClient {
                         Ok(Box::new(channel.into_stream()) as BoxedIo)
                     })
                 });
-                (Some(handle), opener)
+                (
+                    Some(handle),
+                    transport::docker_over_session(opener)
+                        .map_err(self.docker_error(NEGOTIATION))?,
+                )
             }
         };
-        let negotiate = transport::docker_over(opener)
-            .map_err(docker_error)?
-            .negotiate_version();
+        let negotiate = docker.negotiate_version();
         let docker = tokio::time::timeout(self.options.request_timeout, negotiate)
             .await
             .map_err(|_| NodeError::RequestTimeout {
                 node: self.name.clone(),
-                operation: "version negotiation",
-                container: String::new(),
+                operation: NEGOTIATION.to_string(),
                 timeout: self.options.request_timeout,
             })?
-            .map_err(docker_error)?;
+            .map_err(self.docker_error(NEGOTIATION))?;
         Ok(Connection { ssh, docker })
     }
 
-    /// Opens (or reuses) the session and checks that Docker answers.
-    pub async fn connect(&self) -> Result<(), NodeError> {
-        self.connection().await.map(|_| ())
-    }
-
-    /// The node's Docker client, over its session. Requests made on it
-    /// directly are not bounded by the request timeout: see [`Self::bounded`].
-    pub async fn docker(&self) -> Result<Docker, NodeError> {
+    async fn docker(&self) -> Result<Docker, NodeError> {
         Ok(self.connection().await?.docker)
-    }
-
-    /// The request timeout these operations are bounded by.
-    pub fn request_timeout(&self) -> Duration {
-        self.options.request_timeout
     }
 
     /// Runs `request` (Docker calls on an open connection) within `limit`.
     /// When it gets no answer in time the session is taken as dead: it is
     /// dropped, so the next call reconnects within the connect timeout and
     /// then backs off, instead of waiting again on a silent node.
-    pub async fn bounded<T>(
+    async fn bounded<T>(
         &self,
-        operation: &'static str,
-        container: &str,
+        operation: &str,
         limit: Duration,
         request: impl std::future::Future<Output = Result<T, NodeError>>,
     ) -> Result<T, NodeError> {
         match tokio::time::timeout(limit, request).await {
             Ok(result) => result,
             Err(_) => {
-                self.drop_session().await;
-                tracing::warn!(node = %self.name, operation, container, ?limit,
+                // Forgotten; requests still running on it keep it until they end.
+                self.state.lock().await.connection = None;
+                tracing::warn!(node = %self.name, operation, ?limit,
                     "docker request got no answer; dropped the session");
                 Err(NodeError::RequestTimeout {
                     node: self.name.clone(),
-                    operation,
-                    container: container.to_string(),
+                    operation: operation.to_string(),
                     timeout: limit,
                 })
             }
         }
     }
 
-    /// Forgets the open session; requests still running on it keep it until
-    /// they end.
-    pub(crate) async fn drop_session(&self) {
-        self.state.lock().await.connection = None;
-    }
-
     fn docker_error(
         &self,
-        operation: &'static str,
-        container: &str,
+        operation: &str,
     ) -> impl FnOnce(bollard::errors::Error) -> NodeError + '_ {
-        let container = container.to_string();
+        let operation = operation.to_string();
         move |source| NodeError::Docker {
             node: self.name.clone(),
             operation,
-            container,
             source,
         }
     }
 
-    /// CPU, memory and Docker version, from `docker info`.
-    pub async fn facts(&self) -> Result<NodeFacts, NodeError> {
-        let docker = self.docker().await?;
-        let info = self
-            .bounded("info", "", self.options.request_timeout, async {
-                docker.info().await.map_err(self.docker_error("info", ""))
-            })
-            .await?;
-        Ok(NodeFacts {
-            cpu: CpuMillis(u64::try_from(info.ncpu.unwrap_or(0)).unwrap_or(0) * 1000),
-            memory: Bytes(u64::try_from(info.mem_total.unwrap_or(0)).unwrap_or(0)),
-            docker_version: info.server_version.unwrap_or_default(),
-        })
-    }
-
-    /// The containers flotilla manages on this node: one list call filtered
-    /// by label on the daemon, then one inspect per container (restart
-    /// count, exit code and start time are not in the list), concurrently.
+    /// The node's facts (`docker info`) and the containers flotilla manages
+    /// on it: one list call filtered by label on the daemon, then one
+    /// inspect per container (restart count, exit code and start time are
+    /// not in the list), a few at a time; all within one request timeout.
     /// A container whose labels do not decode is skipped with a warning.
-    pub async fn list_managed(&self) -> Result<Vec<ObservedContainer>, NodeError> {
+    pub(crate) async fn observe(&self) -> Result<NodeObservation, NodeError> {
         let docker = self.docker().await?;
         self.bounded(
-            "list",
-            "",
+            "observe",
             self.options.request_timeout,
-            self.list_managed_on(docker),
+            self.observe_on(docker),
         )
         .await
     }
 
-    async fn list_managed_on(&self, docker: Docker) -> Result<Vec<ObservedContainer>, NodeError> {
+    async fn observe_on(&self, docker: Docker) -> Result<NodeObservation, NodeError> {
+        let info = docker
+            .info()
+            .await
+            .map_err(self.docker_error("docker info"))?;
+        let facts = NodeFacts {
+            cpu: CpuMillis(u64::try_from(info.ncpu.unwrap_or(0)).unwrap_or(0) * 1000),
+            memory: Bytes(u64::try_from(info.mem_total.unwrap_or(0)).unwrap_or(0)),
+            docker_version: info.server_version.unwrap_or_default(),
+        };
         let filters = HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -285,234 +253,308 @@ impl NodeClient {
         let summaries = docker
             .list_containers(Some(options))
             .await
-            .map_err(self.docker_error("list", ""))?;
+            .map_err(self.docker_error("list containers"))?;
         let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
         let inspected = futures_util::stream::iter(ids)
             .map(|id| {
                 let docker = docker.clone();
                 async move {
-                    let result = docker
-                        .inspect_container(&id, None::<InspectContainerOptions>)
-                        .await;
+                    let result = docker.inspect_container(&id, None).await;
                     (id, result)
                 }
             })
-            .buffered(8)
+            .buffered(INSPECTS_AT_ONCE)
             .collect::<Vec<_>>()
             .await;
-        let mut observed = Vec::new();
+        let mut containers = Vec::new();
         for (id, result) in inspected {
             let inspect = match result {
                 Ok(inspect) => inspect,
                 // Removed between the list and the inspect.
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => continue,
-                Err(source) => return Err(self.docker_error("inspect", &id)(source)),
+                Err(error) if status_code(&error) == Some(404) => continue,
+                Err(error) => return Err(self.docker_error(&format!("inspect {id}"))(error)),
             };
             match observed_container(&inspect) {
-                Ok(container) => observed.push(container),
+                Ok(container) => containers.push(container),
                 Err(reason) => {
-                    tracing::warn!(node = %self.name, container = %id, %reason, "skipping a managed container")
+                    tracing::warn!(node = %self.name, container = %id, %reason,
+                        "skipping a container labelled managed that cannot be observed")
                 }
             }
         }
-        observed.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(observed)
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(NodeObservation { facts, containers })
     }
 
-    /// Creates the container; returns its id. Creating a name that exists
-    /// with the same labels is a no-op returning the existing id.
-    pub async fn create(&self, spec: &ContainerSpec) -> Result<String, NodeError> {
+    /// Creates the container. A container of that name that carries every
+    /// label of `container` is the one asked for, created before: a no-op.
+    /// One that does not (made by hand, or of another revision) is never
+    /// adopted: [`NodeError::NameInUse`] names the first label that differs.
+    pub(crate) async fn create(&self, container: &ReplicaContainer) -> Result<(), NodeError> {
         let docker = self.docker().await?;
-        self.bounded(
-            "create",
-            &spec.name,
-            self.options.request_timeout,
-            self.create_on(docker, spec),
-        )
+        let operation = format!("create {}", container.name);
+        self.bounded(&operation, self.options.request_timeout, async {
+            let options = CreateContainerOptionsBuilder::new()
+                .name(&container.name)
+                .build();
+            match docker
+                .create_container(Some(options), container.to_docker())
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(error) if status_code(&error) == Some(409) => {
+                    let existing = docker
+                        .inspect_container(&container.name, None)
+                        .await
+                        .map_err(self.docker_error(&format!("inspect {}", container.name)))?;
+                    let labels = existing
+                        .config
+                        .and_then(|config| config.labels)
+                        .unwrap_or_default();
+                    match mismatched_label(&container.labels, &labels) {
+                        None => Ok(()),
+                        Some(label) => Err(NodeError::NameInUse {
+                            node: self.name.clone(),
+                            container: container.name.clone(),
+                            label: label.to_string(),
+                        }),
+                    }
+                }
+                Err(error) => Err(self.docker_error(&operation)(error)),
+            }
+        })
         .await
     }
 
-    async fn create_on(&self, docker: Docker, spec: &ContainerSpec) -> Result<String, NodeError> {
-        let body = spec.to_docker();
-        let options = CreateContainerOptionsBuilder::new()
-            .name(&spec.name)
-            .build();
-        match docker.create_container(Some(options), body).await {
-            Ok(response) => Ok(response.id),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
-                let existing = docker
-                    .inspect_container(&spec.name, None::<InspectContainerOptions>)
-                    .await
-                    .map_err(self.docker_error("inspect", &spec.name))?;
-                let labels = existing
-                    .config
-                    .and_then(|config| config.labels)
-                    .unwrap_or_default();
-                let same = spec
-                    .labels
-                    .iter()
-                    .all(|(key, value)| labels.get(key) == Some(value));
-                if same {
-                    Ok(existing.id.unwrap_or_default())
-                } else {
-                    Err(NodeError::NameInUse {
-                        node: self.name.clone(),
-                        container: spec.name.clone(),
+    /// Starts the container; starting a running one is a no-op.
+    pub(crate) async fn start(&self, container: &str) -> Result<(), NodeError> {
+        let docker = self.docker().await?;
+        let operation = format!("start {container}");
+        self.bounded(&operation, self.options.request_timeout, async {
+            match docker.start_container(container, None).await {
+                Ok(()) => Ok(()),
+                Err(error) if status_code(&error) == Some(304) => Ok(()),
+                Err(error) => Err(self.docker_error(&operation)(error)),
+            }
+        })
+        .await
+    }
+
+    /// Stops the container: SIGTERM, then SIGKILL after `grace`, or after
+    /// the container's own stop timeout when `None` (read first, so the stop
+    /// is bounded by it). Stopping a stopped or missing container is a no-op.
+    pub(crate) async fn stop(
+        &self,
+        container: &str,
+        grace: Option<Duration>,
+    ) -> Result<(), NodeError> {
+        let docker = self.docker().await?;
+        let operation = format!("stop {container}");
+        let seconds = grace.map(grace_seconds);
+        let options = seconds.map(|t| StopContainerOptionsBuilder::new().t(t).build());
+        let grace = match seconds {
+            Some(t) => u64::from(t.unsigned_abs()),
+            None => {
+                let inspected = self
+                    .bounded(&operation, self.options.request_timeout, async {
+                        Ok(docker.inspect_container(container, None).await)
                     })
+                    .await?;
+                match inspected {
+                    Ok(inspection) => inspection
+                        .config
+                        .and_then(|config| config.stop_timeout)
+                        .and_then(|t| u64::try_from(t).ok())
+                        .unwrap_or(DOCKER_STOP_SECONDS),
+                    Err(error) if status_code(&error) == Some(404) => return Ok(()),
+                    Err(error) => return Err(self.docker_error(&operation)(error)),
                 }
             }
-            Err(source) => Err(self.docker_error("create", &spec.name)(source)),
-        }
+        };
+        let limit = self.options.request_timeout + Duration::from_secs(grace);
+        self.bounded(&operation, limit, async {
+            match docker.stop_container(container, options).await {
+                Ok(()) => Ok(()),
+                Err(error) if matches!(status_code(&error), Some(304 | 404)) => Ok(()),
+                Err(error) => Err(self.docker_error(&operation)(error)),
+            }
+        })
+        .await
     }
 
-    /// Starts the container; starting a running one is a no-op.
-    pub async fn start(&self, container: &str) -> Result<(), NodeError> {
+    /// Restarts the container, giving its process `grace` to stop.
+    pub(crate) async fn restart(&self, container: &str, grace: Duration) -> Result<(), NodeError> {
         let docker = self.docker().await?;
-        let started = self.bounded("start", container, self.options.request_timeout, async {
-            Ok(docker
-                .start_container(
+        let operation = format!("restart {container}");
+        let t = grace_seconds(grace);
+        let limit = self.options.request_timeout + Duration::from_secs(t.unsigned_abs().into());
+        self.bounded(&operation, limit, async {
+            docker
+                .restart_container(
                     container,
-                    None::<bollard::query_parameters::StartContainerOptions>,
+                    Some(RestartContainerOptionsBuilder::new().t(t).build()),
                 )
-                .await)
-        });
-        match started.await? {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
-            Err(source) => Err(self.docker_error("start", container)(source)),
-        }
-    }
-
-    /// Stops the container: SIGTERM, then SIGKILL after `grace`. Stopping a
-    /// stopped or missing container is a no-op.
-    pub async fn stop(&self, container: &str, grace: Duration) -> Result<(), NodeError> {
-        let docker = self.docker().await?;
-        let seconds = grace_seconds(grace);
-        let options = StopContainerOptionsBuilder::new().t(seconds).build();
-        let limit =
-            self.options.request_timeout + Duration::from_secs(seconds.unsigned_abs().into());
-        let stopped = self.bounded("stop", container, limit, async {
-            Ok(docker.stop_container(container, Some(options)).await)
-        });
-        match stopped.await? {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304 | 404,
-                ..
-            }) => Ok(()),
-            Err(source) => Err(self.docker_error("stop", container)(source)),
-        }
+                .await
+                .map_err(self.docker_error(&operation))
+        })
+        .await
     }
 
     /// Removes the container, killing it if it runs; a missing one is fine.
-    pub async fn remove(&self, container: &str) -> Result<(), NodeError> {
+    pub(crate) async fn remove(&self, container: &str) -> Result<(), NodeError> {
         let docker = self.docker().await?;
+        let operation = format!("remove {container}");
         let options = RemoveContainerOptionsBuilder::new().force(true).build();
-        let removed = self.bounded("remove", container, self.options.request_timeout, async {
-            Ok(docker.remove_container(container, Some(options)).await)
-        });
-        match removed.await? {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(source) => Err(self.docker_error("remove", container)(source)),
-        }
+        self.bounded(&operation, self.options.request_timeout, async {
+            match docker.remove_container(container, Some(options)).await {
+                Ok(()) => Ok(()),
+                Err(error) if status_code(&error) == Some(404) => Ok(()),
+                Err(error) => Err(self.docker_error(&operation)(error)),
+            }
+        })
+        .await
     }
 
-    /// The last `lines` lines of the container's stdout and stderr, merged.
-    pub async fn logs(&self, container: &str, lines: u32) -> Result<String, NodeError> {
+    /// The last `lines` lines the container printed (stdout and stderr),
+    /// at most [`LOG_READ_BYTES`] of them.
+    pub(crate) async fn logs(&self, container: &str, lines: u32) -> Result<String, NodeError> {
         let docker = self.docker().await?;
-        let tail = lines.to_string();
+        let operation = format!("logs of {container}");
         let options = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
-            .tail(&tail)
+            .tail(&lines.to_string())
             .build();
-        let chunks: Vec<LogOutput> = self
-            .bounded("logs", container, self.options.request_timeout, async {
-                docker
-                    .logs(container, Some(options))
-                    .try_collect()
-                    .await
-                    .map_err(self.docker_error("logs", container))
-            })
-            .await?;
-        let mut text = String::new();
-        for chunk in chunks {
-            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-        }
-        Ok(text)
+        self.bounded(&operation, self.options.request_timeout, async {
+            let mut stream = docker.logs(container, Some(options));
+            let mut text = String::new();
+            while let Some(item) = stream.next().await {
+                let item = item.map_err(self.docker_error(&operation))?;
+                text.push_str(&String::from_utf8_lossy(&item.into_bytes()));
+                // The last lines are what is wanted; a container that
+                // printed a line of a gigabyte costs no more than this.
+                if text.len() > LOG_READ_BYTES {
+                    let mut cut = text.len() - LOG_READ_BYTES;
+                    while !text.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    text.drain(..cut);
+                }
+            }
+            Ok(text)
+        })
+        .await
     }
 
-    /// Runs `command` in the container and waits for it (exec probes). Not
-    /// bounded by the request timeout: a command may run as long as it
-    /// needs, so the caller bounds it (a probe by its timeout).
-    pub async fn exec(&self, container: &str, command: &[&str]) -> Result<ExecOutput, NodeError> {
+    /// Runs `command` in the container and waits for it: its exit code.
+    /// Not bounded here: a command may run as long as it needs, so the
+    /// caller bounds it (an exec probe by its timeout).
+    pub(crate) async fn exec(&self, container: &str, command: &[String]) -> Result<i64, NodeError> {
         let docker = self.docker().await?;
+        let operation = format!("exec in {container}");
         let exec = docker
             .create_exec(
                 container,
-                CreateExecOptions {
-                    cmd: Some(command.iter().map(|s| s.to_string()).collect()),
+                ExecConfig {
+                    cmd: Some(command.to_vec()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    ..Default::default()
+                    ..ExecConfig::default()
                 },
             )
             .await
-            .map_err(self.docker_error("exec", container))?;
-        let mut stdout = String::new();
-        let mut stderr = String::new();
+            .map_err(self.docker_error(&operation))?;
         match docker
             .start_exec(&exec.id, None)
             .await
-            .map_err(self.docker_error("exec", container))?
+            .map_err(self.docker_error(&operation))?
         {
-            StartExecResults::Attached { mut output, .. } => {
-                while let Some(chunk) = output.next().await {
-                    match chunk.map_err(self.docker_error("exec", container))? {
-                        LogOutput::StdErr { message } => {
-                            stderr.push_str(&String::from_utf8_lossy(&message))
-                        }
-                        other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
-                    }
-                }
+            bollard::exec::StartExecResults::Attached { mut output, .. } => {
+                while output.next().await.is_some() {}
             }
-            StartExecResults::Detached => {}
+            bollard::exec::StartExecResults::Detached => {}
         }
         let inspect = docker
             .inspect_exec(&exec.id)
             .await
-            .map_err(self.docker_error("exec", container))?;
-        Ok(ExecOutput {
-            exit_code: inspect.exit_code.unwrap_or(-1),
-            stdout,
-            stderr,
-        })
+            .map_err(self.docker_error(&operation))?;
+        Ok(inspect.exit_code.unwrap_or(-1))
     }
 
-    /// A TCP stream to `host:port` as seen from the node (readiness probes):
-    /// a `direct-tcpip` channel of the session, or a plain connect for a
-    /// local node.
-    pub async fn open_tcp(&self, host: &str, port: u16) -> Result<BoxedIo, NodeError> {
-        let target = format!("{host}:{port}");
+    /// A TCP stream to a probe's target as the node sees it, and where it
+    /// goes (for messages). Over SSH: a `direct-tcpip` channel to the
+    /// container's own address on the node's bridge, else (host networking)
+    /// to the published port on the node's loopback. A local node's
+    /// containers are not on this machine's bridge: the published port on
+    /// the node's address.
+    pub(crate) async fn dial(&self, target: &ProbeTarget) -> Result<(BoxedIo, String), NodeError> {
         let connection = self.connection().await?;
-        match connection.ssh {
+        let (host, port) = match connection.ssh {
+            Some(_) => self.container_address(&connection.docker, target).await?,
+            None => {
+                let port = target
+                    .host_port
+                    .ok_or_else(|| NodeError::PortNotPublished {
+                        node: self.name.clone(),
+                        container: target.container.clone(),
+                        port: target.container_port,
+                    })?;
+                (self.target.address.clone(), port)
+            }
+        };
+        let io = self.open_tcp(connection.ssh, &host, port).await?;
+        Ok((io, format!("{host}:{port}")))
+    }
+
+    async fn container_address(
+        &self,
+        docker: &Docker,
+        target: &ProbeTarget,
+    ) -> Result<(String, u16), NodeError> {
+        let operation = format!("inspect {}", target.container);
+        let inspection = self
+            .bounded(&operation, self.options.request_timeout, async {
+                docker
+                    .inspect_container(&target.container, None)
+                    .await
+                    .map_err(self.docker_error(&operation))
+            })
+            .await?;
+        let settings = inspection.network_settings.unwrap_or_default();
+        let address = settings.networks.and_then(|networks| {
+            networks
+                .into_values()
+                .filter_map(|n| n.ip_address)
+                .find(|ip| !ip.is_empty())
+        });
+        match (address, target.host_port) {
+            (Some(ip), _) => Ok((ip, target.container_port)),
+            (None, Some(port)) => Ok(("127.0.0.1".to_string(), port)),
+            (None, None) => Err(NodeError::NoAddress {
+                node: self.name.clone(),
+                container: target.container.clone(),
+                port: target.container_port,
+            }),
+        }
+    }
+
+    async fn open_tcp(
+        &self,
+        ssh: Option<Arc<SshHandle>>,
+        host: &str,
+        port: u16,
+    ) -> Result<BoxedIo, NodeError> {
+        let target = format!("{host}:{port}");
+        match ssh {
             Some(ssh) => {
+                let operation = format!("open a channel to {target}");
                 let channel = self
-                    .bounded("channel open", "", self.options.request_timeout, async {
+                    .bounded(&operation, self.options.request_timeout, async {
                         ssh.channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
                             .await
                             .map_err(|source| NodeError::Channel {
                                 node: self.name.clone(),
-                                target,
+                                target: target.clone(),
                                 source: Box::new(source),
                             })
                     })
@@ -535,7 +577,7 @@ impl NodeClient {
 
     /// `image` when it is a valid Docker reference: bollard puts it in the
     /// API path as it is (`/images/{image}/json`), so anything else must
-    /// never reach it, whoever validated it before.
+    /// never reach it, whoever validated it before (an old commit, a test).
     fn checked_image<'a>(&self, image: &'a str) -> Result<&'a str, NodeError> {
         crate::manifest::image_reference::check(image).map_err(|reason| {
             NodeError::InvalidImage {
@@ -548,400 +590,132 @@ impl NodeClient {
     }
 
     /// Whether the node's Docker has `image`.
-    pub async fn has_image(&self, image: &str) -> Result<bool, NodeError> {
+    pub(crate) async fn has_image(&self, image: &str) -> Result<bool, NodeError> {
         let image = self.checked_image(image)?;
         let docker = self.docker().await?;
-        let inspected = self.bounded("image inspect", "", self.options.request_timeout, async {
-            Ok(docker.inspect_image(image).await)
-        });
-        match inspected.await? {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(source) => Err(self.docker_error("image inspect", "")(source)),
-        }
-    }
-
-    /// Removes an image (forced, so tags in use go too); a missing one is fine.
-    pub async fn remove_image(&self, image: &str) -> Result<(), NodeError> {
-        let image = self.checked_image(image)?;
-        let docker = self.docker().await?;
-        let options = bollard::query_parameters::RemoveImageOptionsBuilder::new()
-            .force(true)
-            .build();
-        let removed = self.bounded("image remove", "", self.options.request_timeout, async {
-            Ok(docker.remove_image(image, Some(options), None).await)
-        });
-        match removed.await? {
-            Ok(_)
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(source) => Err(self.docker_error("image remove", "")(source)),
-        }
-    }
-
-    /// Makes `image` present according to the pull policy: `Always` pulls,
-    /// `IfNotPresent` pulls when missing, `Never` fails when missing.
-    pub async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), NodeError> {
-        match policy {
-            PullPolicy::Never => {
-                if self.has_image(image).await? {
-                    Ok(())
-                } else {
-                    Err(NodeError::ImageMissing {
-                        node: self.name.clone(),
-                        image: image.to_string(),
-                    })
-                }
+        let operation = format!("inspect image {image}");
+        self.bounded(&operation, self.options.request_timeout, async {
+            match docker.inspect_image(image).await {
+                Ok(_) => Ok(true),
+                Err(error) if status_code(&error) == Some(404) => Ok(false),
+                Err(error) => Err(self.docker_error(&operation)(error)),
             }
-            PullPolicy::IfNotPresent if self.has_image(image).await? => Ok(()),
-            PullPolicy::IfNotPresent | PullPolicy::Always => self.pull(image).await,
-        }
+        })
+        .await
     }
 
-    async fn pull(&self, image: &str) -> Result<(), NodeError> {
+    /// Removes an unused image (never forced: Docker keeps an image any
+    /// container, managed or not, still uses). Whether it was removed.
+    pub(crate) async fn remove_image(&self, image: &str) -> Result<bool, NodeError> {
+        let image = self.checked_image(image)?;
+        let docker = self.docker().await?;
+        let operation = format!("remove image {image}");
+        self.bounded(&operation, self.options.request_timeout, async {
+            match docker
+                .remove_image(image, None::<RemoveImageOptions>, None)
+                .await
+            {
+                Ok(_) => Ok(true),
+                // Gone already, or still used by a container.
+                Err(error) if matches!(status_code(&error), Some(404 | 409)) => Ok(false),
+                Err(error) => Err(self.docker_error(&operation)(error)),
+            }
+        })
+        .await
+    }
+
+    /// Pulls `image` from its registry through the node's Docker, given up
+    /// after `deadline` without progress.
+    pub(crate) async fn pull_image(
+        &self,
+        image: &str,
+        deadline: Duration,
+    ) -> Result<(), NodeError> {
         let image = self.checked_image(image)?;
         let docker = self.docker().await?;
         let mut options = CreateImageOptionsBuilder::new().from_image(image);
-        if let Some(tag) = super::spec::default_tag(image) {
+        if let Some(tag) = default_tag(image) {
             options = options.tag(tag);
         }
-        let options = options.build();
-        docker
-            .create_image(Some(options), None, None)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(self.docker_error("pull", ""))?;
-        Ok(())
+        pull_with_deadline(&docker, &self.name, image, options.build(), deadline).await
     }
 
-    /// Ships `image` from another Docker (the leader's) into this node's,
-    /// streaming `docker save` into `docker load` without holding it.
-    pub async fn ship_image_from(&self, source: &Docker, image: &str) -> Result<(), NodeError> {
+    /// Ships `image` from the Docker at `source_socket` (the leader's) into
+    /// this node's, streaming `docker save` into `docker load` without
+    /// holding it, given up when the archive stops flowing for `deadline`.
+    pub(crate) async fn ship_image_from(
+        &self,
+        source_socket: &str,
+        image: &str,
+        deadline: Duration,
+    ) -> Result<(), NodeError> {
         let image = self.checked_image(image)?;
-        let saved = source.export_image(image).map_err(std::io::Error::other);
-        self.load_image(saved).await
-    }
-
-    /// Loads a `docker save` archive file into this node's Docker, streamed.
-    pub async fn ship_image_archive(&self, path: &Path) -> Result<(), NodeError> {
-        let archive_error = |source| NodeError::Archive {
+        let source_error = |reason: String| NodeError::LeaderDocker {
             node: self.name.clone(),
-            path: path.display().to_string(),
-            source,
+            socket: source_socket.to_string(),
+            image: image.to_string(),
+            reason,
         };
-        let file = tokio::fs::File::open(path).await.map_err(archive_error)?;
-        let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
-            let mut buffer = vec![0u8; 256 * 1024];
-            let read = file.read(&mut buffer).await?;
-            if read == 0 {
-                return Ok::<_, std::io::Error>(None);
-            }
-            buffer.truncate(read);
-            Ok(Some((bytes::Bytes::from(buffer), file)))
-        });
-        self.load_image(chunks).await
-    }
-
-    async fn load_image<S>(&self, archive: S) -> Result<(), NodeError>
-    where
-        S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
-    {
-        let docker = self.docker().await?;
-        let options = ImportImageOptionsBuilder::new().quiet(true).build();
-        docker
-            .import_image_stream(options, archive, None)
-            .try_collect::<Vec<_>>()
+        let negotiate = transport::docker_on_socket(source_socket)
+            .map_err(|e| source_error(e.to_string()))?
+            .negotiate_version();
+        let source = tokio::time::timeout(self.options.request_timeout, negotiate)
             .await
-            .map_err(self.docker_error("load", ""))?;
-        Ok(())
+            .map_err(|_| {
+                source_error(format!(
+                    "no answer within {:?}",
+                    self.options.request_timeout
+                ))
+            })?
+            .map_err(|e| source_error(e.to_string()))?;
+        // Asked first: a missing image is then said as such, instead of as
+        // the load that its empty archive would break.
+        match source.inspect_image(image).await {
+            Ok(_) => {}
+            Err(error) if status_code(&error) == Some(404) => {
+                return Err(NodeError::NotOnLeader {
+                    node: self.name.clone(),
+                    image: image.to_string(),
+                })
+            }
+            Err(error) => return Err(source_error(error.to_string())),
+        }
+        let docker = self.docker().await?;
+        let archive = source.export_image(image);
+        load_with_deadline(&docker, &self.name, image, archive, deadline).await
     }
+}
+
+fn status_code(error: &bollard::errors::Error) -> Option<u16> {
+    match error {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// The first label `wanted` has that `existing` lacks or holds otherwise,
+/// the managed label first (a hand-made container lacks it).
+fn mismatched_label<'a>(
+    wanted: &'a HashMap<String, String>,
+    existing: &HashMap<String, String>,
+) -> Option<&'a str> {
+    let mut keys: Vec<&String> = wanted.keys().collect();
+    keys.sort_by_key(|key| (key.as_str() != MANAGED_LABEL, key.as_str()));
+    keys.into_iter()
+        .find(|key| existing.get(*key) != wanted.get(*key))
+        .map(String::as_str)
 }
 
 /// Docker's stop timeout is whole seconds: a grace period is rounded up,
 /// so 500 ms gives the process a second to exit, never an immediate kill.
-pub(crate) fn grace_seconds(grace: Duration) -> i32 {
+fn grace_seconds(grace: Duration) -> i32 {
     let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
     i32::try_from(seconds).unwrap_or(i32::MAX)
-}
-
-/// Decodes an inspected container into the observed model.
-fn observed_container(
-    inspect: &bollard::models::ContainerInspectResponse,
-) -> Result<ObservedContainer, String> {
-    let config = inspect.config.as_ref().ok_or("no config")?;
-    let labels = config.labels.clone().unwrap_or_default();
-    let labels = ManagedLabels::from_docker_labels(&labels).map_err(|e| e.to_string())?;
-    let state = inspect.state.as_ref().ok_or("no state")?;
-    let container_state = match state.status {
-        Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
-        Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
-        Some(ContainerStateStatusEnum::RESTARTING) => ContainerState::Restarting,
-        Some(ContainerStateStatusEnum::PAUSED) => ContainerState::Paused,
-        Some(ContainerStateStatusEnum::EXITED) => ContainerState::Exited {
-            code: state.exit_code.unwrap_or(0),
-        },
-        Some(ContainerStateStatusEnum::REMOVING) => ContainerState::Removing,
-        Some(ContainerStateStatusEnum::DEAD) => ContainerState::Dead,
-        other => return Err(format!("unknown state {other:?}")),
-    };
-    let health = state
-        .health
-        .as_ref()
-        .and_then(|h| h.status)
-        .and_then(|status| match status {
-            HealthStatusEnum::STARTING => Some(Health::Starting),
-            HealthStatusEnum::HEALTHY => Some(Health::Healthy),
-            HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
-            _ => None,
-        });
-    Ok(ObservedContainer {
-        id: inspect.id.clone().unwrap_or_default(),
-        name: inspect
-            .name
-            .as_deref()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
-        labels,
-        state: container_state,
-        health,
-        restart_count: u32::try_from(inspect.restart_count.unwrap_or(0)).unwrap_or(0),
-        started_at: state.started_at.as_deref().and_then(parse_docker_time),
-        finished_at: state.finished_at.as_deref().and_then(parse_docker_time),
-        image: config.image.clone().unwrap_or_default(),
-        ports: published_ports(inspect),
-        probe_ready: None,
-        ready_since: None,
-    })
-}
-
-/// The ports an inspected container publishes on its node: Docker's live
-/// bindings (`NetworkSettings.Ports`) while it runs, else the bindings its
-/// host config asks for. Sorted, without duplicates; a port exposed but not
-/// bound is not published.
-pub fn published_ports(inspect: &bollard::models::ContainerInspectResponse) -> Vec<PublishedPort> {
-    let live = inspect
-        .network_settings
-        .as_ref()
-        .and_then(|settings| settings.ports.as_ref())
-        .map(decode_port_map)
-        .unwrap_or_default();
-    let mut ports = if live.is_empty() {
-        inspect
-            .host_config
-            .as_ref()
-            .and_then(|host| host.port_bindings.as_ref())
-            .map(decode_port_map)
-            .unwrap_or_default()
-    } else {
-        live
-    };
-    ports.sort();
-    ports.dedup();
-    ports
-}
-
-/// `{"8080/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]}`; entries
-/// without a numeric host port (not bound, or left for Docker to pick and
-/// not picked yet) are left out.
-fn decode_port_map(map: &bollard::models::PortMap) -> Vec<PublishedPort> {
-    let mut ports = Vec::new();
-    for (key, bindings) in map {
-        let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-        let Ok(container_port) = port.parse::<u16>() else {
-            continue;
-        };
-        let protocol = match protocol {
-            "udp" => Protocol::UDP,
-            "sctp" => Protocol::SCTP,
-            _ => Protocol::TCP,
-        };
-        for binding in bindings.iter().flatten() {
-            let Some(host_port) = binding
-                .host_port
-                .as_deref()
-                .and_then(|p| p.parse::<u16>().ok())
-            else {
-                continue;
-            };
-            ports.push(PublishedPort {
-                container_port,
-                protocol,
-                host_ip: binding.host_ip.clone().unwrap_or_default(),
-                host_port,
-            });
-        }
-    }
-    ports
-}
-
-/// Docker's RFC 3339 timestamps (`2026-11-23T01:07:58.768455802Z`); its
-/// zero time (`0001-01-01T00:00:00Z`) and anything before 1970 is `None`.
-fn parse_docker_time(text: &str) -> Option<SystemTime> {
-    let (date, rest) = text.split_once('T')?;
-    let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (
-        date_parts.next()??,
-        date_parts.next()??,
-        date_parts.next()??,
-    );
-    let (clock, offset_seconds) = if let Some(clock) = rest.strip_suffix('Z') {
-        (clock, 0)
-    } else {
-        let split = rest.rfind(['+', '-'])?;
-        let (clock, offset) = rest.split_at(split);
-        let sign = if offset.starts_with('-') { -1 } else { 1 };
-        let (hours, minutes) = offset[1..].split_once(':')?;
-        (
-            clock,
-            sign * (hours.parse::<i64>().ok()? * 3600 + minutes.parse::<i64>().ok()? * 60),
-        )
-    };
-    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut hms_parts = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (hms_parts.next()??, hms_parts.next()??, hms_parts.next()??);
-    let nanos: u32 = if fraction.is_empty() {
-        0
-    } else {
-        let digits: String = fraction.chars().take(9).collect();
-        let scale = 10u32.pow(9 - u32::try_from(digits.len()).ok()?);
-        digits.parse::<u32>().ok()? * scale
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
-    let seconds = u64::try_from(seconds).ok()?;
-    Some(UNIX_EPOCH + Duration::new(seconds, nanos))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// Every node's client, keyed by node name.
-pub struct NodePool {
-    nodes: BTreeMap<String, Arc<NodeClient>>,
-}
-
-impl NodePool {
-    pub fn new(nodes: &[Node], options: &SshOptions) -> Self {
-        NodePool {
-            nodes: nodes
-                .iter()
-                .map(|node| {
-                    (
-                        node.meta.name.clone(),
-                        Arc::new(NodeClient::new(node, options.clone())),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    pub fn get(&self, node: &str) -> Result<Arc<NodeClient>, NodeError> {
-        self.nodes
-            .get(node)
-            .cloned()
-            .ok_or_else(|| NodeError::UnknownNode {
-                node: node.to_string(),
-            })
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<NodeClient>> {
-        self.nodes.values()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn published_ports_prefer_live_bindings_then_the_host_config() {
-        use bollard::models::{
-            ContainerInspectResponse, HostConfig, NetworkSettings, PortBinding, PortMap,
-        };
-        let binding = |ip: &str, port: &str| PortBinding {
-            host_ip: Some(ip.to_string()),
-            host_port: Some(port.to_string()),
-        };
-        let live: PortMap = HashMap::from([
-            (
-                "8080/tcp".to_string(),
-                Some(vec![binding("::", "18080"), binding("0.0.0.0", "18080")]),
-            ),
-            (
-                "53/udp".to_string(),
-                Some(vec![binding("10.0.0.1", "5353")]),
-            ),
-            // Exposed, not published.
-            ("9000/tcp".to_string(), None),
-        ]);
-        let requested: PortMap = HashMap::from([(
-            "8080/tcp".to_string(),
-            Some(vec![PortBinding {
-                host_ip: None,
-                host_port: Some("18080".into()),
-            }]),
-        )]);
-        let port = |container_port, protocol, host_ip: &str, host_port| PublishedPort {
-            container_port,
-            protocol,
-            host_ip: host_ip.to_string(),
-            host_port,
-        };
-        let running = ContainerInspectResponse {
-            network_settings: Some(NetworkSettings {
-                ports: Some(live),
-                ..Default::default()
-            }),
-            host_config: Some(HostConfig {
-                port_bindings: Some(requested.clone()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(
-            published_ports(&running),
-            [
-                port(53, Protocol::UDP, "10.0.0.1", 5353),
-                port(8080, Protocol::TCP, "0.0.0.0", 18080),
-                port(8080, Protocol::TCP, "::", 18080),
-            ]
-        );
-        assert_eq!(
-            published_ports(&running)
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-            [
-                "10.0.0.1:5353->53/udp",
-                "0.0.0.0:18080->8080/tcp",
-                "[::]:18080->8080/tcp"
-            ]
-        );
-        let stopped = ContainerInspectResponse {
-            host_config: Some(HostConfig {
-                port_bindings: Some(requested),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(
-            published_ports(&stopped),
-            [port(8080, Protocol::TCP, "", 18080)]
-        );
-        assert_eq!(published_ports(&ContainerInspectResponse::default()), []);
-    }
 
     #[test]
     fn a_grace_period_is_rounded_up_to_whole_seconds() {
@@ -959,25 +733,25 @@ mod tests {
     }
 
     #[test]
-    fn docker_times() {
-        let check = |text: &str, expected: Option<(u64, u32)>| {
-            assert_eq!(
-                parse_docker_time(text),
-                expected.map(|(s, n)| UNIX_EPOCH + Duration::new(s, n)),
-                "{text}"
-            );
-        };
-        check("1970-01-01T00:00:00Z", Some((0, 0)));
-        check(
-            "2026-11-23T01:07:58.768455802Z",
-            Some((1_795_396_078, 768_455_802)),
+    fn a_name_in_use_is_named_by_the_first_label_that_differs() {
+        let wanted = HashMap::from([
+            (MANAGED_LABEL.to_string(), "true".to_string()),
+            ("dev.flotilla.commit".to_string(), "c0ffee".to_string()),
+            ("dev.flotilla.name".to_string(), "web".to_string()),
+        ]);
+        let mut existing = wanted.clone();
+        assert_eq!(mismatched_label(&wanted, &existing), None);
+        existing.insert("extra".into(), "is fine".into());
+        assert_eq!(mismatched_label(&wanted, &existing), None);
+        existing.insert("dev.flotilla.name".into(), "other".into());
+        assert_eq!(
+            mismatched_label(&wanted, &existing),
+            Some("dev.flotilla.name")
         );
-        check(
-            "2026-11-23T02:07:58.5+01:00",
-            Some((1_795_396_078, 500_000_000)),
+        assert_eq!(
+            mismatched_label(&wanted, &HashMap::new()),
+            Some(MANAGED_LABEL),
+            "a hand-made container is named by the managed label"
         );
-        check("2000-02-29T12:00:00Z", Some((951_825_600, 0)));
-        check("0001-01-01T00:00:00Z", None);
-        check("garbage", None);
     }
 }

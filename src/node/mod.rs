@@ -1,26 +1,34 @@
-//! Talking to nodes: one SSH session per node (russh), the Docker API over
-//! that session (bollard over `direct-streamlocal` channels), TCP streams as
-//! seen from the node (`direct-tcpip`), and the container operations the
-//! leader carries out.
+//! Talking to nodes: the one node runtime. [`Nodes`] is what the leader,
+//! the CLI, the integration tests and the benchmarks use, through the
+//! [`NodeOps`] seam; behind it each node is one `client::NodeClient`,
+//! and a node of `transport: ssh` and one of `transport: local` look the
+//! same: one SSH session per node (russh) with the Docker API over
+//! `direct-streamlocal` channels to the node's socket and TCP streams as
+//! seen from the node over `direct-tcpip`, or the socket on this machine
+//! and plain TCP. Every request that should answer at once is bounded by
+//! the request timeout, image pulls and shipments by a progress deadline,
+//! stops by their grace period, probes by their own timeout, on both paths.
 //!
-//! `node` carries out; it never decides. It does not read manifests beyond a
-//! `Node`'s connection fields, and it touches only containers labelled
-//! `dev.flotilla.managed=true` when listing. The seam the rest of the code
-//! uses is [`NodeClient`] (one per node) and [`NodePool`] (keyed by name).
+//! `node` carries out; it never decides. It reads no manifest beyond a
+//! `Node`'s connection fields and the [`ReplicaContainer`] it is given, and
+//! lists only containers labelled `dev.flotilla.managed=true`.
 
 mod client;
+mod decode;
+mod image;
 pub mod known_hosts;
+mod ops;
+mod runtime;
 mod session;
 mod spec;
-pub mod transport;
+mod transport;
 
 use std::time::Duration;
 
-pub(crate) use client::grace_seconds;
-pub use client::{published_ports, ExecOutput, NodeClient, NodePool};
+pub use ops::{NodeObservation, NodeOpError, NodeOps, ProbeTarget};
+pub use runtime::Nodes;
 pub use session::SshOptions;
-pub use spec::{default_tag, ContainerSpec, PortBinding, RestartPolicy};
-pub use transport::{local_docker, BoxedIo};
+pub use spec::{DockerRestartPolicy, PortBinding, ReplicaContainer};
 
 /// Everything that can go wrong talking to a node; each names the node.
 #[derive(Debug, thiserror::Error)]
@@ -108,44 +116,133 @@ pub enum NodeError {
         target: String,
         source: std::io::Error,
     },
-    #[error("node {node}: docker {operation}{}: {source}", container_suffix(.container))]
+    #[error("node {node}: {operation}: {source}")]
     Docker {
         node: String,
-        operation: &'static str,
-        container: String,
+        /// What was asked, with its object: `create NAME`, `pull IMAGE`.
+        operation: String,
         source: bollard::errors::Error,
     },
-    #[error("node {node}: docker {operation}{} got no answer within {timeout:?}; the node or its network is silent (session dropped, the next call reconnects)", container_suffix(.container))]
+    #[error("node {node}: {operation}: no answer within {timeout:?}; the node or its network is silent (the session is dropped, the next call reconnects)")]
     RequestTimeout {
         node: String,
-        operation: &'static str,
-        container: String,
+        operation: String,
         timeout: Duration,
     },
-    #[error("node {node}: container name {container} is taken by a container with other labels")]
-    NameInUse { node: String, container: String },
-    #[error("node {node}: image {image} is not present and the pull policy is Never")]
-    ImageMissing { node: String, image: String },
-    #[error("node {node}: cannot read image archive {path}: {source}")]
-    Archive {
+    #[error("node {node}: {operation}: no progress for {}s; the registry, the node or the transfer is stalled", .deadline.as_secs_f64())]
+    Stalled {
         node: String,
-        path: String,
-        source: std::io::Error,
+        operation: String,
+        deadline: Duration,
     },
-    #[error("unknown node {node}")]
-    UnknownNode { node: String },
+    #[error("node {node}: container name {container} is taken by a container flotilla did not create with these labels ({label} differs); remove or rename that container")]
+    NameInUse {
+        node: String,
+        container: String,
+        /// The first label that differs (the managed label first).
+        label: String,
+    },
     #[error("node {node}: invalid image reference {image:?}: {reason}")]
     InvalidImage {
         node: String,
         image: String,
         reason: String,
     },
+    #[error("node {node}: cannot reach the leader's Docker at {socket} to ship {image}: {reason}")]
+    LeaderDocker {
+        node: String,
+        socket: String,
+        image: String,
+        reason: String,
+    },
+    #[error("node {node}: image {image} is not on the leader's Docker either")]
+    NotOnLeader { node: String, image: String },
+    #[error("node {node}: port {port} of {container} is not published on the node")]
+    PortNotPublished {
+        node: String,
+        container: String,
+        port: u16,
+    },
+    #[error("node {node}: container {container} has no address on the node and does not publish port {port}")]
+    NoAddress {
+        node: String,
+        container: String,
+        port: u16,
+    },
+    #[error("node {node}: not observed yet, so no connection to it is known")]
+    NotObserved { node: String },
 }
 
-fn container_suffix(container: &str) -> String {
-    if container.is_empty() {
-        String::new()
-    } else {
-        format!(" of container {container}")
+impl NodeError {
+    /// The node the error is about.
+    pub fn node(&self) -> &str {
+        match self {
+            NodeError::ConnectTimeout { node, .. }
+            | NodeError::Connect { node, .. }
+            | NodeError::HostKeyUnknown { node, .. }
+            | NodeError::HostKeyChanged { node, .. }
+            | NodeError::HostKeyRevoked { node, .. }
+            | NodeError::HostCertificate { node }
+            | NodeError::KnownHostsRead { node, .. }
+            | NodeError::KnownHostsWrite { node, .. }
+            | NodeError::Key { node, .. }
+            | NodeError::NoIdentity { node }
+            | NodeError::AuthRejected { node, .. }
+            | NodeError::Ssh { node, .. }
+            | NodeError::BackingOff { node, .. }
+            | NodeError::Channel { node, .. }
+            | NodeError::LocalConnect { node, .. }
+            | NodeError::Docker { node, .. }
+            | NodeError::RequestTimeout { node, .. }
+            | NodeError::Stalled { node, .. }
+            | NodeError::NameInUse { node, .. }
+            | NodeError::InvalidImage { node, .. }
+            | NodeError::LeaderDocker { node, .. }
+            | NodeError::NotOnLeader { node, .. }
+            | NodeError::PortNotPublished { node, .. }
+            | NodeError::NoAddress { node, .. }
+            | NodeError::NotObserved { node } => node,
+        }
+    }
+
+    /// Whether the node could not be reached at all, as opposed to its
+    /// Docker refusing or a container not answering: no session, no answer
+    /// in time, or no connection to its Docker socket.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            // A connection to the daemon that could not be made or was cut;
+            // not a request whose own body failed (an archive being shipped).
+            NodeError::Docker { source, .. } => match source {
+                bollard::errors::Error::HyperLegacyError { err } => err.is_connect(),
+                bollard::errors::Error::IOError { .. }
+                | bollard::errors::Error::HyperResponseError { .. }
+                | bollard::errors::Error::RequestTimeoutError => true,
+                _ => false,
+            },
+            NodeError::Stalled { .. }
+            | NodeError::NameInUse { .. }
+            | NodeError::InvalidImage { .. }
+            | NodeError::LeaderDocker { .. }
+            | NodeError::NotOnLeader { .. }
+            | NodeError::PortNotPublished { .. }
+            | NodeError::NoAddress { .. }
+            | NodeError::Channel { .. }
+            | NodeError::LocalConnect { .. } => false,
+            NodeError::ConnectTimeout { .. }
+            | NodeError::Connect { .. }
+            | NodeError::HostKeyUnknown { .. }
+            | NodeError::HostKeyChanged { .. }
+            | NodeError::HostKeyRevoked { .. }
+            | NodeError::HostCertificate { .. }
+            | NodeError::KnownHostsRead { .. }
+            | NodeError::KnownHostsWrite { .. }
+            | NodeError::Key { .. }
+            | NodeError::NoIdentity { .. }
+            | NodeError::AuthRejected { .. }
+            | NodeError::Ssh { .. }
+            | NodeError::BackingOff { .. }
+            | NodeError::RequestTimeout { .. }
+            | NodeError::NotObserved { .. } => true,
+        }
     }
 }

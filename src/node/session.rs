@@ -22,11 +22,13 @@ pub struct SshOptions {
     /// Covers TCP connect, key exchange and authentication; 10 s by default.
     pub connect_timeout: Duration,
     /// Bounds each Docker request that answers at once when the node is
-    /// well (info, list, inspect, create, start, remove, logs, opening a
-    /// channel); 10 s by default. Stop gets its grace period on top. Image
-    /// pulls and loads are not bounded by it. A request that times out
-    /// drops the session, so the next call reconnects (within the connect
-    /// timeout) instead of waiting on a node gone silent.
+    /// well (version negotiation, the observation, inspect, create, start,
+    /// remove, logs, opening a channel), over SSH and on a local node's
+    /// socket alike; 10 s by default. A stop or restart gets its grace
+    /// period on top; image pulls and loads are bounded by their progress
+    /// deadline instead. A request that times out drops the session, so the
+    /// next call reconnects (within the connect timeout) instead of waiting
+    /// on a node gone silent.
     pub request_timeout: Duration,
     /// Keepalive period; the session is dropped after three unanswered.
     pub keepalive_interval: Duration,

@@ -1,64 +1,73 @@
-//! What to create: a plain-data container description, and its Docker form.
+//! What to create: the one description of a container the runtime takes
+//! (computed from a pod template by `leader::spec`), and its Docker form.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding as DockerPortBinding,
-    RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, PortBinding as DockerPortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 
-use crate::manifest::model::Protocol;
+use crate::manifest::model::{Protocol, PullPolicy};
 
-/// One container to create on a node.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ContainerSpec {
-    /// Docker's name (flotilla's deterministic name).
+/// One Docker container to create on a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaContainer {
+    /// Deterministic: [`crate::cluster::ManagedLabels::container_name`].
     pub name: String,
     pub image: String,
-    pub labels: BTreeMap<String, String>,
-    /// `NAME=value` pairs, in order.
-    pub env: Vec<(String, String)>,
-    /// Replaces the image's entrypoint when given.
+    pub pull_policy: PullPolicy,
+    /// Docker's entrypoint; `None` keeps the image's.
     pub entrypoint: Option<Vec<String>>,
-    /// Replaces the image's command when given.
+    /// Docker's cmd; `None` keeps the image's (unless an entrypoint is set).
     pub cmd: Option<Vec<String>>,
+    /// `NAME=value`.
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
     pub working_dir: Option<String>,
-    pub ports: Vec<PortBinding>,
-    /// In nano-CPUs (1e9 = one CPU); 0 = no limit.
-    pub nano_cpus: i64,
-    /// In bytes; 0 = no limit.
-    pub memory: i64,
-    pub restart_policy: RestartPolicy,
-    /// Docker's network mode, e.g. `container:<other>` to share a pod's
-    /// network namespace; Docker's default when `None`.
+    /// Set on the pod's first container only (the others share its UTS
+    /// namespace through the network one).
+    pub hostname: Option<String>,
+    /// Host ports the container publishes (the first container: the pod's).
+    pub port_bindings: Vec<PortBinding>,
+    /// Ports the container exposes, with their protocol.
+    pub exposed_ports: Vec<(u16, Protocol)>,
+    /// `limits.cpu` in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+    /// `limits.memory` in bytes.
+    pub memory_bytes: Option<i64>,
+    pub restart_policy: DockerRestartPolicy,
+    /// `container:<name>` of the pod's first container, for the others.
     pub network_mode: Option<String>,
+    /// terminationGracePeriodSeconds, kept by Docker as the container's
+    /// stop timeout so a stop honours it even after the object is gone.
+    pub stop_timeout_seconds: Option<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortBinding {
     pub container_port: u16,
+    pub host_port: u16,
     pub protocol: Protocol,
-    /// Published on the node's addresses when given.
-    pub host_port: Option<u16>,
+    /// `hostIP`: the node address to bind; every address when `None`.
     pub host_ip: Option<String>,
 }
 
+/// Docker's restart policies that a pod's restartPolicy maps to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RestartPolicy {
+pub enum DockerRestartPolicy {
+    Always,
+    OnFailure,
+    /// Docker's own default.
     #[default]
     No,
-    Always,
-    UnlessStopped,
-    OnFailure {
-        max_retries: i64,
-    },
 }
 
 /// The tag to pull `image` with: `latest` when the reference names neither
 /// a tag nor a digest (Docker's API would otherwise pull every tag), else
 /// none, the reference saying it. A registry's port (`localhost:5000/app`)
 /// is not a tag: only a colon in the last path component is.
-pub fn default_tag(image: &str) -> Option<&'static str> {
+pub(crate) fn default_tag(image: &str) -> Option<&'static str> {
     if image.contains('@') {
         return None;
     }
@@ -70,7 +79,7 @@ pub fn default_tag(image: &str) -> Option<&'static str> {
     }
 }
 
-fn protocol_name(protocol: Protocol) -> &'static str {
+fn protocol_suffix(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::TCP => "tcp",
         Protocol::UDP => "udp",
@@ -78,59 +87,56 @@ fn protocol_name(protocol: Protocol) -> &'static str {
     }
 }
 
-impl ContainerSpec {
-    /// Docker's create body.
+impl ReplicaContainer {
+    /// Docker's create request.
     pub(crate) fn to_docker(&self) -> ContainerCreateBody {
-        let mut exposed = Vec::new();
-        let mut bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = HashMap::new();
-        for port in &self.ports {
-            let key = format!("{}/{}", port.container_port, protocol_name(port.protocol));
-            exposed.push(key.clone());
-            if let Some(host_port) = port.host_port {
-                bindings
-                    .entry(key)
-                    .or_insert_with(|| Some(Vec::new()))
-                    .get_or_insert_with(Vec::new)
-                    .push(DockerPortBinding {
-                        host_ip: port.host_ip.clone(),
-                        host_port: Some(host_port.to_string()),
-                    });
-            }
+        let mut port_bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = HashMap::new();
+        for binding in &self.port_bindings {
+            port_bindings
+                .entry(format!(
+                    "{}/{}",
+                    binding.container_port,
+                    protocol_suffix(binding.protocol)
+                ))
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(DockerPortBinding {
+                    host_ip: binding.host_ip.clone(),
+                    host_port: Some(binding.host_port.to_string()),
+                });
         }
-        let (name, maximum_retry_count) = match self.restart_policy {
-            RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
-            RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
-            RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
-            RestartPolicy::OnFailure { max_retries } => {
-                (RestartPolicyNameEnum::ON_FAILURE, Some(max_retries))
-            }
-        };
-        let host_config = HostConfig {
-            port_bindings: (!bindings.is_empty()).then_some(bindings),
-            nano_cpus: (self.nano_cpus > 0).then_some(self.nano_cpus),
-            memory: (self.memory > 0).then_some(self.memory),
-            restart_policy: Some(DockerRestartPolicy {
-                name: Some(name),
-                maximum_retry_count,
-            }),
-            network_mode: self.network_mode.clone(),
-            ..Default::default()
+        let restart = match self.restart_policy {
+            DockerRestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
+            DockerRestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+            DockerRestartPolicy::No => RestartPolicyNameEnum::NO,
         };
         ContainerCreateBody {
+            hostname: self.hostname.clone(),
             image: Some(self.image.clone()),
-            labels: Some(
-                self.labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            env: Some(self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             entrypoint: self.entrypoint.clone(),
             cmd: self.cmd.clone(),
+            env: Some(self.env.clone()),
+            labels: Some(self.labels.clone()),
             working_dir: self.working_dir.clone(),
-            exposed_ports: (!exposed.is_empty()).then_some(exposed),
-            host_config: Some(host_config),
-            ..Default::default()
+            exposed_ports: (!self.exposed_ports.is_empty()).then(|| {
+                self.exposed_ports
+                    .iter()
+                    .map(|(port, protocol)| format!("{port}/{}", protocol_suffix(*protocol)))
+                    .collect()
+            }),
+            host_config: Some(HostConfig {
+                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                nano_cpus: self.nano_cpus,
+                memory: self.memory_bytes,
+                restart_policy: Some(RestartPolicy {
+                    name: Some(restart),
+                    maximum_retry_count: None,
+                }),
+                network_mode: self.network_mode.clone(),
+                ..HostConfig::default()
+            }),
+            stop_timeout: self.stop_timeout_seconds.map(i64::from),
+            ..ContainerCreateBody::default()
         }
     }
 }
@@ -141,35 +147,32 @@ mod tests {
 
     #[test]
     fn docker_form() {
-        let spec = ContainerSpec {
+        let container = ReplicaContainer {
             name: "c".into(),
             image: "img:1".into(),
-            labels: BTreeMap::from([("k".into(), "v".into())]),
-            env: vec![("A".into(), "1".into())],
+            labels: HashMap::from([("k".into(), "v".into())]),
+            env: vec!["A=1".into()],
             cmd: Some(vec!["sh".into()]),
-            ports: vec![
-                PortBinding {
-                    container_port: 80,
-                    protocol: Protocol::TCP,
-                    host_port: Some(8080),
-                    host_ip: None,
-                },
-                PortBinding {
-                    container_port: 53,
-                    protocol: Protocol::UDP,
-                    host_port: None,
-                    host_ip: None,
-                },
-            ],
-            nano_cpus: 500_000_000,
-            memory: 1 << 20,
-            restart_policy: RestartPolicy::OnFailure { max_retries: 3 },
+            hostname: Some("web-1".into()),
+            port_bindings: vec![PortBinding {
+                container_port: 80,
+                host_port: 8080,
+                protocol: Protocol::TCP,
+                host_ip: None,
+            }],
+            exposed_ports: vec![(80, Protocol::TCP), (53, Protocol::UDP)],
+            nano_cpus: Some(500_000_000),
+            memory_bytes: Some(1 << 20),
+            restart_policy: DockerRestartPolicy::OnFailure,
             network_mode: Some("container:other".into()),
-            ..Default::default()
+            stop_timeout_seconds: Some(7),
+            ..ReplicaContainer::default()
         };
-        let body = spec.to_docker();
+        let body = container.to_docker();
         assert_eq!(body.image.as_deref(), Some("img:1"));
         assert_eq!(body.env, Some(vec!["A=1".to_string()]));
+        assert_eq!(body.hostname.as_deref(), Some("web-1"));
+        assert_eq!(body.stop_timeout, Some(7));
         assert_eq!(
             body.exposed_ports,
             Some(vec!["80/tcp".to_string(), "53/udp".to_string()])
@@ -191,17 +194,56 @@ mod tests {
         let policy = host.restart_policy.expect("restart policy");
         assert_eq!(
             (policy.name, policy.maximum_retry_count),
-            (Some(RestartPolicyNameEnum::ON_FAILURE), Some(3))
+            (Some(RestartPolicyNameEnum::ON_FAILURE), None)
         );
         assert_eq!(host.network_mode.as_deref(), Some("container:other"));
 
-        let unlimited = ContainerSpec::default().to_docker();
+        let unlimited = ReplicaContainer::default().to_docker();
         let host = unlimited.host_config.expect("host config");
         assert_eq!(
             (host.nano_cpus, host.memory, host.port_bindings),
             (None, None, None)
         );
+        assert_eq!(
+            host.restart_policy.and_then(|p| p.name),
+            Some(RestartPolicyNameEnum::NO)
+        );
         assert_eq!(unlimited.exposed_ports, None);
+        assert_eq!(unlimited.stop_timeout, None);
+    }
+
+    #[test]
+    fn a_host_ip_is_the_bindings_address() {
+        let container = ReplicaContainer {
+            port_bindings: vec![
+                PortBinding {
+                    container_port: 80,
+                    host_port: 8080,
+                    protocol: Protocol::TCP,
+                    host_ip: Some("127.0.0.1".into()),
+                },
+                PortBinding {
+                    container_port: 81,
+                    host_port: 8081,
+                    protocol: Protocol::TCP,
+                    host_ip: None,
+                },
+            ],
+            exposed_ports: vec![(80, Protocol::TCP), (81, Protocol::TCP)],
+            ..ReplicaContainer::default()
+        };
+        let body = container.to_docker();
+        let bindings = body
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .expect("bindings");
+        let first = |key: &str| bindings[key].as_ref().expect("bound")[0].clone();
+        assert_eq!(first("80/tcp").host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            first("81/tcp").host_ip,
+            None,
+            "every address, Docker's default"
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Docker's HTTP API over any byte stream: each HTTP connection of a
 //! hyper-util client is one stream opened by a [`StreamOpener`], either a
 //! `direct-streamlocal` channel of the node's SSH session to its Docker
-//! socket, or the local Unix socket itself. hyper keeps connections alive
-//! between requests, so most requests reuse an open channel.
+//! socket, or the local Unix socket itself. Over SSH, hyper keeps
+//! connections alive between requests, so most requests reuse an open
+//! channel (opening one costs a round trip); a local socket connects in
+//! microseconds and gets a connection per request, so a daemon gone from
+//! its socket is noticed by the next request.
 
 use std::future::Future;
 use std::io;
@@ -19,17 +22,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Anything a connection can run over.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-pub type BoxedIo = Box<dyn Io>;
-pub type OpenFuture = Pin<Box<dyn Future<Output = io::Result<BoxedIo>> + Send>>;
+pub(crate) type BoxedIo = Box<dyn Io>;
+pub(crate) type OpenFuture = Pin<Box<dyn Future<Output = io::Result<BoxedIo>> + Send>>;
 
 /// Opens one new stream to the Docker daemon.
-pub type StreamOpener = Arc<dyn Fn() -> OpenFuture + Send + Sync>;
+pub(crate) type StreamOpener = Arc<dyn Fn() -> OpenFuture + Send + Sync>;
 
 /// A stream as hyper-util wants it.
-pub struct DockerConnection(TokioIo<BoxedIo>);
+pub(crate) struct DockerConnection(TokioIo<BoxedIo>);
 
 impl Connection for DockerConnection {
     fn connected(&self) -> Connected {
@@ -67,7 +70,7 @@ impl Write for DockerConnection {
 
 /// The hyper-util connector: ignores the URI, opens a stream.
 #[derive(Clone)]
-pub struct Connector(StreamOpener);
+pub(crate) struct Connector(StreamOpener);
 
 impl tower_service::Service<Uri> for Connector {
     type Response = DockerConnection;
@@ -84,14 +87,32 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
-/// Request timeout of the Docker client, in seconds (image loads are long).
+/// bollard's own bound on a request until its answer starts, in seconds: a
+/// backstop only. The runtime bounds every request itself (request timeout,
+/// progress deadlines, grace periods); what this alone bounds is a load's
+/// last phase, the node registering the layers it received.
 const DOCKER_TIMEOUT_SECONDS: u64 = 600;
 
-/// A bollard client whose connections come from `opener`, not yet
-/// version-negotiated.
-pub fn docker_over(opener: StreamOpener) -> Result<Docker, bollard::errors::Error> {
+/// A bollard client over the SSH session whose channels `opener` opens,
+/// keeping idle connections for reuse; not yet version-negotiated.
+pub(crate) fn docker_over_session(opener: StreamOpener) -> Result<Docker, bollard::errors::Error> {
+    docker_over(opener, usize::MAX)
+}
+
+/// A bollard client for a Docker socket on this machine (a node of
+/// `transport: local`, or the leader's own Docker), a connection per
+/// request; not yet version-negotiated.
+pub(crate) fn docker_on_socket(socket: &str) -> Result<Docker, bollard::errors::Error> {
+    docker_over(unix_socket_opener(socket.to_string()), 0)
+}
+
+fn docker_over(
+    opener: StreamOpener,
+    max_idle_per_host: usize,
+) -> Result<Docker, bollard::errors::Error> {
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .pool_max_idle_per_host(max_idle_per_host)
         .build(Connector(opener));
     let transport = move |request: BollardRequest| {
         let client = client.clone();
@@ -115,7 +136,7 @@ pub fn docker_over(opener: StreamOpener) -> Result<Docker, bollard::errors::Erro
 }
 
 /// Opens streams to a Unix socket on this machine.
-pub fn unix_socket_opener(path: String) -> StreamOpener {
+fn unix_socket_opener(path: String) -> StreamOpener {
     Arc::new(move || {
         let path = path.clone();
         Box::pin(async move {
@@ -123,12 +144,4 @@ pub fn unix_socket_opener(path: String) -> StreamOpener {
             Ok(Box::new(stream) as BoxedIo)
         })
     })
-}
-
-/// A bollard client for a Docker daemon on this machine (the leader's own,
-/// or a node of `transport: local`).
-pub async fn local_docker(socket: &str) -> Result<Docker, bollard::errors::Error> {
-    docker_over(unix_socket_opener(socket.to_string()))?
-        .negotiate_version()
-        .await
 }

@@ -1,9 +1,9 @@
 //! The seam between the leader and the nodes: everything the control loop
-//! asks of a node, as one trait. The `node` module's connection pool
-//! implements it over SSH and Docker; the loop's own tests can drive it with
-//! an in-memory cluster. Every operation is idempotent where Docker allows:
-//! creating a container that exists, starting a running one, removing a
-//! missing one all succeed.
+//! asks of a node, as one trait. [`super::Nodes`] implements it over Docker,
+//! for SSH and local nodes alike; the loop's own tests drive it with an
+//! in-memory cluster (`leader::memory`). Every operation is idempotent where
+//! Docker allows: creating a container that exists, starting a running one,
+//! removing a missing one all succeed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use crate::cluster::{NodeFacts, ObservedContainer};
 use crate::manifest::model::Node;
 
 use super::spec::ReplicaContainer;
+use super::NodeError;
 
 /// A failed operation on a node, with what was being done.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +22,23 @@ pub struct NodeOpError {
     pub message: String,
     /// The node could not be reached at all (as opposed to Docker refusing).
     pub unreachable: bool,
+}
+
+impl From<NodeError> for NodeOpError {
+    fn from(error: NodeError) -> Self {
+        let unreachable = error.is_unreachable();
+        let node = error.node().to_string();
+        // The seam's error names the node itself.
+        let message = error.to_string();
+        let message = message
+            .strip_prefix(&format!("node {node}: "))
+            .map_or(message.clone(), str::to_string);
+        NodeOpError {
+            node,
+            message,
+            unreachable,
+        }
+    }
 }
 
 /// One node as observed: its facts and the managed containers on it.
