@@ -20,21 +20,17 @@ use crate::api::ApiState;
 use crate::cluster::{
     ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, Reachability,
 };
-use crate::manifest::model::{DesiredState, Kind, ObjectKey, Workload};
+use crate::manifest::model::{DesiredState, Kind, ObjectKey};
 use crate::manifest::{check_operator_policy, Diagnostic, OperatorPolicy, SourceFile};
 use crate::node::NodeOps;
 use crate::plan::progress::{Failure, RolloutEvent, RolloutState, RolloutTracker};
 use crate::reconcile::backoff::{BackoffVerdict, RestartBackoff};
+use crate::reconcile::decide::{self, FailureFacts, RevertDecision};
 use crate::reconcile::probes::{ProbeKind, ProbeOutcome, ProbeTracker};
 use crate::reconcile::status::{self, StatusReport};
-use crate::repo::{ObjectOutcome, Outcome, RolloutRecord};
+use crate::repo::{Outcome, RolloutRecord};
 
-/// A Deployment annotation: `"false"` keeps a failed rollout held where it
-/// is instead of reverting its commit.
-pub const AUTO_ROLLBACK_ANNOTATION: &str = "flotilla.dev/auto-rollback";
-/// The trailer of the leader's revert commits: a revision brought back by
-/// one is never reverted again automatically (no revert ping-pong).
-pub const AUTO_REVERT_TRAILER: &str = "Flotilla-Rollback: automatic";
+pub use crate::reconcile::decide::{AUTO_REVERT_TRAILER, AUTO_ROLLBACK_ANNOTATION};
 /// How many revisions beyond `revisionHistoryLimit` a completed rollout
 /// looks at for images to remove.
 const PRUNE_SCAN: usize = 100;
@@ -60,48 +56,6 @@ struct FailedRollout<'a> {
     evidence: &'a str,
     auto: bool,
     duration: Duration,
-}
-
-/// One workload's line in a rollout note: its revision, ready replicas
-/// and where they run.
-fn object_outcome(
-    d: &Workload,
-    desired: &DesiredState,
-    outcome: Outcome,
-    observed: &ObservedCluster,
-    now: SystemTime,
-) -> ObjectOutcome {
-    let key = d.key();
-    let revision = crate::manifest::template_hash(&d.spec.template);
-    let gate = crate::cluster::ReadinessGate {
-        template: &d.spec.template,
-        min_ready_seconds: d.spec.min_ready_seconds,
-    };
-    let mut per_node: BTreeMap<String, u32> = BTreeMap::new();
-    let mut ready = 0;
-    for r in crate::cluster::group_replicas(observed) {
-        if r.key.kind != key.kind
-            || r.key.namespace != key.namespace
-            || r.key.name != key.name
-            || r.key.template_hash != revision
-        {
-            continue;
-        }
-        *per_node.entry(r.node.to_string()).or_default() += 1;
-        if r.state(Some(gate), now) == crate::cluster::ReplicaState::Ready {
-            ready += 1;
-        }
-    }
-    ObjectOutcome {
-        kind: key.kind.as_str().to_string(),
-        namespace: key.namespace,
-        name: key.name,
-        outcome,
-        revision,
-        ready,
-        desired: crate::plan::desired_pods(d, desired, observed, now),
-        per_node: per_node.into_iter().collect(),
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -419,8 +373,10 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         // What the observation says of each rollout is only memory here;
         // what it leads to (a note, a revert commit, old images removed) is
         // written by `execute`, so that preparing changes nothing.
-        let rollout_events = self.rollouts.observe(&desired, &commit, &observed, now);
-        let held = self.hold_failed_rollouts(&desired);
+        let decide::RolloutDecision {
+            events: rollout_events,
+            hold: held,
+        } = decide::observe_rollouts(&mut self.rollouts, &desired, &commit, &observed, now);
         let (mut plan, mut steps) =
             self.planner
                 .planned(held.as_ref().unwrap_or(&desired), &commit, &observed, now);
@@ -539,22 +495,6 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         shared.observed = observed;
     }
 
-    /// The desired state to plan with: Deployments whose rollout failed are
-    /// held where they are (paused), so the old revision keeps serving.
-    fn hold_failed_rollouts(&self, desired: &DesiredState) -> Option<DesiredState> {
-        let failed: BTreeSet<&ObjectKey> = self.rollouts.failed().map(|(key, _)| key).collect();
-        if failed.is_empty() {
-            return None;
-        }
-        let mut held = desired.clone();
-        for d in &mut held.workloads {
-            if failed.contains(&d.key()) {
-                d.spec.paused = true;
-            }
-        }
-        Some(held)
-    }
-
     /// Records completed rollouts' times; for a failed one, gathers the
     /// evidence, reverts the commit that introduced the revision (unless the
     /// Deployment opts out) and notes the outcome on that commit. Returns
@@ -596,13 +536,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                     tracing::error!(object = %key, %revision, reason = %failure.reason, "rollout failed");
                     self.api.metrics.rollout_finished("failed");
                     let evidence = self.evidence(&failure).await;
-                    let auto = desired.workload(&key).is_none_or(|d| {
-                        d.meta
-                            .annotations
-                            .get(AUTO_ROLLBACK_ANNOTATION)
-                            .map(String::as_str)
-                            != Some("false")
-                    });
+                    let auto = decide::auto_rollback(desired, &key);
                     let duration = self
                         .rollouts
                         .get(&key)
@@ -715,21 +649,16 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 })
                 .unwrap_or_default())
         };
-        let mut candidates = BTreeSet::new();
-        for revision in dropped {
-            candidates.extend(images_at(revision.commit)?);
-        }
-        for kept in revisions[..=limit].iter().filter(|r| r.present()) {
-            for image in images_at(kept.commit)? {
-                candidates.remove(&image);
-            }
-        }
-        for d in &desired.workloads {
-            for c in &d.spec.template.spec.containers {
-                candidates.remove(&c.image);
-            }
-        }
-        Ok(candidates)
+        let dropped = dropped
+            .iter()
+            .map(|r| images_at(r.commit))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kept = revisions[..=limit]
+            .iter()
+            .filter(|r| r.present())
+            .map(|r| images_at(r.commit))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(decide::images_to_prune(&dropped, &kept, desired))
     }
 
     /// The failure's reason, the replicas not ready, and the last log lines
@@ -789,35 +718,25 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let found = self.introducing_commit(&repo, key, revision, tip);
         let introduced = found.clone().unwrap_or_else(|| rollout_commit.to_string());
         let oid = git2::Oid::from_str(&introduced)?;
-        let already = crate::repo::read_note(&repo, oid)?
+        let records = crate::repo::read_note(&repo, oid)?
             .map(|note| RolloutRecord::parse_all(&note))
-            .unwrap_or_default()
-            .iter()
-            .any(|r| {
-                r.outcome == Outcome::Failed
-                    && r.objects.iter().any(|o| {
-                        o.outcome == Outcome::Failed
-                            && o.revision == revision
-                            && o.kind == key.kind.as_str()
-                            && o.namespace == key.namespace
-                            && o.name == key.name
-                    })
-            });
-        if already {
+            .unwrap_or_default();
+        if decide::recorded_failure(&records, key, revision).is_some() {
             tracing::info!(object = %key, commit = %short(&introduced), "failure already recorded; holding the rollout");
             return Ok(None);
         }
         let message = repo.find_commit(oid)?.message().unwrap_or("").to_string();
         let mut revert = None;
-        if !auto {
-            tracing::warn!(object = %key, "auto-rollback is off for this Deployment: holding the rollout where it is");
-        } else if found.is_none() {
-            tracing::warn!(object = %key, revision, "cannot tell which commit introduced the failed revision: not reverting; holding");
-        } else if message.contains(AUTO_REVERT_TRAILER) {
-            tracing::warn!(object = %key, commit = %short(&introduced), "the failed revision comes from an automatic revert: not reverting again; holding");
-        } else if let Some(done) = self.reverts.get(&introduced) {
-            // Another object of the same commit failed first: one revert.
-            revert = Some(done.clone());
+        let decision = decide::revert_decision(FailureFacts {
+            auto,
+            introduced_by: found.as_deref(),
+            message: &message,
+            already_reverted: self.reverts.get(&introduced).map(String::as_str),
+        });
+        if let RevertDecision::Hold(why) = decision {
+            tracing::warn!(object = %key, revision, commit = %short(&introduced), "{why}: not reverting; holding the rollout where it is");
+        } else if let RevertDecision::Reverted(done) = decision {
+            revert = Some(done);
         } else {
             let body = format!("{evidence}\n\n{AUTO_REVERT_TRAILER}");
             let mut attempt = crate::repo::revert_on_branch(&repo, &self.branch, oid, &body);
@@ -836,18 +755,15 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 }
             }
         }
-        let record = RolloutRecord {
-            outcome: Outcome::Failed,
-            finished_at: crate::reconcile::time::format_rfc3339(now),
+        let record = decide::failure_record(
+            desired,
+            key,
+            evidence,
+            revert.clone(),
             duration,
-            objects: desired
-                .workload(key)
-                .into_iter()
-                .map(|d| object_outcome(d, desired, Outcome::Failed, observed, now))
-                .collect(),
-            reason: Some(evidence.to_string()),
-            reverted_by: revert.clone(),
-        };
+            observed,
+            now,
+        );
         crate::repo::append_note(&repo, oid, &record.render())?;
         Ok(revert)
     }
@@ -870,16 +786,8 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 .ok()
                 .and_then(|oid| crate::repo::read_note(&repo, oid).ok().flatten());
             let Some(note) = note else { continue };
-            let held = RolloutRecord::parse_all(&note).into_iter().rev().find(|r| {
-                r.outcome == Outcome::Failed
-                    && r.objects.iter().any(|o| {
-                        o.outcome == Outcome::Failed
-                            && o.revision == revision
-                            && o.kind == key.kind.as_str()
-                            && o.namespace == key.namespace
-                            && o.name == key.name
-                    })
-            });
+            let records = RolloutRecord::parse_all(&note);
+            let held = decide::recorded_failure(&records, &key, &revision);
             let Some(record) = held.filter(|r| r.reverted_by.is_none()) else {
                 continue;
             };
@@ -916,27 +824,15 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         revision: &str,
         tip: &str,
     ) -> Option<String> {
-        let declares = |commit: &git2::Commit<'_>| -> Option<bool> {
-            let snapshot = crate::repo::read_revision(repo, &commit.id().to_string()).ok()?;
+        crate::repo::introducing_commit(repo, tip, INTRODUCING_COMMIT_SEARCH, |commit| {
+            let snapshot = crate::repo::read_revision(repo, commit).ok()?;
             let (state, _) = (self.loader)(&snapshot.files);
             Some(
                 state
                     .workload(key)
                     .is_some_and(|d| crate::manifest::template_hash(&d.spec.template) == revision),
             )
-        };
-        let mut commit = repo.find_commit(git2::Oid::from_str(tip).ok()?).ok()?;
-        if !declares(&commit)? {
-            return None;
-        }
-        for _ in 0..INTRODUCING_COMMIT_SEARCH {
-            let parent = commit.parent(0).ok()?;
-            if parent.tree_id() != commit.tree_id() && !declares(&parent)? {
-                return Some(commit.id().to_string());
-            }
-            commit = parent;
-        }
-        None
+        })
     }
 
     /// Once every object of `commit` is rolled out, says so in the commit's
@@ -982,18 +878,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                     .any(|r| r.outcome == Outcome::Succeeded)
             });
             if !already {
-                let record = RolloutRecord {
-                    outcome: Outcome::Succeeded,
-                    finished_at: crate::reconcile::time::format_rfc3339(now),
-                    duration,
-                    objects: desired
-                        .workloads
-                        .iter()
-                        .map(|d| object_outcome(d, desired, Outcome::Succeeded, observed, now))
-                        .collect(),
-                    reason: None,
-                    reverted_by: None,
-                };
+                let record = decide::success_record(desired, duration, observed, now);
                 crate::repo::append_note(&repo, oid, &record.render())?;
             }
             Ok(())
@@ -2012,7 +1897,7 @@ mod tests {
         );
         assert_eq!(leader.rollouts.failed().count(), 1);
         let (_, desired) = leader.last_valid.clone().unwrap();
-        let held = leader.hold_failed_rollouts(&desired).unwrap();
+        let held = decide::held_for_failures(&desired, &leader.rollouts).unwrap();
         assert!(held.workloads[0].spec.paused);
         let status = leader.api.status.read().unwrap().clone().unwrap();
         assert_eq!(status.objects[0].rollout, "failed");

@@ -2,13 +2,18 @@
 //! reconciles and the decisions made from it, with time passed in. Probe
 //! bookkeeping (`probes`: Kubernetes' probe timing and thresholds), the
 //! crash-loop restart back-off (`backoff`), and the cluster's status as
-//! `flotilla status` and `/status` show it (`status`).
+//! `flotilla status` and `/status` show it (`status`), the decisions made
+//! from an observation (`decide`: holds, reverts, notes, old images), and
+//! the text of a rollout note (`record`).
 //!
 //! Pure like `manifest`, `cluster` and `plan`: no I/O and no clock
 //! (`tests/purity.rs`); the leader gathers the inputs and carries out what
 //! is decided here.
 
 pub mod backoff;
+pub mod decide;
+pub mod printable;
 pub mod probes;
+pub mod record;
 pub mod status;
 pub mod time;

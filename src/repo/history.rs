@@ -129,3 +129,29 @@ pub fn revert_on_branch(
     })?;
     Ok(new)
 }
+
+/// The commit that introduced what `declares` recognises: the oldest of the
+/// unbroken run of commits, back from `tip` on the branch's first parents,
+/// that declare it, when its parent does not. `declares` answers for a
+/// commit (by SHA), `None` when it cannot tell. `None` when the answer is
+/// not certain: `tip` does not declare it, the run goes back more than
+/// `limit` commits or to the first commit, or a commit cannot be read.
+pub fn introducing_commit(
+    repo: &git2::Repository,
+    tip: &str,
+    limit: usize,
+    mut declares: impl FnMut(&str) -> Option<bool>,
+) -> Option<String> {
+    let mut commit = repo.find_commit(git2::Oid::from_str(tip).ok()?).ok()?;
+    if !declares(&commit.id().to_string())? {
+        return None;
+    }
+    for _ in 0..limit {
+        let parent = commit.parent(0).ok()?;
+        if parent.tree_id() != commit.tree_id() && !declares(&parent.id().to_string())? {
+            return Some(commit.id().to_string());
+        }
+        commit = parent;
+    }
+    None
+}

@@ -10,10 +10,10 @@ mod history;
 mod ignore_rules;
 mod init;
 mod policy;
-mod printable;
 mod revisions;
 mod rollback;
-pub mod rollout_note;
+/// The rollout record format, kept with the reconciler that decides what it says.
+pub use crate::reconcile::record as rollout_note;
 
 use std::path::{Path, PathBuf};
 
@@ -23,16 +23,18 @@ use crate::manifest::model::SourceLocation;
 use crate::manifest::{Diagnostic, SourceFile};
 use ignore_rules::IgnoreRules;
 
-pub use history::{append_note, read_note, revert_on_branch, RevertError, NOTES_REF};
+pub use crate::reconcile::printable::{printable_line, printable_text};
+pub use crate::reconcile::record::{ObjectOutcome, Outcome, RolloutRecord};
+pub use history::{
+    append_note, introducing_commit, read_note, revert_on_branch, RevertError, NOTES_REF,
+};
 pub use init::{init_bare, InitOptions, DEFAULT_BRANCH};
 pub use policy::{operator_policy, ALLOW_LOCAL_TRANSPORT, HOST_PORTS, SHIP_IMAGES};
-pub use printable::{printable_line, printable_text};
 pub use revisions::{HistoryReader, RecordedRollout, Revision};
 pub use rollback::{
     commit_in_work_tree, default_branch, object_ref, plan_rollback, plan_tree_rollback,
     write_to_branch, FileChange, Rollback, RollbackError, TargetChoice,
 };
-pub use rollout_note::{ObjectOutcome, Outcome, RolloutRecord};
 
 /// Manifests larger than this are refused: Kubernetes itself stores objects
 /// of at most 1.5 MiB, so anything near this size is a mistake (or hostile).

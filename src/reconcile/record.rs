@@ -1,5 +1,5 @@
 //! The record of one rollout, as the leader appends it to the note of the
-//! deployed commit (`refs/notes/flotilla`, see [`super::append_note`]), and
+//! deployed commit (`refs/notes/flotilla`, see [`crate::repo::append_note`]), and
 //! read back by `flotilla history` and `flotilla rollback`.
 //!
 //! The text is meant for people first (`git log --notes=flotilla`):
@@ -150,14 +150,14 @@ impl RolloutRecord {
             text.push_str("\n  reason:");
             if !first.is_empty() {
                 text.push(' ');
-                text.push_str(&super::printable_text(first));
+                text.push_str(&super::printable::printable_text(first));
             }
             for line in lines {
                 // No trailing blank: `git notes edit` would strip it.
                 text.push_str("\n  |");
                 if !line.is_empty() {
                     text.push(' ');
-                    text.push_str(&super::printable_text(line));
+                    text.push_str(&super::printable::printable_text(line));
                 }
             }
         }
@@ -311,7 +311,7 @@ fn parse_object(line: &str) -> Option<ObjectOutcome> {
 /// Fields other than the reason are one line each; a stray line break in
 /// one must not start a line the parser would read as something else.
 fn one_line(text: &str) -> String {
-    super::printable_line(&text.replace(['\n', '\r'], " ")).into_owned()
+    super::printable::printable_line(&text.replace(['\n', '\r'], " ")).into_owned()
 }
 
 /// The lines of a failing container's `logs` (its last lines, as the node
@@ -327,7 +327,7 @@ pub fn log_excerpt(logs: &str) -> Vec<String> {
     for line in lines.rev().take(LOG_EXCERPT_LINES) {
         // One character more than is kept tells a cut line, whatever its length.
         let head: String = line.chars().take(LOG_EXCERPT_LINE_CHARS + 1).collect();
-        let escaped = super::printable_text(&head);
+        let escaped = super::printable::printable_text(&head);
         let mut shown: String = escaped.chars().take(LOG_EXCERPT_LINE_CHARS).collect();
         if escaped.chars().count() > LOG_EXCERPT_LINE_CHARS {
             shown.push('…');
