@@ -38,17 +38,9 @@ pub enum Operation {
     Start {
         containers: Vec<String>,
     },
-    /// `grace`: SIGTERM to SIGKILL; `None` uses the container's own stop
-    /// timeout (set from terminationGracePeriodSeconds when it was created).
-    Stop {
-        container: String,
-        grace: Option<Duration>,
-    },
-    Restart {
-        container: String,
-        grace: Duration,
-    },
-    /// Stop (gracefully) then remove the containers of one replica, the
+    /// Stop (gracefully; `grace` is SIGTERM to SIGKILL, `None` the
+    /// container's own stop timeout, set from terminationGracePeriodSeconds
+    /// when it was created) then remove the containers of one replica, the
     /// network owner last.
     Remove {
         containers: Vec<String>,
@@ -62,8 +54,6 @@ impl Operation {
         match self {
             Operation::CreateReplica { .. } => "create",
             Operation::Start { .. } => "start",
-            Operation::Stop { .. } => "stop",
-            Operation::Restart { .. } => "restart",
             Operation::Remove { .. } => "remove",
         }
     }
@@ -77,7 +67,6 @@ impl Operation {
             Operation::Start { containers } | Operation::Remove { containers, .. } => {
                 containers.first().map_or("", String::as_str)
             }
-            Operation::Stop { container, .. } | Operation::Restart { container, .. } => container,
         }
     }
 }
@@ -291,8 +280,6 @@ async fn run_step<N: NodeOps>(
             }
             Ok(())
         }
-        Operation::Stop { container, grace } => nodes.stop(node, container, *grace).await,
-        Operation::Restart { container, grace } => nodes.restart(node, container, *grace).await,
         Operation::Remove { containers, grace } => {
             for container in containers.iter().rev() {
                 nodes.stop(node, container, *grace).await?;
