@@ -77,8 +77,7 @@ fn commit_files(repo: &git2::Repository, files: &[(&str, String)]) {
 /// The testbed's nodes as `transport: local`: their Docker sockets directly.
 fn local_nodes_yaml() -> String {
     let cluster = cluster();
-    cluster
-        .node_names()
+    common::DECLARED_NODES
         .iter()
         .map(|n| {
             format!(
@@ -90,9 +89,12 @@ fn local_nodes_yaml() -> String {
         .collect()
 }
 
-/// The testbed's nodes as `transport: ssh`, as its own nodes.yaml has them.
+/// The nodes scenarios declare, as `transport: ssh`.
 fn ssh_nodes_yaml() -> String {
-    std::fs::read_to_string(cluster().env("TESTBED_NODES_YAML")).unwrap()
+    common::DECLARED_NODES
+        .iter()
+        .map(|n| cluster().node_yaml(n, ""))
+        .collect()
 }
 
 fn deployment(name: &str, replicas: u32, containers: &str) -> String {
