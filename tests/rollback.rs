@@ -660,7 +660,7 @@ fn refusals_are_one_clear_line() {
     );
     check(
         &["rollback", "svc/web"],
-        "flotilla does not deploy Service objects yet (it deploys deployment, node and cluster)",
+        "flotilla does not deploy Service objects yet (it deploys cluster, node, deployment and daemonset)",
     );
     check(
         &["rollback", "deployment/web", "--branch", "nope"],
