@@ -523,7 +523,7 @@ fn rollback_in_a_clone_commits_updates_the_work_tree_and_the_push_is_accepted() 
     let push = git(work, &["push", "cluster", "HEAD:main"]);
     let seen = String::from_utf8_lossy(&push.stderr);
     assert!(push.status.success(), "{seen}");
-    assert!(seen.contains("valid: 1 node and 3 deployments"), "{seen}");
+    assert!(seen.contains("valid: 1 node and 3 workloads"), "{seen}");
     assert_eq!(
         git_ok(&bare, &["rev-parse", "main"]),
         git_ok(work, &["rev-parse", "HEAD"])
