@@ -758,3 +758,46 @@ fn daemon_set_pods_take_their_nodes_resources_first() {
         "{p}"
     );
 }
+
+/// Pods being stopped (Docker's `removing`, or the leader's own stop in
+/// flight) are terminating, as in Kubernetes: not counted, not removed
+/// again, and their ports are not free yet. A Deployment's next wave starts
+/// beside them; a DaemonSet's new pod waits for its node's old one to go.
+#[test]
+fn terminating_pods_are_not_counted_nor_acted_on_again() {
+    let state = desired(three_nodes(), vec![deployment("web", 3, 500, GIB)]);
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 5);
+    let n1 = cluster.nodes.get_mut("n1").unwrap();
+    n1.containers[0].state = ContainerState::Removing;
+    let p = plan_now(&state, &cluster);
+    let actions: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .map(|a| (a.node.as_str(), a.verb()))
+        .collect();
+    assert_eq!(actions.len(), 1, "{p}");
+    assert_eq!(
+        actions[0].1, "create",
+        "a replacement, and no second remove:\n{p}"
+    );
+
+    let ds = desired(workers(3), vec![agent()]);
+    let mut cluster = empty_cluster(&ds);
+    converge(&ds, &mut cluster, 5);
+    let v2 = desired(workers(3), vec![with_image(agent(), "agent:2")]);
+    cluster.nodes.get_mut("n1").unwrap().containers[0].state = ContainerState::Removing;
+    let p = plan_now(&v2, &cluster);
+    assert!(
+        p.actions.is_empty() && p.unschedulable.is_empty(),
+        "n1's new pod waits for the old one to go; the budget is spent:\n{p}"
+    );
+    cluster.nodes.get_mut("n1").unwrap().containers.clear();
+    let p = plan_now(&v2, &cluster);
+    let actions: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .map(|a| (a.node.as_str(), a.verb()))
+        .collect();
+    assert_eq!(actions, [("n1", "create")], "{p}");
+}

@@ -43,6 +43,11 @@ pub struct ObservedReplica<'a> {
 pub enum ReplicaState {
     /// Its node cannot be reached: nothing is known, nothing is done to it.
     Unknown,
+    /// Being stopped and removed (a container Docker reports `removing`, or
+    /// one the leader is stopping): not counted, and not acted on again,
+    /// like a terminating pod in Kubernetes. It keeps its node's resources
+    /// and ports until it is gone.
+    Terminating,
     /// A container is dead, or stopped and its restart policy will not
     /// bring it back: the replica has to be replaced.
     Failed,
@@ -58,6 +63,7 @@ impl ReplicaState {
     pub fn as_str(self) -> &'static str {
         match self {
             ReplicaState::Unknown => "unknown",
+            ReplicaState::Terminating => "terminating",
             ReplicaState::Failed => "failed",
             ReplicaState::Pending => "pending",
             ReplicaState::Running => "running",
@@ -207,11 +213,19 @@ impl ObservedReplica<'_> {
             return ReplicaState::Unknown;
         }
         let restart_policy = gate.map_or(RestartPolicy::Never, |g| g.template.spec.restart_policy);
+        if self
+            .containers
+            .iter()
+            .any(|c| c.state == ContainerState::Removing)
+        {
+            return ReplicaState::Terminating;
+        }
         let mut all_running = true;
         for container in &self.containers {
             match container.state {
                 ContainerState::Running => {}
-                ContainerState::Dead | ContainerState::Removing => return ReplicaState::Failed,
+                ContainerState::Removing => return ReplicaState::Terminating,
+                ContainerState::Dead => return ReplicaState::Failed,
                 ContainerState::Exited { code } if !restarts(restart_policy, code) => {
                     return ReplicaState::Failed
                 }

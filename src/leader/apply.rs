@@ -35,9 +35,7 @@ pub enum Operation {
     },
     /// Start the containers of one replica, in order (the first owns the
     /// pod's network namespace).
-    Start {
-        containers: Vec<String>,
-    },
+    Start { containers: Vec<String> },
     /// Stop (gracefully; `grace` is SIGTERM to SIGKILL, `None` the
     /// container's own stop timeout, set from terminationGracePeriodSeconds
     /// when it was created) then remove the containers of one replica, the

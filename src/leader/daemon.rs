@@ -137,7 +137,7 @@ pub async fn run_until<N: NodeOps, P: Planner>(
         }
     });
 
-    let mut leader = Leader::new(
+    let leader = Leader::new(
         nodes,
         planner,
         loader,
@@ -151,7 +151,9 @@ pub async fn run_until<N: NodeOps, P: Planner>(
         "leader",
         api_addr,
     ));
+    // A readiness change, or old replicas gone, is worth a reconcile at once.
     let readiness_changed = Arc::new(Notify::new());
+    let mut leader = leader.with_background_removals(Arc::clone(&readiness_changed));
     let stop_probes = Arc::new(Notify::new());
     let probes =
         tokio::spawn(leader.probe_task(Arc::clone(&readiness_changed), Arc::clone(&stop_probes)));
@@ -247,6 +249,8 @@ pub async fn run_until<N: NodeOps, P: Planner>(
 
     stop_probes.notify_one();
     let _ = probes.await;
+    // Removals under way finish: a stop half done is not left to chance.
+    leader.finish_removals().await;
     let _ = stop_api.send(true);
     if let Some(server) = server {
         let _ = server.await;

@@ -33,6 +33,8 @@ pub struct MemoryState {
     pub finished_at: BTreeMap<String, std::time::SystemTime>,
     /// Every call, as `op node target`.
     pub log: Vec<String>,
+    /// How long each stop takes, as tests set it.
+    pub stop_delay: Option<Duration>,
     in_flight: HashMap<String, usize>,
     pub max_in_flight: HashMap<String, usize>,
 }
@@ -186,6 +188,11 @@ impl NodeOps for MemoryNodes {
         container: &str,
         _grace: Option<Duration>,
     ) -> Result<(), NodeOpError> {
+        // A container that takes its grace period to stop, as tests set it.
+        let delay = self.state.lock().unwrap().stop_delay;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         self.call(node, format!("stop {node} {container}"), |state| {
             if let Some(entry) = state
                 .containers

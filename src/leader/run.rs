@@ -243,6 +243,20 @@ pub struct Leader<N: NodeOps, P: Planner> {
     /// The operator's policy as of the last valid tip: which images may be
     /// shipped from the leader's Docker.
     operator_policy: OperatorPolicy,
+    /// Removals carried on in the background (the daemon only), so that a
+    /// rollout's next wave does not wait out the old wave's grace period;
+    /// `None` when every step is awaited (`flotilla apply`, tests).
+    removals: Option<Removals>,
+}
+
+/// Containers the leader is stopping and removing in the background: each
+/// observation reports them `removing` (terminating, for the planner) until
+/// they are gone, and `wake` is told when a batch is done.
+struct Removals {
+    /// `node/name` of each container being removed.
+    in_flight: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    tasks: tokio::task::JoinSet<()>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// What the probe task needs from the last reconcile.
@@ -287,6 +301,26 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             revision: None,
             node_locks: None,
             operator_policy: OperatorPolicy::default(),
+            removals: None,
+        }
+    }
+
+    /// Stops and removes containers in the background rather than within
+    /// the reconcile (the long-running leader): the next reconcile plans
+    /// with them terminating, and `wake` is notified when they are gone.
+    pub fn with_background_removals(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.removals = Some(Removals {
+            in_flight: Arc::default(),
+            tasks: tokio::task::JoinSet::new(),
+            wake,
+        });
+        self
+    }
+
+    /// Waits for the removals still running in the background.
+    pub async fn finish_removals(&mut self) {
+        if let Some(removals) = &mut self.removals {
+            while removals.tasks.join_next().await.is_some() {}
         }
     }
 
@@ -423,6 +457,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         if step_count > 0 {
             tracing::info!(commit = %short(&commit), steps = step_count, "applying");
         }
+        let steps = self.remove_in_background(steps, &unreachable);
         let report = apply(
             &*self.nodes,
             steps,
@@ -484,6 +519,70 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 .count(),
             reverted,
         }
+    }
+
+    /// With background removals, starts the remove steps on their own and
+    /// returns the others; a container already being removed is not removed
+    /// twice. Without, returns `steps` as they are.
+    fn remove_in_background(
+        &mut self,
+        steps: Vec<Step>,
+        unreachable: &BTreeSet<String>,
+    ) -> Vec<Step> {
+        let Some(removals) = &mut self.removals else {
+            return steps;
+        };
+        while removals.tasks.try_join_next().is_some() {}
+        let (removes, others): (Vec<Step>, Vec<Step>) = steps
+            .into_iter()
+            .partition(|step| matches!(step.operation, Operation::Remove { .. }));
+        let keys = |step: &Step| -> Vec<String> {
+            match &step.operation {
+                Operation::Remove { containers, .. } => containers
+                    .iter()
+                    .map(|c| container_key(&step.node, c))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let removes: Vec<Step> = {
+            let mut in_flight = removals.in_flight.lock().expect("never poisoned");
+            removes
+                .into_iter()
+                .filter(|step| {
+                    let keys = keys(step);
+                    if keys.iter().any(|k| in_flight.contains(k)) {
+                        return false;
+                    }
+                    in_flight.extend(keys);
+                    true
+                })
+                .collect()
+        };
+        if removes.is_empty() {
+            return others;
+        }
+        let nodes = Arc::clone(&self.nodes);
+        let api = Arc::clone(&self.api);
+        let events = self.events.clone();
+        let policy = self.operator_policy.clone();
+        let unreachable = unreachable.clone();
+        let in_flight = Arc::clone(&removals.in_flight);
+        let wake = Arc::clone(&removals.wake);
+        removals.tasks.spawn(async move {
+            let done: Vec<String> = removes.iter().flat_map(keys).collect();
+            let report = apply(&*nodes, removes, &unreachable, &policy, &api.metrics, &events).await;
+            for (step, error) in &report.failed {
+                tracing::warn!(node = %step.node, container = step.operation.target(), %error, "removal failed; the next reconcile tries again");
+            }
+            let mut in_flight = in_flight.lock().expect("never poisoned");
+            for key in &done {
+                in_flight.remove(key);
+            }
+            drop(in_flight);
+            wake.notify_one();
+        });
+        others
     }
 
     fn set_probe_inputs(&self, desired: DesiredState, observed: ObservedCluster) {
@@ -968,6 +1067,11 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             (name, result)
         }))
         .await;
+        let removing: BTreeSet<String> = self
+            .removals
+            .as_ref()
+            .map(|r| r.in_flight.lock().expect("never poisoned").clone())
+            .unwrap_or_default();
         let probes = self.probes.lock().expect("probe lock is never poisoned");
         let templates = current_templates(desired);
         let mut observed = ObservedCluster::default();
@@ -990,6 +1094,10 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                             .unwrap_or_default();
                         container.probe_ready = readiness.ready;
                         container.ready_since = readiness.since;
+                        // Being stopped by this leader: terminating until gone.
+                        if removing.contains(&container_key(&name, &container.name)) {
+                            container.state = ContainerState::Removing;
+                        }
                     }
                     self.last_seen.insert(name.clone(), containers.clone());
                     ObservedNode {
@@ -1392,7 +1500,32 @@ mod tests {
         )
     }
 
-    fn running(leader: &Leader<MemoryNodes, RoundRobin>) -> BTreeMap<String, usize> {
+    /// A leader with the planner proper, on nodes that have `img:1`.
+    fn kube_leader(dir: &Path) -> Leader<MemoryNodes, super::super::planner::KubePlanner> {
+        let (events, _) = mpsc::unbounded_channel();
+        let nodes = Arc::new(MemoryNodes::default());
+        for node in ["n1", "n2", "n3"] {
+            nodes
+                .state
+                .lock()
+                .unwrap()
+                .images
+                .entry(node.into())
+                .or_default()
+                .insert("img:1".into());
+        }
+        Leader::new(
+            nodes,
+            super::super::planner::KubePlanner,
+            load,
+            dir,
+            "main",
+            Arc::default(),
+            events,
+        )
+    }
+
+    fn running<P: Planner>(leader: &Leader<MemoryNodes, P>) -> BTreeMap<String, usize> {
         let state = leader.nodes.state.lock().unwrap();
         state
             .containers
@@ -1723,6 +1856,48 @@ mod tests {
         second
     }
 
+    /// The long-running leader does not wait out a removal's grace period
+    /// within a reconcile: the next one sees the containers terminating,
+    /// removes nothing twice, and they are gone once the removals finish.
+    #[tokio::test]
+    async fn removals_run_in_the_background_and_are_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut leader = kube_leader(dir.path()).with_background_removals(Arc::clone(&wake));
+        commit(&repo, "replicas: 3");
+        leader.reconcile(at(0)).await.unwrap();
+        assert_eq!(running(&leader).values().sum::<usize>(), 3);
+        leader.nodes.state.lock().unwrap().stop_delay = Some(Duration::from_millis(400));
+        commit(&repo, "replicas: 1");
+        let started = Instant::now();
+        let summary = leader.reconcile(at(1)).await.unwrap();
+        assert_eq!(summary.steps, 2);
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "the reconcile waited for the stops: {:?}",
+            started.elapsed()
+        );
+        let again = leader.reconcile(at(2)).await.unwrap();
+        assert_eq!(again.steps, 0, "terminating replicas are not removed twice");
+        let notified = wake.notified();
+        leader.finish_removals().await;
+        notified.await;
+        let removes = leader
+            .nodes
+            .state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|c| c.starts_with("remove "))
+            .count();
+        assert_eq!(removes, 2);
+        assert_eq!(running(&leader).values().sum::<usize>(), 1);
+        let summary = leader.reconcile(at(3)).await.unwrap();
+        assert_eq!(summary.steps, 0);
+    }
+
     /// Issue 11: `flotilla apply` prepares, shows and asks before anything
     /// changes. Preparing a reconcile that will record a failed rollout
     /// writes no note and no revert and touches no node; carrying it out does.
@@ -1772,27 +1947,7 @@ mod tests {
     async fn the_plan_shown_is_the_plan_run() {
         let dir = tempfile::tempdir().unwrap();
         let repo = crate::leader::memory::bare_repo(dir.path());
-        let (events, _) = mpsc::unbounded_channel();
-        let nodes = Arc::new(MemoryNodes::default());
-        for node in ["n1", "n2", "n3"] {
-            nodes
-                .state
-                .lock()
-                .unwrap()
-                .images
-                .entry(node.into())
-                .or_default()
-                .insert("img:1".into());
-        }
-        let mut leader = Leader::new(
-            nodes,
-            super::super::planner::KubePlanner,
-            load,
-            dir.path(),
-            "main",
-            Arc::default(),
-            events,
-        );
+        let mut leader = kube_leader(dir.path());
         commit(&repo, "replicas: 5");
         let prepared = leader.prepare(at(0)).await.unwrap();
         let plan = prepared

@@ -182,7 +182,7 @@ impl RolloutTracker {
                     continue;
                 }
                 let state = r.state(Some(gate), now);
-                if state == ReplicaState::Unknown {
+                if matches!(state, ReplicaState::Unknown | ReplicaState::Terminating) {
                     continue;
                 }
                 for c in &r.containers {

@@ -49,10 +49,11 @@ struct Seen<'a> {
 
 impl Seen<'_> {
     /// Counted toward the workload's pods: on a node within its grace
-    /// period, or on a reachable node and not failed.
+    /// period, or on a reachable node and neither failed nor terminating.
     fn counted(&self) -> bool {
         self.location == Location::Unknown
-            || (self.location == Location::Live && self.state != ReplicaState::Failed)
+            || (self.location == Location::Live
+                && !matches!(self.state, ReplicaState::Failed | ReplicaState::Terminating))
     }
 }
 

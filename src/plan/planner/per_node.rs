@@ -17,7 +17,8 @@
 //! its node's new pod is available. Both budgets are resolved against the
 //! eligible node count rounding up, as Kubernetes does for DaemonSets.
 //! `OnDelete` leaves old pods until they are removed by hand. A node without
-//! any pod gets one at once, outside every budget.
+//! any pod gets one at once, outside every budget, once a pod being
+//! stopped there is gone.
 
 use std::collections::BTreeMap;
 
@@ -96,6 +97,9 @@ struct NodePods<'s, 'a> {
     location: Option<Location>,
     new: Vec<&'s Seen<'a>>,
     old: Vec<&'s Seen<'a>>,
+    /// A pod is being stopped there: its ports and resources are not free
+    /// yet, so a new one waits for it to be gone.
+    terminating: bool,
 }
 
 impl NodePods<'_, '_> {
@@ -134,6 +138,11 @@ pub(super) fn decide(
         })
         .collect();
     let mut removes = Vec::new();
+    for s in seen.iter().filter(|s| s.state == ReplicaState::Terminating) {
+        if let Some(pods) = nodes.get_mut(s.replica.node) {
+            pods.terminating = true;
+        }
+    }
     for s in seen.iter().filter(|s| s.counted()) {
         match nodes.get_mut(s.replica.node) {
             Some(pods) if s.replica.key.template_hash == new_hash => pods.new.push(s),
@@ -175,7 +184,7 @@ pub(super) fn decide(
     };
     // Nodes without any pod get one now, whatever the strategy.
     for (name, pods) in &nodes {
-        if pods.live() && pods.new.is_empty() && pods.old.is_empty() {
+        if pods.live() && pods.new.is_empty() && pods.old.is_empty() && !pods.terminating {
             creates.push(create(name, false, format!("node {name} has no pod")));
         }
     }
