@@ -3,6 +3,10 @@
 //! The pure core (`manifest`, `cluster`, `plan`, `reconcile`) computes; the shell (`repo`,
 //! `node`, `leader`, `api`, `cli`) gathers inputs and carries out results.
 //! See ARCHITECTURE.md for the map.
+//!
+//! `unreachable_pub` keeps an item that nothing outside the crate can reach
+//! from being marked `pub`: such items are `pub(crate)`.
+#![warn(unreachable_pub)]
 
 pub mod api;
 pub mod cli;

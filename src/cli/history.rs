@@ -57,7 +57,7 @@ struct Row<'a> {
     rollout_commit: Option<String>,
 }
 
-pub fn run(args: &HistoryArgs, out: &mut Output) -> anyhow::Result<u8> {
+pub(super) fn run(args: &HistoryArgs, out: &mut Output) -> anyhow::Result<u8> {
     let repository = repo::open(&args.repo)?;
     let object = args
         .object

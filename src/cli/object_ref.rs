@@ -7,7 +7,7 @@ use crate::manifest::names;
 
 /// Reads `KIND/NAME` or `KIND/NAMESPACE/NAME`; `namespace` is `-n`.
 /// Namespaced kinds default to the `default` namespace.
-pub fn parse_object_ref(text: &str, namespace: Option<&str>) -> Result<ObjectKey, String> {
+pub(super) fn parse_object_ref(text: &str, namespace: Option<&str>) -> Result<ObjectKey, String> {
     let parts: Vec<&str> = text.split('/').collect();
     let (kind_text, in_ref, name) = match parts.as_slice() {
         [kind, name] => (*kind, None, *name),

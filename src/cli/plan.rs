@@ -52,7 +52,7 @@ struct PlanReport<'a> {
 
 /// Plans the revision `args` names against the cluster `observe` reports
 /// (unless `--offline`), and prints it.
-pub fn run(
+pub(super) fn run(
     args: &PlanArgs,
     observe: impl FnOnce(&DesiredState) -> anyhow::Result<ObservedCluster>,
     out: &mut Output,

@@ -43,7 +43,7 @@ pub struct RollbackArgs {
     pub dry_run: bool,
 }
 
-pub fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
+pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
     let repository = repo::open(&args.repo)?;
     let object = match &args.object {
         Some(object) => {

@@ -71,7 +71,7 @@ struct Target {
     last: Option<Verdict>,
 }
 
-pub fn run<N: NodeOps, P: Planner>(
+pub(super) fn run<N: NodeOps, P: Planner>(
     args: &StatusArgs,
     nodes: N,
     planner: P,

@@ -49,7 +49,7 @@ struct Reports<'a> {
     revisions: &'a [Report],
 }
 
-pub fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
+pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
     if args.revs_from_stdin {
         return run_many(args, std::io::stdin().lock(), out);
     }
@@ -204,7 +204,7 @@ fn render_many(reports: &[Report], out: &mut Output) -> std::io::Result<()> {
 
 /// The manifests `source` names, and the operator's policy of its
 /// repository (git config `flotilla.*`) they are checked against.
-pub fn read_snapshot(
+pub(super) fn read_snapshot(
     source: &super::SourceArgs,
 ) -> anyhow::Result<(repo::Snapshot, manifest::OperatorPolicy)> {
     let repository = repo::open(&source.repo)?;
@@ -219,7 +219,10 @@ pub fn read_snapshot(
 /// Every diagnostic, compiler-style, a blank line after each. File names
 /// and quoted values come from commits: their control characters are shown
 /// escaped.
-pub fn render_diagnostics(diagnostics: &[Diagnostic], out: &mut Output) -> std::io::Result<()> {
+pub(super) fn render_diagnostics(
+    diagnostics: &[Diagnostic],
+    out: &mut Output,
+) -> std::io::Result<()> {
     for diagnostic in diagnostics {
         let rendered = diagnostic.to_string();
         // Colour only the leading severity word.

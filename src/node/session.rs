@@ -370,7 +370,7 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
+    pub(super) fn new(min: Duration, max: Duration) -> Self {
         Backoff {
             min,
             max,
@@ -380,19 +380,19 @@ impl Backoff {
     }
 
     /// `Err(wait)` while the back-off runs.
-    pub fn check(&self, now: tokio::time::Instant) -> Result<(), Duration> {
+    pub(super) fn check(&self, now: tokio::time::Instant) -> Result<(), Duration> {
         match self.not_before {
             Some(not_before) if now < not_before => Err(not_before - now),
             _ => Ok(()),
         }
     }
 
-    pub fn failed(&mut self, now: tokio::time::Instant) {
+    pub(super) fn failed(&mut self, now: tokio::time::Instant) {
         self.not_before = Some(now + self.next_delay);
         self.next_delay = (self.next_delay * 2).min(self.max);
     }
 
-    pub fn succeeded(&mut self) {
+    pub(super) fn succeeded(&mut self) {
         self.next_delay = self.min;
         self.not_before = None;
     }
