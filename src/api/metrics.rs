@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds, in seconds, of the reconcile-duration histogram buckets.
-pub const RECONCILE_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub(crate) const RECONCILE_BUCKETS: [f64; 10] =
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -34,7 +34,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::reconcile::status::StatusReport;
 
-pub mod metrics;
+pub(crate) mod metrics;
 use metrics::Metrics;
 
 /// `/healthz` fails once no reconcile has completed for this many resync

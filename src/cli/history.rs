@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::object_ref::parse_object_ref;
 use super::{exit, short, Output, OutputFormat};
-use crate::repo::rollout_note::format_duration;
+use crate::reconcile::record::format_duration;
 use crate::repo::{self, printable_line, HistoryReader, Outcome, Revision, RolloutRecord};
 
 #[derive(Debug, Args)]

@@ -4,8 +4,8 @@
 //! Pure: this module decodes and describes; it never talks to a node. The
 //! `node` module fills these types from Docker, the `plan` module reads them.
 
-pub mod labels;
-pub mod replica;
+pub(crate) mod labels;
+pub(crate) mod replica;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;

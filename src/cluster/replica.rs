@@ -4,7 +4,6 @@
 //!
 //! Pure: time comes in as `now`; nothing here talks to a node.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -279,7 +278,7 @@ impl ObservedReplica<'_> {
 /// probes say so (a startup probe not passed yet holds it off); without,
 /// as soon as it runs. An old revision's container (no declaration) is ready
 /// while it runs.
-pub fn container_ready(observed: &ObservedContainer, declared: Option<&Container>) -> bool {
+pub(crate) fn container_ready(observed: &ObservedContainer, declared: Option<&Container>) -> bool {
     observed.state == ContainerState::Running
         && match declared {
             Some(d) if d.readiness_probe.is_some() || d.startup_probe.is_some() => {
@@ -292,7 +291,7 @@ pub fn container_ready(observed: &ObservedContainer, declared: Option<&Container
 /// Whether the container is available at `now`: ready, and ready for
 /// `min_ready_seconds` (from when its probe turned ready, or without a
 /// probe from its start), as Kubernetes counts a pod available.
-pub fn container_available(
+pub(crate) fn container_available(
     observed: &ObservedContainer,
     declared: Option<&Container>,
     min_ready_seconds: u32,
@@ -314,7 +313,7 @@ pub fn container_available(
 }
 
 /// Whether a container that exited with `code` is started again.
-pub fn restarts(policy: RestartPolicy, code: i64) -> bool {
+pub(crate) fn restarts(policy: RestartPolicy, code: i64) -> bool {
     match policy {
         RestartPolicy::Always => true,
         RestartPolicy::OnFailure => code != 0,
@@ -328,15 +327,6 @@ fn seconds_since(since: Option<SystemTime>, now: SystemTime) -> u64 {
         .and_then(|since| now.duration_since(since).ok())
         .unwrap_or(Duration::ZERO)
         .as_secs()
-}
-
-/// Counts of replicas per state, for display.
-pub fn count_states(states: impl IntoIterator<Item = ReplicaState>) -> BTreeMap<ReplicaState, u32> {
-    let mut counts = BTreeMap::new();
-    for state in states {
-        *counts.entry(state).or_insert(0) += 1;
-    }
-    counts
 }
 
 #[cfg(test)]

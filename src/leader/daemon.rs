@@ -21,13 +21,13 @@ use crate::node::NodeOps;
 
 /// How soon to look again after a reconcile that changed something or was
 /// held back: to see the result, and to carry a rollout on.
-pub const FOLLOW_UP: Duration = Duration::from_secs(2);
+pub(crate) const FOLLOW_UP: Duration = Duration::from_secs(2);
 /// How soon to plan again after a reconcile whose steps all succeeded: what
 /// they did is already observed, so the next step of a rollout can follow.
-pub const NEXT_STEP: Duration = Duration::from_millis(100);
+pub(crate) const NEXT_STEP: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug)]
-pub struct LeaderOptions {
+pub(crate) struct LeaderOptions {
     /// The bare repository (or any path inside a repository).
     pub repo: PathBuf,
     pub branch: String,
@@ -41,7 +41,7 @@ pub struct LeaderOptions {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LeaderError {
+pub(crate) enum LeaderError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
@@ -63,7 +63,7 @@ pub enum LeaderError {
 
 /// The git directory of the repository at `repo` (the lock and the watched
 /// refs live there).
-pub fn git_dir(repo: &Path) -> Result<PathBuf, LeaderError> {
+pub(crate) fn git_dir(repo: &Path) -> Result<PathBuf, LeaderError> {
     let repository = crate::repo::open(repo).map_err(|source| LeaderError::Repo {
         repo: repo.to_path_buf(),
         source,
@@ -72,7 +72,7 @@ pub fn git_dir(repo: &Path) -> Result<PathBuf, LeaderError> {
 }
 
 /// Runs the leader until SIGINT or SIGTERM asks it to stop.
-pub async fn run<N: NodeOps, P: Planner>(
+pub(crate) async fn run<N: NodeOps, P: Planner>(
     options: LeaderOptions,
     nodes: Arc<N>,
     planner: P,
@@ -91,7 +91,7 @@ pub async fn run<N: NodeOps, P: Planner>(
 
 /// Runs the leader until `stop` completes; the reconcile in progress, if
 /// any, finishes first.
-pub async fn run_until<N: NodeOps, P: Planner>(
+pub(crate) async fn run_until<N: NodeOps, P: Planner>(
     options: LeaderOptions,
     nodes: Arc<N>,
     planner: P,
@@ -331,7 +331,7 @@ fn log_event(event: &ApplyEvent) {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OneShotError {
+pub(crate) enum OneShotError {
     #[error(transparent)]
     Leader(#[from] LeaderError),
     #[error(transparent)]
@@ -342,7 +342,7 @@ pub enum OneShotError {
 
 /// What `flotilla apply` acts on.
 #[derive(Clone, Debug)]
-pub struct ApplyOptions {
+pub(crate) struct ApplyOptions {
     pub repo: PathBuf,
     pub branch: String,
     /// A revision to apply instead of the branch tip.
@@ -354,7 +354,7 @@ pub struct ApplyOptions {
 /// `flotilla apply` between planning and carrying the plan out: it holds
 /// the repository's writer lock and the lock of every declared node, so
 /// what was shown is what is applied, with nobody else acting meanwhile.
-pub struct ApplySession<N: NodeOps, P: Planner> {
+pub(crate) struct ApplySession<N: NodeOps, P: Planner> {
     _repo_lock: WriterLock,
     leader: Leader<N, P>,
 }
@@ -364,7 +364,7 @@ impl<N: NodeOps, P: Planner> ApplySession<N, P> {
     /// another apply acts on the repository or on any of its nodes), reads
     /// the revision, observes the nodes and plans. Progress of the apply
     /// goes to `events`.
-    pub async fn prepare(
+    pub(crate) async fn prepare(
         options: &ApplyOptions,
         nodes: Arc<N>,
         planner: P,
@@ -401,13 +401,17 @@ impl<N: NodeOps, P: Planner> ApplySession<N, P> {
     }
 
     /// Carries the plan out; the locks go when this returns.
-    pub async fn execute(mut self, prepared: super::run::Prepared) -> super::run::ReconcileSummary {
+    pub(crate) async fn execute(
+        mut self,
+        prepared: super::run::Prepared,
+    ) -> super::run::ReconcileSummary {
         self.leader.execute(prepared).await
     }
 }
 
-/// `flotilla apply --yes`: plan and apply at once.
-pub async fn apply_once<N: NodeOps, P: Planner>(
+/// Plan and apply at once (`flotilla apply --yes` without the display).
+#[cfg(test)]
+async fn apply_once<N: NodeOps, P: Planner>(
     options: &ApplyOptions,
     nodes: Arc<N>,
     planner: P,
@@ -422,7 +426,7 @@ pub async fn apply_once<N: NodeOps, P: Planner>(
 /// `flotilla status`: from the running leader's HTTP endpoint when the lock
 /// says one serves it, else by observing the nodes directly (read-only, no
 /// lock needed).
-pub async fn status_once<N: NodeOps, P: Planner>(
+pub(crate) async fn status_once<N: NodeOps, P: Planner>(
     repo: &Path,
     branch: &str,
     nodes: Arc<N>,

@@ -8,14 +8,14 @@
 //! `node`'s (through its `NodeOps` seam); this module sequences them. It never prints (the CLI does).
 
 pub mod apply;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod lock;
 #[cfg(test)]
 pub mod memory;
 pub mod probe;
 pub mod run;
 pub mod spec;
-pub mod watch;
+pub(crate) mod watch;
 
 /// The loader the leader uses: `manifest::load`, as a plain function.
 pub fn load_manifests(

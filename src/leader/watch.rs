@@ -14,14 +14,14 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 /// Touched by `hooks/post-receive`, in the git directory.
-pub const WAKE_FILE: &str = "flotilla-wake";
+pub(crate) const WAKE_FILE: &str = "flotilla-wake";
 
 /// How long to gather further events after the first one: a push that
 /// updates the ref, packs refs and runs the hook is one reconcile.
-pub const DEBOUNCE: Duration = Duration::from_millis(15);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(15);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WakeReason {
+pub(crate) enum WakeReason {
     /// The branch's ref or packed-refs changed.
     RefChanged,
     /// `hooks/post-receive` touched the wake file.
@@ -31,13 +31,13 @@ pub enum WakeReason {
 /// One wake-up, with the moment its first event arrived, for measuring how
 /// soon after a push the reconcile starts.
 #[derive(Clone, Copy, Debug)]
-pub struct Wake {
+pub(crate) struct Wake {
     pub reason: WakeReason,
     pub first_event: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum WatchError {
+pub(crate) enum WatchError {
     #[error("watching {path}: {source}")]
     Notify {
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum WatchError {
 }
 
 /// Watches a bare repository's refs; dropping it stops the watch.
-pub struct RefWatcher {
+pub(crate) struct RefWatcher {
     _watcher: notify::RecommendedWatcher,
     events: mpsc::UnboundedReceiver<Wake>,
     /// A wake-up received but not yet returned: [`RefWatcher::next`] is one
@@ -58,7 +58,7 @@ pub struct RefWatcher {
 impl RefWatcher {
     /// Starts watching the branch `branch` of the repository whose git
     /// directory is `git_dir`.
-    pub fn start(git_dir: &Path, branch: &str) -> Result<RefWatcher, WatchError> {
+    pub(crate) fn start(git_dir: &Path, branch: &str) -> Result<RefWatcher, WatchError> {
         let git_dir = git_dir
             .canonicalize()
             .unwrap_or_else(|_| git_dir.to_path_buf());
@@ -117,7 +117,7 @@ impl RefWatcher {
     /// [`DEBOUNCE`] into the same wake-up. `None` when the watch ended.
     /// Cancel-safe: a wake-up taken by a call that was dropped is returned
     /// by the next one.
-    pub async fn next(&mut self) -> Option<Wake> {
+    pub(crate) async fn next(&mut self) -> Option<Wake> {
         if self.pending.is_none() {
             self.pending = Some(self.events.recv().await?);
         }
@@ -130,7 +130,7 @@ impl RefWatcher {
     /// them, or `None`. A reconcile that starts for another reason (the
     /// resync timer, a readiness change) reads the tip after this, so it
     /// serves those changes too, and they need no wake-up of their own.
-    pub fn take_received(&mut self) -> Option<Wake> {
+    pub(crate) fn take_received(&mut self) -> Option<Wake> {
         let mut first = self.pending.take();
         while let Ok(wake) = self.events.try_recv() {
             first.get_or_insert(wake);

@@ -17,7 +17,7 @@ use super::SourceFile;
 
 /// A file cut into its documents.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Documents {
+pub(crate) struct Documents {
     pieces: Vec<Piece>,
 }
 
@@ -46,7 +46,7 @@ impl Piece {
 impl Documents {
     /// Cuts `text` at its marker lines. Never fails: a piece that does not
     /// parse simply declares no object.
-    pub fn split(text: &str) -> Documents {
+    pub(crate) fn split(text: &str) -> Documents {
         let mut pieces: Vec<(String, String)> = vec![(String::new(), String::new())];
         for line in text.split_inclusive('\n') {
             match marker_rest(line) {
@@ -76,7 +76,7 @@ impl Documents {
     /// The file's text. Unchanged pieces come back byte-for-byte; a line
     /// break is added only where an edit would otherwise glue a document
     /// to a marker line.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut text = String::new();
         for piece in &self.pieces {
             if !piece.separator.is_empty() && !text.is_empty() && !text.ends_with('\n') {
@@ -96,29 +96,29 @@ impl Documents {
     }
 
     /// The objects the file declares, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
         self.pieces.iter().filter_map(|p| p.key.as_ref())
     }
 
     /// The index of the first document declaring `key`.
-    pub fn find(&self, key: &ObjectKey) -> Option<usize> {
+    pub(crate) fn find(&self, key: &ObjectKey) -> Option<usize> {
         self.pieces.iter().position(|p| p.key.as_ref() == Some(key))
     }
 
     /// The text of piece `index` (without its marker line).
-    pub fn body(&self, index: usize) -> &str {
+    pub(crate) fn body(&self, index: usize) -> &str {
         &self.pieces[index].body
     }
 
     /// Puts `body` in place of piece `index`'s text, keeping its marker line.
-    pub fn replace(&mut self, index: usize, body: &str) {
+    pub(crate) fn replace(&mut self, index: usize, body: &str) {
         let separator = std::mem::take(&mut self.pieces[index].separator);
         self.pieces[index] = Piece::new(separator, body.to_string());
     }
 
     /// Removes piece `index` with the marker line that opens it (or, for the
     /// first piece, the one that closes it).
-    pub fn remove(&mut self, index: usize) {
+    pub(crate) fn remove(&mut self, index: usize) {
         self.pieces.remove(index);
         if index == 0 {
             if let Some(first) = self.pieces.first_mut() {
@@ -129,7 +129,7 @@ impl Documents {
 
     /// Adds `body` as a new document after piece `index`, or at the end.
     /// A file that declares nothing yet becomes `body` alone.
-    pub fn insert_after(&mut self, index: Option<usize>, body: &str) {
+    pub(crate) fn insert_after(&mut self, index: Option<usize>, body: &str) {
         if self.is_empty() {
             self.pieces = vec![Piece::new(String::new(), body.to_string())];
             return;
@@ -140,7 +140,7 @@ impl Documents {
     }
 
     /// Whether the file holds nothing but blank lines, comments and markers.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pieces.iter().all(|piece| {
             piece.body.lines().all(|line| {
                 let line = line.trim();
@@ -172,7 +172,7 @@ fn body_key(body: &str) -> Option<ObjectKey> {
 /// The object a document declares, read leniently like `load` names objects
 /// in its messages: `kind`, `metadata.name`, and `metadata.namespace`
 /// (`default` when absent) for namespaced kinds.
-pub fn object_key(root: &Node) -> Option<ObjectKey> {
+pub(crate) fn object_key(root: &Node) -> Option<ObjectKey> {
     let Value::Mapping(entries) = &root.value else {
         return None;
     };
@@ -223,7 +223,7 @@ impl Fingerprint {
 
 /// The fingerprint of the object `key` declared alone by `body` (a
 /// document of the file `path`).
-pub fn fingerprint(path: &str, key: &ObjectKey, body: &str) -> Fingerprint {
+pub(crate) fn fingerprint(path: &str, key: &ObjectKey, body: &str) -> Fingerprint {
     let loaded = super::load(&[SourceFile {
         path: path.to_string(),
         text: body.to_string(),

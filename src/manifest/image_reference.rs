@@ -19,14 +19,14 @@
 
 /// Docker's limit on a repository name (distribution/reference's
 /// `RepositoryNameTotalLengthMax`), applied to the normalized name.
-pub const NAME_MAX: usize = 255;
+pub(crate) const NAME_MAX: usize = 255;
 
 /// The digest algorithms the Docker daemon knows, with their hex length.
 const DIGEST_ALGORITHMS: [(&str, usize); 3] = [("sha256", 64), ("sha384", 96), ("sha512", 128)];
 
 /// Checks `image` against Docker's reference grammar. The reason completes
 /// "invalid image `...`: ".
-pub fn check(image: &str) -> Result<(), String> {
+pub(crate) fn check(image: &str) -> Result<(), String> {
     if image.is_empty() {
         return Err("must not be empty".to_string());
     }

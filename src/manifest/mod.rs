@@ -12,15 +12,15 @@
 //! into its documents, for edits that keep the rest byte-for-byte).
 
 mod decode;
-pub mod diagnostic;
-pub mod documents;
-pub mod image_reference;
+pub(crate) mod diagnostic;
+pub(crate) mod documents;
+pub(crate) mod image_reference;
 pub mod model;
-pub mod names;
-pub mod node_fields;
-pub mod policy;
+pub(crate) mod names;
+pub(crate) mod node_fields;
+pub(crate) mod policy;
 pub mod quantity;
-pub mod yaml;
+pub(crate) mod yaml;
 
 pub use decode::default_pull_policy;
 pub use diagnostic::{Diagnostic, Severity};

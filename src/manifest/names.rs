@@ -5,7 +5,7 @@
 
 /// Object names (Deployments, Nodes): a DNS-1123 subdomain, at most 253
 /// characters of lowercase letters, digits, `-` and `.`.
-pub fn dns1123_subdomain(name: &str) -> Result<(), String> {
+pub(crate) fn dns1123_subdomain(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".to_string());
     }
@@ -27,7 +27,7 @@ pub fn dns1123_subdomain(name: &str) -> Result<(), String> {
 
 /// Container names and namespaces: a DNS-1123 label, at most 63 characters
 /// of lowercase letters, digits and `-`.
-pub fn dns1123_label(name: &str) -> Result<(), String> {
+pub(crate) fn dns1123_label(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".to_string());
     }
@@ -60,7 +60,7 @@ fn label_chars(part: &str) -> Result<(), ()> {
 
 /// Port names: an IANA service name, at most 15 characters of lowercase
 /// letters, digits and `-`, with at least one letter and no `--`.
-pub fn port_name(name: &str) -> Result<(), String> {
+pub(crate) fn port_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".to_string());
     }
@@ -90,7 +90,7 @@ pub fn port_name(name: &str) -> Result<(), String> {
 
 /// Label and annotation keys: an optional DNS-1123 subdomain prefix and `/`,
 /// then a name of at most 63 characters.
-pub fn qualified_name(key: &str) -> Result<(), String> {
+pub(crate) fn qualified_name(key: &str) -> Result<(), String> {
     let (prefix, name) = match key.split_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
@@ -122,7 +122,7 @@ pub fn qualified_name(key: &str) -> Result<(), String> {
 
 /// Label values: empty, or at most 63 characters of letters, digits, `-`,
 /// `_` and `.`, starting and ending with a letter or digit.
-pub fn label_value(value: &str) -> Result<(), String> {
+pub(crate) fn label_value(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Ok(());
     }
@@ -154,7 +154,7 @@ fn label_value_chars(value: &str) -> bool {
 
 /// Environment variable names: letters, digits, `_`, `-` and `.`, not
 /// starting with a digit.
-pub fn env_var_name(name: &str) -> Result<(), String> {
+pub(crate) fn env_var_name(name: &str) -> Result<(), String> {
     let Some(first) = name.bytes().next() else {
         return Err("must not be empty".to_string());
     };
@@ -172,7 +172,7 @@ pub fn env_var_name(name: &str) -> Result<(), String> {
 
 /// The closest candidate to a misspelt word, if one is close enough to be a
 /// likely typo: same letters in another case, or a small edit distance.
-pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     if let Some(same) = candidates.iter().find(|c| c.eq_ignore_ascii_case(word)) {
         return Some(same);
     }
@@ -186,7 +186,7 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 }
 
 /// Levenshtein distance, case-insensitive.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().map(|c| c.to_ascii_lowercase()).collect();
     let b: Vec<char> = b.chars().map(|c| c.to_ascii_lowercase()).collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();

@@ -9,7 +9,7 @@ use core::net::IpAddr;
 
 /// Why a value was refused, and what to write instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
+pub(crate) struct Invalid {
     pub message: String,
     pub hint: &'static str,
 }
@@ -24,7 +24,7 @@ const MAX_LABEL: usize = 63;
 
 /// A host name (RFC 1123 labels of letters, digits and `-`, any case, no
 /// trailing dot) or an IP address literal (IPv6 without brackets).
-pub fn check_address(address: &str) -> Result<(), Invalid> {
+pub(crate) fn check_address(address: &str) -> Result<(), Invalid> {
     const HINT: &str =
         "write one host name (such as node-1.example.com) or one IP address (10.0.0.1, fd00::1)";
     if address.parse::<IpAddr>().is_ok() {
@@ -93,7 +93,7 @@ const MAX_USER: usize = 32;
 
 /// A POSIX user name: 1 to 32 of letters, digits, `.`, `_` and `-`, not
 /// starting with `-` (which ssh would read as an option).
-pub fn check_user(user: &str) -> Result<(), Invalid> {
+pub(crate) fn check_user(user: &str) -> Result<(), Invalid> {
     const HINT: &str =
         "write the name of the user to log in as on the node, such as `root` or `deploy`";
     if user.is_empty() {
@@ -133,7 +133,7 @@ const MAX_SOCKET_PATH: usize = 107;
 
 /// The SSH key file: an absolute path, or one under the home directory
 /// (`~/`), without control characters.
-pub fn check_identity_file(path: &str) -> Result<(), Invalid> {
+pub(crate) fn check_identity_file(path: &str) -> Result<(), Invalid> {
     const HINT: &str = "write an absolute path (/etc/flotilla/id_ed25519) or one under the home directory (~/.ssh/id_ed25519)";
     check_path_text(path, HINT)?;
     if !(path.starts_with('/') || path.starts_with("~/")) {
@@ -147,7 +147,7 @@ pub fn check_identity_file(path: &str) -> Result<(), Invalid> {
 
 /// Docker's Unix socket on the node: an absolute path that fits a socket
 /// address, without control characters.
-pub fn check_socket_path(path: &str) -> Result<(), Invalid> {
+pub(crate) fn check_socket_path(path: &str) -> Result<(), Invalid> {
     const HINT: &str = "write the absolute path of the Docker socket, such as /var/run/docker.sock";
     check_path_text(path, HINT)?;
     if !path.starts_with('/') {

@@ -21,7 +21,7 @@ use super::model::{DesiredState, Transport};
 /// otherwise: HTTP and HTTPS, and every unprivileged port. The other
 /// privileged ports (22 for SSH, 25, 53, ...) belong to the node's own
 /// services, which a container bound there would stand in for.
-pub const DEFAULT_HOST_PORTS: &str = "80,443,1024-65535";
+pub(crate) const DEFAULT_HOST_PORTS: &str = "80,443,1024-65535";
 
 /// Port ranges, written `80,443,1024-65535` (git config) or as a list of
 /// `{min, max}` (a Cluster object, like Kubernetes' PodSecurityPolicy).

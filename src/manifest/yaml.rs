@@ -20,23 +20,23 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// How much tree aliases may add to one file, at least: each node they copy
 /// counts as [`NODE_BYTES`] plus the text of its scalar. A file larger than
 /// this may add as much as its own length ([`alias_budget`]).
-pub const ALIAS_EXPANSION_BUDGET: usize = 1024 * 1024;
+pub(crate) const ALIAS_EXPANSION_BUDGET: usize = 1024 * 1024;
 
 /// What one node of the tree costs, for the alias budget.
-pub const NODE_BYTES: usize = std::mem::size_of::<Node>();
+pub(crate) const NODE_BYTES: usize = std::mem::size_of::<Node>();
 
 /// The bytes of tree aliases may add to a file of `file_len` bytes: the
 /// larger of [`ALIAS_EXPANSION_BUDGET`] and the file's own length, so the
 /// tree of any file stays within a small multiple of the file.
-pub fn alias_budget(file_len: usize) -> usize {
+pub(crate) fn alias_budget(file_len: usize) -> usize {
     ALIAS_EXPANSION_BUDGET.max(file_len)
 }
 
 /// How deeply sequences and mappings may nest.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     pub value: Value,
     /// 1-based.
     pub line: u32,
@@ -45,14 +45,14 @@ pub struct Node {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Scalar(Scalar),
     Sequence(Vec<Node>),
     Mapping(Vec<Entry>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Scalar {
+pub(crate) struct Scalar {
     pub text: String,
     pub style: Style,
 }
@@ -60,20 +60,20 @@ pub struct Scalar {
 /// Plain scalars are typed by their text (`8080` is a number, `true` a
 /// boolean, `~` null); quoted and block scalars, and `!!str`, are strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     Plain,
     Quoted,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub key: Node,
     pub value: Node,
 }
 
 /// What a plain scalar means, YAML 1.2 core schema style.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum PlainType {
+pub(crate) enum PlainType {
     Null,
     Bool(bool),
     Int(i64),
@@ -84,7 +84,7 @@ pub enum PlainType {
 }
 
 impl Node {
-    pub fn as_scalar(&self) -> Option<&Scalar> {
+    pub(crate) fn as_scalar(&self) -> Option<&Scalar> {
         match &self.value {
             Value::Scalar(s) => Some(s),
             _ => None,
@@ -92,13 +92,13 @@ impl Node {
     }
 
     /// A plain `~`, `null` or empty scalar: what Kubernetes treats as absent.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         self.as_scalar()
             .is_some_and(|s| s.style == Style::Plain && s.plain_type() == PlainType::Null)
     }
 
     /// `a mapping`, `a sequence`, `an integer`, ... for messages.
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match &self.value {
             Value::Mapping(_) => "a mapping",
             Value::Sequence(_) => "a sequence",
@@ -115,7 +115,7 @@ impl Node {
 }
 
 impl Scalar {
-    pub fn plain_type(&self) -> PlainType {
+    pub(crate) fn plain_type(&self) -> PlainType {
         if self.style == Style::Quoted {
             return PlainType::String;
         }
@@ -124,7 +124,7 @@ impl Scalar {
 }
 
 /// Types a plain scalar by its text.
-pub fn plain_type(text: &str) -> PlainType {
+pub(crate) fn plain_type(text: &str) -> PlainType {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return PlainType::Null,
         "true" | "True" | "TRUE" => return PlainType::Bool(true),
@@ -186,14 +186,14 @@ fn is_float(text: &str) -> bool {
 
 /// One `---` document of a file; empty documents are left out.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Document {
+pub(crate) struct Document {
     pub root: Node,
     /// A mapping of the document repeats a key (reported in [`Parsed::errors`]).
     pub has_duplicate_keys: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct YamlError {
+pub(crate) struct YamlError {
     pub message: String,
     pub line: u32,
     pub column: u32,
@@ -201,7 +201,7 @@ pub struct YamlError {
 
 /// Everything that could be read from one file.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     /// Documents complete before any syntax error.
     pub documents: Vec<Document>,
     pub errors: Vec<YamlError>,
@@ -209,7 +209,7 @@ pub struct Parsed {
 
 /// Parses every document of `text`. Never panics; a syntax error ends the
 /// file (YAML cannot resynchronise reliably) and keeps the documents before it.
-pub fn parse(text: &str) -> Parsed {
+pub(crate) fn parse(text: &str) -> Parsed {
     let mut builder = Builder {
         alias_budget: alias_budget(text.len()),
         ..Builder::default()

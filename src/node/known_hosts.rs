@@ -17,7 +17,7 @@ use sha1::Sha1;
 
 /// What known_hosts says of a host's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostKeyStatus {
+pub(crate) enum HostKeyStatus {
     /// An entry for the host has this key.
     Known,
     /// No entry for the host at all.
@@ -34,7 +34,7 @@ pub enum HostKeyStatus {
 
 /// The name a host is looked up (and recorded) by in known_hosts, as `ssh`
 /// forms it: the host lower-cased, `[host]:port` on a port other than 22.
-pub fn host_pattern(host: &str, port: u16) -> String {
+pub(crate) fn host_pattern(host: &str, port: u16) -> String {
     let host = host.to_ascii_lowercase();
     if port == 22 {
         host
@@ -78,7 +78,7 @@ fn entries(known_hosts: &str) -> impl Iterator<Item = Entry<'_>> {
 }
 
 /// Checks `key` for `host:port` against the text of a known_hosts file.
-pub fn check(known_hosts: &str, host: &str, port: u16, key: &PublicKey) -> HostKeyStatus {
+pub(crate) fn check(known_hosts: &str, host: &str, port: u16, key: &PublicKey) -> HostKeyStatus {
     let wanted = host_pattern(host, port);
     let for_host = || {
         entries(known_hosts)
@@ -115,7 +115,7 @@ pub fn check(known_hosts: &str, host: &str, port: u16, key: &PublicKey) -> HostK
 /// `@cert-authority` lines), in file order without repeats: what the client
 /// offers to accept in key exchange, as OpenSSH does, so that a host with
 /// several keys shows the recorded one.
-pub fn recorded_algorithms(known_hosts: &str, host: &str, port: u16) -> Vec<Algorithm> {
+pub(crate) fn recorded_algorithms(known_hosts: &str, host: &str, port: u16) -> Vec<Algorithm> {
     let wanted = host_pattern(host, port);
     let mut algorithms = Vec::new();
     for entry in entries(known_hosts) {
@@ -136,7 +136,7 @@ pub fn recorded_algorithms(known_hosts: &str, host: &str, port: u16) -> Vec<Algo
 /// is not a host name or IP address (manifest validation refuses such an
 /// address first): a `,`, a wildcard, a space or a newline written into
 /// known_hosts would make the entry vouch for other hosts, or add lines.
-pub fn entry(host: &str, port: u16, key: &PublicKey) -> Option<String> {
+pub(crate) fn entry(host: &str, port: u16, key: &PublicKey) -> Option<String> {
     if crate::manifest::node_fields::check_address(host).is_err() {
         return None;
     }

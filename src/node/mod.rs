@@ -16,7 +16,7 @@
 mod client;
 mod decode;
 mod image;
-pub mod known_hosts;
+pub(crate) mod known_hosts;
 mod ops;
 mod runtime;
 mod session;

@@ -11,10 +11,10 @@ use crate::manifest::SourceFile;
 /// Files longer than this (either side) are not diffed line by line: a line
 /// diff costs up to (lines of both) × (lines changed), so a hostile push of
 /// two large, wholly different files would hold the planner for minutes.
-pub const MAX_DIFF_LINES: usize = 5_000;
+pub(crate) const MAX_DIFF_LINES: usize = 5_000;
 
 /// The diff stops once it is this long; the files after are counted.
-pub const MAX_DIFF_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_DIFF_BYTES: usize = 1024 * 1024;
 
 /// A unified diff per changed, added or removed file, sorted by path.
 /// Empty when nothing changed. Linear in the number of files; bounded in

@@ -7,9 +7,9 @@
 //! `node` module carries the actions out; the `cli` module prints them with
 //! [`render()`] or as JSON.
 
-pub mod diff;
+pub(crate) mod diff;
 mod planner;
-pub mod progress;
+pub(crate) mod progress;
 pub mod render;
 pub mod scheduler;
 

@@ -21,12 +21,12 @@ use crate::plan::desired_pods;
 
 /// Restarts of one new-revision container, or new-revision containers
 /// failed, after which the revision is crash-looping.
-pub const CRASH_LOOP_THRESHOLD: u32 = 3;
+pub(crate) const CRASH_LOOP_THRESHOLD: u32 = 3;
 
 /// What is known of one workload's move to a revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Rollout {
+pub(crate) struct Rollout {
     pub revision: String,
     /// The branch tip when the rollout was first seen.
     pub commit: String,
@@ -48,7 +48,7 @@ pub struct Rollout {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
-pub enum RolloutState {
+pub(crate) enum RolloutState {
     Progressing,
     Complete,
     Failed(Failure),
@@ -88,7 +88,7 @@ pub enum RolloutEvent {
 
 /// Every workload's current rollout.
 #[derive(Clone, Debug, Default)]
-pub struct RolloutTracker {
+pub(crate) struct RolloutTracker {
     rollouts: BTreeMap<ObjectKey, Rollout>,
     /// Workloads observed at least once by this tracker: at the first
     /// observation (a leader just started) a rollout may already be past
@@ -97,13 +97,13 @@ pub struct RolloutTracker {
 }
 
 impl RolloutTracker {
-    pub fn get(&self, key: &ObjectKey) -> Option<&Rollout> {
+    pub(crate) fn get(&self, key: &ObjectKey) -> Option<&Rollout> {
         self.rollouts.get(key)
     }
 
     /// Workloads whose current revision failed to roll out: the planner
     /// holds them where they are (the old revision keeps serving).
-    pub fn failed(&self) -> impl Iterator<Item = (&ObjectKey, &Rollout)> {
+    pub(crate) fn failed(&self) -> impl Iterator<Item = (&ObjectKey, &Rollout)> {
         self.rollouts
             .iter()
             .filter(|(_, r)| matches!(r.state, RolloutState::Failed(_)))
@@ -111,7 +111,7 @@ impl RolloutTracker {
 
     /// Marks the rollout of `key` to `revision` failed without watching it
     /// (a failure recorded before a restart, in the commit's note).
-    pub fn mark_failed(
+    pub(crate) fn mark_failed(
         &mut self,
         key: ObjectKey,
         revision: &str,
@@ -136,7 +136,7 @@ impl RolloutTracker {
     }
 
     /// Brings every workload's rollout up to date with `observed` at `now`.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         desired: &DesiredState,
         commit: &str,

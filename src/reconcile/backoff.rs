@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-pub const INITIAL_DELAY: Duration = Duration::from_secs(10);
-pub const MAX_DELAY: Duration = Duration::from_secs(300);
+pub(crate) const INITIAL_DELAY: Duration = Duration::from_secs(10);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(300);
 /// A container that ran this long after its last restart is forgiven.
-pub const RESET_AFTER: Duration = Duration::from_secs(600);
+pub(crate) const RESET_AFTER: Duration = Duration::from_secs(600);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
@@ -23,7 +23,7 @@ struct Entry {
 
 /// What to do with a container that exited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackoffVerdict {
+pub(crate) enum BackoffVerdict {
     RestartNow,
     /// In back-off: may restart at `until`; `delay` is the current step.
     Wait {
@@ -34,14 +34,19 @@ pub enum BackoffVerdict {
 
 /// Back-off per container, keyed by the container's Docker name.
 #[derive(Debug, Default)]
-pub struct RestartBackoff {
+pub(crate) struct RestartBackoff {
     entries: HashMap<String, Entry>,
 }
 
 impl RestartBackoff {
     /// Whether the container `key`, which exited at `finished_at`, may be
     /// restarted at `now`.
-    pub fn verdict(&self, key: &str, finished_at: SystemTime, now: SystemTime) -> BackoffVerdict {
+    pub(crate) fn verdict(
+        &self,
+        key: &str,
+        finished_at: SystemTime,
+        now: SystemTime,
+    ) -> BackoffVerdict {
         let Some(entry) = self.entries.get(key) else {
             return BackoffVerdict::RestartNow;
         };
@@ -61,7 +66,7 @@ impl RestartBackoff {
 
     /// Records that the container `key`, which exited at `finished_at`, was
     /// restarted at `now`; the next restart waits longer.
-    pub fn record_restart(&mut self, key: &str, finished_at: SystemTime, now: SystemTime) {
+    pub(crate) fn record_restart(&mut self, key: &str, finished_at: SystemTime, now: SystemTime) {
         let delay = match self.entries.get(key) {
             Some(entry) if !expired(entry, finished_at) => (entry.delay * 2).min(MAX_DELAY),
             _ => INITIAL_DELAY,
@@ -76,15 +81,12 @@ impl RestartBackoff {
     }
 
     /// Forgets containers that are gone, so the map does not grow forever.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.entries.retain(|key, _| keep(key));
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }

@@ -26,7 +26,7 @@ pub const AUTO_REVERT_TRAILER: &str = "Flotilla-Rollback: automatic";
 
 /// What one observation decides about rollouts.
 #[derive(Debug)]
-pub struct RolloutDecision {
+pub(crate) struct RolloutDecision {
     /// Rollouts seen to start, complete or fail.
     pub events: Vec<RolloutEvent>,
     /// The desired state to plan with, when a failed rollout is held where
@@ -35,7 +35,7 @@ pub struct RolloutDecision {
 }
 
 /// Brings the rollouts up to date with `observed` and says what to plan with.
-pub fn observe_rollouts(
+pub(crate) fn observe_rollouts(
     tracker: &mut RolloutTracker,
     desired: &DesiredState,
     commit: &str,
@@ -51,7 +51,10 @@ pub fn observe_rollouts(
 
 /// `desired` with every workload whose rollout failed paused, or `None`
 /// when none did.
-pub fn held_for_failures(desired: &DesiredState, tracker: &RolloutTracker) -> Option<DesiredState> {
+pub(crate) fn held_for_failures(
+    desired: &DesiredState,
+    tracker: &RolloutTracker,
+) -> Option<DesiredState> {
     let failed: BTreeSet<&ObjectKey> = tracker.failed().map(|(key, _)| key).collect();
     if failed.is_empty() {
         return None;
@@ -67,7 +70,7 @@ pub fn held_for_failures(desired: &DesiredState, tracker: &RolloutTracker) -> Op
 
 /// Whether a failed rollout of `key` is reverted: unless its workload says
 /// `flotilla.dev/auto-rollback: "false"` (a workload no longer declared is).
-pub fn auto_rollback(desired: &DesiredState, key: &ObjectKey) -> bool {
+pub(crate) fn auto_rollback(desired: &DesiredState, key: &ObjectKey) -> bool {
     desired.workload(key).is_none_or(|w| {
         w.meta
             .annotations
@@ -79,7 +82,7 @@ pub fn auto_rollback(desired: &DesiredState, key: &ObjectKey) -> bool {
 
 /// What becomes of a failed rollout.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RevertDecision {
+pub(crate) enum RevertDecision {
     /// Write a revert of the introducing commit.
     Revert,
     /// Another workload of the same commit failed first: its revert stands
@@ -91,7 +94,7 @@ pub enum RevertDecision {
 
 /// The facts a revert decision rests on.
 #[derive(Clone, Copy, Debug)]
-pub struct FailureFacts<'a> {
+pub(crate) struct FailureFacts<'a> {
     /// The workload allows an automatic rollback ([`auto_rollback`]).
     pub auto: bool,
     /// The commit that introduced the failed revision, when history tells.
@@ -104,7 +107,7 @@ pub struct FailureFacts<'a> {
 
 /// Reverts only what it can name for sure, never its own revert, once per
 /// commit.
-pub fn revert_decision(facts: FailureFacts<'_>) -> RevertDecision {
+pub(crate) fn revert_decision(facts: FailureFacts<'_>) -> RevertDecision {
     if !facts.auto {
         RevertDecision::Hold("auto-rollback is off for this workload")
     } else if facts.introduced_by.is_none() {
@@ -120,7 +123,7 @@ pub fn revert_decision(facts: FailureFacts<'_>) -> RevertDecision {
 
 /// Whether `records` (a commit's note) already hold the failure of
 /// `revision` of `key`; the last such record.
-pub fn recorded_failure<'r>(
+pub(crate) fn recorded_failure<'r>(
     records: &'r [RolloutRecord],
     key: &ObjectKey,
     revision: &str,
@@ -139,7 +142,7 @@ pub fn recorded_failure<'r>(
 
 /// One workload's line in a rollout note: its revision, ready pods and
 /// where they run.
-pub fn object_outcome(
+pub(crate) fn object_outcome(
     w: &Workload,
     desired: &DesiredState,
     outcome: Outcome,
@@ -180,7 +183,7 @@ pub fn object_outcome(
 }
 
 /// The note of a failed rollout of `key`.
-pub fn failure_record(
+pub(crate) fn failure_record(
     desired: &DesiredState,
     key: &ObjectKey,
     evidence: &str,
@@ -204,7 +207,7 @@ pub fn failure_record(
 }
 
 /// The note of a commit whose every workload rolled out.
-pub fn success_record(
+pub(crate) fn success_record(
     desired: &DesiredState,
     duration: Duration,
     observed: &ObservedCluster,
@@ -227,7 +230,7 @@ pub fn success_record(
 /// After a rollout completed: the images of revisions that fell out of
 /// `revisionHistoryLimit` (`dropped`, each revision's images), unless a
 /// kept revision (`kept`) or the desired state still names them.
-pub fn images_to_prune(
+pub(crate) fn images_to_prune(
     dropped: &[BTreeSet<String>],
     kept: &[BTreeSet<String>],
     desired: &DesiredState,

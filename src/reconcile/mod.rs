@@ -10,10 +10,10 @@
 //! (`tests/purity.rs`); the leader gathers the inputs and carries out what
 //! is decided here.
 
-pub mod backoff;
-pub mod decide;
-pub mod printable;
-pub mod probes;
-pub mod record;
+pub(crate) mod backoff;
+pub(crate) mod decide;
+pub(crate) mod printable;
+pub(crate) mod probes;
+pub(crate) mod record;
 pub mod status;
-pub mod time;
+pub(crate) mod time;

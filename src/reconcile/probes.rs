@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use crate::manifest::model::{Container, PortRef, Probe};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProbeKind {
+pub(crate) enum ProbeKind {
     Startup,
     Readiness,
     Liveness,
@@ -40,7 +40,7 @@ struct ProbeState {
 
 /// What one result changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeOutcome {
+pub(crate) enum ProbeOutcome {
     Unchanged,
     BecameReady,
     BecameNotReady,
@@ -53,21 +53,21 @@ pub enum ProbeOutcome {
 /// A container's readiness as its probes last said: `ready` is `None` when
 /// it has no probe at all, or no verdict yet; `since` is when it turned ready.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     pub ready: Option<bool>,
     pub since: Option<SystemTime>,
 }
 
 /// Probe state per (container name, kind).
 #[derive(Debug, Default)]
-pub struct ProbeTracker {
+pub(crate) struct ProbeTracker {
     states: HashMap<(String, ProbeKind), ProbeState>,
 }
 
 impl ProbeTracker {
     /// Whether the probe of `container` (started at `started_at`) should run
     /// at `now`.
-    pub fn is_due(
+    pub(crate) fn is_due(
         &self,
         container: &str,
         kind: ProbeKind,
@@ -99,7 +99,7 @@ impl ProbeTracker {
     /// The probes of `spec` (running as `container`, started at
     /// `started_at`) that should run at `now`: only the startup probe until
     /// it has succeeded, then readiness and liveness.
-    pub fn due<'a>(
+    pub(crate) fn due<'a>(
         &self,
         container: &str,
         spec: &'a Container,
@@ -125,7 +125,7 @@ impl ProbeTracker {
     }
 
     /// Records one try's result.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         container: &str,
         kind: ProbeKind,
@@ -202,7 +202,7 @@ impl ProbeTracker {
     /// start: with a startup probe that has not succeeded, no verdict; then
     /// the readiness probe's verdict; with a startup probe and no readiness
     /// probe, ready from the startup probe's success; with neither, none.
-    pub fn readiness(
+    pub(crate) fn readiness(
         &self,
         container: &str,
         spec: &Container,
@@ -236,14 +236,14 @@ impl ProbeTracker {
     }
 
     /// Forgets containers that are gone.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.states.retain(|(name, _), _| keep(name));
     }
 }
 
 /// The port a probe names, resolved against the container's ports: the
 /// container port and, when published, its host port.
-pub fn resolve_port(container: &Container, port: &PortRef) -> Option<(u16, Option<u16>)> {
+pub(crate) fn resolve_port(container: &Container, port: &PortRef) -> Option<(u16, Option<u16>)> {
     match port {
         PortRef::Number(number) => Some((
             *number,

@@ -22,16 +22,16 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 /// How every record's first line starts.
-pub const RECORD_PREFIX: &str = "flotilla: rollout ";
+pub(crate) const RECORD_PREFIX: &str = "flotilla: rollout ";
 
 /// A failing container's log excerpt, as committed for ever into the revert
 /// message and the note (readable by anyone who can read the repository):
 /// at most its last this many lines,
-pub const LOG_EXCERPT_LINES: usize = 10;
+pub(crate) const LOG_EXCERPT_LINES: usize = 10;
 /// each cut to this many characters,
-pub const LOG_EXCERPT_LINE_CHARS: usize = 200;
+pub(crate) const LOG_EXCERPT_LINE_CHARS: usize = 200;
 /// and this many bytes in all (the oldest lines are left out first).
-pub const LOG_EXCERPT_BYTES: usize = 2048;
+pub(crate) const LOG_EXCERPT_BYTES: usize = 2048;
 
 /// How a rollout, or one object's part of it, ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -224,7 +224,7 @@ impl RolloutRecord {
 }
 
 /// `12.3s`: seconds with one decimal, rounded to the nearest tenth.
-pub fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     let tenths = (duration.as_millis() + 50) / 100;
     format!("{}.{}s", tenths / 10, tenths % 10)
 }
@@ -320,7 +320,7 @@ fn one_line(text: &str) -> String {
 /// in `…`) with its control characters escaped (no terminal escape, carriage
 /// return or NUL is committed), and [`LOG_EXCERPT_BYTES`] bytes in all.
 /// Trailing blank lines are dropped.
-pub fn log_excerpt(logs: &str) -> Vec<String> {
+pub(crate) fn log_excerpt(logs: &str) -> Vec<String> {
     let lines = logs.trim_end_matches(['\n', '\r']).lines();
     let mut excerpt = Vec::new();
     let mut bytes = 0;

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `2026-11-23T01:02:03Z` (UTC, whole seconds).
-pub fn format_rfc3339(time: SystemTime) -> String {
+pub(crate) fn format_rfc3339(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
     let rem = secs % 86_400;
@@ -18,7 +18,7 @@ pub fn format_rfc3339(time: SystemTime) -> String {
 }
 
 /// How kubectl shows an age: the largest unit, whole.
-pub fn format_age(age: Duration) -> String {
+pub(crate) fn format_age(age: Duration) -> String {
     let secs = age.as_secs();
     match secs {
         0..=119 => format!("{secs}s"),

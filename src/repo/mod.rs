@@ -1,6 +1,6 @@
 //! Git: reading the desired state from a commit (or, on request, from a
 //! working tree), creating the leader's bare repository with its hooks, and
-//! the history side: rollout notes (`rollout_note`), the deploy history of a
+//! the history side: rollout notes (written as `reconcile::record` renders them), the deploy history of a
 //! branch (`revisions`) and rollback commits (`rollback`).
 //!
 //! Thin: this module finds and reads blobs; what they mean is `manifest`'s
@@ -12,8 +12,6 @@ mod init;
 mod policy;
 mod revisions;
 mod rollback;
-/// The rollout record format, kept with the reconciler that decides what it says.
-pub use crate::reconcile::record as rollout_note;
 
 use std::path::{Path, PathBuf};
 

@@ -13,10 +13,10 @@ use std::rc::Rc;
 
 use git2::{Oid, Repository};
 
-use super::rollout_note::{Outcome, RolloutRecord};
 use super::{RepoError, NOTES_REF};
 use crate::manifest::documents::{self, Documents, Fingerprint};
 use crate::manifest::model::ObjectKey;
+use crate::reconcile::record::{Outcome, RolloutRecord};
 
 /// One commit that changed the manifests, or the object asked about.
 #[derive(Clone, Debug)]

@@ -42,9 +42,9 @@ const PRUNE_SCAN: usize = 100;
 /// How often the probe task looks for due probes.
 const PROBE_TICK: Duration = Duration::from_millis(100);
 /// Log lines asked of the node per failing container (the excerpt
-/// committed is bounded further, see [`crate::repo::rollout_note::log_excerpt`]),
+/// committed is bounded further, see [`crate::reconcile::record::log_excerpt`]),
 /// and how long the node has to send them.
-const LOG_LINES: u32 = crate::repo::rollout_note::LOG_EXCERPT_LINES as u32;
+const LOG_LINES: u32 = crate::reconcile::record::LOG_EXCERPT_LINES as u32;
 const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 /// How far back on the branch to look for the commit that introduced a revision.
 const INTRODUCING_COMMIT_SEARCH: usize = 100;

@@ -201,7 +201,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             match logs.await {
                 Ok(Ok(logs)) if !logs.trim().is_empty() => {
                     text.push_str(&format!("\nlast log lines of {container} on {node}:"));
-                    for line in crate::repo::rollout_note::log_excerpt(&logs) {
+                    for line in crate::reconcile::record::log_excerpt(&logs) {
                         text.push_str("\n    ");
                         text.push_str(&line);
                     }
