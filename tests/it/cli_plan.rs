@@ -3,13 +3,11 @@
 //! node; the online cases point at a closed loopback port, so no node (and
 //! no testbed) is needed.
 
-mod support;
-
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Output, Stdio};
 
-use support::git::WorkTree;
+use crate::support::git::WorkTree;
 
 /// A node with declared capacity, reachable at no address it is ever
 /// asked for offline; online, port 1 on loopback refuses at once.
@@ -265,7 +263,7 @@ fn connections(listener: &std::net::TcpListener) -> usize {
 #[test]
 fn observe_nodes_of_contacts_only_the_nodes_the_landed_tip_declares() {
     let work = repo(&[("nodes/n1.yaml", NODE)]);
-    let landed = support::git::git_ok(work.path(), &["rev-parse", "HEAD"]);
+    let landed = crate::support::git::git_ok(work.path(), &["rev-parse", "HEAD"]);
     let landed = landed.trim();
     let (listener, pushed_node) = probe_target("n2");
     work.write("nodes/n2.yaml", &pushed_node);

@@ -4,22 +4,17 @@
 //! deadline; nothing sleeps a fixed time to "let things settle".
 //!
 //! Needs root (the testbed needs network namespaces): without it the test
-//! fails and says so. The scenarios share the binary's one testbed and run
-//! one at a time, each with its own repository and leader.
-
-mod common;
+//! fails and says so. The scenarios run one at a time, each alone on the
+//! shared testbed while its `Cluster` lives, with its own repository and
+//! leader.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use common::deploy::{git_in, http_get, wait_for, Cluster};
+use crate::common::deploy::{git_in, http_get, wait_for, Cluster};
 use flotilla::leader::status::StatusReport;
-
-/// One scenario at a time: each runs its own leader on the shared nodes.
-static SCENARIO: Mutex<()> = Mutex::new(());
 
 const CLUSTER: &str = "apiVersion: flotilla.dev/v1
 kind: Cluster
@@ -88,7 +83,6 @@ spec:
 
 #[test]
 fn git_push_deploys_heals_and_survives_failures() {
-    let _one_at_a_time = SCENARIO.lock().unwrap_or_else(|e| e.into_inner());
     let mut cluster = Cluster::new(CLUSTER);
     cluster.start_leader();
     let all = ["n1", "n2", "n3"];
@@ -826,19 +820,15 @@ impl Cluster {
 
 #[test]
 fn rollouts_follow_commits_and_failures_revert_themselves() {
-    let _one_at_a_time = SCENARIO.lock().unwrap_or_else(|e| e.into_inner());
     let mut cluster = Cluster::new(CLUSTER);
     cluster.start_leader();
     // Tags of the test images of this scenario's own: pruning old revisions
     // removes the tag, and the other scenario's images stay.
     let (v1, v2) = ("flotilla-rollout:1", "flotilla-rollout:2");
+    let (image_1, image_2) = (cluster.testbed.image(), cluster.testbed.upgrade_image());
     for node in cluster.testbed.node_names() {
-        cluster
-            .testbed
-            .docker(&node, &["tag", "flotilla-test:1", v1]);
-        cluster
-            .testbed
-            .docker(&node, &["tag", "flotilla-test:2", v2]);
+        cluster.testbed.docker(&node, &["tag", &image_1, v1]);
+        cluster.testbed.docker(&node, &["tag", &image_2, v2]);
     }
     // Budgets with Kubernetes' defaults for 6 replicas: surge 2, unavailable 1.
     let floor = 6 - 1;

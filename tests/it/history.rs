@@ -1,11 +1,9 @@
 //! Writing back to Git: rollout notes and revert commits, checked with the
 //! real `git` CLI reading what flotilla wrote.
 
-mod support;
-
+use crate::support::git::{git_ok, WorkTree};
 use flotilla::repo::{self, RevertError};
 use git2::Oid;
-use support::git::{git_ok, WorkTree};
 
 fn bare_clone(tree: &WorkTree) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -4,14 +4,12 @@
 //! exist: the leader reconciles (finding the node unreachable) without any
 //! Docker daemon, which is all these tests need.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::git::{git_ok, WorkTree};
 use flotilla::leader::lock;
-use support::git::{git_ok, WorkTree};
 
 const FLOTILLA: &str = env!("CARGO_BIN_EXE_flotilla");
 

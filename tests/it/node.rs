@@ -4,9 +4,8 @@
 //! Tests run in parallel and each keeps to its own node where it changes
 //! something: n1 for container operations and host keys, n2 for a node
 //! going down or silent and coming back (one such test at a time, under
-//! [`N2`]), n3 for image shipping.
-
-mod common;
+//! [`N2`]), n3 for image shipping. They share the testbed with each other,
+//! never with an end-to-end scenario ([`shared_cluster`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,19 +20,19 @@ use flotilla::node::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::cluster;
+use crate::common::{shared_cluster, TestCluster};
 
 /// Held by each test that takes n2 down or silences it, and by those that
-/// need every node up.
+/// need every node up; always taken after [`shared_cluster`].
 static N2: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Brings n2 back when a test that took it down ends, passed or failed, so
 /// that one failure does not fail the tests after it.
-struct RestoreN2;
+struct RestoreN2<'a>(&'a TestCluster);
 
-impl Drop for RestoreN2 {
+impl Drop for RestoreN2<'_> {
     fn drop(&mut self) {
-        cluster().restore_node("n2");
+        self.0.restore_node("n2");
     }
 }
 
@@ -81,8 +80,8 @@ async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_to_every_node_reports_its_facts() {
+    let cluster = shared_cluster().await;
     let _n2 = N2.lock().await;
-    let cluster = cluster();
     let pool = NodePool::new(&cluster.nodes(), &cluster.ssh_options());
     for name in cluster.node_names() {
         let node = pool.get(&name).expect("node in pool");
@@ -100,7 +99,7 @@ async fn a_session_to_every_node_reports_its_facts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn container_lifecycle_over_ssh() {
-    let cluster = cluster();
+    let cluster = shared_cluster().await;
     let node = NodeClient::new(&cluster.node("n1"), cluster.ssh_options());
     let labels = labels("n1", "web", 0);
     let mut web = spec(
@@ -277,7 +276,7 @@ async fn container_lifecycle_over_ssh() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unmanaged_containers_are_not_listed() {
-    let cluster = cluster();
+    let cluster = shared_cluster().await;
     let node = NodeClient::new(&cluster.node("n1"), cluster.ssh_options());
     let name = "flotilla-test-unmanaged";
     node.remove(name).await.expect("clean slate");
@@ -299,7 +298,7 @@ fn message(error: NodeError) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_host_key_is_refused() {
-    let cluster = cluster();
+    let cluster = shared_cluster().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let known_hosts = dir.path().join("known_hosts");
     // n1's address recorded with n2's key: what a changed key looks like.
@@ -333,7 +332,7 @@ async fn a_changed_host_key_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_host_key_is_refused_unless_trusted_on_first_use() {
-    let cluster = cluster();
+    let cluster = shared_cluster().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let known_hosts = dir.path().join("known_hosts");
     let options = SshOptions {
@@ -373,9 +372,9 @@ async fn an_unknown_host_key_is_refused_unless_trusted_on_first_use() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_goes_down_fails_fast_and_comes_back() {
+    let cluster = shared_cluster().await;
     let _n2 = N2.lock().await;
-    let _restore = RestoreN2;
-    let cluster = cluster();
+    let _restore = RestoreN2(&cluster);
     let pool = NodePool::new(&cluster.nodes(), &cluster.ssh_options());
     for node in pool.iter() {
         node.connect().await.unwrap_or_else(|e| panic!("{e}"));
@@ -450,7 +449,7 @@ async fn a_node_that_goes_down_fails_fast_and_comes_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_only_the_leader_has_is_shipped_and_runs() {
-    let cluster = cluster();
+    let cluster = shared_cluster().await;
     let node = NodeClient::new(&cluster.node("n3"), cluster.ssh_options());
     let image = "flotilla-shipped:1";
     let rootfs = cluster.image_rootfs();
@@ -515,7 +514,7 @@ async fn an_image_only_the_leader_has_is_shipped_and_runs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_node_uses_its_docker_socket_directly() {
-    let cluster = cluster();
+    let cluster = shared_cluster().await;
     let mut node = cluster.node("n1");
     node.spec.transport = flotilla::manifest::model::Transport::Local;
     // An address nothing listens on: no SSH may be attempted.
@@ -529,9 +528,9 @@ async fn a_local_node_uses_its_docker_socket_directly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_gone_silent_with_its_session_open_fails_within_the_request_timeout() {
+    let cluster = shared_cluster().await;
     let _n2 = N2.lock().await;
-    let _restore = RestoreN2;
-    let cluster = cluster();
+    let _restore = RestoreN2(&cluster);
     let options = SshOptions {
         request_timeout: Duration::from_secs(3),
         ..cluster.ssh_options()
@@ -635,7 +634,7 @@ async fn a_node_gone_silent_with_its_session_open_fails_within_the_request_timeo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_leader_does_not_adopt_a_container_it_did_not_create() {
-    let cluster = cluster();
+    let cluster = shared_cluster().await;
     let leader = DockerNodes::default().with_ssh(cluster.ssh_options());
     leader
         .observe(&cluster.node("n1"))
@@ -708,11 +707,7 @@ async fn the_leader_does_not_adopt_a_container_it_did_not_create() {
 
 /// Whether OpenSSH's own client accepts `node`'s host key with this
 /// known_hosts file (strict checking, the testbed's identity).
-fn openssh_accepts(
-    cluster: &common::TestCluster,
-    node: &str,
-    known_hosts: &std::path::Path,
-) -> bool {
+fn openssh_accepts(cluster: &TestCluster, node: &str, known_hosts: &std::path::Path) -> bool {
     std::process::Command::new("ssh")
         .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
         .arg("-o")
@@ -741,7 +736,7 @@ fn openssh_accepts(
 /// Each file is tried with `ssh` itself and with flotilla's session.
 #[tokio::test(flavor = "multi_thread")]
 async fn known_hosts_files_mean_to_flotilla_what_they_mean_to_openssh() {
-    let cluster = cluster();
+    let cluster = shared_cluster().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let key = |node: &str| {
         let text = std::fs::read_to_string(cluster.host_key_file(node)).expect("host key");
@@ -783,7 +778,7 @@ async fn known_hosts_files_mean_to_flotilla_what_they_mean_to_openssh() {
             assert!(text.starts_with("|1|"), "{text}");
         }
         assert_eq!(
-            openssh_accepts(cluster, "n1", &known_hosts),
+            openssh_accepts(&cluster, "n1", &known_hosts),
             accepted,
             "ssh, {name}"
         );

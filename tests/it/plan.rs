@@ -1,14 +1,12 @@
 //! The planner end to end on typed inputs: rendered plans pinned as
 //! snapshots, and the invariants each scenario must keep.
 
-mod plan_support;
-
 use std::time::Duration;
 
+use crate::plan_support::*;
 use flotilla::cluster::ContainerState;
 use flotilla::manifest::model::*;
 use flotilla::plan::{plan, render, Change, Operation, Plan, RenderOptions};
-use plan_support::*;
 
 fn three_nodes() -> Vec<Node> {
     vec![

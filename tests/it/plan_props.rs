@@ -2,14 +2,12 @@
 //! input gives the same plan, applying a plan and planning again converges
 //! to an empty plan (rollouts included), and spread constraints hold.
 
-mod plan_support;
-
 use std::collections::BTreeMap;
 
+use crate::plan_support::*;
 use flotilla::cluster::ObservedCluster;
 use flotilla::manifest::model::*;
 use flotilla::plan::plan;
-use plan_support::*;
 use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, ProptestConfig};
 use proptest::strategy::Strategy as _;
 

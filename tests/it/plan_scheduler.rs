@@ -1,11 +1,9 @@
 //! The scheduler's filters and scores, one small table per concern.
 
-mod plan_support;
-
+use crate::plan_support::*;
 use flotilla::cluster::ObservedCluster;
 use flotilla::manifest::model::*;
 use flotilla::plan::scheduler::{PodRef, Scheduler};
-use plan_support::*;
 
 /// Places `count` replicas of `pod` after `existing` (deployment, node)
 /// pods; returns each node name or the failure message.

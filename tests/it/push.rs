@@ -2,12 +2,10 @@
 //! commits in and rejects invalid ones with every diagnostic shown to the
 //! pusher. Real `git` CLI, real hooks, the real `flotilla` binary.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::git::{git, git_ok, WorkTree};
+use crate::support::git::{git, git_ok, WorkTree};
 
 const NODE: &str = "\
 apiVersion: flotilla.dev/v1

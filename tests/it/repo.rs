@@ -1,9 +1,7 @@
 //! Reading the desired state from commits and working trees (real git).
 
-mod support;
-
+use crate::support::git::{git_ok, WorkTree};
 use flotilla::repo::{self, RepoError};
-use support::git::{git_ok, WorkTree};
 
 const NODE: &str =
     "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata:\n  name: n1\nspec:\n  address: 127.0.0.1\n";

@@ -3,15 +3,13 @@
 //! leader's bare repository and in a clone, the same tree as `git revert`,
 //! and the refusals. No network, no Docker.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::git::{git, git_ok, WorkTree};
 use flotilla::repo::{self, ObjectOutcome, Outcome, RolloutRecord};
 use git2::Oid;
-use support::git::{git, git_ok, WorkTree};
 
 const NODE: &str = "\
 apiVersion: flotilla.dev/v1

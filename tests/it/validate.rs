@@ -2,13 +2,11 @@
 //! `git` CLI: exit codes, text and JSON output, `--rev`, `--working-tree`,
 //! `--revs-from-stdin`, and files that cannot be read as text.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::git::{git_ok, WorkTree};
+use crate::support::git::{git_ok, WorkTree};
 
 const NODE: &str = "\
 apiVersion: flotilla.dev/v1

@@ -2,7 +2,6 @@
 //! (made by `flotilla init-repo`, hooks and all), a work clone pushed to
 //! with the real git CLI, and the `flotilla` binary running as the leader
 //! against the shared testbed. Every wait polls with a deadline.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use flotilla::leader::status::StatusReport;
 
-use super::TestCluster;
+use super::{ExclusiveCluster, TestCluster};
 
 pub const FLOTILLA: &str = env!("CARGO_BIN_EXE_flotilla");
 
@@ -95,14 +94,21 @@ pub struct Cluster {
     pub listen: SocketAddr,
     pub leader: Option<Child>,
     pub log: PathBuf,
+    /// No other test uses the testbed while this scenario runs. The last
+    /// field, so it is released after the leader is stopped and the rest
+    /// dropped.
+    _alone: ExclusiveCluster,
 }
 
 impl Cluster {
     /// A new bare repository with flotilla's hooks, a work clone holding the
     /// testbed's Node manifests and `cluster_yaml` (pushed), and no leader
-    /// yet. Managed containers left by an earlier scenario are removed.
+    /// yet. Waits until no other test uses the testbed, then has it alone
+    /// while the returned value lives. Managed containers left by an
+    /// earlier scenario are removed.
     pub fn new(cluster_yaml: &str) -> Cluster {
-        let testbed = super::cluster();
+        let alone = super::exclusive_cluster();
+        let testbed = alone.cluster;
         testbed.remove_managed_containers();
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("cluster.git");
@@ -136,6 +142,7 @@ impl Cluster {
             leader: None,
             log: dir.path().join("leader.log"),
             dir,
+            _alone: alone,
         };
         cluster.git(&["init", "-q", "-b", "main"]);
         cluster.git(&["remote", "add", "origin", bare.to_str().unwrap()]);

@@ -1,6 +1,14 @@
 //! The testbed as the integration tests see it: `TestCluster` brings
-//! `scripts/testbed up 3` once per test binary and tears it down when the
-//! binary exits.
+//! `scripts/testbed up 3` once per `cargo test` run (the first test that
+//! asks for it, in the one test binary) and tears it down when the binary
+//! exits.
+//!
+//! Sharing: the `node` tests run in parallel on the testbed
+//! ([`shared_cluster`]), each keeping to its own node where it changes
+//! something. An end-to-end scenario ([`deploy::Cluster`]) runs a leader
+//! over every node, removes every managed container and takes nodes down,
+//! so it has the testbed to itself: it waits until no other test holds it,
+//! and the others wait for it.
 //!
 //! Teardown: the first call to [`cluster`] registers a C `atexit` handler
 //! that runs `scripts/testbed down`. Rust's test harness ends the process
@@ -10,20 +18,22 @@
 //! separately. If the process is killed outright (SIGKILL), the next `up`
 //! repairs the half-built testbed and the next `down` removes it.
 //! Set `FLOTILLA_TESTBED_KEEP=1` to leave it up for debugging.
-#![allow(dead_code)]
 
 pub mod deploy;
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use flotilla::manifest::model::{Capacity, Node, NodeSpec, ObjectMeta, Transport};
 use flotilla::node::SshOptions;
 
-/// Nodes every test binary gets.
+/// Nodes the testbed has.
 pub const NODE_COUNT: usize = 3;
 
 pub struct TestCluster {
@@ -31,6 +41,58 @@ pub struct TestCluster {
 }
 
 static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+
+/// Read: a test sharing the testbed; write: a test alone on it.
+static IN_USE: RwLock<()> = RwLock::const_new(());
+
+/// The testbed, held by a test that shares it with the other `node` tests;
+/// end-to-end scenarios wait until it is dropped.
+pub struct SharedCluster {
+    cluster: &'static TestCluster,
+    _in_use: RwLockReadGuard<'static, ()>,
+}
+
+impl Deref for SharedCluster {
+    type Target = TestCluster;
+
+    fn deref(&self) -> &TestCluster {
+        self.cluster
+    }
+}
+
+/// The testbed for a test that shares it (brought up on first use), once no
+/// end-to-end scenario holds it. Take it before any other lock a test
+/// holds, so that the lock order is the same in every test.
+pub async fn shared_cluster() -> SharedCluster {
+    let in_use = IN_USE.read().await;
+    SharedCluster {
+        cluster: cluster(),
+        _in_use: in_use,
+    }
+}
+
+/// The testbed for a test that must be alone on it, once no other test
+/// holds it. Blocks the thread: for plain `#[test]`s, not async ones.
+pub struct ExclusiveCluster {
+    cluster: &'static TestCluster,
+    _in_use: RwLockWriteGuard<'static, ()>,
+}
+
+impl Deref for ExclusiveCluster {
+    type Target = TestCluster;
+
+    fn deref(&self) -> &TestCluster {
+        self.cluster
+    }
+}
+
+pub fn exclusive_cluster() -> ExclusiveCluster {
+    let in_use = IN_USE.blocking_write();
+    ExclusiveCluster {
+        cluster: cluster(),
+        _in_use: in_use,
+    }
+}
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed")
@@ -43,15 +105,16 @@ extern "C" fn tear_down_at_exit() {
     let _ = Command::new(script()).arg("down").status();
 }
 
-/// The testbed, brought up on first use.
-pub fn cluster() -> &'static TestCluster {
+/// The testbed, brought up on first use. Tests reach it through
+/// [`shared_cluster`] or [`exclusive_cluster`].
+fn cluster() -> &'static TestCluster {
     CLUSTER.get_or_init(|| {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let euid = unsafe { libc::geteuid() };
         assert!(
             euid == 0,
             "the testbed tests need root (network namespaces, sshd, dockerd): run them as root, \
-             e.g. `sudo -E cargo test --test node`"
+             e.g. `sudo -E cargo test --test it node::`"
         );
         let output = Command::new(script())
             .args(["up", &NODE_COUNT.to_string()])

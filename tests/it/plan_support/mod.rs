@@ -1,7 +1,6 @@
 //! Compact builders of typed desired and observed states for the planner's
 //! tests, and `apply_to_observed`, which plays a plan against an observed
 //! cluster as a perfect executor would.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

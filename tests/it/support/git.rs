@@ -1,7 +1,5 @@
 //! A scratch git work tree driven by the real `git` CLI, for tests.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
