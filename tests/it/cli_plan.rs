@@ -3,8 +3,12 @@
 //! node; the online cases point at a closed loopback port, so no node (and
 //! no testbed) is needed.
 
+use std::ffi::{CStr, OsStr};
+use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, Output, Stdio};
 
 use crate::support::git::WorkTree;
@@ -186,23 +190,46 @@ fn no_colour_when_piped() {
     assert!(!shown.contains('\x1b'), "no escapes when piped: {shown:?}");
 }
 
+/// A new pseudo-terminal: its master and its slave, both close-on-exec as
+/// the standard library opens every file. openpty(3) gives descriptors
+/// without that flag: a process another test of this binary spawned
+/// meanwhile (a leader, a testbed daemon) would inherit the slave and keep
+/// the master's reader below waiting long after our child has exited.
+fn pseudo_terminal() -> (File, File) {
+    let master = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/ptmx")
+        .expect("/dev/ptmx opens");
+    let fd = master.as_raw_fd();
+    let mut name: [libc::c_char; 128] = [0; 128];
+    // SAFETY: `fd` is the master just opened; `name` is a writable buffer
+    // of the length given.
+    let ready = unsafe {
+        libc::grantpt(fd) == 0
+            && libc::unlockpt(fd) == 0
+            && libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) == 0
+    };
+    assert!(
+        ready,
+        "pseudo-terminal: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated path.
+    let name = unsafe { CStr::from_ptr(name.as_ptr()) };
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(OsStr::from_bytes(name.to_bytes()))
+        .expect("the pseudo-terminal's slave opens");
+    (master, slave)
+}
+
 /// Runs the plan with stdout on a pseudo-terminal; returns what it printed.
 fn on_a_terminal(mut command: Command) -> String {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two fresh descriptors into the pointers given,
-    // and the null name, termios and winsize pointers are allowed.
-    let opened = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors were just opened and are owned only here.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let (mut reader, slave) = pseudo_terminal();
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::from(slave))
@@ -211,7 +238,6 @@ fn on_a_terminal(mut command: Command) -> String {
         .expect("flotilla runs");
     // The child holds the only other end: reading ends (EIO) when it exits.
     drop(command);
-    let mut reader = std::fs::File::from(master);
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
