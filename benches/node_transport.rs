@@ -12,7 +12,9 @@
 //!     cargo bench --bench node_transport            (as root; brings the testbed up and down)
 //!     ROUNDS=5 cargo bench --bench node_transport
 
-#[path = "../tests/common/mod.rs"]
+// The integration tests' testbed helper; this bench uses a part of it.
+#[allow(dead_code)]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
@@ -111,7 +113,7 @@ async fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     // `cargo test --all-targets` runs this binary without it: building it
     // is the check there, since the measurement takes minutes of a shared
-    // testbed and tests/node.rs covers the same operations.
+    // testbed and tests/it/node.rs covers the same operations.
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("node_transport: measured only by `cargo bench --bench node_transport`");
         return;
@@ -120,7 +122,7 @@ async fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
-    let cluster = common::cluster();
+    let cluster = common::shared_cluster().await;
     let image = cluster.image();
     let sshd_log = format!("{}/{NODE}/sshd.log", cluster.env("TESTBED_DIR"));
 
