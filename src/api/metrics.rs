@@ -29,7 +29,8 @@ struct Inner {
     nodes_reachable: u64,
     nodes_total: u64,
     /// (namespace/name) -> (ready, desired).
-    replicas: BTreeMap<(String, String), (u32, u32)>,
+    /// (kind, namespace, name) -> (ready, desired).
+    replicas: BTreeMap<(String, String, String), (u32, u32)>,
     /// When the last reconcile started, seconds since the Unix epoch.
     last_reconcile_start: f64,
     /// From the first file-system event of the last push to its reconcile.
@@ -86,11 +87,15 @@ impl Metrics {
     }
 
     /// Replaces the replica gauges: (namespace, name, ready, desired).
-    pub fn set_replicas(&self, objects: impl IntoIterator<Item = (String, String, u32, u32)>) {
+    /// Ready and desired replicas per (kind, namespace, name).
+    pub fn set_replicas(
+        &self,
+        objects: impl IntoIterator<Item = ((String, String, String), u32, u32)>,
+    ) {
         let mut inner = self.inner.lock().expect("metrics lock is never poisoned");
         inner.replicas = objects
             .into_iter()
-            .map(|(namespace, name, ready, desired)| ((namespace, name), (ready, desired)))
+            .map(|(object, ready, desired)| (object, (ready, desired)))
             .collect();
     }
 
@@ -183,20 +188,22 @@ impl Metrics {
         let _ = writeln!(out, "flotilla_nodes {}", inner.nodes_total);
         out.push_str("# HELP flotilla_replicas_ready Ready replicas per object.\n");
         out.push_str("# TYPE flotilla_replicas_ready gauge\n");
-        for ((namespace, name), (ready, _)) in &inner.replicas {
+        for ((kind, namespace, name), (ready, _)) in &inner.replicas {
             let _ = writeln!(
                 out,
-                "flotilla_replicas_ready{{namespace=\"{}\",name=\"{}\"}} {ready}",
+                "flotilla_replicas_ready{{kind=\"{}\",namespace=\"{}\",name=\"{}\"}} {ready}",
+                escape(kind),
                 escape(namespace),
                 escape(name)
             );
         }
         out.push_str("# HELP flotilla_replicas_desired Desired replicas per object.\n");
         out.push_str("# TYPE flotilla_replicas_desired gauge\n");
-        for ((namespace, name), (_, desired)) in &inner.replicas {
+        for ((kind, namespace, name), (_, desired)) in &inner.replicas {
             let _ = writeln!(
                 out,
-                "flotilla_replicas_desired{{namespace=\"{}\",name=\"{}\"}} {desired}",
+                "flotilla_replicas_desired{{kind=\"{}\",namespace=\"{}\",name=\"{}\"}} {desired}",
+                escape(kind),
                 escape(namespace),
                 escape(name)
             );
@@ -225,7 +232,15 @@ mod tests {
         metrics.count_action("create", "ok");
         metrics.count_action("remove", "error");
         metrics.set_nodes(2, 3);
-        metrics.set_replicas([("default".to_string(), "web".to_string(), 2, 3)]);
+        metrics.set_replicas([(
+            (
+                "Deployment".to_string(),
+                "default".to_string(),
+                "web".to_string(),
+            ),
+            2,
+            3,
+        )]);
         insta::assert_snapshot!(metrics.render());
     }
 }

@@ -99,10 +99,26 @@ pub(super) fn run<N: NodeOps, P: Planner>(
             );
         }
     }
+    // kubectl's rule: only a rolling update has a rollout to follow; an
+    // `OnDelete` workload's old pods stay until removed by hand.
+    let on_delete = |w: &&crate::manifest::model::Workload| {
+        w.spec.strategy == crate::manifest::model::Strategy::OnDelete
+    };
+    if let Some(w) = wanted
+        .as_ref()
+        .and_then(|key| loaded.state.workload(key))
+        .filter(on_delete)
+    {
+        anyhow::bail!(
+            "{}: rollout status is only available for the RollingUpdate strategy (its updateStrategy is OnDelete)",
+            w.key()
+        );
+    }
     let mut targets: Vec<Target> = loaded
         .state
         .workloads
         .iter()
+        .filter(|w| !on_delete(w))
         .filter(|d| wanted.as_ref().is_none_or(|k| *k == d.key()))
         .map(|d| Target {
             key: d.key(),

@@ -21,7 +21,8 @@ use crate::cluster::{ManagedLabels, ObservedCluster, ObservedNode, Reachability}
 use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate};
 
 pub use diff::manifest_diff;
-pub use planner::{desired_pods, plan};
+pub(crate) use planner::desired_pods;
+pub use planner::plan;
 pub use render::{render, RenderOptions};
 
 /// What one reconcile should do, and what it found.

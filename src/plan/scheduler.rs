@@ -695,10 +695,7 @@ impl Requests {
 }
 
 /// The first NoSchedule or NoExecute taint no toleration of the pod covers.
-pub(crate) fn untolerated_taint<'t>(
-    taints: &'t [Taint],
-    template: &PodTemplate,
-) -> Option<&'t Taint> {
+fn untolerated_taint<'t>(taints: &'t [Taint], template: &PodTemplate) -> Option<&'t Taint> {
     taints.iter().find(|taint| {
         matches!(
             taint.effect,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::time::{format_age, format_rfc3339};
 use crate::cluster::replica::{container_available, container_ready};
 use crate::cluster::{ContainerState, Health, ObservedCluster, ObservedContainer, Reachability};
-use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate};
+use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate, Strategy};
 use crate::manifest::template_hash;
 use crate::plan::desired_pods;
 
@@ -107,7 +107,7 @@ pub fn build(
     observed: &ObservedCluster,
     now: SystemTime,
 ) -> StatusReport {
-    let templates: BTreeMap<ObjectKey, (&PodTemplate, u32, String, u32)> = desired
+    let templates: BTreeMap<ObjectKey, (&PodTemplate, u32, String, u32, bool)> = desired
         .workloads
         .iter()
         .map(|w| {
@@ -118,6 +118,7 @@ pub fn build(
                     desired_pods(w, desired, observed, now),
                     template_hash(&w.spec.template),
                     w.spec.min_ready_seconds,
+                    w.spec.strategy == Strategy::OnDelete,
                 ),
             )
         })
@@ -154,8 +155,8 @@ pub fn build(
             // An old revision's probes went with its template: like the
             // planner, count it ready while it runs.
             let spec_container = template
-                .filter(|(_, _, hash, _)| *hash == labels.template_hash)
-                .and_then(|(t, _, _, _)| {
+                .filter(|(_, _, hash, _, _)| *hash == labels.template_hash)
+                .and_then(|(t, _, _, _, _)| {
                     t.spec
                         .containers
                         .iter()
@@ -169,7 +170,7 @@ pub fn build(
             let available = container_available(
                 container,
                 spec_container,
-                template.map_or(0, |(_, _, _, min_ready)| *min_ready),
+                template.map_or(0, |(_, _, _, min_ready, _)| *min_ready),
                 now,
             );
             let pod_key = (
@@ -182,7 +183,7 @@ pub fn build(
             pod.0 &= ready;
             pod.1 &= available;
             if container.state != ContainerState::Dead && counted_pods.insert(pod_key) {
-                if let Some((template, _, _, _)) = template {
+                if let Some((template, _, _, _, _)) = template {
                     let requests = template.spec.requests();
                     cpu_allocated += requests.cpu.map_or(0, |c| c.0);
                     memory_allocated += requests.memory.map_or(0, |m| m.0);
@@ -235,7 +236,7 @@ pub fn build(
     }
 
     let mut objects = Vec::new();
-    for (key, (_, desired_replicas, hash, _)) in &templates {
+    for (key, (_, desired_replicas, hash, _, on_delete)) in &templates {
         let mut ready = 0;
         let mut available = 0;
         let mut updated_available = 0;
@@ -261,10 +262,16 @@ pub fn build(
                 break;
             }
         }
-        // Complete when every replica is of this revision and available.
-        let complete = updated == *desired_replicas
-            && total == *desired_replicas
-            && updated_available >= *desired_replicas;
+        // Complete when every replica is of this revision and available;
+        // with `OnDelete`, old pods stay by design: when every pod is there
+        // and available, whatever its revision.
+        let complete = if *on_delete {
+            total == *desired_replicas && available >= *desired_replicas
+        } else {
+            updated == *desired_replicas
+                && total == *desired_replicas
+                && updated_available >= *desired_replicas
+        };
         objects.push(ObjectStatus {
             kind: key.kind.as_str().to_string(),
             namespace: key.namespace.clone(),
@@ -600,6 +607,39 @@ mod tests {
         let read: StatusReport = serde_json::from_value(old).expect("old report reads");
         assert!(read.replicas.iter().all(|r| r.ports.is_empty()));
         insta::assert_snapshot!(report.to_string());
+    }
+
+    /// Review of issue 11: an `OnDelete` workload's old pods stay by design;
+    /// with every pod there and available it is complete, not progressing
+    /// for ever (which would keep the loop on its follow-up period and the
+    /// commit without its note).
+    #[test]
+    fn on_delete_is_complete_with_old_pods() {
+        let (mut desired, _) = load(&[SourceFile {
+            path: "web.yaml".into(),
+            text: "replicas: 2".into(),
+        }]);
+        let mut observed = ObservedCluster::default();
+        observed.nodes.insert(
+            "n1".into(),
+            ObservedNode {
+                name: "n1".into(),
+                reachability: Reachability::Reachable,
+                facts: None,
+                containers: vec![
+                    container(&desired, "n1", 0, ContainerState::Running, Some("0ld")),
+                    container(&desired, "n1", 1, ContainerState::Running, Some("0ld")),
+                ],
+            },
+        );
+        let rollout = |desired: &DesiredState| {
+            build(desired, None, &observed, at(5)).objects[0]
+                .rollout
+                .clone()
+        };
+        assert_eq!(rollout(&desired), "progressing");
+        desired.workloads[0].spec.strategy = Strategy::OnDelete;
+        assert_eq!(rollout(&desired), "complete");
     }
 
     #[test]

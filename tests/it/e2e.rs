@@ -1145,6 +1145,20 @@ fn daemon_set_follows_nodes_rolls_node_by_node_and_reverts_a_crash() {
         .template_hash
         .clone();
     assert_eq!(ready_agents(&status, &v1), ["n1", "n2", "n3"]);
+    // `flotilla rollout status daemonset/agent` follows it as it does a
+    // Deployment, in kubectl's words.
+    let followed = cluster
+        .flotilla()
+        .args(["rollout", "status", "ds/agent", "--timeout", "60", "--repo"])
+        .arg(&cluster.bare)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&followed.stdout);
+    assert_eq!(followed.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("daemon set \"agent\" successfully rolled out"),
+        "{said}"
+    );
 
     // 2. A commit declaring a fourth node gives it a pod.
     let testbed = cluster.testbed;
@@ -1235,5 +1249,19 @@ fn daemon_set_follows_nodes_rolls_node_by_node_and_reverts_a_crash() {
     assert_eq!(ready_agents(&status, &v2), ["n1", "n3", "n4"]);
     let note = cluster.note(&bad);
     assert!(note.contains(&format!("reverted by {revert}")), "{note}");
+    // Its history shows the failed revision and its revert.
+    let history = cluster
+        .flotilla()
+        .args(["history", "daemonset/agent", "--repo"])
+        .arg(&cluster.bare)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&history.stdout);
+    assert!(history.status.success(), "{listed}");
+    let bad_line = listed
+        .lines()
+        .find(|l| l.contains("Break agent"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(bad_line.contains("failed"), "{listed}");
     cluster.stop_leader();
 }

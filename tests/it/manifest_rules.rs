@@ -1,7 +1,7 @@
 //! One rule per row: a minimal manifest and the diagnostics it gives, as
 //! `line:column severity: message (field path)`.
 
-use flotilla::manifest::model::{Kind, PullPolicy};
+use flotilla::manifest::model::{IntOrPercent, Kind, PodSet, PullPolicy, Strategy};
 use flotilla::manifest::{default_pull_policy, load, SourceFile};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
@@ -426,4 +426,47 @@ fn the_operator_policy_refuses_local_transport_and_privileged_host_ports() {
         ]
     );
     assert!(check_operator_policy(&loaded.state, &OperatorPolicy::permissive()).is_empty());
+}
+
+/// Issue 11: a DaemonSet's spec, with Kubernetes' defaults and rules.
+#[test]
+fn daemon_set_fields() {
+    let daemon_set = |spec: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: agent}}\nspec:\n{spec}  selector: {{matchLabels: {{app: agent}}}}\n  \
+             template:\n    metadata: {{labels: {{app: agent}}}}\n    spec:\n      containers:\n      - {{name: a, image: 'agent:1'}}\n"
+        )
+    };
+    check(&daemon_set(""), &[]);
+    let loaded = load(&[SourceFile {
+        path: "m.yaml".into(),
+        text: daemon_set(""),
+    }]);
+    let agent = &loaded.state.workloads[0];
+    assert_eq!(agent.spec.pods, PodSet::OnePerNode);
+    assert_eq!(
+        agent.spec.strategy,
+        Strategy::RollingUpdate {
+            max_surge: IntOrPercent::Int(0),
+            max_unavailable: IntOrPercent::Int(1),
+        }
+    );
+    check(&daemon_set("  updateStrategy: {type: OnDelete}\n"), &[]);
+    check(
+        &daemon_set("  updateStrategy: {type: Recreate}\n"),
+        &["5:26 error: invalid value `Recreate`, expected `RollingUpdate` or `OnDelete` (spec.updateStrategy.type)"],
+    );
+    check(
+        &daemon_set("  updateStrategy: {rollingUpdate: {maxSurge: 1}}\n"),
+        &["5:46 error: `maxSurge` may not be set when `maxUnavailable` is not 0 (spec.updateStrategy.rollingUpdate.maxSurge)"],
+    );
+    check(
+        &daemon_set("  updateStrategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n"),
+        &[],
+    );
+    let replicas = diagnostics(&daemon_set("  replicas: 3\n"));
+    assert!(
+        replicas[0].contains("unknown field `replicas`"),
+        "{replicas:?}"
+    );
 }

@@ -799,3 +799,66 @@ fn terminating_pods_are_not_counted_nor_acted_on_again() {
         .collect();
     assert_eq!(actions, [("n1", "create")], "{p}");
 }
+
+/// Review of issue 11: with removals in the background, a Recreate's old
+/// replicas are terminating for their grace period; no new replica may start
+/// beside them (Kubernetes waits for every old pod to be gone).
+#[test]
+fn recreate_waits_for_terminating_old_replicas() {
+    let mut web = deployment("web", 2, 500, GIB);
+    web.spec.strategy = Strategy::Recreate;
+    let state = desired(three_nodes(), vec![web.clone()]);
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 5);
+    for node in cluster.nodes.values_mut() {
+        for c in &mut node.containers {
+            c.state = ContainerState::Removing;
+        }
+    }
+    let v2 = desired(three_nodes(), vec![with_image(web, "web:2")]);
+    let p = plan_now(&v2, &cluster);
+    assert!(
+        p.actions.is_empty(),
+        "nothing until the old replicas are gone:\n{p}"
+    );
+    for node in cluster.nodes.values_mut() {
+        node.containers.clear();
+    }
+    let p = plan_now(&v2, &cluster);
+    assert_eq!(p.counts().0, 2, "{p}");
+}
+
+/// Review of issue 11: an untolerated `NoSchedule` taint keeps new pods off
+/// a node but lets the one there run on (Kubernetes' shouldContinueRunning);
+/// a rolling update removes it there and creates none.
+#[test]
+fn a_no_schedule_taint_lets_the_pod_there_run_on() {
+    let state = desired(workers(3), vec![agent()]);
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 5);
+    let mut nodes = workers(3);
+    nodes[1] = tainted(
+        nodes[1].clone(),
+        "dedicated",
+        "gpu",
+        TaintEffect::NoSchedule,
+    );
+    let tainted_state = desired(nodes.clone(), vec![agent()]);
+    let p = plan_now(&tainted_state, &cluster);
+    assert!(p.is_empty(), "{p}");
+    assert_eq!(p.objects[0].desired, Some(3));
+
+    let v2 = desired(nodes, vec![with_image(agent(), "agent:2")]);
+    converge(&v2, &mut cluster, 20);
+    let new_hash = flotilla::manifest::template_hash(&v2.workloads[0].spec.template);
+    let pods = pods_by_node(&cluster);
+    assert_eq!(
+        pods,
+        [
+            ("n1".to_string(), new_hash.clone()),
+            ("n3".to_string(), new_hash)
+        ],
+        "n2 keeps no pod after the update"
+    );
+    assert_eq!(plan_now(&v2, &cluster).objects[0].desired, Some(2));
+}

@@ -24,8 +24,8 @@ use crate::manifest::model::{DesiredState, Kind, ObjectKey};
 use crate::manifest::{check_operator_policy, Diagnostic, OperatorPolicy, SourceFile};
 use crate::node::NodeOps;
 use crate::plan::progress::{Failure, RolloutEvent, RolloutState, RolloutTracker};
-use crate::reconcile::backoff::{BackoffVerdict, RestartBackoff};
-use crate::reconcile::decide::{self, FailureFacts, RevertDecision};
+use crate::reconcile::backoff::RestartBackoff;
+use crate::reconcile::decide::{self, container_key, FailureFacts, RevertDecision};
 use crate::reconcile::probes::{ProbeKind, ProbeOutcome, ProbeTracker};
 use crate::reconcile::status::{self, StatusReport};
 use crate::repo::{Outcome, RolloutRecord};
@@ -196,7 +196,7 @@ pub struct Leader<N: NodeOps, P: Planner> {
     last_valid: Option<(String, DesiredState)>,
     /// The last commit whose completed rollout was recorded in its note.
     recorded: Option<String>,
-    /// Every Deployment's rollout: progress, deadline, failure.
+    /// Every workload's rollout: progress, deadline, failure.
     rollouts: RolloutTracker,
     /// The longest rollout completed for the commit being rolled out.
     rollout_time: Option<(String, Duration)>,
@@ -636,6 +636,15 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
     /// passed from the start.
     async fn observe(&mut self, desired: &DesiredState, now: SystemTime) -> ObservedCluster {
         let started = *self.started.get_or_insert(now);
+        // Taken before the nodes are listed: a removal that ends while they
+        // are must still mark its container, which a listing may show
+        // running (a copy taken after would miss it). None starts meanwhile:
+        // removals start in `execute`.
+        let removing: BTreeSet<String> = self
+            .removals
+            .as_ref()
+            .map(|r| r.in_flight.lock().expect("never poisoned").clone())
+            .unwrap_or_default();
         let nodes = &*self.nodes;
         let limit = nodes.observe_timeout();
         let results = join_all(desired.nodes.iter().map(|node| async move {
@@ -653,11 +662,6 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             (name, result)
         }))
         .await;
-        let removing: BTreeSet<String> = self
-            .removals
-            .as_ref()
-            .map(|r| r.in_flight.lock().expect("never poisoned").clone())
-            .unwrap_or_default();
         let probes = self.probes.lock().expect("probe lock is never poisoned");
         let templates = current_templates(desired);
         let mut observed = ObservedCluster::default();
@@ -726,8 +730,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         observed
     }
 
-    /// Drops the starts of crashed containers still in back-off, and records
-    /// the ones that go ahead. Returns how many were held back.
+    /// Drops from the steps and the plan the starts of crashed containers
+    /// still in back-off ([`decide::hold_crash_loops`] decides and records),
+    /// and says so. Returns how many were held back.
     fn hold_back_crash_loops(
         &mut self,
         steps: &mut Vec<Step>,
@@ -735,82 +740,46 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         observed: &ObservedCluster,
         now: SystemTime,
     ) -> usize {
-        let finished: HashMap<String, SystemTime> = observed
-            .nodes
-            .values()
-            .flat_map(|n| n.containers.iter().map(move |c| (n, c)))
-            .filter(|(_, c)| matches!(c.state, ContainerState::Exited { .. }))
-            .map(|(n, c)| {
-                (
-                    container_key(&n.name, &c.name),
-                    c.finished_at.unwrap_or(now),
-                )
+        let starts: Vec<(&str, &[String])> = steps
+            .iter()
+            .filter_map(|step| match &step.operation {
+                Operation::Start { containers } => {
+                    Some((step.node.as_str(), containers.as_slice()))
+                }
+                _ => None,
             })
             .collect();
-        let before = steps.len();
-        let mut held_back: Vec<(String, Vec<String>)> = Vec::new();
-        steps.retain(|step| {
-            let Operation::Start { containers } = &step.operation else {
-                return true;
-            };
-            // The replica's back-off is kept under its first container's
-            // key, counted from the latest finish among its containers.
-            let Some(first) = containers.first() else {
-                return true;
-            };
-            let key = container_key(&step.node, first);
-            let Some(finished_at) = containers
-                .iter()
-                .filter_map(|c| finished.get(&container_key(&step.node, c)))
-                .max()
-                .copied()
-            else {
-                return true;
-            };
-            match self.backoff.verdict(&key, finished_at, now) {
-                BackoffVerdict::RestartNow => {
-                    self.backoff.record_restart(&key, finished_at, now);
-                    true
-                }
-                BackoffVerdict::Wait { until, delay } => {
-                    held_back.push((step.node.clone(), containers.clone()));
-                    let _ = self.events.send(ApplyEvent::Skipped {
-                        node: step.node.clone(),
-                        kind: "start",
-                        target: first.clone(),
-                        why: format!(
-                            "back-off {}s restarting failed container ({}s left)",
-                            delay.as_secs(),
-                            until.duration_since(now).unwrap_or_default().as_secs()
-                        ),
-                    });
-                    false
-                }
-            }
-        });
-        let known: BTreeSet<String> = observed
-            .nodes
-            .values()
-            .flat_map(|n| n.containers.iter().map(|c| container_key(&n.name, &c.name)))
-            .collect();
-        // Forget only what is certainly gone: containers on unreachable
-        // nodes are not listed, but may come back.
-        if observed
-            .nodes
-            .values()
-            .all(|n| n.reachability.is_reachable())
-        {
-            self.backoff.retain(|name| known.contains(name));
+        let held_back = decide::hold_crash_loops(&mut self.backoff, starts, observed, now);
+        for held in &held_back {
+            let _ = self.events.send(ApplyEvent::Skipped {
+                node: held.node.clone(),
+                kind: "start",
+                target: held.containers.first().cloned().unwrap_or_default(),
+                why: format!(
+                    "back-off {}s restarting failed container ({}s left)",
+                    held.delay.as_secs(),
+                    held.until.duration_since(now).unwrap_or_default().as_secs()
+                ),
+            });
         }
+        let is_held = |node: &str, names: &mut dyn Iterator<Item = &String>| {
+            let names: Vec<&String> = names.collect();
+            held_back
+                .iter()
+                .any(|h| h.node == node && h.containers.iter().eq(names.iter().copied()))
+        };
+        let before = steps.len();
+        steps.retain(|step| match &step.operation {
+            Operation::Start { containers } => !is_held(&step.node, &mut containers.iter()),
+            _ => true,
+        });
         // What is shown is what runs: the held-back starts leave the plan too.
         if let Some(plan) = plan {
-            plan.actions.retain(|action| {
-                let crate::plan::Operation::Start { containers } = &action.operation else {
-                    return true;
-                };
-                !held_back.iter().any(|(node, names)| {
-                    *node == action.node && names.iter().eq(containers.iter().map(|c| &c.name))
-                })
+            plan.actions.retain(|action| match &action.operation {
+                crate::plan::Operation::Start { containers } => {
+                    !is_held(&action.node, &mut containers.iter().map(|c| &c.name))
+                }
+                _ => true,
             });
         }
         before - steps.len()
@@ -832,8 +801,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 .filter(|o| o.rollout != "removing")
                 .map(|o| {
                     (
-                        o.namespace.clone(),
-                        o.name.clone(),
+                        (o.kind.clone(), o.namespace.clone(), o.name.clone()),
                         o.ready_replicas,
                         o.desired_replicas,
                     )
@@ -841,13 +809,6 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         );
         self.api.set_status(status.clone());
     }
-}
-
-/// A container's identity across the cluster: Docker names are unique only
-/// on their node (each DaemonSet pod has the same name on every node), so
-/// probe and back-off state is kept under `node/name`.
-fn container_key(node: &str, name: &str) -> String {
-    format!("{node}/{name}")
 }
 
 pub fn short(commit: &str) -> &str {

@@ -5,12 +5,14 @@
 
 use super::*;
 
-/// Whether a probe round restarts the containers whose liveness (or
-/// startup) probe failed, or leaves that to the probe task.
+/// Whether a probe round runs every due probe and restarts the containers
+/// whose liveness (or startup) probe failed, or leaves both to the probe task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Restarts {
     Now,
-    /// Preparing a reconcile changes nothing on the nodes.
+    /// Preparing a reconcile changes nothing on the nodes: only readiness
+    /// probes run (no verdict of them asks for a restart, and the liveness
+    /// and startup counts are left for the probe task to carry on).
     Deferred,
 }
 
@@ -59,7 +61,10 @@ pub(super) async fn probe_round<N: NodeOps>(
     restarts: Restarts,
 ) -> bool {
     let now = SystemTime::now();
-    let due = due_probes(shared, tracker, now);
+    let mut due = due_probes(shared, tracker, now);
+    if restarts == Restarts::Deferred {
+        due.retain(|probe| probe.kind == ProbeKind::Readiness);
+    }
     let results = join_all(due.into_iter().map(|probe| async move {
         let result = run_probe(
             nodes,
@@ -91,9 +96,6 @@ pub(super) async fn probe_round<N: NodeOps>(
         match outcome {
             ProbeOutcome::BecameReady | ProbeOutcome::BecameNotReady | ProbeOutcome::Started => {
                 readiness_changed = true
-            }
-            ProbeOutcome::RestartNeeded if restarts == Restarts::Deferred => {
-                tracing::debug!(container = %probe.container_name, node = %probe.node, "probe asks for a restart; left to the probe task");
             }
             ProbeOutcome::RestartNeeded => {
                 let reason = match probe.kind {

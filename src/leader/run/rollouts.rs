@@ -21,7 +21,7 @@ struct FailedRollout<'a> {
 impl<N: NodeOps, P: Planner> Leader<N, P> {
     /// Records completed rollouts' times; for a failed one, gathers the
     /// evidence, reverts the commit that introduced the revision (unless the
-    /// Deployment opts out) and notes the outcome on that commit. Returns
+    /// workload opts out) and notes the outcome on that commit. Returns
     /// the revert commits written.
     pub(super) async fn handle_rollout_events(
         &mut self,
@@ -293,7 +293,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
     }
 
     /// A restarted leader holds again the rollouts a previous one held: a
-    /// Deployment whose current revision has a failure in the note of the
+    /// workload whose current revision has a failure in the note of the
     /// commit that introduced it (else of the tip), and no revert, is failed
     /// and held, not rolled out afresh.
     pub(super) fn restore_held_failures(

@@ -272,10 +272,12 @@ impl Decoder<'_> {
         }
         let mut max_surge = default_surge;
         let mut max_unavailable = default_unavailable;
+        let mut surge_node = None;
         if let Some(rolling) = rolling {
             let rolling_path = join(path, "rollingUpdate");
             if let Some(rolling_fields) = self.fields(rolling, &rolling_path, &ROLLING_UPDATE) {
                 if let Some(surge) = rolling_fields.get("maxSurge") {
+                    surge_node = Some(surge);
                     max_surge = self
                         .int_or_percent(surge, &join(&rolling_path, "maxSurge"), false)
                         .unwrap_or(max_surge);
@@ -299,6 +301,23 @@ impl Decoder<'_> {
                         "a rollout needs room to replace pods: raise one of them",
                     );
                 }
+            }
+        }
+        // Kubernetes: a DaemonSet surges or leaves nodes without a pod,
+        // not both.
+        let zero = |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
+        if form.other.0 == "OnDelete" && !zero(max_surge) && !zero(max_unavailable) {
+            if let Some(surge) = surge_node {
+                let rolling_path = join(path, "rollingUpdate");
+                let diagnostic = self.error(
+                    surge,
+                    &join(&rolling_path, "maxSurge"),
+                    "`maxSurge` may not be set when `maxUnavailable` is not 0",
+                );
+                Self::hint(
+                    diagnostic,
+                    "a DaemonSet rolls by surging (`maxSurge`, with `maxUnavailable: 0`) or by leaving nodes without a pod (`maxUnavailable`), not both",
+                );
             }
         }
         Strategy::RollingUpdate {

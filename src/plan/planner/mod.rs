@@ -213,7 +213,7 @@ pub fn plan(
 /// How many pods `workload` should have with the cluster as observed: its
 /// replicas, or its eligible nodes that are not lost. The planner, the
 /// rollout tracker and the status agree through this one function.
-pub fn desired_pods(
+pub(crate) fn desired_pods(
     workload: &Workload,
     desired: &DesiredState,
     observed: &ObservedCluster,
@@ -223,8 +223,32 @@ pub fn desired_pods(
         PodSet::Replicas(n) => n,
         PodSet::OnePerNode => {
             let locations = node_locations(desired, observed, now);
-            per_node::eligible_nodes(desired, &workload.spec.template, |node| {
-                locations.get(node).copied().unwrap_or(Location::Unknown)
+            let location = |node: &str| locations.get(node).copied().unwrap_or(Location::Unknown);
+            let key = workload.key();
+            let new_hash = template_hash(&workload.spec.template);
+            let gate = ReadinessGate {
+                template: &workload.spec.template,
+                min_ready_seconds: workload.spec.min_ready_seconds,
+            };
+            // Where a pod of it runs, as the planner counts pods.
+            let running: HashSet<&str> = group_replicas(observed)
+                .into_iter()
+                .filter(|r| {
+                    (r.key.kind, r.key.namespace, r.key.name)
+                        == (key.kind, key.namespace.as_str(), key.name.as_str())
+                })
+                .filter(|r| {
+                    let seen = Seen {
+                        replica: r,
+                        location: location(r.node),
+                        state: r.state((r.key.template_hash == new_hash).then_some(gate), now),
+                    };
+                    seen.counted()
+                })
+                .map(|r| r.node)
+                .collect();
+            per_node::eligible_nodes(desired, &workload.spec.template, location, |node| {
+                running.contains(node)
             })
             .len() as u32
         }
@@ -604,7 +628,7 @@ fn failure_reason(replica: &ObservedReplica<'_>) -> String {
     let failed = replica.containers.iter().find(|c| {
         matches!(
             c.state,
-            ContainerState::Dead | ContainerState::Removing | ContainerState::Exited { .. }
+            ContainerState::Dead | ContainerState::Exited { .. }
         )
     });
     match failed {

@@ -5,7 +5,9 @@
 //! required node affinity, and the pod tolerates every `NoSchedule` and
 //! `NoExecute` taint it has, counting the tolerations Kubernetes adds to
 //! every DaemonSet pod (not-ready, unreachable, unschedulable, pressure):
-//! a cordoned node keeps its pod, a node tainted `NoExecute` loses it.
+//! a cordoned node keeps its pod, a node tainted `NoExecute` loses it, and
+//! one tainted `NoSchedule` keeps the pod it has (not counted, not updated)
+//! but gets none.
 //! Nodes lost (unreachable past their grace period, or no longer declared)
 //! are not counted; a node within its grace period is, with its pod unknown.
 //!
@@ -68,6 +70,29 @@ pub(crate) fn ineligibility(node: &Node, template: &PodTemplate) -> Option<Strin
         })
 }
 
+/// Why a pod of `template` already on `node` must leave it (Kubernetes'
+/// `shouldContinueRunning` is false): the node no longer matches the pod's
+/// node selector or required affinity, or has a `NoExecute` taint the pod
+/// does not tolerate. An untolerated `NoSchedule` taint keeps new pods off
+/// the node but lets the one there run on.
+pub(crate) fn eviction(node: &Node, template: &PodTemplate) -> Option<String> {
+    if !matches_node_affinity(&node.scheduling_labels(), template) {
+        return Some(FilterReason::NodeAffinity.message());
+    }
+    node.spec
+        .taints
+        .iter()
+        .filter(|taint| taint.effect == TaintEffect::NoExecute)
+        .find(|taint| !tolerated(taint, template))
+        .map(|taint| {
+            FilterReason::UntoleratedTaint {
+                key: taint.key.clone(),
+                value: taint.value.clone(),
+            }
+            .message()
+        })
+}
+
 fn tolerated(taint: &Taint, template: &PodTemplate) -> bool {
     matches!(taint.effect, TaintEffect::PreferNoSchedule)
         || DAEMON_TOLERATIONS
@@ -76,18 +101,31 @@ fn tolerated(taint: &Taint, template: &PodTemplate) -> bool {
         || template.spec.tolerations.iter().any(|t| t.tolerates(taint))
 }
 
-/// The declared nodes that should run the pod and are not lost, by name.
+/// The declared nodes not lost that have a place in the pod set, by name,
+/// each with whether a pod may be created there: the nodes that should run
+/// the pod, and those that should not but where one runs and may go on
+/// running (`runs_pod`; an untolerated `NoSchedule` taint). Those count
+/// while their pod lasts, and get no new one.
 pub(super) fn eligible_nodes<'d>(
     desired: &'d DesiredState,
     template: &PodTemplate,
     location: impl Fn(&str) -> Location,
-) -> Vec<&'d str> {
+    runs_pod: impl Fn(&str) -> bool,
+) -> Vec<(&'d str, bool)> {
     desired
         .nodes
         .iter()
-        .filter(|node| ineligibility(node, template).is_none())
-        .map(|node| node.meta.name.as_str())
-        .filter(|name| location(name) != Location::Lost)
+        .filter_map(|node| {
+            let name = node.meta.name.as_str();
+            if ineligibility(node, template).is_none() {
+                Some((name, true))
+            } else if eviction(node, template).is_none() && runs_pod(name) {
+                Some((name, false))
+            } else {
+                None
+            }
+        })
+        .filter(|(name, _)| location(name) != Location::Lost)
         .collect()
 }
 
@@ -97,9 +135,12 @@ struct NodePods<'s, 'a> {
     location: Option<Location>,
     new: Vec<&'s Seen<'a>>,
     old: Vec<&'s Seen<'a>>,
-    /// A pod is being stopped there: its ports and resources are not free
-    /// yet, so a new one waits for it to be gone.
+    /// A pod is being stopped there (or failed, and removed now): its ports
+    /// and resources are not free yet, so a new one waits for it to be gone.
     terminating: bool,
+    /// A pod may be created there (the node should run it, not only let
+    /// the one it has run on).
+    may_create: bool,
 }
 
 impl NodePods<'_, '_> {
@@ -125,20 +166,37 @@ pub(super) fn decide(
     context: &Context<'_>,
 ) -> Decision {
     let template = &spec.template;
-    let eligible = eligible_nodes(context.desired, template, |n| context.location(n));
+    let running: std::collections::BTreeSet<&str> = seen
+        .iter()
+        .filter(|s| s.counted())
+        .map(|s| s.replica.node)
+        .collect();
+    let eligible = eligible_nodes(
+        context.desired,
+        template,
+        |n| context.location(n),
+        |n| running.contains(n),
+    );
     let want = eligible.len() as u32;
     let mut nodes: BTreeMap<&str, NodePods<'_, '_>> = eligible
         .iter()
-        .map(|name| {
+        .map(|(name, may_create)| {
             let pods = NodePods {
                 location: Some(context.location(name)),
+                may_create: *may_create,
                 ..NodePods::default()
             };
             (*name, pods)
         })
         .collect();
     let mut removes = Vec::new();
-    for s in seen.iter().filter(|s| s.state == ReplicaState::Terminating) {
+    // A pod being stopped, or failed and removed by this plan, holds its
+    // node's ports (and its name, slot 0 being every node's): the node's new
+    // pod waits until it is gone.
+    for s in seen.iter().filter(|s| {
+        s.state == ReplicaState::Terminating
+            || (s.state == ReplicaState::Failed && s.location == Location::Live)
+    }) {
         if let Some(pods) = nodes.get_mut(s.replica.node) {
             pods.terminating = true;
         }
@@ -147,19 +205,22 @@ pub(super) fn decide(
         match nodes.get_mut(s.replica.node) {
             Some(pods) if s.replica.key.template_hash == new_hash => pods.new.push(s),
             Some(pods) => pods.old.push(s),
-            // On a node that should not run it: removed where it can be.
+            // On a node that should not run it: removed where it can be,
+            // when it must leave (an untolerated `NoSchedule` taint lets it
+            // run on, as in Kubernetes).
             None if s.location == Location::Live => {
                 let why = context
                     .desired
                     .node(s.replica.node)
-                    .and_then(|node| ineligibility(node, template))
-                    .unwrap_or_else(|| "node is not eligible".to_string());
-                removes.push(remove_action(
-                    key,
-                    s.replica,
-                    false,
-                    format!("node {} should not run it: {why}", s.replica.node),
-                ));
+                    .and_then(|node| eviction(node, template));
+                if let Some(why) = why {
+                    removes.push(remove_action(
+                        key,
+                        s.replica,
+                        false,
+                        format!("node {} should not run it: {why}", s.replica.node),
+                    ));
+                }
             }
             None => {}
         }
@@ -184,7 +245,12 @@ pub(super) fn decide(
     };
     // Nodes without any pod get one now, whatever the strategy.
     for (name, pods) in &nodes {
-        if pods.live() && pods.new.is_empty() && pods.old.is_empty() && !pods.terminating {
+        if pods.live()
+            && pods.new.is_empty()
+            && pods.old.is_empty()
+            && !pods.terminating
+            && pods.may_create
+        {
             creates.push(create(name, false, format!("node {name} has no pod")));
         }
     }
@@ -243,7 +309,17 @@ pub(super) fn decide(
                         }
                         continue;
                     }
-                    if !pods.available() {
+                    if !pods.may_create || pods.terminating {
+                        // No new pod goes there (or not yet): the old one
+                        // goes when it no longer holds a new one back.
+                        if !pods.may_create {
+                            remove_old(
+                                pods,
+                                &mut removes,
+                                "rolling update, no new pod on this node",
+                            );
+                        }
+                    } else if !pods.available() {
                         creates.push(create(name, true, reason.clone()));
                         replaced += 1;
                     } else if surging < surge {

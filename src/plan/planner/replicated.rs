@@ -47,7 +47,29 @@ pub(super) fn decide(
         rollout: false,
     };
 
-    if n_old == 0 || spec.paused {
+    // Recreate: no new replica while an old one is still stopping, as
+    // Kubernetes waits for the old pods to be gone, terminating ones too.
+    let old_terminating = seen
+        .iter()
+        .any(|s| s.state == ReplicaState::Terminating && s.replica.key.template_hash != new_hash);
+    if spec.strategy == Strategy::Recreate && old_terminating && !spec.paused {
+        for s in old.iter().filter(|s| s.location == Location::Live) {
+            removes.push(remove_action(
+                key,
+                s.replica,
+                true,
+                format!("recreate: old revision {}", s.replica.key.template_hash),
+            ));
+        }
+        rollout = Some(RolloutStatus {
+            strategy: RolloutStrategy::Recreate,
+            updated: n_new,
+            desired: want,
+            new_template_hash: new_hash.to_string(),
+            max_surge: 0,
+            max_unavailable: want,
+        });
+    } else if n_old == 0 || spec.paused {
         // Steady state (or a paused rollout): scale the current revision.
         let present = n_new + if spec.paused { n_old } else { 0 };
         if present < want {
