@@ -1260,8 +1260,11 @@ fn daemon_set_follows_nodes_rolls_node_by_node_and_reverts_a_crash() {
     assert!(history.status.success(), "{listed}");
     let bad_line = listed
         .lines()
-        .find(|l| l.contains("Break agent"))
+        .find(|l| l.starts_with(&bad[..12]))
         .unwrap_or_else(|| panic!("{listed}"));
-    assert!(bad_line.contains("failed"), "{listed}");
+    assert!(
+        bad_line.contains("failed in") && bad_line.contains(&revert[..12]),
+        "{listed}"
+    );
     cluster.stop_leader();
 }

@@ -431,6 +431,13 @@ fn plan_workload<'d>(
         PodSet::Replicas(want) => replicated::decide(&key, spec, want, &seen, &new_hash, context),
         PodSet::OnePerNode => per_node::decide(&key, spec, &seen, &new_hash, context),
     };
+    // A replica the kind's module removes is not repaired first.
+    actions.retain(|repair| {
+        !decision.removes.iter().any(|remove| {
+            (&remove.node, remove.slot, &remove.template_hash)
+                == (&repair.node, repair.slot, &repair.template_hash)
+        })
+    });
     removes.extend(decision.removes);
     let held = decision.held.as_ref().map_or(0, |h| h.replicas);
     out.held.extend(decision.held);
