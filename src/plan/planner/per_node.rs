@@ -268,21 +268,20 @@ pub(super) fn decide(
             }
             let reason = format!("rolling update to revision {new_hash}");
             let mut replaced = 0u32;
+            // Both revisions on one node (a surge, or a leader stopped
+            // half-way): the old goes once the new is available.
+            for pods in nodes.values().filter(|pods| {
+                pods.live() && !pods.old.is_empty() && !pods.new.is_empty() && pods.new_available()
+            }) {
+                remove_old(pods, &mut removes, "rolling update");
+            }
+            // Nodes with only an old pod: to replace, within the budgets.
+            let to_replace = nodes
+                .iter()
+                .filter(|(_, pods)| pods.live() && !pods.old.is_empty() && pods.new.is_empty());
             if surge == 0 {
                 let mut lacking = nodes.values().filter(|pods| !pods.available()).count() as u32;
-                for pods in nodes.values() {
-                    if pods.old.is_empty() || !pods.live() {
-                        continue;
-                    }
-                    if !pods.new.is_empty() {
-                        // Both revisions on one node (a surge before, or a
-                        // leader stopped half-way): the old goes once the
-                        // new is available.
-                        if pods.new_available() {
-                            remove_old(pods, &mut removes, "rolling update");
-                        }
-                        continue;
-                    }
+                for (_, pods) in to_replace {
                     if !pods.available() {
                         remove_old(pods, &mut removes, "rolling update, unavailable");
                         replaced += 1;
@@ -299,16 +298,7 @@ pub(super) fn decide(
                         !pods.old.is_empty() && !pods.new.is_empty() && !pods.new_available()
                     })
                     .count() as u32;
-                for (name, pods) in &nodes {
-                    if pods.old.is_empty() || !pods.live() {
-                        continue;
-                    }
-                    if !pods.new.is_empty() {
-                        if pods.new_available() {
-                            remove_old(pods, &mut removes, "rolling update");
-                        }
-                        continue;
-                    }
+                for (name, pods) in to_replace {
                     if !pods.may_create || pods.terminating {
                         // No new pod goes there (or not yet): the old one
                         // goes when it no longer holds a new one back.

@@ -47,12 +47,15 @@ pub(super) fn decide(
         rollout: false,
     };
 
-    // Recreate: no new replica while an old one is still stopping, as
-    // Kubernetes waits for the old pods to be gone, terminating ones too.
+    // Recreate: every old replica goes first, and no new one starts while
+    // an old one is still stopping (Kubernetes waits for the old pods to be
+    // gone, terminating ones too).
     let old_terminating = seen
         .iter()
         .any(|s| s.state == ReplicaState::Terminating && s.replica.key.template_hash != new_hash);
-    if spec.strategy == Strategy::Recreate && old_terminating && !spec.paused {
+    let recreating =
+        spec.strategy == Strategy::Recreate && !spec.paused && (n_old > 0 || old_terminating);
+    if recreating {
         for s in old.iter().filter(|s| s.location == Location::Live) {
             removes.push(remove_action(
                 key,
@@ -93,27 +96,9 @@ pub(super) fn decide(
         }
     } else {
         match &spec.strategy {
-            Strategy::Recreate => {
-                for s in old.iter().filter(|s| s.location == Location::Live) {
-                    removes.push(remove_action(
-                        key,
-                        s.replica,
-                        true,
-                        format!("recreate: old revision {}", s.replica.key.template_hash),
-                    ));
-                }
-                rollout = Some(RolloutStatus {
-                    strategy: RolloutStrategy::Recreate,
-                    updated: n_new,
-                    desired: want,
-                    new_template_hash: new_hash.to_string(),
-                    max_surge: 0,
-                    max_unavailable: want,
-                });
-            }
-            // Not a Deployment's strategy (validation refuses it): old
-            // replicas stay until removed by hand.
-            Strategy::OnDelete => {}
+            // Recreate is handled above; OnDelete is not a Deployment's
+            // strategy (validation refuses it): old replicas stay.
+            Strategy::Recreate | Strategy::OnDelete => {}
             Strategy::RollingUpdate {
                 max_surge,
                 max_unavailable,
