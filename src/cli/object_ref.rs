@@ -74,10 +74,7 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
 /// `deployment, daemonset, node and cluster`.
 fn deployed() -> String {
     let names: Vec<&str> = Kind::supported().map(|k| k.cli_names()[0]).collect();
-    match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-        _ => names.join(""),
-    }
+    names::listed(&names, "and")
 }
 
 #[cfg(test)]

@@ -40,6 +40,24 @@ pub struct MemoryState {
 }
 
 impl MemoryNodes {
+    /// Every container exits (a crash), finishing at `when`.
+    pub fn crash_all(&self, when: std::time::SystemTime) {
+        let mut state = self.state.lock().unwrap();
+        let names: Vec<String> = state
+            .containers
+            .values()
+            .flat_map(|c| c.keys().cloned())
+            .collect();
+        for containers in state.containers.values_mut() {
+            for (_, running) in containers.values_mut() {
+                *running = false;
+            }
+        }
+        for name in names {
+            state.finished_at.insert(name, when);
+        }
+    }
+
     fn enter(&self, node: &str, call: String) -> Result<(), NodeOpError> {
         let mut state = self.state.lock().unwrap();
         state.log.push(call);

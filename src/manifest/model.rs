@@ -138,7 +138,7 @@ impl Kind {
     /// `deployment and daemonset`: the workload kinds, for messages.
     pub fn workload_list() -> String {
         let names: Vec<&str> = Kind::workloads().map(|k| k.cli_names()[0]).collect();
-        names.join(" and ")
+        super::names::listed(&names, "and")
     }
 
     /// The kinds flotilla deploys, in table order.
@@ -149,11 +149,7 @@ impl Kind {
     /// `Cluster, Node, Deployment and DaemonSet`: for messages.
     pub fn supported_list() -> String {
         let names: Vec<&str> = Kind::supported().map(Kind::as_str).collect();
-        match names.split_last() {
-            Some((last, [])) => (*last).to_string(),
-            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-            None => String::new(),
-        }
+        super::names::listed(&names, "and")
     }
 }
 
@@ -479,6 +475,11 @@ pub enum IntOrPercent {
 }
 
 impl IntOrPercent {
+    /// `0` or `0%`.
+    pub fn is_zero(self) -> bool {
+        matches!(self, IntOrPercent::Int(0) | IntOrPercent::Percent(0))
+    }
+
     /// Resolves against `total`, rounding up (surge) or down (unavailable)
     /// as Kubernetes does.
     pub fn resolve(self, total: u32, round_up: bool) -> u32 {

@@ -172,6 +172,17 @@ pub(crate) fn env_var_name(name: &str) -> Result<(), String> {
 
 /// The closest candidate to a misspelt word, if one is close enough to be a
 /// likely typo: same letters in another case, or a small edit distance.
+/// `a, b and c` (with `conjunction` "and"), `a or b`, `a`: a list in a
+/// message.
+pub(crate) fn listed(items: &[&str], conjunction: &str) -> String {
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => {
+            format!("{} {conjunction} {last}", rest.join(", "))
+        }
+        _ => items.join(""),
+    }
+}
+
 pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     if let Some(same) = candidates.iter().find(|c| c.eq_ignore_ascii_case(word)) {
         return Some(same);

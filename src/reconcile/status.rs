@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::time::{format_age, format_rfc3339};
 use crate::cluster::replica::{container_available, container_ready};
 use crate::cluster::{ContainerState, Health, ObservedCluster, ObservedContainer, Reachability};
-use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate, Strategy};
+use crate::manifest::model::{DesiredState, ObjectKey, Strategy, Workload};
 use crate::manifest::template_hash;
 use crate::plan::desired_pods;
 
@@ -100,6 +100,13 @@ pub struct ReplicaStatus {
 /// (object, slot, template hash, node).
 type PodKey = (ObjectKey, u32, String, String);
 
+/// A declared workload, with the pods it should have now and its revision.
+struct Declared<'a> {
+    workload: &'a Workload,
+    pods: u32,
+    revision: String,
+}
+
 /// Computes the status of `desired` (read from `commit`) against `observed`.
 pub fn build(
     desired: &DesiredState,
@@ -107,20 +114,16 @@ pub fn build(
     observed: &ObservedCluster,
     now: SystemTime,
 ) -> StatusReport {
-    let templates: BTreeMap<ObjectKey, (&PodTemplate, u32, String, u32, bool)> = desired
+    let templates: BTreeMap<ObjectKey, Declared<'_>> = desired
         .workloads
         .iter()
         .map(|w| {
-            (
-                w.key(),
-                (
-                    &w.spec.template,
-                    desired_pods(w, desired, observed, now),
-                    template_hash(&w.spec.template),
-                    w.spec.min_ready_seconds,
-                    w.spec.strategy == Strategy::OnDelete,
-                ),
-            )
+            let declared = Declared {
+                workload: w,
+                pods: desired_pods(w, desired, observed, now),
+                revision: template_hash(&w.spec.template),
+            };
+            (w.key(), declared)
         })
         .collect();
 
@@ -155,9 +158,12 @@ pub fn build(
             // An old revision's probes went with its template: like the
             // planner, count it ready while it runs.
             let spec_container = template
-                .filter(|(_, _, hash, _, _)| *hash == labels.template_hash)
-                .and_then(|(t, _, _, _, _)| {
-                    t.spec
+                .filter(|d| d.revision == labels.template_hash)
+                .and_then(|d| {
+                    d.workload
+                        .spec
+                        .template
+                        .spec
                         .containers
                         .iter()
                         .find(|c| c.name == labels.container)
@@ -170,7 +176,7 @@ pub fn build(
             let available = container_available(
                 container,
                 spec_container,
-                template.map_or(0, |(_, _, _, min_ready, _)| *min_ready),
+                template.map_or(0, |d| d.workload.spec.min_ready_seconds),
                 now,
             );
             let pod_key = (
@@ -183,8 +189,8 @@ pub fn build(
             pod.0 &= ready;
             pod.1 &= available;
             if container.state != ContainerState::Dead && counted_pods.insert(pod_key) {
-                if let Some((template, _, _, _, _)) = template {
-                    let requests = template.spec.requests();
+                if let Some(d) = template {
+                    let requests = d.workload.spec.template.spec.requests();
                     cpu_allocated += requests.cpu.map_or(0, |c| c.0);
                     memory_allocated += requests.memory.map_or(0, |m| m.0);
                 }
@@ -236,7 +242,8 @@ pub fn build(
     }
 
     let mut objects = Vec::new();
-    for (key, (_, desired_replicas, hash, _, on_delete)) in &templates {
+    for (key, declared) in &templates {
+        let (desired_replicas, hash) = (&declared.pods, &declared.revision);
         let mut ready = 0;
         let mut available = 0;
         let mut updated_available = 0;
@@ -265,7 +272,7 @@ pub fn build(
         // Complete when every replica is of this revision and available;
         // with `OnDelete`, old pods stay by design: when every pod is there
         // and available, whatever its revision.
-        let complete = if *on_delete {
+        let complete = if declared.workload.spec.strategy == Strategy::OnDelete {
             total == *desired_replicas && available >= *desired_replicas
         } else {
             updated == *desired_replicas

@@ -518,25 +518,26 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let (removes, others): (Vec<Step>, Vec<Step>) = steps
             .into_iter()
             .partition(|step| matches!(step.operation, Operation::Remove { .. }));
-        let keys = |step: &Step| -> Vec<String> {
-            match &step.operation {
-                Operation::Remove { containers, .. } => containers
-                    .iter()
-                    .map(|c| container_key(&step.node, c))
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
+        // Each remove with the keys of its containers, taken in flight
+        // unless one of them already is.
+        let mut started: Vec<String> = Vec::new();
         let removes: Vec<Step> = {
             let mut in_flight = removals.in_flight.lock().expect("never poisoned");
             removes
                 .into_iter()
                 .filter(|step| {
-                    let keys = keys(step);
+                    let Operation::Remove { containers, .. } = &step.operation else {
+                        return false;
+                    };
+                    let keys: Vec<String> = containers
+                        .iter()
+                        .map(|c| container_key(&step.node, c))
+                        .collect();
                     if keys.iter().any(|k| in_flight.contains(k)) {
                         return false;
                     }
-                    in_flight.extend(keys);
+                    in_flight.extend(keys.iter().cloned());
+                    started.extend(keys);
                     true
                 })
                 .collect()
@@ -552,13 +553,12 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let in_flight = Arc::clone(&removals.in_flight);
         let wake = Arc::clone(&removals.wake);
         removals.tasks.spawn(async move {
-            let done: Vec<String> = removes.iter().flat_map(keys).collect();
             let report = apply(&*nodes, removes, &unreachable, &policy, &api.metrics, &events).await;
             for (step, error) in &report.failed {
                 tracing::warn!(node = %step.node, container = step.operation.target(), %error, "removal failed; the next reconcile tries again");
             }
             let mut in_flight = in_flight.lock().expect("never poisoned");
-            for key in &done {
+            for key in &started {
                 in_flight.remove(key);
             }
             drop(in_flight);
@@ -1116,22 +1116,7 @@ mod tests {
         commit(&repo, "replicas: 1");
         let mut leader = leader(dir.path());
         leader.reconcile(at(0)).await.unwrap();
-        let crash = |leader: &Leader<MemoryNodes, RoundRobin>, when: SystemTime| {
-            let mut state = leader.nodes.state.lock().unwrap();
-            let names: Vec<String> = state
-                .containers
-                .values()
-                .flat_map(|c| c.keys().cloned())
-                .collect();
-            for containers in state.containers.values_mut() {
-                for (_, running) in containers.values_mut() {
-                    *running = false;
-                }
-            }
-            for name in names {
-                state.finished_at.insert(name, when);
-            }
-        };
+        let crash = |leader: &Leader<MemoryNodes, RoundRobin>, when| leader.nodes.crash_all(when);
         // First crash: restarted at once. Second: held back for 10 s.
         crash(&leader, at(1));
         let summary = leader.reconcile(at(1)).await.unwrap();
@@ -1316,22 +1301,7 @@ mod tests {
 
         // Crashed twice in a row: the second restart waits out its
         // back-off, and the plan shown leaves those starts out as well.
-        let crash = |leader: &Leader<MemoryNodes, _>, when: SystemTime| {
-            let mut state = leader.nodes.state.lock().unwrap();
-            let names: Vec<String> = state
-                .containers
-                .values()
-                .flat_map(|c| c.keys().cloned())
-                .collect();
-            for containers in state.containers.values_mut() {
-                for (_, running) in containers.values_mut() {
-                    *running = false;
-                }
-            }
-            for name in names {
-                state.finished_at.insert(name, when);
-            }
-        };
+        let crash = |leader: &Leader<MemoryNodes, _>, when| leader.nodes.crash_all(when);
         crash(&leader, at(1));
         let prepared = leader.prepare(at(1)).await.unwrap();
         let starts = prepared.plan.as_ref().unwrap().actions.len();

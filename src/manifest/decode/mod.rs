@@ -170,10 +170,8 @@ fn key_path(path: &str, key: &str) -> String {
 /// `a`, `a` or `b`, `a`, `b` or `c`.
 fn one_of(options: &[&str]) -> String {
     let quoted: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
-    match quoted.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
-        _ => quoted.join(""),
-    }
+    let quoted: Vec<&str> = quoted.iter().map(String::as_str).collect();
+    names::listed(&quoted, "or")
 }
 
 struct Decoder<'a> {

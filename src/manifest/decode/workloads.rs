@@ -70,12 +70,15 @@ struct StrategyForm {
     other: (&'static str, Strategy),
     /// `rollingUpdate`'s defaults: (maxSurge, maxUnavailable).
     defaults: (IntOrPercent, IntOrPercent),
+    /// `maxSurge` and `maxUnavailable` may not both be above 0.
+    surge_or_unavailable: bool,
 }
 
 /// Deployment's `strategy`: `RollingUpdate` (25 %, 25 %) or `Recreate`.
 const DEPLOYMENT_STRATEGY: StrategyForm = StrategyForm {
     other: ("Recreate", Strategy::Recreate),
     defaults: (IntOrPercent::Percent(25), IntOrPercent::Percent(25)),
+    surge_or_unavailable: false,
 };
 
 /// DaemonSet's `updateStrategy`: `RollingUpdate` (maxSurge 0,
@@ -83,6 +86,7 @@ const DEPLOYMENT_STRATEGY: StrategyForm = StrategyForm {
 const DAEMON_SET_STRATEGY: StrategyForm = StrategyForm {
     other: ("OnDelete", Strategy::OnDelete),
     defaults: (IntOrPercent::Int(0), IntOrPercent::Int(1)),
+    surge_or_unavailable: true,
 };
 
 impl Decoder<'_> {
@@ -287,9 +291,7 @@ impl Decoder<'_> {
                         .int_or_percent(unavailable, &join(&rolling_path, "maxUnavailable"), true)
                         .unwrap_or(max_unavailable);
                 }
-                let zero =
-                    |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
-                if zero(max_surge) && zero(max_unavailable) {
+                if max_surge.is_zero() && max_unavailable.is_zero() {
                     let at = rolling_fields.get("maxUnavailable").unwrap_or(rolling);
                     let diagnostic = self.error(
                         at,
@@ -305,8 +307,7 @@ impl Decoder<'_> {
         }
         // Kubernetes: a DaemonSet surges or leaves nodes without a pod,
         // not both.
-        let zero = |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
-        if form.other.0 == "OnDelete" && !zero(max_surge) && !zero(max_unavailable) {
+        if form.surge_or_unavailable && !max_surge.is_zero() && !max_unavailable.is_zero() {
             if let Some(surge) = surge_node {
                 let rolling_path = join(path, "rollingUpdate");
                 let diagnostic = self.error(

@@ -47,7 +47,31 @@ struct Seen<'a> {
     state: ReplicaState,
 }
 
-impl Seen<'_> {
+impl<'a> Seen<'a> {
+    /// `replica` of `w` as the planner sees it: where it stands and its
+    /// state, the readiness gate applying to the current revision only.
+    fn of(
+        replica: &'a ObservedReplica<'a>,
+        w: &Workload,
+        new_hash: &str,
+        locations: &FnvHashMap<&str, Location>,
+        now: SystemTime,
+    ) -> Self {
+        let gate = ReadinessGate {
+            template: &w.spec.template,
+            min_ready_seconds: w.spec.min_ready_seconds,
+        };
+        let is_new = replica.key.template_hash == new_hash;
+        Seen {
+            replica,
+            location: locations
+                .get(replica.node)
+                .copied()
+                .unwrap_or(Location::Lost),
+            state: replica.state(is_new.then_some(gate), now),
+        }
+    }
+
     /// Counted toward the workload's pods: on a node within its grace
     /// period, or on a reachable node and neither failed nor terminating.
     fn counted(&self) -> bool {
@@ -226,25 +250,15 @@ pub(crate) fn desired_pods(
             let location = |node: &str| locations.get(node).copied().unwrap_or(Location::Unknown);
             let key = workload.key();
             let new_hash = template_hash(&workload.spec.template);
-            let gate = ReadinessGate {
-                template: &workload.spec.template,
-                min_ready_seconds: workload.spec.min_ready_seconds,
-            };
             // Where a pod of it runs, as the planner counts pods.
-            let running: HashSet<&str> = group_replicas(observed)
-                .into_iter()
+            let replicas = group_replicas(observed);
+            let running: HashSet<&str> = replicas
+                .iter()
                 .filter(|r| {
                     (r.key.kind, r.key.namespace, r.key.name)
                         == (key.kind, key.namespace.as_str(), key.name.as_str())
                 })
-                .filter(|r| {
-                    let seen = Seen {
-                        replica: r,
-                        location: location(r.node),
-                        state: r.state((r.key.template_hash == new_hash).then_some(gate), now),
-                    };
-                    seen.counted()
-                })
+                .filter(|r| Seen::of(r, workload, &new_hash, &locations, now).counted())
                 .map(|r| r.node)
                 .collect();
             per_node::eligible_nodes(desired, &workload.spec.template, location, |node| {
@@ -331,25 +345,9 @@ fn plan_workload<'d>(
     let spec = &w.spec;
     let commit = context.commit;
     let new_hash = template_hash(&spec.template);
-    let gate = ReadinessGate {
-        template: &spec.template,
-        min_ready_seconds: spec.min_ready_seconds,
-    };
     let seen: Vec<Seen<'_>> = replicas
         .iter()
-        .map(|r| {
-            let location = context
-                .node_locations
-                .get(r.node)
-                .copied()
-                .unwrap_or(Location::Lost);
-            let is_new = r.key.template_hash == new_hash;
-            Seen {
-                replica: r,
-                location,
-                state: r.state(is_new.then_some(gate), now),
-            }
-        })
+        .map(|r| Seen::of(r, w, &new_hash, &context.node_locations, now))
         .collect();
     let template = Arc::new(spec.template.clone());
     let mut actions: Vec<Action> = Vec::new();

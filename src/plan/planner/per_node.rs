@@ -6,8 +6,8 @@
 //! `NoExecute` taint it has, counting the tolerations Kubernetes adds to
 //! every DaemonSet pod (not-ready, unreachable, unschedulable, pressure):
 //! a cordoned node keeps its pod, a node tainted `NoExecute` loses it, and
-//! one tainted `NoSchedule` keeps the pod it has (not counted, not updated)
-//! but gets none.
+//! one tainted `NoSchedule` gets none but keeps the pod it has (counted while
+//! it lasts; a rolling update removes it and puts none back).
 //! Nodes lost (unreachable past their grace period, or no longer declared)
 //! are not counted; a node within its grace period is, with its pod unknown.
 //!
@@ -53,21 +53,10 @@ const DAEMON_TOLERATIONS: [(&str, TaintEffect); 6] = [
 
 /// Why `node` should not run a pod of `template` bound to it, in
 /// kube-scheduler's words; `None` when it should.
-pub(crate) fn ineligibility(node: &Node, template: &PodTemplate) -> Option<String> {
-    if !matches_node_affinity(&node.scheduling_labels(), template) {
-        return Some(FilterReason::NodeAffinity.message());
-    }
-    node.spec
-        .taints
-        .iter()
-        .find(|taint| !tolerated(taint, template))
-        .map(|taint| {
-            FilterReason::UntoleratedTaint {
-                key: taint.key.clone(),
-                value: taint.value.clone(),
-            }
-            .message()
-        })
+fn ineligibility(node: &Node, template: &PodTemplate) -> Option<String> {
+    refusal(node, template, |effect| {
+        matches!(effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
+    })
 }
 
 /// Why a pod of `template` already on `node` must leave it (Kubernetes'
@@ -75,15 +64,25 @@ pub(crate) fn ineligibility(node: &Node, template: &PodTemplate) -> Option<Strin
 /// node selector or required affinity, or has a `NoExecute` taint the pod
 /// does not tolerate. An untolerated `NoSchedule` taint keeps new pods off
 /// the node but lets the one there run on.
-pub(crate) fn eviction(node: &Node, template: &PodTemplate) -> Option<String> {
+fn eviction(node: &Node, template: &PodTemplate) -> Option<String> {
+    refusal(node, template, |effect| effect == TaintEffect::NoExecute)
+}
+
+/// The node's labels against the pod's node selector and required
+/// affinity, then its taints of the effects `counts` names against the
+/// pod's tolerations (and the DaemonSet ones).
+fn refusal(
+    node: &Node,
+    template: &PodTemplate,
+    counts: impl Fn(TaintEffect) -> bool,
+) -> Option<String> {
     if !matches_node_affinity(&node.scheduling_labels(), template) {
         return Some(FilterReason::NodeAffinity.message());
     }
     node.spec
         .taints
         .iter()
-        .filter(|taint| taint.effect == TaintEffect::NoExecute)
-        .find(|taint| !tolerated(taint, template))
+        .find(|taint| counts(taint.effect) && !tolerated(taint, template))
         .map(|taint| {
             FilterReason::UntoleratedTaint {
                 key: taint.key.clone(),
@@ -94,10 +93,9 @@ pub(crate) fn eviction(node: &Node, template: &PodTemplate) -> Option<String> {
 }
 
 fn tolerated(taint: &Taint, template: &PodTemplate) -> bool {
-    matches!(taint.effect, TaintEffect::PreferNoSchedule)
-        || DAEMON_TOLERATIONS
-            .iter()
-            .any(|(key, effect)| taint.key == *key && taint.effect == *effect)
+    DAEMON_TOLERATIONS
+        .iter()
+        .any(|(key, effect)| taint.key == *key && taint.effect == *effect)
         || template.spec.tolerations.iter().any(|t| t.tolerates(taint))
 }
 
@@ -130,9 +128,8 @@ pub(super) fn eligible_nodes<'d>(
 }
 
 /// The pods of one eligible node, by revision.
-#[derive(Default)]
 struct NodePods<'s, 'a> {
-    location: Option<Location>,
+    location: Location,
     new: Vec<&'s Seen<'a>>,
     old: Vec<&'s Seen<'a>>,
     /// A pod is being stopped there (or failed, and removed now): its ports
@@ -153,7 +150,7 @@ impl NodePods<'_, '_> {
     }
 
     fn live(&self) -> bool {
-        self.location == Some(Location::Live)
+        self.location == Location::Live
     }
 }
 
@@ -182,9 +179,11 @@ pub(super) fn decide(
         .iter()
         .map(|(name, may_create)| {
             let pods = NodePods {
-                location: Some(context.location(name)),
+                location: context.location(name),
+                new: Vec::new(),
+                old: Vec::new(),
+                terminating: false,
                 may_create: *may_create,
-                ..NodePods::default()
             };
             (*name, pods)
         })
