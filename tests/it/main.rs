@@ -14,6 +14,7 @@ mod plan_support;
 mod support;
 
 mod cli_plan;
+mod demo;
 mod e2e;
 mod history;
 mod leader_docker;
