@@ -1,11 +1,14 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use flotilla::cli::{self, Cli, LogFormat};
+use flotilla::cli::{self, LogFormat};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
+    init_logging(cli.log_format, cli.log_level());
     match cli::run(cli) {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
@@ -20,11 +23,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs on stderr at `level` (`-q`/`-v`), unless FLOTILLA_LOG sets the
+/// filter; coloured only on a terminal and without NO_COLOR.
+fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(cli::colour(std::io::stderr().is_terminal()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -32,7 +38,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// `flotilla plan | head` closes the pipe early; that is not a failure.
 /// The error and those of its causes its own text does not already
 /// include (most of flotilla's errors quote their cause).
 fn message(error: &anyhow::Error) -> String {

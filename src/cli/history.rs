@@ -23,7 +23,7 @@ pub struct HistoryArgs {
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// The repository (bare or not; any directory inside a work tree).
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
     /// The branch (default: the tracked branch, `flotilla.branch`, in the
     /// leader's bare repository; the checked-out branch in a clone).
@@ -32,7 +32,7 @@ pub struct HistoryArgs {
     /// List at most this many revisions, newest first.
     #[arg(long)]
     pub limit: Option<usize>,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
 

@@ -22,7 +22,7 @@ use crate::node::NodeOps;
 #[derive(Debug, Args)]
 pub struct LeaderArgs {
     /// The leader's bare repository.
-    #[arg(long)]
+    #[arg(long, env = "FLOTILLA_REPO")]
     pub repo: PathBuf,
     /// The branch to deploy.
     #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
@@ -44,7 +44,7 @@ pub struct LeaderArgs {
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// The repository whose branch tip to apply.
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
     #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
     pub branch: String,
@@ -56,7 +56,7 @@ pub struct ApplyArgs {
     /// --output json (like Terraform's -auto-approve).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     #[command(flatten)]
     pub locks: LockArgs,
@@ -86,14 +86,14 @@ impl LockArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
     #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
     pub branch: String,
     /// Print again every 2 seconds until interrupted.
     #[arg(long)]
     pub watch: bool,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     #[command(flatten)]
     pub nodes: super::NodeArgs,
@@ -152,20 +152,33 @@ pub fn apply<N: NodeOps, P: Planner>(
         if text {
             show_plan(out, &args.repo, &prepared)?;
         }
+        // Nodes it could not observe: what runs there is unknown, so
+        // neither "no changes" nor "applied" may claim the whole cluster.
+        let unknown = Unknown::of(&prepared);
         if prepared.is_empty() {
-            match args.output {
-                OutputFormat::Json => out.json(&serde_json::json!({
+            match (args.output, &unknown) {
+                (OutputFormat::Json, _) => out.json(&serde_json::json!({
                     "commit": prepared.commit,
                     "steps": 0,
                     "backedOff": prepared.backed_off,
                     "applied": false,
+                    "unknown": unknown,
                 }))?,
-                OutputFormat::Text => out.line(format_args!(
+                (OutputFormat::Text, Some(unknown)) => out.line(format_args!(
+                    "Nothing to do on the nodes observed, but the cluster may not match {}: {}.",
+                    short(&prepared.commit),
+                    unknown
+                ))?,
+                (OutputFormat::Text, None) => out.line(format_args!(
                     "No changes: the cluster already matches {}.",
                     short(&prepared.commit)
                 ))?,
             }
-            return Ok(exit::OK);
+            return Ok(if unknown.is_some() {
+                exit::UNKNOWN
+            } else {
+                exit::OK
+            });
         }
         if !args.yes {
             if !text {
@@ -189,16 +202,18 @@ pub fn apply<N: NodeOps, P: Planner>(
         }
 
         let total = prepared.steps.len();
+        // `-q`: no progress lines, only the summary.
+        let show_progress = text && !out.is_quiet();
         let mut display = Progress::new(total, text && out.is_terminal());
         let execute = session.execute(prepared);
         tokio::pin!(execute);
         let summary = loop {
             tokio::select! {
                 biased;
-                Some(event) = progress.recv() => if text { display.event(out, &event)?; },
+                Some(event) = progress.recv() => if show_progress { display.event(out, &event)?; },
                 summary = &mut execute => {
                     while let Ok(event) = progress.try_recv() {
-                        if text { display.event(out, &event)?; }
+                        if show_progress { display.event(out, &event)?; }
                     }
                     break summary;
                 }
@@ -216,18 +231,110 @@ pub fn apply<N: NodeOps, P: Planner>(
                 "backedOff": summary.backed_off,
                 "applied": true,
                 "millis": summary.duration.as_millis() as u64,
+                "unknown": unknown,
             }))?,
-            OutputFormat::Text => out.line(format_args!(
+            OutputFormat::Text => {
+                out.line(format_args!(
                     "applied {}: {} step(s), {} failed, {} skipped, in {} ms",
-                short(&summary.commit),
-                summary.steps,
-                failed,
-                summary.apply.skipped + summary.backed_off,
-                summary.duration.as_millis()
-            ))?,
+                    short(&summary.commit),
+                    summary.steps,
+                    failed,
+                    summary.apply.skipped + summary.backed_off,
+                    summary.duration.as_millis()
+                ))?;
+                if let Some(unknown) = &unknown {
+                    out.line(format_args!(
+                        "The cluster may still not match {}: {unknown}.",
+                        short(&summary.commit)
+                    ))?;
+                }
+            }
         }
-        Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
+        Ok(match (failed, &unknown) {
+            (0, None) => exit::OK,
+            (0, Some(_)) => exit::UNKNOWN,
+            _ => exit::FAILURE,
+        })
     })
+}
+
+/// The declared nodes an apply could not observe, and how many replicas
+/// the plan holds as unknown because of them (when the planner says).
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Unknown {
+    nodes: Vec<UnobservedNode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<u32>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct UnobservedNode {
+    name: String,
+    reason: String,
+}
+
+impl Unknown {
+    /// `None` when every declared node was observed.
+    fn of(prepared: &Prepared) -> Option<Unknown> {
+        use crate::cluster::Reachability;
+        let nodes: Vec<UnobservedNode> = prepared
+            .desired
+            .nodes
+            .iter()
+            .filter_map(|node| {
+                let name = &node.meta.name;
+                let reason = match prepared.observed.nodes.get(name) {
+                    None => "not observed".to_string(),
+                    Some(observed) => match &observed.reachability {
+                        Reachability::Reachable => return None,
+                        Reachability::Unreachable { reason, .. } => reason.clone(),
+                    },
+                };
+                Some(UnobservedNode {
+                    name: name.clone(),
+                    reason,
+                })
+            })
+            .collect();
+        (!nodes.is_empty()).then(|| Unknown {
+            nodes,
+            replicas: prepared
+                .plan
+                .as_ref()
+                .map(crate::plan::Plan::unknown_replicas),
+        })
+    }
+}
+
+impl std::fmt::Display for Unknown {
+    /// `the state of node n1 (connection refused) is unknown, 2 replica(s)
+    /// unknown; apply again once it answers`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                // The reason may quote what a node answered: escapes shown.
+                let reason = crate::repo::printable_text(&node.reason);
+                format!("node {} ({reason})", node.name)
+            })
+            .collect();
+        let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        write!(
+            f,
+            "the state of {} is unknown",
+            crate::manifest::names::listed(&nodes, "and")
+        )?;
+        if let Some(replicas @ 1..) = self.replicas {
+            write!(f, ", {replicas} replica(s) unknown")?;
+        }
+        let answer = if nodes.len() == 1 {
+            "it answers"
+        } else {
+            "they answer"
+        };
+        write!(f, "; apply again once {answer}")
+    }
 }
 
 /// The plan about to be applied, rendered as `flotilla plan` renders it;
@@ -345,6 +452,7 @@ pub fn status<N: NodeOps, P: Planner>(
     let nodes = Arc::new(nodes);
     runtime.block_on(async {
         let planner = Arc::new(planner);
+        let mut frame = 0usize;
         loop {
             let report = daemon::status_once(
                 &args.repo,
@@ -358,12 +466,14 @@ pub fn status<N: NodeOps, P: Planner>(
                 OutputFormat::Json => out.json(&report)?,
                 OutputFormat::Text => {
                     if args.watch {
-                        // Clear the screen between frames, like `watch`.
-                        out.text("\x1b[2J\x1b[H")?;
+                        watch_frame(out, frame, std::time::SystemTime::now())?;
                     }
                     out.text(&report)?;
                 }
             }
+            // A pipe or a file reads each frame as it comes.
+            out.flush()?;
+            frame += 1;
             if !args.watch {
                 return Ok(exit::OK);
             }
@@ -373,6 +483,22 @@ pub fn status<N: NodeOps, P: Planner>(
             }
         }
     })
+}
+
+/// What goes before a frame of `status --watch`: on a terminal, clear the
+/// screen (like `watch`); elsewhere (`| cat`, a log file) no escapes, but a
+/// blank line between frames and a header with the time of each.
+fn watch_frame(out: &mut Output, frame: usize, now: std::time::SystemTime) -> std::io::Result<()> {
+    if out.is_terminal() {
+        return out.text("\x1b[2J\x1b[H");
+    }
+    if frame > 0 {
+        out.line("")?;
+    }
+    out.line(format_args!(
+        "--- flotilla status at {} ---",
+        humantime::format_rfc3339_seconds(now)
+    ))
 }
 
 /// Lets one planner serve every iteration of `status --watch`.

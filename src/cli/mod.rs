@@ -4,6 +4,7 @@
 //! inputs through `repo`/`node`, calls the pure core, and renders the result
 //! as text or JSON. Exit codes are documented in docs/cli.md.
 
+pub mod duration;
 mod history;
 pub mod leader;
 mod object_ref;
@@ -15,36 +16,73 @@ mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-pub use output::Output;
+pub use output::{colour, Output};
 
 use crate::leader::planner::KubePlanner;
 use crate::node::Nodes;
 
-/// Exit codes, as documented in docs/cli.md.
+/// Exit codes, one table for every command, as documented in docs/cli.md.
 pub mod exit {
     /// Success; for `plan --detailed-exitcode`, no changes.
     pub const OK: u8 = 0;
-    /// Invalid manifests, or any error.
+    /// Invalid manifests, a failed step, a refusal, or any other error.
     pub const FAILURE: u8 = 1;
     /// `plan --detailed-exitcode`: the plan has changes.
     pub const CHANGES: u8 = 2;
+    /// Part of the cluster could not be observed, so neither "no changes"
+    /// nor "the cluster matches" can be claimed.
+    pub const UNKNOWN: u8 = 3;
+    /// `plan --detailed-exitcode`: the plan leaves replicas unschedulable.
+    pub const UNSCHEDULABLE: u8 = 4;
+    /// A bad flag or argument value (sysexits' EX_USAGE), so that a typo in
+    /// a script never reads as one of the codes above.
+    pub const USAGE: u8 = 64;
 }
 
 #[derive(Debug, Parser)]
 #[command(
     name = "flotilla",
-    version,
+    version = VERSION,
     about = "A container orchestrator in which Git is the API server"
 )]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Only errors on stderr, and no progress lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More logs on stderr: -v for info, -vv for debug (FLOTILLA_LOG, when
+    /// set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `flotilla --version`: the package version and the commit it was built
+/// from (build.rs), e.g. `0.1.0 (4f1c2a9e0b7d-dirty)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FLOTILLA_BUILD_COMMIT"),
+    ")"
+);
+
+impl Cli {
+    /// The log filter `-q`/`-v` ask for (FLOTILLA_LOG, when set, wins).
+    pub fn log_level(&self) -> &'static str {
+        match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            (false, _) => "debug",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -80,13 +118,29 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     /// Follow rollouts (`flotilla rollout status deployment/web`).
     Rollout(rollout::RolloutArgs),
+    /// Print a shell completion script (`flotilla completion bash > /etc/bash_completion.d/flotilla`).
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Which desired state to read: a revision of a repository, or its working tree.
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// The repository (bare or not; any directory inside a work tree).
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
     /// A branch, tag, SHA or expression such as HEAD~2.
     #[arg(long, default_value = "HEAD", conflicts_with = "working_tree")]
@@ -105,16 +159,21 @@ pub struct NodeArgs {
     pub known_hosts: Option<PathBuf>,
     /// Accept and record the host key of a node known_hosts does not list
     /// yet. A key that differs from a recorded one is always refused.
-    #[arg(long, env = "FLOTILLA_TRUST_ON_FIRST_USE")]
+    #[arg(
+        long,
+        env = "FLOTILLA_TRUST_ON_FIRST_USE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub trust_on_first_use: bool,
-    /// Seconds allowed for TCP connect, key exchange and authentication.
-    #[arg(long, env = "FLOTILLA_CONNECT_TIMEOUT", default_value_t = 10)]
-    pub connect_timeout: u64,
-    /// Seconds one Docker request on a node may take (info, list, inspect,
+    /// Time allowed for TCP connect, key exchange and authentication
+    /// (`10s`, `1m`; a bare number is seconds).
+    #[arg(long, env = "FLOTILLA_CONNECT_TIMEOUT", default_value = "10s", value_parser = duration::parse, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+    /// Time one Docker request on a node may take (info, list, inspect,
     /// create, start, remove; a stop gets its grace period on top). Image
     /// pulls and shipping are not bounded by it.
-    #[arg(long, env = "FLOTILLA_REQUEST_TIMEOUT", default_value_t = 10)]
-    pub request_timeout: u64,
+    #[arg(long, env = "FLOTILLA_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration::parse, value_name = "DURATION")]
+    pub request_timeout: Duration,
 }
 
 impl NodeArgs {
@@ -124,8 +183,8 @@ impl NodeArgs {
             options.known_hosts = path.clone();
         }
         options.trust_on_first_use = self.trust_on_first_use;
-        options.connect_timeout = std::time::Duration::from_secs(self.connect_timeout.max(1));
-        options.request_timeout = std::time::Duration::from_secs(self.request_timeout.max(1));
+        options.connect_timeout = self.connect_timeout.max(Duration::from_secs(1));
+        options.request_timeout = self.request_timeout.max(Duration::from_secs(1));
         options
     }
 
@@ -145,7 +204,7 @@ pub struct InitRepoArgs {
 
 /// Runs one command and returns the process's exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut out = Output::stdout();
+    let mut out = Output::stdout(cli.quiet);
     let code = match cli.command {
         Command::Validate(args) => validate::run(&args, &mut out)?,
         Command::Plan(args) => {
@@ -165,6 +224,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollout(rollout::RolloutArgs {
             command: rollout::RolloutCommand::Status(args),
         }) => rollout::run(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
+        Command::Completion(args) => completion(args.shell, &mut out)?,
     };
     Ok(ExitCode::from(code))
 }
@@ -187,6 +247,45 @@ fn init_repo(args: &InitRepoArgs, out: &mut Output) -> anyhow::Result<u8> {
         args.branch
     ))?;
     Ok(exit::OK)
+}
+
+/// Writes the completion script of `shell` for every command and flag.
+fn completion(shell: CompletionShell, out: &mut Output) -> anyhow::Result<u8> {
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "flotilla", &mut script);
+    out.text(String::from_utf8(script)?)?;
+    Ok(exit::OK)
+}
+
+/// Parses the arguments. `Err` holds the code to exit with once clap has
+/// printed: 0 after `--help` or `--version`, [`exit::USAGE`] after a usage
+/// error (not clap's 2, which `plan --detailed-exitcode` uses for
+/// "changes").
+pub fn parse<I, T>(args: I) -> Result<Cli, u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args).map_err(|error| {
+        // Printing can only fail on a closed stream; the code stands.
+        let _ = error.print();
+        usage_exit_code(&error)
+    })
+}
+
+/// The exit code for a parse outcome clap reports as an error: 0 for what
+/// was asked for (help, version), 64 for a mistake.
+fn usage_exit_code(error: &clap::Error) -> u8 {
+    if error.use_stderr() {
+        exit::USAGE
+    } else {
+        exit::OK
+    }
 }
 
 /// The first 12 hex digits of a commit, as people read them.

@@ -8,23 +8,36 @@ pub struct Output {
     writer: Box<dyn Write>,
     color: bool,
     terminal: bool,
+    quiet: bool,
+}
+
+/// Whether a stream that is (or is not) a terminal gets colour: only a
+/// terminal, and never with NO_COLOR set to anything (https://no-color.org).
+pub fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 impl Output {
-    pub fn stdout() -> Self {
+    /// Standard output; `quiet` (`-q`) leaves progress lines out.
+    pub fn stdout(quiet: bool) -> Self {
         let stdout = std::io::stdout();
         let terminal = stdout.is_terminal();
-        let color = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         Output {
             writer: Box::new(stdout),
-            color,
+            color: colour(terminal),
             terminal,
+            quiet,
         }
     }
 
     /// Whether this writes to a terminal (progress may then redraw a line).
     pub fn is_terminal(&self) -> bool {
         self.terminal
+    }
+
+    /// `-q`: no progress lines, only results.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {

@@ -12,7 +12,7 @@ use super::{exit, short, Output, OutputFormat, SourceArgs};
 use crate::cluster::{Contents, ObservedCluster, ObservedNode, Reachability};
 use crate::manifest::model::{Node, NodeSpec};
 use crate::manifest::{self, DesiredState, SourceFile};
-use crate::plan::{self, Plan, RenderOptions};
+use crate::plan::{self, NodeCondition, Plan, RenderOptions};
 use crate::repo;
 
 #[derive(Debug, Args)]
@@ -31,10 +31,12 @@ pub struct PlanArgs {
     /// all-zero object id (a branch not created yet) declares no node.
     #[arg(long, value_name = "REV", conflicts_with = "offline")]
     pub observe_nodes_of: Option<String>,
-    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 3 when
+    /// part of the cluster could not be observed and nothing definite is to
+    /// change, 4 when replicas are unschedulable, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     #[command(flatten)]
     pub nodes: super::NodeArgs,
@@ -111,10 +113,43 @@ pub(super) fn run(
             args.offline,
         )?,
     }
-    Ok(match (args.detailed_exitcode, plan.is_empty()) {
-        (true, false) => exit::CHANGES,
-        _ => exit::OK,
+    Ok(if args.detailed_exitcode {
+        detailed_exit_code(&plan)
+    } else {
+        exit::OK
     })
+}
+
+/// `--detailed-exitcode`: what a CI check must hear first. Unschedulable
+/// replicas (4) outrank changes (2), which outrank an unknown state (3:
+/// replicas held for, or nodes not observed, with nothing definite to
+/// change); 0 only when the whole cluster was seen to match.
+pub(super) fn detailed_exit_code(plan: &Plan) -> u8 {
+    if !plan.unschedulable.is_empty() {
+        exit::UNSCHEDULABLE
+    } else if !plan.actions.is_empty() {
+        exit::CHANGES
+    } else if !plan.held.is_empty() || !unobserved_nodes(plan).is_empty() {
+        exit::UNKNOWN
+    } else {
+        exit::OK
+    }
+}
+
+/// The declared nodes whose state this plan did not observe: unreachable,
+/// or absent from the observation. What runs there is unknown, so "no
+/// changes" cannot be claimed for them.
+pub(super) fn unobserved_nodes(plan: &Plan) -> Vec<&str> {
+    plan.nodes
+        .iter()
+        .filter(|node| {
+            matches!(
+                node.condition,
+                NodeCondition::Unreachable { .. } | NodeCondition::NotObserved
+            )
+        })
+        .map(|node| node.name.as_str())
+        .collect()
 }
 
 /// The nodes `rev` declares, read as the leader would (a revision that is
@@ -247,5 +282,148 @@ fn deployed_manifests(repo: &Path, commit: &str) -> Vec<SourceFile> {
             tracing::warn!(%commit, %error, "deployed commit not readable; diffing against nothing");
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::model::{Kind, ObjectKey};
+    use crate::plan::{Action, Held, NodeStatus, Operation, Unschedulable};
+
+    fn web() -> ObjectKey {
+        ObjectKey {
+            kind: Kind::Deployment,
+            namespace: "default".into(),
+            name: "web".into(),
+        }
+    }
+
+    fn remove() -> Action {
+        Action {
+            object: web(),
+            slot: 0,
+            node: "n1".into(),
+            template_hash: "5f2c9a1b7d".into(),
+            rollout: false,
+            reason: "scaled down".into(),
+            operation: Operation::Remove {
+                containers: Vec::new(),
+            },
+        }
+    }
+
+    fn unschedulable() -> Unschedulable {
+        Unschedulable {
+            object: web(),
+            slot: 3,
+            node: None,
+            template_hash: "5f2c9a1b7d".into(),
+            reason: "0/1 nodes are available: 1 Insufficient memory.".into(),
+        }
+    }
+
+    fn held() -> Held {
+        Held {
+            object: web(),
+            replicas: 2,
+            nodes: vec!["n2".into()],
+        }
+    }
+
+    fn node(name: &str, condition: NodeCondition) -> NodeStatus {
+        NodeStatus {
+            name: name.into(),
+            condition,
+            replicas: 0,
+        }
+    }
+
+    fn unreachable() -> NodeCondition {
+        NodeCondition::Unreachable {
+            seconds: 0,
+            grace_seconds: 40,
+            past_grace: false,
+            reason: "connection refused".into(),
+            contents_unknown: true,
+        }
+    }
+
+    /// Issue 12, items 2 and 6: unschedulable replicas (4) outrank changes
+    /// (2), which outrank an unknown state (3); held replicas counted as
+    /// changes before, and unschedulable ones exited 2.
+    #[test]
+    fn detailed_exit_codes_rank_unschedulable_changes_unknown() {
+        let check = |plan: Plan, expected: u8| {
+            assert_eq!(detailed_exit_code(&plan), expected, "{plan:?}");
+        };
+        check(Plan::default(), exit::OK);
+        check(
+            Plan {
+                actions: vec![remove()],
+                ..Plan::default()
+            },
+            exit::CHANGES,
+        );
+        check(
+            Plan {
+                held: vec![held()],
+                ..Plan::default()
+            },
+            exit::UNKNOWN,
+        );
+        check(
+            Plan {
+                nodes: vec![node("n2", NodeCondition::NotObserved)],
+                ..Plan::default()
+            },
+            exit::UNKNOWN,
+        );
+        check(
+            Plan {
+                nodes: vec![node("n2", unreachable())],
+                ..Plan::default()
+            },
+            exit::UNKNOWN,
+        );
+        // A node no longer declared was observed: nothing is unknown.
+        check(
+            Plan {
+                nodes: vec![node("old", NodeCondition::NotDeclared)],
+                ..Plan::default()
+            },
+            exit::OK,
+        );
+        check(
+            Plan {
+                actions: vec![remove()],
+                held: vec![held()],
+                nodes: vec![node("n2", unreachable())],
+                ..Plan::default()
+            },
+            exit::CHANGES,
+        );
+        check(
+            Plan {
+                actions: vec![remove()],
+                unschedulable: vec![unschedulable()],
+                held: vec![held()],
+                ..Plan::default()
+            },
+            exit::UNSCHEDULABLE,
+        );
+    }
+
+    #[test]
+    fn unobserved_nodes_are_the_unreachable_and_the_absent() {
+        let plan = Plan {
+            nodes: vec![
+                node("a", unreachable()),
+                node("b", NodeCondition::NotObserved),
+                node("c", NodeCondition::NotDeclared),
+            ],
+            ..Plan::default()
+        };
+        assert_eq!(unobserved_nodes(&plan), ["a", "b"]);
     }
 }

@@ -29,7 +29,7 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "COMMIT")]
     pub to: Option<String>,
     /// The repository (bare or not; any directory inside a work tree).
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
     /// The branch (default: the tracked branch, `flotilla.branch`, in the
     /// leader's bare repository; the checked-out branch in a clone).

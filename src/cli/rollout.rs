@@ -42,15 +42,16 @@ pub struct StatusArgs {
     #[arg(short, long)]
     pub namespace: Option<String>,
     /// The leader's repository.
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
     #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
     pub branch: String,
     /// The revision whose rollout to follow (default: the branch tip).
     #[arg(long)]
     pub rev: Option<String>,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 900)]
+    /// Give up after this long (`900`, `15m`, `1h`; a bare number is
+    /// seconds; rounded up to whole seconds).
+    #[arg(long, default_value = "15m", value_parser = super::duration::parse_seconds, value_name = "DURATION")]
     pub timeout: u64,
     #[command(flatten)]
     pub nodes: super::NodeArgs,
@@ -198,6 +199,8 @@ pub(super) fn run<N: NodeOps, P: Planner>(
             if target.last.as_ref() != Some(&verdict) {
                 let name = format!("{} \"{}\"", target.key.kind.phrase(), target.key.name);
                 match &verdict {
+                    // `-q`: no progress lines, only the outcome.
+                    Verdict::Waiting(_) if out.is_quiet() => {}
                     Verdict::Waiting(progress) => {
                         if live {
                             out.text(format_args!(

@@ -22,7 +22,7 @@ pub struct ValidateArgs {
     /// when any is invalid.
     #[arg(long, conflicts_with_all = ["rev", "working_tree"])]
     pub revs_from_stdin: bool,
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
 

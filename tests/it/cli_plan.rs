@@ -118,11 +118,13 @@ fn offline_detailed_exitcode_is_2_with_changes_0_without_and_1_on_error() {
     );
 }
 
+/// Issue 12, item 6: unschedulable replicas exited 2 ("changes") or 0;
+/// `--detailed-exitcode` now exits 4, above the changes of the same plan.
 #[test]
 fn offline_unschedulable_replica_shows_kubernetes_message() {
     let work = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(3, "3Gi"))]);
     let (code, shown, _) = run(&work, &["--offline", "--detailed-exitcode"]);
-    assert_eq!(code, Some(2), "{shown}");
+    assert_eq!(code, Some(4), "{shown}");
     assert!(
         shown.contains("! web[2] unschedulable: 0/1 nodes are available: 1 Insufficient memory."),
         "{shown}"
@@ -163,12 +165,13 @@ fn offline_json_has_the_plan_and_its_replicas_nodes() {
 }
 
 /// Regression: `flotilla plan` saw a node it could not reach as empty and
-/// planned its replicas on the other nodes, reporting "0 unknown".
+/// planned its replicas on the other nodes, reporting "0 unknown". Issue
+/// 12, item 6: held replicas exited 2 ("changes"); they are unknown (3).
 #[test]
 fn online_unreachable_node_holds_its_replicas_as_unknown() {
     let work = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(2, "1Gi"))]);
     let (code, shown, errors) = run(&work, &["--detailed-exitcode", "--connect-timeout", "3"]);
-    assert_eq!(code, Some(2), "{shown}{errors}");
+    assert_eq!(code, Some(3), "{shown}{errors}");
     assert!(shown.contains("! node n1 unreachable for "), "{shown}");
     assert!(shown.contains("its containers were never seen"), "{shown}");
     assert!(
@@ -178,6 +181,20 @@ fn online_unreachable_node_holds_its_replicas_as_unknown() {
     assert!(!shown.contains("+ web["), "nothing created: {shown}");
     assert!(
         shown.contains("Plan: 0 to create, 0 to update, 0 to remove, 0 unschedulable, 2 unknown."),
+        "{shown}"
+    );
+}
+
+/// Issue 12, item 6: a plan with nothing to do on the nodes it reached,
+/// and a node it could not reach, exited 0 ("no changes"): what runs
+/// there is unknown (3).
+#[test]
+fn online_unreachable_node_with_nothing_to_do_is_unknown_not_no_changes() {
+    let work = repo(&[("nodes/n1.yaml", NODE)]);
+    let (code, shown, errors) = run(&work, &["--detailed-exitcode", "--connect-timeout", "3s"]);
+    assert_eq!(code, Some(3), "{shown}{errors}");
+    assert!(
+        shown.contains("No changes on the nodes observed; 1 node(s) never observed"),
         "{shown}"
     );
 }

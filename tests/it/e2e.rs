@@ -1268,3 +1268,47 @@ fn daemon_set_follows_nodes_rolls_node_by_node_and_reverts_a_crash() {
     );
     cluster.stop_leader();
 }
+
+/// Issue 12, item 2: an apply that carried out its plan while one declared
+/// node could not be observed said only "applied" and exited 0. It applies
+/// what it can (the DaemonSet's pods on the reachable nodes), then says
+/// which node's state is unknown and exits 3.
+#[test]
+fn apply_with_a_node_unobserved_applies_the_rest_and_exits_3() {
+    let cluster = Cluster::new(CLUSTER);
+    // A fourth node, declared but refusing: port 1 on loopback.
+    cluster.push(
+        "nodes/gone.yaml",
+        Some(
+            "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata:\n  name: gone\nspec:\n  address: 127.0.0.1\n  port: 1\n",
+        ),
+        "A node that does not answer",
+    );
+    cluster.push(
+        "apps/agent.yaml",
+        Some(&agent("flotilla-test:1", AGENT_SERVES)),
+        "Agent",
+    );
+    let apply = cluster
+        .flotilla()
+        .args(["apply", "--yes", "--connect-timeout", "3s", "--repo"])
+        .arg(&cluster.bare)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&apply.stdout);
+    let stderr = String::from_utf8_lossy(&apply.stderr);
+    assert_eq!(apply.status.code(), Some(3), "{shown}{stderr}");
+    assert!(shown.contains(", 0 failed, "), "{shown}");
+    assert!(
+        shown.contains("The cluster may still not match ")
+            && shown.contains(": the state of node gone (")
+            && shown.contains(") is unknown; apply again once it answers."),
+        "{shown}"
+    );
+    let agents = cluster.testbed.containers("agent", &["n1", "n2", "n3"]);
+    assert!(
+        agents.values().all(|rows| !rows.is_empty()),
+        "the reachable nodes got their pods: {agents:?}"
+    );
+}

@@ -179,19 +179,57 @@ fn sigterm_stops_the_leader_cleanly_and_releases_its_locks() {
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
     assert_eq!(lock::current_holder(&setup.bare).unwrap(), None);
 
-    // The locks are free: an apply takes them, and finds nothing to do.
+    // The locks are free: an apply takes them. Its one node does not
+    // answer, so it has nothing to do that it knows of, and says so (3).
     let apply = setup.apply(&setup.bare);
     assert_eq!(
         apply.status.code(),
-        Some(0),
+        Some(3),
         "{}{}",
         text(&apply.stdout),
         text(&apply.stderr)
     );
+}
+
+/// Issue 12, item 2: `apply` with every node unreachable said "No changes:
+/// the cluster already matches" and exited 0 (JSON: `"applied": false`,
+/// exit 0). The state is unknown, not matching: it says which node and
+/// exits 3, and the JSON says so in `unknown`.
+#[test]
+fn apply_with_its_node_unreachable_says_the_state_is_unknown_and_exits_3() {
+    let setup = Setup::new();
+    let apply = setup.apply(&setup.bare);
+    let shown = text(&apply.stdout);
+    assert_eq!(
+        apply.status.code(),
+        Some(3),
+        "{shown}{}",
+        text(&apply.stderr)
+    );
+    assert!(!shown.contains("No changes:"), "{shown}");
+    assert!(!shown.contains("already matches"), "{shown}");
     assert!(
-        text(&apply.stdout).contains("No changes: the cluster already matches "),
-        "{}",
-        text(&apply.stdout)
+        shown.contains("Nothing to do on the nodes observed, but the cluster may not match ")
+            && shown.contains(": the state of node local-1 (")
+            && shown.contains(") is unknown; apply again once it answers."),
+        "{shown}"
+    );
+
+    let json = setup
+        .flotilla(&["apply", "--yes", "-o", "json", "--repo"])
+        .arg(&setup.bare)
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(3), "{}", text(&json.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
+    assert_eq!(json["applied"], false);
+    assert_eq!(json["steps"], 0);
+    let nodes = json["unknown"]["nodes"].as_array().expect("unknown.nodes");
+    assert_eq!(nodes.len(), 1, "{json}");
+    assert_eq!(nodes[0]["name"], "local-1");
+    assert!(
+        nodes[0]["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{json}"
     );
 }
 
@@ -216,7 +254,8 @@ fn apply_from_a_clone_is_refused_while_the_leader_acts_on_its_nodes() {
 
     leader.0.kill().unwrap();
     leader.0.wait().unwrap();
-    // The leader died without a word: the OS released its locks.
+    // The leader died without a word: the OS released its locks (the apply
+    // runs, and finds its one node unreachable: 3, not a refusal).
     let apply = setup.apply(setup.work.path());
-    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    assert_eq!(apply.status.code(), Some(3), "{}", text(&apply.stderr));
 }

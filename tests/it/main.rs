@@ -13,6 +13,7 @@ mod common;
 mod plan_support;
 mod support;
 
+mod cli_conventions;
 mod cli_plan;
 mod demo;
 mod e2e;

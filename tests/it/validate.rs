@@ -210,7 +210,7 @@ fn working_tree_reads_the_files_on_disk_not_the_commit() {
     assert!(out.contains("in 3 files at working-tree"), "{out}");
 
     let (code, _, err) = validate(work.path(), &["--working-tree", "--rev", "HEAD"], None);
-    assert_eq!(code, 2, "clap refuses both: {err}");
+    assert_eq!(code, 64, "clap refuses both, a usage error: {err}");
 }
 
 /// A file that is not UTF-8, or too large, is an error at its path; every
