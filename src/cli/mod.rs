@@ -9,6 +9,7 @@ pub mod leader;
 mod object_ref;
 mod output;
 mod plan;
+mod presence;
 mod rollback;
 mod rollout;
 mod validate;
@@ -31,6 +32,9 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// `plan --detailed-exitcode`: the plan has changes.
     pub const CHANGES: u8 = 2;
+    /// Unknown state: part of the cluster could not be observed, or no
+    /// leader runs to carry a rollout, so success cannot be claimed.
+    pub const UNKNOWN: u8 = 3;
 }
 
 #[derive(Debug, Parser)]
@@ -157,6 +161,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?
         }
         Command::InitRepo(args) => init_repo(&args, &mut out)?,
+        Command::Leader(args) if args.check => leader::check(&args, &mut out)?,
         Command::Leader(args) => leader::leader(&args, args.nodes.nodes(), KubePlanner)?,
         Command::Apply(args) => leader::apply(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
         Command::Status(args) => leader::status(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
