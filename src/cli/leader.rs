@@ -14,7 +14,7 @@ use clap::Args;
 
 use super::{exit, Output, OutputFormat};
 use crate::leader::apply::ApplyEvent;
-use crate::leader::daemon::{self, ApplyOptions, ApplySession, LeaderOptions};
+use crate::leader::daemon::{self, ApplyOptions, ApplySession, LeaderOptions, StatusReader};
 use crate::leader::run::{Planner, Prepared};
 use crate::leader::{load_manifests, run::short};
 use crate::node::NodeOps;
@@ -35,6 +35,10 @@ pub struct LeaderArgs {
     /// several. Others are refused, against DNS rebinding.
     #[arg(long = "api-host", value_name = "NAME")]
     pub api_hosts: Vec<String>,
+    /// Only say whether a leader is running for --repo (its lock names it
+    /// and its address answers), and exit 0 when one is, 3 when none is.
+    #[arg(long)]
+    pub check: bool,
     #[command(flatten)]
     pub locks: LockArgs,
     #[command(flatten)]
@@ -126,6 +130,34 @@ pub fn leader<N: NodeOps, P: Planner>(
         load_manifests,
     ))?;
     Ok(exit::OK)
+}
+
+/// `flotilla leader --check`: whether a leader is running for the
+/// repository, in one line (the post-receive hook prints it to the pusher).
+pub fn check(args: &LeaderArgs, out: &mut Output) -> anyhow::Result<u8> {
+    let repository = crate::repo::open(&args.repo)?;
+    let repo = super::presence::repository_path(&repository);
+    let presence = super::presence::find(&repository)?;
+    match &presence {
+        crate::leader::presence::LeaderPresence::Running { holder, api } => {
+            let serving = match api {
+                Some(api) => format!("answering at http://{api}"),
+                None => "serving no HTTP endpoints".to_string(),
+            };
+            out.line(format_args!(
+                "a leader is running on {}: {holder}, {serving}",
+                repo.display()
+            ))?;
+            Ok(exit::OK)
+        }
+        _ => {
+            let sentence =
+                super::presence::no_leader_sentence(&repo, &presence, "deploys new commits")
+                    .expect("only a running leader has no such sentence");
+            out.line(sentence)?;
+            Ok(exit::UNKNOWN)
+        }
+    }
 }
 
 /// One reconcile under the writer locks: show the plan, ask (unless
@@ -441,7 +473,8 @@ fn bar(done: usize, total: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), ".".repeat(WIDTH - filled))
 }
 
-/// The cluster's status, from the running leader or observed directly.
+/// The cluster's status, from the running leader or observed directly,
+/// saying which.
 pub fn status<N: NodeOps, P: Planner>(
     args: &StatusArgs,
     nodes: N,
@@ -449,25 +482,28 @@ pub fn status<N: NodeOps, P: Planner>(
     out: &mut Output,
 ) -> anyhow::Result<u8> {
     let runtime = runtime()?;
-    let nodes = Arc::new(nodes);
+    let repo = super::presence::repository_path(&crate::repo::open(&args.repo)?);
+    let mut reader = StatusReader::new(
+        &args.repo,
+        &args.branch,
+        Arc::new(nodes),
+        planner,
+        load_manifests,
+    )?;
     runtime.block_on(async {
-        let planner = Arc::new(planner);
         let mut frame = 0usize;
         loop {
-            let report = daemon::status_once(
-                &args.repo,
-                &args.branch,
-                Arc::clone(&nodes),
-                SharedPlanner(Arc::clone(&planner)),
-                load_manifests,
-            )
-            .await?;
+            let (report, source) = reader.read().await?;
             match args.output {
-                OutputFormat::Json => out.json(&report)?,
+                OutputFormat::Json => out.json(&SourcedStatus {
+                    source: super::presence::source_json(&repo, &source),
+                    report: &report,
+                })?,
                 OutputFormat::Text => {
                     if args.watch {
                         watch_frame(out, frame, std::time::SystemTime::now())?;
                     }
+                    out.line(super::presence::source_line(&repo, &source))?;
                     out.text(&report)?;
                 }
             }
@@ -501,19 +537,12 @@ fn watch_frame(out: &mut Output, frame: usize, now: std::time::SystemTime) -> st
     ))
 }
 
-/// Lets one planner serve every iteration of `status --watch`.
-pub(super) struct SharedPlanner<P>(pub(super) Arc<P>);
-
-impl<P: Planner> Planner for SharedPlanner<P> {
-    fn steps(
-        &self,
-        desired: &crate::manifest::DesiredState,
-        commit: &str,
-        observed: &crate::cluster::ObservedCluster,
-        now: std::time::SystemTime,
-    ) -> Vec<crate::leader::apply::Step> {
-        self.0.steps(desired, commit, observed, now)
-    }
+/// `flotilla status --output json`: the report, and where it came from.
+#[derive(serde::Serialize)]
+struct SourcedStatus<'a> {
+    source: serde_json::Value,
+    #[serde(flatten)]
+    report: &'a crate::reconcile::status::StatusReport,
 }
 
 /// What `flotilla plan` plans against: every declared node observed once

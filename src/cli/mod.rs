@@ -10,6 +10,7 @@ pub mod leader;
 mod object_ref;
 mod output;
 mod plan;
+mod presence;
 mod rollback;
 mod rollout;
 mod validate;
@@ -216,6 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?
         }
         Command::InitRepo(args) => init_repo(&args, &mut out)?,
+        Command::Leader(args) if args.check => leader::check(&args, &mut out)?,
         Command::Leader(args) => leader::leader(&args, args.nodes.nodes(), KubePlanner)?,
         Command::Apply(args) => leader::apply(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
         Command::Status(args) => leader::status(&args, args.nodes.nodes(), KubePlanner, &mut out)?,

@@ -135,7 +135,13 @@ pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
         printable_line(subject)
     ))?;
     if repository.is_bare() {
-        out.line("the leader deploys it")?;
+        // Said only when true: a leader holds the lock and answers.
+        let presence = super::presence::find(&repository)?;
+        let repo = super::presence::repository_path(&repository);
+        match super::presence::no_leader_sentence(&repo, &presence, "deploys it") {
+            Some(sentence) => out.line(sentence)?,
+            None => out.line("the leader deploys it")?,
+        }
     } else if current.as_deref() == Some(branch.as_str()) {
         out.line("push it: git push")?;
     } else {

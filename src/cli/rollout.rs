@@ -2,9 +2,13 @@
 //! every Deployment of a commit) until it succeeds or fails, like
 //! `kubectl rollout status`, with an exit code CI scripts can use. The
 //! post-receive hook runs it for `git push -o flotilla.wait`.
+//!
+//! It waits only on a leader that is running: without one (or with one
+//! that does not answer) nothing carries the rollout on, so after one
+//! observation it says so and exits 3 (unknown) instead of waiting for its
+//! timeout.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +16,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 
 use super::object_ref::parse_object_ref;
-use super::{exit, short, Output};
-use crate::leader::daemon;
+use super::{exit, short, Output, OutputFormat};
+use crate::leader::daemon::{StatusReader, StatusSource};
 use crate::leader::run::Planner;
 use crate::manifest::model::{Kind, ObjectKey};
 use crate::node::NodeOps;
@@ -29,7 +33,8 @@ pub struct RolloutArgs {
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
     /// Follow a rollout until it finishes: exit 0 when it succeeded, 1 when
-    /// it failed, was rolled back or superseded, or timed out.
+    /// it failed, was rolled back or superseded, or timed out, 3 when no
+    /// leader runs to carry it on.
     Status(StatusArgs),
 }
 
@@ -53,6 +58,9 @@ pub struct StatusArgs {
     /// seconds; rounded up to whole seconds).
     #[arg(long, default_value = "15m", value_parser = super::duration::parse_seconds, value_name = "DURATION")]
     pub timeout: u64,
+    /// `json`: no progress lines, one document once the wait is over.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
     #[command(flatten)]
     pub nodes: super::NodeArgs,
 }
@@ -70,6 +78,8 @@ struct Target {
     key: ObjectKey,
     revision: String,
     last: Option<Verdict>,
+    /// Its replicas at `revision`, as last seen.
+    replicas: Option<Replicas>,
 }
 
 pub(super) fn run<N: NodeOps, P: Planner>(
@@ -125,36 +135,57 @@ pub(super) fn run<N: NodeOps, P: Planner>(
             key: d.key(),
             revision: crate::manifest::template_hash(&d.spec.template),
             last: None,
+            replicas: None,
         })
         .collect();
     if let (Some(key), true) = (&wanted, targets.is_empty()) {
         anyhow::bail!("{key} is not declared at {}", short(&commit));
     }
     if targets.is_empty() {
-        out.line(format_args!(
-            "{} declares no workload: nothing rolls out",
-            short(&commit)
-        ))?;
+        match args.output {
+            OutputFormat::Text => out.line(format_args!(
+                "{} declares no workload: nothing rolls out",
+                short(&commit)
+            ))?,
+            OutputFormat::Json => out.json(&Report {
+                commit: &commit,
+                outcome: "succeeded",
+                reason: Some("declares no workload: nothing rolls out".into()),
+                objects: Vec::new(),
+            })?,
+        }
         return Ok(exit::OK);
     }
 
-    let live = std::io::stdout().is_terminal();
+    let repo_path = super::presence::repository_path(&repo);
+    let text = args.output == OutputFormat::Text;
+    let live = text && out.is_terminal();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let nodes = Arc::new(nodes);
-    let planner = Arc::new(planner);
+    let mut reader = StatusReader::new(
+        &args.repo,
+        &args.branch,
+        Arc::new(nodes),
+        planner,
+        crate::leader::load_manifests,
+    )?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout);
     let mut tip_state: Option<(String, crate::manifest::DesiredState)> = None;
-    loop {
-        let status = runtime.block_on(daemon::status_once(
-            &args.repo,
-            &args.branch,
-            Arc::clone(&nodes),
-            super::leader::SharedPlanner(Arc::clone(&planner)),
-            crate::leader::load_manifests,
-        ))?;
+    // A live "Waiting..." line is on screen, to be ended before a message.
+    let mut line_open = false;
+    let ending = loop {
+        let (status, source) = runtime.block_on(reader.read())?;
+        // Without a leader, nothing moves the rollout on: one observation
+        // says whether it is already done (an `apply` may have done it),
+        // and otherwise the wait ends at once, saying why.
+        let no_leader = match &source {
+            StatusSource::Leader { .. } => None,
+            StatusSource::Observed { presence } => {
+                super::presence::no_leader_sentence(&repo_path, presence, "rolls this out")
+            }
+        };
         let tip = crate::repo::resolve(&repo, &format!("refs/heads/{}", args.branch))?.to_string();
         if tip_state.as_ref().is_none_or(|(t, _)| *t != tip) {
             let tip_snapshot = crate::repo::read_revision(&repo, &tip)?;
@@ -190,13 +221,18 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                     target.key.name.clone(),
                 ))
                 .copied();
+            if let Some(object) = object.filter(|o| o.template_hash == target.revision) {
+                target.replicas = Some(Replicas::of(object));
+            }
             let tip_revision = tip_desired
                 .workload(&target.key)
                 .map(|d| crate::manifest::template_hash(&d.spec.template));
             let moved_on = (tip != commit && tip_revision.as_deref() != Some(&target.revision))
                 .then_some((tip.as_str(), &repo));
             let verdict = verdict(target, object, &notes, moved_on, status_current);
-            if target.last.as_ref() != Some(&verdict) {
+            // Waiting is not said when nothing will end the wait.
+            let say = text && !(no_leader.is_some() && matches!(verdict, Verdict::Waiting(_)));
+            if target.last.as_ref() != Some(&verdict) && say {
                 let name = format!("{} \"{}\"", target.key.kind.phrase(), target.key.name);
                 match &verdict {
                     // `-q`: no progress lines, only the outcome.
@@ -206,6 +242,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                             out.text(format_args!(
                                 "\r\x1b[2KWaiting for {name} rollout to finish: {progress}"
                             ))?;
+                            line_open = true;
                         } else {
                             out.line(format_args!(
                                 "Waiting for {name} rollout to finish: {progress}"
@@ -214,6 +251,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                     }
                     Verdict::Succeeded => {
                         let clear = if live { "\r\x1b[2K" } else { "" };
+                        line_open = false;
                         out.line(format_args!(
                             "{clear}{name} successfully rolled out ({})",
                             short(&commit)
@@ -221,6 +259,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                     }
                     Verdict::Failed(reason) => {
                         let clear = if live { "\r\x1b[2K" } else { "" };
+                        line_open = false;
                         out.line(format_args!(
                             "{clear}{}: {name} rollout failed: {}",
                             out.red("error"),
@@ -228,31 +267,137 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                         ))?;
                     }
                 }
-                target.last = Some(verdict);
             }
+            target.last = Some(verdict);
         }
-        let failed = targets
-            .iter()
-            .any(|t| matches!(t.last, Some(Verdict::Failed(_))));
         let finished = targets
             .iter()
             .all(|t| matches!(t.last, Some(Verdict::Succeeded) | Some(Verdict::Failed(_))));
         if finished {
-            return Ok(if failed { exit::FAILURE } else { exit::OK });
+            break Ending::Finished;
+        }
+        if let Some(sentence) = no_leader {
+            break Ending::NoLeader(sentence);
         }
         if Instant::now() >= deadline {
-            if live {
-                out.line("")?;
-            }
-            out.line(format_args!(
-                "{}: timed out after {}s waiting for the rollout of {}",
-                out.red("error"),
-                args.timeout,
-                short(&commit)
-            ))?;
-            return Ok(exit::FAILURE);
+            break Ending::TimedOut;
         }
         std::thread::sleep(Duration::from_millis(500));
+    };
+
+    let failed = targets
+        .iter()
+        .any(|t| matches!(t.last, Some(Verdict::Failed(_))));
+    let (code, outcome, reason) = match ending {
+        Ending::Finished if failed => (exit::FAILURE, "failed", None),
+        Ending::Finished => (exit::OK, "succeeded", None),
+        Ending::NoLeader(sentence) => (exit::UNKNOWN, "unknown", Some(sentence)),
+        Ending::TimedOut => (
+            exit::FAILURE,
+            "timedOut",
+            Some(format!(
+                "timed out after {}s waiting for the rollout of {}",
+                args.timeout,
+                short(&commit)
+            )),
+        ),
+    };
+    match args.output {
+        OutputFormat::Text => {
+            if let Some(reason) = &reason {
+                if line_open {
+                    out.line("")?;
+                }
+                let label = if code == exit::UNKNOWN {
+                    out.yellow("unknown")
+                } else {
+                    out.red("error")
+                };
+                out.line(format_args!("{label}: {reason}"))?;
+            }
+        }
+        OutputFormat::Json => out.json(&Report {
+            commit: &commit,
+            outcome,
+            reason,
+            objects: targets.iter().map(ObjectReport::of).collect(),
+        })?,
+    }
+    Ok(code)
+}
+
+/// Why the wait ended.
+enum Ending {
+    /// Every followed rollout succeeded or failed.
+    Finished,
+    /// No leader runs to carry the rollout on: the sentence says why.
+    NoLeader(String),
+    TimedOut,
+}
+
+/// A workload's replicas at its target revision, as last seen.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Replicas {
+    desired: u32,
+    ready: u32,
+    updated: u32,
+    total: u32,
+}
+
+impl Replicas {
+    fn of(object: &ObjectStatus) -> Self {
+        Replicas {
+            desired: object.desired_replicas,
+            ready: object.ready_replicas,
+            updated: object.updated_replicas,
+            total: object.total_replicas,
+        }
+    }
+}
+
+/// `rollout status --output json`: one document once the wait is over.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    commit: &'a str,
+    /// `succeeded`, `failed`, `timedOut` or `unknown` (no leader runs).
+    outcome: &'static str,
+    reason: Option<String>,
+    objects: Vec<ObjectReport>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectReport {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+    /// The template hash the rollout brings.
+    revision: String,
+    /// `succeeded`, `failed` or `unfinished`.
+    outcome: &'static str,
+    /// Why it failed, or where it stood when the wait ended.
+    reason: Option<String>,
+    replicas: Option<Replicas>,
+}
+
+impl ObjectReport {
+    fn of(target: &Target) -> Self {
+        let (outcome, reason) = match &target.last {
+            Some(Verdict::Succeeded) => ("succeeded", None),
+            Some(Verdict::Failed(reason)) => ("failed", Some(reason.clone())),
+            Some(Verdict::Waiting(progress)) => ("unfinished", Some(progress.clone())),
+            None => ("unfinished", None),
+        };
+        ObjectReport {
+            kind: target.key.kind.as_str(),
+            namespace: target.key.namespace.clone(),
+            name: target.key.name.clone(),
+            revision: target.revision.clone(),
+            outcome,
+            reason,
+            replicas: target.replicas,
+        }
     }
 }
 
@@ -316,6 +461,11 @@ fn verdict(
     match object.filter(|o| o.template_hash == target.revision) {
         Some(object) => match object.rollout.as_str() {
             "complete" => Verdict::Succeeded,
+            "unknown" => Verdict::Waiting(format!(
+                "unknown: the nodes of its replicas are unreachable ({} of {} seen ready)...",
+                object.ready_replicas.min(object.updated_replicas),
+                object.desired_replicas
+            )),
             "failed" => Verdict::Failed(
                 object
                     .rollout_reason

@@ -14,10 +14,12 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::apply::ApplyEvent;
 use super::lock::{self, LockError, WriterLock};
+use super::presence::{self, LeaderPresence};
 use super::run::{short, Leader, Loader, Planner};
 use super::watch::{RefWatcher, WatchError};
 use crate::api::{self, ApiState};
 use crate::node::NodeOps;
+use crate::reconcile::status::StatusReport;
 
 /// How soon to look again after a reconcile that changed something or was
 /// held back: to see the result, and to carry a rollout on.
@@ -423,31 +425,79 @@ async fn apply_once<N: NodeOps, P: Planner>(
     Ok(session.execute(prepared).await)
 }
 
-/// `flotilla status`: from the running leader's HTTP endpoint when the lock
-/// says one serves it, else by observing the nodes directly (read-only, no
-/// lock needed).
-pub(crate) async fn status_once<N: NodeOps, P: Planner>(
-    repo: &Path,
-    branch: &str,
-    nodes: Arc<N>,
-    planner: P,
-    loader: Loader,
-) -> Result<crate::reconcile::status::StatusReport, OneShotError> {
-    let git_dir = git_dir(repo)?;
-    if let Some(addr) = lock::current_holder(&git_dir)
-        .map_err(LeaderError::from)?
-        .and_then(|holder| holder.api)
-    {
-        match api::fetch_status(addr).await {
-            Ok(status) => return Ok(status),
-            Err(error) => {
-                tracing::warn!(%error, "the leader did not answer; observing the nodes directly")
+/// Where a status came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StatusSource {
+    /// The running leader's `/status` at `api`.
+    Leader {
+        holder: lock::LockHolder,
+        api: SocketAddr,
+    },
+    /// Observed by this process; `presence` says why (no leader, one that
+    /// does not answer, or one that serves no endpoints).
+    Observed { presence: LeaderPresence },
+}
+
+/// `flotilla status` and `flotilla rollout status`: the status from the
+/// running leader's HTTP endpoint when one answers, else by observing the
+/// nodes directly (read-only, no lock needed).
+///
+/// Kept across reads, so that repeated observations (`status --watch`,
+/// `rollout status`) remember which nodes were unreachable: each is
+/// reported once when it becomes unreachable and once when it comes back,
+/// not at every read.
+pub(crate) struct StatusReader<N: NodeOps, P: Planner> {
+    git_dir: PathBuf,
+    observer: Leader<N, P>,
+}
+
+impl<N: NodeOps, P: Planner> StatusReader<N, P> {
+    pub(crate) fn new(
+        repo: &Path,
+        branch: &str,
+        nodes: Arc<N>,
+        planner: P,
+        loader: Loader,
+    ) -> Result<Self, OneShotError> {
+        let git_dir = git_dir(repo)?;
+        let (events, _) = mpsc::unbounded_channel();
+        let observer = Leader::new(nodes, planner, loader, repo, branch, Arc::default(), events);
+        Ok(StatusReader { git_dir, observer })
+    }
+
+    /// Whether a leader is running for the repository ([`presence::find`]).
+    pub(crate) async fn leader_presence(&self) -> Result<LeaderPresence, OneShotError> {
+        Ok(presence::find(&self.git_dir)
+            .await
+            .map_err(LeaderError::from)?)
+    }
+
+    /// The status now, and where it came from.
+    pub(crate) async fn read(&mut self) -> Result<(StatusReport, StatusSource), OneShotError> {
+        let presence = self.leader_presence().await?;
+        if let LeaderPresence::Running {
+            holder,
+            api: Some(addr),
+        } = &presence
+        {
+            match api::fetch_status(*addr).await {
+                Ok(status) => {
+                    let source = StatusSource::Leader {
+                        holder: holder.clone(),
+                        api: *addr,
+                    };
+                    return Ok((status, source));
+                }
+                // Answering but without a status yet (its first reconcile
+                // has not finished): observed meanwhile, and said so.
+                Err(error) => {
+                    tracing::info!(%error, "the leader has no status yet; observing the nodes directly")
+                }
             }
         }
+        let status = self.observer.status_only(SystemTime::now()).await?;
+        Ok((status, StatusSource::Observed { presence }))
     }
-    let (events, _) = mpsc::unbounded_channel();
-    let mut leader = Leader::new(nodes, planner, loader, repo, branch, Arc::default(), events);
-    Ok(leader.status_only(SystemTime::now()).await?)
 }
 
 /// The value of gauge `name` in a Prometheus text exposition (tests).

@@ -63,6 +63,14 @@ pub struct LockHolder {
     pub api: Option<std::net::SocketAddr>,
 }
 
+impl LockHolder {
+    /// Whether the recorded holder is a process of this host that no longer
+    /// exists: a stale record, whose `flock` some straggler inherited.
+    pub fn is_dead_here(&self) -> bool {
+        self.host == host_name() && !process_is_alive(self.pid)
+    }
+}
+
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let since = UNIX_EPOCH + Duration::from_secs(self.since);

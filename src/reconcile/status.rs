@@ -61,7 +61,8 @@ pub struct ObjectStatus {
     /// The current template's revision and the commit running it.
     pub template_hash: String,
     pub deployed_commit: Option<String>,
-    /// `complete`, `progressing`, `failed` or `removing`.
+    /// `complete`, `progressing`, `unknown` (none of its replicas can be
+    /// seen: their nodes are unreachable), `failed` or `removing`.
     pub rollout: String,
     /// Why the rollout failed (`failed` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,6 +242,21 @@ pub fn build(
         });
     }
 
+    // Where no one can see: a replica missing from the reachable nodes may
+    // run on a node never reached.
+    let reachable_nodes: std::collections::BTreeSet<&str> = observed
+        .nodes
+        .values()
+        .filter(|n| n.reachability.is_reachable())
+        .map(|n| n.name.as_str())
+        .collect();
+    let any_contents_unknown = desired.nodes.iter().any(|node| {
+        observed
+            .nodes
+            .get(&node.meta.name)
+            .is_none_or(|n| n.reachability.contents_unknown())
+    });
+
     let mut objects = Vec::new();
     for (key, declared) in &templates {
         let (desired_replicas, hash) = (&declared.pods, &declared.revision);
@@ -250,10 +266,17 @@ pub fn build(
         let mut updated = 0;
         let mut total = 0;
         let mut deployed_commit = None;
+        let mut seen_on_reachable = false;
+        let mut seen_on_unreachable = false;
         let object_name = format!("{} {}/{}", key.kind, key.namespace, key.name);
-        for ((object, _, pod_hash, _), (pod_ready, pod_available)) in &pods {
+        for ((object, _, pod_hash, node), (pod_ready, pod_available)) in &pods {
             if object != key {
                 continue;
+            }
+            if reachable_nodes.contains(node.as_str()) {
+                seen_on_reachable = true;
+            } else {
+                seen_on_unreachable = true;
             }
             total += 1;
             ready += u32::from(*pod_ready);
@@ -290,7 +313,12 @@ pub fn build(
             total_replicas: total,
             template_hash: hash.clone(),
             deployed_commit,
-            rollout: if complete { "complete" } else { "progressing" }.to_string(),
+            rollout: rollout_state(
+                complete,
+                seen_on_reachable,
+                seen_on_unreachable || any_contents_unknown,
+            )
+            .to_string(),
             rollout_reason: None,
         });
     }
@@ -321,6 +349,20 @@ pub fn build(
         nodes,
         objects,
         replicas,
+    }
+}
+
+/// `complete`, `progressing`, or `unknown`: not complete, and none of the
+/// object's replicas is on a node that could be observed, while some may be
+/// (or are, as last seen) on one that could not. Progress cannot be claimed
+/// then: every node may be down, or the replicas running unseen.
+fn rollout_state(complete: bool, seen_on_reachable: bool, maybe_unseen: bool) -> &'static str {
+    if complete {
+        "complete"
+    } else if !seen_on_reachable && maybe_unseen {
+        "unknown"
+    } else {
+        "progressing"
     }
 }
 
@@ -647,6 +689,104 @@ mod tests {
         assert_eq!(rollout(&desired), "progressing");
         desired.workloads[0].spec.strategy = Strategy::OnDelete;
         assert_eq!(rollout(&desired), "complete");
+    }
+
+    /// Issue 12, item 4: `status` showed `progressing` for an object whose
+    /// nodes were all unreachable. Progress that no one can see is unknown:
+    /// none of its replicas is on a node observed now, and some may be (or
+    /// were last seen) on one that is not.
+    #[test]
+    fn a_rollout_no_one_can_see_is_unknown_not_progressing() {
+        let (desired, _) = load(&[SourceFile {
+            path: "web.yaml".into(),
+            text: "replicas: 2".into(),
+        }]);
+        let reachable = |name: &str, slots: &[u32]| ObservedNode {
+            name: name.into(),
+            reachability: Reachability::Reachable,
+            facts: None,
+            containers: slots
+                .iter()
+                .map(|&slot| container(&desired, name, slot, ContainerState::Running, None))
+                .collect(),
+        };
+        let unreachable = |name: &str, contents, slots: &[u32]| ObservedNode {
+            name: name.into(),
+            reachability: Reachability::Unreachable {
+                since: at(0),
+                reason: "connection refused".into(),
+                contents,
+            },
+            facts: None,
+            containers: slots
+                .iter()
+                .map(|&slot| container(&desired, name, slot, ContainerState::Running, None))
+                .collect(),
+        };
+        let check = |nodes: Vec<ObservedNode>, expected: &str| {
+            let mut observed = ObservedCluster::default();
+            for node in nodes {
+                observed.nodes.insert(node.name.clone(), node);
+            }
+            let report = build(&desired, None, &observed, at(5));
+            assert_eq!(report.objects[0].rollout, expected, "{observed:?}");
+        };
+        use crate::cluster::Contents::{LastSeen, Unknown};
+        // Every node unreachable, never reached.
+        check(
+            vec![
+                unreachable("n1", Unknown, &[]),
+                unreachable("n2", Unknown, &[]),
+                unreachable("n3", Unknown, &[]),
+            ],
+            "unknown",
+        );
+        // Nothing observed yet.
+        check(vec![], "unknown");
+        // Its one replica last seen on a node that is unreachable now.
+        check(
+            vec![
+                unreachable("n1", LastSeen, &[0]),
+                reachable("n2", &[]),
+                reachable("n3", &[]),
+            ],
+            "unknown",
+        );
+        // Nothing of it where one can see, and a node never reached.
+        check(
+            vec![
+                reachable("n1", &[]),
+                unreachable("n2", Unknown, &[]),
+                reachable("n3", &[]),
+            ],
+            "unknown",
+        );
+        // One replica seen: the rollout progresses, whatever else is down.
+        check(
+            vec![
+                reachable("n1", &[0]),
+                unreachable("n2", Unknown, &[]),
+                unreachable("n3", Unknown, &[]),
+            ],
+            "progressing",
+        );
+        // Nothing anywhere, and every node known: not started yet.
+        check(
+            vec![
+                reachable("n1", &[]),
+                unreachable("n2", LastSeen, &[]),
+                reachable("n3", &[]),
+            ],
+            "progressing",
+        );
+        check(
+            vec![
+                reachable("n1", &[0]),
+                reachable("n2", &[1]),
+                reachable("n3", &[]),
+            ],
+            "complete",
+        );
     }
 
     #[test]

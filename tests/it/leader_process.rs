@@ -30,6 +30,24 @@ spec:
   dockerSocket: /nonexistent/flotilla-test/docker.sock
 ";
 
+const WEB: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: flotilla-test:1
+";
+
 struct Setup {
     dir: tempfile::TempDir,
     bare: PathBuf,
@@ -91,6 +109,45 @@ impl Setup {
             .arg(repo)
             .output()
             .unwrap()
+    }
+
+    /// Declares a Deployment on the one node (which never answers, so its
+    /// rollout never finishes) and pushes it.
+    fn push_web(&self) {
+        self.work.write("web.yaml", WEB).commit("web");
+        git_ok(
+            self.work.path(),
+            &["push", "-q", self.bare.to_str().unwrap(), "HEAD:main"],
+        );
+    }
+
+    /// The bare repository as commands name it (absolute, canonical).
+    fn bare_named(&self) -> String {
+        std::fs::canonicalize(&self.bare)
+            .unwrap()
+            .display()
+            .to_string()
+    }
+
+    /// A leader started without --listen, once its lock names it.
+    fn start_leader_without_listen(&self) -> Leader {
+        let leader = Leader(
+            self.flotilla(&["leader", "--repo"])
+                .arg(&self.bare)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lock::current_holder(&self.bare)
+            .unwrap()
+            .is_none_or(|h| h.role != "leader")
+        {
+            assert!(Instant::now() < deadline, "the leader never took the lock");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        leader
     }
 
     /// A leader on the bare repository, once it has reconciled.
@@ -258,4 +315,318 @@ fn apply_from_a_clone_is_refused_while_the_leader_acts_on_its_nodes() {
     // runs, and finds its one node unreachable: 3, not a refusal).
     let apply = setup.apply(setup.work.path());
     assert_eq!(apply.status.code(), Some(3), "{}", text(&apply.stderr));
+}
+
+/// Runs `command` to its end, failing the test if it takes longer than
+/// `within` (the command is killed then): (exit code, stdout, stderr).
+fn run_within(command: &mut Command, within: Duration) -> (Option<i32>, String, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {within:?}:\n{}{}",
+                text(&output.stdout),
+                text(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+/// Issue 12, item 4: without a leader, `rollout status` waited its whole
+/// timeout (900 s) printing `node is unreachable` several times a second.
+/// It observes once, and as the rollout is not done and nothing will carry
+/// it on, says so and exits 3 (unknown) at once; `--output json` (item 10)
+/// prints one document and nothing else.
+#[test]
+fn rollout_status_without_a_leader_says_so_and_exits_3_at_once() {
+    let setup = Setup::new();
+    setup.push_web();
+    let no_leader = format!(
+        "no leader is running on {repo}: nothing rolls this out until `flotilla leader --repo {repo}` (or `flotilla apply`) runs",
+        repo = setup.bare_named()
+    );
+
+    let (code, stdout, stderr) = run_within(
+        setup
+            .flotilla(&["rollout", "status", "deployment/web", "--repo"])
+            .arg(&setup.bare),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    assert_eq!(stdout, format!("unknown: {no_leader}\n"), "{stderr}");
+    assert!(
+        stderr.matches("node is unreachable").count() <= 1,
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = run_within(
+        setup
+            .flotilla(&["rollout", "status", "--output", "json", "--repo"])
+            .arg(&setup.bare),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(report["outcome"], "unknown", "{report}");
+    assert_eq!(report["reason"], no_leader.as_str(), "{report}");
+    let tip = git_ok(&setup.bare, &["rev-parse", "main"]);
+    assert_eq!(report["commit"], tip.as_str(), "{report}");
+    let objects = report["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 1, "{report}");
+    assert_eq!(
+        (
+            &objects[0]["kind"],
+            &objects[0]["name"],
+            &objects[0]["outcome"]
+        ),
+        (
+            &serde_json::json!("Deployment"),
+            &serde_json::json!("web"),
+            &serde_json::json!("unfinished")
+        ),
+        "{report}"
+    );
+    assert_eq!(objects[0]["replicas"]["desired"], 1, "{report}");
+}
+
+/// Issue 12, item 4: a leader that goes away while `rollout status` waits
+/// on it is noticed within seconds (not at the timeout), and the node the
+/// command observes itself (the leader serves no endpoints here) is
+/// reported unreachable once, not at every observation.
+#[test]
+fn rollout_status_notices_the_leader_leaving_and_warns_once_per_node() {
+    let setup = Setup::new();
+    setup.push_web();
+    let mut leader = setup.start_leader_without_listen();
+    let waiting = setup
+        .flotilla(&["rollout", "status", "deployment/web", "--repo"])
+        .arg(&setup.bare)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Several observations while the leader runs.
+    std::thread::sleep(Duration::from_secs(3));
+    leader.0.kill().unwrap();
+    leader.0.wait().unwrap();
+    let left = Instant::now();
+    let mut waiting = waiting;
+    let status = loop {
+        if let Some(status) = waiting.try_wait().unwrap() {
+            break status;
+        }
+        if left.elapsed() > Duration::from_secs(10) {
+            let _ = waiting.kill();
+            panic!("rollout status still waits 10 s after the leader left");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = waiting.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(status.code(), Some(3), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("Waiting for deployment \"web\" rollout to finish: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(&format!(
+            "unknown: no leader is running on {}: nothing rolls this out until `flotilla leader --repo {}` (or `flotilla apply`) runs\n",
+            setup.bare_named(),
+            setup.bare_named()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("node is unreachable").count(),
+        1,
+        "one warning for the one node:\n{stderr}"
+    );
+}
+
+/// Issue 12, item 4: `status` says where its figures come from, and
+/// `leader --check` (which the post-receive hook runs) whether a leader
+/// runs; while one runs and answers, `rollout status` waits on it (here
+/// until its timeout: the node never answers).
+#[test]
+fn status_and_leader_check_say_whether_the_leader_runs() {
+    let setup = Setup::new();
+    setup.push_web();
+    let mut leader = setup.start_leader();
+    let pid = leader.0.id();
+    let api = lock::current_holder(&setup.bare)
+        .unwrap()
+        .and_then(|h| h.api)
+        .expect("the leader serves");
+
+    // The post-receive hook says "the leader deploys it" only now.
+    setup
+        .work
+        .write("web.yaml", &WEB.replace("replicas: 1", "replicas: 2"));
+    setup.work.commit("web: two replicas");
+    let push = Command::new("git")
+        .current_dir(setup.work.path())
+        .args(["push", setup.bare.to_str().unwrap(), "HEAD:main"])
+        .env("FLOTILLA_LOCK_DIR", setup.lock_dir())
+        .output()
+        .unwrap();
+    assert!(push.status.success(), "{}", text(&push.stderr));
+    assert!(
+        text(&push.stderr).contains("; the leader deploys it"),
+        "{}",
+        text(&push.stderr)
+    );
+    // So does a rollback in the leader's repository.
+    let rollback = setup
+        .flotilla(&["rollback", "deployment/web", "--to", "main~1", "--repo"])
+        .arg(&setup.bare)
+        .output()
+        .unwrap();
+    assert!(
+        text(&rollback.stdout).ends_with("\nthe leader deploys it\n"),
+        "{}{}",
+        text(&rollback.stdout),
+        text(&rollback.stderr)
+    );
+
+    let check = setup
+        .flotilla(&["leader", "--check", "--repo"])
+        .arg(&setup.bare)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    assert!(
+        text(&check.stdout).starts_with(&format!(
+            "a leader is running on {}: leader (pid {pid} on ",
+            setup.bare_named()
+        )) && text(&check.stdout).ends_with(&format!("answering at http://{api}\n")),
+        "{}",
+        text(&check.stdout)
+    );
+    let status = setup
+        .flotilla(&["status", "--repo"])
+        .arg(&setup.bare)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&status.stdout).lines().next(),
+        Some(format!("From the leader (pid {pid}, http://{api})").as_str()),
+        "{}",
+        text(&status.stdout)
+    );
+    assert!(
+        text(&status.stdout).contains("Deployment default/web "),
+        "{}",
+        text(&status.stdout)
+    );
+    let json = setup
+        .flotilla(&["status", "--output", "json", "--repo"])
+        .arg(&setup.bare)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["source"]["from"], "leader", "{report}");
+    assert_eq!(report["source"]["pid"], pid, "{report}");
+    // The node never answers: every replica unknown, not progressing.
+    assert_eq!(report["objects"][0]["rollout"], "unknown", "{report}");
+
+    let (code, stdout, _) = run_within(
+        setup
+            .flotilla(&["rollout", "status", "--timeout", "2", "--repo"])
+            .arg(&setup.bare),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error: timed out after 2s waiting for the rollout of "),
+        "{stdout}"
+    );
+
+    leader.0.kill().unwrap();
+    leader.0.wait().unwrap();
+    let check = setup
+        .flotilla(&["leader", "--check", "--repo"])
+        .arg(&setup.bare)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(3), "{}", text(&check.stdout));
+    assert_eq!(
+        text(&check.stdout),
+        format!(
+            "no leader is running on {repo}: nothing deploys new commits until `flotilla leader --repo {repo}` (or `flotilla apply`) runs\n",
+            repo = setup.bare_named()
+        )
+    );
+    let status = setup
+        .flotilla(&["status", "--repo"])
+        .arg(&setup.bare)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&status.stdout).lines().next(),
+        Some(
+            format!(
+                "Observed by this command: no leader is running on {}",
+                setup.bare_named()
+            )
+            .as_str()
+        ),
+        "{}",
+        text(&status.stdout)
+    );
+}
+
+/// Issue 12, item 4: a lock that names a leader whose address does not
+/// answer (on another machine, or hung) is no running leader: said so,
+/// and `rollout status` does not wait on it.
+#[test]
+fn a_leader_that_does_not_answer_is_named_and_not_waited_on() {
+    let setup = Setup::new();
+    setup.push_web();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _held = lock::acquire_with_api(&setup.bare, "leader", Some(closed)).unwrap();
+
+    let check = setup
+        .flotilla(&["leader", "--check", "--repo"])
+        .arg(&setup.bare)
+        .output()
+        .unwrap();
+    let said = text(&check.stdout);
+    assert_eq!(check.status.code(), Some(3), "{said}");
+    assert!(
+        said.starts_with(&format!(
+            "the leader of {}, leader (pid {} on ",
+            setup.bare_named(),
+            std::process::id()
+        )) && said.contains(&format!("does not answer at http://{closed} ("))
+            && said.contains("it may run on another machine, or be hung: nothing deploys new commits until it answers again, or is stopped and `flotilla leader --repo "),
+        "{said}"
+    );
+    let (code, stdout, stderr) = run_within(
+        setup
+            .flotilla(&["rollout", "status", "--repo"])
+            .arg(&setup.bare),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("does not answer at http://{closed} (")),
+        "{stdout}"
+    );
 }

@@ -313,6 +313,63 @@ fn valid_push_shows_the_plan_and_an_unreachable_node_does_not_fail_it() {
     assert!(!seen.contains("no plan shown"), "{seen}");
 }
 
+/// Issue 12, item 4: without a leader, the post-receive hook said "the
+/// leader deploys it", and `git push -o flotilla.wait` waited the whole
+/// rollout timeout (900 s). Now the pusher learns at once that no leader
+/// runs and what to run; the push itself lands.
+#[test]
+fn a_push_without_a_leader_says_so_and_does_not_wait() {
+    let cluster = Cluster::new();
+    let unreachable = format!("{NODE}  port: 1\n");
+    cluster
+        .work
+        .write("nodes/n1.yaml", &unreachable)
+        .write("apps/web.yaml", WEB);
+    let pushed = cluster.work.commit("web, and no leader");
+    let mut push = Command::new("git")
+        .current_dir(cluster.work.path())
+        .args(["push", "-o", "flotilla.wait", "cluster", "HEAD:main"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while push.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = push.kill();
+            panic!("git push -o flotilla.wait still waits after 60 s without a leader");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = push.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{seen}");
+    assert_eq!(cluster.remote_tip().as_deref(), Some(pushed.as_str()));
+    let repo = std::fs::canonicalize(&cluster.bare).unwrap();
+    let repo = repo.display();
+    let short = &pushed[..12];
+    assert!(!seen.contains("the leader deploys it"), "{seen}");
+    assert!(
+        seen.contains(&format!(
+            "flotilla: main is now {short}; no leader is running on {repo}: nothing deploys new \
+             commits until `flotilla leader --repo {repo}` (or `flotilla apply`) runs"
+        )),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!(
+            "unknown: no leader is running on {repo}: nothing rolls this out until"
+        )),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!(
+            "flotilla: the outcome of {short} is unknown (the push itself is in)"
+        )),
+        "{seen}"
+    );
+}
+
 /// Issue 10, item 2: `replicas: 2147483647` validated and then aborted the
 /// planner; the hook accepted the push anyway and the branch moved.
 #[test]

@@ -407,7 +407,18 @@ fn rollback_in_the_leaders_repository_restores_the_last_successful_revision() {
         )),
         "{out}"
     );
-    assert!(out.contains("the leader deploys it"), "{out}");
+    // Issue 12, item 4: no leader runs here; "the leader deploys it" would
+    // be a false reassurance.
+    let named = std::fs::canonicalize(&bare).unwrap();
+    assert!(
+        out.ends_with(&format!(
+            "\nno leader is running on {repo}: nothing deploys it until `flotilla leader --repo \
+             {repo}` (or `flotilla apply`) runs\n",
+            repo = named.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("the leader deploys it"), "{out}");
 
     // One new commit on main, a child of the old tip...
     assert_eq!(git_ok(&bare, &["rev-parse", "main^"]), shop.web3);
@@ -753,9 +764,11 @@ fn rollback_without_an_object_restores_every_manifest_as_of_the_last_successful_
         format!(
             "Restoring every manifest as of {first} (\"shop: first version\"): the last \
              successful rollout.\n  apps.yaml: changed\n\ncommitted {new} on main: Rollback to \
-             {first}\nthe leader deploys it\n",
+             {first}\nno leader is running on {repo}: nothing deploys it until `flotilla leader \
+             --repo {repo}` (or `flotilla apply`) runs\n",
             first = short(&shop.first),
-            new = short(&new)
+            new = short(&new),
+            repo = std::fs::canonicalize(&bare).unwrap().display()
         )
     );
     // One commit, a child of the old tip: api, web and db all back at

@@ -497,7 +497,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             rollouts_in_progress: status
                 .objects
                 .iter()
-                .filter(|o| o.rollout == "progressing")
+                .filter(|o| o.rollout == "progressing" || o.rollout == "unknown")
                 .count(),
             reverted,
         }
