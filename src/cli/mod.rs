@@ -294,3 +294,38 @@ fn usage_exit_code(error: &clap::Error) -> u8 {
 pub fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every `--output` has `-o`, and every `--repo` reads `FLOTILLA_REPO`
+    /// (issue 12, item 10), in every command and subcommand: a command added
+    /// later cannot forget them.
+    #[test]
+    fn every_output_has_its_short_form_and_every_repo_its_variable() {
+        fn visit(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                match arg.get_long() {
+                    Some("output") if arg.get_short() != Some('o') => {
+                        missing.push(format!("{path} --output without -o"));
+                    }
+                    Some("repo")
+                        if arg.get_env() != Some(std::ffi::OsStr::new("FLOTILLA_REPO")) =>
+                    {
+                        missing.push(format!("{path} --repo without FLOTILLA_REPO"));
+                    }
+                    _ => {}
+                }
+            }
+            for sub in command.get_subcommands() {
+                visit(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        visit(&Cli::command(), "flotilla", &mut missing);
+        assert!(missing.is_empty(), "{missing:?}");
+    }
+}

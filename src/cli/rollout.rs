@@ -59,7 +59,7 @@ pub struct StatusArgs {
     #[arg(long, default_value = "15m", value_parser = super::duration::parse_seconds, value_name = "DURATION")]
     pub timeout: u64,
     /// `json`: no progress lines, one document once the wait is over.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     #[command(flatten)]
     pub nodes: super::NodeArgs,
