@@ -24,9 +24,10 @@ pub struct LeaderArgs {
     /// The leader's bare repository.
     #[arg(long)]
     pub repo: PathBuf,
-    /// The branch to deploy.
-    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
-    pub branch: String,
+    /// The branch to deploy (default: `git config flotilla.branch`, which
+    /// `init-repo` sets, else the branch HEAD names, else main).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// Serve /status, /healthz and /metrics here (e.g. 127.0.0.1:7171).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -46,8 +47,10 @@ pub struct ApplyArgs {
     /// The repository whose branch tip to apply.
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
-    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
-    pub branch: String,
+    /// The branch (default: `git config flotilla.branch`, else the branch
+    /// HEAD names, else main).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// Apply this revision (branch, tag, SHA, HEAD~2...) instead of the
     /// branch tip; its manifests must be valid.
     #[arg(long)]
@@ -88,8 +91,10 @@ impl LockArgs {
 pub struct StatusArgs {
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
-    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
-    pub branch: String,
+    /// The branch (default: `git config flotilla.branch`, else the branch
+    /// HEAD names, else main).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// Print again every 2 seconds until interrupted.
     #[arg(long)]
     pub watch: bool,
@@ -114,7 +119,7 @@ pub fn leader<N: NodeOps, P: Planner>(
 ) -> anyhow::Result<u8> {
     let options = LeaderOptions {
         repo: args.repo.clone(),
-        branch: args.branch.clone(),
+        branch: super::branch_or_default(&args.repo, args.branch.as_deref())?,
         listen: args.listen,
         api_hosts: args.api_hosts.clone(),
         lock_dir: args.locks.dir(),
@@ -141,7 +146,7 @@ pub fn apply<N: NodeOps, P: Planner>(
     let text = args.output == OutputFormat::Text;
     let options = ApplyOptions {
         repo: args.repo.clone(),
-        branch: args.branch.clone(),
+        branch: super::branch_or_default(&args.repo, args.branch.as_deref())?,
         revision: args.rev.clone(),
         lock_dir: args.locks.dir(),
     };
@@ -343,12 +348,13 @@ pub fn status<N: NodeOps, P: Planner>(
 ) -> anyhow::Result<u8> {
     let runtime = runtime()?;
     let nodes = Arc::new(nodes);
+    let branch = super::branch_or_default(&args.repo, args.branch.as_deref())?;
     runtime.block_on(async {
         let planner = Arc::new(planner);
         loop {
             let report = daemon::status_once(
                 &args.repo,
-                &args.branch,
+                &branch,
                 Arc::clone(&nodes),
                 SharedPlanner(Arc::clone(&planner)),
                 load_manifests,
