@@ -4,15 +4,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use git2::Repository;
 use serde::Serialize;
 
 use super::object_ref::parse_object_ref;
-use super::{exit, short, Output, OutputFormat};
+use super::{exit, notes, short, Output, OutputFormat};
 use crate::reconcile::record::format_duration;
-use crate::repo::{self, printable_line, HistoryReader, Outcome, Revision, RolloutRecord};
+use crate::repo::{
+    self, printable_line, HistoryReader, Outcome, RecordedRollout, Revision, RolloutRecord,
+};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -25,8 +26,8 @@ pub struct HistoryArgs {
     /// The repository (bare or not; any directory inside a work tree).
     #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
-    /// The branch (default: the tracked branch, `flotilla.branch`, in the
-    /// leader's bare repository; the checked-out branch in a clone).
+    /// The branch (default: `git config flotilla.branch`, else the branch
+    /// HEAD names, else main).
     #[arg(long)]
     pub branch: Option<String>,
     /// List at most this many revisions, newest first.
@@ -49,7 +50,9 @@ struct Row<'a> {
     /// With an object: whether it exists after this commit.
     #[serde(skip_serializing_if = "Option::is_none")]
     present: Option<bool>,
-    /// `succeeded`, `failed`, `invalid`, or null when never rolled out.
+    /// `succeeded`, `failed`, `invalid`, `unknown` (the rollout records
+    /// were not fetched into this repository), or null when never rolled
+    /// out.
     outcome: Option<&'static str>,
     /// The latest rollout record for this revision, and the commit whose
     /// note holds it.
@@ -65,8 +68,10 @@ pub(super) fn run(args: &HistoryArgs, out: &mut Output) -> anyhow::Result<u8> {
         .map(|text| parse_object_ref(text, args.namespace.as_deref()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let branch = branch(&repository, args.branch.as_deref())?;
+    let branch = branch(&repository, args.branch.as_deref());
     let tip = branch_tip(&repository, &branch)?;
+    let notes = notes::check(&repository, "every outcome below is unknown")?;
+    let known = !matches!(notes, repo::NotesState::Missing { .. });
 
     let mut reader = HistoryReader::new(&repository);
     let revisions = reader.revisions(tip, object.as_ref(), args.limit)?;
@@ -92,9 +97,9 @@ pub(super) fn run(args: &HistoryArgs, out: &mut Output) -> anyhow::Result<u8> {
             subject: &revision.subject,
             valid: revision.valid,
             present: object.as_ref().map(|_| revision.present()),
-            outcome: outcome_word(revision),
-            rollout: revision.rollout.as_ref().map(|r| &r.record),
-            rollout_commit: revision.rollout.as_ref().map(|r| r.commit.to_string()),
+            outcome: outcome_word(revision, known),
+            rollout: recorded(revision, known).map(|r| &r.record),
+            rollout_commit: recorded(revision, known).map(|r| r.commit.to_string()),
         })
         .collect();
     match args.output {
@@ -102,18 +107,14 @@ pub(super) fn run(args: &HistoryArgs, out: &mut Output) -> anyhow::Result<u8> {
         OutputFormat::Text if rows.is_empty() => {
             out.line(format_args!("no commit on {branch} changed the manifests"))?
         }
-        OutputFormat::Text => render_table(&revisions, &rows, out)?,
+        OutputFormat::Text => render_table(&revisions, &rows, known, out)?,
     }
     Ok(exit::OK)
 }
 
 /// `--branch`, or the repository's default (see [`repo::default_branch`]).
-pub(super) fn branch(repository: &Repository, named: Option<&str>) -> anyhow::Result<String> {
-    match named {
-        Some(branch) => Ok(branch.to_string()),
-        None => repo::default_branch(repository)
-            .context("HEAD is detached; check out a branch or name one with --branch"),
-    }
+pub(super) fn branch(repository: &Repository, named: Option<&str>) -> String {
+    named.map_or_else(|| repo::default_branch(repository), str::to_string)
 }
 
 pub(super) fn branch_tip(repository: &Repository, branch: &str) -> anyhow::Result<git2::Oid> {
@@ -127,18 +128,33 @@ pub(super) fn branch_tip(repository: &Repository, branch: &str) -> anyhow::Resul
         })
 }
 
-fn outcome_word(revision: &Revision) -> Option<&'static str> {
+/// The revision's latest rollout record, when the records are `known`.
+fn recorded(revision: &Revision, known: bool) -> Option<&RecordedRollout> {
+    revision.rollout.as_ref().filter(|_| known)
+}
+
+fn outcome_word(revision: &Revision, known: bool) -> Option<&'static str> {
     if !revision.valid {
         return Some("invalid");
+    }
+    if !known {
+        return Some(UNKNOWN);
     }
     revision.rollout.as_ref().map(|r| r.outcome.as_str())
 }
 
+/// The outcome of a valid revision when the rollout records are missing.
+const UNKNOWN: &str = "unknown";
+
 /// `succeeded in 12.3s`, `failed in 65.0s, reverted by 1234567890ab`,
-/// `invalid`, or `-` when never rolled out.
-fn outcome_text(revision: &Revision) -> String {
+/// `invalid`, `unknown` when the records are missing, or `-` when never
+/// rolled out.
+fn outcome_text(revision: &Revision, known: bool) -> String {
     if !revision.valid {
         return "invalid".to_string();
+    }
+    if !known {
+        return UNKNOWN.to_string();
     }
     let Some(rollout) = &revision.rollout else {
         return "-".to_string();
@@ -157,7 +173,12 @@ fn outcome_text(revision: &Revision) -> String {
 /// Subjects longer than this are cut in the table (JSON has them whole).
 const SUBJECT_WIDTH: usize = 50;
 
-fn render_table(revisions: &[Revision], rows: &[Row<'_>], out: &mut Output) -> std::io::Result<()> {
+fn render_table(
+    revisions: &[Revision],
+    rows: &[Row<'_>],
+    known: bool,
+    out: &mut Output,
+) -> std::io::Result<()> {
     // Authors and subjects are anyone's text: escapes are shown, not run.
     let authors: Vec<String> = rows
         .iter()
@@ -195,8 +216,8 @@ fn render_table(revisions: &[Revision], rows: &[Row<'_>], out: &mut Output) -> s
     for (((revision, row), author), subject) in
         revisions.iter().zip(rows).zip(&authors).zip(&subjects)
     {
-        let outcome = outcome_text(revision);
-        let painted = match (revision.valid, revision.rollout.as_ref().map(|r| r.outcome)) {
+        let outcome = outcome_text(revision, known);
+        let painted = match (revision.valid, recorded(revision, known).map(|r| r.outcome)) {
             (false, _) | (true, Some(Outcome::Failed)) => out.red(&outcome),
             (true, Some(Outcome::Succeeded)) => out.green(&outcome),
             (true, None) => outcome,

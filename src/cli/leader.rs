@@ -24,9 +24,10 @@ pub struct LeaderArgs {
     /// The leader's bare repository.
     #[arg(long, env = "FLOTILLA_REPO")]
     pub repo: PathBuf,
-    /// The branch to deploy.
-    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
-    pub branch: String,
+    /// The branch to deploy (default: `git config flotilla.branch`, which
+    /// `init-repo` sets, else the branch HEAD names, else main).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// Serve /status, /healthz and /metrics here (e.g. 127.0.0.1:7171).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -50,8 +51,10 @@ pub struct ApplyArgs {
     /// The repository whose branch tip to apply.
     #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
-    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
-    pub branch: String,
+    /// The branch (default: `git config flotilla.branch`, else the branch
+    /// HEAD names, else main).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// Apply this revision (branch, tag, SHA, HEAD~2...) instead of the
     /// branch tip; its manifests must be valid.
     #[arg(long)]
@@ -92,8 +95,10 @@ impl LockArgs {
 pub struct StatusArgs {
     #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
-    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
-    pub branch: String,
+    /// The branch (default: `git config flotilla.branch`, else the branch
+    /// HEAD names, else main).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// Print again every 2 seconds until interrupted.
     #[arg(long)]
     pub watch: bool,
@@ -118,7 +123,7 @@ pub fn leader<N: NodeOps, P: Planner>(
 ) -> anyhow::Result<u8> {
     let options = LeaderOptions {
         repo: args.repo.clone(),
-        branch: args.branch.clone(),
+        branch: super::branch_or_default(&args.repo, args.branch.as_deref())?,
         listen: args.listen,
         api_hosts: args.api_hosts.clone(),
         lock_dir: args.locks.dir(),
@@ -173,7 +178,7 @@ pub fn apply<N: NodeOps, P: Planner>(
     let text = args.output == OutputFormat::Text;
     let options = ApplyOptions {
         repo: args.repo.clone(),
-        branch: args.branch.clone(),
+        branch: super::branch_or_default(&args.repo, args.branch.as_deref())?,
         revision: args.rev.clone(),
         lock_dir: args.locks.dir(),
     };
@@ -482,10 +487,11 @@ pub fn status<N: NodeOps, P: Planner>(
     out: &mut Output,
 ) -> anyhow::Result<u8> {
     let runtime = runtime()?;
+    let branch = super::branch_or_default(&args.repo, args.branch.as_deref())?;
     let repo = super::presence::repository_path(&crate::repo::open(&args.repo)?);
     let mut reader = StatusReader::new(
         &args.repo,
-        &args.branch,
+        &branch,
         Arc::new(nodes),
         planner,
         load_manifests,

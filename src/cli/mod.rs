@@ -7,6 +7,7 @@
 pub mod duration;
 mod history;
 pub mod leader;
+mod notes;
 mod object_ref;
 mod output;
 mod plan;
@@ -143,9 +144,10 @@ pub struct SourceArgs {
     /// The repository (bare or not; any directory inside a work tree).
     #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
-    /// A branch, tag, SHA or expression such as HEAD~2.
-    #[arg(long, default_value = "HEAD", conflicts_with = "working_tree")]
-    pub rev: String,
+    /// A branch, tag, SHA or expression such as HEAD~2 (default: HEAD;
+    /// for `plan`, the default branch: what `apply` applies).
+    #[arg(long, conflicts_with = "working_tree")]
+    pub rev: Option<String>,
     /// Read the files on disk instead of a commit (for previews before committing).
     #[arg(long)]
     pub working_tree: bool,
@@ -196,11 +198,13 @@ impl NodeArgs {
 
 #[derive(Debug, Args)]
 pub struct InitRepoArgs {
-    /// Where to create the bare repository.
+    /// Where to create the bare repository: a new path or an empty
+    /// directory (or an existing bare repository, to refresh its hooks).
     pub path: PathBuf,
-    /// The branch the leader deploys.
-    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
-    pub branch: String,
+    /// The branch the leader deploys (default: the one an existing
+    /// repository tracks, else main).
+    #[arg(long)]
+    pub branch: Option<String>,
 }
 
 /// Runs one command and returns the process's exit code.
@@ -232,21 +236,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn init_repo(args: &InitRepoArgs, out: &mut Output) -> anyhow::Result<u8> {
+    use crate::repo::{InitKind, NOTES_REFSPEC};
     let flotilla_bin = std::env::current_exe()?;
     let options = crate::repo::InitOptions {
         branch: args.branch.clone(),
         flotilla_bin,
     };
-    let repo = crate::repo::init_bare(&args.path, &options)?;
+    let initialized = crate::repo::init_bare(&args.path, &options)?;
+    let (path, branch) = (initialized.repo.path().display(), &initialized.branch);
+    match &initialized.how {
+        InitKind::Created | InitKind::TookOver => out.line(format_args!(
+            "initialized {path} (deploys branch {branch}; hooks installed)"
+        ))?,
+        InitKind::Refreshed {
+            previous_branch: None,
+        } => out.line(format_args!(
+            "refreshed hooks of {path} (deploys branch {branch})"
+        ))?,
+        InitKind::Refreshed {
+            previous_branch: Some(previous),
+        } => out.line(format_args!(
+            "refreshed hooks of {path}; the tracked branch changed from {previous} to {branch}: \
+             restart the leader (and name --branch {branch} if it is given one)"
+        ))?,
+    }
     out.line(format_args!(
-        "initialized {} (deploys branch {}; hooks installed)",
-        repo.path().display(),
-        args.branch
+        "push to it: git remote add cluster {path} && git push cluster HEAD:{branch}"
+    ))?;
+    // Git has no server-side setting that makes clones fetch notes: each
+    // clone is told once, and then every fetch and pull brings them.
+    out.line(format_args!(
+        "clone it with the rollout records: git clone -c remote.origin.fetch={NOTES_REFSPEC} {path}"
     ))?;
     out.line(format_args!(
-        "push to it: git remote add cluster {} && git push cluster HEAD:{}",
-        repo.path().display(),
-        args.branch
+        "in an existing clone: git config --add remote.<remote>.fetch {NOTES_REFSPEC} && git fetch <remote>"
     ))?;
     Ok(exit::OK)
 }
@@ -287,6 +310,18 @@ fn usage_exit_code(error: &clap::Error) -> u8 {
         exit::USAGE
     } else {
         exit::OK
+    }
+}
+
+/// `--branch`, or the default branch of the repository at `repo` (see
+/// [`crate::repo::default_branch`]).
+pub(crate) fn branch_or_default(
+    repo: &std::path::Path,
+    named: Option<&str>,
+) -> anyhow::Result<String> {
+    match named {
+        Some(branch) => Ok(branch.to_string()),
+        None => Ok(crate::repo::default_branch(&crate::repo::open(repo)?)),
     }
 }
 

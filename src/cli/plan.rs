@@ -59,7 +59,7 @@ pub(super) fn run(
     observe: impl FnOnce(&DesiredState) -> anyhow::Result<ObservedCluster>,
     out: &mut Output,
 ) -> anyhow::Result<u8> {
-    let (snapshot, policy) = read_snapshot(&args.source)?;
+    let (snapshot, policy) = read_snapshot(&args.source, default_rev)?;
     let loaded = manifest::load(&snapshot.files);
     let refused = manifest::check_operator_policy(&loaded.state, &policy);
     if loaded.has_errors() || snapshot.has_errors() || !refused.is_empty() {
@@ -150,6 +150,34 @@ pub(super) fn unobserved_nodes(plan: &Plan) -> Vec<&str> {
         })
         .map(|node| node.name.as_str())
         .collect()
+}
+
+/// What `plan` plans without `--rev`: the tip of the default branch (see
+/// [`repo::default_branch`]), which is what `apply` applies. Says so on
+/// stderr when that is not the branch checked out.
+fn default_rev(repository: &git2::Repository) -> anyhow::Result<String> {
+    let branch = repo::default_branch(repository);
+    let reference = format!("refs/heads/{branch}");
+    if repository.refname_to_id(&reference).is_err() {
+        anyhow::bail!(
+            "branch {branch} (the default branch) not found in {}: name one with --rev",
+            repository.path().display()
+        );
+    }
+    if !repository.is_bare() {
+        let checked_out = repo::checked_out_branch(repository);
+        if checked_out.as_deref() != Some(branch.as_str()) {
+            let head = match checked_out {
+                Some(other) => format!("{other} is checked out"),
+                None => "HEAD is detached".to_string(),
+            };
+            eprintln!(
+                "note: planning branch {branch}, what `flotilla apply` applies ({head}): \
+                 --rev HEAD plans what is checked out"
+            );
+        }
+    }
+    Ok(reference)
 }
 
 /// The nodes `rev` declares, read as the leader would (a revision that is

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::history::{branch, branch_tip};
+use super::notes;
 use super::object_ref::parse_object_ref;
 use super::validate::render_diagnostics;
 use super::{exit, short, Output};
@@ -31,8 +32,8 @@ pub struct RollbackArgs {
     /// The repository (bare or not; any directory inside a work tree).
     #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
-    /// The branch (default: the tracked branch, `flotilla.branch`, in the
-    /// leader's bare repository; the checked-out branch in a clone).
+    /// The branch (default: `git config flotilla.branch`, else the branch
+    /// HEAD names, else main).
     #[arg(long)]
     pub branch: Option<String>,
     /// A paragraph added to the commit message: why.
@@ -51,10 +52,16 @@ pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
         }
         None => None,
     };
-    let branch = branch(&repository, args.branch.as_deref())?;
+    let branch = branch(&repository, args.branch.as_deref());
     branch_tip(&repository, &branch)?;
 
     let (to, message) = (args.to.as_deref(), args.message.as_deref());
+    // Missing records are refused below; records that may be stale are
+    // decided from, with a warning.
+    let notes_state = repo::notes_state(&repository)?;
+    if to.is_none() && matches!(notes_state, repo::NotesState::MaybeStale { .. }) {
+        notes::warn(&notes_state, "");
+    }
     let planned = match &object {
         Some(object) => repo::plan_rollback(&repository, &branch, object, to, message),
         None => repo::plan_tree_rollback(&repository, &branch, to, message),
@@ -72,7 +79,15 @@ pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
                  choose another revision with --to"
             );
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => {
+            if let RollbackError::NotesMissing { remotes, .. } = &error {
+                anyhow::bail!(
+                    "{error}\n{}\nhint: or name the revision to restore: --to COMMIT",
+                    notes::fetch_hint(remotes)
+                );
+            }
+            return Err(error.into());
+        }
     };
 
     let target = rollback.target.to_string();
@@ -122,7 +137,7 @@ pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
 
-    let current = repo::default_branch(&repository).filter(|_| !repository.is_bare());
+    let current = repo::checked_out_branch(&repository);
     let new = if current.as_deref() == Some(branch.as_str()) {
         repo::commit_in_work_tree(&repository, &rollback)?
     } else {

@@ -49,8 +49,10 @@ pub struct StatusArgs {
     /// The leader's repository.
     #[arg(long, env = "FLOTILLA_REPO", default_value = ".")]
     pub repo: PathBuf,
-    #[arg(long, default_value = crate::repo::DEFAULT_BRANCH)]
-    pub branch: String,
+    /// The branch (default: `git config flotilla.branch`, else the branch
+    /// HEAD names, else main).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// The revision whose rollout to follow (default: the branch tip).
     #[arg(long)]
     pub rev: Option<String>,
@@ -89,10 +91,15 @@ pub(super) fn run<N: NodeOps, P: Planner>(
     out: &mut Output,
 ) -> anyhow::Result<u8> {
     let repo = crate::repo::open(&args.repo)?;
+    let branch = super::branch_or_default(&args.repo, args.branch.as_deref())?;
+    super::notes::check(
+        &repo,
+        "a failure the leader recorded cannot be seen here (the live status still can)",
+    )?;
     let rev = args
         .rev
         .clone()
-        .unwrap_or_else(|| format!("refs/heads/{}", args.branch));
+        .unwrap_or_else(|| format!("refs/heads/{branch}"));
     let snapshot = crate::repo::read_revision(&repo, &rev)?;
     let commit = snapshot.commit.clone();
     let loaded = crate::manifest::load(&snapshot.files);
@@ -165,7 +172,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
         .build()?;
     let mut reader = StatusReader::new(
         &args.repo,
-        &args.branch,
+        &branch,
         Arc::new(nodes),
         planner,
         crate::leader::load_manifests,
@@ -186,7 +193,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                 super::presence::no_leader_sentence(&repo_path, presence, "rolls this out")
             }
         };
-        let tip = crate::repo::resolve(&repo, &format!("refs/heads/{}", args.branch))?.to_string();
+        let tip = crate::repo::resolve(&repo, &format!("refs/heads/{branch}"))?.to_string();
         if tip_state.as_ref().is_none_or(|(t, _)| *t != tip) {
             let tip_snapshot = crate::repo::read_revision(&repo, &tip)?;
             tip_state = Some((

@@ -53,7 +53,7 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
     if args.revs_from_stdin {
         return run_many(args, std::io::stdin().lock(), out);
     }
-    let (snapshot, policy) = read_snapshot(&args.source)?;
+    let (snapshot, policy) = read_snapshot(&args.source, |_| Ok("HEAD".to_string()))?;
     let report = validate(snapshot, None, &policy);
     match args.output {
         OutputFormat::Json => out.json(&report)?,
@@ -202,18 +202,64 @@ fn render_many(reports: &[Report], out: &mut Output) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The manifests `source` names, and the operator's policy of its
-/// repository (git config `flotilla.*`) they are checked against.
+/// The manifests `source` names (`--rev`, else the revision
+/// `default_rev` names), and the operator's policy of its repository (git
+/// config `flotilla.*`) they are checked against. When that revision is
+/// the commit checked out and the files on disk differ, says so on stderr.
 pub(super) fn read_snapshot(
     source: &super::SourceArgs,
+    default_rev: impl FnOnce(&git2::Repository) -> anyhow::Result<String>,
 ) -> anyhow::Result<(repo::Snapshot, manifest::OperatorPolicy)> {
     let repository = repo::open(&source.repo)?;
     let snapshot = if source.working_tree {
         repo::read_working_tree(&repository)?
     } else {
-        repo::read_revision(&repository, &source.rev)?
+        let rev = match &source.rev {
+            Some(rev) => rev.clone(),
+            None => default_rev(&repository)?,
+        };
+        let snapshot = repo::read_revision(&repository, &rev)?;
+        warn_if_working_tree_differs(&repository, &snapshot);
+        snapshot
     };
     Ok((snapshot, repo::operator_policy(&repository)?))
+}
+
+/// Files named in the warning; the others are counted.
+const LISTED_CHANGES: usize = 3;
+
+/// Warns on stderr when `snapshot` is the commit HEAD points at and the
+/// working tree's manifests differ from it: what is checked is then not
+/// what the user sees.
+fn warn_if_working_tree_differs(repository: &git2::Repository, snapshot: &repo::Snapshot) {
+    let head = repository.head().ok().and_then(|h| h.target());
+    if repository.is_bare() || head.is_none_or(|head| head.to_string() != snapshot.commit) {
+        return;
+    }
+    let changes = match repo::working_tree_changes(repository, snapshot) {
+        Ok(changes) => changes,
+        Err(error) => {
+            eprintln!("warning: could not compare HEAD with the working tree: {error}");
+            return;
+        }
+    };
+    if changes.is_empty() {
+        return;
+    }
+    let mut listed = changes
+        .iter()
+        .take(LISTED_CHANGES)
+        .map(|path| printable_line(path).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if changes.len() > LISTED_CHANGES {
+        listed.push_str(&format!(" and {} more", changes.len() - LISTED_CHANGES));
+    }
+    eprintln!(
+        "warning: checking HEAD ({}); the working tree differs in {listed}: \
+         use --working-tree to check the files on disk",
+        short(&snapshot.commit)
+    );
 }
 
 /// Every diagnostic, compiler-style, a blank line after each. File names

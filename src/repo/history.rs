@@ -2,20 +2,102 @@
 //! and revert commits on the tracked branch (a failed rollout's automatic
 //! rollback, `flotilla rollback`).
 
-use git2::{Oid, Repository, Signature};
+use git2::{Oid, Repository};
 
+use super::signature::signatures;
 use super::RepoError;
 
 /// Where rollout outcomes are recorded: `git log --notes=flotilla` shows them.
 pub const NOTES_REF: &str = "refs/notes/flotilla";
 
-/// The identity of commits and notes the leader writes, unless the
-/// repository's config names one (`user.name`, `user.email`).
-pub(super) fn signature(repo: &Repository) -> Result<Signature<'static>, RepoError> {
-    match repo.signature() {
-        Ok(signature) => Ok(signature.to_owned()),
-        Err(_) => Ok(Signature::now("flotilla", "flotilla@localhost")?),
+/// The fetch refspec that brings the rollout records into a clone, on
+/// `git clone -c remote.origin.fetch=...` and on every later fetch or pull.
+pub const NOTES_REFSPEC: &str = "+refs/notes/flotilla:refs/notes/flotilla";
+
+/// Whether the rollout records of a repository can be decided from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotesState {
+    /// What is here is all there is: the leader's own repository (made by
+    /// `init-repo`, where the records are written), a repository with no
+    /// remote, or one a remote fetches the records into.
+    Current,
+    /// The repository fetches from `remotes` but holds no records: git does
+    /// not fetch notes unless told to, so the leader's records were left
+    /// behind (`init-repo` creates the notes ref, so a leader's repository
+    /// always has one to fetch).
+    Missing { remotes: Vec<String> },
+    /// Records are here, but none of `remotes` fetches them: they are as
+    /// old as the last time someone fetched them by hand.
+    MaybeStale { remotes: Vec<String> },
+}
+
+/// Whether `repo`'s rollout records are there and kept up to date, as far
+/// as git can tell: its notes ref, and the fetch refspecs of its remotes.
+pub fn notes_state(repo: &Repository) -> Result<NotesState, RepoError> {
+    // `init-repo` records the binary its hooks run in the repository's own
+    // config: a remote there (a backup mirror) is not where records come from.
+    let leaders_own = repo.is_bare()
+        && repo
+            .config()?
+            .open_level(git2::ConfigLevel::Local)?
+            .get_entry("flotilla.bin")
+            .is_ok();
+    if leaders_own {
+        return Ok(NotesState::Current);
     }
+    let remotes: Vec<String> = repo
+        .remotes()?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    if remotes.is_empty() {
+        return Ok(NotesState::Current);
+    }
+    let present = match repo.find_reference(NOTES_REF) {
+        Ok(_) => true,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !present {
+        return Ok(NotesState::Missing { remotes });
+    }
+    for name in &remotes {
+        let remote = repo.find_remote(name)?;
+        let fetches_notes = remote.refspecs().any(|spec| {
+            spec.direction() == git2::Direction::Fetch
+                && spec.src_matches(NOTES_REF)
+                && spec
+                    .transform(NOTES_REF)
+                    .is_ok_and(|dst| dst.as_str() == Some(NOTES_REF))
+        });
+        if fetches_notes {
+            return Ok(NotesState::Current);
+        }
+    }
+    Ok(NotesState::MaybeStale { remotes })
+}
+
+/// Creates the notes ref, with no note yet, unless it exists: then a clone
+/// told to fetch it (`NOTES_REFSPEC`) finds it even before the first
+/// rollout (git refuses to fetch a ref that is not there), and a clone
+/// without it can tell that its records were not fetched.
+pub(crate) fn create_notes_ref(repo: &Repository) -> Result<(), RepoError> {
+    if repo.find_reference(NOTES_REF).is_ok() {
+        return Ok(());
+    }
+    let who = signatures(repo)?;
+    let empty = repo.find_tree(repo.treebuilder(None)?.write()?)?;
+    let commit = repo.commit(
+        None,
+        &who.author,
+        &who.committer,
+        "flotilla: rollout records (notes)",
+        &empty,
+        &[],
+    )?;
+    repo.reference(NOTES_REF, commit, false, "flotilla init-repo")?;
+    Ok(())
 }
 
 /// Appends `text` to the note on `commit` (a commit can be rolled out more
@@ -26,8 +108,15 @@ pub fn append_note(repo: &Repository, commit: Oid, text: &str) -> Result<(), Rep
         Some(old) if !old.trim().is_empty() => format!("{}\n\n{}", old.trim_end(), text.trim_end()),
         _ => text.trim_end().to_string(),
     };
-    let signature = signature(repo)?;
-    repo.note(&signature, &signature, Some(NOTES_REF), commit, &note, true)?;
+    let who = signatures(repo)?;
+    repo.note(
+        &who.author,
+        &who.committer,
+        Some(NOTES_REF),
+        commit,
+        &note,
+        true,
+    )?;
     Ok(())
 }
 
@@ -108,8 +197,8 @@ pub fn revert_on_branch(
         message.push_str(reason.trim_end());
         message.push('\n');
     }
-    let signature = signature(repo)?;
-    let new = repo.commit(None, &signature, &signature, &message, &tree, &[&tip])?;
+    let who = signatures(repo)?;
+    let new = repo.commit(None, &who.author, &who.committer, &message, &tree, &[&tip])?;
     repo.reference_matching(
         &reference,
         new,

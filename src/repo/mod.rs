@@ -6,12 +6,15 @@
 //! Thin: this module finds and reads blobs; what they mean is `manifest`'s
 //! business. The leader only ever reads commits, never a working tree.
 
+mod branch;
 mod history;
 mod ignore_rules;
 mod init;
 mod policy;
 mod revisions;
 mod rollback;
+mod signature;
+mod work_tree;
 
 use std::path::{Path, PathBuf};
 
@@ -23,16 +26,19 @@ use ignore_rules::IgnoreRules;
 
 pub use crate::reconcile::printable::{printable_line, printable_text};
 pub use crate::reconcile::record::{ObjectOutcome, Outcome, RolloutRecord};
+pub use branch::{checked_out_branch, default_branch};
 pub use history::{
-    append_note, introducing_commit, read_note, revert_on_branch, RevertError, NOTES_REF,
+    append_note, introducing_commit, notes_state, read_note, revert_on_branch, NotesState,
+    RevertError, NOTES_REF, NOTES_REFSPEC,
 };
-pub use init::{init_bare, InitOptions, DEFAULT_BRANCH};
+pub use init::{init_bare, InitError, InitKind, InitOptions, Initialized, DEFAULT_BRANCH};
 pub use policy::{operator_policy, ALLOW_LOCAL_TRANSPORT, HOST_PORTS, SHIP_IMAGES};
 pub use revisions::{HistoryReader, RecordedRollout, Revision};
 pub use rollback::{
-    commit_in_work_tree, default_branch, object_ref, plan_rollback, plan_tree_rollback,
-    write_to_branch, FileChange, Rollback, RollbackError, TargetChoice,
+    commit_in_work_tree, object_ref, plan_rollback, plan_tree_rollback, write_to_branch,
+    FileChange, Rollback, RollbackError, TargetChoice,
 };
+pub use work_tree::working_tree_changes;
 
 /// Manifests larger than this are refused: Kubernetes itself stores objects
 /// of at most 1.5 MiB, so anything near this size is a mistake (or hostile).
@@ -101,6 +107,11 @@ pub enum RepoError {
         setting: &'static str,
         reason: String,
     },
+    #[error(
+        "{variable}=`{value}`: not a date in git's format or ISO 8601 \
+         (use `@<seconds> <+hhmm>` or `2026-11-24T01:02:03+01:00`)"
+    )]
+    Date { variable: String, value: String },
     #[error("git: {0}")]
     Git(#[from] git2::Error),
 }
@@ -361,7 +372,7 @@ pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
 }
 
 /// Why a file of the working tree was not read.
-enum Unreadable {
+pub(crate) enum Unreadable {
     /// Its size, over the limit.
     TooLarge(usize),
     /// What it is instead of a regular file.
@@ -372,7 +383,10 @@ enum Unreadable {
 /// without following a symbolic link and without blocking (a FIFO would
 /// wait for a writer for ever), then checked to be a regular file on the
 /// open handle, so nothing can swap it between the check and the read.
-fn read_regular_file(path: &Path, limit: usize) -> std::io::Result<Result<Vec<u8>, Unreadable>> {
+pub(crate) fn read_regular_file(
+    path: &Path,
+    limit: usize,
+) -> std::io::Result<Result<Vec<u8>, Unreadable>> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
 

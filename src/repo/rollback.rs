@@ -87,6 +87,16 @@ pub enum RollbackError {
          choose one with --to (see `flotilla history`)"
     )]
     NoSuccessfulDeploy { branch: String },
+    #[error(
+        "the rollout records ({notes}) were not fetched into this repository, so which \
+         revision of {object} rolled out successfully is unknown: refusing to choose one",
+        notes = super::NOTES_REF
+    )]
+    NotesMissing {
+        object: String,
+        /// The remotes the records could be fetched from.
+        remotes: Vec<String>,
+    },
     #[error("{object} is already at that revision")]
     AlreadyThere { object: String },
     #[error(
@@ -148,6 +158,18 @@ fn short(commit: Oid) -> String {
     commit.to_string()[..12].to_string()
 }
 
+/// Refuses to choose a revision of `what` from records that were never
+/// fetched: "no rollout recorded" would bring back a revision that failed.
+fn refuse_without_notes(repo: &Repository, what: &str) -> Result<(), RollbackError> {
+    match super::notes_state(repo)? {
+        super::NotesState::Missing { remotes } => Err(RollbackError::NotesMissing {
+            object: what.to_string(),
+            remotes,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Chooses the revision of `object` to restore on `branch` (the one `to`
 /// names, or the latest earlier one rolled out successfully) and computes
 /// the commit that restores it, checked to load. Writes nothing.
@@ -175,6 +197,9 @@ pub fn plan_rollback(
         });
     };
     let current = latest.fingerprint;
+    if to.is_none() {
+        refuse_without_notes(repo, &name)?;
+    }
 
     let (target, target_subject, choice) = match to {
         Some(rev) => {
@@ -324,6 +349,7 @@ pub fn plan_tree_rollback(
             (target, subject, TargetChoice::Chosen)
         }
         None => {
+            refuse_without_notes(repo, "the desired state")?;
             let revisions = reader.revisions(tip, None, None)?;
             let earlier = revisions.get(1..).unwrap_or(&[]);
             let mut found = None;
@@ -674,11 +700,11 @@ pub fn write_to_branch(repo: &Repository, rollback: &Rollback) -> Result<Oid, Ro
         }
     }
     let tree = repo.find_tree(index.write_tree_to(repo)?)?;
-    let signature = super::history::signature(repo)?;
+    let who = super::signature::signatures(repo)?;
     let new = repo.commit(
         None,
-        &signature,
-        &signature,
+        &who.author,
+        &who.committer,
         &rollback.message,
         &tree,
         &[&tip],
@@ -866,22 +892,6 @@ fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)?;
     file.write_all(text.as_bytes())
-}
-
-/// The branch a command acts on when none is named: in a bare repository
-/// (the leader's) the tracked branch (`git config flotilla.branch`, else
-/// `main`); in a clone the checked-out branch, `None` when HEAD is detached.
-pub fn default_branch(repo: &Repository) -> Option<String> {
-    if repo.is_bare() {
-        let configured = repo
-            .config()
-            .ok()
-            .and_then(|c| c.get_string("flotilla.branch").ok());
-        return Some(configured.unwrap_or_else(|| super::DEFAULT_BRANCH.to_string()));
-    }
-    let head = repo.find_reference("HEAD").ok()?;
-    let target = head.symbolic_target()?;
-    target.strip_prefix("refs/heads/").map(str::to_string)
 }
 
 #[cfg(test)]

@@ -357,3 +357,60 @@ fn observe_nodes_of_contacts_only_the_nodes_the_landed_tip_declares() {
         "n2 is contacted without the option"
     );
 }
+
+/// Issue 12, items 7 and 8: `plan` without `--rev` plans the default
+/// branch (`git config flotilla.branch`, else the checked-out one), which
+/// is what `apply` applies, and says so when another branch is checked
+/// out; planning the checked-out commit with edited manifests on disk says
+/// that the working tree differs. JSON on stdout stays JSON.
+#[test]
+fn plan_defaults_to_the_default_branch_and_names_uncommitted_manifests() {
+    let work = repo(&[("nodes/n1.yaml", NODE), ("apps/web.yaml", &web(1, "1Gi"))]);
+    let git = |args: &[&str]| crate::support::git::git_ok(work.path(), args);
+    let main = git(&["rev-parse", "HEAD"]);
+    let commit_of = |stdout: &str| {
+        let json: serde_json::Value = serde_json::from_str(stdout).expect("JSON on stdout");
+        json["commit"].as_str().unwrap().to_string()
+    };
+
+    // The checked-out branch, its files edited on disk.
+    work.write("apps/web.yaml", &web(3, "1Gi"));
+    let (code, stdout, stderr) = run(&work, &["--offline", "--output", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(commit_of(&stdout), main);
+    assert_eq!(
+        stderr,
+        format!(
+            "warning: checking HEAD ({}); the working tree differs in apps/web.yaml: \
+             use --working-tree to check the files on disk\n",
+            &main[..12]
+        )
+    );
+    let (_, _, stderr) = run(&work, &["--offline", "--working-tree"]);
+    assert_eq!(stderr, "");
+    git(&["checkout", "--", "."]);
+
+    // Another branch checked out, flotilla.branch naming main: main is
+    // planned, as apply would apply it, and the note says so.
+    git(&["checkout", "-q", "-b", "feature"]);
+    work.write("apps/web.yaml", &web(2, "1Gi"));
+    let feature = work.commit("feature: two replicas");
+    let (_, stdout, stderr) = run(&work, &["--offline", "--output", "json"]);
+    assert_eq!(
+        commit_of(&stdout),
+        feature,
+        "the checked-out branch: {stderr}"
+    );
+    assert_eq!(stderr, "");
+    git(&["config", "flotilla.branch", "main"]);
+    let (code, stdout, stderr) = run(&work, &["--offline", "--output", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(commit_of(&stdout), main);
+    assert_eq!(
+        stderr,
+        "note: planning branch main, what `flotilla apply` applies (feature is checked out): \
+         --rev HEAD plans what is checked out\n"
+    );
+    let (_, stdout, _) = run(&work, &["--offline", "--output", "json", "--rev", "HEAD"]);
+    assert_eq!(commit_of(&stdout), feature);
+}

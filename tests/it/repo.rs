@@ -162,3 +162,192 @@ fn errors_name_what_went_wrong() {
         Err(RepoError::Open { .. })
     ));
 }
+
+/// Runs the built `flotilla` in `dir`; (exit code, stdout, stderr).
+fn flotilla(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("flotilla runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Issue 12, item 8: one default branch for every command: `git config
+/// flotilla.branch`, else the branch HEAD names (born or not), else main.
+#[test]
+fn the_default_branch_is_configured_else_heads_else_main() {
+    let tree = WorkTree::new();
+    tree.write("n1.yaml", NODE);
+    tree.commit("first");
+    let default = || repo::default_branch(&repo::open(tree.path()).unwrap());
+    assert_eq!(default(), "main");
+    git_ok(tree.path(), &["checkout", "-q", "-b", "feature"]);
+    assert_eq!(default(), "feature");
+    git_ok(tree.path(), &["checkout", "-q", "--orphan", "unborn"]);
+    assert_eq!(default(), "unborn");
+    git_ok(tree.path(), &["checkout", "-q", "--detach", "feature"]);
+    assert_eq!(default(), "main");
+    git_ok(tree.path(), &["config", "flotilla.branch", "prod"]);
+    assert_eq!(default(), "prod");
+
+    let bare = tempfile::tempdir().unwrap();
+    git_ok(bare.path(), &["init", "-q", "--bare", "-b", "trunk"]);
+    assert_eq!(
+        repo::default_branch(&repo::open(bare.path()).unwrap()),
+        "trunk"
+    );
+}
+
+/// Issue 12, item 8: after `init-repo --branch prod`, every command run in
+/// the leader's repository without `--branch` acts on prod, not main:
+/// `status` and `apply` (which used main), `history`, `rollback` and
+/// `plan`; HEAD names prod, so a clone checks it out.
+#[test]
+fn commands_in_the_leaders_repository_default_to_its_tracked_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("cluster.git");
+    let (code, out, err) = flotilla(
+        dir.path(),
+        &["init-repo", "--branch", "prod", bare.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(git_ok(&bare, &["symbolic-ref", "HEAD"]), "refs/heads/prod");
+    let web = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  \
+               selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      \
+               labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          \
+               image: web:1\n";
+    let tree = WorkTree::new();
+    tree.write("web.yaml", web);
+    tree.commit("web 1");
+    tree.write("web.yaml", &web.replace("web:1", "web:2"));
+    let tip = tree.commit("web 2");
+    git_ok(
+        tree.path(),
+        &["push", "-q", bare.to_str().unwrap(), "HEAD:prod"],
+    );
+
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (code, out, err) = flotilla(&bare, args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} ({e}): {out}"))
+    };
+    let locks = dir.path().join("locks");
+    let lock_dir = locks.to_str().unwrap();
+    assert_eq!(
+        json(&["status", "--output", "json"])["commit"],
+        tip.as_str()
+    );
+    let applied = json(&["apply", "--yes", "--output", "json", "--lock-dir", lock_dir]);
+    assert_eq!(applied["commit"], tip.as_str());
+    assert_eq!(
+        json(&["history", "--output", "json"])[0]["commit"],
+        tip.as_str()
+    );
+    assert_eq!(
+        json(&["plan", "--offline", "--output", "json"])["commit"],
+        tip.as_str()
+    );
+    let (code, out, err) = flotilla(&bare, &["rollback", "deployment/web", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let clone = dir.path().join("clone");
+    git_ok(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(git_ok(&clone, &["branch", "--show-current"]), "prod");
+}
+
+/// Issue 12, item 9: `init-repo` never creates the leader's repository
+/// among a user's files: a clone (its work tree or its `.git`), a non-empty
+/// directory that is not a repository, a file are refused, exit 1, nothing
+/// written. Run again on its repository it says "refreshed", keeps the
+/// tracked branch unless `--branch` changes it, and says when it does.
+#[test]
+fn init_repo_refuses_work_trees_and_full_directories_and_refreshes_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let clone = WorkTree::new();
+    clone.write("n1.yaml", NODE);
+    clone.commit("first");
+    let listing = |path: &std::path::Path| {
+        let mut names: Vec<_> = walk(path);
+        names.sort();
+        names
+    };
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("notes.txt"), "mine\n").unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "mine\n").unwrap();
+    for (path, expected) in [
+        (clone.path().to_path_buf(), "is a repository with a work tree (a clone), not a bare repository"),
+        (clone.path().join(".git"), "is a repository with a work tree (a clone), not a bare repository"),
+        (full.clone(), "is not empty and not a git repository; refusing to create the leader's repository among its files"),
+        (file.clone(), "is not a directory"),
+    ] {
+        let before = listing(&path);
+        let (code, out, err) = flotilla(dir.path(), &["init-repo", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{path:?}: {out}{err}");
+        assert!(err.contains(expected), "{path:?}: {err}");
+        assert_eq!(listing(&path), before, "{path:?}: nothing written");
+    }
+
+    // An empty directory is fine; run again, its hooks are refreshed.
+    let bare = dir.path().join("empty");
+    std::fs::create_dir(&bare).unwrap();
+    let path = bare.to_str().unwrap();
+    let (code, out, _) = flotilla(dir.path(), &["init-repo", "--branch", "prod", path]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("initialized "), "{out}");
+    assert!(
+        out.contains(&format!(
+            "git clone -c remote.origin.fetch={} ",
+            repo::NOTES_REFSPEC
+        )),
+        "{out}"
+    );
+    std::fs::remove_file(bare.join("hooks/pre-receive")).unwrap();
+    let (code, out, _) = flotilla(dir.path(), &["init-repo", path]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("refreshed hooks of "), "{out}");
+    assert!(out.contains("(deploys branch prod)"), "kept: {out}");
+    assert!(bare.join("hooks/pre-receive").exists());
+    let (code, out, _) = flotilla(dir.path(), &["init-repo", "--branch", "main", path]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("; the tracked branch changed from prod to main: restart the leader"),
+        "{out}"
+    );
+    assert_eq!(git_ok(&bare, &["config", "flotilla.branch"]), "main");
+    assert_eq!(git_ok(&bare, &["symbolic-ref", "HEAD"]), "refs/heads/main");
+}
+
+/// Every path under `path` (or `path` itself for a file), relative.
+fn walk(path: &std::path::Path) -> Vec<String> {
+    if path.is_file() {
+        return vec![std::fs::read_to_string(path).unwrap()];
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap().path();
+            found.push(entry.strip_prefix(path).unwrap().display().to_string());
+            if entry.is_dir() {
+                pending.push(entry);
+            }
+        }
+    }
+    found
+}

@@ -144,6 +144,21 @@ fn leader_repository(work: &WorkTree) -> (tempfile::TempDir, PathBuf) {
     (dir, bare)
 }
 
+/// Tells the clone `work` to fetch the rollout records from `remote`, and
+/// fetches, as docs/rollouts.md says.
+fn fetch_notes(work: &Path, remote: &str) {
+    git_ok(
+        work,
+        &[
+            "config",
+            "--add",
+            &format!("remote.{remote}.fetch"),
+            repo::NOTES_REFSPEC,
+        ],
+    );
+    git_ok(work, &["fetch", "-q", remote]);
+}
+
 fn show(repository: &Path, object: &str) -> String {
     let output = git(repository, &["show", object]);
     assert!(output.status.success(), "git show {object}");
@@ -497,6 +512,7 @@ fn dry_run_prints_the_diff_and_writes_nothing() {
     assert!(out.ends_with("dry run: nothing written\n"), "{out}");
     assert_eq!(git_ok(&bare, &["show-ref"]), refs_before);
 
+    fetch_notes(shop.work.path(), "cluster");
     let before = show(shop.work.path(), "HEAD:apps.yaml");
     flotilla_ok(
         shop.work.path(),
@@ -515,6 +531,7 @@ fn rollback_in_a_clone_commits_updates_the_work_tree_and_the_push_is_accepted() 
     let shop = Shop::new();
     let (_dir, bare) = leader_repository(&shop.work);
     let work = shop.work.path();
+    fetch_notes(work, "cluster");
 
     let out = flotilla_ok(work, &["rollback", "deployment/web"]);
     assert!(out.ends_with("push it: git push\n"), "{out}");
@@ -1212,4 +1229,221 @@ fn terminal_escapes_in_authors_and_subjects_are_shown_not_run() {
         out.contains("(\"\\x1b]0;owned\\x07\\x1b[2Jweb 2\")"),
         "{out}"
     );
+}
+
+/// Runs `flotilla` in `dir` with `env` added; returns (exit code, stdout, stderr).
+fn flotilla_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("flotilla runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The outcome column of `flotilla history --output json` in `dir`.
+fn outcomes(dir: &Path, object: Option<&str>) -> (Vec<serde_json::Value>, String) {
+    let mut args = vec!["history", "--output", "json"];
+    args.extend(object);
+    let (code, stdout, stderr) = flotilla_env(dir, &args, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let outcomes = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["outcome"].clone())
+        .collect();
+    (outcomes, stderr)
+}
+
+/// Issue 12, item 1: `git clone` does not fetch `refs/notes/flotilla`.
+/// Without the records, `history` says every outcome is unknown (not `-`,
+/// not "never rolled out") and `rollback` refuses to choose a revision,
+/// instead of bringing back web 3, whose rollout failed; `--to` still
+/// works. Cloned with the refspec init-repo prints, or once a clone fetches
+/// them, both decide as in the leader's repository.
+#[test]
+fn a_clone_without_the_rollout_records_says_so_and_rollback_refuses() {
+    let shop = Shop::new();
+    let (dir, bare) = leader_repository(&shop.work);
+    shop.record_rollouts(&bare);
+    let clone = dir.path().join("clone");
+    git_ok(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+
+    let hint = "hint: fetch them with `git config --add remote.origin.fetch \
+                +refs/notes/flotilla:refs/notes/flotilla && git fetch origin`";
+    let (rows, warning) = outcomes(&clone, None);
+    assert_eq!(rows, ["unknown"; 4], "{warning}");
+    assert!(
+        warning.starts_with(
+            "warning: the rollout records (refs/notes/flotilla) were not fetched into this \
+             repository (git fetches notes only when told to): every outcome below is unknown\n"
+        ),
+        "{warning}"
+    );
+    assert!(warning.contains(hint), "{warning}");
+    let table = flotilla_ok(&clone, &["history", "deployment/web"]);
+    assert!(
+        table.lines().skip(1).all(|l| l.ends_with("  unknown")),
+        "{table}"
+    );
+
+    for args in [&["rollback", "deployment/web"][..], &["rollback"][..]] {
+        let (code, stdout, stderr) = flotilla_env(&clone, args, &[]);
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.starts_with(
+                "error: the rollout records (refs/notes/flotilla) were not fetched into this \
+                 repository, so which revision of "
+            ),
+            "{stderr}"
+        );
+        assert!(stderr.contains(hint), "{stderr}");
+        assert!(stderr.contains("--to COMMIT"), "{stderr}");
+    }
+    assert_eq!(git_ok(&clone, &["rev-parse", "HEAD"]), shop.web3);
+    // `rollout status` cannot see a failure the leader recorded: it says so.
+    let args = [
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout",
+        "0",
+        "--connect-timeout",
+        "1",
+        "--known-hosts",
+        "/dev/null",
+    ];
+    let (_, _, stderr) = flotilla_env(&clone, &args, &[]);
+    assert!(
+        stderr.contains(
+            "were not fetched into this repository (git fetches notes only when told to): \
+             a failure the leader recorded cannot be seen here"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains(hint), "{stderr}");
+    // Named by hand, a revision needs no records.
+    let out = flotilla_ok(
+        &clone,
+        &[
+            "rollback",
+            "deployment/web",
+            "--to",
+            &shop.first,
+            "--dry-run",
+        ],
+    );
+    assert!(out.contains("as asked"), "{out}");
+
+    // Fetched once by hand, without the refspec: decided from, with a
+    // warning that they may be stale.
+    git_ok(
+        &clone,
+        &[
+            "fetch",
+            "-q",
+            "origin",
+            "refs/notes/flotilla:refs/notes/flotilla",
+        ],
+    );
+    let (rows, warning) = outcomes(&clone, Some("deployment/web"));
+    assert_eq!(rows, ["failed", "failed", "succeeded"]);
+    assert!(
+        warning.starts_with(
+            "warning: no remote of this repository fetches the rollout records \
+             (refs/notes/flotilla): those here may be older than the leader's\n"
+        ),
+        "{warning}"
+    );
+
+    // With the refspec: no warning, and the rollback of the leader's repository.
+    fetch_notes(&clone, "origin");
+    let (rows, warning) = outcomes(&clone, Some("deployment/web"));
+    assert_eq!(rows, ["failed", "failed", "succeeded"]);
+    assert_eq!(warning, "");
+    let out = flotilla_ok(&clone, &["rollback", "deployment/web", "--dry-run"]);
+    assert!(out.contains("its last successful rollout"), "{out}");
+
+    // Cloned as init-repo says: the records come with the clone.
+    let with_notes = dir.path().join("with-notes");
+    git_ok(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "-c",
+            &format!("remote.origin.fetch={}", repo::NOTES_REFSPEC),
+            bare.to_str().unwrap(),
+            with_notes.to_str().unwrap(),
+        ],
+    );
+    let (rows, warning) = outcomes(&with_notes, Some("deployment/web"));
+    assert_eq!(rows, ["failed", "failed", "succeeded"]);
+    assert_eq!(warning, "");
+    // The leader's own repository holds the records, whatever remote it has.
+    git_ok(&bare, &["remote", "add", "backup", "/nowhere"]);
+    let (rows, warning) = outcomes(&bare, Some("deployment/web"));
+    assert_eq!(rows, ["failed", "failed", "succeeded"]);
+    assert_eq!(warning, "");
+}
+
+/// Issue 12, item 10: the commits flotilla writes honour `GIT_AUTHOR_*` and
+/// `GIT_COMMITTER_*` as git does (CI bots set them), in a clone and in the
+/// leader's bare repository; without them, git config's identity.
+#[test]
+fn rollback_commits_honour_the_git_identity_variables() {
+    let shop = Shop::new();
+    let (_dir, bare) = leader_repository(&shop.work);
+    let identity = [
+        ("GIT_AUTHOR_NAME", "CI Bot"),
+        ("GIT_AUTHOR_EMAIL", "bot@ci.example"),
+        ("GIT_AUTHOR_DATE", "@1795395723 +0100"),
+        ("GIT_COMMITTER_NAME", "Release Train"),
+        ("GIT_COMMITTER_EMAIL", "train@ci.example"),
+        ("GIT_COMMITTER_DATE", "2026-11-24T01:02:03Z"),
+    ];
+    let format = "--format=%an|%ae|%aI|%cn|%ce|%cI";
+    let expected = "CI Bot|bot@ci.example|2026-11-23T02:02:03+01:00|\
+                    Release Train|train@ci.example|2026-11-24T01:02:03Z";
+    for repository in [shop.work.path(), bare.as_path()] {
+        let args = ["rollback", "deployment/web", "--to", &shop.first];
+        let (code, stdout, stderr) = flotilla_env(repository, &args, &identity);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert_eq!(git_ok(repository, &["log", "-1", format, "main"]), expected);
+    }
+
+    // Without them: the repository's git config, as before.
+    git_ok(&bare, &["config", "user.name", "Ops"]);
+    git_ok(&bare, &["config", "user.email", "ops@example.com"]);
+    let args = ["rollback", "deployment/web", "--to", &shop.web2];
+    let (code, stdout, stderr) = flotilla_env(&bare, &args, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        git_ok(&bare, &["log", "-1", "--format=%an|%ae|%cn|%ce", "main"]),
+        "Ops|ops@example.com|Ops|ops@example.com"
+    );
+
+    // A date git would not read either is an error, and nothing is written.
+    let tip = git_ok(&bare, &["rev-parse", "main"]);
+    let args = ["rollback", "deployment/web", "--to", &shop.first];
+    let (code, _, stderr) = flotilla_env(&bare, &args, &[("GIT_AUTHOR_DATE", "soon")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("GIT_AUTHOR_DATE=`soon`"), "{stderr}");
+    assert_eq!(git_ok(&bare, &["rev-parse", "main"]), tip);
 }

@@ -609,3 +609,56 @@ fn the_operator_policy_is_read_from_the_repositorys_git_config() {
         "{errors}"
     );
 }
+
+/// Issue 12, item 7: validating HEAD of a clone whose manifests were
+/// edited (or added, removed, ignored by a changed `.flotillaignore`)
+/// says on stderr that the working tree differs, naming the files; JSON on
+/// stdout stays as it is. Nothing is said for a clean tree, for files
+/// flotilla does not read, for another revision, or with --working-tree.
+#[test]
+fn uncommitted_manifests_are_named_when_head_is_checked() {
+    let work = WorkTree::new();
+    work.write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", WEB);
+    let head = work.commit("good");
+    work.commit("nothing changed");
+    let (code, _, err) = validate(work.path(), &[], None);
+    assert_eq!((code, err.as_str()), (0, ""), "clean");
+
+    work.write("README.md", "not a manifest\n");
+    let (_, _, err) = validate(work.path(), &[], None);
+    assert_eq!(err, "", "not read by flotilla");
+
+    work.write("apps/web.yaml", &WEB.replace("image:", "imag:"));
+    let short = &git_ok(work.path(), &["rev-parse", "HEAD"])[..12];
+    let expected = format!(
+        "warning: checking HEAD ({short}); the working tree differs in apps/web.yaml: \
+         use --working-tree to check the files on disk\n"
+    );
+    let (code, out, err) = validate(work.path(), &["--output", "json"], None);
+    assert_eq!(code, 0, "the commit is valid: {out}");
+    assert_eq!(err, expected);
+    assert_eq!(json(&out)["valid"], true);
+    // Any spelling of HEAD's commit; not another commit, nor the files on disk.
+    assert_eq!(validate(work.path(), &["--rev", "main"], None).2, expected);
+    assert_eq!(validate(work.path(), &["--rev", &head], None).2, "");
+    assert_eq!(validate(work.path(), &["--working-tree"], None).2, "");
+
+    work.write("apps/a.yaml", WEB)
+        .write("apps/b.yml", WEB)
+        .remove("nodes/n1.yaml");
+    let (_, _, err) = validate(work.path(), &[], None);
+    assert!(
+        err.contains("differs in apps/a.yaml, apps/b.yml, apps/web.yaml and 1 more:"),
+        "{err}"
+    );
+
+    git_ok(work.path(), &["checkout", "--", "."]);
+    git_ok(work.path(), &["clean", "-fdq"]);
+    work.write(".flotillaignore", "apps/\n");
+    let (_, _, err) = validate(work.path(), &[], None);
+    assert!(
+        err.contains("differs in .flotillaignore, apps/web.yaml:"),
+        "{err}"
+    );
+}
