@@ -70,7 +70,7 @@ pub(super) fn run(args: &HistoryArgs, out: &mut Output) -> anyhow::Result<u8> {
         .map_err(anyhow::Error::msg)?;
     let branch = branch(&repository, args.branch.as_deref());
     let tip = branch_tip(&repository, &branch)?;
-    let notes = notes::check(&repository, "every outcome below is unknown")?;
+    let notes = notes::check(&repository, "every outcome below is unknown", out)?;
     let known = !matches!(notes, repo::NotesState::Missing { .. });
 
     let mut reader = HistoryReader::new(&repository);

@@ -5,31 +5,32 @@
 
 use git2::Repository;
 
+use super::Output;
 use crate::repo::{self, NotesState, NOTES_REF, NOTES_REFSPEC};
 
 /// The state of `repo`'s rollout records, after warning on stderr when
 /// they are missing or may be stale. `missing` says what the command
 /// cannot tell without them ("every outcome below is unknown").
-pub(crate) fn check(repo: &Repository, missing: &str) -> anyhow::Result<NotesState> {
+pub(crate) fn check(repo: &Repository, missing: &str, out: &Output) -> anyhow::Result<NotesState> {
     let state = repo::notes_state(repo)?;
-    warn(&state, missing);
+    warn(&state, missing, out);
     Ok(state)
 }
 
 /// Warns on stderr when the records are missing or may be stale.
-pub(crate) fn warn(state: &NotesState, missing: &str) {
+pub(crate) fn warn(state: &NotesState, missing: &str, out: &Output) {
     match state {
         NotesState::Current => {}
         NotesState::Missing { remotes } => {
-            eprintln!("warning: {}: {missing}", missing_text());
-            eprintln!("{}", fetch_hint(remotes));
+            out.warn(format_args!("warning: {}: {missing}", missing_text()));
+            out.warn(fetch_hint(remotes));
         }
         NotesState::MaybeStale { remotes } => {
-            eprintln!(
+            out.warn(format_args!(
                 "warning: no remote of this repository fetches the rollout records \
                  ({NOTES_REF}): those here may be older than the leader's"
-            );
-            eprintln!("{}", fetch_hint(remotes));
+            ));
+            out.warn(fetch_hint(remotes));
         }
     }
 }

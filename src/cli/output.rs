@@ -40,6 +40,13 @@ impl Output {
         self.quiet
     }
 
+    /// A warning or a note on standard error, left out with `-q`.
+    pub fn warn(&self, text: impl Display) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
     }

@@ -59,7 +59,8 @@ pub(super) fn run(
     observe: impl FnOnce(&DesiredState) -> anyhow::Result<ObservedCluster>,
     out: &mut Output,
 ) -> anyhow::Result<u8> {
-    let (snapshot, policy) = read_snapshot(&args.source, default_rev)?;
+    let (snapshot, policy) =
+        read_snapshot(&args.source, |repository| default_rev(repository, out), out)?;
     let loaded = manifest::load(&snapshot.files);
     let refused = manifest::check_operator_policy(&loaded.state, &policy);
     if loaded.has_errors() || snapshot.has_errors() || !refused.is_empty() {
@@ -155,7 +156,15 @@ pub(super) fn unobserved_nodes(plan: &Plan) -> Vec<&str> {
 /// What `plan` plans without `--rev`: the tip of the default branch (see
 /// [`repo::default_branch`]), which is what `apply` applies. Says so on
 /// stderr when that is not the branch checked out.
-fn default_rev(repository: &git2::Repository) -> anyhow::Result<String> {
+fn default_rev(repository: &git2::Repository, out: &Output) -> anyhow::Result<String> {
+    if !repository.is_bare()
+        && repo::checked_out_branch(repository).is_none()
+        && repo::configured_branch(repository).is_none()
+    {
+        // A detached checkout, as CI systems make them (often with no
+        // local branch at all): what is checked out is what to plan.
+        return Ok("HEAD".to_string());
+    }
     let branch = repo::default_branch(repository);
     let reference = format!("refs/heads/{branch}");
     if repository.refname_to_id(&reference).is_err() {
@@ -171,10 +180,10 @@ fn default_rev(repository: &git2::Repository) -> anyhow::Result<String> {
                 Some(other) => format!("{other} is checked out"),
                 None => "HEAD is detached".to_string(),
             };
-            eprintln!(
+            out.warn(format_args!(
                 "note: planning branch {branch}, what `flotilla apply` applies ({head}): \
                  --rev HEAD plans what is checked out"
-            );
+            ));
         }
     }
     Ok(reference)

@@ -60,7 +60,7 @@ pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
     // decided from, with a warning.
     let notes_state = repo::notes_state(&repository)?;
     if to.is_none() && matches!(notes_state, repo::NotesState::MaybeStale { .. }) {
-        notes::warn(&notes_state, "");
+        notes::warn(&notes_state, "", out);
     }
     let planned = match &object {
         Some(object) => repo::plan_rollback(&repository, &branch, object, to, message),

@@ -95,6 +95,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
     super::notes::check(
         &repo,
         "a failure the leader recorded cannot be seen here (the live status still can)",
+        out,
     )?;
     let rev = args
         .rev

@@ -53,7 +53,7 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
     if args.revs_from_stdin {
         return run_many(args, std::io::stdin().lock(), out);
     }
-    let (snapshot, policy) = read_snapshot(&args.source, |_| Ok("HEAD".to_string()))?;
+    let (snapshot, policy) = read_snapshot(&args.source, |_| Ok("HEAD".to_string()), out)?;
     let report = validate(snapshot, None, &policy);
     match args.output {
         OutputFormat::Json => out.json(&report)?,
@@ -209,6 +209,7 @@ fn render_many(reports: &[Report], out: &mut Output) -> std::io::Result<()> {
 pub(super) fn read_snapshot(
     source: &super::SourceArgs,
     default_rev: impl FnOnce(&git2::Repository) -> anyhow::Result<String>,
+    out: &Output,
 ) -> anyhow::Result<(repo::Snapshot, manifest::OperatorPolicy)> {
     let repository = repo::open(&source.repo)?;
     let snapshot = if source.working_tree {
@@ -219,7 +220,7 @@ pub(super) fn read_snapshot(
             None => default_rev(&repository)?,
         };
         let snapshot = repo::read_revision(&repository, &rev)?;
-        warn_if_working_tree_differs(&repository, &snapshot);
+        warn_if_working_tree_differs(&repository, &snapshot, out);
         snapshot
     };
     Ok((snapshot, repo::operator_policy(&repository)?))
@@ -231,7 +232,11 @@ const LISTED_CHANGES: usize = 3;
 /// Warns on stderr when `snapshot` is the commit HEAD points at and the
 /// working tree's manifests differ from it: what is checked is then not
 /// what the user sees.
-fn warn_if_working_tree_differs(repository: &git2::Repository, snapshot: &repo::Snapshot) {
+fn warn_if_working_tree_differs(
+    repository: &git2::Repository,
+    snapshot: &repo::Snapshot,
+    out: &Output,
+) {
     let head = repository.head().ok().and_then(|h| h.target());
     if repository.is_bare() || head.is_none_or(|head| head.to_string() != snapshot.commit) {
         return;
@@ -239,7 +244,9 @@ fn warn_if_working_tree_differs(repository: &git2::Repository, snapshot: &repo::
     let changes = match repo::working_tree_changes(repository, snapshot) {
         Ok(changes) => changes,
         Err(error) => {
-            eprintln!("warning: could not compare HEAD with the working tree: {error}");
+            out.warn(format_args!(
+                "warning: could not compare HEAD with the working tree: {error}"
+            ));
             return;
         }
     };
@@ -255,11 +262,11 @@ fn warn_if_working_tree_differs(repository: &git2::Repository, snapshot: &repo::
     if changes.len() > LISTED_CHANGES {
         listed.push_str(&format!(" and {} more", changes.len() - LISTED_CHANGES));
     }
-    eprintln!(
+    out.warn(format_args!(
         "warning: checking HEAD ({}); the working tree differs in {listed}: \
          use --working-tree to check the files on disk",
         short(&snapshot.commit)
-    );
+    ));
 }
 
 /// Every diagnostic, compiler-style, a blank line after each. File names

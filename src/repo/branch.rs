@@ -9,14 +9,17 @@ use super::DEFAULT_BRANCH;
 
 /// The branch every command defaults to (see the module's comment).
 pub fn default_branch(repo: &Repository) -> String {
-    let configured = repo
-        .config()
-        .ok()
-        .and_then(|config| config.get_string("flotilla.branch").ok())
-        .filter(|branch| !branch.is_empty());
-    configured
+    configured_branch(repo)
         .or_else(|| head_branch(repo))
         .unwrap_or_else(|| DEFAULT_BRANCH.to_string())
+}
+
+/// `git config flotilla.branch`, when set.
+pub fn configured_branch(repo: &Repository) -> Option<String> {
+    repo.config()
+        .ok()
+        .and_then(|config| config.get_string("flotilla.branch").ok())
+        .filter(|branch| !branch.is_empty())
 }
 
 /// The branch checked out in a clone's work tree: `None` in a bare

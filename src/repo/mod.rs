@@ -26,7 +26,7 @@ use ignore_rules::IgnoreRules;
 
 pub use crate::reconcile::printable::{printable_line, printable_text};
 pub use crate::reconcile::record::{ObjectOutcome, Outcome, RolloutRecord};
-pub use branch::{checked_out_branch, default_branch};
+pub use branch::{checked_out_branch, configured_branch, default_branch};
 pub use history::{
     append_note, introducing_commit, notes_state, read_note, revert_on_branch, NotesState,
     RevertError, NOTES_REF, NOTES_REFSPEC,

@@ -413,4 +413,14 @@ fn plan_defaults_to_the_default_branch_and_names_uncommitted_manifests() {
     );
     let (_, stdout, _) = run(&work, &["--offline", "--output", "json", "--rev", "HEAD"]);
     assert_eq!(commit_of(&stdout), feature);
+
+    // A detached checkout with no local branch, as CI systems make them:
+    // what is checked out is planned, not a `main` that is not there.
+    git(&["config", "--unset", "flotilla.branch"]);
+    git(&["checkout", "-q", "--detach", "feature"]);
+    git(&["branch", "-q", "-D", "main", "feature"]);
+    let (code, stdout, stderr) = run(&work, &["--offline", "--output", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(commit_of(&stdout), feature);
+    assert_eq!(stderr, "");
 }
