@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::cluster::ObservedCluster;
 use crate::manifest::model::{
     DesiredState, LabelSelector, Node, PodTemplate, Protocol, ScoringStrategy, Taint, TaintEffect,
-    WhenUnsatisfiable,
+    TopologySpreadConstraint, WhenUnsatisfiable, HOSTNAME_LABEL,
 };
 
 /// Kubernetes' default pod capacity of a node.
@@ -77,9 +77,10 @@ struct SchedNode<'a> {
     taints: &'a [Taint],
     unschedulable: bool,
     reachable: bool,
-    /// `false` when neither the manifest nor the node itself says how much
-    /// CPU and memory it has.
-    capacity_known: bool,
+    /// Neither the manifest nor the node itself says how much CPU or memory
+    /// it has (`plan --offline` on a Node that declares no capacity): that
+    /// resource is not checked, and the plan says so.
+    capacity_unknown: bool,
     name_hash: u64,
     host_ports: Vec<(u16, Protocol)>,
     /// Placed pods by group (namespace + labels), with their count.
@@ -101,7 +102,6 @@ pub enum FilterReason {
     UntoleratedTaint { key: String, value: String },
     NodeAffinity,
     HostPorts,
-    UnknownCapacity,
     TooManyPods,
     InsufficientCpu,
     InsufficientMemory,
@@ -124,7 +124,6 @@ impl FilterReason {
             FilterReason::HostPorts => {
                 "node(s) didn't have free ports for the requested pod ports".into()
             }
-            FilterReason::UnknownCapacity => "node(s) had no known capacity".into(),
             FilterReason::TooManyPods => "Too many pods".into(),
             FilterReason::InsufficientCpu => "Insufficient cpu".into(),
             FilterReason::InsufficientMemory => "Insufficient memory".into(),
@@ -186,7 +185,7 @@ impl<'a> Scheduler<'a> {
                 taints: &node.spec.taints,
                 unschedulable: node.spec.unschedulable,
                 reachable: observed_node.is_some_and(|n| n.reachability.is_reachable()),
-                capacity_known: cpu.is_some() && memory.is_some(),
+                capacity_unknown: cpu.is_none() || memory.is_none(),
                 name_hash: mix(fnv1a(node.meta.name.as_bytes(), FNV_OFFSET)),
                 host_ports: Vec::new(),
                 groups: Vec::new(),
@@ -198,8 +197,10 @@ impl<'a> Scheduler<'a> {
             resources.push(Resources {
                 inverse_cpu: inverse(cpu),
                 inverse_memory: inverse(memory),
-                alloc_cpu: cpu.unwrap_or(0),
-                alloc_memory: memory.unwrap_or(0),
+                // Unknown: never short of it (and scored as neither full
+                // nor empty, through its inverse of 0).
+                alloc_cpu: cpu.unwrap_or(u64::MAX),
+                alloc_memory: memory.unwrap_or(u64::MAX),
                 alloc_pods: node.spec.capacity.pods.unwrap_or(DEFAULT_MAX_PODS),
                 ..Resources::default()
             });
@@ -234,10 +235,21 @@ impl<'a> Scheduler<'a> {
         (r.cpu, r.memory, r.pods)
     }
 
-    /// Allocatable CPU, memory and pods of a node (0 when unknown).
+    /// Allocatable CPU, memory and pods of a node (`u64::MAX` when unknown).
     pub fn allocatable(&self, index: usize) -> (u64, u64, u32) {
         let r = &self.resources[index];
         (r.alloc_cpu, r.alloc_memory, r.alloc_pods)
+    }
+
+    /// The reachable nodes whose CPU or memory capacity nobody states
+    /// (neither their manifest nor an observation, as in `plan --offline`):
+    /// replicas go there without a check that those resources fit.
+    pub fn unknown_capacity_nodes(&self) -> Vec<&'a str> {
+        self.nodes
+            .iter()
+            .filter(|n| n.reachable && n.capacity_unknown)
+            .map(|n| n.name)
+            .collect()
     }
 
     /// Records a pod that runs (or will run) on `node`.
@@ -329,8 +341,8 @@ impl<'a> Scheduler<'a> {
 
     /// Places one pod bound to `node` (a DaemonSet's, whose node was chosen
     /// by eligibility, not by score), if it fits there: the node must be
-    /// reachable, of known capacity, with the pod's requests free and its
-    /// host ports unused. Otherwise kube-scheduler's message for a pod with
+    /// reachable, with the pod's requests free (of the resources whose
+    /// capacity is known) and its host ports unused. Otherwise kube-scheduler's message for a pod with
     /// required affinity to that one node.
     pub fn place_on(&mut self, pod: PodRef<'a>, node: usize) -> Result<(), String> {
         let requests = Requests::of(pod.template);
@@ -341,8 +353,6 @@ impl<'a> Scheduler<'a> {
             reasons.push(FilterReason::Unreachable);
         } else if requests.host_ports.iter().any(|p| n.host_ports.contains(p)) {
             reasons.push(FilterReason::HostPorts);
-        } else if !n.capacity_known {
-            reasons.push(FilterReason::UnknownCapacity);
         } else {
             if r.pods + 1 > r.alloc_pods {
                 reasons.push(FilterReason::TooManyPods);
@@ -444,16 +454,43 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Two passes, for the scores kube-scheduler normalizes over the
-    /// feasible nodes (PreferNoSchedule taints, ScheduleAnyway spread).
-    fn best_node_normalized(&mut self, class: &PodClass, seed: u64) -> Option<usize> {
+    /// feasible nodes (PreferNoSchedule taints, ScheduleAnyway spread, which
+    /// every pod without constraints of its own has). Without dynamic
+    /// filters, feasibility and resource scores are the kept ones.
+    fn best_node_normalized(&mut self, class: &mut PodClass, seed: u64) -> Option<usize> {
+        let kept = !class.has_dynamic_filters();
+        if kept && class.scores.len() != self.nodes.len() {
+            class.scores = (0..self.nodes.len())
+                .map(|i| self.static_score(class, i))
+                .collect();
+        }
+        self.best_node_normalized_from(class, seed, kept)
+    }
+
+    /// [`Self::best_node_normalized`], from the kept scores or every node
+    /// filtered and scored anew.
+    fn best_node_normalized_from(
+        &mut self,
+        class: &PodClass,
+        seed: u64,
+        kept: bool,
+    ) -> Option<usize> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let (mut max_taint, mut min_spread, mut max_spread) = (0u32, u64::MAX, 0u64);
         for (i, r) in self.resources.iter().enumerate() {
-            if !class.static_ok[i] || !fits(r, &class.requests) || !class.dynamic_ok(self, i) {
-                continue;
-            }
-            let score = resource_score(self.strategy, r, &class.requests);
+            let score = if kept {
+                match class.scores[i] {
+                    INFEASIBLE => continue,
+                    score => u64::from(score),
+                }
+            } else {
+                if !class.static_ok[i] || !fits(r, &class.requests) || !class.dynamic_ok(self, i)
+                {
+                    continue;
+                }
+                resource_score(self.strategy, r, &class.requests)
+            };
             let taint = class.prefer_no_schedule[i];
             let spread = class.spread_raw_score(i);
             max_taint = max_taint.max(taint);
@@ -526,9 +563,6 @@ impl<'a> Scheduler<'a> {
             .any(|p| node.host_ports.contains(p))
         {
             return vec![FilterReason::HostPorts];
-        }
-        if !node.capacity_known {
-            return vec![FilterReason::UnknownCapacity];
         }
         let r = &self.resources[i];
         let q = &class.requests;
@@ -798,11 +832,37 @@ impl DomainCounts {
     }
 }
 
+/// Kubernetes' default topology spread for a pod that declares none
+/// (kube-scheduler's `systemDefaulted` constraints): at most 3 more of the
+/// workload's pods on one node and 5 more in one zone than elsewhere, as a
+/// preference. They spread the replicas of one workload over equal nodes,
+/// whatever the scoring strategy. Kubernetes selects the pods of the
+/// owning ReplicaSet; the pod's own labels, which its workload's selector
+/// matches, select the same pods here.
+fn default_spread_constraints(template: &PodTemplate) -> Vec<TopologySpreadConstraint> {
+    let selector = LabelSelector {
+        match_labels: template.labels.clone(),
+        match_expressions: Vec::new(),
+    };
+    [(HOSTNAME_LABEL, 3), (ZONE_LABEL, 5)]
+        .into_iter()
+        .map(|(key, max_skew)| TopologySpreadConstraint {
+            max_skew,
+            topology_key: key.to_string(),
+            when_unsatisfiable: WhenUnsatisfiable::ScheduleAnyway,
+            label_selector: selector.clone(),
+        })
+        .collect()
+}
+
+/// The well-known zone label of Kubernetes nodes.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 /// What is fixed for all replicas of one pod template during a batch.
 struct PodClass {
     requests: Requests,
-    /// Reachable, not cordoned, taints tolerated, node affinity matched,
-    /// capacity known: the filters that placements do not change.
+    /// Reachable, not cordoned, taints tolerated, node affinity matched:
+    /// the filters that placements do not change.
     static_ok: Vec<bool>,
     /// PreferNoSchedule taints the pod does not tolerate, per node.
     prefer_no_schedule: Vec<u32>,
@@ -812,8 +872,14 @@ struct PodClass {
     /// log(domains + 2) per ScheduleAnyway constraint, as kube weighs them.
     spread_weight: Vec<f64>,
     anti_affinity: Vec<DomainCounts>,
-    /// Nodes that count for spreading: node affinity matched, every key present.
+    /// Nodes that count for spreading: node affinity matched, and every
+    /// key present (declared constraints only).
     spread_counted: Vec<bool>,
+    /// The pod declares no constraint: `spread` holds Kubernetes' system
+    /// defaults, which a node without a key does not fail.
+    default_spread: bool,
+    /// A DoNotSchedule constraint: a filter that depends on placements.
+    hard_spread: bool,
     normalize: bool,
     has_ports: bool,
     /// Per node: the score under the static filters, or INFEASIBLE; filled
@@ -834,7 +900,6 @@ impl PodClass {
             .map(|n| {
                 n.reachable
                     && !n.unschedulable
-                    && n.capacity_known
                     && untolerated_taint(n.taints, pod.template).is_none()
                     && matches_node_affinity(&n.labels, pod.template)
             })
@@ -852,19 +917,26 @@ impl PodClass {
                     .count() as u32
             })
             .collect();
+        let default_spread = spec.topology_spread_constraints.is_empty();
+        let defaults;
+        let constraints = if default_spread {
+            defaults = default_spread_constraints(pod.template);
+            &defaults
+        } else {
+            &spec.topology_spread_constraints
+        };
         let spread_counted: Vec<bool> = scheduler
             .nodes
             .iter()
             .map(|n| {
                 matches_node_affinity(&n.labels, pod.template)
-                    && spec
-                        .topology_spread_constraints
-                        .iter()
-                        .all(|c| n.labels.contains_key(&c.topology_key))
+                    && (default_spread
+                        || constraints
+                            .iter()
+                            .all(|c| n.labels.contains_key(&c.topology_key)))
             })
             .collect();
-        let spread: Vec<DomainCounts> = spec
-            .topology_spread_constraints
+        let spread: Vec<DomainCounts> = constraints
             .iter()
             .map(|c| {
                 let mut d =
@@ -892,8 +964,13 @@ impl PodClass {
             || spread
                 .iter()
                 .any(|d| d.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway);
+        let hard_spread = spread
+            .iter()
+            .any(|d| d.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule);
         PodClass {
             has_ports: !requests.host_ports.is_empty(),
+            default_spread,
+            hard_spread,
             requests,
             static_ok,
             prefer_no_schedule,
@@ -908,7 +985,7 @@ impl PodClass {
     }
 
     fn has_dynamic_filters(&self) -> bool {
-        self.has_ports || !self.spread.is_empty() || !self.anti_affinity.is_empty()
+        self.has_ports || self.hard_spread || !self.anti_affinity.is_empty()
     }
 
     /// The filters that depend on what has been placed: host ports, topology
@@ -924,7 +1001,7 @@ impl PodClass {
         {
             return false;
         }
-        (self.spread.is_empty() || self.spread_reason(i).is_none())
+        (!self.hard_spread || self.spread_reason(i).is_none())
             && (self.anti_affinity.is_empty() || self.anti_affinity_ok(i))
     }
 
@@ -948,7 +1025,9 @@ impl PodClass {
     }
 
     /// The raw ScheduleAnyway score (lower is better), `None` for a node
-    /// without the keys; `Some(0)` when the pod has no such constraint.
+    /// without the keys of declared constraints; `Some(0)` when the pod has
+    /// no such constraint. A default constraint whose key the node lacks
+    /// (a zone, usually) adds nothing, as in kube-scheduler.
     fn spread_raw_score(&self, i: usize) -> Option<u64> {
         let mut score = 0.0;
         for (c, d) in self.spread.iter().enumerate() {
@@ -956,6 +1035,9 @@ impl PodClass {
                 continue;
             }
             let domain = d.node_domain[i];
+            if self.default_spread && domain == NO_DOMAIN {
+                continue;
+            }
             if domain == NO_DOMAIN || !self.spread_counted[i] {
                 return None;
             }
@@ -1059,7 +1141,8 @@ mod tests {
     }
 
     /// The kept scores give exactly the placements a fresh scan of every
-    /// node gives, placement after placement, until nothing fits.
+    /// node gives (with the default spreading's scores normalized anew),
+    /// placement after placement, until nothing fits.
     #[test]
     fn kept_scores_place_as_a_full_scan_does() {
         for (nodes, cpu, memory, most) in [
@@ -1102,7 +1185,7 @@ mod tests {
                         fnv1a(pod.namespace.as_bytes(), FNV_OFFSET),
                     ),
                 );
-                let want = scanned.best_node_scanned(&class, seed);
+                let want = scanned.best_node_normalized_from(&class, seed, false);
                 if let Some(node) = want {
                     scanned.account(node, pod.template, group);
                     class.placed(node);
