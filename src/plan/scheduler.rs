@@ -485,8 +485,7 @@ impl<'a> Scheduler<'a> {
                     score => u64::from(score),
                 }
             } else {
-                if !class.static_ok[i] || !fits(r, &class.requests) || !class.dynamic_ok(self, i)
-                {
+                if !class.static_ok[i] || !fits(r, &class.requests) || !class.dynamic_ok(self, i) {
                     continue;
                 }
                 resource_score(self.strategy, r, &class.requests)
@@ -1131,6 +1130,7 @@ mod tests {
         let loaded = crate::manifest::load(&[SourceFile {
             path: "all.yaml".into(),
             text,
+            excluded: Vec::new(),
         }]);
         assert!(
             loaded.diagnostics.iter().all(|d| !d.is_error()),

@@ -527,6 +527,7 @@ mod tests {
         let (desired, _) = load(&[SourceFile {
             path: "web.yaml".into(),
             text: "replicas: 3".into(),
+            excluded: Vec::new(),
         }]);
         let facts = Some(NodeFacts {
             cpu: CpuMillis(2000),
@@ -625,6 +626,7 @@ mod tests {
         let (mut desired, _) = load(&[SourceFile {
             path: "web.yaml".into(),
             text: "replicas: 2".into(),
+            excluded: Vec::new(),
         }]);
         let mut observed = ObservedCluster::default();
         observed.nodes.insert(
@@ -654,6 +656,7 @@ mod tests {
         let (mut desired, _) = load(&[SourceFile {
             path: "web.yaml".into(),
             text: "replicas: 2".into(),
+            excluded: Vec::new(),
         }]);
         desired.workloads[0].spec.min_ready_seconds = 10;
         let mut observed = ObservedCluster::default();

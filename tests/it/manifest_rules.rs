@@ -22,6 +22,7 @@ fn diagnostics(yaml: &str) -> Vec<String> {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: yaml.into(),
+        excluded: Vec::new(),
     }]);
     loaded
         .diagnostics
@@ -124,14 +125,17 @@ fn valid_objects_survive_errors_elsewhere() {
         SourceFile {
             path: "b.yaml".into(),
             text: broken,
+            excluded: Vec::new(),
         },
         SourceFile {
             path: "a.yaml".into(),
             text: "kind: [\n".into(),
+            excluded: Vec::new(),
         },
         SourceFile {
             path: "c.yaml".into(),
             text: DEPLOYMENT.into(),
+            excluded: Vec::new(),
         },
     ]);
     let names: Vec<&str> = loaded
@@ -160,6 +164,7 @@ fn documents_flow_style_and_empty_ones() {
     let loaded = load(&[SourceFile {
         path: "n.yaml".into(),
         text: flow.into(),
+        excluded: Vec::new(),
     }]);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     assert_eq!(loaded.state.nodes[0].spec.address, "10.0.0.1");
@@ -175,6 +180,7 @@ fn node_selector_warning_is_not_an_error() {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: format!("{node}{yaml}"),
+        excluded: Vec::new(),
     }]);
     assert!(!loaded.has_errors());
     assert_eq!(loaded.diagnostics.len(), 1);
@@ -187,6 +193,7 @@ fn node_selector_warning_is_not_an_error() {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: format!("{node}{by_hostname}"),
+        excluded: Vec::new(),
     }]);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
 }
@@ -196,6 +203,7 @@ fn cpu_rounds_up_to_a_millicore() {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: with_container("        resources: {requests: {cpu: 0.0001}}\n"),
+        excluded: Vec::new(),
     }]);
     let container = &loaded.state.workloads[0].spec.template.spec.containers[0];
     assert_eq!(container.resources.requests.cpu.unwrap().0, 1);
@@ -210,6 +218,7 @@ fn many_files_give_the_same_result_as_few() {
         .map(|i| SourceFile {
             path: format!("apps/{i:03}.yaml"),
             text: DEPLOYMENT.replace("name: web}", &format!("name: web-{i}}}")),
+            excluded: Vec::new(),
         })
         .collect();
     files.push(SourceFile {
@@ -217,6 +226,7 @@ fn many_files_give_the_same_result_as_few() {
         text: DEPLOYMENT
             .replace("name: web}", "name: web-3}")
             .replace("nginx:1.25", "nginx:2"),
+        excluded: Vec::new(),
     });
     let loaded = load(&files);
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
@@ -254,6 +264,7 @@ fn the_cluster_declares_at_most_max_pods() {
             text: format!(
                 "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: web\n        image: web:1\n"
             ),
+            excluded: Vec::new(),
         }
     };
     let at_the_bound = load(&[web("a", 100_000), web("b", 50_000)]);
@@ -318,6 +329,7 @@ fn host_ip_binds_a_host_port_to_one_address() {
         text: with_container(
             "        ports: [{containerPort: 80, hostPort: 8080, hostIP: 10.0.0.1}]\n",
         ),
+        excluded: Vec::new(),
     }]);
     let port = &loaded.state.workloads[0].spec.template.spec.containers[0].ports[0];
     assert_eq!(port.host_ip.as_deref(), Some("10.0.0.1"));
@@ -354,10 +366,12 @@ fn the_cluster_policy_limits_host_ports() {
         SourceFile {
             path: "cluster.yaml".into(),
             text: CLUSTER_POLICY.into(),
+            excluded: Vec::new(),
         },
         SourceFile {
             path: "web.yaml".into(),
             text: deployment.clone(),
+            excluded: Vec::new(),
         },
     ]);
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
@@ -403,10 +417,12 @@ fn the_operator_policy_refuses_local_transport_and_privileged_host_ports() {
         SourceFile {
             path: "nodes.yaml".into(),
             text: node.into(),
+            excluded: Vec::new(),
         },
         SourceFile {
             path: "web.yaml".into(),
             text: deployment,
+            excluded: Vec::new(),
         },
     ]);
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
@@ -441,6 +457,7 @@ fn daemon_set_fields() {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: daemon_set(""),
+        excluded: Vec::new(),
     }]);
     let agent = &loaded.state.workloads[0];
     assert_eq!(agent.spec.pods, PodSet::OnePerNode);

@@ -465,10 +465,12 @@ fn render_with_colour_and_manifest_diff() {
     let old = [flotilla::manifest::SourceFile {
         path: "web.yaml".into(),
         text: "replicas: 0\n".into(),
+        excluded: Vec::new(),
     }];
     let new = [flotilla::manifest::SourceFile {
         path: "web.yaml".into(),
         text: "replicas: 1\n".into(),
+        excluded: Vec::new(),
     }];
     let diff = flotilla::plan::manifest_diff(&old, &new);
     let plain = render(

@@ -373,10 +373,26 @@ fn replicas_spread_over_equal_nodes_by_default() {
         n
     };
     for (case, nodes, strategy) in [
-        ("large nodes", vec![big("n1"), big("n2")], ScoringStrategy::LeastAllocated),
-        ("packing", vec![big("n1"), big("n2")], ScoringStrategy::MostAllocated),
-        ("unknown capacity", vec![bare("n1"), bare("n2")], ScoringStrategy::LeastAllocated),
-        ("three nodes", vec![big("a"), big("b"), big("c")], ScoringStrategy::LeastAllocated),
+        (
+            "large nodes",
+            vec![big("n1"), big("n2")],
+            ScoringStrategy::LeastAllocated,
+        ),
+        (
+            "packing",
+            vec![big("n1"), big("n2")],
+            ScoringStrategy::MostAllocated,
+        ),
+        (
+            "unknown capacity",
+            vec![bare("n1"), bare("n2")],
+            ScoringStrategy::LeastAllocated,
+        ),
+        (
+            "three nodes",
+            vec![big("a"), big("b"), big("c")],
+            ScoringStrategy::LeastAllocated,
+        ),
     ] {
         let nodes_count = nodes.len();
         let mut state = desired(nodes, vec![]);
