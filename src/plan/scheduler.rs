@@ -422,11 +422,101 @@ impl<'a> Scheduler<'a> {
         resource_score(self.strategy, r, &class.requests).min(0xffff) as u32
     }
 
-    /// After a placement on `node`: its kept score, if scores are kept.
+    /// After a placement on `node`: its kept score, if scores are kept, and
+    /// the kept spread of every node whose domains the placement changed.
     fn rescore(&self, class: &mut PodClass, node: usize) {
-        if class.scores.len() == self.nodes.len() {
-            class.scores[node] = self.static_score(class, node);
+        if class.scores.len() != self.nodes.len() {
+            return;
         }
+        if class.spread_raw.len() != self.nodes.len() {
+            class.scores[node] = self.static_score(class, node);
+            return;
+        }
+        class.forget_spread(node);
+        class.scores[node] = self.static_score(class, node);
+        let mut changed = vec![node];
+        for d in &class.spread {
+            let domain = d.node_domain[node];
+            if domain != NO_DOMAIN && d.domain_nodes[domain as usize] > 1 {
+                changed.extend(
+                    (0..self.nodes.len()).filter(|&i| i != node && d.node_domain[i] == domain),
+                );
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        for &i in &changed {
+            if i != node {
+                class.forget_spread(i);
+            }
+            class.spread_raw[i] = class.spread_raw_score(i).unwrap_or(NO_SPREAD);
+            class.remember_spread(i);
+        }
+    }
+
+    /// [`Self::best_node_normalized`] for a pod with only static filters,
+    /// no PreferNoSchedule taint to weigh and Kubernetes' default spread
+    /// (almost every pod): the resource scores and each node's raw spread
+    /// score are kept, and so is how many feasible nodes have each raw
+    /// score, so a placement is one pass over three arrays, with the same
+    /// result as normalizing every node's scores anew.
+    fn best_node_default_spread(&mut self, class: &mut PodClass, seed: u64) -> Option<usize> {
+        let n = self.nodes.len();
+        if class.scores.len() != n {
+            class.scores = (0..n).map(|i| self.static_score(class, i)).collect();
+        }
+        if class.spread_raw.len() != n {
+            class.spread_raw = (0..n)
+                .map(|i| class.spread_raw_score(i).unwrap_or(NO_SPREAD))
+                .collect();
+            class.spread_histogram.clear();
+            for i in 0..n {
+                class.remember_spread(i);
+            }
+        }
+        let (&min, _) = class.spread_histogram.first_key_value()?;
+        let (&max, _) = class.spread_histogram.last_key_value()?;
+        let spread_score = |raw: u64| {
+            (MAX_NODE_SCORE * (max + min - raw))
+                .checked_div(max)
+                .unwrap_or(MAX_NODE_SCORE)
+        };
+        // The weighted spread score of each raw score present, looked up
+        // rather than divided for every node.
+        let table: Vec<u64> = if max - min <= 4096 {
+            (min..=max)
+                .map(|raw| WEIGHT_SPREAD * spread_score(raw))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // No PreferNoSchedule taint: every node's taint score is the maximum.
+        let taint = WEIGHT_TAINT * MAX_NODE_SCORE;
+        let (mut best_key, mut best_node) = (0u64, usize::MAX);
+        for (i, ((&score, &raw), &hash)) in class
+            .scores
+            .iter()
+            .zip(&class.spread_raw)
+            .zip(&self.name_hashes)
+            .enumerate()
+        {
+            if score == INFEASIBLE {
+                continue;
+            }
+            let spread = if raw == NO_SPREAD {
+                0
+            } else if table.is_empty() {
+                WEIGHT_SPREAD * spread_score(raw)
+            } else {
+                table[(raw - min) as usize]
+            };
+            let key = ranking_key(u64::from(score) + taint + spread, seed, hash);
+            if key > best_key || best_node == usize::MAX {
+                best_key = key;
+                best_node = i;
+            }
+        }
+        (best_node != usize::MAX).then_some(best_node)
     }
 
     /// Every node filtered and scored anew: for pods whose filters depend on
@@ -459,6 +549,9 @@ impl<'a> Scheduler<'a> {
     /// filters, feasibility and resource scores are the kept ones.
     fn best_node_normalized(&mut self, class: &mut PodClass, seed: u64) -> Option<usize> {
         let kept = !class.has_dynamic_filters();
+        if kept && class.default_spread && !class.prefer_no_schedule_taints {
+            return self.best_node_default_spread(class, seed);
+        }
         if kept && class.scores.len() != self.nodes.len() {
             class.scores = (0..self.nodes.len())
                 .map(|i| self.static_score(class, i))
@@ -761,6 +854,8 @@ struct DomainCounts {
     counts: Vec<u32>,
     /// Whether each domain has at least one node that counts.
     eligible: Vec<bool>,
+    /// How many nodes each domain has.
+    domain_nodes: Vec<u32>,
     /// Whether the pod being placed matches its own selector.
     self_match: bool,
     max_skew: u32,
@@ -793,6 +888,12 @@ impl DomainCounts {
             .collect();
         let mut counts = vec![0; values.len()];
         let mut eligible = vec![false; values.len()];
+        let mut domain_nodes = vec![0; values.len()];
+        for &d in &node_domain {
+            if d != NO_DOMAIN {
+                domain_nodes[d as usize] += 1;
+            }
+        }
         for (i, node) in scheduler.nodes.iter().enumerate() {
             let d = node_domain[i];
             if d == NO_DOMAIN || !counted(i) {
@@ -810,6 +911,7 @@ impl DomainCounts {
             node_domain,
             counts,
             eligible,
+            domain_nodes,
             self_match: selector.matches(&pod.template.labels),
             max_skew: 1,
             when_unsatisfiable: WhenUnsatisfiable::DoNotSchedule,
@@ -865,6 +967,8 @@ struct PodClass {
     static_ok: Vec<bool>,
     /// PreferNoSchedule taints the pod does not tolerate, per node.
     prefer_no_schedule: Vec<u32>,
+    /// Whether any node has one.
+    prefer_no_schedule_taints: bool,
     spread: Vec<DomainCounts>,
     /// Minimum per DoNotSchedule constraint, kept up to date.
     spread_min: Vec<u32>,
@@ -884,7 +988,16 @@ struct PodClass {
     /// Per node: the score under the static filters, or INFEASIBLE; filled
     /// on first use when the class has only static filters.
     scores: Vec<u32>,
+    /// Per node: the raw ScheduleAnyway spread score (`NO_SPREAD` when
+    /// none), kept with `scores` for the default spread.
+    spread_raw: Vec<u64>,
+    /// How many feasible nodes (in `scores`) have each raw spread score:
+    /// their minimum and maximum normalize the spread scores.
+    spread_histogram: BTreeMap<u64, u32>,
 }
+
+/// A node without a raw spread score, in `PodClass::spread_raw`.
+const NO_SPREAD: u64 = u64::MAX;
 
 /// A node the pod cannot go to, in `PodClass::scores`.
 const INFEASIBLE: u32 = u32::MAX;
@@ -959,7 +1072,8 @@ impl PodClass {
                 DomainCounts::new(scheduler, &t.topology_key, &t.label_selector, pod, |_| true)
             })
             .collect();
-        let normalize = prefer_no_schedule.iter().any(|c| *c > 0)
+        let prefer_no_schedule_taints = prefer_no_schedule.iter().any(|c| *c > 0);
+        let normalize = prefer_no_schedule_taints
             || spread
                 .iter()
                 .any(|d| d.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway);
@@ -973,6 +1087,7 @@ impl PodClass {
             requests,
             static_ok,
             prefer_no_schedule,
+            prefer_no_schedule_taints,
             spread,
             spread_min,
             spread_weight,
@@ -980,6 +1095,32 @@ impl PodClass {
             spread_counted,
             normalize,
             scores: Vec::new(),
+            spread_raw: Vec::new(),
+            spread_histogram: BTreeMap::new(),
+        }
+    }
+
+    /// Counts node `i`'s kept raw spread score, if it is feasible.
+    fn remember_spread(&mut self, i: usize) {
+        let raw = self.spread_raw[i];
+        if self.scores[i] != INFEASIBLE && raw != NO_SPREAD {
+            *self.spread_histogram.entry(raw).or_insert(0) += 1;
+        }
+    }
+
+    /// Stops counting node `i`'s kept raw spread score.
+    fn forget_spread(&mut self, i: usize) {
+        let raw = self.spread_raw[i];
+        if self.scores[i] == INFEASIBLE || raw == NO_SPREAD {
+            return;
+        }
+        if let std::collections::btree_map::Entry::Occupied(mut entry) =
+            self.spread_histogram.entry(raw)
+        {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
         }
     }
 
@@ -1059,7 +1200,12 @@ impl PodClass {
             let domain = d.node_domain[i];
             if d.self_match && domain != NO_DOMAIN && self.spread_counted[i] {
                 d.counts[domain as usize] += 1;
-                self.spread_min[c] = d.min_count();
+                // The minimum is the DoNotSchedule filter's; recounting it
+                // over every domain (every node, for the hostname) is
+                // wasted on a ScheduleAnyway constraint.
+                if d.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule {
+                    self.spread_min[c] = d.min_count();
+                }
             }
         }
         for d in &mut self.anti_affinity {
@@ -1111,13 +1257,18 @@ mod tests {
             if most_allocated { "MostAllocated" } else { "LeastAllocated" }
         );
         for i in 0..nodes {
+            // Some nodes in zones (the default spread counts zones too).
+            let zone = match i % 4 {
+                0 | 1 => format!(", labels: {{topology.kubernetes.io/zone: z{}}}", i % 3),
+                _ => String::new(),
+            };
             let extra = match i % 7 {
                 3 => "\n  unschedulable: true",
                 5 => "\n  taints: [{key: dedicated, value: db, effect: NoSchedule}]",
                 _ => "",
             };
             text.push_str(&format!(
-                "---\napiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {{name: n{i:03}}}\nspec:\n  address: 10.0.0.{}\n  capacity: {{cpu: '{}', memory: {}Gi, pods: {}}}{extra}\n",
+                "---\napiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {{name: n{i:03}{zone}}}\nspec:\n  address: 10.0.0.{}\n  capacity: {{cpu: '{}', memory: {}Gi, pods: {}}}{extra}\n",
                 i + 1,
                 1 + i % 4,
                 2 + (i * 5) % 9,
