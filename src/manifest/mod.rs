@@ -284,7 +284,7 @@ fn decode_file(file: &SourceFile) -> DecodedFile {
             );
         }
     }
-    let documents = read
+    let mut documents: Vec<(decode::DecodedDocument, bool)> = read
         .into_iter()
         .map(|document| {
             (
@@ -293,6 +293,33 @@ fn decode_file(file: &SourceFile) -> DecodedFile {
             )
         })
         .collect();
+    // A template outside a Helm chart (a chart's directory is not read):
+    // its first error (as shown, by place) says what the file is and the
+    // way out.
+    if file.text.contains("{{") {
+        let mut first_error: Option<&mut Diagnostic> = None;
+        let errors = documents
+            .iter_mut()
+            .flat_map(|(d, _)| d.diagnostics.iter_mut())
+            .chain(diagnostics.iter_mut())
+            .filter(|d| d.is_error());
+        for error in errors {
+            let place = |d: &Diagnostic| (d.location.line, d.location.column);
+            if first_error
+                .as_deref()
+                .is_none_or(|first| place(error) < place(first))
+            {
+                first_error = Some(error);
+            }
+        }
+        if let Some(error) = first_error {
+            error.hint = Some(format!(
+                "{} holds `{{{{ }}}}` template expressions: commit what renders it \
+                 (`helm template NAME DIR > rendered.yaml`), or list it in .flotillaignore",
+                file.path
+            ));
+        }
+    }
     (diagnostics, documents)
 }
 

@@ -55,9 +55,12 @@ pub const WORKING_TREE: &str = "working-tree";
 pub struct Snapshot {
     /// The full SHA of the commit, or [`WORKING_TREE`].
     pub commit: String,
-    /// Every `*.yaml` / `*.yml` file not ignored, sorted by path.
+    /// Every `*.yaml` / `*.yml` (and kustomize `Kustomization`) file not
+    /// ignored (by `.flotillaignore`, or as a dot-path or in a Helm chart),
+    /// sorted by path, each with the documents `.flotillaignore` excludes.
     pub files: Vec<SourceFile>,
-    /// What is not in `files`: symlinks and submodules (warnings), files
+    /// What is not in `files`: symlinks, submodules, Helm charts and
+    /// `.flotillaignore` lines that exclude no file read (warnings), files
     /// that are not UTF-8 or too large to read (errors).
     pub diagnostics: Vec<Diagnostic>,
 }

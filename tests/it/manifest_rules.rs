@@ -1,8 +1,8 @@
 //! One rule per row: a minimal manifest and the diagnostics it gives, as
 //! `line:column severity: message (field path)`.
 
-use flotilla::manifest::model::{IntOrPercent, Kind, PodSet, PullPolicy, Strategy};
-use flotilla::manifest::{default_pull_policy, load, SourceFile};
+use flotilla::manifest::model::{IntOrPercent, Kind, PodSet, PullPolicy, SourceLocation, Strategy};
+use flotilla::manifest::{default_pull_policy, load, ExcludedDocument, SourceFile};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -485,5 +485,102 @@ fn daemon_set_fields() {
     assert!(
         replicas[0].contains("unknown field `replicas`"),
         "{replicas:?}"
+    );
+}
+
+/// Issue 12, item 5: what is clearly not a manifest is a warning; what is
+/// meant as one (any of `apiVersion`, `kind`, `metadata`) is read, errors
+/// and all; kustomize's input is a warning whatever its file is called; a
+/// template's first error says it is one and how to render it.
+#[test]
+fn foreign_documents_are_warnings_and_templates_say_so() {
+    let load_one = |path: &str, text: &str| {
+        load(&[SourceFile::new(path, text)])
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let severity = if d.is_error() { "error" } else { "warning" };
+                format!(
+                    "{}:{} {severity}: {}",
+                    d.location.file, d.location.line, d.message
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let not_a_manifest =
+        "not a Kubernetes manifest (no `apiVersion`, `kind` or `metadata`): skipped";
+    for (path, text, expected) in [
+        ("ci.yaml", "on: [push]\njobs: {}\n", format!("ci.yaml:1 warning: {not_a_manifest}")),
+        ("a.yaml", "# header\n---\nname: x\n", format!("a.yaml:3 warning: {not_a_manifest}")),
+        ("m.yaml", "metadata: {name: web}\n", "m.yaml:1 error: missing field `kind`".to_string()),
+        (
+            "base/kustomization.yml",
+            "resources: [web.yaml]\n",
+            "base/kustomization.yml:1 warning: kustomize input is not applied: flotilla reads plain manifests (the ones beside it are read as they are)".to_string(),
+        ),
+        (
+            "component.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n",
+            "component.yaml:1 warning: kustomize input is not applied: flotilla reads plain manifests (the ones beside it are read as they are)".to_string(),
+        ),
+    ] {
+        assert_eq!(load_one(path, text), [expected], "{path}");
+    }
+
+    let template = load(&[SourceFile::new(
+        "t.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n",
+    )]);
+    let first = template
+        .diagnostics
+        .iter()
+        .find(|d| d.is_error())
+        .expect("an error");
+    assert_eq!(
+        first.hint.as_deref(),
+        Some("t.yaml holds `{{ }}` template expressions: commit what renders it (`helm template NAME DIR > rendered.yaml`), or list it in .flotillaignore")
+    );
+}
+
+/// Issue 12, item 5: a document excluded by `.flotillaignore` is not read
+/// at all (an unsupported kind among supported ones), and an exclusion that
+/// matches nothing is a warning at its line.
+#[test]
+fn excluded_documents_are_not_read() {
+    let rule = |line: u32, kind: &str, namespace: Option<&str>, name: &str| ExcludedDocument {
+        kind: kind.into(),
+        namespace: namespace.map(Into::into),
+        name: name.into(),
+        rule: SourceLocation {
+            file: ".flotillaignore".into(),
+            line,
+            column: 1,
+        },
+    };
+    let text = format!(
+        "{DEPLOYMENT}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\n"
+    );
+    let file = |excluded: Vec<ExcludedDocument>| SourceFile {
+        path: "all.yaml".into(),
+        text: text.clone(),
+        excluded,
+    };
+    assert!(load(&[file(vec![])]).has_errors());
+    for excluded in [
+        rule(1, "Service", None, "web"),
+        rule(1, "Service", Some("shop"), "web"),
+    ] {
+        let loaded = load(&[file(vec![excluded])]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.state.workloads.len(), 1);
+    }
+    let loaded = load(&[file(vec![
+        rule(1, "Service", None, "web"),
+        rule(2, "Service", Some("default"), "web"),
+    ])]);
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        ["warning: `all.yaml#Service/default/web` excludes nothing: all.yaml declares no Service/default/web\n  --> .flotillaignore:2:1\n  = hint: correct the line to a document's `Kind/name` (or `Kind/namespace/name`), or remove it"]
     );
 }
