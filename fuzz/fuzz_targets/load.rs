@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let loaded = load(&[SourceFile {
         path: "fuzz.yaml".to_string(),
         text,
+        excluded: Vec::new(),
     }]);
     // Rendering is part of the contract too.
     for diagnostic in &loaded.diagnostics {

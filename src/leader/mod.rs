@@ -49,6 +49,7 @@ mod tests {
             files.push(SourceFile {
                 path: relative.to_string(),
                 text: std::fs::read_to_string(root.join(relative)).unwrap(),
+                excluded: Vec::new(),
             });
         }
         let (state, diagnostics) = super::load_manifests(&files);

@@ -13,12 +13,14 @@ use sha2::{Digest, Sha256};
 
 use super::model::{Kind, ObjectKey};
 use super::yaml::{self, Node, Value};
-use super::SourceFile;
+use super::{ExcludedDocument, SourceFile};
 
 /// A file cut into its documents.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Documents {
     pieces: Vec<Piece>,
+    /// Documents that declare no object here: `.flotillaignore` excludes them.
+    excluded: Vec<ExcludedDocument>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,13 +30,13 @@ struct Piece {
     /// first piece of a file.
     separator: String,
     body: String,
-    /// The object the body declares, if it declares one.
+    /// The object the body declares, if it declares one (and is not excluded).
     key: Option<ObjectKey>,
 }
 
 impl Piece {
-    fn new(separator: String, body: String) -> Piece {
-        let key = body_key(&body);
+    fn new(separator: String, body: String, excluded: &[ExcludedDocument]) -> Piece {
+        let key = body_key(&body, excluded);
         Piece {
             separator,
             body,
@@ -44,9 +46,20 @@ impl Piece {
 }
 
 impl Documents {
+    /// The documents of `file`, where those it excludes declare no object,
+    /// as [`super::load`] reads them.
+    pub(crate) fn of(file: &SourceFile) -> Documents {
+        Documents::cut(&file.text, &file.excluded)
+    }
+
     /// Cuts `text` at its marker lines. Never fails: a piece that does not
     /// parse simply declares no object.
+    #[cfg(test)]
     pub(crate) fn split(text: &str) -> Documents {
+        Documents::cut(text, &[])
+    }
+
+    fn cut(text: &str, excluded: &[ExcludedDocument]) -> Documents {
         let mut pieces: Vec<(String, String)> = vec![(String::new(), String::new())];
         for line in text.split_inclusive('\n') {
             match marker_rest(line) {
@@ -68,8 +81,9 @@ impl Documents {
         Documents {
             pieces: pieces
                 .into_iter()
-                .map(|(separator, body)| Piece::new(separator, body))
+                .map(|(separator, body)| Piece::new(separator, body, excluded))
                 .collect(),
+            excluded: excluded.to_vec(),
         }
     }
 
@@ -113,7 +127,7 @@ impl Documents {
     /// Puts `body` in place of piece `index`'s text, keeping its marker line.
     pub(crate) fn replace(&mut self, index: usize, body: &str) {
         let separator = std::mem::take(&mut self.pieces[index].separator);
-        self.pieces[index] = Piece::new(separator, body.to_string());
+        self.pieces[index] = Piece::new(separator, body.to_string(), &self.excluded);
     }
 
     /// Removes piece `index` with the marker line that opens it (or, for the
@@ -131,12 +145,12 @@ impl Documents {
     /// A file that declares nothing yet becomes `body` alone.
     pub(crate) fn insert_after(&mut self, index: Option<usize>, body: &str) {
         if self.is_empty() {
-            self.pieces = vec![Piece::new(String::new(), body.to_string())];
+            self.pieces = vec![Piece::new(String::new(), body.to_string(), &self.excluded)];
             return;
         }
         let at = index.map_or(self.pieces.len(), |i| i + 1);
-        self.pieces
-            .insert(at, Piece::new("---\n".to_string(), body.to_string()));
+        let piece = Piece::new("---\n".to_string(), body.to_string(), &self.excluded);
+        self.pieces.insert(at, piece);
     }
 
     /// Whether the file holds nothing but blank lines, comments and markers.
@@ -161,10 +175,12 @@ fn marker_rest(line: &str) -> Option<&str> {
     }
 }
 
-fn body_key(body: &str) -> Option<ObjectKey> {
+fn body_key(body: &str, excluded: &[ExcludedDocument]) -> Option<ObjectKey> {
     let parsed = yaml::parse(body);
     match parsed.documents.as_slice() {
-        [document] => object_key(&document.root),
+        [document] if !excluded.iter().any(|e| e.matches(&document.root)) => {
+            object_key(&document.root)
+        }
         _ => None,
     }
 }
@@ -205,6 +221,34 @@ pub(crate) fn object_key(root: &Node) -> Option<ObjectKey> {
     })
 }
 
+/// The kind, namespace (`default` when absent) and name a document
+/// declares, read leniently and whatever the kind: what a
+/// `.flotillaignore` line's `#Kind/name` is matched against.
+pub(crate) fn raw_identity(root: &Node) -> Option<(&str, &str, &str)> {
+    let Value::Mapping(entries) = &root.value else {
+        return None;
+    };
+    fn field<'n>(entries: &'n [yaml::Entry], name: &str) -> Option<&'n str> {
+        entries
+            .iter()
+            .find(|e| e.key.as_scalar().is_some_and(|k| k.text == name))
+            .and_then(|e| e.value.as_scalar())
+            .map(|s| s.text.as_str())
+            .filter(|text| !text.is_empty())
+    }
+    let kind = field(entries, "kind")?;
+    let metadata: &[yaml::Entry] = entries
+        .iter()
+        .find(|e| e.key.as_scalar().is_some_and(|k| k.text == "metadata"))
+        .and_then(|e| match &e.value.value {
+            Value::Mapping(entries) => Some(entries.as_slice()),
+            _ => None,
+        })
+        .unwrap_or(&[]);
+    let namespace = field(metadata, "namespace").unwrap_or("default");
+    Some((kind, namespace, field(metadata, "name")?))
+}
+
 /// One version of an object, to tell whether it changed between two
 /// commits: the digest of its typed, defaulted form (so reformatting,
 /// comments and key order do not count), or of its text when it does not
@@ -227,6 +271,7 @@ pub(crate) fn fingerprint(path: &str, key: &ObjectKey, body: &str) -> Fingerprin
     let loaded = super::load(&[SourceFile {
         path: path.to_string(),
         text: body.to_string(),
+        excluded: Vec::new(),
     }]);
     let state = &loaded.state;
     let typed = if loaded.has_errors() {

@@ -34,11 +34,56 @@ use sha2::{Digest, Sha256};
 use decode::Decoded;
 use model::{Kind, ObjectKey, SourceLocation};
 
-/// One manifest file: its path inside the repository and its contents.
-#[derive(Clone, Debug)]
+/// One manifest file: its path inside the repository, its contents, and
+/// the documents of it that are not to be read.
+#[derive(Clone, Debug, Default)]
 pub struct SourceFile {
     pub path: String,
     pub text: String,
+    /// Documents `.flotillaignore` excludes (its `path#Kind/name` lines).
+    pub excluded: Vec<ExcludedDocument>,
+}
+
+impl SourceFile {
+    /// A file of which every document is read.
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            text: text.into(),
+            excluded: Vec::new(),
+        }
+    }
+}
+
+/// One document of a file left unread: the documents declaring `kind` and
+/// `name`, in `namespace` when one is given (a document without one is in
+/// `default`), whatever the kind (one flotilla does not support, above all).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExcludedDocument {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The line that excludes it, named when no document matches.
+    pub rule: SourceLocation,
+}
+
+impl ExcludedDocument {
+    /// `Kind/name` or `Kind/namespace/name`, as written after the `#`.
+    pub fn selector(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("{}/{namespace}/{}", self.kind, self.name),
+            None => format!("{}/{}", self.kind, self.name),
+        }
+    }
+
+    /// Whether it excludes the document `root`, read leniently.
+    pub(crate) fn matches(&self, root: &yaml::Node) -> bool {
+        documents::raw_identity(root).is_some_and(|(kind, namespace, name)| {
+            kind == self.kind
+                && name == self.name
+                && self.namespace.as_ref().is_none_or(|n| *n == namespace)
+        })
+    }
 }
 
 /// The result of loading a set of files: what could be understood, and every
@@ -198,7 +243,7 @@ type DecodedFile = (Vec<Diagnostic>, Vec<(decode::DecodedDocument, bool)>);
 
 fn decode_file(file: &SourceFile) -> DecodedFile {
     let parsed = yaml::parse(&file.text);
-    let errors = parsed
+    let mut diagnostics: Vec<Diagnostic> = parsed
         .errors
         .into_iter()
         .map(|error| {
@@ -210,9 +255,37 @@ fn decode_file(file: &SourceFile) -> DecodedFile {
             Diagnostic::error(format!("invalid YAML: {}", error.message), location)
         })
         .collect();
-    let documents = parsed
-        .documents
-        .iter()
+    let mut excluding = vec![false; file.excluded.len()];
+    let mut read = |root: &yaml::Node| {
+        let mut excluded = false;
+        for (rule, used) in file.excluded.iter().zip(&mut excluding) {
+            if rule.matches(root) {
+                *used = true;
+                excluded = true;
+            }
+        }
+        !excluded
+    };
+    let read: Vec<&yaml::Document> = parsed.documents.iter().filter(|d| read(&d.root)).collect();
+    for (rule, used) in file.excluded.iter().zip(excluding) {
+        if !used {
+            diagnostics.push(
+                Diagnostic::warning(
+                    format!(
+                        "`{}#{}` excludes nothing: {} declares no {}",
+                        file.path,
+                        rule.selector(),
+                        file.path,
+                        rule.selector()
+                    ),
+                    rule.rule.clone(),
+                )
+                .with_hint("correct the line to a document's `Kind/name` (or `Kind/namespace/name`), or remove it"),
+            );
+        }
+    }
+    let mut documents: Vec<(decode::DecodedDocument, bool)> = read
+        .into_iter()
         .map(|document| {
             (
                 decode::decode_document(&file.path, &document.root),
@@ -220,7 +293,34 @@ fn decode_file(file: &SourceFile) -> DecodedFile {
             )
         })
         .collect();
-    (errors, documents)
+    // A template outside a Helm chart (a chart's directory is not read):
+    // its first error (as shown, by place) says what the file is and the
+    // way out.
+    if file.text.contains("{{") {
+        let mut first_error: Option<&mut Diagnostic> = None;
+        let errors = documents
+            .iter_mut()
+            .flat_map(|(d, _)| d.diagnostics.iter_mut())
+            .chain(diagnostics.iter_mut())
+            .filter(|d| d.is_error());
+        for error in errors {
+            let place = |d: &Diagnostic| (d.location.line, d.location.column);
+            if first_error
+                .as_deref()
+                .is_none_or(|first| place(error) < place(first))
+            {
+                first_error = Some(error);
+            }
+        }
+        if let Some(error) = first_error {
+            error.hint = Some(format!(
+                "{} holds `{{{{ }}}}` template expressions: commit what renders it \
+                 (`helm template NAME DIR > rendered.yaml`), or list it in .flotillaignore",
+                file.path
+            ));
+        }
+    }
+    (diagnostics, documents)
 }
 
 /// Files are independent until the cross-object checks, so large sets are

@@ -81,6 +81,7 @@ mod tests {
         SourceFile {
             path: path.into(),
             text: text.into(),
+            excluded: Vec::new(),
         }
     }
 

@@ -43,6 +43,11 @@ pub struct Plan {
     pub objects: Vec<ObjectStatus>,
     /// Nodes that are not plainly reachable and declared.
     pub nodes: Vec<NodeStatus>,
+    /// Reachable nodes whose CPU or memory capacity neither their manifest
+    /// nor an observation states (`plan --offline` on Nodes that declare no
+    /// `spec.capacity`): replicas are placed there without checking that
+    /// those resources fit.
+    pub unknown_capacity: Vec<String>,
 }
 
 impl Plan {
@@ -238,10 +243,11 @@ pub enum NodeCondition {
 /// The cluster `flotilla plan --offline` plans against: every declared node
 /// reachable, with its declared capacity, and nothing running.
 ///
-/// A node that declares no CPU or memory capacity stays in the cluster,
-/// and the scheduler reports it as `node(s) had no known capacity` for every
-/// replica that might have gone there: an offline plan shows the problem
-/// instead of failing as a whole.
+/// A node that declares no CPU or memory capacity has an unknown one: the
+/// scheduler places replicas there without checking that resource (its pod
+/// count is still checked), and the plan names the node in
+/// [`Plan::unknown_capacity`], instead of calling every replica
+/// unschedulable.
 pub fn offline_cluster(desired: &DesiredState) -> ObservedCluster {
     let mut cluster = ObservedCluster::default();
     for node in &desired.nodes {

@@ -410,6 +410,7 @@ mod tests {
         let loaded = crate::manifest::load(&[SourceFile {
             path: "web.yaml".into(),
             text,
+            excluded: Vec::new(),
         }]);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         loaded.state

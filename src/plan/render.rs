@@ -1,6 +1,7 @@
 //! A plan for people: per object, Terraform-style lines (`+` create,
 //! `~` update, `-` remove, `!` unschedulable, `?` unknown), the nodes that
-//! cannot be reached, the manifest diff, and a summary line.
+//! cannot be reached or whose capacity is unknown, the manifest diff, and a
+//! summary line.
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -164,6 +165,16 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             ),
         };
         let _ = writeln!(out, "{}", paint(RED, &line));
+    }
+    if !plan.unknown_capacity.is_empty() {
+        let line = match plan.unknown_capacity.as_slice() {
+            [one] => format!("node {one} declares no capacity"),
+            many => format!("nodes {} declare no capacity", many.join(", ")),
+        };
+        let line = format!(
+            "? {line} and no observation gave one: CPU and memory fit not checked; declare spec.capacity to check it"
+        );
+        let _ = writeln!(out, "{}", paint(YELLOW, &line));
     }
     if let Some(diff) = options.manifest_diff.filter(|d| !d.is_empty()) {
         if !out.is_empty() {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::cluster::ObservedCluster;
 use crate::manifest::model::{
     DesiredState, LabelSelector, Node, PodTemplate, Protocol, ScoringStrategy, Taint, TaintEffect,
-    WhenUnsatisfiable,
+    TopologySpreadConstraint, WhenUnsatisfiable, HOSTNAME_LABEL,
 };
 
 /// Kubernetes' default pod capacity of a node.
@@ -77,9 +77,10 @@ struct SchedNode<'a> {
     taints: &'a [Taint],
     unschedulable: bool,
     reachable: bool,
-    /// `false` when neither the manifest nor the node itself says how much
-    /// CPU and memory it has.
-    capacity_known: bool,
+    /// Neither the manifest nor the node itself says how much CPU or memory
+    /// it has (`plan --offline` on a Node that declares no capacity): that
+    /// resource is not checked, and the plan says so.
+    capacity_unknown: bool,
     name_hash: u64,
     host_ports: Vec<(u16, Protocol)>,
     /// Placed pods by group (namespace + labels), with their count.
@@ -101,7 +102,6 @@ pub enum FilterReason {
     UntoleratedTaint { key: String, value: String },
     NodeAffinity,
     HostPorts,
-    UnknownCapacity,
     TooManyPods,
     InsufficientCpu,
     InsufficientMemory,
@@ -124,7 +124,6 @@ impl FilterReason {
             FilterReason::HostPorts => {
                 "node(s) didn't have free ports for the requested pod ports".into()
             }
-            FilterReason::UnknownCapacity => "node(s) had no known capacity".into(),
             FilterReason::TooManyPods => "Too many pods".into(),
             FilterReason::InsufficientCpu => "Insufficient cpu".into(),
             FilterReason::InsufficientMemory => "Insufficient memory".into(),
@@ -186,7 +185,7 @@ impl<'a> Scheduler<'a> {
                 taints: &node.spec.taints,
                 unschedulable: node.spec.unschedulable,
                 reachable: observed_node.is_some_and(|n| n.reachability.is_reachable()),
-                capacity_known: cpu.is_some() && memory.is_some(),
+                capacity_unknown: cpu.is_none() || memory.is_none(),
                 name_hash: mix(fnv1a(node.meta.name.as_bytes(), FNV_OFFSET)),
                 host_ports: Vec::new(),
                 groups: Vec::new(),
@@ -198,8 +197,10 @@ impl<'a> Scheduler<'a> {
             resources.push(Resources {
                 inverse_cpu: inverse(cpu),
                 inverse_memory: inverse(memory),
-                alloc_cpu: cpu.unwrap_or(0),
-                alloc_memory: memory.unwrap_or(0),
+                // Unknown: never short of it (and scored as neither full
+                // nor empty, through its inverse of 0).
+                alloc_cpu: cpu.unwrap_or(u64::MAX),
+                alloc_memory: memory.unwrap_or(u64::MAX),
                 alloc_pods: node.spec.capacity.pods.unwrap_or(DEFAULT_MAX_PODS),
                 ..Resources::default()
             });
@@ -234,10 +235,21 @@ impl<'a> Scheduler<'a> {
         (r.cpu, r.memory, r.pods)
     }
 
-    /// Allocatable CPU, memory and pods of a node (0 when unknown).
+    /// Allocatable CPU, memory and pods of a node (`u64::MAX` when unknown).
     pub fn allocatable(&self, index: usize) -> (u64, u64, u32) {
         let r = &self.resources[index];
         (r.alloc_cpu, r.alloc_memory, r.alloc_pods)
+    }
+
+    /// The reachable nodes whose CPU or memory capacity nobody states
+    /// (neither their manifest nor an observation, as in `plan --offline`):
+    /// replicas go there without a check that those resources fit.
+    pub fn unknown_capacity_nodes(&self) -> Vec<&'a str> {
+        self.nodes
+            .iter()
+            .filter(|n| n.reachable && n.capacity_unknown)
+            .map(|n| n.name)
+            .collect()
     }
 
     /// Records a pod that runs (or will run) on `node`.
@@ -329,8 +341,8 @@ impl<'a> Scheduler<'a> {
 
     /// Places one pod bound to `node` (a DaemonSet's, whose node was chosen
     /// by eligibility, not by score), if it fits there: the node must be
-    /// reachable, of known capacity, with the pod's requests free and its
-    /// host ports unused. Otherwise kube-scheduler's message for a pod with
+    /// reachable, with the pod's requests free (of the resources whose
+    /// capacity is known) and its host ports unused. Otherwise kube-scheduler's message for a pod with
     /// required affinity to that one node.
     pub fn place_on(&mut self, pod: PodRef<'a>, node: usize) -> Result<(), String> {
         let requests = Requests::of(pod.template);
@@ -341,8 +353,6 @@ impl<'a> Scheduler<'a> {
             reasons.push(FilterReason::Unreachable);
         } else if requests.host_ports.iter().any(|p| n.host_ports.contains(p)) {
             reasons.push(FilterReason::HostPorts);
-        } else if !n.capacity_known {
-            reasons.push(FilterReason::UnknownCapacity);
         } else {
             if r.pods + 1 > r.alloc_pods {
                 reasons.push(FilterReason::TooManyPods);
@@ -412,11 +422,101 @@ impl<'a> Scheduler<'a> {
         resource_score(self.strategy, r, &class.requests).min(0xffff) as u32
     }
 
-    /// After a placement on `node`: its kept score, if scores are kept.
+    /// After a placement on `node`: its kept score, if scores are kept, and
+    /// the kept spread of every node whose domains the placement changed.
     fn rescore(&self, class: &mut PodClass, node: usize) {
-        if class.scores.len() == self.nodes.len() {
-            class.scores[node] = self.static_score(class, node);
+        if class.scores.len() != self.nodes.len() {
+            return;
         }
+        if class.spread_raw.len() != self.nodes.len() {
+            class.scores[node] = self.static_score(class, node);
+            return;
+        }
+        class.forget_spread(node);
+        class.scores[node] = self.static_score(class, node);
+        let mut changed = vec![node];
+        for d in &class.spread {
+            let domain = d.node_domain[node];
+            if domain != NO_DOMAIN && d.domain_nodes[domain as usize] > 1 {
+                changed.extend(
+                    (0..self.nodes.len()).filter(|&i| i != node && d.node_domain[i] == domain),
+                );
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        for &i in &changed {
+            if i != node {
+                class.forget_spread(i);
+            }
+            class.spread_raw[i] = class.spread_raw_score(i).unwrap_or(NO_SPREAD);
+            class.remember_spread(i);
+        }
+    }
+
+    /// [`Self::best_node_normalized`] for a pod with only static filters,
+    /// no PreferNoSchedule taint to weigh and Kubernetes' default spread
+    /// (almost every pod): the resource scores and each node's raw spread
+    /// score are kept, and so is how many feasible nodes have each raw
+    /// score, so a placement is one pass over three arrays, with the same
+    /// result as normalizing every node's scores anew.
+    fn best_node_default_spread(&mut self, class: &mut PodClass, seed: u64) -> Option<usize> {
+        let n = self.nodes.len();
+        if class.scores.len() != n {
+            class.scores = (0..n).map(|i| self.static_score(class, i)).collect();
+        }
+        if class.spread_raw.len() != n {
+            class.spread_raw = (0..n)
+                .map(|i| class.spread_raw_score(i).unwrap_or(NO_SPREAD))
+                .collect();
+            class.spread_histogram.clear();
+            for i in 0..n {
+                class.remember_spread(i);
+            }
+        }
+        let (&min, _) = class.spread_histogram.first_key_value()?;
+        let (&max, _) = class.spread_histogram.last_key_value()?;
+        let spread_score = |raw: u64| {
+            (MAX_NODE_SCORE * (max + min - raw))
+                .checked_div(max)
+                .unwrap_or(MAX_NODE_SCORE)
+        };
+        // The weighted spread score of each raw score present, looked up
+        // rather than divided for every node.
+        let table: Vec<u64> = if max - min <= 4096 {
+            (min..=max)
+                .map(|raw| WEIGHT_SPREAD * spread_score(raw))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // No PreferNoSchedule taint: every node's taint score is the maximum.
+        let taint = WEIGHT_TAINT * MAX_NODE_SCORE;
+        let (mut best_key, mut best_node) = (0u64, usize::MAX);
+        for (i, ((&score, &raw), &hash)) in class
+            .scores
+            .iter()
+            .zip(&class.spread_raw)
+            .zip(&self.name_hashes)
+            .enumerate()
+        {
+            if score == INFEASIBLE {
+                continue;
+            }
+            let spread = if raw == NO_SPREAD {
+                0
+            } else if table.is_empty() {
+                WEIGHT_SPREAD * spread_score(raw)
+            } else {
+                table[(raw - min) as usize]
+            };
+            let key = ranking_key(u64::from(score) + taint + spread, seed, hash);
+            if key > best_key || best_node == usize::MAX {
+                best_key = key;
+                best_node = i;
+            }
+        }
+        (best_node != usize::MAX).then_some(best_node)
     }
 
     /// Every node filtered and scored anew: for pods whose filters depend on
@@ -444,16 +544,45 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Two passes, for the scores kube-scheduler normalizes over the
-    /// feasible nodes (PreferNoSchedule taints, ScheduleAnyway spread).
-    fn best_node_normalized(&mut self, class: &PodClass, seed: u64) -> Option<usize> {
+    /// feasible nodes (PreferNoSchedule taints, ScheduleAnyway spread, which
+    /// every pod without constraints of its own has). Without dynamic
+    /// filters, feasibility and resource scores are the kept ones.
+    fn best_node_normalized(&mut self, class: &mut PodClass, seed: u64) -> Option<usize> {
+        let kept = !class.has_dynamic_filters();
+        if kept && class.default_spread && !class.prefer_no_schedule_taints {
+            return self.best_node_default_spread(class, seed);
+        }
+        if kept && class.scores.len() != self.nodes.len() {
+            class.scores = (0..self.nodes.len())
+                .map(|i| self.static_score(class, i))
+                .collect();
+        }
+        self.best_node_normalized_from(class, seed, kept)
+    }
+
+    /// [`Self::best_node_normalized`], from the kept scores or every node
+    /// filtered and scored anew.
+    fn best_node_normalized_from(
+        &mut self,
+        class: &PodClass,
+        seed: u64,
+        kept: bool,
+    ) -> Option<usize> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let (mut max_taint, mut min_spread, mut max_spread) = (0u32, u64::MAX, 0u64);
         for (i, r) in self.resources.iter().enumerate() {
-            if !class.static_ok[i] || !fits(r, &class.requests) || !class.dynamic_ok(self, i) {
-                continue;
-            }
-            let score = resource_score(self.strategy, r, &class.requests);
+            let score = if kept {
+                match class.scores[i] {
+                    INFEASIBLE => continue,
+                    score => u64::from(score),
+                }
+            } else {
+                if !class.static_ok[i] || !fits(r, &class.requests) || !class.dynamic_ok(self, i) {
+                    continue;
+                }
+                resource_score(self.strategy, r, &class.requests)
+            };
             let taint = class.prefer_no_schedule[i];
             let spread = class.spread_raw_score(i);
             max_taint = max_taint.max(taint);
@@ -526,9 +655,6 @@ impl<'a> Scheduler<'a> {
             .any(|p| node.host_ports.contains(p))
         {
             return vec![FilterReason::HostPorts];
-        }
-        if !node.capacity_known {
-            return vec![FilterReason::UnknownCapacity];
         }
         let r = &self.resources[i];
         let q = &class.requests;
@@ -728,6 +854,8 @@ struct DomainCounts {
     counts: Vec<u32>,
     /// Whether each domain has at least one node that counts.
     eligible: Vec<bool>,
+    /// How many nodes each domain has.
+    domain_nodes: Vec<u32>,
     /// Whether the pod being placed matches its own selector.
     self_match: bool,
     max_skew: u32,
@@ -760,6 +888,12 @@ impl DomainCounts {
             .collect();
         let mut counts = vec![0; values.len()];
         let mut eligible = vec![false; values.len()];
+        let mut domain_nodes = vec![0; values.len()];
+        for &d in &node_domain {
+            if d != NO_DOMAIN {
+                domain_nodes[d as usize] += 1;
+            }
+        }
         for (i, node) in scheduler.nodes.iter().enumerate() {
             let d = node_domain[i];
             if d == NO_DOMAIN || !counted(i) {
@@ -777,6 +911,7 @@ impl DomainCounts {
             node_domain,
             counts,
             eligible,
+            domain_nodes,
             self_match: selector.matches(&pod.template.labels),
             max_skew: 1,
             when_unsatisfiable: WhenUnsatisfiable::DoNotSchedule,
@@ -798,28 +933,71 @@ impl DomainCounts {
     }
 }
 
+/// Kubernetes' default topology spread for a pod that declares none
+/// (kube-scheduler's `systemDefaulted` constraints): at most 3 more of the
+/// workload's pods on one node and 5 more in one zone than elsewhere, as a
+/// preference. They spread the replicas of one workload over equal nodes,
+/// whatever the scoring strategy. Kubernetes selects the pods of the
+/// owning ReplicaSet; the pod's own labels, which its workload's selector
+/// matches, select the same pods here.
+fn default_spread_constraints(template: &PodTemplate) -> Vec<TopologySpreadConstraint> {
+    let selector = LabelSelector {
+        match_labels: template.labels.clone(),
+        match_expressions: Vec::new(),
+    };
+    [(HOSTNAME_LABEL, 3), (ZONE_LABEL, 5)]
+        .into_iter()
+        .map(|(key, max_skew)| TopologySpreadConstraint {
+            max_skew,
+            topology_key: key.to_string(),
+            when_unsatisfiable: WhenUnsatisfiable::ScheduleAnyway,
+            label_selector: selector.clone(),
+        })
+        .collect()
+}
+
+/// The well-known zone label of Kubernetes nodes.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 /// What is fixed for all replicas of one pod template during a batch.
 struct PodClass {
     requests: Requests,
-    /// Reachable, not cordoned, taints tolerated, node affinity matched,
-    /// capacity known: the filters that placements do not change.
+    /// Reachable, not cordoned, taints tolerated, node affinity matched:
+    /// the filters that placements do not change.
     static_ok: Vec<bool>,
     /// PreferNoSchedule taints the pod does not tolerate, per node.
     prefer_no_schedule: Vec<u32>,
+    /// Whether any node has one.
+    prefer_no_schedule_taints: bool,
     spread: Vec<DomainCounts>,
     /// Minimum per DoNotSchedule constraint, kept up to date.
     spread_min: Vec<u32>,
     /// log(domains + 2) per ScheduleAnyway constraint, as kube weighs them.
     spread_weight: Vec<f64>,
     anti_affinity: Vec<DomainCounts>,
-    /// Nodes that count for spreading: node affinity matched, every key present.
+    /// Nodes that count for spreading: node affinity matched, and every
+    /// key present (declared constraints only).
     spread_counted: Vec<bool>,
+    /// The pod declares no constraint: `spread` holds Kubernetes' system
+    /// defaults, which a node without a key does not fail.
+    default_spread: bool,
+    /// A DoNotSchedule constraint: a filter that depends on placements.
+    hard_spread: bool,
     normalize: bool,
     has_ports: bool,
     /// Per node: the score under the static filters, or INFEASIBLE; filled
     /// on first use when the class has only static filters.
     scores: Vec<u32>,
+    /// Per node: the raw ScheduleAnyway spread score (`NO_SPREAD` when
+    /// none), kept with `scores` for the default spread.
+    spread_raw: Vec<u64>,
+    /// How many feasible nodes (in `scores`) have each raw spread score:
+    /// their minimum and maximum normalize the spread scores.
+    spread_histogram: BTreeMap<u64, u32>,
 }
+
+/// A node without a raw spread score, in `PodClass::spread_raw`.
+const NO_SPREAD: u64 = u64::MAX;
 
 /// A node the pod cannot go to, in `PodClass::scores`.
 const INFEASIBLE: u32 = u32::MAX;
@@ -834,7 +1012,6 @@ impl PodClass {
             .map(|n| {
                 n.reachable
                     && !n.unschedulable
-                    && n.capacity_known
                     && untolerated_taint(n.taints, pod.template).is_none()
                     && matches_node_affinity(&n.labels, pod.template)
             })
@@ -852,19 +1029,26 @@ impl PodClass {
                     .count() as u32
             })
             .collect();
+        let default_spread = spec.topology_spread_constraints.is_empty();
+        let defaults;
+        let constraints = if default_spread {
+            defaults = default_spread_constraints(pod.template);
+            &defaults
+        } else {
+            &spec.topology_spread_constraints
+        };
         let spread_counted: Vec<bool> = scheduler
             .nodes
             .iter()
             .map(|n| {
                 matches_node_affinity(&n.labels, pod.template)
-                    && spec
-                        .topology_spread_constraints
-                        .iter()
-                        .all(|c| n.labels.contains_key(&c.topology_key))
+                    && (default_spread
+                        || constraints
+                            .iter()
+                            .all(|c| n.labels.contains_key(&c.topology_key)))
             })
             .collect();
-        let spread: Vec<DomainCounts> = spec
-            .topology_spread_constraints
+        let spread: Vec<DomainCounts> = constraints
             .iter()
             .map(|c| {
                 let mut d =
@@ -888,15 +1072,22 @@ impl PodClass {
                 DomainCounts::new(scheduler, &t.topology_key, &t.label_selector, pod, |_| true)
             })
             .collect();
-        let normalize = prefer_no_schedule.iter().any(|c| *c > 0)
+        let prefer_no_schedule_taints = prefer_no_schedule.iter().any(|c| *c > 0);
+        let normalize = prefer_no_schedule_taints
             || spread
                 .iter()
                 .any(|d| d.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway);
+        let hard_spread = spread
+            .iter()
+            .any(|d| d.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule);
         PodClass {
             has_ports: !requests.host_ports.is_empty(),
+            default_spread,
+            hard_spread,
             requests,
             static_ok,
             prefer_no_schedule,
+            prefer_no_schedule_taints,
             spread,
             spread_min,
             spread_weight,
@@ -904,11 +1095,37 @@ impl PodClass {
             spread_counted,
             normalize,
             scores: Vec::new(),
+            spread_raw: Vec::new(),
+            spread_histogram: BTreeMap::new(),
+        }
+    }
+
+    /// Counts node `i`'s kept raw spread score, if it is feasible.
+    fn remember_spread(&mut self, i: usize) {
+        let raw = self.spread_raw[i];
+        if self.scores[i] != INFEASIBLE && raw != NO_SPREAD {
+            *self.spread_histogram.entry(raw).or_insert(0) += 1;
+        }
+    }
+
+    /// Stops counting node `i`'s kept raw spread score.
+    fn forget_spread(&mut self, i: usize) {
+        let raw = self.spread_raw[i];
+        if self.scores[i] == INFEASIBLE || raw == NO_SPREAD {
+            return;
+        }
+        if let std::collections::btree_map::Entry::Occupied(mut entry) =
+            self.spread_histogram.entry(raw)
+        {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
         }
     }
 
     fn has_dynamic_filters(&self) -> bool {
-        self.has_ports || !self.spread.is_empty() || !self.anti_affinity.is_empty()
+        self.has_ports || self.hard_spread || !self.anti_affinity.is_empty()
     }
 
     /// The filters that depend on what has been placed: host ports, topology
@@ -924,7 +1141,7 @@ impl PodClass {
         {
             return false;
         }
-        (self.spread.is_empty() || self.spread_reason(i).is_none())
+        (!self.hard_spread || self.spread_reason(i).is_none())
             && (self.anti_affinity.is_empty() || self.anti_affinity_ok(i))
     }
 
@@ -948,7 +1165,9 @@ impl PodClass {
     }
 
     /// The raw ScheduleAnyway score (lower is better), `None` for a node
-    /// without the keys; `Some(0)` when the pod has no such constraint.
+    /// without the keys of declared constraints; `Some(0)` when the pod has
+    /// no such constraint. A default constraint whose key the node lacks
+    /// (a zone, usually) adds nothing, as in kube-scheduler.
     fn spread_raw_score(&self, i: usize) -> Option<u64> {
         let mut score = 0.0;
         for (c, d) in self.spread.iter().enumerate() {
@@ -956,6 +1175,9 @@ impl PodClass {
                 continue;
             }
             let domain = d.node_domain[i];
+            if self.default_spread && domain == NO_DOMAIN {
+                continue;
+            }
             if domain == NO_DOMAIN || !self.spread_counted[i] {
                 return None;
             }
@@ -978,7 +1200,12 @@ impl PodClass {
             let domain = d.node_domain[i];
             if d.self_match && domain != NO_DOMAIN && self.spread_counted[i] {
                 d.counts[domain as usize] += 1;
-                self.spread_min[c] = d.min_count();
+                // The minimum is the DoNotSchedule filter's; recounting it
+                // over every domain (every node, for the hostname) is
+                // wasted on a ScheduleAnyway constraint.
+                if d.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule {
+                    self.spread_min[c] = d.min_count();
+                }
             }
         }
         for d in &mut self.anti_affinity {
@@ -1030,13 +1257,18 @@ mod tests {
             if most_allocated { "MostAllocated" } else { "LeastAllocated" }
         );
         for i in 0..nodes {
+            // Some nodes in zones (the default spread counts zones too).
+            let zone = match i % 4 {
+                0 | 1 => format!(", labels: {{topology.kubernetes.io/zone: z{}}}", i % 3),
+                _ => String::new(),
+            };
             let extra = match i % 7 {
                 3 => "\n  unschedulable: true",
                 5 => "\n  taints: [{key: dedicated, value: db, effect: NoSchedule}]",
                 _ => "",
             };
             text.push_str(&format!(
-                "---\napiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {{name: n{i:03}}}\nspec:\n  address: 10.0.0.{}\n  capacity: {{cpu: '{}', memory: {}Gi, pods: {}}}{extra}\n",
+                "---\napiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {{name: n{i:03}{zone}}}\nspec:\n  address: 10.0.0.{}\n  capacity: {{cpu: '{}', memory: {}Gi, pods: {}}}{extra}\n",
                 i + 1,
                 1 + i % 4,
                 2 + (i * 5) % 9,
@@ -1049,6 +1281,7 @@ mod tests {
         let loaded = crate::manifest::load(&[SourceFile {
             path: "all.yaml".into(),
             text,
+            excluded: Vec::new(),
         }]);
         assert!(
             loaded.diagnostics.iter().all(|d| !d.is_error()),
@@ -1059,7 +1292,8 @@ mod tests {
     }
 
     /// The kept scores give exactly the placements a fresh scan of every
-    /// node gives, placement after placement, until nothing fits.
+    /// node gives (with the default spreading's scores normalized anew),
+    /// placement after placement, until nothing fits.
     #[test]
     fn kept_scores_place_as_a_full_scan_does() {
         for (nodes, cpu, memory, most) in [
@@ -1102,7 +1336,7 @@ mod tests {
                         fnv1a(pod.namespace.as_bytes(), FNV_OFFSET),
                     ),
                 );
-                let want = scanned.best_node_scanned(&class, seed);
+                let want = scanned.best_node_normalized_from(&class, seed, false);
                 if let Some(node) = want {
                     scanned.account(node, pod.template, group);
                     class.placed(node);

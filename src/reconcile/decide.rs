@@ -347,6 +347,7 @@ mod tests {
         let loaded = load(&[SourceFile {
             path: "web.yaml".into(),
             text,
+            excluded: Vec::new(),
         }]);
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
         loaded.state

@@ -569,6 +569,7 @@ mod tests {
         let (desired, _) = load(&[SourceFile {
             path: "web.yaml".into(),
             text: "replicas: 3".into(),
+            excluded: Vec::new(),
         }]);
         let facts = Some(NodeFacts {
             cpu: CpuMillis(2000),
@@ -667,6 +668,7 @@ mod tests {
         let (mut desired, _) = load(&[SourceFile {
             path: "web.yaml".into(),
             text: "replicas: 2".into(),
+            excluded: Vec::new(),
         }]);
         let mut observed = ObservedCluster::default();
         observed.nodes.insert(
@@ -697,10 +699,7 @@ mod tests {
     /// were last seen) on one that is not.
     #[test]
     fn a_rollout_no_one_can_see_is_unknown_not_progressing() {
-        let (desired, _) = load(&[SourceFile {
-            path: "web.yaml".into(),
-            text: "replicas: 2".into(),
-        }]);
+        let (desired, _) = load(&[SourceFile::new("web.yaml", "replicas: 2")]);
         let reachable = |name: &str, slots: &[u32]| ObservedNode {
             name: name.into(),
             reachability: Reachability::Reachable,
@@ -794,6 +793,7 @@ mod tests {
         let (mut desired, _) = load(&[SourceFile {
             path: "web.yaml".into(),
             text: "replicas: 2".into(),
+            excluded: Vec::new(),
         }]);
         desired.workloads[0].spec.min_ready_seconds = 10;
         let mut observed = ObservedCluster::default();

@@ -61,9 +61,12 @@ pub const WORKING_TREE: &str = "working-tree";
 pub struct Snapshot {
     /// The full SHA of the commit, or [`WORKING_TREE`].
     pub commit: String,
-    /// Every `*.yaml` / `*.yml` file not ignored, sorted by path.
+    /// Every `*.yaml` / `*.yml` (and kustomize `Kustomization`) file not
+    /// ignored (by `.flotillaignore`, or as a dot-path or in a Helm chart),
+    /// sorted by path, each with the documents `.flotillaignore` excludes.
     pub files: Vec<SourceFile>,
-    /// What is not in `files`: symlinks and submodules (warnings), files
+    /// What is not in `files`: symlinks, submodules, Helm charts and
+    /// `.flotillaignore` lines that exclude no file read (warnings), files
     /// that are not UTF-8 or too large to read (errors).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -155,9 +158,9 @@ pub fn resolve(repo: &Repository, rev: &str) -> Result<git2::Oid, RepoError> {
 pub fn read_revision(repo: &Repository, rev: &str) -> Result<Snapshot, RepoError> {
     let oid = resolve(repo, rev)?;
     let tree = repo.find_commit(oid)?.tree()?;
-    let (manifests, diagnostics) = manifest_entries(repo, &tree)?;
+    let rules = tree_ignore_rules(repo, &tree)?;
+    let (manifests, mut diagnostics) = manifest_entries_under(repo, &tree, &rules)?;
     let mut files = Vec::with_capacity(manifests.len());
-    let mut diagnostics = diagnostics;
     for (path, id) in manifests {
         match manifest_blob(repo, path, id)? {
             Ok(file) => files.push(file),
@@ -165,6 +168,7 @@ pub fn read_revision(repo: &Repository, rev: &str) -> Result<Snapshot, RepoError
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    exclude_documents(&rules, &mut files, &mut diagnostics);
     Ok(Snapshot {
         commit: oid.to_string(),
         files,
@@ -172,18 +176,41 @@ pub fn read_revision(repo: &Repository, rev: &str) -> Result<Snapshot, RepoError
     })
 }
 
+/// Gives each file the documents `rules` exclude from it, and warns of
+/// each `path#Kind/name` line whose file is not read at all. (A line whose
+/// file is read but declares no such document is `manifest::load`'s to
+/// report: it reads the documents.)
+fn exclude_documents(
+    rules: &IgnoreRules,
+    files: &mut [SourceFile],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for file in files.iter_mut() {
+        file.excluded = rules.excluded_documents(&file.path);
+    }
+    for (path, excluded) in rules.document_rules() {
+        if files
+            .binary_search_by(|f| f.path.as_str().cmp(path))
+            .is_err()
+        {
+            diagnostics.push(
+                Diagnostic::warning(
+                    format!(
+                        "`{path}#{}` excludes nothing: {path} is not a manifest flotilla reads",
+                        excluded.selector()
+                    ),
+                    excluded.rule.clone(),
+                )
+                .with_hint(
+                    "correct the path (relative to the repository's root), or remove the line",
+                ),
+            );
+        }
+    }
+}
+
 /// Path and blob of manifests, and what was not followed.
 type ManifestEntries = (Vec<(String, git2::Oid)>, Vec<Diagnostic>);
-
-/// The path and blob of every manifest of `tree` (`*.yaml` / `*.yml`, not
-/// ignored by `.flotillaignore`), in tree order, and what was not followed.
-pub(crate) fn manifest_entries(
-    repo: &Repository,
-    tree: &git2::Tree<'_>,
-) -> Result<ManifestEntries, RepoError> {
-    let rules = tree_ignore_rules(repo, tree)?;
-    manifest_entries_under(repo, tree, &rules)
-}
 
 /// The `.flotillaignore` of `tree` (none: nothing ignored). Only a regular
 /// file counts: a symbolic link's blob is the link's target, not rules.
@@ -228,7 +255,9 @@ pub(crate) fn read_blob(
     Ok(Ok(repo.find_blob(id)?))
 }
 
-/// [`manifest_entries`] of `tree` as `rules` (maybe another tree's) say.
+/// The path and blob of every manifest of `tree` (`*.yaml` / `*.yml`, not
+/// ignored by `rules`, maybe another tree's `.flotillaignore`), sorted by
+/// path, and what was not followed: links, submodules, Helm charts.
 ///
 /// Walked with a stack of its own, not recursion (a pushed tree may nest
 /// deeply), on the names' bytes: a name that is not UTF-8 is reported at the
@@ -242,6 +271,13 @@ fn manifest_entries_under(
     let mut diagnostics = Vec::new();
     let mut pending: Vec<(git2::Tree<'_>, Vec<u8>)> = vec![(tree.clone(), Vec::new())];
     while let Some((dir, prefix)) = pending.pop() {
+        let chart = dir
+            .get_name(HELM_CHART_FILE)
+            .is_some_and(|e| e.kind() == Some(ObjectType::Blob));
+        if chart {
+            diagnostics.push(helm_chart(&display_path(&prefix)));
+            continue;
+        }
         for entry in dir.iter() {
             let mut path_bytes = prefix.clone();
             path_bytes.extend_from_slice(entry.name_bytes());
@@ -311,6 +347,18 @@ pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
 
     let mut pending = vec![root.clone()];
     while let Some(dir) = pending.pop() {
+        let chart = std::fs::symlink_metadata(dir.join(HELM_CHART_FILE)).is_ok_and(|m| m.is_file());
+        if chart {
+            let relative = dir
+                .strip_prefix(&root)
+                .expect("walked paths are under the root");
+            let mut prefix = relative.as_os_str().as_encoded_bytes().to_vec();
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            diagnostics.push(helm_chart(&display_path(&prefix)));
+            continue;
+        }
         let entries = std::fs::read_dir(&dir).map_err(|source| RepoError::Io {
             path: dir.clone(),
             source,
@@ -364,6 +412,7 @@ pub fn read_working_tree(repo: &Repository) -> Result<Snapshot, RepoError> {
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    exclude_documents(&rules, &mut files, &mut diagnostics);
     Ok(Snapshot {
         commit: WORKING_TREE.to_string(),
         files,
@@ -431,8 +480,39 @@ pub(crate) fn display_path(bytes: &[u8]) -> String {
     out
 }
 
+/// `*.yaml`, `*.yml`, and kustomize's `Kustomization` (read to be named
+/// in a warning: `manifest` tells kustomize's files apart).
 fn is_manifest_path(path: &str) -> bool {
-    path.ends_with(".yaml") || path.ends_with(".yml")
+    path.ends_with(".yaml")
+        || path.ends_with(".yml")
+        || path.rsplit('/').next() == Some("Kustomization")
+}
+
+/// The file that makes a directory a Helm chart.
+const HELM_CHART_FILE: &str = "Chart.yaml";
+
+/// The warning for the Helm chart in the directory `prefix` (`charts/web/`,
+/// or empty for the repository's root), which is not read.
+fn helm_chart(prefix: &str) -> Diagnostic {
+    let location = SourceLocation {
+        file: format!("{prefix}{HELM_CHART_FILE}"),
+        line: 1,
+        column: 1,
+    };
+    let directory = match prefix.trim_end_matches('/') {
+        "" => ".",
+        directory => directory,
+    };
+    Diagnostic::warning(
+        format!(
+            "{directory} is a Helm chart: not read (flotilla reads plain manifests, not templates)"
+        ),
+        location,
+    )
+    .with_hint(format!(
+        "render it (`helm template NAME {directory} > rendered.yaml`) and commit that; \
+         to silence this warning, list {directory}/ in {IGNORE_FILE}"
+    ))
 }
 
 fn too_large(path: String, size: usize) -> Box<Diagnostic> {
@@ -477,7 +557,7 @@ fn source_file(path: String, content: &[u8]) -> Result<SourceFile, Box<Diagnosti
         return Err(too_large(path, content.len()));
     }
     match String::from_utf8(content.to_vec()) {
-        Ok(text) => Ok(SourceFile { path, text }),
+        Ok(text) => Ok(SourceFile::new(path, text)),
         Err(error) => {
             let valid = &content[..error.utf8_error().valid_up_to()];
             let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;

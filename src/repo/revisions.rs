@@ -15,7 +15,8 @@ use git2::{Oid, Repository};
 
 use super::{RepoError, NOTES_REF};
 use crate::manifest::documents::{self, Documents, Fingerprint};
-use crate::manifest::model::ObjectKey;
+use crate::manifest::model::{ObjectKey, SourceLocation};
+use crate::manifest::ExcludedDocument;
 use crate::reconcile::record::{Outcome, RolloutRecord};
 
 /// One commit that changed the manifests, or the object asked about.
@@ -63,16 +64,24 @@ impl Revision {
 pub struct HistoryReader<'r> {
     repo: &'r Repository,
     trees: HashMap<Oid, Rc<TreeManifests>>,
-    blobs: HashMap<Oid, Rc<BlobManifests>>,
+    blobs: HashMap<ManifestEntry, Rc<BlobManifests>>,
     /// Commit to the blob of its note.
     notes: Option<HashMap<Oid, Oid>>,
 }
 
+/// A manifest's blob and the documents of it `.flotillaignore` excludes
+/// (their lines' places left out: moving a line changes nothing read).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ManifestEntry {
+    blob: Oid,
+    excluded: Vec<ExcludedDocument>,
+}
+
 /// The manifests of one tree.
 struct TreeManifests {
-    /// Path and blob of every manifest, in tree order: equal lists mean
-    /// equal manifests.
-    entries: Vec<(String, Oid)>,
+    /// Path and manifest of every file read, in tree order: equal lists
+    /// mean equal manifests.
+    entries: Vec<(String, ManifestEntry)>,
     /// Whether `.flotillaignore` could be read.
     readable: bool,
     /// Computed on first use: whether everything loads.
@@ -168,8 +177,8 @@ impl<'r> HistoryReader<'r> {
         let commit = self.repo.find_commit(commit)?;
         let tree = self.tree(&commit)?;
         let mut names = Vec::new();
-        for (_, blob) in &tree.entries {
-            let blob = self.blob(*blob)?;
+        for (_, entry) in &tree.entries {
+            let blob = self.blob(entry)?;
             names.extend(
                 blob.objects
                     .iter()
@@ -266,8 +275,8 @@ impl<'r> HistoryReader<'r> {
         let Some(key) = object else {
             return Ok(Version::Manifests(tree));
         };
-        for (_, blob) in &tree.entries {
-            let blob = self.blob(*blob)?;
+        for (_, entry) in &tree.entries {
+            let blob = self.blob(entry)?;
             if let Some((_, fingerprint)) = blob.objects.iter().find(|(k, _)| k == key) {
                 return Ok(Version::Object(Some(*fingerprint)));
             }
@@ -281,9 +290,23 @@ impl<'r> HistoryReader<'r> {
             return Ok(Rc::clone(tree));
         }
         let tree = self.repo.find_tree(id)?;
-        let manifests = match super::manifest_entries(self.repo, &tree) {
-            Ok((entries, _)) => TreeManifests {
-                entries,
+        let manifests = match super::tree_ignore_rules(self.repo, &tree) {
+            Ok(rules) => TreeManifests {
+                entries: super::manifest_entries_under(self.repo, &tree, &rules)?
+                    .0
+                    .into_iter()
+                    .map(|(path, blob)| {
+                        let excluded = rules
+                            .excluded_documents(&path)
+                            .into_iter()
+                            .map(|e| ExcludedDocument {
+                                rule: SourceLocation::default(),
+                                ..e
+                            })
+                            .collect();
+                        (path, ManifestEntry { blob, excluded })
+                    })
+                    .collect(),
                 readable: true,
                 valid: std::cell::OnceCell::new(),
             },
@@ -308,8 +331,8 @@ impl<'r> HistoryReader<'r> {
         let mut valid = tree.readable;
         let mut seen = HashSet::new();
         let mut clusters = 0;
-        for (_, blob) in &tree.entries {
-            let blob = self.blob(*blob)?;
+        for (_, entry) in &tree.entries {
+            let blob = self.blob(entry)?;
             valid &= blob.valid;
             for (key, _) in &blob.objects {
                 valid &= seen.insert(key.clone());
@@ -323,15 +346,17 @@ impl<'r> HistoryReader<'r> {
         Ok(valid)
     }
 
-    fn blob(&mut self, id: Oid) -> Result<Rc<BlobManifests>, RepoError> {
-        if let Some(blob) = self.blobs.get(&id) {
+    fn blob(&mut self, entry: &ManifestEntry) -> Result<Rc<BlobManifests>, RepoError> {
+        if let Some(blob) = self.blobs.get(entry) {
             return Ok(Rc::clone(blob));
         }
         // The path only names the file in diagnostics, which are not kept.
-        let manifests = match super::manifest_blob(self.repo, "manifest.yaml".to_string(), id)? {
-            Ok(file) => {
+        let read = super::manifest_blob(self.repo, "manifest.yaml".to_string(), entry.blob)?;
+        let manifests = match read {
+            Ok(mut file) => {
+                file.excluded = entry.excluded.clone();
                 let loaded = crate::manifest::load(std::slice::from_ref(&file));
-                let documents = Documents::split(&file.text);
+                let documents = Documents::of(&file);
                 let objects = documents
                     .keys()
                     .map(|key| {
@@ -352,7 +377,7 @@ impl<'r> HistoryReader<'r> {
             },
         };
         let manifests = Rc::new(manifests);
-        self.blobs.insert(id, Rc::clone(&manifests));
+        self.blobs.insert(entry.clone(), Rc::clone(&manifests));
         Ok(manifests)
     }
 

@@ -17,6 +17,7 @@ use std::path::{Component, Path, PathBuf};
 
 use git2::{IndexEntry, IndexTime, Oid, Repository};
 
+use super::ignore_rules::IgnoreRules;
 use super::revisions::HistoryReader;
 use super::{read_revision, resolve, RepoError};
 use crate::manifest::documents::Documents;
@@ -278,7 +279,8 @@ pub fn plan_rollback(
         return Err(RollbackError::AlreadyThere { object: name });
     }
 
-    let new_files = apply(&tip_files, &changes);
+    let tip_rules = super::tree_ignore_rules(repo, &repo.find_commit(tip)?.tree()?)?;
+    let new_files = apply(&tip_files, &changes, &tip_rules);
     let loaded = crate::manifest::load(&new_files);
     if loaded.has_errors() || !unreadable.is_empty() {
         return Err(RollbackError::Invalid {
@@ -555,6 +557,7 @@ impl Rollback {
                     pick(c).as_ref().map(|text| SourceFile {
                         path: c.path.clone(),
                         text: text.clone(),
+                        excluded: Vec::new(),
                     })
                 })
                 .collect()
@@ -573,7 +576,7 @@ struct Located {
 
 fn find_document(files: &[SourceFile], object: &ObjectKey) -> Option<Located> {
     files.iter().find_map(|file| {
-        let documents = Documents::split(&file.text);
+        let documents = Documents::of(file);
         let index = documents.find(object)?;
         let preceding = documents
             .keys()
@@ -597,7 +600,7 @@ fn restore(
     restored: Option<&Located>,
 ) -> Vec<FileChange> {
     let current = tip_files.iter().find_map(|file| {
-        let documents = Documents::split(&file.text);
+        let documents = Documents::of(file);
         documents.find(object).map(|index| (file, documents, index))
     });
     let change = match (current, restored) {
@@ -619,7 +622,7 @@ fn restore(
         }
         (None, Some(restored)) => match tip_files.iter().find(|f| f.path == restored.path) {
             Some(file) => {
-                let mut documents = Documents::split(&file.text);
+                let mut documents = Documents::of(file);
                 let after = restored
                     .preceding
                     .iter()
@@ -643,8 +646,9 @@ fn restore(
     vec![change]
 }
 
-/// `files` with `changes` applied, sorted by path.
-fn apply(files: &[SourceFile], changes: &[FileChange]) -> Vec<SourceFile> {
+/// `files` with `changes` applied, sorted by path, read as `rules` (the
+/// `.flotillaignore` the change leaves as it is) say.
+fn apply(files: &[SourceFile], changes: &[FileChange], rules: &IgnoreRules) -> Vec<SourceFile> {
     let mut result: Vec<SourceFile> = files
         .iter()
         .filter(|f| !changes.iter().any(|c| c.path == f.path))
@@ -655,6 +659,7 @@ fn apply(files: &[SourceFile], changes: &[FileChange]) -> Vec<SourceFile> {
             result.push(SourceFile {
                 path: change.path.clone(),
                 text: text.clone(),
+                excluded: rules.excluded_documents(&change.path),
             });
         }
     }
@@ -903,6 +908,7 @@ mod tests {
         SourceFile {
             path: path.into(),
             text: text.into(),
+            excluded: Vec::new(),
         }
     }
 

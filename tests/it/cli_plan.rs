@@ -424,3 +424,69 @@ fn plan_defaults_to_the_default_branch_and_names_uncommitted_manifests() {
     assert_eq!(commit_of(&stdout), feature);
     assert_eq!(stderr, "");
 }
+
+/// Issue 12, items 6 and 10: `plan --offline` on the shipped examples
+/// (Nodes that declare no capacity: the testbed's, read online) reported
+/// every replica unschedulable ("3 node(s) had no known capacity"). Now
+/// every replica is placed, the replicas of each Deployment on distinct
+/// nodes, and the plan says once that CPU and memory were not checked.
+#[test]
+fn offline_plan_of_the_shipped_examples_places_and_spreads_every_replica() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples-repo");
+    let work = WorkTree::new();
+    for entry in walk(&examples) {
+        let relative = entry.strip_prefix(&examples).unwrap().to_str().unwrap();
+        work.write(relative, &std::fs::read_to_string(&entry).unwrap());
+    }
+    work.commit("the shipped examples");
+    let (code, shown, errors) = run(&work, &["--offline", "--output", "json"]);
+    assert_eq!(code, Some(0), "{errors}");
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let plan = &json["plan"];
+    assert_eq!(plan["unschedulable"], serde_json::json!([]), "{shown}");
+    assert_eq!(
+        plan["unknownCapacity"],
+        serde_json::json!(["n1", "n2", "n3"])
+    );
+    let mut nodes_of: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for action in plan["actions"].as_array().unwrap() {
+        if action["object"]["kind"] == "Deployment" {
+            nodes_of
+                .entry(action["object"]["name"].as_str().unwrap().to_string())
+                .or_default()
+                .push(action["node"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(nodes_of.len(), 2, "{nodes_of:?}");
+    for (name, mut nodes) in nodes_of {
+        let replicas = nodes.len();
+        nodes.sort();
+        nodes.dedup();
+        assert_eq!(nodes.len(), replicas, "{name} spread over distinct nodes");
+    }
+
+    let (_, text, _) = run(&work, &["--offline"]);
+    assert_eq!(
+        text.matches("declare no capacity").count(),
+        1,
+        "said once:\n{text}"
+    );
+    assert!(
+        text.contains("Plan: 8 to create, 0 to update, 0 to remove, 0 unschedulable."),
+        "{text}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -100,6 +100,7 @@ fn load(path: &str, text: &str) -> flotilla::manifest::DesiredState {
     let (state, diagnostics) = flotilla::leader::load_manifests(&[SourceFile {
         path: path.into(),
         text: text.to_string(),
+        excluded: Vec::new(),
     }]);
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
     state

@@ -20,6 +20,7 @@ fn read_dir(dir: &Path) -> Vec<SourceFile> {
         .map(|path| SourceFile {
             path: path.file_name().unwrap().to_string_lossy().into_owned(),
             text: fs::read_to_string(&path).expect("fixture"),
+            excluded: Vec::new(),
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));

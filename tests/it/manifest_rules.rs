@@ -1,8 +1,8 @@
 //! One rule per row: a minimal manifest and the diagnostics it gives, as
 //! `line:column severity: message (field path)`.
 
-use flotilla::manifest::model::{IntOrPercent, Kind, PodSet, PullPolicy, Strategy};
-use flotilla::manifest::{default_pull_policy, load, SourceFile};
+use flotilla::manifest::model::{IntOrPercent, Kind, PodSet, PullPolicy, SourceLocation, Strategy};
+use flotilla::manifest::{default_pull_policy, load, ExcludedDocument, SourceFile};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -22,6 +22,7 @@ fn diagnostics(yaml: &str) -> Vec<String> {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: yaml.into(),
+        excluded: Vec::new(),
     }]);
     loaded
         .diagnostics
@@ -124,14 +125,17 @@ fn valid_objects_survive_errors_elsewhere() {
         SourceFile {
             path: "b.yaml".into(),
             text: broken,
+            excluded: Vec::new(),
         },
         SourceFile {
             path: "a.yaml".into(),
             text: "kind: [\n".into(),
+            excluded: Vec::new(),
         },
         SourceFile {
             path: "c.yaml".into(),
             text: DEPLOYMENT.into(),
+            excluded: Vec::new(),
         },
     ]);
     let names: Vec<&str> = loaded
@@ -160,6 +164,7 @@ fn documents_flow_style_and_empty_ones() {
     let loaded = load(&[SourceFile {
         path: "n.yaml".into(),
         text: flow.into(),
+        excluded: Vec::new(),
     }]);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     assert_eq!(loaded.state.nodes[0].spec.address, "10.0.0.1");
@@ -175,6 +180,7 @@ fn node_selector_warning_is_not_an_error() {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: format!("{node}{yaml}"),
+        excluded: Vec::new(),
     }]);
     assert!(!loaded.has_errors());
     assert_eq!(loaded.diagnostics.len(), 1);
@@ -187,6 +193,7 @@ fn node_selector_warning_is_not_an_error() {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: format!("{node}{by_hostname}"),
+        excluded: Vec::new(),
     }]);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
 }
@@ -196,6 +203,7 @@ fn cpu_rounds_up_to_a_millicore() {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: with_container("        resources: {requests: {cpu: 0.0001}}\n"),
+        excluded: Vec::new(),
     }]);
     let container = &loaded.state.workloads[0].spec.template.spec.containers[0];
     assert_eq!(container.resources.requests.cpu.unwrap().0, 1);
@@ -210,6 +218,7 @@ fn many_files_give_the_same_result_as_few() {
         .map(|i| SourceFile {
             path: format!("apps/{i:03}.yaml"),
             text: DEPLOYMENT.replace("name: web}", &format!("name: web-{i}}}")),
+            excluded: Vec::new(),
         })
         .collect();
     files.push(SourceFile {
@@ -217,6 +226,7 @@ fn many_files_give_the_same_result_as_few() {
         text: DEPLOYMENT
             .replace("name: web}", "name: web-3}")
             .replace("nginx:1.25", "nginx:2"),
+        excluded: Vec::new(),
     });
     let loaded = load(&files);
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
@@ -254,6 +264,7 @@ fn the_cluster_declares_at_most_max_pods() {
             text: format!(
                 "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: web\n        image: web:1\n"
             ),
+            excluded: Vec::new(),
         }
     };
     let at_the_bound = load(&[web("a", 100_000), web("b", 50_000)]);
@@ -318,6 +329,7 @@ fn host_ip_binds_a_host_port_to_one_address() {
         text: with_container(
             "        ports: [{containerPort: 80, hostPort: 8080, hostIP: 10.0.0.1}]\n",
         ),
+        excluded: Vec::new(),
     }]);
     let port = &loaded.state.workloads[0].spec.template.spec.containers[0].ports[0];
     assert_eq!(port.host_ip.as_deref(), Some("10.0.0.1"));
@@ -354,10 +366,12 @@ fn the_cluster_policy_limits_host_ports() {
         SourceFile {
             path: "cluster.yaml".into(),
             text: CLUSTER_POLICY.into(),
+            excluded: Vec::new(),
         },
         SourceFile {
             path: "web.yaml".into(),
             text: deployment.clone(),
+            excluded: Vec::new(),
         },
     ]);
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
@@ -403,10 +417,12 @@ fn the_operator_policy_refuses_local_transport_and_privileged_host_ports() {
         SourceFile {
             path: "nodes.yaml".into(),
             text: node.into(),
+            excluded: Vec::new(),
         },
         SourceFile {
             path: "web.yaml".into(),
             text: deployment,
+            excluded: Vec::new(),
         },
     ]);
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
@@ -441,6 +457,7 @@ fn daemon_set_fields() {
     let loaded = load(&[SourceFile {
         path: "m.yaml".into(),
         text: daemon_set(""),
+        excluded: Vec::new(),
     }]);
     let agent = &loaded.state.workloads[0];
     assert_eq!(agent.spec.pods, PodSet::OnePerNode);
@@ -468,5 +485,102 @@ fn daemon_set_fields() {
     assert!(
         replicas[0].contains("unknown field `replicas`"),
         "{replicas:?}"
+    );
+}
+
+/// Issue 12, item 5: what is clearly not a manifest is a warning; what is
+/// meant as one (any of `apiVersion`, `kind`, `metadata`) is read, errors
+/// and all; kustomize's input is a warning whatever its file is called; a
+/// template's first error says it is one and how to render it.
+#[test]
+fn foreign_documents_are_warnings_and_templates_say_so() {
+    let load_one = |path: &str, text: &str| {
+        load(&[SourceFile::new(path, text)])
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let severity = if d.is_error() { "error" } else { "warning" };
+                format!(
+                    "{}:{} {severity}: {}",
+                    d.location.file, d.location.line, d.message
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let not_a_manifest =
+        "not a Kubernetes manifest (no `apiVersion`, `kind` or `metadata`): skipped";
+    for (path, text, expected) in [
+        ("ci.yaml", "on: [push]\njobs: {}\n", format!("ci.yaml:1 warning: {not_a_manifest}")),
+        ("a.yaml", "# header\n---\nname: x\n", format!("a.yaml:3 warning: {not_a_manifest}")),
+        ("m.yaml", "metadata: {name: web}\n", "m.yaml:1 error: missing field `kind`".to_string()),
+        (
+            "base/kustomization.yml",
+            "resources: [web.yaml]\n",
+            "base/kustomization.yml:1 warning: kustomize input is not applied: flotilla reads plain manifests (the ones beside it are read as they are)".to_string(),
+        ),
+        (
+            "component.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n",
+            "component.yaml:1 warning: kustomize input is not applied: flotilla reads plain manifests (the ones beside it are read as they are)".to_string(),
+        ),
+    ] {
+        assert_eq!(load_one(path, text), [expected], "{path}");
+    }
+
+    let template = load(&[SourceFile::new(
+        "t.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n",
+    )]);
+    let first = template
+        .diagnostics
+        .iter()
+        .find(|d| d.is_error())
+        .expect("an error");
+    assert_eq!(
+        first.hint.as_deref(),
+        Some("t.yaml holds `{{ }}` template expressions: commit what renders it (`helm template NAME DIR > rendered.yaml`), or list it in .flotillaignore")
+    );
+}
+
+/// Issue 12, item 5: a document excluded by `.flotillaignore` is not read
+/// at all (an unsupported kind among supported ones), and an exclusion that
+/// matches nothing is a warning at its line.
+#[test]
+fn excluded_documents_are_not_read() {
+    let rule = |line: u32, kind: &str, namespace: Option<&str>, name: &str| ExcludedDocument {
+        kind: kind.into(),
+        namespace: namespace.map(Into::into),
+        name: name.into(),
+        rule: SourceLocation {
+            file: ".flotillaignore".into(),
+            line,
+            column: 1,
+        },
+    };
+    let text = format!(
+        "{DEPLOYMENT}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\n"
+    );
+    let file = |excluded: Vec<ExcludedDocument>| SourceFile {
+        path: "all.yaml".into(),
+        text: text.clone(),
+        excluded,
+    };
+    assert!(load(&[file(vec![])]).has_errors());
+    for excluded in [
+        rule(1, "Service", None, "web"),
+        rule(1, "Service", Some("shop"), "web"),
+    ] {
+        let loaded = load(&[file(vec![excluded])]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.state.workloads.len(), 1);
+    }
+    let loaded = load(&[file(vec![
+        rule(1, "Service", None, "web"),
+        rule(2, "Service", Some("default"), "web"),
+    ])]);
+    let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        ["warning: `all.yaml#Service/default/web` excludes nothing: all.yaml declares no Service/default/web\n  --> .flotillaignore:2:1\n  = hint: correct the line to a document's `Kind/name` (or `Kind/namespace/name`), or remove it"]
     );
 }

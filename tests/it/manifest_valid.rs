@@ -15,6 +15,7 @@ fn load_fixtures() -> Loaded {
         .map(|name| SourceFile {
             path: name.to_string(),
             text: fs::read_to_string(dir.join(name)).expect("fixture"),
+            excluded: Vec::new(),
         })
         .collect();
     load(&files)

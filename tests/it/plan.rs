@@ -422,8 +422,12 @@ fn readiness_gates_count_as_available() {
     assert!(p.is_empty(), "not ready is not a reason to act: {p}");
 }
 
+/// Issue 12, item 6: offline, a Node that declares no capacity has an
+/// unknown one, not none: replicas go there without a CPU and memory check
+/// and the plan says so once, where every replica that did not fit the
+/// declared node was unschedulable ("had no known capacity").
 #[test]
-fn offline_plan_reports_nodes_without_capacity() {
+fn offline_plan_places_on_nodes_without_capacity_and_says_so() {
     let mut bare = node("n2", 0, 0);
     bare.spec.capacity = Capacity::default();
     let state = desired(
@@ -431,11 +435,27 @@ fn offline_plan_reports_nodes_without_capacity() {
         vec![deployment("web", 3, 400, 256 * MIB)],
     );
     let p = plan_now(&state, &flotilla::plan::offline_cluster(&state));
-    assert_eq!(p.counts(), (2, 0, 0, 1));
+    assert_eq!(p.counts(), (3, 0, 0, 0), "{p}");
+    assert_eq!(p.unknown_capacity, ["n2"]);
+    let text = p.to_string();
     assert_eq!(
-        p.unschedulable[0].reason,
-        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had no known capacity."
+        text.matches("declares no capacity").count(),
+        1,
+        "said once: {text}"
     );
+    assert!(
+        text.contains("? node n2 declares no capacity and no observation gave one: CPU and memory fit not checked; declare spec.capacity to check it"),
+        "{text}"
+    );
+
+    // Nodes that declare their capacity are checked, and not named.
+    let state = desired(
+        vec![node("n1", 1000, GIB), node("n2", 1000, GIB)],
+        vec![deployment("web", 3, 400, 256 * MIB)],
+    );
+    let p = plan_now(&state, &flotilla::plan::offline_cluster(&state));
+    assert!(p.unknown_capacity.is_empty());
+    assert_eq!(p.counts(), (3, 0, 0, 0), "{p}");
 }
 
 #[test]
@@ -445,10 +465,12 @@ fn render_with_colour_and_manifest_diff() {
     let old = [flotilla::manifest::SourceFile {
         path: "web.yaml".into(),
         text: "replicas: 0\n".into(),
+        excluded: Vec::new(),
     }];
     let new = [flotilla::manifest::SourceFile {
         path: "web.yaml".into(),
         text: "replicas: 1\n".into(),
+        excluded: Vec::new(),
     }];
     let diff = flotilla::plan::manifest_diff(&old, &new);
     let plain = render(

@@ -248,3 +248,48 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Issue 12, item 10: on equal nodes, a Deployment's replicas spread
+    /// (at most one more on a node than on another), whatever their number,
+    /// their requests, the nodes' size, or whether the nodes declare a
+    /// capacity at all (`plan --offline` on Nodes without one). Before, ties
+    /// went to a hash of (replica, node), often the same node twice.
+    #[test]
+    fn replicas_spread_over_equal_nodes(
+        node_count in 2usize..7,
+        replicas in 0u32..25,
+        cpu in 0u64..4,
+        memory_mib in 0u64..4,
+        large in any::<bool>(),
+        declared in any::<bool>(),
+        name in "[a-z]{1,8}",
+    ) {
+        let nodes = (0..node_count)
+            .map(|i| {
+                let mut n = if large {
+                    node(&format!("n{i}"), 64_000, 256 * GIB)
+                } else {
+                    node(&format!("n{i}"), 8_000, 32 * GIB)
+                };
+                if !declared {
+                    n.spec.capacity = Capacity::default();
+                }
+                n
+            })
+            .collect();
+        let state = desired(nodes, vec![deployment(&name, replicas, cpu * 10, memory_mib * MIB)]);
+        let p = plan(&state, &flotilla::plan::offline_cluster(&state), "c", now());
+        prop_assert!(p.unschedulable.is_empty(), "{p}");
+        let mut per_node: BTreeMap<&str, u32> =
+            state.nodes.iter().map(|n| (n.meta.name.as_str(), 0)).collect();
+        for a in &p.actions {
+            *per_node.get_mut(a.node.as_str()).expect("declared") += 1;
+        }
+        let max = per_node.values().max().copied().unwrap_or(0);
+        let min = per_node.values().min().copied().unwrap_or(0);
+        prop_assert!(max - min <= 1, "{per_node:?}");
+    }
+}

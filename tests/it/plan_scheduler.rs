@@ -342,13 +342,76 @@ fn unreachable_and_unknown_capacity() {
     let state = desired(vec![node("n1", 4000, 8 * GIB), no_capacity], vec![]);
     let mut cluster = empty_cluster(&state);
     set_unreachable(&mut cluster, "n1", 5);
+    // Issue 12, item 6: a node whose capacity nobody states (offline, none
+    // declared) takes replicas without a CPU and memory check, where it was
+    // "had no known capacity" for every replica; its pod count still holds.
     assert_eq!(
-        place(&state, &cluster, &[], &web(100, MIB), 1),
-        vec![Err(
-            "0/2 nodes are available: 1 node(s) had no known capacity, 1 node(s) were unreachable."
-                .to_string()
-        )]
+        place(&state, &cluster, &[], &web(100_000, 1024 * GIB), 1),
+        vec![Ok("n2".to_string())]
     );
+    let s = Scheduler::new(&state, &cluster);
+    assert_eq!(s.unknown_capacity_nodes(), ["n2"]);
+    assert_eq!(
+        place(&state, &cluster, &[], &web(100, MIB), 111).pop(),
+        Some(Err(
+            "0/2 nodes are available: 1 Too many pods, 1 node(s) were unreachable.".to_string()
+        ))
+    );
+}
+
+/// Issue 12, item 10: the replicas of one workload spread over equal nodes
+/// (Kubernetes' default topology spread), where the resource scores of
+/// large nodes round to the same value and the tie hash alone chose, often
+/// the same node twice. With either scoring strategy, and offline on nodes
+/// of unknown capacity.
+#[test]
+fn replicas_spread_over_equal_nodes_by_default() {
+    let big = |name: &str| node(name, 64_000, 256 * GIB);
+    let bare = |name: &str| {
+        let mut n = node(name, 0, 0);
+        n.spec.capacity = Capacity::default();
+        n
+    };
+    for (case, nodes, strategy) in [
+        (
+            "large nodes",
+            vec![big("n1"), big("n2")],
+            ScoringStrategy::LeastAllocated,
+        ),
+        (
+            "packing",
+            vec![big("n1"), big("n2")],
+            ScoringStrategy::MostAllocated,
+        ),
+        (
+            "unknown capacity",
+            vec![bare("n1"), bare("n2")],
+            ScoringStrategy::LeastAllocated,
+        ),
+        (
+            "three nodes",
+            vec![big("a"), big("b"), big("c")],
+            ScoringStrategy::LeastAllocated,
+        ),
+    ] {
+        let nodes_count = nodes.len();
+        let mut state = desired(nodes, vec![]);
+        state.cluster.scoring_strategy = strategy;
+        let cluster = empty_cluster(&state);
+        for name in ["web", "api", "worker", "db", "cache", "queue", "x", "y"] {
+            let d = deployment(name, 1, 10, MIB);
+            let replicas = 2 * nodes_count as u32 + 1;
+            let placed = place(&state, &cluster, &[], &d, replicas);
+            let mut per_node = std::collections::BTreeMap::new();
+            for node in &placed {
+                *per_node.entry(node.clone().expect("placed")).or_insert(0) += 1;
+            }
+            let counts: Vec<i32> = per_node.values().copied().collect();
+            assert_eq!(counts.len(), nodes_count, "{case}, {name}: {placed:?}");
+            let skew = counts.iter().max().unwrap() - counts.iter().min().unwrap();
+            assert!(skew <= 1, "{case}, {name}: {placed:?}");
+        }
+    }
 }
 
 #[test]

@@ -313,6 +313,55 @@ fn valid_push_shows_the_plan_and_an_unreachable_node_does_not_fail_it() {
     assert!(!seen.contains("no plan shown"), "{seen}");
 }
 
+/// Issue 12, item 5: a push of an ordinary repository (a CI workflow, a
+/// Helm chart, a kustomization beside the manifests) is accepted, the
+/// pusher seeing each foreign file named with the way out; before, the
+/// workflow alone rejected it with `missing field kind`.
+#[test]
+fn a_push_of_an_ordinary_repository_is_accepted_with_warnings() {
+    let cluster = Cluster::new();
+    let unreachable = format!("{NODE}  port: 1\n");
+    cluster
+        .work
+        .write("nodes/n1.yaml", &unreachable)
+        .write("apps/web.yaml", WEB)
+        .write(
+            ".github/workflows/ci.yml",
+            "on: [push]\njobs:\n  test:\n    runs-on: ubuntu-latest\n",
+        )
+        .write(
+            "charts/x/Chart.yaml",
+            "apiVersion: v2\nname: x\nversion: 0.1.0\n",
+        )
+        .write(
+            "charts/x/templates/deployment.yaml",
+            "kind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n",
+        )
+        .write("apps/kustomization.yaml", "resources:\n  - web.yaml\n");
+    let pushed = cluster.work.commit("an ordinary repository");
+    let (accepted, seen) = cluster.push();
+    assert!(accepted, "warnings never reject a push:\n{seen}");
+    assert_eq!(cluster.remote_tip().as_deref(), Some(pushed.as_str()));
+    assert!(seen.contains("valid: 1 node and 1 workload"), "{seen}");
+    assert!(
+        seen.contains("warning: charts/x is a Helm chart: not read"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("helm template NAME charts/x > rendered.yaml"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("warning: kustomize input is not applied"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("kustomize build apps > rendered.yaml"),
+        "{seen}"
+    );
+    assert!(!seen.contains(".github"), "{seen}");
+}
+
 /// Issue 12, item 4: without a leader, the post-receive hook said "the
 /// leader deploys it", and `git push -o flotilla.wait` waited the whole
 /// rollout timeout (900 s). Now the pusher learns at once that no leader

@@ -1447,3 +1447,40 @@ fn rollback_commits_honour_the_git_identity_variables() {
     assert!(stderr.contains("GIT_AUTHOR_DATE=`soon`"), "{stderr}");
     assert_eq!(git_ok(&bare, &["rev-parse", "main"]), tip);
 }
+
+/// Issue 12, item 5: `history` and `rollback` read a file as `validate` and
+/// the leader do, without the documents `.flotillaignore` excludes: a file
+/// with an unsupported Service beside the Deployment is valid in the
+/// history, and a rollback of the Deployment is checked (and written) with
+/// the Service left out of the check and kept in the file byte-for-byte.
+#[test]
+fn history_and_rollback_leave_out_the_documents_flotillaignore_excludes() {
+    let service =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}]\n";
+    let file = |image: &str| format!("{}---\n{service}", deployment("web", image));
+    let work = WorkTree::new();
+    work.write(".flotillaignore", "web.yaml#Service/web\n")
+        .write("web.yaml", &file("web:1"));
+    work.commit("web 1");
+    work.write("web.yaml", &file("web:2"));
+    work.commit("web 2");
+
+    let json: serde_json::Value = serde_json::from_str(&flotilla_ok(
+        work.path(),
+        &["history", "deployment/web", "--output", "json"],
+    ))
+    .unwrap();
+    let outcomes: Vec<&serde_json::Value> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["outcome"])
+        .collect();
+    assert_eq!(outcomes, [&serde_json::Value::Null; 2], "{json}");
+
+    flotilla_ok(work.path(), &["rollback", "deployment/web"]);
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("web.yaml")).unwrap(),
+        file("web:1")
+    );
+}

@@ -662,3 +662,145 @@ fn uncommitted_manifests_are_named_when_head_is_checked() {
         "{err}"
     );
 }
+
+/// An ordinary repository's other files: a CI workflow, a Helm chart and a
+/// kustomization beside the manifests.
+fn ordinary_repository(work: &WorkTree) {
+    work.write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", WEB)
+        .write(
+            ".github/workflows/ci.yml",
+            "name: ci\non: [push]\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n      - run: make\n",
+        )
+        .write(".gitlab-ci.yml", "test:\n  script: make\n")
+        .write("charts/x/Chart.yaml", "apiVersion: v2\nname: x\nversion: 0.1.0\n")
+        .write("charts/x/values.yaml", "replicas: 2\nimage: web:1\n")
+        .write(
+            "charts/x/templates/deployment.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  replicas: {{ .Values.replicas }}\n",
+        )
+        .write(
+            "apps/kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - web.yaml\n",
+        )
+        .write("config/settings.yaml", "log_level: debug\nfeatures: [a, b]\n");
+}
+
+/// Issue 12, item 5 (the acceptance test): a repository holding
+/// `.github/workflows`, a Helm chart and a kustomization next to its
+/// manifests validates (exit 0) with each foreign file named in a warning
+/// that says the way out, from a commit and from the working tree alike.
+/// Before, the workflow failed with `missing field kind`, the chart's
+/// templates as invalid YAML and the kustomization as an unknown kind.
+#[test]
+fn an_ordinary_repository_validates_with_the_foreign_files_named() {
+    let work = WorkTree::new();
+    ordinary_repository(&work);
+    work.commit("an ordinary repository");
+    for args in [&[][..], &["--working-tree"][..]] {
+        let (code, out, err) = validate(work.path(), args, None);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        assert!(
+            out.contains("valid: 1 node and 1 workload in 4 files"),
+            "{args:?}: {out}"
+        );
+        for expected in [
+            "warning: charts/x is a Helm chart: not read (flotilla reads plain manifests, not templates)\n  --> charts/x/Chart.yaml:1:1\n  = hint: render it (`helm template NAME charts/x > rendered.yaml`) and commit that; to silence this warning, list charts/x/ in .flotillaignore",
+            "warning: kustomize input is not applied: flotilla reads plain manifests (the ones beside it are read as they are)\n  --> apps/kustomization.yaml:1:1\n  = hint: to deploy what kustomize builds, commit its output (`kustomize build apps > rendered.yaml`) instead of its inputs; to silence this warning, list apps/kustomization.yaml in .flotillaignore",
+            "warning: not a Kubernetes manifest (no `apiVersion`, `kind` or `metadata`): skipped\n  --> config/settings.yaml:1:1\n  = hint: list config/settings.yaml in .flotillaignore to silence this warning",
+        ] {
+            assert!(out.contains(expected), "{args:?}: {expected}\nin:\n{out}");
+        }
+        // Other tools' dot-files are skipped without a word.
+        assert!(
+            !out.contains(".github") && !out.contains(".gitlab"),
+            "{out}"
+        );
+    }
+
+    // Each warning goes away the way its hint says.
+    work.write(
+        ".flotillaignore",
+        "charts/x/\napps/kustomization.yaml\nconfig/settings.yaml\n",
+    );
+    work.commit("silence");
+    let (code, out, _) = validate(work.path(), &[], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}
+
+/// Issue 12, item 5: a dot-directory is read when a `!` line of
+/// `.flotillaignore` includes it.
+#[test]
+fn a_dot_directory_is_read_when_flotillaignore_includes_it() {
+    let work = WorkTree::new();
+    work.write(".deploy/n1.yaml", NODE)
+        .write(".deploy/web.yaml", WEB);
+    work.commit("manifests under a dot-directory");
+    let (code, out, _) = validate(work.path(), &[], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("valid: 0 nodes and 0 workloads in 0 files"),
+        "{out}"
+    );
+
+    work.write(".flotillaignore", "!.deploy/\n");
+    work.commit("read .deploy");
+    for args in [&[][..], &["--working-tree"][..]] {
+        let (code, out, _) = validate(work.path(), args, None);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("valid: 1 node and 1 workload in 2 files"),
+            "{out}"
+        );
+    }
+}
+
+/// Issue 12, item 5: `.flotillaignore` excludes single documents of a file
+/// (`path#Kind/name`, `path#Kind/namespace/name`), so an all-in-one file
+/// with an unsupported document is partly used; a line that excludes
+/// nothing is a warning at its line.
+#[test]
+fn flotillaignore_excludes_single_documents() {
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  ports: [{port: 80}]\n";
+    let work = WorkTree::new();
+    work.write("all.yaml", &format!("{NODE}---\n{service}---\n{WEB}"));
+    work.commit("all in one");
+    let (code, out, _) = validate(work.path(), &[], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error: Service is not supported yet"), "{out}");
+
+    for line in ["all.yaml#Service/web", "/all.yaml#Service/shop/web"] {
+        work.write(
+            ".flotillaignore",
+            &format!("# the Service is Kubernetes'\n{line}\nall.yaml#Ingress/web\nmissing.yaml#Service/web\n"),
+        );
+        work.commit(line);
+        for args in [&[][..], &["--working-tree"][..]] {
+            let (code, out, _) = validate(work.path(), args, None);
+            assert_eq!(code, 0, "{line} {args:?}: {out}");
+            assert!(
+                out.contains("valid: 1 node and 1 workload in 1 file"),
+                "{out}"
+            );
+            assert!(
+                out.contains("warning: `all.yaml#Ingress/web` excludes nothing: all.yaml declares no Ingress/web\n  --> .flotillaignore:3:1"),
+                "{out}"
+            );
+            assert!(
+                out.contains("warning: `missing.yaml#Service/web` excludes nothing: missing.yaml is not a manifest flotilla reads\n  --> .flotillaignore:4:1"),
+                "{out}"
+            );
+        }
+    }
+
+    // Another namespace excludes nothing: the Service is read again.
+    work.write(".flotillaignore", "all.yaml#Service/default/web\n");
+    work.commit("wrong namespace");
+    let (code, out, _) = validate(work.path(), &[], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("all.yaml declares no Service/default/web"),
+        "{out}"
+    );
+}

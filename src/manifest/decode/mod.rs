@@ -187,6 +187,58 @@ struct Decoder<'a> {
     field_sources: BTreeMap<String, SourceLocation>,
 }
 
+/// A YAML document that is not flotilla's to read.
+enum Foreign {
+    /// kustomize's input, in `directory`.
+    Kustomization { directory: String },
+    /// Neither `apiVersion`, `kind` nor `metadata` at its top (a CI
+    /// workflow, a tool's settings): clearly not a manifest.
+    NotAManifest,
+}
+
+/// The file names kustomize reads in a directory.
+const KUSTOMIZATION_FILES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// The top-level fields of the document `root` of `file`, unless it is
+/// kustomize's or clearly not a manifest: anything meant as one, even with
+/// errors, is read.
+fn top_level<'n>(file: &str, root: &'n Node) -> Result<&'n [super::yaml::Entry], Foreign> {
+    let (directory, name) = match file.rsplit_once('/') {
+        Some((directory, name)) => (directory, name),
+        None => (".", file),
+    };
+    let kustomization = Foreign::Kustomization {
+        directory: directory.to_string(),
+    };
+    if KUSTOMIZATION_FILES.contains(&name) {
+        return Err(kustomization);
+    }
+    let Value::Mapping(entries) = &root.value else {
+        return Err(Foreign::NotAManifest);
+    };
+    let text = |name: &str| top_field(entries, name).and_then(|v| v.as_scalar());
+    if text("apiVersion").is_some_and(|v| v.text.starts_with("kustomize.config.k8s.io/")) {
+        return Err(kustomization);
+    }
+    let declares = |name: &str| {
+        entries
+            .iter()
+            .any(|e| e.key.as_scalar().is_some_and(|k| k.text == name))
+    };
+    if !declares("apiVersion") && !declares("kind") && !declares("metadata") {
+        return Err(Foreign::NotAManifest);
+    }
+    Ok(entries)
+}
+
+/// The value of the top-level field `name`, unless absent or null.
+fn top_field<'n>(entries: &'n [super::yaml::Entry], name: &str) -> Option<&'n Node> {
+    entries
+        .iter()
+        .find(|e| e.key.as_scalar().is_some_and(|k| k.text == name) && !e.value.is_null())
+        .map(|e| &e.value)
+}
+
 /// Decodes one document of `file`.
 pub(super) fn decode_document(file: &str, root: &Node) -> DecodedDocument {
     let mut decoder = Decoder {
@@ -654,21 +706,46 @@ impl Decoder<'_> {
     // ------------------------------------------------------------ objects
 
     fn document(&mut self, root: &Node, document: &mut DecodedDocument) -> Option<Decoded> {
-        let Value::Mapping(entries) = &root.value else {
-            let found = root.describe();
-            self.error(
-                root,
-                "",
-                format!("expected a Kubernetes object (a mapping with `apiVersion`, `kind` and `metadata`), found {found}"),
-            );
-            return None;
+        let entries = match top_level(self.file, root) {
+            Ok(entries) => entries,
+            Err(foreign) => {
+                let location = self.at(root);
+                self.diagnostics.push(match foreign {
+                    Foreign::Kustomization { directory } => Diagnostic::warning(
+                        "kustomize input is not applied: flotilla reads plain manifests \
+                     (the ones beside it are read as they are)",
+                        location,
+                    )
+                    .with_hint(format!(
+                        "to deploy what kustomize builds, commit its output \
+                     (`kustomize build {directory} > rendered.yaml`) instead of its inputs; \
+                     to silence this warning, list {} in .flotillaignore",
+                        self.file
+                    )),
+                    Foreign::NotAManifest => {
+                        let what = match &root.value {
+                            Value::Mapping(_) => {
+                                "no `apiVersion`, `kind` or `metadata`".to_string()
+                            }
+                            _ => format!(
+                                "{}, not a mapping with `apiVersion` and `kind`",
+                                root.describe()
+                            ),
+                        };
+                        Diagnostic::warning(
+                            format!("not a Kubernetes manifest ({what}): skipped"),
+                            location,
+                        )
+                        .with_hint(format!(
+                            "list {} in .flotillaignore to silence this warning",
+                            self.file
+                        ))
+                    }
+                });
+                return None;
+            }
         };
-        let top = |name: &str| {
-            entries
-                .iter()
-                .find(|e| e.key.as_scalar().is_some_and(|k| k.text == name) && !e.value.is_null())
-                .map(|e| &e.value)
-        };
+        let top = |name: &str| top_field(entries, name);
         let Some(kind_node) = top("kind") else {
             self.error(root, "kind", "missing field `kind`");
             return None;

@@ -230,6 +230,11 @@ pub fn plan(
         plan_prune(&mut out, key, &rs, &context.node_locations);
     }
     out.objects.sort_by(|a, b| a.key.cmp(&b.key));
+    out.unknown_capacity = scheduler
+        .unknown_capacity_nodes()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     out.nodes = node_statuses(desired, &declared, observed, settings, &replicas, now);
     out
 }
