@@ -12,9 +12,12 @@ pub struct Output {
 }
 
 /// Whether a stream that is (or is not) a terminal gets colour: only a
-/// terminal, and never with NO_COLOR set to anything (https://no-color.org).
+/// terminal, never with NO_COLOR set to anything (https://no-color.org),
+/// and never on a `TERM=dumb` terminal (Emacs' shell, some CI consoles).
 pub fn colour(terminal: bool) -> bool {
-    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    terminal
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
 }
 
 impl Output {

@@ -47,6 +47,9 @@ pub struct PlanArgs {
 struct PlanReport<'a> {
     commit: &'a str,
     deployed_commit: Option<&'a str>,
+    /// False when no container label could be read and some declared node
+    /// was not observed: what is deployed is unknown, not nothing.
+    deployed_commit_known: bool,
     offline: bool,
     plan: &'a Plan,
     manifest_diff: &'a str,
@@ -91,15 +94,22 @@ pub(super) fn run(
 
     match args.output {
         OutputFormat::Json => {
-            let deployed = deployed_commit(&observed);
-            let deployed_files = match &deployed {
-                Some(commit) => deployed_manifests(&args.source.repo, commit),
-                None => Vec::new(),
+            let deployed = Deployed::of(&observed, &plan);
+            let diff = match &deployed {
+                Deployed::Commit(commit) => plan::manifest_diff(
+                    &deployed_manifests(&args.source.repo, commit),
+                    &snapshot.files,
+                ),
+                Deployed::Nothing => plan::manifest_diff(&[], &snapshot.files),
+                Deployed::Unknown => String::new(),
             };
-            let diff = plan::manifest_diff(&deployed_files, &snapshot.files);
             out.json(&PlanReport {
                 commit: &snapshot.commit,
-                deployed_commit: deployed.as_deref(),
+                deployed_commit: match &deployed {
+                    Deployed::Commit(commit) => Some(commit),
+                    _ => None,
+                },
+                deployed_commit_known: !matches!(deployed, Deployed::Unknown),
                 offline: args.offline,
                 plan: &plan,
                 manifest_diff: &diff,
@@ -157,15 +167,30 @@ pub(super) fn unobserved_nodes(plan: &Plan) -> Vec<&str> {
 /// [`repo::default_branch`]), which is what `apply` applies. Says so on
 /// stderr when that is not the branch checked out.
 fn default_rev(repository: &git2::Repository, out: &Output) -> anyhow::Result<String> {
+    let branch = repo::default_branch(repository);
     if !repository.is_bare()
         && repo::checked_out_branch(repository).is_none()
         && repo::configured_branch(repository).is_none()
     {
         // A detached checkout, as CI systems make them (often with no
-        // local branch at all): what is checked out is what to plan.
+        // local branch at all): what is checked out is what to plan. When
+        // the branch `apply` would apply is here and elsewhere, say so.
+        let head = repository.head().ok().and_then(|head| head.target());
+        let tip = repository
+            .refname_to_id(&format!("refs/heads/{branch}"))
+            .ok();
+        if let (Some(head), Some(tip)) = (head, tip) {
+            if head != tip {
+                out.warn(format_args!(
+                    "note: planning HEAD ({}, detached); `flotilla apply` applies branch \
+                     {branch} ({}): --rev {branch} plans that",
+                    short(&head.to_string()),
+                    short(&tip.to_string())
+                ));
+            }
+        }
         return Ok("HEAD".to_string());
     }
-    let branch = repo::default_branch(repository);
     let reference = format!("refs/heads/{branch}");
     if repository.refname_to_id(&reference).is_err() {
         anyhow::bail!(
@@ -270,17 +295,33 @@ pub(super) fn print_plan(
     observed: &ObservedCluster,
     offline: bool,
 ) -> std::io::Result<()> {
-    let deployed = deployed_commit(observed);
-    let deployed_files = match &deployed {
-        Some(commit) => deployed_manifests(repo, commit),
-        None => Vec::new(),
-    };
-    let diff = plan::manifest_diff(&deployed_files, files);
     let target = short(&plan.commit);
-    let from = match &deployed {
-        Some(commit) => format!("deployed {}", short(commit)),
-        None if offline => "an empty cluster (offline)".to_string(),
-        None => "nothing deployed".to_string(),
+    let (from, diff) = match Deployed::of(observed, plan) {
+        Deployed::Commit(commit) => (
+            format!("deployed {}", short(&commit)),
+            plan::manifest_diff(&deployed_manifests(repo, &commit), files),
+        ),
+        Deployed::Nothing if offline => (
+            "an empty cluster (offline)".to_string(),
+            plan::manifest_diff(&[], files),
+        ),
+        Deployed::Nothing => (
+            "nothing deployed".to_string(),
+            plan::manifest_diff(&[], files),
+        ),
+        // No manifest diff: against what would it be?
+        Deployed::Unknown => {
+            let nodes = unobserved_nodes(plan);
+            let nodes = match nodes.len() {
+                1 => format!("node {}", nodes[0]),
+                2..=3 => format!("nodes {}", nodes.join(", ")),
+                count => format!("{count} nodes"),
+            };
+            (
+                format!("an unknown deployment ({nodes} not observed; no manifest diff)"),
+                String::new(),
+            )
+        }
     };
     out.line(format_args!("Planning {target} against {from}.\n"))?;
     // File names and contents come from commits: escapes are shown.
@@ -290,6 +331,27 @@ pub(super) fn print_plan(
         manifest_diff: (!diff.is_empty()).then_some(&*diff),
     };
     out.text(plan::render(plan, options))
+}
+
+/// What is deployed, as far as the observation tells.
+enum Deployed {
+    /// The commit most containers carry.
+    Commit(String),
+    /// Every declared node observed, and none runs a managed container.
+    Nothing,
+    /// No container seen, and some declared node not observed: what runs
+    /// there is unknown.
+    Unknown,
+}
+
+impl Deployed {
+    fn of(observed: &ObservedCluster, plan: &Plan) -> Deployed {
+        match deployed_commit(observed) {
+            Some(commit) => Deployed::Commit(commit),
+            None if unobserved_nodes(plan).is_empty() => Deployed::Nothing,
+            None => Deployed::Unknown,
+        }
+    }
 }
 
 /// The commit currently deployed, read from the containers' labels: of the

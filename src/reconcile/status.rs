@@ -40,7 +40,12 @@ pub struct NodeStatus {
     pub memory_capacity_bytes: Option<u64>,
     pub cpu_allocated_millis: u64,
     pub memory_allocated_bytes: u64,
+    /// The containers seen on it (when unreachable, when it was last seen).
     pub containers: usize,
+    /// Never observed (unreachable since the observer started, or not in
+    /// the observation): `containers` says nothing about what runs there.
+    #[serde(default)]
+    pub containers_unknown: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -239,6 +244,7 @@ pub fn build(
             cpu_allocated_millis: cpu_allocated,
             memory_allocated_bytes: memory_allocated,
             containers: containers.len(),
+            containers_unknown: observed_node.is_none_or(|n| n.reachability.contents_unknown()),
         });
     }
 
@@ -428,7 +434,11 @@ impl fmt::Display for StatusReport {
                     mebibytes(node.memory_allocated_bytes),
                     node.memory_capacity_bytes.map_or("?".into(), mebibytes)
                 ),
-                node.containers.to_string(),
+                match (node.reachable, node.containers_unknown) {
+                    (true, _) => node.containers.to_string(),
+                    (false, true) => "unknown".to_string(),
+                    (false, false) => format!("{} (last seen)", node.containers),
+                },
             ]);
         }
         write_table(f, &rows)?;
@@ -786,6 +796,57 @@ mod tests {
             ],
             "complete",
         );
+    }
+
+    /// Issue 12 (review): a node never reached showed `CONTAINERS 0`, as
+    /// if it ran nothing; its containers are unknown, and a node last seen
+    /// shows what it ran then, saying so.
+    #[test]
+    fn a_node_never_reached_has_unknown_containers_not_zero() {
+        let (desired, _) = load(&[SourceFile::new("web.yaml", "replicas: 2")]);
+        let reachable = |name: &str, slots: &[u32]| ObservedNode {
+            name: name.into(),
+            reachability: Reachability::Reachable,
+            facts: None,
+            containers: slots
+                .iter()
+                .map(|&slot| container(&desired, name, slot, ContainerState::Running, None))
+                .collect(),
+        };
+        let unreachable = |name: &str, contents, slots: &[u32]| ObservedNode {
+            name: name.into(),
+            reachability: Reachability::Unreachable {
+                since: at(0),
+                reason: "connection refused".into(),
+                contents,
+            },
+            facts: None,
+            containers: slots
+                .iter()
+                .map(|&slot| container(&desired, name, slot, ContainerState::Running, None))
+                .collect(),
+        };
+        let observed = ObservedCluster {
+            nodes: [
+                reachable("n1", &[0]),
+                unreachable("n2", crate::cluster::Contents::LastSeen, &[1]),
+                unreachable("n3", crate::cluster::Contents::Unknown, &[]),
+            ]
+            .into_iter()
+            .map(|node| (node.name.clone(), node))
+            .collect(),
+        };
+        let report = build(&desired, None, &observed, at(5));
+        let unknown: Vec<bool> = report.nodes.iter().map(|n| n.containers_unknown).collect();
+        assert_eq!(unknown, [false, false, true]);
+        let text = report.to_string();
+        let row = |node: &str| {
+            let line = text.lines().find(|l| l.starts_with(node)).unwrap();
+            line.trim_end().to_string()
+        };
+        assert!(row("n1").ends_with(" 1"), "{text}");
+        assert!(row("n2").ends_with(" 1 (last seen)"), "{text}");
+        assert!(row("n3").ends_with(" unknown"), "{text}");
     }
 
     #[test]

@@ -418,6 +418,18 @@ fn plan_defaults_to_the_default_branch_and_names_uncommitted_manifests() {
     // what is checked out is planned, not a `main` that is not there.
     git(&["config", "--unset", "flotilla.branch"]);
     git(&["checkout", "-q", "--detach", "feature"]);
+    let (code, stdout, stderr) = run(&work, &["--offline", "--output", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(commit_of(&stdout), feature);
+    assert_eq!(
+        stderr,
+        format!(
+            "note: planning HEAD ({}, detached); `flotilla apply` applies branch main ({}): \
+             --rev main plans that\n",
+            &feature[..12],
+            &main[..12]
+        )
+    );
     git(&["branch", "-q", "-D", "main", "feature"]);
     let (code, stdout, stderr) = run(&work, &["--offline", "--output", "json"]);
     assert_eq!(code, Some(0), "{stderr}");

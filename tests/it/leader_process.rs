@@ -555,6 +555,52 @@ fn status_and_leader_check_say_whether_the_leader_runs() {
         "{stdout}"
     );
 
+    // `-o flotilla.wait=2s` bounds a push's wait the same way, so a CI push
+    // never hangs on nodes that do not answer; a bad value is said, not
+    // waited on. The push itself is in either way.
+    for (option, said) in [
+        (
+            "flotilla.wait=2s",
+            "did not succeed (the push itself is in)",
+        ),
+        (
+            "flotilla.wait=soon",
+            "-o flotilla.wait=soon is not a duration",
+        ),
+    ] {
+        // On top of the rollback committed above.
+        for args in [
+            &["fetch", "-q", setup.bare.to_str().unwrap(), "main"][..],
+            &["reset", "-q", "--hard", "FETCH_HEAD"][..],
+        ] {
+            let git = Command::new("git")
+                .current_dir(setup.work.path())
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(git.status.success(), "{}", text(&git.stderr));
+        }
+        setup
+            .work
+            .write("web.yaml", &WEB.replace("replicas: 1", "replicas: 3"));
+        setup.work.commit(&format!("web: pushed with {option}"));
+        let (code, _, stderr) = run_within(
+            Command::new("git")
+                .current_dir(setup.work.path())
+                .args([
+                    "push",
+                    "-o",
+                    option,
+                    setup.bare.to_str().unwrap(),
+                    "HEAD:main",
+                ])
+                .env("FLOTILLA_LOCK_DIR", setup.lock_dir()),
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stderr.contains(said), "{option}: {stderr}");
+    }
+
     leader.0.kill().unwrap();
     leader.0.wait().unwrap();
     let check = setup

@@ -297,7 +297,10 @@ fn valid_push_shows_the_plan_and_an_unreachable_node_does_not_fail_it() {
     assert_eq!(cluster.remote_tip().as_deref(), Some(pushed.as_str()));
     let short = &pushed[..12];
     assert!(
-        seen.contains(&format!("Planning {short} against nothing deployed.")),
+        seen.contains(&format!(
+            "Planning {short} against an unknown deployment (node n1 not observed; no manifest \
+             diff)."
+        )),
         "{seen}"
     );
     assert!(seen.contains("Deployment default/web: 2 desired"), "{seen}");

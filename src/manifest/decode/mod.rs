@@ -187,6 +187,19 @@ struct Decoder<'a> {
     field_sources: BTreeMap<String, SourceLocation>,
 }
 
+/// The way past a document flotilla cannot deploy: leave it out with a
+/// `.flotillaignore` line, the one document when it has a name (the rest of
+/// an all-in-one file is still read), else the file.
+fn exclusion_hint(file: &str, kind: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!(
+            "to deploy the rest of {file} without it, add the line `{file}#{kind}/{name}` to \
+             .flotillaignore"
+        ),
+        None => format!("to leave {file} out, list it in .flotillaignore"),
+    }
+}
+
 /// A YAML document that is not flotilla's to read.
 enum Foreign {
     /// kustomize's input, in `directory`.
@@ -751,34 +764,6 @@ impl Decoder<'_> {
             return None;
         };
         let kind_text = self.string(kind_node, "kind")?;
-        let Some(kind) = Kind::parse(&kind_text) else {
-            if OTHER_KUBERNETES_KINDS.contains(&kind_text.as_str()) {
-                let diagnostic = self.error(
-                    kind_node,
-                    "kind",
-                    format!("kind `{kind_text}` is not supported"),
-                );
-                Self::hint(
-                    diagnostic,
-                    format!("flotilla supports {}", Kind::supported_list()),
-                );
-                return None;
-            }
-            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-            let message = match names::did_you_mean(&kind_text, &names) {
-                Some(suggestion) => {
-                    format!("unknown kind `{kind_text}`, did you mean `{suggestion}`?")
-                }
-                None => format!("unknown kind `{kind_text}`"),
-            };
-            let diagnostic = self.error(kind_node, "kind", message);
-            Self::hint(
-                diagnostic,
-                format!("flotilla supports {}", Kind::supported_list()),
-            );
-            return None;
-        };
-
         // Name the object in every message, read leniently: metadata itself
         // is checked below.
         let metadata = top("metadata");
@@ -793,6 +778,38 @@ impl Decoder<'_> {
                 _ => None,
             })
         };
+        let skip = exclusion_hint(self.file, &kind_text, lenient("name").as_deref());
+        let Some(kind) = Kind::parse(&kind_text) else {
+            if OTHER_KUBERNETES_KINDS.contains(&kind_text.as_str()) {
+                let diagnostic = self.error(
+                    kind_node,
+                    "kind",
+                    format!("kind `{kind_text}` is not supported"),
+                );
+                Self::hint(
+                    diagnostic,
+                    format!("flotilla supports {}; {skip}", Kind::supported_list()),
+                );
+                return None;
+            }
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            let suggestion = names::did_you_mean(&kind_text, &names);
+            let message = match suggestion {
+                Some(suggestion) => {
+                    format!("unknown kind `{kind_text}`, did you mean `{suggestion}`?")
+                }
+                None => format!("unknown kind `{kind_text}`"),
+            };
+            let diagnostic = self.error(kind_node, "kind", message);
+            // A typo is corrected, not left out.
+            let hint = match suggestion {
+                Some(_) => format!("flotilla supports {}", Kind::supported_list()),
+                None => format!("flotilla supports {}; {skip}", Kind::supported_list()),
+            };
+            Self::hint(diagnostic, hint);
+            return None;
+        };
+
         let namespace = if kind.is_namespaced() {
             lenient("namespace").unwrap_or_else(|| "default".to_string())
         } else {
@@ -835,7 +852,10 @@ impl Decoder<'_> {
             let diagnostic = self.error(kind_node, "kind", format!("{kind} is not supported yet"));
             Self::hint(
                 diagnostic,
-                format!("flotilla supports {} for now", Kind::supported_list()),
+                format!(
+                    "flotilla supports {} for now; {skip}",
+                    Kind::supported_list()
+                ),
             );
             self.unsupported_workload(kind, top("spec"));
             return None;
