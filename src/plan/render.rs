@@ -123,12 +123,18 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             let _ = writeln!(out, "{}", paint(RED, &line));
         }
         for h in held {
-            let nodes = match h.nodes.as_slice() {
-                [one] => format!("node {one}"),
-                many => format!("nodes {}", many.join(", ")),
+            let (nodes, until) = match h.nodes.as_slice() {
+                [one] => (
+                    format!("node {one}"),
+                    "it answers or its grace period has passed",
+                ),
+                many => (
+                    format!("nodes {}", many.join(", ")),
+                    "they answer or their grace periods have passed",
+                ),
             };
             let line = format!(
-                "  ? {} replica(s) of {} unknown: {nodes} unreachable and never seen, none created elsewhere until it answers or its grace period has passed",
+                "  ? {} replica(s) of {} unknown: {nodes} unreachable and never seen, none created elsewhere until {until}",
                 h.replicas, h.object.name
             );
             let _ = writeln!(out, "{}", paint(YELLOW, &line));

@@ -60,10 +60,36 @@ pub enum InitError {
     NotEmpty { path: PathBuf },
     #[error("{path} is not a directory")]
     NotADirectory { path: PathBuf },
+    #[error(
+        "{path} is inside the work tree of {work_tree}; refusing to create the leader's \
+         repository among its files (a push there would commit it): give a path outside it \
+         (such as /srv/flotilla/cluster.git)"
+    )]
+    InsideWorkTree { path: PathBuf, work_tree: PathBuf },
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
+}
+
+/// A new repository inside a clone's work tree would sit among the user's
+/// files (and be committed by the next `git add -A`): refused, as a
+/// non-empty directory is. Found from the nearest existing ancestor.
+fn refuse_inside_a_work_tree(path: &Path) -> Result<(), InitError> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let Some(existing) = absolute.ancestors().find(|dir| dir.is_dir()) else {
+        return Ok(());
+    };
+    let Ok(repo) = Repository::discover(existing) else {
+        return Ok(());
+    };
+    match repo.workdir() {
+        Some(work_tree) if !repo.is_bare() => Err(InitError::InsideWorkTree {
+            path: path.to_path_buf(),
+            work_tree: work_tree.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Creates a bare repository at `path` (new, or an empty directory), or
@@ -92,6 +118,9 @@ pub fn init_bare(path: &Path, options: &InitOptions) -> Result<Initialized, Init
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e).into()),
     };
+    if existing.is_none() {
+        refuse_inside_a_work_tree(path)?;
+    }
 
     let (repo, branch, how) = match existing {
         Some(repo) => {

@@ -295,6 +295,7 @@ fn init_repo_refuses_work_trees_and_full_directories_and_refreshes_its_own() {
         (clone.path().join(".git"), "is a repository with a work tree (a clone), not a bare repository"),
         (full.clone(), "is not empty and not a git repository; refusing to create the leader's repository among its files"),
         (file.clone(), "is not a directory"),
+        (clone.path().join("deploy/cluster.git"), "is inside the work tree of"),
     ] {
         let before = listing(&path);
         let (code, out, err) = flotilla(dir.path(), &["init-repo", path.to_str().unwrap()]);
@@ -337,6 +338,9 @@ fn init_repo_refuses_work_trees_and_full_directories_and_refreshes_its_own() {
 fn walk(path: &std::path::Path) -> Vec<String> {
     if path.is_file() {
         return vec![std::fs::read_to_string(path).unwrap()];
+    }
+    if !path.exists() {
+        return Vec::new();
     }
     let mut found = Vec::new();
     let mut pending = vec![path.to_path_buf()];
