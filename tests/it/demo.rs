@@ -133,4 +133,31 @@ fn the_demo_runs_again_without_down_after_a_push_and_a_reboot() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&deployed.stdout).contains("replicas: 2"));
+
+    // The work copy fetches the leader's rollout notes, so `flotilla
+    // history` there knows how each revision rolled out (issue 12, item 1).
+    git_in(&work, &["pull", "-q"]);
+    let history = Command::new(FLOTILLA)
+        .current_dir(&work)
+        .args(["history", "--output", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&history.stderr);
+    assert!(history.status.success(), "{stderr}");
+    assert!(!stderr.contains("rollout records"), "{stderr}");
+    let rows: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let outcomes: Vec<&serde_json::Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| &row["outcome"])
+        .collect();
+    assert!(
+        outcomes.iter().all(|outcome| *outcome != "unknown"),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&&serde_json::json!("succeeded")),
+        "{outcomes:?}"
+    );
 }
