@@ -36,8 +36,9 @@ pub struct LeaderArgs {
     /// several. Others are refused, against DNS rebinding.
     #[arg(long = "api-host", value_name = "NAME")]
     pub api_hosts: Vec<String>,
-    /// Only say whether a leader is running for --repo (its lock names it
-    /// and its address answers), and exit 0 when one is, 3 when none is.
+    /// Only say whether a leader is running for --repo (its lock names it,
+    /// or in a clone the lock of a node it declares does, and its address
+    /// answers), and exit 0 when one is, 3 when none is.
     #[arg(long)]
     pub check: bool,
     #[command(flatten)]
@@ -105,6 +106,8 @@ pub struct StatusArgs {
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
     pub nodes: super::NodeArgs,
 }
 
@@ -141,23 +144,28 @@ pub fn leader<N: NodeOps, P: Planner>(
 /// repository, in one line (the post-receive hook prints it to the pusher).
 pub fn check(args: &LeaderArgs, out: &mut Output) -> anyhow::Result<u8> {
     let repository = crate::repo::open(&args.repo)?;
-    let repo = super::presence::repository_path(&repository);
-    let presence = super::presence::find(&repository)?;
+    let branch = super::branch_or_default(&args.repo, args.branch.as_deref())?;
+    let place = super::presence::Place::of(&repository, &branch)?;
+    let presence = super::presence::find(&repository, &place, &branch, args.locks.dir())?;
     match &presence {
-        crate::leader::presence::LeaderPresence::Running { holder, api } => {
+        crate::leader::presence::LeaderPresence::Running {
+            holder,
+            api,
+            found_by,
+        } => {
             let serving = match api {
                 Some(api) => format!("answering at http://{api}"),
                 None => "serving no HTTP endpoints".to_string(),
             };
             out.line(format_args!(
-                "a leader is running on {}: {holder}, {serving}",
-                repo.display()
+                "{}, {serving}",
+                super::presence::running_line(&place, holder, found_by)
             ))?;
             Ok(exit::OK)
         }
         _ => {
             let sentence =
-                super::presence::no_leader_sentence(&repo, &presence, "deploys new commits")
+                super::presence::no_leader_sentence(&place, &presence, "deploys new commits")
                     .expect("only a running leader has no such sentence");
             out.line(sentence)?;
             Ok(exit::UNKNOWN)
@@ -488,13 +496,14 @@ pub fn status<N: NodeOps, P: Planner>(
 ) -> anyhow::Result<u8> {
     let runtime = runtime()?;
     let branch = super::branch_or_default(&args.repo, args.branch.as_deref())?;
-    let repo = super::presence::repository_path(&crate::repo::open(&args.repo)?);
+    let place = super::presence::Place::of(&crate::repo::open(&args.repo)?, &branch)?;
     let mut reader = StatusReader::new(
         &args.repo,
         &branch,
         Arc::new(nodes),
         planner,
         load_manifests,
+        place.node_locks(args.locks.dir()),
     )?;
     runtime.block_on(async {
         let mut frame = 0usize;
@@ -502,14 +511,14 @@ pub fn status<N: NodeOps, P: Planner>(
             let (report, source) = reader.read().await?;
             match args.output {
                 OutputFormat::Json => out.json(&SourcedStatus {
-                    source: super::presence::source_json(&repo, &source),
+                    source: super::presence::source_json(&place, &source),
                     report: &report,
                 })?,
                 OutputFormat::Text => {
                     if args.watch {
                         watch_frame(out, frame, std::time::SystemTime::now())?;
                     }
-                    out.line(super::presence::source_line(&repo, &source))?;
+                    out.line(super::presence::source_line(&place, &source))?;
                     out.text(&report)?;
                 }
             }

@@ -151,9 +151,10 @@ pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
     ))?;
     if repository.is_bare() {
         // Said only when true: a leader holds the lock and answers.
-        let presence = super::presence::find(&repository)?;
-        let repo = super::presence::repository_path(&repository);
-        match super::presence::no_leader_sentence(&repo, &presence, "deploys it") {
+        let place = super::presence::Place::of(&repository, &branch)?;
+        let lock_dir = crate::leader::lock::default_lock_dir();
+        let presence = super::presence::find(&repository, &place, &branch, lock_dir)?;
+        match super::presence::no_leader_sentence(&place, &presence, "deploys it") {
             Some(sentence) => out.line(sentence)?,
             None => out.line("the leader deploys it")?,
         }

@@ -3,9 +3,13 @@
 //! `kubectl rollout status`, with an exit code CI scripts can use. The
 //! post-receive hook runs it for `git push -o flotilla.wait`.
 //!
-//! It waits only on a leader that is running: without one (or with one
-//! that does not answer) nothing carries the rollout on, so after one
-//! observation it says so and exits 3 (unknown) instead of waiting for its
+//! A rollout the notes record (on the commits of its revision) is reported
+//! as recorded, with the reason and the revert. Otherwise it waits only on
+//! a leader that is running: without one (or with one that does not
+//! answer) nothing carries the rollout on, so after one observation it says
+//! so and exits 3 (unknown) instead of waiting for its timeout. In a clone
+//! where no leader is found on this machine, the leader may run on another
+//! one: it then follows the rollout by observing the nodes, until its
 //! timeout.
 
 use std::collections::BTreeMap;
@@ -18,6 +22,7 @@ use clap::{Args, Subcommand};
 use super::object_ref::parse_object_ref;
 use super::{exit, short, Output, OutputFormat};
 use crate::leader::daemon::{StatusReader, StatusSource};
+use crate::leader::presence::LeaderPresence;
 use crate::leader::run::Planner;
 use crate::manifest::model::{Kind, ObjectKey};
 use crate::node::NodeOps;
@@ -34,7 +39,9 @@ pub struct RolloutArgs {
 pub enum RolloutCommand {
     /// Follow a rollout until it finishes: exit 0 when it succeeded, 1 when
     /// it failed, was rolled back or superseded, or timed out, 3 when no
-    /// leader runs to carry it on.
+    /// leader runs to carry it on (in the leader's repository; a clone
+    /// without a leader on this machine observes the nodes until the
+    /// timeout).
     Status(StatusArgs),
 }
 
@@ -64,6 +71,8 @@ pub struct StatusArgs {
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     #[command(flatten)]
+    pub locks: super::leader::LockArgs,
+    #[command(flatten)]
     pub nodes: super::NodeArgs,
 }
 
@@ -79,6 +88,10 @@ enum Verdict {
 struct Target {
     key: ObjectKey,
     revision: String,
+    /// The commits that declare `revision` of it, newest first, from the
+    /// followed commit back to the one that introduced it: the leader
+    /// notes its rollout on one of them.
+    run: Vec<git2::Oid>,
     last: Option<Verdict>,
     /// Its replicas at `revision`, as last seen.
     replicas: Option<Replicas>,
@@ -139,11 +152,15 @@ pub(super) fn run<N: NodeOps, P: Planner>(
         .iter()
         .filter(|w| !on_delete(w))
         .filter(|d| wanted.as_ref().is_none_or(|k| *k == d.key()))
-        .map(|d| Target {
-            key: d.key(),
-            revision: crate::manifest::template_hash(&d.spec.template),
-            last: None,
-            replicas: None,
+        .map(|d| {
+            let revision = crate::manifest::template_hash(&d.spec.template);
+            Target {
+                run: revision_run(&repo, &commit, &d.key(), &revision),
+                key: d.key(),
+                revision,
+                last: None,
+                replicas: None,
+            }
         })
         .collect();
     if let (Some(key), true) = (&wanted, targets.is_empty()) {
@@ -165,7 +182,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
         return Ok(exit::OK);
     }
 
-    let repo_path = super::presence::repository_path(&repo);
+    let place = super::presence::Place::of(&repo, &branch)?;
     let text = args.output == OutputFormat::Text;
     let live = text && out.is_terminal();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -177,21 +194,34 @@ pub(super) fn run<N: NodeOps, P: Planner>(
         Arc::new(nodes),
         planner,
         crate::leader::load_manifests,
+        place.node_locks(args.locks.dir()),
     )?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout);
     let mut tip_state: Option<(String, crate::manifest::DesiredState)> = None;
     // A live "Waiting..." line is on screen, to be ended before a message.
     let mut line_open = false;
+    // Said once, when the wait goes on: a clone without a leader here
+    // follows the rollout from the nodes.
+    let mut following_said = false;
     let ending = loop {
         let (status, source) = runtime.block_on(reader.read())?;
         // Without a leader, nothing moves the rollout on: one observation
         // says whether it is already done (an `apply` may have done it),
-        // and otherwise the wait ends at once, saying why.
+        // and otherwise the wait ends at once, saying why. A clone's
+        // leader may run on another machine: then the nodes say how the
+        // rollout goes, until the timeout.
+        let mut following = None;
         let no_leader = match &source {
             StatusSource::Leader { .. } => None,
+            StatusSource::Observed {
+                presence: presence @ LeaderPresence::NotRunning { .. },
+            } if place.clone_of.is_some() => {
+                following = super::presence::why_not_running(&place, presence);
+                None
+            }
             StatusSource::Observed { presence } => {
-                super::presence::no_leader_sentence(&repo_path, presence, "rolls this out")
+                super::presence::no_leader_sentence(&place, presence, "rolls this out")
             }
         };
         let tip = crate::repo::resolve(&repo, &format!("refs/heads/{branch}"))?.to_string();
@@ -203,9 +233,6 @@ pub(super) fn run<N: NodeOps, P: Planner>(
             ));
         }
         let (_, tip_desired) = tip_state.as_ref().expect("set above");
-        let notes = crate::repo::read_note(&repo, git2::Oid::from_str(&commit)?)?
-            .map(|note| RolloutRecord::parse_all(&note))
-            .unwrap_or_default();
         // The status speaks of the commit the leader last read: only once
         // that is this one (or a later one) does "complete" mean this
         // rollout (a commit that only scales has the same revision).
@@ -237,7 +264,8 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                 .map(|d| crate::manifest::template_hash(&d.spec.template));
             let moved_on = (tip != commit && tip_revision.as_deref() != Some(&target.revision))
                 .then_some((tip.as_str(), &repo));
-            let verdict = verdict(target, object, &notes, moved_on, status_current);
+            let recorded = recorded_outcome(&repo, target)?;
+            let verdict = verdict(target, object, recorded, moved_on, status_current);
             // Waiting is not said when nothing will end the wait.
             let say = text && !(no_leader.is_some() && matches!(verdict, Verdict::Waiting(_)));
             if target.last.as_ref() != Some(&verdict) && say {
@@ -290,16 +318,28 @@ pub(super) fn run<N: NodeOps, P: Planner>(
         if Instant::now() >= deadline {
             break Ending::TimedOut;
         }
+        if let Some(why) = following.filter(|_| !following_said) {
+            following_said = true;
+            if line_open {
+                out.line("")?;
+                line_open = false;
+            }
+            out.warn(format_args!(
+                "note: {why}; following the rollout by observing its nodes from here (for up \
+                 to {}s, --timeout)",
+                args.timeout
+            ));
+        }
         std::thread::sleep(Duration::from_millis(500));
     };
 
     let failed = targets
         .iter()
         .any(|t| matches!(t.last, Some(Verdict::Failed(_))));
-    let (code, outcome, reason) = match ending {
-        Ending::Finished if failed => (exit::FAILURE, "failed", None),
+    let (code, outcome, reason) = match &ending {
+        Ending::Finished if failed => (exit::FAILURE, "failed", Some(failures(&targets))),
         Ending::Finished => (exit::OK, "succeeded", None),
-        Ending::NoLeader(sentence) => (exit::UNKNOWN, "unknown", Some(sentence)),
+        Ending::NoLeader(sentence) => (exit::UNKNOWN, "unknown", Some(sentence.clone())),
         Ending::TimedOut => (
             exit::FAILURE,
             "timedOut",
@@ -312,7 +352,9 @@ pub(super) fn run<N: NodeOps, P: Planner>(
     };
     match args.output {
         OutputFormat::Text => {
-            if let Some(reason) = &reason {
+            // A failure was said as it was found.
+            let said = matches!(ending, Ending::Finished);
+            if let Some(reason) = reason.as_ref().filter(|_| !said) {
                 if line_open {
                     out.line("")?;
                 }
@@ -416,26 +458,12 @@ impl ObjectReport {
 fn verdict(
     target: &Target,
     object: Option<&ObjectStatus>,
-    notes: &[RolloutRecord],
+    recorded: Option<Verdict>,
     moved_on: Option<(&str, &git2::Repository)>,
     status_current: bool,
 ) -> Verdict {
-    let key = &target.key;
-    let recorded_failure = notes.iter().rev().find(|r| {
-        r.outcome == Outcome::Failed
-            && r.object(key.kind.as_str(), &key.namespace, &key.name)
-                .is_some_and(|o| o.revision == target.revision)
-    });
-    if let Some(record) = recorded_failure {
-        let reason = record
-            .reason
-            .as_deref()
-            .unwrap_or("no reason recorded")
-            .to_string();
-        return Verdict::Failed(match &record.reverted_by {
-            Some(revert) => format!("{reason}\nrolled back by {}", short(revert)),
-            None => reason,
-        });
+    if let Some(recorded) = recorded {
+        return recorded;
     }
     if let Some((tip, repo)) = moved_on {
         // The leader's revert carries the reason in its body.
@@ -451,11 +479,12 @@ fn verdict(
                 .filter(|l| !l.trim().is_empty() && !l.starts_with("This reverts commit"))
                 .filter(|l| !l.starts_with(crate::leader::run::AUTO_REVERT_TRAILER))
                 .collect();
-            format!(
-                "rolled back by {} ({subject})\n{}",
-                short(tip),
-                body.join("\n")
-            )
+            let rolled_back = format!("rolled back by {} ({subject})", short(tip));
+            if body.is_empty() {
+                rolled_back
+            } else {
+                format!("{}\n{rolled_back}", body.join("\n"))
+            }
         } else {
             format!(
                 "superseded by {} ({subject}) before it finished",
@@ -489,6 +518,112 @@ fn verdict(
         },
         None => Verdict::Waiting("waiting for the leader to start it...".into()),
     }
+}
+
+/// How many commits back from the followed one the commit that introduced
+/// a revision is looked for (as far as the leader looks).
+const REVISION_RUN_LIMIT: usize = 100;
+
+/// The commits that declare `revision` of `key`, newest first: `commit`,
+/// then its first parents back to the one that introduced the revision
+/// (only `commit` when that cannot be told for sure).
+fn revision_run(
+    repo: &git2::Repository,
+    commit: &str,
+    key: &ObjectKey,
+    revision: &str,
+) -> Vec<git2::Oid> {
+    let Ok(tip) = git2::Oid::from_str(commit) else {
+        return Vec::new();
+    };
+    let declares = |sha: &str| {
+        let snapshot = crate::repo::read_revision(repo, sha).ok()?;
+        let state = crate::manifest::load(&snapshot.files).state;
+        Some(
+            state
+                .workload(key)
+                .is_some_and(|w| crate::manifest::template_hash(&w.spec.template) == revision),
+        )
+    };
+    let Some(first) = crate::repo::introducing_commit(repo, commit, REVISION_RUN_LIMIT, declares)
+        .and_then(|sha| git2::Oid::from_str(&sha).ok())
+    else {
+        return vec![tip];
+    };
+    let mut run = Vec::new();
+    let mut current = repo.find_commit(tip).ok();
+    while let Some(c) = current {
+        run.push(c.id());
+        if c.id() == first {
+            break;
+        }
+        current = c.parent(0).ok();
+    }
+    run
+}
+
+/// What the rollout records say of `target`'s rollout: the last record
+/// naming it on the commits of its revision, newest first. A failure
+/// comes with its reason, how long it took and the revert that rolled it
+/// back.
+fn recorded_outcome(repo: &git2::Repository, target: &Target) -> anyhow::Result<Option<Verdict>> {
+    let key = &target.key;
+    for &commit in &target.run {
+        let Some(note) = crate::repo::read_note(repo, commit)? else {
+            continue;
+        };
+        let records = RolloutRecord::parse_all(&note);
+        let Some((record, line)) = records.iter().rev().find_map(|r| {
+            r.object(key.kind.as_str(), &key.namespace, &key.name)
+                .map(|line| (r, line))
+        }) else {
+            continue;
+        };
+        if line.outcome == Outcome::Succeeded {
+            return Ok(Some(Verdict::Succeeded));
+        }
+        let reason = record
+            .reason
+            .as_deref()
+            .map(|r| r.trim_end().to_string())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "no reason recorded".to_string());
+        let took = format!(
+            "failed in {}",
+            crate::reconcile::record::format_duration(record.duration)
+        );
+        let ending = match &record.reverted_by {
+            Some(revert) => {
+                let subject = git2::Oid::from_str(revert)
+                    .and_then(|oid| repo.find_commit(oid))
+                    .ok()
+                    .and_then(|c| c.summary().map(str::to_string));
+                match subject {
+                    Some(subject) => {
+                        format!("{took}, rolled back by {} ({subject})", short(revert))
+                    }
+                    None => format!("{took}, rolled back by {}", short(revert)),
+                }
+            }
+            None => took,
+        };
+        return Ok(Some(Verdict::Failed(format!("{reason}\n{ending}"))));
+    }
+    Ok(None)
+}
+
+/// Every failed rollout of `targets` with its reason, one paragraph each
+/// (`--output json`'s top-level `reason`).
+fn failures(targets: &[Target]) -> String {
+    targets
+        .iter()
+        .filter_map(|t| match &t.last {
+            Some(Verdict::Failed(reason)) if targets.len() == 1 => Some(reason.clone()),
+            Some(Verdict::Failed(reason)) => Some(format!("{}: {reason}", t.key)),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Whether `later` descends from `commit`.

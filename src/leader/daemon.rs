@@ -148,11 +148,10 @@ pub(crate) async fn run_until<N: NodeOps, P: Planner>(
         Arc::clone(&api_state),
         events,
     )
-    .with_node_locks(lock::NodeLocks::new(
-        options.lock_dir.clone(),
-        "leader",
-        api_addr,
-    ));
+    .with_node_locks(
+        lock::NodeLocks::new(options.lock_dir.clone(), "leader", api_addr)
+            .for_repository(std::fs::canonicalize(&options.repo).unwrap_or(options.repo.clone())),
+    );
     // A readiness change, or old replicas gone, is worth a reconcile at once.
     let readiness_changed = Arc::new(Notify::new());
     let mut leader = leader.with_background_removals(Arc::clone(&readiness_changed));
@@ -447,7 +446,13 @@ pub(crate) enum StatusSource {
 /// reported once when it becomes unreachable and once when it comes back,
 /// not at every read.
 pub(crate) struct StatusReader<N: NodeOps, P: Planner> {
-    git_dir: PathBuf,
+    repo: PathBuf,
+    branch: String,
+    loader: Loader,
+    /// Where the node locks are, when a leader holding the lock of a node
+    /// the branch declares is the leader (in a clone, whose own lock is
+    /// never the leader's).
+    node_locks: Option<lock::LockDir>,
     observer: Leader<N, P>,
 }
 
@@ -458,16 +463,36 @@ impl<N: NodeOps, P: Planner> StatusReader<N, P> {
         nodes: Arc<N>,
         planner: P,
         loader: Loader,
+        node_locks: Option<lock::LockDir>,
     ) -> Result<Self, OneShotError> {
-        let git_dir = git_dir(repo)?;
+        // Refused here, not at the first read, when `repo` is no repository.
+        git_dir(repo)?;
         let (events, _) = mpsc::unbounded_channel();
         let observer = Leader::new(nodes, planner, loader, repo, branch, Arc::default(), events);
-        Ok(StatusReader { git_dir, observer })
+        Ok(StatusReader {
+            repo: repo.to_path_buf(),
+            branch: branch.to_string(),
+            loader,
+            node_locks,
+            observer,
+        })
     }
 
-    /// Whether a leader is running for the repository ([`presence::find`]).
+    /// Whether a leader is running for the repository, or (given the node
+    /// lock directory) for the nodes its branch declares ([`presence::find`]).
     pub(crate) async fn leader_presence(&self) -> Result<LeaderPresence, OneShotError> {
-        Ok(presence::find(&self.git_dir)
+        let repo_error = |source| LeaderError::Repo {
+            repo: self.repo.clone(),
+            source,
+        };
+        let repository = crate::repo::open(&self.repo).map_err(repo_error)?;
+        let nodes = match &self.node_locks {
+            Some(_) => presence::declared_nodes(&repository, &self.branch, self.loader)
+                .map_err(repo_error)?,
+            None => Vec::new(),
+        };
+        let node_locks = self.node_locks.as_ref().map(|dir| (dir, nodes.as_slice()));
+        Ok(presence::find(repository.path(), node_locks)
             .await
             .map_err(LeaderError::from)?)
     }
@@ -478,6 +503,7 @@ impl<N: NodeOps, P: Planner> StatusReader<N, P> {
         if let LeaderPresence::Running {
             holder,
             api: Some(addr),
+            ..
         } = &presence
         {
             match api::fetch_status(*addr).await {

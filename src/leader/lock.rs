@@ -61,6 +61,10 @@ pub struct LockHolder {
     /// ask it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<std::net::SocketAddr>,
+    /// The repository a leader serves, in the node locks it holds: so a
+    /// command run in a clone can name the leader's repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<PathBuf>,
 }
 
 impl LockHolder {
@@ -88,7 +92,10 @@ impl std::fmt::Display for LockHolder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the cluster is being changed by {holder}; lock {path}")]
-    Held { path: PathBuf, holder: LockHolder },
+    Held {
+        path: PathBuf,
+        holder: Box<LockHolder>,
+    },
     #[error(
         "the cluster is being changed by a process that has not yet said who it is; lock {path}"
     )]
@@ -158,7 +165,7 @@ pub fn acquire_with_api(
     api: Option<std::net::SocketAddr>,
 ) -> Result<WriterLock, LockError> {
     let dir = LockDir::given(git_dir).open()?;
-    acquire_file(&dir, git_dir.join(LOCK_FILE), role, api)
+    acquire_file(&dir, git_dir.join(LOCK_FILE), role, api, None)
 }
 
 /// How many times a lock file found replaced right after its `flock` was
@@ -171,6 +178,7 @@ fn acquire_file(
     path: PathBuf,
     role: &str,
     api: Option<std::net::SocketAddr>,
+    repo: Option<&Path>,
 ) -> Result<WriterLock, LockError> {
     let io = |source| LockError::Io {
         path: path.clone(),
@@ -209,6 +217,7 @@ fn acquire_file(
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs()),
                     api,
+                    repo: repo.map(Path::to_path_buf),
                 };
                 let text = serde_json::to_string(&holder).expect("a lock holder serializes");
                 file.set_len(0).map_err(io)?;
@@ -244,7 +253,10 @@ fn acquire_file(
                     dead_holder_removed = true;
                     continue;
                 }
-                return Err(LockError::Held { path, holder });
+                return Err(LockError::Held {
+                    path,
+                    holder: Box::new(holder),
+                });
             }
             Err(e) => return Err(io(e.into())),
         }
@@ -258,7 +270,20 @@ const UNKNOWN_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_milli
 
 /// Reads who holds the lock, if anyone does, without taking it.
 pub fn current_holder(git_dir: &Path) -> Result<Option<LockHolder>, LockError> {
-    let path = git_dir.join(LOCK_FILE);
+    read_holder(&LockDir::given(git_dir), git_dir.join(LOCK_FILE))
+}
+
+/// Reads who holds the lock of `node` in the node lock directory `dir`, if
+/// anyone does, without taking it: a leader of another repository, or of
+/// the repository a clone was made from, acting on that node.
+pub fn current_node_holder(dir: &LockDir, node: &Node) -> Result<Option<LockHolder>, LockError> {
+    read_holder(dir, node_lock_path(dir.path(), &node_identity(node)))
+}
+
+/// Who holds the lock file at `path` in `dir`, read under a shared lock of
+/// the directory. A missing file is held by nobody (and a missing
+/// directory is not created).
+fn read_holder(dir: &LockDir, path: PathBuf) -> Result<Option<LockHolder>, LockError> {
     let io = |source| LockError::Io {
         path: path.clone(),
         source,
@@ -268,7 +293,7 @@ pub fn current_holder(git_dir: &Path) -> Result<Option<LockHolder>, LockError> {
         Err(source) => return Err(io(source)),
         Ok(_) => {}
     }
-    let dir = LockDir::given(git_dir).open()?;
+    let dir = dir.open()?;
     // Shared: readers do not exclude each other, but a holder that has
     // taken the flock has also said who it is.
     let _guard = dir.lock(FlockOperation::NonBlockingLockShared)?;
@@ -597,6 +622,8 @@ pub struct NodeLocks {
     dir: LockDir,
     role: String,
     api: Option<std::net::SocketAddr>,
+    /// The repository recorded in each lock ([`LockHolder::repo`]).
+    repo: Option<PathBuf>,
     /// By node identity.
     held: BTreeMap<String, WriterLock>,
 }
@@ -607,8 +634,15 @@ impl NodeLocks {
             dir,
             role: role.to_string(),
             api,
+            repo: None,
             held: BTreeMap::new(),
         }
+    }
+
+    /// Records `repo` as the repository served, in every lock taken.
+    pub fn for_repository(mut self, repo: PathBuf) -> Self {
+        self.repo = Some(repo);
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -643,7 +677,7 @@ impl NodeLocks {
                 continue;
             }
             let path = node_lock_path(self.dir.path(), &identity);
-            match acquire_file(&dir, path, &self.role, self.api) {
+            match acquire_file(&dir, path, &self.role, self.api, self.repo.as_deref()) {
                 Ok(lock) => {
                     self.held.insert(identity, lock);
                 }
@@ -652,7 +686,7 @@ impl NodeLocks {
                         node: name.to_string(),
                         identity,
                         path,
-                        holder: Box::new(holder),
+                        holder,
                     })
                 }
                 Err(other) => return Err(other),
@@ -694,7 +728,7 @@ mod tests {
         let LockError::Held { holder, .. } = &error else {
             panic!("expected Held, got {error:?}");
         };
-        assert_eq!(holder, first.holder());
+        assert_eq!(**holder, *first.holder());
         let message = error.to_string();
         assert!(
             message.starts_with(&format!(
@@ -736,6 +770,7 @@ mod tests {
             host: host_name(),
             since: 0,
             api: None,
+            repo: None,
         };
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
 
@@ -837,6 +872,7 @@ mod tests {
             host: host_name(),
             since: 0,
             api: None,
+            repo: None,
         };
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
         let mut locks = NodeLocks::new(LockDir::private(dir.path()), "leader", None);
@@ -863,6 +899,7 @@ mod tests {
             host: host_name(),
             since: 0,
             api: None,
+            repo: None,
         };
         std::fs::write(path, serde_json::to_string(&dead).unwrap()).unwrap();
         straggler
@@ -1063,7 +1100,7 @@ mod tests {
             );
             let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
             match loser {
-                LockError::Held { holder, .. } => assert_eq!(holder, winner.holder()),
+                LockError::Held { holder, .. } => assert_eq!(**holder, *winner.holder()),
                 other => panic!("round {round}: expected Held, got {other:?}"),
             }
         }

@@ -31,18 +31,24 @@ pub enum NotesState {
     MaybeStale { remotes: Vec<String> },
 }
 
-/// Whether `repo`'s rollout records are there and kept up to date, as far
-/// as git can tell: its notes ref, and the fetch refspecs of its remotes.
-pub fn notes_state(repo: &Repository) -> Result<NotesState, RepoError> {
-    // `init-repo` records the binary its hooks run in the repository's own
-    // config: a remote there (a backup mirror) is not where records come from.
-    let leaders_own = repo.is_bare()
+/// Whether `repo` is a leader's own repository: a bare repository whose
+/// own config records the binary its hooks run (`flotilla.bin`, written by
+/// `init-repo`).
+pub fn is_leaders_own(repo: &Repository) -> Result<bool, RepoError> {
+    Ok(repo.is_bare()
         && repo
             .config()?
             .open_level(git2::ConfigLevel::Local)?
             .get_entry("flotilla.bin")
-            .is_ok();
-    if leaders_own {
+            .is_ok())
+}
+
+/// Whether `repo`'s rollout records are there and kept up to date, as far
+/// as git can tell: its notes ref, and the fetch refspecs of its remotes.
+pub fn notes_state(repo: &Repository) -> Result<NotesState, RepoError> {
+    // A remote of the leader's own repository (a backup mirror) is not
+    // where records come from.
+    if is_leaders_own(repo)? {
         return Ok(NotesState::Current);
     }
     let remotes: Vec<String> = repo

@@ -28,8 +28,8 @@ pub use crate::reconcile::printable::{printable_line, printable_text};
 pub use crate::reconcile::record::{ObjectOutcome, Outcome, RolloutRecord};
 pub use branch::{checked_out_branch, configured_branch, default_branch};
 pub use history::{
-    append_note, introducing_commit, notes_state, read_note, revert_on_branch, NotesState,
-    RevertError, NOTES_REF, NOTES_REFSPEC,
+    append_note, introducing_commit, is_leaders_own, notes_state, read_note, revert_on_branch,
+    NotesState, RevertError, NOTES_REF, NOTES_REFSPEC,
 };
 pub use init::{init_bare, InitError, InitKind, InitOptions, Initialized, DEFAULT_BRANCH};
 pub use policy::{operator_policy, ALLOW_LOCAL_TRANSPORT, HOST_PORTS, SHIP_IMAGES};

@@ -676,3 +676,142 @@ fn a_leader_that_does_not_answer_is_named_and_not_waited_on() {
         "{stdout}"
     );
 }
+
+/// Issue 12 (review of item 4): in a clone on the leader's host, the
+/// clone's own lock names no leader, and `rollout status`, `leader --check`
+/// and `status` said "no leader is running" and suggested starting a second
+/// one (which would only wait for the first). The leader holds the lock of
+/// every node it acts on: found by it, it is named with its repository.
+/// Without it, a clone is told the leader may run on the host of its
+/// remote, and `rollout status` follows the rollout from the nodes until
+/// its timeout instead of stopping at once.
+#[test]
+fn in_a_clone_the_leader_is_found_by_the_lock_of_its_nodes() {
+    let setup = Setup::new();
+    setup.push_web();
+    let clone = setup.dir.path().join("clone");
+    git_ok(
+        setup.dir.path(),
+        &[
+            "clone",
+            "-q",
+            setup.bare.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let clone_named = std::fs::canonicalize(&clone).unwrap().display().to_string();
+    let url = git_ok(&clone, &["config", "remote.origin.url"]);
+    // Observing from the clone reads the clone's settings (docs/security.md).
+    git_ok(&clone, &["config", "flotilla.allowLocalTransport", "true"]);
+
+    let leader = setup.start_leader();
+    let pid = leader.0.id();
+    let api = lock::current_holder(&setup.bare)
+        .unwrap()
+        .and_then(|h| h.api)
+        .expect("the leader serves");
+    let check = setup
+        .flotilla(&["leader", "--check", "--repo"])
+        .arg(&clone)
+        .output()
+        .unwrap();
+    let said = text(&check.stdout);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{said}{}",
+        text(&check.stderr)
+    );
+    assert!(
+        said.starts_with(&format!(
+            "the leader of {} is running: leader (pid {pid} on ",
+            setup.bare_named()
+        )) && said.ends_with(&format!(
+            ", holding the lock of node local-1 that {clone_named} declares, answering at http://{api}\n"
+        )),
+        "{said}"
+    );
+    let status = setup
+        .flotilla(&["status", "--repo"])
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&status.stdout).lines().next(),
+        Some(
+            format!(
+                "From the leader of {} (pid {pid}, http://{api})",
+                setup.bare_named()
+            )
+            .as_str()
+        ),
+        "{}{}",
+        text(&status.stdout),
+        text(&status.stderr)
+    );
+    // Waits on the leader (until its timeout: the node never answers).
+    let (code, stdout, stderr) = run_within(
+        setup
+            .flotilla(&["rollout", "status", "--timeout", "2", "--repo"])
+            .arg(&clone),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("error: timed out after 2s waiting for the rollout of "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("no leader"), "{stdout}");
+    drop(leader);
+
+    // No leader on this machine: it may run where the remote is.
+    let elsewhere = format!(
+        "no leader found on this machine for {clone_named}: the leader may run on the host of {url}"
+    );
+    let check = setup
+        .flotilla(&["leader", "--check", "--repo"])
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(3));
+    assert_eq!(text(&check.stdout), format!("{elsewhere}\n"));
+    let status = setup
+        .flotilla(&["status", "--repo"])
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&status.stdout).lines().next(),
+        Some(format!("Observed by this command: {elsewhere}").as_str()),
+        "{}",
+        text(&status.stderr)
+    );
+    let started = Instant::now();
+    let (code, stdout, stderr) = run_within(
+        setup
+            .flotilla(&["rollout", "status", "--timeout", "3", "--repo"])
+            .arg(&clone),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "it followed until its timeout"
+    );
+    assert_eq!(
+        stderr
+            .matches(&format!(
+                "note: {elsewhere}; following the rollout by observing its nodes from here \
+                 (for up to 3s, --timeout)\n"
+            ))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stdout.starts_with("Waiting for deployment \"web\" rollout to finish: ")
+            && stdout.contains("\nerror: timed out after 3s waiting for the rollout of "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("flotilla leader --repo"), "{stdout}");
+}

@@ -1484,3 +1484,72 @@ fn history_and_rollback_leave_out_the_documents_flotillaignore_excludes() {
         file("web:1")
     );
 }
+
+/// `flotilla rollout status` in `dir`: (exit code, stdout, stderr). Its
+/// one node (127.0.0.1:22) is observed once, and nothing there matters.
+fn rollout_status(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["rollout", "status", "--connect-timeout", "2s"];
+    all.extend(args);
+    flotilla_env(dir, &all, &[])
+}
+
+/// Issue 12 (review of items 4 and 10): `rollout status --rev` of a commit
+/// whose rollout the notes record as failed said "superseded by <a later
+/// commit> before it finished" when the recorded revision did not match,
+/// and in a clone gave only "rolled back by ..." and a blank line; the
+/// note's reason was never shown and the JSON's top-level `reason` was
+/// null. The recorded outcome, on the commits of the object's revision
+/// (`others` only changed api and db: web's rollout is noted on web2),
+/// comes first, with its reason, duration and revert, in the leader's
+/// repository and in a clone that fetched the records.
+#[test]
+fn rollout_status_reports_the_recorded_failure_with_its_reason_and_revert() {
+    let shop = Shop::new();
+    let (dir, bare) = leader_repository(&shop.work);
+    shop.record_rollouts(&bare);
+    fetch_notes(shop.work.path(), "cluster");
+    let rolled_back = format!(
+        "progress deadline exceeded\nfailed in 12.3s, rolled back by {} (api, db: image 2)",
+        short(&shop.others)
+    );
+    for repository in [bare.as_path(), shop.work.path()] {
+        for rev in [&shop.web2, &shop.others] {
+            let (code, stdout, stderr) =
+                rollout_status(repository, &["deployment/web", "--rev", rev]);
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            assert_eq!(
+                stdout,
+                format!("error: deployment \"web\" rollout failed: {rolled_back}\n"),
+                "{}",
+                repository.display()
+            );
+            let (code, stdout, stderr) =
+                rollout_status(repository, &["deployment/web", "--rev", rev, "-o", "json"]);
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(report["outcome"], "failed", "{report}");
+            assert_eq!(report["reason"], rolled_back.as_str(), "{report}");
+            assert_eq!(report["objects"][0]["reason"], rolled_back.as_str());
+        }
+    }
+    // Recorded without a revert: the reason and how long it took.
+    let (code, stdout, _) = rollout_status(&bare, &["deployment/web", "--rev", &shop.web3]);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(
+        stdout,
+        "error: deployment \"web\" rollout failed: progress deadline exceeded\nfailed in 12.3s\n"
+    );
+    // Recorded as rolled out (on the readme commit): succeeded, without
+    // waiting on a leader.
+    let readme = git_ok(shop.work.path(), &["rev-parse", &format!("{}^", shop.web2)]);
+    let (code, stdout, stderr) = rollout_status(&bare, &["deployment/api", "--rev", &readme]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "deployment \"api\" successfully rolled out ({})\n",
+            short(&readme)
+        )
+    );
+    drop(dir);
+}
