@@ -100,7 +100,10 @@ fn parse_iso_8601(text: &str) -> Option<Time> {
         return None;
     }
     let offset = parse_offset(text[19..].trim_start())?;
-    let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    let local = crate::reconcile::time::days_from_civil(year, month, day) * 86_400
+        + hour * 3600
+        + minute * 60
+        + second;
     Some(Time::new(local - i64::from(offset) * 60, offset))
 }
 
@@ -125,17 +128,6 @@ fn parse_offset(text: &str) -> Option<i32> {
     let hours: i32 = digits[..2].parse().ok()?;
     let minutes: i32 = digits[2..].parse().ok()?;
     (hours <= 14 && minutes < 60).then_some(sign * (hours * 60 + minutes))
-}
-
-/// Howard Hinnant's days-from-civil algorithm: days since 1970-01-01.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
