@@ -717,7 +717,7 @@ fn process_is_alive(pid: u32) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -778,7 +778,7 @@ mod tests {
         assert_eq!(lock.holder().pid, std::process::id());
     }
 
-    fn node(name: &str, address: &str, port: u16) -> Node {
+    pub(in crate::leader) fn node(name: &str, address: &str, port: u16) -> Node {
         use crate::manifest::model::{NodeSpec, ObjectMeta};
         Node {
             meta: ObjectMeta {

@@ -288,26 +288,9 @@ mod tests {
 #[cfg(test)]
 mod node_lock_tests {
     use super::*;
-    use crate::manifest::model::{NodeSpec, ObjectMeta, Transport};
 
     fn node(name: &str, address: &str) -> Node {
-        Node {
-            meta: ObjectMeta {
-                name: name.into(),
-                ..ObjectMeta::default()
-            },
-            spec: NodeSpec {
-                address: address.into(),
-                port: 22,
-                user: "root".into(),
-                identity_file: None,
-                docker_socket: "/var/run/docker.sock".into(),
-                transport: Transport::Ssh,
-                capacity: Default::default(),
-                taints: Vec::new(),
-                unschedulable: false,
-            },
-        }
+        lock::tests::node(name, address, 22)
     }
 
     /// Issue 12 (review of item 4): in a clone on the leader's host, the

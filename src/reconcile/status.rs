@@ -703,6 +703,24 @@ mod tests {
         assert_eq!(rollout(&desired), "complete");
     }
 
+    /// Node `name`, as `reachability` says, running web's replicas `slots`.
+    fn node_running(
+        desired: &DesiredState,
+        name: &str,
+        reachability: Reachability,
+        slots: &[u32],
+    ) -> ObservedNode {
+        ObservedNode {
+            name: name.into(),
+            reachability,
+            facts: None,
+            containers: slots
+                .iter()
+                .map(|&slot| container(desired, name, slot, ContainerState::Running, None))
+                .collect(),
+        }
+    }
+
     /// Issue 12, item 4: `status` showed `progressing` for an object whose
     /// nodes were all unreachable. Progress that no one can see is unknown:
     /// none of its replicas is on a node observed now, and some may be (or
@@ -710,27 +728,16 @@ mod tests {
     #[test]
     fn a_rollout_no_one_can_see_is_unknown_not_progressing() {
         let (desired, _) = load(&[SourceFile::new("web.yaml", "replicas: 2")]);
-        let reachable = |name: &str, slots: &[u32]| ObservedNode {
-            name: name.into(),
-            reachability: Reachability::Reachable,
-            facts: None,
-            containers: slots
-                .iter()
-                .map(|&slot| container(&desired, name, slot, ContainerState::Running, None))
-                .collect(),
+        let reachable = |name: &str, slots: &[u32]| {
+            node_running(&desired, name, Reachability::Reachable, slots)
         };
-        let unreachable = |name: &str, contents, slots: &[u32]| ObservedNode {
-            name: name.into(),
-            reachability: Reachability::Unreachable {
+        let unreachable = |name: &str, contents, slots: &[u32]| {
+            let down = Reachability::Unreachable {
                 since: at(0),
                 reason: "connection refused".into(),
                 contents,
-            },
-            facts: None,
-            containers: slots
-                .iter()
-                .map(|&slot| container(&desired, name, slot, ContainerState::Running, None))
-                .collect(),
+            };
+            node_running(&desired, name, down, slots)
         };
         let check = |nodes: Vec<ObservedNode>, expected: &str| {
             let mut observed = ObservedCluster::default();
@@ -804,27 +811,16 @@ mod tests {
     #[test]
     fn a_node_never_reached_has_unknown_containers_not_zero() {
         let (desired, _) = load(&[SourceFile::new("web.yaml", "replicas: 2")]);
-        let reachable = |name: &str, slots: &[u32]| ObservedNode {
-            name: name.into(),
-            reachability: Reachability::Reachable,
-            facts: None,
-            containers: slots
-                .iter()
-                .map(|&slot| container(&desired, name, slot, ContainerState::Running, None))
-                .collect(),
+        let reachable = |name: &str, slots: &[u32]| {
+            node_running(&desired, name, Reachability::Reachable, slots)
         };
-        let unreachable = |name: &str, contents, slots: &[u32]| ObservedNode {
-            name: name.into(),
-            reachability: Reachability::Unreachable {
+        let unreachable = |name: &str, contents, slots: &[u32]| {
+            let down = Reachability::Unreachable {
                 since: at(0),
                 reason: "connection refused".into(),
                 contents,
-            },
-            facts: None,
-            containers: slots
-                .iter()
-                .map(|&slot| container(&desired, name, slot, ContainerState::Running, None))
-                .collect(),
+            };
+            node_running(&desired, name, down, slots)
         };
         let observed = ObservedCluster {
             nodes: [
