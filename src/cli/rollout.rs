@@ -92,6 +92,9 @@ struct Target {
     /// followed commit back to the one that introduced it: the leader
     /// notes its rollout on one of them.
     run: Vec<git2::Oid>,
+    /// What the rollout records say of it, read again only when they
+    /// change (see `notes_read`).
+    recorded: Option<Verdict>,
     last: Option<Verdict>,
     /// Its replicas at `revision`, as last seen.
     replicas: Option<Replicas>,
@@ -158,6 +161,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                 run: revision_run(&repo, &commit, &d.key(), &revision),
                 key: d.key(),
                 revision,
+                recorded: None,
                 last: None,
                 replicas: None,
             }
@@ -204,6 +208,10 @@ pub(super) fn run<N: NodeOps, P: Planner>(
     // Said once, when the wait goes on: a clone without a leader here
     // follows the rollout from the nodes.
     let mut following_said = false;
+    // The notes' tip when the records were last read (`Some(None)`: read,
+    // and there were none): the records are read again only once the
+    // leader has written a note, not at every look.
+    let mut notes_read: Option<Option<git2::Oid>> = None;
     let ending = loop {
         let (status, source) = runtime.block_on(reader.read())?;
         // Without a leader, nothing moves the rollout on: one observation
@@ -240,6 +248,13 @@ pub(super) fn run<N: NodeOps, P: Planner>(
             .commit
             .as_deref()
             .is_some_and(|c| c == commit || is_descendant(&repo, c, &commit));
+        let notes_now = repo.refname_to_id(crate::repo::NOTES_REF).ok();
+        if notes_read != Some(notes_now) {
+            for target in &mut targets {
+                target.recorded = recorded_outcome(&repo, target)?;
+            }
+            notes_read = Some(notes_now);
+        }
         let objects: BTreeMap<(String, String, String), &ObjectStatus> = status
             .objects
             .iter()
@@ -264,8 +279,13 @@ pub(super) fn run<N: NodeOps, P: Planner>(
                 .map(|d| crate::manifest::template_hash(&d.spec.template));
             let moved_on = (tip != commit && tip_revision.as_deref() != Some(&target.revision))
                 .then_some((tip.as_str(), &repo));
-            let recorded = recorded_outcome(&repo, target)?;
-            let verdict = verdict(target, object, recorded, moved_on, status_current);
+            let verdict = verdict(
+                target,
+                object,
+                target.recorded.clone(),
+                moved_on,
+                status_current,
+            );
             // Waiting is not said when nothing will end the wait.
             let say = text && !(no_leader.is_some() && matches!(verdict, Verdict::Waiting(_)));
             if target.last.as_ref() != Some(&verdict) && say {
