@@ -778,7 +778,9 @@ impl Decoder<'_> {
                 _ => None,
             })
         };
-        let skip = exclusion_hint(self.file, &kind_text, lenient("name").as_deref());
+        // Built only for a document flotilla cannot deploy.
+        let file = self.file;
+        let skip = || exclusion_hint(file, &kind_text, lenient("name").as_deref());
         let Some(kind) = Kind::parse(&kind_text) else {
             if OTHER_KUBERNETES_KINDS.contains(&kind_text.as_str()) {
                 let diagnostic = self.error(
@@ -788,7 +790,7 @@ impl Decoder<'_> {
                 );
                 Self::hint(
                     diagnostic,
-                    format!("flotilla supports {}; {skip}", Kind::supported_list()),
+                    format!("flotilla supports {}; {}", Kind::supported_list(), skip()),
                 );
                 return None;
             }
@@ -804,7 +806,7 @@ impl Decoder<'_> {
             // A typo is corrected, not left out.
             let hint = match suggestion {
                 Some(_) => format!("flotilla supports {}", Kind::supported_list()),
-                None => format!("flotilla supports {}; {skip}", Kind::supported_list()),
+                None => format!("flotilla supports {}; {}", Kind::supported_list(), skip()),
             };
             Self::hint(diagnostic, hint);
             return None;
@@ -853,8 +855,9 @@ impl Decoder<'_> {
             Self::hint(
                 diagnostic,
                 format!(
-                    "flotilla supports {} for now; {skip}",
-                    Kind::supported_list()
+                    "flotilla supports {} for now; {}",
+                    Kind::supported_list(),
+                    skip()
                 ),
             );
             self.unsupported_workload(kind, top("spec"));
