@@ -41,6 +41,14 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// The work tree with node n1 on a port of loopback that refuses at
+    /// once (unreachable) and web declared: for a push without nodes.
+    fn web_on_an_unreachable_node(&self) -> &WorkTree {
+        self.work
+            .write("nodes/n1.yaml", &format!("{NODE}  port: 1\n"))
+            .write("apps/web.yaml", WEB)
+    }
+
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("cluster.git");
@@ -286,11 +294,7 @@ fn other_branches_are_not_validated_and_the_tracked_one_cannot_be_deleted() {
 fn valid_push_shows_the_plan_and_an_unreachable_node_does_not_fail_it() {
     let cluster = Cluster::new();
     // Port 1 on loopback refuses at once: the node is unreachable.
-    let unreachable = format!("{NODE}  port: 1\n");
-    cluster
-        .work
-        .write("nodes/n1.yaml", &unreachable)
-        .write("apps/web.yaml", WEB);
+    cluster.web_on_an_unreachable_node();
     let pushed = cluster.work.commit("web: two replicas, n1 down");
     let (accepted, seen) = cluster.push();
     assert!(accepted, "an unreachable node never fails a push:\n{seen}");
@@ -323,11 +327,8 @@ fn valid_push_shows_the_plan_and_an_unreachable_node_does_not_fail_it() {
 #[test]
 fn a_push_of_an_ordinary_repository_is_accepted_with_warnings() {
     let cluster = Cluster::new();
-    let unreachable = format!("{NODE}  port: 1\n");
     cluster
-        .work
-        .write("nodes/n1.yaml", &unreachable)
-        .write("apps/web.yaml", WEB)
+        .web_on_an_unreachable_node()
         .write(
             ".github/workflows/ci.yml",
             "on: [push]\njobs:\n  test:\n    runs-on: ubuntu-latest\n",
@@ -372,11 +373,7 @@ fn a_push_of_an_ordinary_repository_is_accepted_with_warnings() {
 #[test]
 fn a_push_without_a_leader_says_so_and_does_not_wait() {
     let cluster = Cluster::new();
-    let unreachable = format!("{NODE}  port: 1\n");
-    cluster
-        .work
-        .write("nodes/n1.yaml", &unreachable)
-        .write("apps/web.yaml", WEB);
+    cluster.web_on_an_unreachable_node();
     let pushed = cluster.work.commit("web, and no leader");
     let mut push = Command::new("git")
         .current_dir(cluster.work.path())
