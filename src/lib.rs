@@ -15,5 +15,6 @@ pub mod leader;
 pub mod manifest;
 pub mod node;
 pub mod plan;
+pub mod proxy;
 pub mod reconcile;
 pub mod repo;

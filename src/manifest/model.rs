@@ -212,6 +212,8 @@ pub struct DesiredState {
     pub nodes: Vec<Node>,
     /// Every object that runs pods, whatever its kind; sorted by key.
     pub workloads: Vec<Workload>,
+    /// Sorted by key; every virtual address and node port allocated.
+    pub services: Vec<Service>,
 }
 
 impl DesiredState {
@@ -255,6 +257,41 @@ pub struct ClusterSettings {
     /// of the hosts (docs/security.md).
     #[serde(skip_serializing_if = "ClusterPolicy::is_unset")]
     pub policy: ClusterPolicy,
+    /// `spec.serviceCIDR`, `10.96.0.0/12` by default (Kubernetes'): the
+    /// Services' virtual addresses. Every node routes the range to itself,
+    /// so it must not overlap a network the nodes or containers use.
+    pub service_cidr: ServiceCidr,
+}
+
+/// An IPv4 range of virtual addresses: `base/prefix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceCidr {
+    pub base: std::net::Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl ServiceCidr {
+    /// Kubernetes' default Service range.
+    pub const DEFAULT: ServiceCidr = ServiceCidr {
+        base: std::net::Ipv4Addr::new(10, 96, 0, 0),
+        prefix: 12,
+    };
+
+    /// The proxies' DNS server: the tenth address, as kubeadm gives kube-dns.
+    pub fn dns_address(self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::from(self.base) + 10)
+    }
+
+    pub fn contains(self, address: std::net::Ipv4Addr) -> bool {
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+        u32::from(address) & mask == u32::from(self.base) & mask
+    }
+}
+
+impl fmt::Display for ServiceCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
 }
 
 impl Default for ClusterSettings {
@@ -264,6 +301,7 @@ impl Default for ClusterSettings {
             node_grace_period_seconds: 40,
             resync_seconds: 30,
             policy: ClusterPolicy::default(),
+            service_cidr: ServiceCidr::DEFAULT,
         }
     }
 }
@@ -291,6 +329,76 @@ pub enum ScoringStrategy {
     #[default]
     LeastAllocated,
     MostAllocated,
+}
+
+// ---------------------------------------------------------------- Service
+
+/// `kind: Service` (`v1`): a stable address and name for the ready pods its
+/// selector matches, served by the proxy on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub meta: ObjectMeta,
+    /// `spec.selector`: the pods (of any workload in the namespace) whose
+    /// labels include all of these.
+    pub selector: BTreeMap<String, String>,
+    pub service_type: ServiceType,
+    /// `spec.clusterIP` when given, else allocated from the Cluster's
+    /// `serviceCIDR` (deterministically, from the Service's name).
+    pub cluster_ip: std::net::Ipv4Addr,
+    pub ports: Vec<ServicePort>,
+    pub session_affinity: SessionAffinity,
+    /// `spec.externalTrafficPolicy: Local`: a node port serves only the
+    /// endpoints on the node it was reached on (and keeps the client's
+    /// address); `Cluster` (the default) serves every endpoint.
+    pub external_traffic_local: bool,
+    /// The annotation `flotilla.dev/load-balancer`: `round-robin` (the
+    /// default) or `least-connections`.
+    pub balance: Balance,
+    /// The annotation `flotilla.dev/proxy-protocol: v2`: TCP ports send the
+    /// PROXY protocol v2 header (the client's address) to the endpoint.
+    pub proxy_protocol: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum SessionAffinity {
+    #[default]
+    None,
+    /// `ClientIP`, with `sessionAffinityConfig.clientIP.timeoutSeconds`
+    /// (10800 by default).
+    ClientIP { timeout_seconds: u32 },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastConnections,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Required when the Service has more than one port.
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// `targetPort`: a number, or the name of a container port of the
+    /// selected pods; `port` when not given.
+    pub target_port: PortRef,
+    /// The node port (type NodePort): given, or allocated
+    /// deterministically in 30000-32767.
+    pub node_port: Option<u16>,
+    /// `appProtocol: http` (or `kubernetes.io/h2c`-free HTTP/1):
+    /// the proxy speaks HTTP and adds `X-Forwarded-For`/`-Proto`.
+    pub http: bool,
 }
 
 // ---------------------------------------------------------------- Node

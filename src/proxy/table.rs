@@ -1,0 +1,188 @@
+//! The endpoint table: everything one node's proxy serves, written by the
+//! leader (the only writer) and acknowledged by the proxy. Plain data, the
+//! same on both sides of the control channel (JSON, one line each way).
+//!
+//! The leader computes a table per node (`plan::endpoints`), sends it with
+//! `flotilla-proxy ctl` through Docker exec over the node's SSH session, and
+//! treats the table as served once the proxy answers with its generation.
+//! The proxy keeps serving the last table it acknowledged (and reloads it
+//! from its state directory after a restart) whether or not a leader runs.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::{Deserialize, Serialize};
+
+/// The port every proxy listens on (node address, every interface) for
+/// connections other nodes' proxies forward to this node's endpoints.
+pub const TUNNEL_PORT: u16 = 10260;
+
+/// The control socket, inside the proxy's container.
+pub const CONTROL_SOCKET: &str = "/run/flotilla-proxy/control.sock";
+
+/// Where the proxy keeps the last acknowledged table, inside its container
+/// (a bind mount of the node's `/var/lib/flotilla/proxy`).
+pub const STATE_DIRECTORY: &str = "/var/lib/flotilla-proxy";
+
+/// The container name of a node's proxy.
+pub const CONTAINER_NAME: &str = "flotilla-proxy";
+
+/// One node's table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Table {
+    /// Grows with every table the leader writes; the proxy acknowledges a
+    /// table by answering with its generation, and ignores an older one.
+    pub generation: u64,
+    /// The node this table is for (a check against misdirection).
+    pub node: String,
+    /// The virtual address range: the proxy routes it to the node itself
+    /// (`ip route add local CIDR dev lo`) so it can listen on any address
+    /// in it. `10.96.0.0/12` by default.
+    pub service_cidr: String,
+    /// The DNS server's address (in `service_cidr`); it listens on port 53
+    /// (UDP and TCP) there.
+    pub dns_address: Ipv4Addr,
+    /// `cluster.local`.
+    pub cluster_domain: String,
+    /// Sorted by (namespace, name).
+    pub services: Vec<Service>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    /// The virtual address: every port is served on it, and the DNS names
+    /// `NAME`, `NAME.NAMESPACE`, `NAME.NAMESPACE.svc` and
+    /// `NAME.NAMESPACE.svc.CLUSTER_DOMAIN` answer with it.
+    pub cluster_ip: Ipv4Addr,
+    /// Seconds a client address sticks to the endpoint it was first sent
+    /// to; `None` without session affinity.
+    pub client_ip_affinity_seconds: Option<u32>,
+    pub balance: Balance,
+    pub ports: Vec<ServicePort>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastConnections,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// What the proxy speaks to the endpoint on a port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// Bytes both ways, untouched.
+    #[default]
+    Tcp,
+    /// HTTP/1.1: requests are forwarded with `X-Forwarded-For` (appended)
+    /// and `X-Forwarded-Proto`.
+    Http,
+    /// A PROXY protocol v2 header with the client's address, then bytes.
+    ProxyV2,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Empty when the Service has one unnamed port.
+    pub name: String,
+    pub protocol: Protocol,
+    /// Served on `cluster_ip:port`.
+    pub port: u16,
+    /// Also served on every address of the node at this port (type NodePort).
+    pub node_port: Option<u16>,
+    /// `externalTrafficPolicy: Local`: the node port forwards only to this
+    /// node's endpoints (none: the connection is refused), never through a
+    /// tunnel. The virtual address still serves every endpoint.
+    pub node_port_local_only: bool,
+    pub mode: Mode,
+    /// The ready endpoints, sorted; an endpoint that is leaving is absent.
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The node the pod runs on.
+    pub node: String,
+    /// The pod (its container's name), for status and metrics.
+    pub pod: String,
+    /// The pod's address on its node's container network, and the target
+    /// port.
+    pub target: SocketAddrV4,
+    /// `None` when the pod runs on this table's node (connect to `target`
+    /// directly); else the other node's tunnel (`NODE_ADDRESS:TUNNEL_PORT`),
+    /// which forwards to `target` on that node.
+    pub via: Option<SocketAddrV4>,
+}
+
+/// A request on the control channel: one JSON line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Request {
+    /// Serve this table from now on; answered once every listener it asks
+    /// for is bound and new connections use it.
+    Apply(Table),
+    /// The current generation and the live connections per endpoint.
+    Status,
+}
+
+/// The answer: one JSON line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Response {
+    /// The table now served (after an `Apply`, its generation, or a newer
+    /// one's if the proxy already had a newer table).
+    Applied { generation: u64 },
+    Status(ProxyStatus),
+    /// The request could not be carried out; the previous table is still
+    /// served.
+    Error { message: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyStatus {
+    /// The generation of the table served (0: none yet).
+    pub generation: u64,
+    /// Every target with open connections, including ones no longer in the
+    /// table (draining), sorted.
+    pub connections: Vec<TargetConnections>,
+    /// Counters per Service port since the proxy started, sorted.
+    pub services: Vec<ServiceCounters>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetConnections {
+    pub target: SocketAddrV4,
+    pub open: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceCounters {
+    pub namespace: String,
+    pub name: String,
+    pub port: u16,
+    /// Connections accepted (TCP modes) or requests served (HTTP mode).
+    pub requests: u64,
+    /// Connections or requests that reached no endpoint (none ready, or
+    /// every connect failed).
+    pub errors: u64,
+    /// Open right now.
+    pub open: u64,
+}
