@@ -283,7 +283,9 @@ impl ServiceCidr {
     }
 
     pub fn contains(self, address: std::net::Ipv4Addr) -> bool {
-        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0);
         u32::from(address) & mask == u32::from(self.base) & mask
     }
 }

@@ -167,6 +167,21 @@ pub trait NodeOps: Send + Sync + 'static {
         lines: u32,
     ) -> impl Future<Output = Result<String, NodeOpError>> + Send;
 
+    /// Makes the node's proxy run from `image`: loads the image when the
+    /// node lacks it and (re)creates the proxy's container when needed.
+    fn ensure_proxy(
+        &self,
+        node: &str,
+        image: &super::ProxyImage,
+    ) -> impl Future<Output = Result<(), NodeOpError>> + Send;
+
+    /// One control request to the node's proxy, and its answer.
+    fn proxy_request(
+        &self,
+        node: &str,
+        request: &crate::proxy::table::Request,
+    ) -> impl Future<Output = Result<crate::proxy::table::Response, NodeOpError>> + Send;
+
     /// Removes an unused image (never forced: Docker keeps an image any
     /// container, managed or not, still uses). Whether it was removed.
     fn remove_image(

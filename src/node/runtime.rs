@@ -249,6 +249,18 @@ impl NodeOps for Nodes {
     async fn remove_image(&self, node: &str, image: &str) -> Result<bool, NodeOpError> {
         Ok(self.client(node)?.remove_image(image).await?)
     }
+
+    async fn ensure_proxy(&self, node: &str, image: &super::ProxyImage) -> Result<(), NodeOpError> {
+        Ok(self.client(node)?.ensure_proxy(image).await?)
+    }
+
+    async fn proxy_request(
+        &self,
+        node: &str,
+        request: &crate::proxy::table::Request,
+    ) -> Result<crate::proxy::table::Response, NodeOpError> {
+        Ok(self.client(node)?.proxy_request(request).await?)
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! [`render()`] or as JSON.
 
 pub(crate) mod diff;
+pub mod endpoints;
 mod planner;
 pub(crate) mod progress;
 pub mod render;

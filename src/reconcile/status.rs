@@ -570,6 +570,7 @@ mod tests {
             image: "img:1".into(),
             ports: Vec::new(),
             probe_ready: None,
+            address: None,
             ready_since: None,
         }
     }
