@@ -362,6 +362,16 @@ pub struct Service {
     pub proxy_protocol: bool,
 }
 
+impl Service {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::Service,
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum ServiceType {
     #[default]

@@ -15,6 +15,7 @@
 
 mod client;
 mod decode;
+mod events;
 mod image;
 pub(crate) mod known_hosts;
 mod ops;

@@ -65,6 +65,13 @@ pub trait NodeOps: Send + Sync + 'static {
         Duration::from_secs(30)
     }
 
+    /// From now on, notifies `wake` whenever a managed container on any
+    /// node dies, stops or is removed (Docker's event stream), so the
+    /// leader reconciles at once. Nothing by default.
+    fn follow_container_events(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
+
     /// Facts and managed containers of `node` (one list call, filtered by
     /// label on the daemon). An error means the node is unreachable.
     fn observe(

@@ -200,6 +200,78 @@ fn table_service(
     }
 }
 
+/// One pod a Service selects, and whether it serves: what `status` lists.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    pub pod: String,
+    pub node: String,
+    /// The pod's address on its node (empty when it has none yet).
+    pub address: String,
+    /// `ready` (served), `not-ready` (selected, not served yet or any
+    /// more), `terminating` (leaving: drained, then stopped) or `unknown`
+    /// (its node is unreachable: not served).
+    pub state: String,
+}
+
+/// Every pod each Service selects, in the order of `desired.services`.
+pub fn service_endpoints(
+    desired: &DesiredState,
+    observed: &ObservedCluster,
+    now: SystemTime,
+) -> Vec<Vec<EndpointStatus>> {
+    let replicas = group_replicas(observed);
+    desired
+        .services
+        .iter()
+        .map(|service| {
+            let mut endpoints: Vec<EndpointStatus> = replicas
+                .iter()
+                .filter_map(|replica| {
+                    let workload = desired.workload_named(
+                        replica.key.kind,
+                        replica.key.namespace,
+                        replica.key.name,
+                    )?;
+                    let selected = workload.meta.namespace == service.meta.namespace
+                        && service.selector.iter().all(|(key, value)| {
+                            workload.spec.template.labels.get(key) == Some(value)
+                        });
+                    if !selected {
+                        return None;
+                    }
+                    let current = crate::manifest::template_hash(&workload.spec.template);
+                    let gate = (replica.key.template_hash == current).then_some(ReadinessGate {
+                        template: &workload.spec.template,
+                        min_ready_seconds: workload.spec.min_ready_seconds,
+                    });
+                    let state = match replica.state(gate, now) {
+                        ReplicaState::Ready => "ready",
+                        ReplicaState::Terminating => "terminating",
+                        ReplicaState::Unknown => "unknown",
+                        ReplicaState::Failed | ReplicaState::Pending | ReplicaState::Running => {
+                            "not-ready"
+                        }
+                    };
+                    let first = replica.containers.iter().find(|c| c.address.is_some());
+                    Some(EndpointStatus {
+                        pod: first
+                            .or(replica.containers.first())
+                            .map_or(String::new(), |c| c.name.clone()),
+                        node: replica.node.to_string(),
+                        address: first
+                            .and_then(|c| c.address)
+                            .map_or(String::new(), |a| a.to_string()),
+                        state: state.to_string(),
+                    })
+                })
+                .collect();
+            endpoints.sort_by(|a, b| (&a.pod, &a.node).cmp(&(&b.pod, &b.node)));
+            endpoints
+        })
+        .collect()
+}
+
 /// The container port a Service port reaches on a pod of `template`: the
 /// number, or the port of that name (none: the pod is no endpoint of it,
 /// as in Kubernetes).
