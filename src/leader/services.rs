@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 
+use crate::api::metrics::ServiceFigures;
 use crate::cluster::ObservedCluster;
 use crate::manifest::model::DesiredState;
 use crate::node::{NodeOps, ProxyImage};
@@ -128,6 +129,45 @@ impl ServiceProxies {
                     .map_err(|e| e.to_string())
             })
             .clone()
+    }
+
+    /// Every Service port's figures: the counters of every proxy that
+    /// answers, summed, and the ready endpoints of the tables written.
+    pub async fn figures<N: NodeOps>(
+        &self,
+        nodes: &N,
+    ) -> BTreeMap<(String, String, u16), ServiceFigures> {
+        let mut figures: BTreeMap<(String, String, u16), ServiceFigures> = BTreeMap::new();
+        if let Some(table) = self.served.values().next() {
+            for service in &table.services {
+                for port in &service.ports {
+                    figures
+                        .entry((service.namespace.clone(), service.name.clone(), port.port))
+                        .or_default()
+                        .endpoints = port.endpoints.len() as u64;
+                }
+            }
+        }
+        let statuses = join_all(
+            self.served
+                .keys()
+                .map(|node| nodes.proxy_request(node, &Request::Status)),
+        )
+        .await;
+        for status in statuses {
+            let Ok(Response::Status(status)) = status else {
+                continue;
+            };
+            for counters in status.services {
+                let entry = figures
+                    .entry((counters.namespace, counters.name, counters.port))
+                    .or_default();
+                entry.requests += counters.requests;
+                entry.errors += counters.errors;
+                entry.open += counters.open;
+            }
+        }
+        figures
     }
 
     /// Forgets a node's proxy (its node became unreachable): the next sync

@@ -454,6 +454,10 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         if !sync.updated.is_empty() {
             tracing::debug!(nodes = ?sync.updated, "node proxies serve their new tables");
         }
+        if !self.services.served().is_empty() {
+            let figures = self.services.figures(&*self.nodes).await;
+            self.api.metrics.set_services(figures);
+        }
         let drain = self.drain_plan(&steps, &observed, &unreachable);
         let steps = self.remove_in_background(steps, &unreachable, &drain);
         if let Some(drain) = drain.filter(|_| self.removals.is_none()) {
