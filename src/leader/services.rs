@@ -132,9 +132,12 @@ impl ServiceProxies {
     }
 
     /// Every Service port's figures: the counters of every proxy that
-    /// answers, summed, and the ready endpoints of the tables written.
+    /// answers, summed, and the ready endpoints of the tables written. A
+    /// proxy that does not answer (stopped, removed by hand, restarted
+    /// without its table) is forgotten, so the next sync makes sure of it
+    /// and sends its table again.
     pub async fn figures<N: NodeOps>(
-        &self,
+        &mut self,
         nodes: &N,
     ) -> BTreeMap<(String, String, u16), ServiceFigures> {
         let mut figures: BTreeMap<(String, String, u16), ServiceFigures> = BTreeMap::new();
@@ -148,16 +151,26 @@ impl ServiceProxies {
                 }
             }
         }
+        let asked: Vec<String> = self.served.keys().cloned().collect();
         let statuses = join_all(
-            self.served
-                .keys()
+            asked
+                .iter()
                 .map(|node| nodes.proxy_request(node, &Request::Status)),
         )
         .await;
-        for status in statuses {
-            let Ok(Response::Status(status)) = status else {
-                continue;
+        for (node, status) in asked.iter().zip(statuses) {
+            let status = match status {
+                Ok(Response::Status(status)) => status,
+                other => {
+                    tracing::warn!(%node, answer = ?other.map_err(|e| e.message), "the node proxy did not answer its status; its table is sent again");
+                    self.forget(node);
+                    continue;
+                }
             };
+            if status.generation == 0 {
+                // Restarted without its table: send it again.
+                self.forget(node);
+            }
             for counters in status.services {
                 let entry = figures
                     .entry((counters.namespace, counters.name, counters.port))
