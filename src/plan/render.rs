@@ -278,6 +278,11 @@ pub fn summary(plan: &Plan) -> String {
                 "No changes on the nodes observed; {unseen} node(s) never observed, what runs there is unknown."
             );
         }
+        if !plan.services.is_empty() {
+            // The proxies' tables are the leader's to compare and write; a
+            // plan does not read them, so it claims nothing about them.
+            return "No changes to pods; the node proxies' tables are not compared (the leader rewrites any that differs).".into();
+        }
         return "No changes. The cluster matches the desired state.".into();
     }
     let (create, update, remove, unschedulable) = plan.counts();
