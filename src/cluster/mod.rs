@@ -115,7 +115,7 @@ pub struct ObservedContainer {
     /// The container's address on its node's container network, while it
     /// runs (the pod's address: only the pod's first container has one).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub address: Option<std::net::Ipv4Addr>,
+    pub address: Option<core::net::Ipv4Addr>,
 }
 
 /// One container port published on a node's address.

@@ -266,23 +266,23 @@ pub struct ClusterSettings {
 /// An IPv4 range of virtual addresses: `base/prefix`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ServiceCidr {
-    pub base: std::net::Ipv4Addr,
+    pub base: core::net::Ipv4Addr,
     pub prefix: u8,
 }
 
 impl ServiceCidr {
     /// Kubernetes' default Service range.
     pub const DEFAULT: ServiceCidr = ServiceCidr {
-        base: std::net::Ipv4Addr::new(10, 96, 0, 0),
+        base: core::net::Ipv4Addr::new(10, 96, 0, 0),
         prefix: 12,
     };
 
     /// The proxies' DNS server: the tenth address, as kubeadm gives kube-dns.
-    pub fn dns_address(self) -> std::net::Ipv4Addr {
-        std::net::Ipv4Addr::from(u32::from(self.base) + 10)
+    pub fn dns_address(self) -> core::net::Ipv4Addr {
+        core::net::Ipv4Addr::from(u32::from(self.base) + 10)
     }
 
-    pub fn contains(self, address: std::net::Ipv4Addr) -> bool {
+    pub fn contains(self, address: core::net::Ipv4Addr) -> bool {
         let mask = u32::MAX
             .checked_shl(32 - u32::from(self.prefix))
             .unwrap_or(0);
@@ -347,7 +347,7 @@ pub struct Service {
     pub service_type: ServiceType,
     /// `spec.clusterIP` when given, else allocated from the Cluster's
     /// `serviceCIDR` (deterministically, from the Service's name).
-    pub cluster_ip: std::net::Ipv4Addr,
+    pub cluster_ip: core::net::Ipv4Addr,
     pub ports: Vec<ServicePort>,
     pub session_affinity: SessionAffinity,
     /// `spec.externalTrafficPolicy: Local`: a node port serves only the

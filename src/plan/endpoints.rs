@@ -9,8 +9,8 @@
 //! to a stopping container. Pure: the driver (`leader::services`) pushes the
 //! tables and waits for the acknowledgements.
 
+use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::SystemTime;
 
 use crate::cluster::replica::{group_replicas, ObservedReplica, ReadinessGate, ReplicaState};
