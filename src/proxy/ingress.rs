@@ -205,7 +205,9 @@ mod tests {
     /// default backend would serve it).
     #[test]
     fn the_kubernetes_documentation_examples() {
-        let rows: &[(&[(PathType, &str)], &str, Option<&str>)] = &[
+        /// The paths declared, the request path, the route taken.
+        type Row<'a> = (&'a [(PathType, &'a str)], &'a str, Option<&'a str>);
+        let rows: &[Row] = &[
             (&[(Prefix, "/")], "/", Some("r0")),
             (&[(Prefix, "/")], "/anything/at/all", Some("r0")),
             (&[(Exact, "/foo")], "/foo", Some("r0")),

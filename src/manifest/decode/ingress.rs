@@ -312,7 +312,8 @@ impl Decoder<'_> {
     /// A rule's `host`: a DNS name, or `*.` and one, as Kubernetes checks.
     fn ingress_host(&mut self, node: &Node, path: &str) -> Option<IngressHost> {
         let host = self.string(node, path)?;
-        if host.parse::<std::net::IpAddr>().is_ok() {
+        // `core::net`: the address types alone, no sockets.
+        if host.parse::<core::net::IpAddr>().is_ok() {
             let diagnostic = self.error(
                 node,
                 path,
@@ -759,7 +760,7 @@ mod tests {
             },
             selector: BTreeMap::from([("app".to_string(), name.to_string())]),
             service_type: ServiceType::ClusterIP,
-            cluster_ip: std::net::Ipv4Addr::new(10, 96, 0, 20),
+            cluster_ip: core::net::Ipv4Addr::new(10, 96, 0, 20),
             ports: ports
                 .iter()
                 .map(|(port_name, port)| ServicePort {
