@@ -122,7 +122,7 @@ mod tests {
             (
                 "svc/web",
                 None,
-                Err("flotilla does not deploy Service objects yet (it deploys cluster, node, deployment and daemonset)"),
+                Err("flotilla does not deploy Service objects yet (it deploys cluster, node, deployment, daemonset and ingress)"),
             ),
             (
                 "deploymnt/web",
@@ -132,7 +132,7 @@ mod tests {
             (
                 "widget/web",
                 None,
-                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment and daemonset)"),
+                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, daemonset and ingress)"),
             ),
         ];
         for (text, namespace, expected) in cases {

@@ -182,6 +182,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                     }
                     state.workloads.push(*workload);
                 }
+                Some(Decoded::Ingress(ingress)) => state.ingresses.push(*ingress),
                 None => {}
             }
         }
@@ -226,6 +227,10 @@ pub fn load(files: &[SourceFile]) -> Loaded {
     state
         .workloads
         .sort_by(|a, b| a.key_parts().cmp(&b.key_parts()));
+    state
+        .ingresses
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
     // Stable: problems at one place keep the order they were found in.
     diagnostics.sort_by(|a, b| {
         (&a.location.file, a.location.line, a.location.column).cmp(&(

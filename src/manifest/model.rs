@@ -42,6 +42,7 @@ pub enum Kind {
     Secret,
     Namespace,
     Pod,
+    Ingress,
 }
 
 /// One row of the kind table: everything the rest of the code asks of a kind.
@@ -63,7 +64,7 @@ struct KindInfo {
 
 /// The one table of kinds: adding a kind is a row here plus its module.
 #[rustfmt::skip]
-const KINDS: [KindInfo; 12] = [
+const KINDS: [KindInfo; 13] = [
     KindInfo { kind: Kind::Cluster, name: "Cluster", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["cluster", "clusters"], phrase: "cluster", runs_pods: false },
     KindInfo { kind: Kind::Node, name: "Node", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["node", "nodes", "no"], phrase: "node", runs_pods: false },
     KindInfo { kind: Kind::Deployment, name: "Deployment", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["deployment", "deployments", "deploy"], phrase: "deployment", runs_pods: true },
@@ -76,6 +77,7 @@ const KINDS: [KindInfo; 12] = [
     KindInfo { kind: Kind::Secret, name: "Secret", api_version: "v1", namespaced: true, supported: false, cli_names: &["secret", "secrets"], phrase: "secret", runs_pods: false },
     KindInfo { kind: Kind::Namespace, name: "Namespace", api_version: "v1", namespaced: false, supported: false, cli_names: &["namespace", "namespaces", "ns"], phrase: "namespace", runs_pods: false },
     KindInfo { kind: Kind::Pod, name: "Pod", api_version: "v1", namespaced: true, supported: false, cli_names: &["pod", "pods", "po"], phrase: "pod", runs_pods: true },
+    KindInfo { kind: Kind::Ingress, name: "Ingress", api_version: "networking.k8s.io/v1", namespaced: true, supported: true, cli_names: &["ingress", "ingresses", "ing"], phrase: "ingress", runs_pods: false },
 ];
 
 impl Kind {
@@ -214,6 +216,9 @@ pub struct DesiredState {
     pub workloads: Vec<Workload>,
     /// Sorted by key; every virtual address and node port allocated.
     pub services: Vec<Service>,
+    /// Sorted by key: the Ingresses of flotilla's class (others are left
+    /// out with a warning), every backend naming a port of a declared Service.
+    pub ingresses: Vec<Ingress>,
 }
 
 impl DesiredState {
@@ -920,6 +925,111 @@ pub enum PortRef {
     Name(String),
 }
 
+// ---------------------------------------------------------------- Ingress
+
+/// The `ingressClassName` flotilla serves (an Ingress without a class is
+/// served too).
+pub const INGRESS_CLASS: &str = "flotilla";
+
+/// `kind: Ingress` (`networking.k8s.io/v1`): HTTP routes by host and path
+/// to Services of its namespace, served on port 80 of every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ingress {
+    pub meta: ObjectMeta,
+    /// `spec.defaultBackend`: where a request no rule matches goes.
+    pub default_backend: Option<IngressBackend>,
+    pub rules: Vec<IngressRule>,
+}
+
+impl Ingress {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::Ingress,
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRule {
+    /// `None`: every host.
+    pub host: Option<IngressHost>,
+    /// `http.paths`; empty when the rule has no `http` (its host then
+    /// routes nothing of its own).
+    pub paths: Vec<IngressPath>,
+}
+
+/// A rule's `host`: lowercase, without a port.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum IngressHost {
+    /// `shop.example.com`: that host only.
+    Exact(String),
+    /// `*.example.com`, kept as its suffix `example.com`: any host one DNS
+    /// label longer (`a.example.com`, not `example.com` nor `a.b.example.com`).
+    Wildcard(String),
+}
+
+impl fmt::Display for IngressHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IngressHost::Exact(host) => f.write_str(host),
+            IngressHost::Wildcard(suffix) => write!(f, "*.{suffix}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressPath {
+    /// Starts with `/`.
+    pub path: String,
+    pub path_type: PathType,
+    pub backend: IngressBackend,
+}
+
+/// How a path matches a request's. `ImplementationSpecific` is read as
+/// `Prefix` (documented in docs/manifests.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum PathType {
+    /// Element by element (`/`-separated), a trailing `/` ignored:
+    /// `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
+    Prefix,
+    /// The whole path, case-sensitive.
+    Exact,
+}
+
+/// A Service of the Ingress's namespace, and one of its ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressBackend {
+    pub service: String,
+    /// The Service's `port` by number, or a port's `name`.
+    pub port: PortRef,
+}
+
+impl IngressBackend {
+    /// The port of `service` this backend names, if it has it.
+    pub fn service_port<'s>(&self, service: &'s Service) -> Option<&'s ServicePort> {
+        service.ports.iter().find(|p| match &self.port {
+            PortRef::Number(number) => p.port == *number,
+            PortRef::Name(name) => p.name.as_ref() == Some(name),
+        })
+    }
+}
+
+impl fmt::Display for IngressBackend {
+    /// `web:80`, `web:http`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.port {
+            PortRef::Number(number) => write!(f, "{}:{number}", self.service),
+            PortRef::Name(name) => write!(f, "{}:{name}", self.service),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -935,7 +1045,7 @@ mod tests {
         assert_eq!(distinct.len(), KINDS.len());
         assert_eq!(
             Kind::supported_list(),
-            "Cluster, Node, Deployment and DaemonSet"
+            "Cluster, Node, Deployment, DaemonSet and Ingress"
         );
         assert_eq!(Kind::workload_list(), "deployment and daemonset");
     }

@@ -37,6 +37,7 @@ pub fn tables(
     now: SystemTime,
 ) -> BTreeMap<String, Table> {
     let pods = serving_pods(desired, observed, leaving, now);
+    let (ingress, ingress_default_backend) = ingress_routes(desired);
     addresses
         .keys()
         .map(|node| {
@@ -52,10 +53,58 @@ pub fn tables(
                 dns_address: desired.cluster.service_cidr.dns_address(),
                 cluster_domain: CLUSTER_DOMAIN.to_string(),
                 services,
+                ingress: ingress.clone(),
+                ingress_default_backend: ingress_default_backend.clone(),
             };
             (node.clone(), table)
         })
         .collect()
+}
+
+/// Every Ingress path as a route to a Service port (by number), and the
+/// default backend; a backend whose Service or port is not declared is
+/// left out (validation refuses such a commit).
+fn ingress_routes(
+    desired: &DesiredState,
+) -> (Vec<table::IngressRoute>, Option<table::IngressBackend>) {
+    let backend = |namespace: &str, backend: &model::IngressBackend| {
+        let service = desired
+            .services
+            .iter()
+            .find(|s| s.meta.namespace == namespace && s.meta.name == backend.service)?;
+        let port = backend.service_port(service)?;
+        Some(table::IngressBackend {
+            namespace: namespace.to_string(),
+            service: backend.service.clone(),
+            port: port.port,
+        })
+    };
+    let mut routes = Vec::new();
+    let mut default_backend = None;
+    for ingress in &desired.ingresses {
+        let namespace = &ingress.meta.namespace;
+        if let Some(default) = &ingress.default_backend {
+            default_backend = default_backend.or_else(|| backend(namespace, default));
+        }
+        for rule in &ingress.rules {
+            for path in &rule.paths {
+                let Some(to) = backend(namespace, &path.backend) else {
+                    continue;
+                };
+                routes.push(table::IngressRoute {
+                    host: rule.host.as_ref().map(ToString::to_string),
+                    path: path.path.clone(),
+                    path_type: match path.path_type {
+                        model::PathType::Prefix => table::PathType::Prefix,
+                        model::PathType::Exact => table::PathType::Exact,
+                    },
+                    backend: to,
+                });
+            }
+        }
+    }
+    routes.sort();
+    (routes, default_backend)
 }
 
 /// A ready pod: where it runs, its address, and its workload's template.

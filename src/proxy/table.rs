@@ -46,6 +46,15 @@ pub struct Table {
     pub cluster_domain: String,
     /// Sorted by (namespace, name).
     pub services: Vec<Service>,
+    /// The Ingress routes, served over HTTP on port 80 of every node, in
+    /// no particular order ([`super::ingress::Routes`] orders them).
+    /// Absent from a table written before Ingresses existed.
+    #[serde(default)]
+    pub ingress: Vec<IngressRoute>,
+    /// Where a request no Ingress route matches goes; `None`: it is
+    /// answered 404.
+    #[serde(default)]
+    pub ingress_default_backend: Option<IngressBackend>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,4 +198,44 @@ pub struct ServiceCounters {
     pub errors: u64,
     /// Open right now.
     pub open: u64,
+}
+
+/// One `host` + `path` of an Ingress and the Service port it goes to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRoute {
+    /// `shop.example.com`, or `*.example.com` (any host one DNS label
+    /// longer); `None` matches every host.
+    pub host: Option<String>,
+    /// Starts with `/`.
+    pub path: String,
+    pub path_type: PathType,
+    pub backend: IngressBackend,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PathType {
+    /// Element by element, a trailing `/` ignored (Kubernetes' `Prefix`,
+    /// and flotilla's `ImplementationSpecific`).
+    Prefix,
+    /// The whole path, case-sensitive.
+    Exact,
+}
+
+/// A port of one of the table's [`Service`]s, by reference rather than by
+/// address: the proxy forwards an Ingress request to that port's endpoints
+/// itself, with the port's balancing, connection counts and draining (an
+/// endpoint that leaves the Service leaves its Ingress routes in the same
+/// table), and the backend sees the client's address in `X-Forwarded-For`
+/// rather than the proxy's from a second hop through the virtual address.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressBackend {
+    /// The Ingress's namespace, which is its Service's.
+    pub namespace: String,
+    pub service: String,
+    /// The Service's `port` (a port named in the Ingress resolved to its
+    /// number by the leader), one of [`Service::ports`].
+    pub port: u16,
 }

@@ -686,7 +686,7 @@ fn refusals_are_one_clear_line() {
     );
     check(
         &["rollback", "svc/web"],
-        "flotilla does not deploy Service objects yet (it deploys cluster, node, deployment and daemonset)",
+        "flotilla does not deploy Service objects yet (it deploys cluster, node, deployment, daemonset and ingress)",
     );
     check(
         &["rollback", "deployment/web", "--branch", "nope"],

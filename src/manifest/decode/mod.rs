@@ -9,7 +9,8 @@
 //! Here: the document (kind, apiVersion, metadata) and the typed readers of
 //! scalars, lists and maps every part uses. By concern: `objects.rs` (Cluster
 //! and Node), `workloads.rs` (what each kind that runs pods declares besides
-//! its template) and `pod.rs` (pod templates, selectors, containers).
+//! its template), `pod.rs` (pod templates, selectors, containers) and
+//! `ingress.rs` (Ingress routes, and their cross-object checks).
 
 use std::collections::BTreeMap;
 
@@ -21,10 +22,12 @@ use super::policy::PortRanges;
 use super::quantity::{Bytes, CpuMillis, QuantityError};
 use super::yaml::{Node, PlainType, Style, Value};
 
+mod ingress;
 mod objects;
 mod pod;
 mod workloads;
 
+pub(super) use ingress::check_ingresses;
 pub use pod::default_pull_policy;
 
 /// A decoded object, present only when the document had no error.
@@ -33,6 +36,7 @@ pub(super) enum Decoded {
     Cluster(ClusterSettings),
     Node(Box<super::model::Node>),
     Workload(Box<Workload>),
+    Ingress(Box<Ingress>),
 }
 
 /// What one document declared.
@@ -55,7 +59,6 @@ pub(super) struct DecodedDocument {
 const OTHER_KUBERNETES_KINDS: &[&str] = &[
     "ReplicaSet",
     "ReplicationController",
-    "Ingress",
     "IngressClass",
     "PersistentVolume",
     "PersistentVolumeClaim",
@@ -888,6 +891,11 @@ impl Decoder<'_> {
                     ..meta
                 };
                 Some(Decoded::Node(Box::new(super::model::Node { meta, spec })))
+            }
+            Kind::Ingress => {
+                let spec_node = self.required(&fields, root, "", "spec")?;
+                let ingress = self.ingress(spec_node, meta)?;
+                Some(Decoded::Ingress(Box::new(ingress)))
             }
             _ => {
                 let spec_node = self.required(&fields, root, "", "spec")?;
