@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::counters::TargetGuard;
+use super::counters::{PortKey, TargetGuard};
 use super::daemon::Proxy;
 use super::proxy_protocol;
 use super::served::{describe, policy};
@@ -49,6 +49,8 @@ struct Attempt {
     mode: Mode,
     /// The Service port's virtual address.
     service: SocketAddrV4,
+    /// The Service port, as the tunnel names it.
+    key: PortKey,
     guard: TargetGuard,
 }
 
@@ -124,6 +126,7 @@ fn choose(
         endpoint: endpoint.clone(),
         mode: port.mode,
         service: SocketAddrV4::new(service.cluster_ip, port.port),
+        key: (service.namespace.clone(), service.name.clone(), port.port),
         guard: proxy.targets().open(endpoint.target),
     })
 }
@@ -139,7 +142,7 @@ async fn open(attempt: &Attempt, client: SocketAddr) -> std::io::Result<TcpStrea
         return Ok(stream);
     };
     // The other node's proxy speaks the mode to the endpoint.
-    tunnel::connect(tunnel, client, target, attempt.service).await
+    tunnel::connect(tunnel, client, target, &attempt.key).await
 }
 
 /// A TCP connection to `address`, failing after [`CONNECT_TIMEOUT`].

@@ -11,6 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::counters::PortKey;
+
 /// The twelve bytes every version 2 header starts with.
 pub(crate) const SIGNATURE: [u8; 12] = [
     0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
@@ -214,10 +216,12 @@ fn decode_tlvs(mut bytes: &[u8]) -> Result<Vec<Tlv>, ProxyProtocolError> {
 }
 
 /// flotilla's TLV naming the Service port a tunnelled connection belongs
-/// to: its virtual address and port (6 bytes).
-pub(crate) fn service_tlv(service: SocketAddrV4) -> Tlv {
-    let mut value = service.ip().octets().to_vec();
-    value.extend_from_slice(&service.port().to_be_bytes());
+/// to: the port (2 bytes, network order), then `NAMESPACE/NAME` in UTF-8.
+/// By name, not by virtual address: the name is what every node's table
+/// surely agrees on.
+pub(crate) fn service_tlv((namespace, name, port): &PortKey) -> Tlv {
+    let mut value = port.to_be_bytes().to_vec();
+    value.extend_from_slice(format!("{namespace}/{name}").as_bytes());
     Tlv {
         kind: TLV_FLOTILLA_SERVICE,
         value,
@@ -225,16 +229,18 @@ pub(crate) fn service_tlv(service: SocketAddrV4) -> Tlv {
 }
 
 /// The Service port named by flotilla's TLV, if the header has a valid one.
-pub(crate) fn service_of(header: &Header) -> Option<SocketAddrV4> {
+pub(crate) fn service_of(header: &Header) -> Option<PortKey> {
     let tlv = header
         .tlvs
         .iter()
         .find(|tlv| tlv.kind == TLV_FLOTILLA_SERVICE)?;
-    let [a, b, c, d, high, low] = *tlv.value.as_slice() else {
+    let [high, low, ref text @ ..] = *tlv.value.as_slice() else {
         return None;
     };
-    Some(SocketAddrV4::new(
-        Ipv4Addr::new(a, b, c, d),
+    let (namespace, name) = std::str::from_utf8(text).ok()?.split_once('/')?;
+    Some((
+        namespace.to_owned(),
+        name.to_owned(),
         u16::from_be_bytes([high, low]),
     ))
 }
@@ -278,10 +284,10 @@ mod tests {
 
     #[test]
     fn tlvs_follow_the_addresses_and_count_in_the_length() {
-        let service = SocketAddrV4::new(Ipv4Addr::new(10, 96, 0, 1), 80);
-        let header = encode(v4("1.2.3.4:5"), v4("6.7.8.9:10"), &[service_tlv(service)]);
-        assert_eq!(&header[14..16], &[0, 12 + 3 + 6]);
-        assert_eq!(&header[28..], &[0xE0, 0, 6, 10, 96, 0, 1, 0, 80]);
+        let service = ("ns".to_owned(), "web".to_owned(), 80);
+        let header = encode(v4("1.2.3.4:5"), v4("6.7.8.9:10"), &[service_tlv(&service)]);
+        assert_eq!(&header[14..16], &[0, 12 + 3 + 8]);
+        assert_eq!(&header[28..], b"\xE0\x00\x08\x00\x50ns/web");
         let (decoded, length) = decode(&header).unwrap();
         assert_eq!(length, header.len());
         assert_eq!(service_of(&decoded), Some(service));

@@ -19,6 +19,9 @@ pub(crate) struct Served {
     /// Every address listened on (`cluster_ip:port`, `0.0.0.0:node_port`)
     /// and what it serves.
     pub(crate) routes: HashMap<SocketAddrV4, Route>,
+    /// Each Service port's virtual address, by name (how the tunnel names
+    /// a Service port).
+    by_name: HashMap<PortKey, SocketAddrV4>,
 }
 
 /// A listen address's Service port: indexes into the table.
@@ -74,6 +77,7 @@ impl Served {
         }
         let cidr: Cidr = table.service_cidr.parse()?;
         let mut routes: HashMap<SocketAddrV4, Route> = HashMap::new();
+        let mut by_name = HashMap::new();
         for (service_index, service) in table.services.iter().enumerate() {
             if !cidr.contains(service.cluster_ip) {
                 return Err(TableError::OutsideCidr {
@@ -91,6 +95,8 @@ impl Served {
                     continue;
                 }
                 let key = (service.namespace.clone(), service.name.clone(), port.port);
+                let cluster_address = SocketAddrV4::new(service.cluster_ip, port.port);
+                by_name.insert(key.clone(), cluster_address);
                 let state = Arc::clone(states.entry(key).or_default());
                 let route = |node_port| Route {
                     service: service_index,
@@ -98,10 +104,7 @@ impl Served {
                     node_port,
                     state: Arc::clone(&state),
                 };
-                let mut addresses = vec![(
-                    SocketAddrV4::new(service.cluster_ip, port.port),
-                    route(false),
-                )];
+                let mut addresses = vec![(cluster_address, route(false))];
                 if let Some(node_port) = port.node_port {
                     addresses.push((
                         SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, node_port),
@@ -124,6 +127,7 @@ impl Served {
         Ok(Served {
             table: Some(Arc::new(table)),
             routes,
+            by_name,
         })
     }
 
@@ -139,10 +143,12 @@ impl Served {
         )
     }
 
-    /// The route of the Service port whose virtual address is `service`
-    /// (what a tunnelled connection names).
-    pub(crate) fn service_route(&self, service: SocketAddrV4) -> Option<&Route> {
-        self.routes.get(&service).filter(|route| !route.node_port)
+    /// The route of the Service port `key` names (what a tunnelled
+    /// connection names).
+    pub(crate) fn service_route(&self, key: &PortKey) -> Option<&Route> {
+        self.by_name
+            .get(key)
+            .and_then(|address| self.routes.get(address))
     }
 }
 
@@ -229,13 +235,10 @@ mod tests {
         addresses.sort();
         assert_eq!(addresses, ["0.0.0.0:30080", "10.96.0.20:80"]);
         assert_eq!(served.generation(), 3);
-        let cluster = served
-            .service_route("10.96.0.20:80".parse().unwrap())
-            .unwrap();
+        let key = |port| ("default".to_owned(), "web".to_owned(), port);
+        let cluster = served.service_route(&key(80)).unwrap();
         assert_eq!(served.port(cluster).1.port, 80);
-        assert!(served
-            .service_route("0.0.0.0:30080".parse().unwrap())
-            .is_none());
+        assert!(served.service_route(&key(30080)).is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::counters::PortKey;
 use super::daemon::Proxy;
 use super::forward::{connect_with_timeout, CONNECT_TIMEOUT};
 use super::proxy_protocol;
@@ -39,7 +40,7 @@ pub(crate) async fn connect(
     tunnel: SocketAddrV4,
     client: SocketAddr,
     target: SocketAddrV4,
-    service: SocketAddrV4,
+    service: &PortKey,
 ) -> std::io::Result<TcpStream> {
     let mut stream = connect_with_timeout(tunnel).await?;
     let header = proxy_protocol::encode(
@@ -81,10 +82,10 @@ enum TunnelError {
     Addresses,
     #[error("the header names no Service port (flotilla's TLV)")]
     NoService,
-    #[error("target {target} is not an endpoint of {service} on this node")]
+    #[error("target {target} is not an endpoint of service {}/{} port {} on this node", .service.0, .service.1, .service.2)]
     NotAnEndpoint {
         target: SocketAddrV4,
-        service: SocketAddrV4,
+        service: PortKey,
     },
     #[error("connecting to target {target}: {source}")]
     Connect {
@@ -119,23 +120,27 @@ async fn accept(
         return Err(TunnelError::Addresses);
     };
     let service = proxy_protocol::service_of(&header).ok_or(TunnelError::NoService)?;
-    let (mode, guard) = {
+    let (mode, service_address, guard) = {
         let served = proxy.served();
-        let port = served
-            .service_route(service)
-            .map(|route| served.port(route).1)
-            .filter(|port| {
+        let (service_entry, port) = served
+            .service_route(&service)
+            .map(|route| served.port(route))
+            .filter(|(_, port)| {
                 port.endpoints
                     .iter()
                     .any(|endpoint| endpoint.target == target && endpoint.via.is_none())
             })
-            .ok_or(TunnelError::NotAnEndpoint { target, service })?;
-        (port.mode, proxy.targets().open(target))
+            .ok_or_else(|| TunnelError::NotAnEndpoint {
+                target,
+                service: service.clone(),
+            })?;
+        let address = SocketAddrV4::new(service_entry.cluster_ip, port.port);
+        (port.mode, address, proxy.targets().open(target))
     };
     let connect = async {
         let mut upstream = connect_with_timeout(target).await?;
         if mode == Mode::ProxyV2 {
-            let header = proxy_protocol::encode(client, service.into(), &[]);
+            let header = proxy_protocol::encode(client, service_address.into(), &[]);
             upstream.write_all(&header).await?;
         }
         stream.write_all(&[CONNECTED]).await?;
