@@ -1,0 +1,267 @@
+//! The `Http` mode: an HTTP/1.1 reverse proxy. Each request of a client
+//! connection (kept alive) goes to an endpoint chosen for it, over a new
+//! connection (directly, or through the endpoint's node's tunnel), with
+//! the client's address appended to `X-Forwarded-For` and
+//! `X-Forwarded-Proto: http`. No endpoint reachable: 503.
+//!
+//! A request's connection to its endpoint lasts until the response's body
+//! is sent, and the target's count with it, so a drain waits for it.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::counters::{PortGuard, TargetGuard};
+use super::daemon::Proxy;
+use super::forward;
+
+/// Headers that belong to one connection, never forwarded
+/// (RFC 9110 section 7.6.1, and what proxies commonly add).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Serves one client connection until it closes or the proxy stops (then
+/// the request in progress finishes and the connection closes).
+pub(crate) async fn serve(
+    proxy: Arc<Proxy>,
+    client: TcpStream,
+    peer: SocketAddr,
+    listen: SocketAddrV4,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let _ = client.set_nodelay(true);
+    let service = hyper::service::service_fn(move |request| {
+        let proxy = Arc::clone(&proxy);
+        async move { Ok::<_, Infallible>(forward(&proxy, peer, listen, request).await) }
+    });
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(client), service);
+    tokio::pin!(connection);
+    let stop = async move {
+        // The sender lives as long as the proxy: an error is a stop too.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(client = %peer, "HTTP connection ended: {error}");
+    }
+}
+
+async fn forward(
+    proxy: &Proxy,
+    peer: SocketAddr,
+    listen: SocketAddrV4,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let Some(state) = proxy.port_state(listen) else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this address serves no Service any more",
+        );
+    };
+    let open = state.counters.accept();
+    let upstream = match forward::connect(proxy, listen, peer).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            state.counters.error();
+            tracing::warn!(client = %peer, "request answered 503: {error}");
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, &error.to_string());
+        }
+    };
+    remove_hop_by_hop(request.headers_mut());
+    add_forwarded(request.headers_mut(), peer.ip());
+    let target = upstream.guard.target();
+    match send(upstream.stream, request).await {
+        Ok(mut response) => {
+            remove_hop_by_hop(response.headers_mut());
+            response.map(|body| ProxyBody {
+                inner: body.boxed(),
+                _guards: Some((upstream.guard, open)),
+            })
+        }
+        Err(error) => {
+            state.counters.error();
+            tracing::warn!(client = %peer, %target, "request answered 502: {error}");
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("endpoint {target}: {error}"),
+            )
+        }
+    }
+}
+
+async fn send(stream: TcpStream, request: Request<Incoming>) -> hyper::Result<Response<Incoming>> {
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!("connection to an endpoint ended: {error}");
+        }
+    });
+    sender.send_request(request).await
+}
+
+/// Appends the client to `X-Forwarded-For` (after what earlier proxies
+/// wrote), and says the client spoke plain HTTP; `X-Forwarded-Host` keeps
+/// the host the client asked for.
+fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
+    let forwarded_for = HeaderName::from_static("x-forwarded-for");
+    let earlier: Vec<&str> = headers
+        .get_all(&forwarded_for)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    let mut chain = earlier.join(", ");
+    if !chain.is_empty() {
+        chain.push_str(", ");
+    }
+    chain.push_str(&client.to_string());
+    let chain = HeaderValue::from_str(&chain).expect("addresses and earlier header text");
+    headers.insert(forwarded_for, chain);
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    if let Some(host) = headers.get(HOST).cloned() {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(&HOP_BY_HOP.map(HeaderName::from_static)) {
+        headers.remove(name);
+    }
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(format!("{message}\n")))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(ProxyBody {
+        inner: body,
+        _guards: None,
+    });
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A response body that keeps its endpoint connection counted (target and
+/// Service port) until it has been sent or dropped.
+pub(crate) struct ProxyBody {
+    inner: http_body_util::combinators::BoxBody<Bytes, hyper::Error>,
+    _guards: Option<(TargetGuard, PortGuard)>,
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_client_to_earlier_proxies() {
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut first = headers(&[("host", "web.example")]);
+        add_forwarded(&mut first, client);
+        assert_eq!(values(&first, "x-forwarded-for"), ["192.0.2.7"]);
+        assert_eq!(values(&first, "x-forwarded-proto"), ["http"]);
+        assert_eq!(values(&first, "x-forwarded-host"), ["web.example"]);
+
+        let mut later = headers(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "198.51.100.2, 10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        add_forwarded(&mut later, client);
+        assert_eq!(
+            values(&later, "x-forwarded-for"),
+            ["203.0.113.1, 198.51.100.2, 10.0.0.1, 192.0.2.7"]
+        );
+        assert_eq!(values(&later, "x-forwarded-proto"), ["http"]);
+        assert!(later.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut request = headers(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "secret"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut request);
+        let left: Vec<&str> = request.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["accept"]);
+    }
+}

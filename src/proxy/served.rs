@@ -1,0 +1,290 @@
+//! The table as the data plane reads it: for each address the proxy
+//! listens on, the Service port it serves. Built (and checked) once per
+//! `Apply`; connections look it up when they choose an endpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+
+use super::balance::{Chooser, Policy};
+use super::counters::{PortCounters, PortKey};
+use super::route::{Cidr, CidrError};
+use super::table::{Protocol, Service, ServicePort, Table};
+
+/// A table being served, with its listen addresses.
+#[derive(Debug, Default)]
+pub(crate) struct Served {
+    /// `None` before the first table.
+    pub(crate) table: Option<Arc<Table>>,
+    /// Every address listened on (`cluster_ip:port`, `0.0.0.0:node_port`)
+    /// and what it serves.
+    pub(crate) routes: HashMap<SocketAddrV4, Route>,
+    /// Each Service port's virtual address, by name (how the tunnel names
+    /// a Service port).
+    by_name: HashMap<PortKey, SocketAddrV4>,
+}
+
+/// A listen address's Service port: indexes into the table.
+#[derive(Clone, Debug)]
+pub(crate) struct Route {
+    pub(crate) service: usize,
+    pub(crate) port: usize,
+    /// Listened on as a node port (where `node_port_local_only` applies).
+    pub(crate) node_port: bool,
+    pub(crate) state: Arc<PortState>,
+}
+
+/// What a Service port keeps across tables: its counters and its choices.
+#[derive(Debug, Default)]
+pub(crate) struct PortState {
+    pub(crate) counters: Arc<PortCounters>,
+    pub(crate) chooser: Mutex<Chooser>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TableError {
+    #[error("the table is for node {table_node:?}, this proxy serves node {node:?}")]
+    WrongNode { table_node: String, node: String },
+    #[error(transparent)]
+    Cidr(#[from] CidrError),
+    #[error("service {service}: cluster IP {cluster_ip} is outside the service CIDR {cidr}")]
+    OutsideCidr {
+        service: String,
+        cluster_ip: Ipv4Addr,
+        cidr: Cidr,
+    },
+    #[error("address {address} is asked for twice: by {first} and by {second}")]
+    DuplicateAddress {
+        address: SocketAddrV4,
+        first: String,
+        second: String,
+    },
+}
+
+impl Served {
+    /// Checks `table` for this proxy's `node` and indexes it; `states`
+    /// gives (and gets) each Service port's lasting state.
+    pub(crate) fn new(
+        table: Table,
+        node: &str,
+        states: &mut BTreeMap<PortKey, Arc<PortState>>,
+    ) -> Result<Served, TableError> {
+        if table.node != node {
+            return Err(TableError::WrongNode {
+                table_node: table.node,
+                node: node.to_owned(),
+            });
+        }
+        let cidr: Cidr = table.service_cidr.parse()?;
+        let mut routes: HashMap<SocketAddrV4, Route> = HashMap::new();
+        let mut by_name = HashMap::new();
+        for (service_index, service) in table.services.iter().enumerate() {
+            if !cidr.contains(service.cluster_ip) {
+                return Err(TableError::OutsideCidr {
+                    service: format!("{}/{}", service.namespace, service.name),
+                    cluster_ip: service.cluster_ip,
+                    cidr,
+                });
+            }
+            for (port_index, port) in service.ports.iter().enumerate() {
+                if port.protocol == Protocol::Udp {
+                    tracing::warn!(
+                        service = %describe(service, port),
+                        "UDP ports are not served by this proxy; only TCP"
+                    );
+                    continue;
+                }
+                let key = (service.namespace.clone(), service.name.clone(), port.port);
+                let cluster_address = SocketAddrV4::new(service.cluster_ip, port.port);
+                by_name.insert(key.clone(), cluster_address);
+                let state = Arc::clone(states.entry(key).or_default());
+                let route = |node_port| Route {
+                    service: service_index,
+                    port: port_index,
+                    node_port,
+                    state: Arc::clone(&state),
+                };
+                let mut addresses = vec![(cluster_address, route(false))];
+                if let Some(node_port) = port.node_port {
+                    addresses.push((
+                        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, node_port),
+                        route(true),
+                    ));
+                }
+                for (address, route) in addresses {
+                    if let Some(first) = routes.get(&address) {
+                        let (first_service, first_port) = table_port(&table, first);
+                        return Err(TableError::DuplicateAddress {
+                            address,
+                            first: describe(first_service, first_port),
+                            second: describe(service, port),
+                        });
+                    }
+                    routes.insert(address, route);
+                }
+            }
+        }
+        Ok(Served {
+            table: Some(Arc::new(table)),
+            routes,
+            by_name,
+        })
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.table.as_ref().map_or(0, |table| table.generation)
+    }
+
+    /// The Service and port a route serves.
+    pub(crate) fn port(&self, route: &Route) -> (&Service, &ServicePort) {
+        table_port(
+            self.table.as_ref().expect("a route comes from a table"),
+            route,
+        )
+    }
+
+    /// The route of the Service port `key` names (what a tunnelled
+    /// connection names).
+    pub(crate) fn service_route(&self, key: &PortKey) -> Option<&Route> {
+        self.by_name
+            .get(key)
+            .and_then(|address| self.routes.get(address))
+    }
+}
+
+fn table_port<'a>(table: &'a Table, route: &Route) -> (&'a Service, &'a ServicePort) {
+    let service = &table.services[route.service];
+    (service, &service.ports[route.port])
+}
+
+/// `namespace/name port 80` for messages.
+pub(crate) fn describe(service: &Service, port: &ServicePort) -> String {
+    format!(
+        "service {}/{} port {}",
+        service.namespace, service.name, port.port
+    )
+}
+
+/// How a Service port chooses its endpoints.
+pub(crate) fn policy(service: &Service) -> Policy {
+    Policy {
+        balance: service.balance,
+        affinity: service
+            .client_ip_affinity_seconds
+            .map(|seconds| std::time::Duration::from_secs(u64::from(seconds))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::table::{Balance, Mode};
+    use super::*;
+
+    fn port(number: u16, node_port: Option<u16>, protocol: Protocol) -> ServicePort {
+        ServicePort {
+            name: String::new(),
+            protocol,
+            port: number,
+            node_port,
+            node_port_local_only: false,
+            mode: Mode::Tcp,
+            endpoints: Vec::new(),
+        }
+    }
+
+    fn service(name: &str, cluster_ip: [u8; 4], ports: Vec<ServicePort>) -> Service {
+        Service {
+            namespace: "default".to_owned(),
+            name: name.to_owned(),
+            cluster_ip: cluster_ip.into(),
+            client_ip_affinity_seconds: None,
+            balance: Balance::RoundRobin,
+            ports,
+        }
+    }
+
+    fn table(services: Vec<Service>) -> Table {
+        Table {
+            generation: 3,
+            node: "n1".to_owned(),
+            service_cidr: "10.96.0.0/12".to_owned(),
+            dns_address: [10, 96, 0, 10].into(),
+            cluster_domain: "cluster.local".to_owned(),
+            services,
+        }
+    }
+
+    fn error(table: Table) -> String {
+        Served::new(table, "n1", &mut BTreeMap::new())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn every_tcp_port_is_listened_on_at_its_virtual_address_and_node_port() {
+        let web = service(
+            "web",
+            [10, 96, 0, 20],
+            vec![
+                port(80, Some(30080), Protocol::Tcp),
+                port(53, None, Protocol::Udp),
+            ],
+        );
+        let served = Served::new(table(vec![web]), "n1", &mut BTreeMap::new()).unwrap();
+        let mut addresses: Vec<String> = served.routes.keys().map(ToString::to_string).collect();
+        addresses.sort();
+        assert_eq!(addresses, ["0.0.0.0:30080", "10.96.0.20:80"]);
+        assert_eq!(served.generation(), 3);
+        let key = |port| ("default".to_owned(), "web".to_owned(), port);
+        let cluster = served.service_route(&key(80)).unwrap();
+        assert_eq!(served.port(cluster).1.port, 80);
+        assert!(served.service_route(&key(30080)).is_none());
+    }
+
+    #[test]
+    fn a_port_keeps_its_state_across_tables() {
+        let mut states = BTreeMap::new();
+        let web = || service("web", [10, 96, 0, 20], vec![port(80, None, Protocol::Tcp)]);
+        let first = Served::new(table(vec![web()]), "n1", &mut states).unwrap();
+        let second = Served::new(table(vec![web()]), "n1", &mut states).unwrap();
+        let state = |served: &Served| Arc::clone(&served.routes.values().next().unwrap().state);
+        assert!(Arc::ptr_eq(&state(&first), &state(&second)));
+    }
+
+    #[test]
+    fn a_table_that_cannot_be_served_is_refused_with_the_reason() {
+        assert_eq!(
+            Served::new(table(vec![]), "n2", &mut BTreeMap::new())
+                .unwrap_err()
+                .to_string(),
+            "the table is for node \"n1\", this proxy serves node \"n2\""
+        );
+        let mut bad_cidr = table(vec![]);
+        bad_cidr.service_cidr = "10.96.0.0".to_owned();
+        assert_eq!(
+            error(bad_cidr),
+            "service CIDR \"10.96.0.0\": expected ADDRESS/PREFIX, e.g. 10.96.0.0/12"
+        );
+        let outside = service("web", [10, 112, 0, 1], vec![]);
+        assert_eq!(
+            error(table(vec![outside])),
+            "service default/web: cluster IP 10.112.0.1 is outside the service CIDR 10.96.0.0/12"
+        );
+        let twice = table(vec![
+            service(
+                "api",
+                [10, 96, 0, 21],
+                vec![port(80, Some(30080), Protocol::Tcp)],
+            ),
+            service(
+                "web",
+                [10, 96, 0, 20],
+                vec![port(80, Some(30080), Protocol::Tcp)],
+            ),
+        ]);
+        assert_eq!(
+            error(twice),
+            "address 0.0.0.0:30080 is asked for twice: by service default/api port 80 and by service default/web port 80"
+        );
+    }
+}
