@@ -94,8 +94,11 @@ impl ProxyImage {
                 source,
             })
         };
-        let mut files: Vec<(String, Vec<u8>, u32)> =
-            vec![(BINARY.to_string(), read(binary)?, 0o755)];
+        let content = match without_debug_info(binary) {
+            Some(stripped) => stripped,
+            None => read(binary)?,
+        };
+        let mut files: Vec<(String, Vec<u8>, u32)> = vec![(BINARY.to_string(), content, 0o755)];
         for library in libraries(binary)? {
             let content = read(Path::new(&library))?;
             files.push((library, content, 0o755));
@@ -155,6 +158,39 @@ impl ProxyImage {
             archive: Arc::new(archive),
         })
     }
+}
+
+/// The binary without its debug sections (a debug build's are nine tenths
+/// of it, shipped to every node for nothing), when `objcopy` is at hand.
+fn without_debug_info(binary: &Path) -> Option<Vec<u8>> {
+    let dir = tempfile_dir()?;
+    let stripped = dir.join("flotilla-proxy");
+    let status = std::process::Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(binary)
+        .arg(&stripped)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    let content = status
+        .success()
+        .then(|| std::fs::read(&stripped).ok())
+        .flatten();
+    let _ = std::fs::remove_dir_all(&dir);
+    content
+}
+
+/// A fresh private directory under the system's temporary one.
+fn tempfile_dir() -> Option<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "flotilla-proxy-image-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir(&dir).ok()?;
+    Some(dir)
 }
 
 fn docker_architecture() -> &'static str {
