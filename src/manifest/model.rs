@@ -67,7 +67,7 @@ const KINDS: [KindInfo; 12] = [
     KindInfo { kind: Kind::Cluster, name: "Cluster", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["cluster", "clusters"], phrase: "cluster", runs_pods: false },
     KindInfo { kind: Kind::Node, name: "Node", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["node", "nodes", "no"], phrase: "node", runs_pods: false },
     KindInfo { kind: Kind::Deployment, name: "Deployment", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["deployment", "deployments", "deploy"], phrase: "deployment", runs_pods: true },
-    KindInfo { kind: Kind::Service, name: "Service", api_version: "v1", namespaced: true, supported: false, cli_names: &["service", "services", "svc"], phrase: "service", runs_pods: false },
+    KindInfo { kind: Kind::Service, name: "Service", api_version: "v1", namespaced: true, supported: true, cli_names: &["service", "services", "svc"], phrase: "service", runs_pods: false },
     KindInfo { kind: Kind::DaemonSet, name: "DaemonSet", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["daemonset", "daemonsets", "ds"], phrase: "daemon set", runs_pods: true },
     KindInfo { kind: Kind::StatefulSet, name: "StatefulSet", api_version: "apps/v1", namespaced: true, supported: false, cli_names: &["statefulset", "statefulsets", "sts"], phrase: "stateful set", runs_pods: true },
     KindInfo { kind: Kind::Job, name: "Job", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["job", "jobs"], phrase: "job", runs_pods: true },
@@ -146,7 +146,7 @@ impl Kind {
         Kind::ALL.into_iter().filter(|k| k.is_supported())
     }
 
-    /// `Cluster, Node, Deployment and DaemonSet`: for messages.
+    /// `Cluster, Node, Deployment, Service and DaemonSet`: for messages.
     pub fn supported_list() -> String {
         let names: Vec<&str> = Kind::supported().map(Kind::as_str).collect();
         super::names::listed(&names, "and")
@@ -236,6 +236,16 @@ impl DesiredState {
             .ok()
             .map(|i| &self.workloads[i])
     }
+
+    /// The Service named `namespace/name`, if it is declared.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services
+            .binary_search_by(|s| {
+                (s.meta.namespace.as_str(), s.meta.name.as_str()).cmp(&(namespace, name))
+            })
+            .ok()
+            .map(|i| &self.services[i])
+    }
 }
 
 // ---------------------------------------------------------------- Cluster
@@ -266,25 +276,52 @@ pub struct ClusterSettings {
 /// An IPv4 range of virtual addresses: `base/prefix`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ServiceCidr {
-    pub base: std::net::Ipv4Addr,
+    pub base: core::net::Ipv4Addr,
     pub prefix: u8,
 }
 
 impl ServiceCidr {
     /// Kubernetes' default Service range.
-    pub const DEFAULT: ServiceCidr = ServiceCidr {
-        base: std::net::Ipv4Addr::new(10, 96, 0, 0),
-        prefix: 12,
-    };
+    pub const DEFAULT: ServiceCidr = ServiceCidr::new(10, 96, 0, 0, 12);
 
-    /// The proxies' DNS server: the tenth address, as kubeadm gives kube-dns.
-    pub fn dns_address(self) -> std::net::Ipv4Addr {
-        std::net::Ipv4Addr::from(u32::from(self.base) + 10)
+    pub const fn new(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> ServiceCidr {
+        ServiceCidr {
+            base: core::net::Ipv4Addr::new(a, b, c, d),
+            prefix,
+        }
     }
 
-    pub fn contains(self, address: std::net::Ipv4Addr) -> bool {
-        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-        u32::from(address) & mask == u32::from(self.base) & mask
+    /// The network mask: the prefix's bits set.
+    pub fn mask(self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    /// How many addresses the range holds, its network and broadcast
+    /// addresses included.
+    pub fn size(self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix))
+    }
+
+    /// The last address of the range.
+    pub fn broadcast_address(self) -> core::net::Ipv4Addr {
+        core::net::Ipv4Addr::from(u32::from(self.base) | !self.mask())
+    }
+
+    /// Addresses no Service may have: the network address, the proxies'
+    /// DNS server and the broadcast address.
+    pub fn is_reserved(self, address: core::net::Ipv4Addr) -> bool {
+        address == self.base || address == self.dns_address() || address == self.broadcast_address()
+    }
+
+    /// The proxies' DNS server: the tenth address, as kubeadm gives kube-dns.
+    pub fn dns_address(self) -> core::net::Ipv4Addr {
+        core::net::Ipv4Addr::from(u32::from(self.base) + 10)
+    }
+
+    pub fn contains(self, address: core::net::Ipv4Addr) -> bool {
+        u32::from(address) & self.mask() == u32::from(self.base) & self.mask()
     }
 }
 
@@ -345,7 +382,7 @@ pub struct Service {
     pub service_type: ServiceType,
     /// `spec.clusterIP` when given, else allocated from the Cluster's
     /// `serviceCIDR` (deterministically, from the Service's name).
-    pub cluster_ip: std::net::Ipv4Addr,
+    pub cluster_ip: core::net::Ipv4Addr,
     pub ports: Vec<ServicePort>,
     pub session_affinity: SessionAffinity,
     /// `spec.externalTrafficPolicy: Local`: a node port serves only the
@@ -358,6 +395,16 @@ pub struct Service {
     /// The annotation `flotilla.dev/proxy-protocol: v2`: TCP ports send the
     /// PROXY protocol v2 header (the client's address) to the endpoint.
     pub proxy_protocol: bool,
+}
+
+impl Service {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::Service,
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -923,7 +970,7 @@ mod tests {
         assert_eq!(distinct.len(), KINDS.len());
         assert_eq!(
             Kind::supported_list(),
-            "Cluster, Node, Deployment and DaemonSet"
+            "Cluster, Node, Deployment, Service and DaemonSet"
         );
         assert_eq!(Kind::workload_list(), "deployment and daemonset");
     }

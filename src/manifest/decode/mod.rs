@@ -9,7 +9,8 @@
 //! Here: the document (kind, apiVersion, metadata) and the typed readers of
 //! scalars, lists and maps every part uses. By concern: `objects.rs` (Cluster
 //! and Node), `workloads.rs` (what each kind that runs pods declares besides
-//! its template) and `pod.rs` (pod templates, selectors, containers).
+//! its template), `pod.rs` (pod templates, selectors, containers) and
+//! `service.rs` (Services).
 
 use std::collections::BTreeMap;
 
@@ -23,9 +24,11 @@ use super::yaml::{Node, PlainType, Style, Value};
 
 mod objects;
 mod pod;
+mod service;
 mod workloads;
 
 pub use pod::default_pull_policy;
+pub(crate) use service::{port_label, DecodedService, NODE_PORTS};
 
 /// A decoded object, present only when the document had no error.
 #[derive(Clone, Debug)]
@@ -33,6 +36,7 @@ pub(super) enum Decoded {
     Cluster(ClusterSettings),
     Node(Box<super::model::Node>),
     Workload(Box<Workload>),
+    Service(Box<DecodedService>),
 }
 
 /// What one document declared.
@@ -888,6 +892,11 @@ impl Decoder<'_> {
                     ..meta
                 };
                 Some(Decoded::Node(Box::new(super::model::Node { meta, spec })))
+            }
+            Kind::Service => {
+                let spec_node = self.required(&fields, root, "", "spec")?;
+                let service = self.service(root, spec_node, meta)?;
+                Some(Decoded::Service(Box::new(service)))
             }
             _ => {
                 let spec_node = self.required(&fields, root, "", "spec")?;
