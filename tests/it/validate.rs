@@ -146,6 +146,25 @@ fn json_output_has_the_documented_shape() {
     assert_eq!(report["diagnostics"], serde_json::json!([]));
 }
 
+/// Issue 13: Services are counted in the summary and the JSON.
+#[test]
+fn services_are_counted() {
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n";
+    let work = WorkTree::new();
+    work.write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", &format!("{WEB}---\n{service}"));
+    work.commit("web and its Service");
+    let (code, out, _) = validate(work.path(), &[], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("valid: 1 node, 1 workload and 1 service in 2 files"),
+        "{out}"
+    );
+    let (code, out, _) = validate(work.path(), &["--output", "json"], None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json(&out)["services"], 1);
+}
+
 #[test]
 fn rev_picks_the_commit_in_a_work_tree_or_a_bare_repository() {
     let work = WorkTree::new();
