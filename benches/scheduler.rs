@@ -122,6 +122,7 @@ fn apply(cluster: &mut ObservedCluster, plan: &Plan) {
                     image: "app:1".into(),
                     ports: Vec::new(),
                     probe_ready: None,
+                    address: None,
                     ready_since: None,
                 });
             }

@@ -36,6 +36,21 @@ struct Inner {
     /// From the first file-system event of the last push to its reconcile.
     last_wake_latency_seconds: f64,
     last_reconcile_seconds: f64,
+    /// (namespace, name, port) -> what every node proxy counted.
+    services: BTreeMap<(String, String, u16), ServiceFigures>,
+}
+
+/// One Service port's figures, summed over the node proxies that answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceFigures {
+    /// Connections (TCP) or requests (HTTP) the proxies served.
+    pub requests: u64,
+    /// Those that reached no endpoint.
+    pub errors: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Ready endpoints in the tables the leader wrote.
+    pub endpoints: u64,
 }
 
 impl Metrics {
@@ -97,6 +112,12 @@ impl Metrics {
             .into_iter()
             .map(|(object, ready, desired)| (object, (ready, desired)))
             .collect();
+    }
+
+    /// Replaces the Services' figures.
+    pub fn set_services(&self, figures: BTreeMap<(String, String, u16), ServiceFigures>) {
+        let mut inner = self.inner.lock().expect("metrics lock is never poisoned");
+        inner.services = figures;
     }
 
     /// The text exposition format, version 0.0.4.
@@ -207,6 +228,48 @@ impl Metrics {
                 escape(namespace),
                 escape(name)
             );
+        }
+        let series: [(&str, &str, &str, fn(&ServiceFigures) -> u64); 4] = [
+            (
+                "flotilla_service_requests_total",
+                "counter",
+                "Connections (TCP) or requests (HTTP) the node proxies served, per Service port, since each proxy started.",
+                |f| f.requests,
+            ),
+            (
+                "flotilla_service_errors_total",
+                "counter",
+                "Connections or requests that reached no endpoint, per Service port.",
+                |f| f.errors,
+            ),
+            (
+                "flotilla_service_open_connections",
+                "gauge",
+                "Connections open through the node proxies, per Service port.",
+                |f| f.open,
+            ),
+            (
+                "flotilla_service_endpoints",
+                "gauge",
+                "Ready endpoints per Service port, as the leader last wrote them.",
+                |f| f.endpoints,
+            ),
+        ];
+        for (metric, kind, help, value) in series {
+            if inner.services.is_empty() {
+                break;
+            }
+            let _ = writeln!(out, "# HELP {metric} {help}");
+            let _ = writeln!(out, "# TYPE {metric} {kind}");
+            for ((namespace, name, port), figures) in &inner.services {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{namespace=\"{}\",name=\"{}\",port=\"{port}\"}} {}",
+                    escape(namespace),
+                    escape(name),
+                    value(figures)
+                );
+            }
         }
         out
     }

@@ -112,6 +112,10 @@ pub struct ObservedContainer {
     pub probe_ready: Option<bool>,
     /// When that verdict last turned ready (for `minReadySeconds`).
     pub ready_since: Option<SystemTime>,
+    /// The container's address on its node's container network, while it
+    /// runs (the pod's address: only the pod's first container has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// One container port published on a node's address.

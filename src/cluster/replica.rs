@@ -364,6 +364,7 @@ mod tests {
             image: "busybox".into(),
             ports: Vec::new(),
             probe_ready: None,
+            address: None,
             ready_since: None,
         }
     }

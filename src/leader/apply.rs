@@ -422,7 +422,7 @@ mod tests {
         Step {
             node: node.into(),
             operation: Operation::CreateReplica {
-                containers: replica_containers(&template, &labels),
+                containers: replica_containers(&template, &labels, &Default::default()),
                 start: true,
             },
             reason: "missing replica".into(),

@@ -154,6 +154,10 @@ pub(crate) async fn run_until<N: NodeOps, P: Planner>(
     );
     // A readiness change, or old replicas gone, is worth a reconcile at once.
     let readiness_changed = Arc::new(Notify::new());
+    // So is a container that dies or goes behind the leader's back.
+    leader
+        .nodes
+        .follow_container_events(Arc::clone(&readiness_changed));
     let mut leader = leader.with_background_removals(Arc::clone(&readiness_changed));
     let stop_probes = Arc::new(Notify::new());
     let probes =

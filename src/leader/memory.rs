@@ -37,6 +37,10 @@ pub struct MemoryState {
     pub stop_delay: Option<Duration>,
     in_flight: HashMap<String, usize>,
     pub max_in_flight: HashMap<String, usize>,
+    /// node -> the table its proxy serves.
+    pub proxies: BTreeMap<String, crate::proxy::table::Table>,
+    /// node -> the open connections its proxy reports, as tests set them.
+    pub proxy_connections: BTreeMap<String, Vec<crate::proxy::table::TargetConnections>>,
 }
 
 impl MemoryNodes {
@@ -105,6 +109,15 @@ impl MemoryNodes {
     }
 }
 
+/// A memory container's address: stable, distinct per node and name.
+fn memory_address(node: &str, container: &str) -> std::net::Ipv4Addr {
+    let mut hasher = crate::cluster::FnvHasher::default();
+    std::hash::Hasher::write(&mut hasher, node.as_bytes());
+    std::hash::Hasher::write(&mut hasher, container.as_bytes());
+    let bits = std::hash::Hasher::finish(&hasher) as u32;
+    std::net::Ipv4Addr::from(0x0a00_0000 | (bits & 0x00ff_ffff))
+}
+
 impl NodeOps for MemoryNodes {
     fn observe_timeout(&self) -> Duration {
         self.state
@@ -151,6 +164,9 @@ impl NodeOps for MemoryNodes {
                         })
                         .collect(),
                     probe_ready: None,
+                    // The pod's first container has the pod's address.
+                    address: (*running && spec.network_mode.is_none())
+                        .then(|| memory_address(&name, container_name)),
                     ready_since: None,
                 })
                 .collect();
@@ -347,6 +363,55 @@ impl NodeOps for MemoryNodes {
             .await
     }
 
+    async fn ensure_proxy(
+        &self,
+        node: &str,
+        image: &crate::node::ProxyImage,
+    ) -> Result<(), NodeOpError> {
+        self.call(node, format!("ensure-proxy {node} {}", image.tag), |_| {
+            Ok(())
+        })
+        .await
+    }
+
+    async fn proxy_request(
+        &self,
+        node: &str,
+        request: &crate::proxy::table::Request,
+    ) -> Result<crate::proxy::table::Response, NodeOpError> {
+        use crate::proxy::table::{ProxyStatus, Request, Response};
+        let word = match request {
+            Request::Apply(_) => "apply",
+            Request::Status => "status",
+        };
+        self.call(node, format!("proxy-{word} {node}"), |state| {
+            Ok(match request {
+                Request::Apply(table) => {
+                    let served = state
+                        .proxies
+                        .entry(node.to_string())
+                        .or_insert_with(|| table.clone());
+                    if table.generation >= served.generation {
+                        *served = table.clone();
+                    }
+                    Response::Applied {
+                        generation: served.generation,
+                    }
+                }
+                Request::Status => Response::Status(ProxyStatus {
+                    generation: state.proxies.get(node).map_or(0, |t| t.generation),
+                    connections: state
+                        .proxy_connections
+                        .get(node)
+                        .cloned()
+                        .unwrap_or_default(),
+                    services: Vec::new(),
+                }),
+            })
+        })
+        .await
+    }
+
     async fn logs(&self, node: &str, container: &str, _lines: u32) -> Result<String, NodeOpError> {
         self.call(
             node,
@@ -433,7 +498,11 @@ impl Planner for RoundRobin {
                         steps.push(Step {
                             node,
                             operation: Operation::CreateReplica {
-                                containers: replica_containers(&deployment.spec.template, &labels),
+                                containers: replica_containers(
+                                    &deployment.spec.template,
+                                    &labels,
+                                    &Default::default(),
+                                ),
                                 start: true,
                             },
                             reason: "missing".into(),

@@ -15,6 +15,7 @@ pub mod memory;
 pub(crate) mod presence;
 pub mod probe;
 pub mod run;
+pub mod services;
 pub mod spec;
 pub(crate) mod watch;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::apply::{Operation, Step};
 use super::run::Planner;
-use super::spec::replica_containers;
+use super::spec::{replica_containers, ServiceDiscovery};
 use crate::cluster::ObservedCluster;
 use crate::manifest::model::DesiredState;
 use crate::plan;
@@ -66,8 +66,9 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                     template,
                 } => {
                     let labels = containers.first()?;
+                    let discovery = ServiceDiscovery::for_namespace(desired, &labels.namespace);
                     Operation::CreateReplica {
-                        containers: replica_containers(template, labels),
+                        containers: replica_containers(template, labels, &discovery),
                         start: true,
                     }
                 }

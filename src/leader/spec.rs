@@ -11,12 +11,93 @@
 //! into Docker's create request.
 
 use crate::cluster::ManagedLabels;
-use crate::manifest::model::{Container, PodTemplate, Protocol, RestartPolicy};
+use crate::manifest::model::{Container, DesiredState, PodTemplate, Protocol, RestartPolicy};
 use crate::node::{DockerRestartPolicy, PortBinding, ReplicaContainer};
+
+/// What a pod is told of the Services when it is created: the proxy's DNS
+/// server with Kubernetes' search path, and Kubernetes' environment
+/// variables of the Services of its namespace (`WEB_SERVICE_HOST`, ...).
+/// A cluster without Services changes nothing: Docker's resolver stays.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceDiscovery {
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `NAME=value`, before the container's own (which win).
+    pub env: Vec<String>,
+}
+
+impl ServiceDiscovery {
+    /// What pods of `namespace` get from `desired`.
+    pub fn for_namespace(desired: &DesiredState, namespace: &str) -> ServiceDiscovery {
+        if desired.services.is_empty() {
+            return ServiceDiscovery::default();
+        }
+        let domain = crate::plan::endpoints::CLUSTER_DOMAIN;
+        let mut env = Vec::new();
+        for service in desired
+            .services
+            .iter()
+            .filter(|s| s.meta.namespace == namespace)
+        {
+            let Some(first) = service.ports.first() else {
+                continue;
+            };
+            let name = env_name(&service.meta.name);
+            let ip = service.cluster_ip;
+            env.push(format!("{name}_SERVICE_HOST={ip}"));
+            env.push(format!("{name}_SERVICE_PORT={}", first.port));
+            for port in &service.ports {
+                let protocol = match port.protocol {
+                    Protocol::TCP => "tcp",
+                    Protocol::UDP => "udp",
+                    Protocol::SCTP => "sctp",
+                };
+                if let Some(port_name) = &port.name {
+                    env.push(format!(
+                        "{name}_SERVICE_PORT_{}={}",
+                        env_name(port_name),
+                        port.port
+                    ));
+                }
+                let prefix = format!("{name}_PORT_{}_{}", port.port, protocol.to_uppercase());
+                env.push(format!("{prefix}={protocol}://{ip}:{}", port.port));
+                env.push(format!("{prefix}_PROTO={protocol}"));
+                env.push(format!("{prefix}_PORT={}", port.port));
+                env.push(format!("{prefix}_ADDR={ip}"));
+            }
+            let protocol = match first.protocol {
+                Protocol::UDP => "udp",
+                Protocol::SCTP => "sctp",
+                Protocol::TCP => "tcp",
+            };
+            env.push(format!("{name}_PORT={protocol}://{ip}:{}", first.port));
+        }
+        ServiceDiscovery {
+            dns: vec![desired.cluster.service_cidr.dns_address().to_string()],
+            dns_search: vec![
+                format!("{namespace}.svc.{domain}"),
+                format!("svc.{domain}"),
+                domain.to_string(),
+            ],
+            dns_options: vec!["ndots:5".to_string()],
+            env,
+        }
+    }
+}
+
+/// Kubernetes' form of a name in a variable: upper case, `-` as `_`.
+fn env_name(name: &str) -> String {
+    name.to_uppercase().replace(['-', '.'], "_")
+}
 
 /// The containers of one replica, in creation (and start) order. `labels`
 /// describes the replica; its `container` field is replaced per container.
-pub fn replica_containers(template: &PodTemplate, labels: &ManagedLabels) -> Vec<ReplicaContainer> {
+pub fn replica_containers(
+    template: &PodTemplate,
+    labels: &ManagedLabels,
+    discovery: &ServiceDiscovery,
+) -> Vec<ReplicaContainer> {
     let spec = &template.spec;
     let restart_policy = match spec.restart_policy {
         RestartPolicy::Always => DockerRestartPolicy::Always,
@@ -58,10 +139,16 @@ pub fn replica_containers(template: &PodTemplate, labels: &ManagedLabels) -> Vec
                 pull_policy: container.image_pull_policy,
                 entrypoint: non_empty(&container.command),
                 cmd: non_empty(&container.args),
-                env: container
+                env: discovery
                     .env
                     .iter()
-                    .map(|e| format!("{}={}", e.name, e.value))
+                    .cloned()
+                    .chain(
+                        container
+                            .env
+                            .iter()
+                            .map(|e| format!("{}={}", e.name, e.value)),
+                    )
                     .collect(),
                 labels: container_labels.to_docker_labels(),
                 working_dir: container.working_dir.clone(),
@@ -85,6 +172,21 @@ pub fn replica_containers(template: &PodTemplate, labels: &ManagedLabels) -> Vec
                 restart_policy,
                 network_mode,
                 stop_timeout_seconds: Some(spec.termination_grace_period_seconds),
+                dns: if is_first {
+                    discovery.dns.clone()
+                } else {
+                    Vec::new()
+                },
+                dns_search: if is_first {
+                    discovery.dns_search.clone()
+                } else {
+                    Vec::new()
+                },
+                dns_options: if is_first {
+                    discovery.dns_options.clone()
+                } else {
+                    Vec::new()
+                },
                 name,
             }
         })
@@ -199,7 +301,7 @@ mod tests {
             },
             ..PodTemplate::default()
         };
-        let containers = replica_containers(&template, &labels());
+        let containers = replica_containers(&template, &labels(), &ServiceDiscovery::default());
         assert_eq!(containers.len(), 1);
         let c = &containers[0];
         assert_eq!(c.name, "flotilla.deployment.default.web.1.0123456789.httpd");
@@ -310,7 +412,7 @@ mod tests {
             },
             ..PodTemplate::default()
         };
-        let containers = replica_containers(&template, &labels());
+        let containers = replica_containers(&template, &labels(), &ServiceDiscovery::default());
         let [app, sidecar] = &containers[..] else {
             panic!("two containers expected, got {containers:?}");
         };

@@ -63,7 +63,7 @@ struct ConnectionState {
 
 /// One node: everything flotilla does on it goes through here.
 pub(crate) struct NodeClient {
-    name: String,
+    pub(super) name: String,
     target: Target,
     transport: Transport,
     docker_socket: String,
@@ -178,7 +178,7 @@ impl NodeClient {
         Ok(Connection { ssh, docker })
     }
 
-    async fn docker(&self) -> Result<Docker, NodeError> {
+    pub(super) async fn docker(&self) -> Result<Docker, NodeError> {
         Ok(self.connection().await?.docker)
     }
 
@@ -186,7 +186,7 @@ impl NodeClient {
     /// When it gets no answer in time the session is taken as dead: it is
     /// dropped, so the next call reconnects within the connect timeout and
     /// then backs off, instead of waiting again on a silent node.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         operation: &str,
         limit: Duration,
@@ -208,7 +208,7 @@ impl NodeClient {
         }
     }
 
-    fn docker_error(
+    pub(super) fn docker_error(
         &self,
         operation: &str,
     ) -> impl FnOnce(bollard::errors::Error) -> NodeError + '_ {
@@ -686,7 +686,7 @@ impl NodeClient {
     }
 }
 
-fn status_code(error: &bollard::errors::Error) -> Option<u16> {
+pub(super) fn status_code(error: &bollard::errors::Error) -> Option<u16> {
     match error {
         bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,

@@ -81,6 +81,21 @@ pub(crate) fn observed_container(
         ports: published_ports(inspect),
         probe_ready: None,
         ready_since: None,
+        address: container_address(inspect),
+    })
+}
+
+/// The container's IPv4 address on the first of its networks that gives
+/// one (sorted by network name, so the choice is stable).
+fn container_address(inspect: &ContainerInspectResponse) -> Option<std::net::Ipv4Addr> {
+    let networks = inspect.network_settings.as_ref()?.networks.as_ref()?;
+    let mut names: Vec<&String> = networks.keys().collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        networks[name]
+            .ip_address
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
     })
 }
 

@@ -15,9 +15,11 @@
 
 mod client;
 mod decode;
+mod events;
 mod image;
 pub(crate) mod known_hosts;
 mod ops;
+mod proxy;
 mod runtime;
 mod session;
 mod spec;
@@ -26,6 +28,7 @@ mod transport;
 use std::time::Duration;
 
 pub use ops::{NodeObservation, NodeOpError, NodeOps, ProbeTarget};
+pub use proxy::{ProxyImage, ProxyImageError, PROXY_LABEL};
 pub use runtime::Nodes;
 pub use session::SshOptions;
 pub use spec::{DockerRestartPolicy, PortBinding, ReplicaContainer};
@@ -33,6 +36,8 @@ pub use spec::{DockerRestartPolicy, PortBinding, ReplicaContainer};
 /// Everything that can go wrong talking to a node; each names the node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    #[error("node {node}: the node proxy: {reason}")]
+    Proxy { node: String, reason: String },
     #[error("node {node}: connecting to {address} timed out after {timeout:?}")]
     ConnectTimeout {
         node: String,
@@ -201,6 +206,7 @@ impl NodeError {
             | NodeError::NotOnLeader { node, .. }
             | NodeError::PortNotPublished { node, .. }
             | NodeError::NoAddress { node, .. }
+            | NodeError::Proxy { node, .. }
             | NodeError::NotObserved { node } => node,
         }
     }
@@ -227,6 +233,7 @@ impl NodeError {
             | NodeError::PortNotPublished { .. }
             | NodeError::NoAddress { .. }
             | NodeError::Channel { .. }
+            | NodeError::Proxy { .. }
             | NodeError::LocalConnect { .. } => false,
             NodeError::ConnectTimeout { .. }
             | NodeError::Connect { .. }

@@ -65,6 +65,13 @@ pub trait NodeOps: Send + Sync + 'static {
         Duration::from_secs(30)
     }
 
+    /// From now on, notifies `wake` whenever a managed container on any
+    /// node dies, stops or is removed (Docker's event stream), so the
+    /// leader reconciles at once. Nothing by default.
+    fn follow_container_events(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
+
     /// Facts and managed containers of `node` (one list call, filtered by
     /// label on the daemon). An error means the node is unreachable.
     fn observe(
@@ -166,6 +173,21 @@ pub trait NodeOps: Send + Sync + 'static {
         container: &str,
         lines: u32,
     ) -> impl Future<Output = Result<String, NodeOpError>> + Send;
+
+    /// Makes the node's proxy run from `image`: loads the image when the
+    /// node lacks it and (re)creates the proxy's container when needed.
+    fn ensure_proxy(
+        &self,
+        node: &str,
+        image: &super::ProxyImage,
+    ) -> impl Future<Output = Result<(), NodeOpError>> + Send;
+
+    /// One control request to the node's proxy, and its answer.
+    fn proxy_request(
+        &self,
+        node: &str,
+        request: &crate::proxy::table::Request,
+    ) -> impl Future<Output = Result<crate::proxy::table::Response, NodeOpError>> + Send;
 
     /// Removes an unused image (never forced: Docker keeps an image any
     /// container, managed or not, still uses). Whether it was removed.

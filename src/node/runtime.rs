@@ -28,6 +28,9 @@ pub struct Nodes {
     clients: Mutex<HashMap<String, (NodeSpec, Arc<NodeClient>)>>,
     ssh: SshOptions,
     leader_socket: String,
+    /// Told of every managed container that dies or goes, on any node
+    /// (Docker's event stream over each node's session), when set.
+    events: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl Nodes {
@@ -39,6 +42,7 @@ impl Nodes {
             clients: Mutex::default(),
             ssh,
             leader_socket: LEADER_DOCKER_SOCKET.to_string(),
+            events: Mutex::default(),
         }
     }
 
@@ -77,6 +81,12 @@ impl Nodes {
             Some((spec, client)) if *spec == node.spec => Arc::clone(client),
             _ => {
                 let client = Arc::new(NodeClient::new(node, self.ssh.clone()));
+                if let Some(wake) = &*self.events.lock().expect("never poisoned") {
+                    tokio::spawn(super::events::follow(
+                        Arc::downgrade(&client),
+                        Arc::clone(wake),
+                    ));
+                }
                 clients.insert(
                     node.meta.name.clone(),
                     (node.spec.clone(), Arc::clone(&client)),
@@ -96,6 +106,13 @@ fn probe_failed(node: &str, message: String) -> NodeOpError {
 }
 
 impl NodeOps for Nodes {
+    /// Follows each node's Docker events from its next observation on.
+    fn follow_container_events(&self, wake: Arc<tokio::sync::Notify>) {
+        *self.events.lock().expect("never poisoned") = Some(wake);
+        // Clients made before follow from their next remaking: make them anew.
+        self.clients().clear();
+    }
+
     /// Connecting, negotiating the API version, then the observation
     /// itself, each within its own bound, and a second to spare.
     fn observe_timeout(&self) -> Duration {
@@ -248,6 +265,18 @@ impl NodeOps for Nodes {
 
     async fn remove_image(&self, node: &str, image: &str) -> Result<bool, NodeOpError> {
         Ok(self.client(node)?.remove_image(image).await?)
+    }
+
+    async fn ensure_proxy(&self, node: &str, image: &super::ProxyImage) -> Result<(), NodeOpError> {
+        Ok(self.client(node)?.ensure_proxy(image).await?)
+    }
+
+    async fn proxy_request(
+        &self,
+        node: &str,
+        request: &crate::proxy::table::Request,
+    ) -> Result<crate::proxy::table::Response, NodeOpError> {
+        Ok(self.client(node)?.proxy_request(request).await?)
     }
 }
 

@@ -42,6 +42,12 @@ pub struct ReplicaContainer {
     /// terminationGracePeriodSeconds, kept by Docker as the container's
     /// stop timeout so a stop honours it even after the object is gone.
     pub stop_timeout_seconds: Option<u32>,
+    /// The resolver (the pod's first container only: the others share its
+    /// network namespace): nameservers, search domains and options of its
+    /// `/etc/resolv.conf`; Docker's defaults when empty.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +139,9 @@ impl ReplicaContainer {
                     maximum_retry_count: None,
                 }),
                 network_mode: self.network_mode.clone(),
+                dns: (!self.dns.is_empty()).then(|| self.dns.clone()),
+                dns_search: (!self.dns_search.is_empty()).then(|| self.dns_search.clone()),
+                dns_options: (!self.dns_options.is_empty()).then(|| self.dns_options.clone()),
                 ..HostConfig::default()
             }),
             stop_timeout: self.stop_timeout_seconds.map(i64::from),

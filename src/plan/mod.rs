@@ -8,6 +8,7 @@
 //! [`render()`] or as JSON.
 
 pub(crate) mod diff;
+pub mod endpoints;
 mod planner;
 pub(crate) mod progress;
 pub mod render;
@@ -48,6 +49,29 @@ pub struct Plan {
     /// `spec.capacity`): replicas are placed there without checking that
     /// those resources fit.
     pub unknown_capacity: Vec<String>,
+    /// Every declared Service: its addresses, and what this plan changes
+    /// in its endpoints.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServicePlan>,
+}
+
+/// A Service in a plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePlan {
+    pub key: ObjectKey,
+    pub cluster_ip: String,
+    /// `80/TCP` or `80:31234/TCP` (the node port allocated or given),
+    /// with the target port: `80/TCP->http`.
+    pub ports: Vec<String>,
+    /// Pods serving now.
+    pub ready: usize,
+    /// Serving pods this plan removes: taken out of every proxy and
+    /// drained before they are stopped (`web[2] on n1`).
+    pub leaving: Vec<String>,
+    /// Pods this plan creates that the Service selects: they join once
+    /// ready.
+    pub joining: usize,
 }
 
 impl Plan {

@@ -445,6 +445,7 @@ mod tests {
             image: String::new(),
             ports: Vec::new(),
             probe_ready: None,
+            address: None,
             ready_since: None,
         }
     }

@@ -140,6 +140,25 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             let _ = writeln!(out, "{}", paint(YELLOW, &line));
         }
     }
+    for service in &plan.services {
+        let line = format!(
+            "= service {}/{} {} {}: {} endpoint(s) ready",
+            service.key.namespace,
+            service.key.name,
+            service.cluster_ip,
+            service.ports.join(", "),
+            service.ready
+        );
+        let _ = writeln!(out, "{line}");
+        for pod in &service.leaving {
+            let line = format!("  - {pod} leaves every node proxy, drained before it stops");
+            let _ = writeln!(out, "{}", paint(RED, &line));
+        }
+        if service.joining > 0 {
+            let line = format!("  + {} new pod(s) join once ready", service.joining);
+            let _ = writeln!(out, "{}", paint(GREEN, &line));
+        }
+    }
     for node in &plan.nodes {
         let line = match &node.condition {
             NodeCondition::Unreachable {
@@ -258,6 +277,11 @@ pub fn summary(plan: &Plan) -> String {
             return format!(
                 "No changes on the nodes observed; {unseen} node(s) never observed, what runs there is unknown."
             );
+        }
+        if !plan.services.is_empty() {
+            // The proxies' tables are the leader's to compare and write; a
+            // plan does not read them, so it claims nothing about them.
+            return "No changes to pods; the node proxies' tables are not compared (the leader rewrites any that differs).".into();
         }
         return "No changes. The cluster matches the desired state.".into();
     }

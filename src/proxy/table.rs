@@ -146,11 +146,15 @@ pub enum Request {
 pub enum Response {
     /// The table now served (after an `Apply`, its generation, or a newer
     /// one's if the proxy already had a newer table).
-    Applied { generation: u64 },
+    Applied {
+        generation: u64,
+    },
     Status(ProxyStatus),
     /// The request could not be carried out; the previous table is still
     /// served.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -387,6 +387,7 @@ mod tests {
                 image: "img".into(),
                 ports: Vec::new(),
                 probe_ready: None,
+                address: None,
                 ready_since: None,
             })
             .collect();

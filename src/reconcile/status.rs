@@ -25,6 +25,23 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatus>,
     pub objects: Vec<ObjectStatus>,
     pub replicas: Vec<ReplicaStatus>,
+    /// Every Service with the pods it selects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    pub namespace: String,
+    pub name: String,
+    /// `ClusterIP` or `NodePort`.
+    #[serde(rename = "type")]
+    pub service_type: String,
+    pub cluster_ip: String,
+    /// As kubectl shows them: `80/TCP`, `80:31234/TCP`.
+    pub ports: Vec<String>,
+    pub endpoints: Vec<crate::plan::endpoints::EndpointStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -349,12 +366,45 @@ pub fn build(
     replicas.sort_by(|a, b| {
         (&a.object, a.slot, &a.node, &a.container).cmp(&(&b.object, b.slot, &b.node, &b.container))
     });
+    let services = desired
+        .services
+        .iter()
+        .zip(crate::plan::endpoints::service_endpoints(
+            desired, observed, now,
+        ))
+        .map(|(service, endpoints)| ServiceStatus {
+            namespace: service.meta.namespace.clone(),
+            name: service.meta.name.clone(),
+            service_type: match service.service_type {
+                crate::manifest::model::ServiceType::ClusterIP => "ClusterIP",
+                crate::manifest::model::ServiceType::NodePort => "NodePort",
+            }
+            .to_string(),
+            cluster_ip: service.cluster_ip.to_string(),
+            ports: service.ports.iter().map(service_port_text).collect(),
+            endpoints,
+        })
+        .collect();
     StatusReport {
         generated_at: format_rfc3339(now),
         commit: commit.map(str::to_string),
         nodes,
         objects,
         replicas,
+        services,
+    }
+}
+
+/// A Service port as kubectl shows it: `80/TCP`, `80:31234/TCP`.
+pub fn service_port_text(port: &crate::manifest::model::ServicePort) -> String {
+    let protocol = match port.protocol {
+        crate::manifest::model::Protocol::TCP => "TCP",
+        crate::manifest::model::Protocol::UDP => "UDP",
+        crate::manifest::model::Protocol::SCTP => "SCTP",
+    };
+    match port.node_port {
+        Some(node_port) => format!("{}:{node_port}/{protocol}", port.port),
+        None => format!("{}/{protocol}", port.port),
     }
 }
 
@@ -500,7 +550,59 @@ impl fmt::Display for StatusReport {
                 },
             ]);
         }
-        write_table(f, &rows)
+        write_table(f, &rows)?;
+        if self.services.is_empty() {
+            return Ok(());
+        }
+        writeln!(f)?;
+        let mut rows = vec![vec![
+            "SERVICE".to_string(),
+            "TYPE".into(),
+            "CLUSTER-IP".into(),
+            "PORTS".into(),
+            "ENDPOINTS".into(),
+        ]];
+        let mut endpoint_rows = vec![vec![
+            "ENDPOINT".to_string(),
+            "POD".into(),
+            "NODE".into(),
+            "ADDRESS".into(),
+            "STATE".into(),
+        ]];
+        for service in &self.services {
+            let name = format!("{}/{}", service.namespace, service.name);
+            let ready = service
+                .endpoints
+                .iter()
+                .filter(|e| e.state == "ready")
+                .count();
+            rows.push(vec![
+                name.clone(),
+                service.service_type.clone(),
+                service.cluster_ip.clone(),
+                service.ports.join(","),
+                format!("{ready} ready of {}", service.endpoints.len()),
+            ]);
+            for endpoint in &service.endpoints {
+                endpoint_rows.push(vec![
+                    name.clone(),
+                    endpoint.pod.clone(),
+                    endpoint.node.clone(),
+                    if endpoint.address.is_empty() {
+                        "-".into()
+                    } else {
+                        endpoint.address.clone()
+                    },
+                    endpoint.state.clone(),
+                ]);
+            }
+        }
+        write_table(f, &rows)?;
+        if endpoint_rows.len() > 1 {
+            writeln!(f)?;
+            write_table(f, &endpoint_rows)?;
+        }
+        Ok(())
     }
 }
 
@@ -570,6 +672,7 @@ mod tests {
             image: "img:1".into(),
             ports: Vec::new(),
             probe_ready: None,
+            address: None,
             ready_since: None,
         }
     }

@@ -229,6 +229,8 @@ pub struct Leader<N: NodeOps, P: Planner> {
     /// rollout's next wave does not wait out the old wave's grace period;
     /// `None` when every step is awaited (`flotilla apply`, tests).
     removals: Option<Removals>,
+    /// The node proxies: which table each serves.
+    services: super::services::ServiceProxies,
 }
 
 /// Containers the leader is stopping and removing in the background: each
@@ -284,6 +286,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             node_locks: None,
             operator_policy: OperatorPolicy::default(),
             removals: None,
+            services: super::services::ServiceProxies::default(),
         }
     }
 
@@ -439,7 +442,27 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         if step_count > 0 {
             tracing::info!(commit = %short(&commit), steps = step_count, "applying");
         }
-        let steps = self.remove_in_background(steps, &unreachable);
+        for node in &unreachable {
+            self.services.forget(node);
+        }
+        // The replicas about to be stopped leave every proxy's table first.
+        let leaving = leaving_containers(&steps);
+        let sync = self
+            .services
+            .sync(&*self.nodes, &desired, &observed, &leaving, now)
+            .await;
+        if !sync.updated.is_empty() {
+            tracing::debug!(nodes = ?sync.updated, "node proxies serve their new tables");
+        }
+        if !self.services.served().is_empty() {
+            let figures = self.services.figures(&*self.nodes).await;
+            self.api.metrics.set_services(figures);
+        }
+        let drain = self.drain_plan(&steps, &observed, &unreachable);
+        let steps = self.remove_in_background(steps, &unreachable, &drain);
+        if let Some(drain) = drain.filter(|_| self.removals.is_none()) {
+            drain.wait(&*self.nodes).await;
+        }
         let report = apply(
             &*self.nodes,
             steps,
@@ -510,6 +533,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         &mut self,
         steps: Vec<Step>,
         unreachable: &BTreeSet<String>,
+        drain: &Option<Drain>,
     ) -> Vec<Step> {
         let Some(removals) = &mut self.removals else {
             return steps;
@@ -552,7 +576,11 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let unreachable = unreachable.clone();
         let in_flight = Arc::clone(&removals.in_flight);
         let wake = Arc::clone(&removals.wake);
+        let drain = drain.clone();
         removals.tasks.spawn(async move {
+            if let Some(drain) = drain {
+                drain.wait(&*nodes).await;
+            }
             let report = apply(&*nodes, removes, &unreachable, &policy, &api.metrics, &events).await;
             for (step, error) in &report.failed {
                 tracing::warn!(node = %step.node, container = step.operation.target(), %error, "removal failed; the next reconcile tries again");
@@ -565,6 +593,52 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             wake.notify_one();
         });
         others
+    }
+
+    /// What the removals among `steps` must wait for before they stop
+    /// anything: no proxy holding a connection to their pods, within the
+    /// longest of their grace periods. `None` when no proxy serves.
+    fn drain_plan(
+        &self,
+        steps: &[Step],
+        observed: &ObservedCluster,
+        unreachable: &BTreeSet<String>,
+    ) -> Option<Drain> {
+        let ask: Vec<String> = self
+            .services
+            .served()
+            .keys()
+            .filter(|node| !unreachable.contains(*node))
+            .cloned()
+            .collect();
+        if ask.is_empty() {
+            return None;
+        }
+        let mut targets = BTreeSet::new();
+        let mut limit = Duration::ZERO;
+        for step in steps {
+            let Operation::Remove { containers, grace } = &step.operation else {
+                continue;
+            };
+            let Some(node) = observed.nodes.get(&step.node) else {
+                continue;
+            };
+            let addresses: Vec<std::net::Ipv4Addr> = node
+                .containers
+                .iter()
+                .filter(|c| containers.contains(&c.name))
+                .filter_map(|c| c.address)
+                .collect();
+            if !addresses.is_empty() {
+                targets.extend(addresses);
+                limit = limit.max(grace.unwrap_or(DEFAULT_GRACE));
+            }
+        }
+        (!targets.is_empty()).then_some(Drain {
+            ask,
+            targets,
+            limit,
+        })
     }
 
     fn set_probe_inputs(&self, desired: DesiredState, observed: ObservedCluster) {
@@ -808,6 +882,47 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 }),
         );
         self.api.set_status(status.clone());
+    }
+}
+
+/// Kubernetes' default terminationGracePeriodSeconds, for a container
+/// whose object is gone.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// `node/container` of every container a remove step stops.
+fn leaving_containers(steps: &[Step]) -> crate::plan::endpoints::Leaving {
+    steps
+        .iter()
+        .filter_map(|step| match &step.operation {
+            Operation::Remove { containers, .. } => Some(
+                containers
+                    .iter()
+                    .map(|c| (step.node.clone(), c.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Connections to wait out before stopping pods: see [`Leader::drain_plan`].
+#[derive(Clone, Debug)]
+struct Drain {
+    ask: Vec<String>,
+    targets: BTreeSet<std::net::Ipv4Addr>,
+    limit: Duration,
+}
+
+impl Drain {
+    async fn wait<N: NodeOps>(&self, nodes: &N) {
+        let started = Instant::now();
+        let open = super::services::drain(nodes, &self.ask, &self.targets, self.limit).await;
+        if open > 0 {
+            tracing::warn!(open, pods = ?self.targets, "connections still open after the grace period; stopping anyway");
+        } else {
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, pods = ?self.targets, "drained");
+        }
     }
 }
 

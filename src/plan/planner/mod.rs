@@ -236,7 +236,76 @@ pub fn plan(
         .map(str::to_string)
         .collect();
     out.nodes = node_statuses(desired, &declared, observed, settings, &replicas, now);
+    out.services = plan_services(desired, observed, &out.actions, now);
     out
+}
+
+/// Each Service's addresses and the endpoint changes `actions` make.
+fn plan_services(
+    desired: &DesiredState,
+    observed: &ObservedCluster,
+    actions: &[super::Action],
+    now: SystemTime,
+) -> Vec<super::ServicePlan> {
+    let endpoints = super::endpoints::service_endpoints(desired, observed, now);
+    desired
+        .services
+        .iter()
+        .zip(endpoints)
+        .map(|(service, endpoints)| {
+            let selects = |key: &ObjectKey| {
+                key.namespace == service.meta.namespace
+                    && desired.workload(key).is_some_and(|w| {
+                        service
+                            .selector
+                            .iter()
+                            .all(|(k, v)| w.spec.template.labels.get(k) == Some(v))
+                    })
+            };
+            let mut leaving = Vec::new();
+            let mut joining = 0;
+            for action in actions.iter().filter(|a| selects(&a.object)) {
+                match &action.operation {
+                    super::Operation::Create { .. } => joining += 1,
+                    super::Operation::Remove { containers } => {
+                        let serving = endpoints.iter().any(|e| {
+                            e.state == "ready"
+                                && e.node == action.node
+                                && containers.iter().any(|c| c.name == e.pod)
+                        });
+                        if serving {
+                            leaving.push(format!(
+                                "{}[{}] on {}",
+                                action.object.name, action.slot, action.node
+                            ));
+                        }
+                    }
+                    super::Operation::Start { .. } => {}
+                }
+            }
+            super::ServicePlan {
+                key: service.key(),
+                cluster_ip: service.cluster_ip.to_string(),
+                ports: service
+                    .ports
+                    .iter()
+                    .map(|port| {
+                        let target = match &port.target_port {
+                            crate::manifest::model::PortRef::Number(n) => n.to_string(),
+                            crate::manifest::model::PortRef::Name(name) => name.clone(),
+                        };
+                        format!(
+                            "{}->{target}",
+                            crate::reconcile::status::service_port_text(port)
+                        )
+                    })
+                    .collect(),
+                ready: endpoints.iter().filter(|e| e.state == "ready").count(),
+                leaving,
+                joining,
+            }
+        })
+        .collect()
 }
 
 /// How many pods `workload` should have with the cluster as observed: its
