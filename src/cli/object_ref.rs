@@ -71,7 +71,7 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
     Ok(kind)
 }
 
-/// `deployment, daemonset, node and cluster`.
+/// `cluster, node, deployment, service and daemonset`.
 fn deployed() -> String {
     let names: Vec<&str> = Kind::supported().map(|k| k.cli_names()[0]).collect();
     names::listed(&names, "and")
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn kubectl_forms() {
-        let cases: [(&str, Option<&str>, Result<&str, &str>); 17] = [
+        let cases: [(&str, Option<&str>, Result<&str, &str>); 18] = [
             ("deployment/web", None, Ok("Deployment default/web")),
             ("Deployment/web", None, Ok("Deployment default/web")),
             ("deploy/web", None, Ok("Deployment default/web")),
@@ -119,10 +119,11 @@ mod tests {
                 Err("`web`: expected KIND/NAME or KIND/NAMESPACE/NAME, e.g. deployment/web"),
             ),
             ("deployment/", None, Err("`deployment/`: empty name or namespace")),
+            ("svc/web", None, Ok("Service default/web")),
             (
-                "svc/web",
+                "cm/web",
                 None,
-                Err("flotilla does not deploy Service objects yet (it deploys cluster, node, deployment, daemonset and ingress)"),
+                Err("flotilla does not deploy ConfigMap objects yet (it deploys cluster, node, deployment, service, daemonset and ingress)"),
             ),
             (
                 "deploymnt/web",
@@ -132,7 +133,7 @@ mod tests {
             (
                 "widget/web",
                 None,
-                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, daemonset and ingress)"),
+                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset and ingress)"),
             ),
         ];
         for (text, namespace, expected) in cases {

@@ -37,6 +37,7 @@ struct Report {
     files: usize,
     nodes: usize,
     workloads: usize,
+    services: usize,
     errors: usize,
     warnings: usize,
     diagnostics: Vec<Diagnostic>,
@@ -86,6 +87,7 @@ fn validate(
         files: snapshot.files.len(),
         nodes: loaded.state.nodes.len(),
         workloads: loaded.state.workloads.len(),
+        services: loaded.state.services.len(),
         errors,
         warnings: diagnostics.len() - errors,
         diagnostics,
@@ -296,16 +298,28 @@ fn render_text(report: &Report, out: &mut Output) -> std::io::Result<()> {
     render_summary(report, out)
 }
 
-/// `valid: 1 node and 2 workloads in 3 files at SHA`, or `invalid: ...`.
+/// `valid: 1 node and 2 workloads in 3 files at SHA` (`1 node, 2 workloads
+/// and 1 service` when there are Services), or `invalid: ...`.
 fn render_summary(report: &Report, out: &mut Output) -> std::io::Result<()> {
     let commit = short(&report.commit);
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     if report.valid {
+        let objects = match report.services {
+            0 => format!(
+                "{} and {}",
+                plural(report.nodes, "node"),
+                plural(report.workloads, "workload")
+            ),
+            services => format!(
+                "{}, {} and {}",
+                plural(report.nodes, "node"),
+                plural(report.workloads, "workload"),
+                plural(services, "service")
+            ),
+        };
         let mut line = format!(
-            "{}: {} and {} in {} at {commit}",
+            "{}: {objects} in {} at {commit}",
             out.green("valid"),
-            plural(report.nodes, "node"),
-            plural(report.workloads, "workload"),
             plural(report.files, "file"),
         );
         if report.warnings > 0 {

@@ -8,7 +8,9 @@
 //!
 //! Entry point: [`load`]. Submodules: `yaml` (the spanned YAML tree),
 //! `decode` (typed objects and field checks), `names` and `quantity`
-//! (Kubernetes' rules), `node_fields` (a Node's address, user and paths), `diagnostic` (rendering), `documents` (a file cut
+//! (Kubernetes' rules), `node_fields` (a Node's address, user and paths),
+//! `services` (the Services' addresses and node ports, and their checks
+//! against the workloads), `diagnostic` (rendering), `documents` (a file cut
 //! into its documents, for edits that keep the rest byte-for-byte).
 
 mod decode;
@@ -20,6 +22,7 @@ pub(crate) mod names;
 pub(crate) mod node_fields;
 pub(crate) mod policy;
 pub mod quantity;
+mod services;
 pub(crate) mod yaml;
 
 pub use decode::default_pull_policy;
@@ -120,6 +123,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
     let mut node_selectors: Vec<(usize, SourceLocation)> = Vec::new();
     let mut pods: u64 = 0;
     let mut too_many_pods: Option<Diagnostic> = None;
+    let mut services = Vec::new();
     for (file_diagnostics, documents) in decode_files(files) {
         diagnostics.extend(file_diagnostics);
         for (decoded, has_duplicate_keys) in documents {
@@ -183,6 +187,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                     state.workloads.push(*workload);
                 }
                 Some(Decoded::Ingress(ingress)) => state.ingresses.push(*ingress),
+                Some(Decoded::Service(service)) => services.push(*service),
                 None => {}
             }
         }
@@ -227,6 +232,9 @@ pub fn load(files: &[SourceFile]) -> Loaded {
     state
         .workloads
         .sort_by(|a, b| a.key_parts().cmp(&b.key_parts()));
+    // Once the Cluster's serviceCIDR and every workload are known.
+    state.services =
+        services::resolve(services, &state.cluster, &state.workloads, &mut diagnostics);
     state
         .ingresses
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));

@@ -68,7 +68,7 @@ const KINDS: [KindInfo; 13] = [
     KindInfo { kind: Kind::Cluster, name: "Cluster", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["cluster", "clusters"], phrase: "cluster", runs_pods: false },
     KindInfo { kind: Kind::Node, name: "Node", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["node", "nodes", "no"], phrase: "node", runs_pods: false },
     KindInfo { kind: Kind::Deployment, name: "Deployment", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["deployment", "deployments", "deploy"], phrase: "deployment", runs_pods: true },
-    KindInfo { kind: Kind::Service, name: "Service", api_version: "v1", namespaced: true, supported: false, cli_names: &["service", "services", "svc"], phrase: "service", runs_pods: false },
+    KindInfo { kind: Kind::Service, name: "Service", api_version: "v1", namespaced: true, supported: true, cli_names: &["service", "services", "svc"], phrase: "service", runs_pods: false },
     KindInfo { kind: Kind::DaemonSet, name: "DaemonSet", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["daemonset", "daemonsets", "ds"], phrase: "daemon set", runs_pods: true },
     KindInfo { kind: Kind::StatefulSet, name: "StatefulSet", api_version: "apps/v1", namespaced: true, supported: false, cli_names: &["statefulset", "statefulsets", "sts"], phrase: "stateful set", runs_pods: true },
     KindInfo { kind: Kind::Job, name: "Job", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["job", "jobs"], phrase: "job", runs_pods: true },
@@ -148,7 +148,7 @@ impl Kind {
         Kind::ALL.into_iter().filter(|k| k.is_supported())
     }
 
-    /// `Cluster, Node, Deployment and DaemonSet`: for messages.
+    /// `Cluster, Node, Deployment, Service and DaemonSet`: for messages.
     pub fn supported_list() -> String {
         let names: Vec<&str> = Kind::supported().map(Kind::as_str).collect();
         super::names::listed(&names, "and")
@@ -241,6 +241,16 @@ impl DesiredState {
             .ok()
             .map(|i| &self.workloads[i])
     }
+
+    /// The Service named `namespace/name`, if it is declared.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services
+            .binary_search_by(|s| {
+                (s.meta.namespace.as_str(), s.meta.name.as_str()).cmp(&(namespace, name))
+            })
+            .ok()
+            .map(|i| &self.services[i])
+    }
 }
 
 // ---------------------------------------------------------------- Cluster
@@ -277,10 +287,38 @@ pub struct ServiceCidr {
 
 impl ServiceCidr {
     /// Kubernetes' default Service range.
-    pub const DEFAULT: ServiceCidr = ServiceCidr {
-        base: core::net::Ipv4Addr::new(10, 96, 0, 0),
-        prefix: 12,
-    };
+    pub const DEFAULT: ServiceCidr = ServiceCidr::new(10, 96, 0, 0, 12);
+
+    pub const fn new(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> ServiceCidr {
+        ServiceCidr {
+            base: core::net::Ipv4Addr::new(a, b, c, d),
+            prefix,
+        }
+    }
+
+    /// The network mask: the prefix's bits set.
+    pub fn mask(self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    /// How many addresses the range holds, its network and broadcast
+    /// addresses included.
+    pub fn size(self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix))
+    }
+
+    /// The last address of the range.
+    pub fn broadcast_address(self) -> core::net::Ipv4Addr {
+        core::net::Ipv4Addr::from(u32::from(self.base) | !self.mask())
+    }
+
+    /// Addresses no Service may have: the network address, the proxies'
+    /// DNS server and the broadcast address.
+    pub fn is_reserved(self, address: core::net::Ipv4Addr) -> bool {
+        address == self.base || address == self.dns_address() || address == self.broadcast_address()
+    }
 
     /// The proxies' DNS server: the tenth address, as kubeadm gives kube-dns.
     pub fn dns_address(self) -> core::net::Ipv4Addr {
@@ -288,10 +326,7 @@ impl ServiceCidr {
     }
 
     pub fn contains(self, address: core::net::Ipv4Addr) -> bool {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0);
-        u32::from(address) & mask == u32::from(self.base) & mask
+        u32::from(address) & self.mask() == u32::from(self.base) & self.mask()
     }
 }
 
@@ -1045,7 +1080,7 @@ mod tests {
         assert_eq!(distinct.len(), KINDS.len());
         assert_eq!(
             Kind::supported_list(),
-            "Cluster, Node, Deployment, DaemonSet and Ingress"
+            "Cluster, Node, Deployment, Service, DaemonSet and Ingress"
         );
         assert_eq!(Kind::workload_list(), "deployment and daemonset");
     }

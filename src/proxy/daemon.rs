@@ -511,6 +511,8 @@ mod tests {
             dns_address: Ipv4Addr::new(10, 96, 0, 10),
             cluster_domain: "cluster.local".to_owned(),
             services: Vec::new(),
+            ingress: Vec::new(),
+            ingress_default_backend: None,
         };
         assert_eq!(load(directory.path()), None);
         persist(directory.path(), &table).unwrap();

@@ -211,6 +211,8 @@ mod tests {
             dns_address: [10, 96, 0, 10].into(),
             cluster_domain: "cluster.local".to_owned(),
             services,
+            ingress: Vec::new(),
+            ingress_default_backend: None,
         }
     }
 

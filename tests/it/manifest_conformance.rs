@@ -156,6 +156,22 @@ fn kubernetes_examples() {
             "Deployment default/redis-replica replicas=2 containers=1",
         ]
     );
+    // The guestbook's Services are deployed (the StatefulSet example's is
+    // headless: an error).
+    let services: Vec<String> = loaded
+        .state
+        .services
+        .iter()
+        .map(|s| s.key().to_string())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "Service default/frontend",
+            "Service default/redis-master",
+            "Service default/redis-replica",
+        ]
+    );
     // No Deployment of the examples has an error.
     assert!(loaded.diagnostics.iter().all(|d| !d
         .object

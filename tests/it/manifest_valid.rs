@@ -10,7 +10,7 @@ use flotilla::manifest::{load, Loaded, Severity, SourceFile};
 
 fn load_fixtures() -> Loaded {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
-    let files: Vec<SourceFile> = ["cluster.yaml", "web.yaml"]
+    let files: Vec<SourceFile> = ["cluster.yaml", "services.yaml", "web.yaml"]
         .iter()
         .map(|name| SourceFile {
             path: name.to_string(),
@@ -91,7 +91,56 @@ fn cluster_and_nodes() {
     assert_eq!(n2.spec.taints[1].value, "");
     assert!(n2.spec.unschedulable);
     assert_eq!(n2.meta.labels["topology.kubernetes.io/zone"], "b");
-    assert_eq!(n2.meta.source.line, 11);
+    assert_eq!(n2.meta.source.line, 12);
+    assert_eq!(
+        state.cluster.service_cidr,
+        ServiceCidr::new(10, 100, 0, 0, 16)
+    );
+}
+
+/// Issue 13: every field of a Service, and Kubernetes' defaults.
+#[test]
+fn services_with_every_field() {
+    let state = load_fixtures().state;
+    let keys: Vec<String> = state.services.iter().map(|s| s.key().to_string()).collect();
+    assert_eq!(
+        keys,
+        ["Service default/api", "Service shop/web"],
+        "sorted by key"
+    );
+
+    let web = state.service("shop", "web").unwrap();
+    assert_eq!(web.service_type, ServiceType::NodePort);
+    assert_eq!(web.cluster_ip, core::net::Ipv4Addr::new(10, 100, 0, 80));
+    assert_eq!(web.selector.len(), 2);
+    assert_eq!(
+        web.session_affinity,
+        SessionAffinity::ClientIP {
+            timeout_seconds: 600
+        }
+    );
+    assert!(web.external_traffic_local);
+    assert_eq!(web.balance, Balance::LeastConnections);
+    assert!(!web.proxy_protocol);
+    let http = &web.ports[0];
+    assert_eq!(http.target_port, PortRef::Name("http".to_string()));
+    assert_eq!((http.node_port, http.http), (Some(30080), true));
+    let metrics = &web.ports[1];
+    assert_eq!(metrics.protocol, Protocol::UDP);
+    // A NodePort Service's port without `nodePort` gets one allocated.
+    assert!(metrics
+        .node_port
+        .is_some_and(|p| (30000..=32767).contains(&p)));
+
+    let api = state.service("default", "api").unwrap();
+    assert_eq!(api.service_type, ServiceType::ClusterIP);
+    assert!(state.cluster.service_cidr.contains(api.cluster_ip));
+    assert_eq!(api.ports[0].target_port, PortRef::Number(8080));
+    assert_eq!(api.ports[0].protocol, Protocol::TCP);
+    assert_eq!(api.ports[0].node_port, None);
+    assert_eq!(api.session_affinity, SessionAffinity::None);
+    assert_eq!(api.balance, Balance::RoundRobin);
+    assert!(api.proxy_protocol);
 }
 
 #[test]

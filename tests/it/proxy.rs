@@ -332,6 +332,8 @@ fn table(generation: u64, node: &str, services: Vec<Service>) -> Table {
         dns_address: Ipv4Addr::new(127, 0, 0, 53),
         cluster_domain: "cluster.local".to_owned(),
         services,
+        ingress: Vec::new(),
+        ingress_default_backend: None,
     }
 }
 

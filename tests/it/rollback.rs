@@ -685,8 +685,8 @@ fn refusals_are_one_clear_line() {
         "node/n1 has no earlier revision on main",
     );
     check(
-        &["rollback", "svc/web"],
-        "flotilla does not deploy Service objects yet (it deploys cluster, node, deployment, daemonset and ingress)",
+        &["rollback", "cm/web"],
+        "flotilla does not deploy ConfigMap objects yet (it deploys cluster, node, deployment, service, daemonset and ingress)",
     );
     check(
         &["rollback", "deployment/web", "--branch", "nope"],

@@ -146,6 +146,25 @@ fn json_output_has_the_documented_shape() {
     assert_eq!(report["diagnostics"], serde_json::json!([]));
 }
 
+/// Issue 13: Services are counted in the summary and the JSON.
+#[test]
+fn services_are_counted() {
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n";
+    let work = WorkTree::new();
+    work.write("nodes/n1.yaml", NODE)
+        .write("apps/web.yaml", &format!("{WEB}---\n{service}"));
+    work.commit("web and its Service");
+    let (code, out, _) = validate(work.path(), &[], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("valid: 1 node, 1 workload and 1 service in 2 files"),
+        "{out}"
+    );
+    let (code, out, _) = validate(work.path(), &["--output", "json"], None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json(&out)["services"], 1);
+}
+
 #[test]
 fn rev_picks_the_commit_in_a_work_tree_or_a_bare_repository() {
     let work = WorkTree::new();
@@ -762,18 +781,21 @@ fn a_dot_directory_is_read_when_flotillaignore_includes_it() {
 /// nothing is a warning at its line.
 #[test]
 fn flotillaignore_excludes_single_documents() {
-    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  ports: [{port: 80}]\n";
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: shop\ndata:\n  a: b\n";
     let work = WorkTree::new();
-    work.write("all.yaml", &format!("{NODE}---\n{service}---\n{WEB}"));
+    work.write("all.yaml", &format!("{NODE}---\n{config}---\n{WEB}"));
     work.commit("all in one");
     let (code, out, _) = validate(work.path(), &[], None);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("error: Service is not supported yet"), "{out}");
+    assert!(
+        out.contains("error: ConfigMap is not supported yet"),
+        "{out}"
+    );
 
-    for line in ["all.yaml#Service/web", "/all.yaml#Service/shop/web"] {
+    for line in ["all.yaml#ConfigMap/web", "/all.yaml#ConfigMap/shop/web"] {
         work.write(
             ".flotillaignore",
-            &format!("# the Service is Kubernetes'\n{line}\nall.yaml#Ingress/web\nmissing.yaml#Service/web\n"),
+            &format!("# the ConfigMap is Kubernetes'\n{line}\nall.yaml#Ingress/web\nmissing.yaml#Service/web\n"),
         );
         work.commit(line);
         for args in [&[][..], &["--working-tree"][..]] {
@@ -794,13 +816,13 @@ fn flotillaignore_excludes_single_documents() {
         }
     }
 
-    // Another namespace excludes nothing: the Service is read again.
-    work.write(".flotillaignore", "all.yaml#Service/default/web\n");
+    // Another namespace excludes nothing: the ConfigMap is read again.
+    work.write(".flotillaignore", "all.yaml#ConfigMap/default/web\n");
     work.commit("wrong namespace");
     let (code, out, _) = validate(work.path(), &[], None);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("all.yaml declares no Service/default/web"),
+        out.contains("all.yaml declares no ConfigMap/default/web"),
         "{out}"
     );
 }

@@ -11,6 +11,7 @@
 //! and Node), `workloads.rs` (what each kind that runs pods declares besides
 //! its template), `pod.rs` (pod templates, selectors, containers) and
 //! `ingress.rs` (Ingress routes, and their cross-object checks).
+//! `service.rs` (Services).
 
 use std::collections::BTreeMap;
 
@@ -25,10 +26,12 @@ use super::yaml::{Node, PlainType, Style, Value};
 mod ingress;
 mod objects;
 mod pod;
+mod service;
 mod workloads;
 
 pub(super) use ingress::check_ingresses;
 pub use pod::default_pull_policy;
+pub(crate) use service::{port_label, DecodedService, NODE_PORTS};
 
 /// A decoded object, present only when the document had no error.
 #[derive(Clone, Debug)]
@@ -37,6 +40,7 @@ pub(super) enum Decoded {
     Node(Box<super::model::Node>),
     Workload(Box<Workload>),
     Ingress(Box<Ingress>),
+    Service(Box<DecodedService>),
 }
 
 /// What one document declared.
@@ -896,6 +900,11 @@ impl Decoder<'_> {
                 let spec_node = self.required(&fields, root, "", "spec")?;
                 let ingress = self.ingress(spec_node, meta)?;
                 Some(Decoded::Ingress(Box::new(ingress)))
+            }
+            Kind::Service => {
+                let spec_node = self.required(&fields, root, "", "spec")?;
+                let service = self.service(root, spec_node, meta)?;
+                Some(Decoded::Service(Box::new(service)))
             }
             _ => {
                 let spec_node = self.required(&fields, root, "", "spec")?;

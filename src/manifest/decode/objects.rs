@@ -9,6 +9,7 @@ const CLUSTER_SPEC: Schema = Schema {
         "nodeGracePeriodSeconds",
         "resyncSeconds",
         "policy",
+        "serviceCIDR",
     ],
     unsupported: &[],
     ignored: &[],
@@ -88,7 +89,91 @@ impl Decoder<'_> {
         if let Some(policy) = fields.get("policy") {
             self.cluster_policy(policy, &mut settings.policy);
         }
+        if let Some(cidr) = fields.get("serviceCIDR") {
+            settings.service_cidr = self
+                .service_cidr(cidr, "spec.serviceCIDR")
+                .unwrap_or(ServiceCidr::DEFAULT);
+        }
         settings
+    }
+
+    /// `spec.serviceCIDR`: an IPv4 network `base/prefix`, prefix 8 to 28
+    /// (at most 16,777,216 addresses; at least 16), written with its network
+    /// address, outside the ranges no node could route to itself.
+    fn service_cidr(&mut self, node: &Node, path: &str) -> Option<ServiceCidr> {
+        let text = self.string(node, path)?;
+        let parsed = text.split_once('/').and_then(|(base, prefix)| {
+            let prefix_ok = !prefix.is_empty()
+                && prefix.len() <= 2
+                && prefix.bytes().all(|b| b.is_ascii_digit());
+            // core::net only parses addresses; it opens nothing.
+            Some((
+                base.parse::<core::net::Ipv4Addr>().ok()?,
+                prefix.parse::<u8>().ok().filter(|_| prefix_ok)?,
+            ))
+        });
+        let Some((base, prefix)) = parsed else {
+            let diagnostic = self.error(
+                node,
+                path,
+                format!(
+                    "invalid serviceCIDR `{text}`: expected an IPv4 network like `10.96.0.0/12`"
+                ),
+            );
+            let hint = if text.contains(':') {
+                "IPv6 Service networks are not supported yet"
+            } else {
+                "write the network address and the prefix length, e.g. `10.96.0.0/12`"
+            };
+            Self::hint(diagnostic, hint);
+            return None;
+        };
+        if !(8..=28).contains(&prefix) {
+            let diagnostic = self.error(
+                node,
+                path,
+                format!(
+                    "serviceCIDR `{text}`: the prefix must be between 8 and 28, found {prefix}"
+                ),
+            );
+            Self::hint(
+                diagnostic,
+                "Kubernetes' default is `10.96.0.0/12`; a /28 holds 13 Services",
+            );
+            return None;
+        }
+        let cidr = ServiceCidr { base, prefix };
+        let network = core::net::Ipv4Addr::from(u32::from(base) & cidr.mask());
+        if network != base {
+            let diagnostic = self.error(
+                node,
+                path,
+                format!("serviceCIDR `{text}` has host bits set"),
+            );
+            Self::hint(diagnostic, format!("did you mean `{network}/{prefix}`?"));
+            return None;
+        }
+        let reserved = [
+            (ServiceCidr::new(0, 0, 0, 0, 8), "\"this network\""),
+            (ServiceCidr::new(127, 0, 0, 0, 8), "loopback"),
+            (ServiceCidr::new(169, 254, 0, 0, 16), "link-local"),
+            (ServiceCidr::new(224, 0, 0, 0, 3), "multicast and reserved"),
+        ];
+        for (range, what) in reserved {
+            if range.contains(base) || cidr.contains(range.base) {
+                let diagnostic = self.error(
+                    node,
+                    path,
+                    format!("serviceCIDR `{text}` overlaps {range}, the {what} addresses"),
+                );
+                Self::hint(
+                    diagnostic,
+                    "choose a private range no node or container network uses, e.g. `10.96.0.0/12`",
+                );
+                return None;
+            }
+        }
+        Some(cidr)
     }
 
     fn cluster_policy(&mut self, node: &Node, policy: &mut ClusterPolicy) {
