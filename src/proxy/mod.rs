@@ -3,4 +3,5 @@
 //! connections and nothing else: it never decides which endpoints exist
 //! (the leader writes its [`table::Table`]) and never talks to Docker.
 
+pub mod dns;
 pub mod table;
