@@ -28,6 +28,7 @@ mod node;
 mod plan;
 mod plan_props;
 mod plan_scheduler;
+mod proxy_dns;
 mod purity;
 mod push;
 mod repo;

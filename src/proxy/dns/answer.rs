@@ -169,7 +169,11 @@ impl<'a> Zone<'a> {
     }
 }
 
-fn lookup(table: &Table, zone: &Zone, question: &Query) -> Result<Lookup, hickory_proto::ProtoError> {
+fn lookup(
+    table: &Table,
+    zone: &Zone,
+    question: &Query,
+) -> Result<Lookup, hickory_proto::ProtoError> {
     let name: Vec<&[u8]> = question.name().iter().collect();
     let asked = question.query_type();
     if let Some(ptr) = reverse(table, zone, question, &name)? {
@@ -195,21 +199,33 @@ fn lookup(table: &Table, zone: &Zone, question: &Query) -> Result<Lookup, hickor
         [version] if label_is(version, "dns-version") => {
             if wants(RecordType::TXT) {
                 let txt = TXT::new(vec![SCHEMA_VERSION.to_string()]);
-                found(vec![Record::from_rdata(owner, TTL, RData::TXT(txt))], vec![])
+                found(
+                    vec![Record::from_rdata(owner, TTL, RData::TXT(txt))],
+                    vec![],
+                )
             } else {
                 Lookup::NoData
             }
         }
         [svc] if label_is(svc, "svc") => exists(!table.services.is_empty()),
-        [namespace, svc] if label_is(svc, "svc") => exists(table.services.iter().any(|service| in_namespace(service, namespace))),
+        [namespace, svc] if label_is(svc, "svc") => exists(
+            table
+                .services
+                .iter()
+                .any(|service| in_namespace(service, namespace)),
+        ),
         [name, namespace, svc] if label_is(svc, "svc") => match service(name, namespace) {
             Some(service) if wants(RecordType::A) => found(vec![address(owner, service)], vec![]),
             Some(_) => Lookup::NoData,
             None => Lookup::NoDomain,
         },
         [protocol, name, namespace, svc] if label_is(svc, "svc") => {
-            let named_port = service(name, namespace)
-                .is_some_and(|service| service.ports.iter().any(|port| srv_protocol(port, protocol)));
+            let named_port = service(name, namespace).is_some_and(|service| {
+                service
+                    .ports
+                    .iter()
+                    .any(|port| srv_protocol(port, protocol))
+            });
             exists(named_port)
         }
         [port_name, protocol, name, namespace, svc] if label_is(svc, "svc") => {
@@ -217,9 +233,9 @@ fn lookup(table: &Table, zone: &Zone, question: &Query) -> Result<Lookup, hickor
             let port = service.and_then(|service| {
                 service.ports.iter().find(|port| {
                     srv_protocol(port, protocol)
-                        && port_name.strip_prefix(b"_").is_some_and(|wanted| {
-                            wanted.eq_ignore_ascii_case(port.name.as_bytes())
-                        })
+                        && port_name
+                            .strip_prefix(b"_")
+                            .is_some_and(|wanted| wanted.eq_ignore_ascii_case(port.name.as_bytes()))
                 })
             });
             match (service, port) {
@@ -240,10 +256,9 @@ fn lookup(table: &Table, zone: &Zone, question: &Query) -> Result<Lookup, hickor
 }
 
 fn find_service<'t>(table: &'t Table, name: &[u8], namespace: &[u8]) -> Option<&'t Service> {
-    table
-        .services
-        .iter()
-        .find(|service| in_namespace(service, namespace) && name.eq_ignore_ascii_case(service.name.as_bytes()))
+    table.services.iter().find(|service| {
+        in_namespace(service, namespace) && name.eq_ignore_ascii_case(service.name.as_bytes())
+    })
 }
 
 fn in_namespace(service: &Service, namespace: &[u8]) -> bool {
@@ -300,7 +315,11 @@ fn reverse(
         return Ok(None);
     };
     let ip = Ipv4Addr::new(a, b, c, d);
-    let Some(service) = table.services.iter().find(|service| service.cluster_ip == ip) else {
+    let Some(service) = table
+        .services
+        .iter()
+        .find(|service| service.cluster_ip == ip)
+    else {
         return Ok(None);
     };
     let ptr = PTR(zone.service_name(service)?);
@@ -382,7 +401,12 @@ mod tests {
         }
     }
 
-    fn service(namespace: &str, name: &str, cluster_ip: [u8; 4], ports: Vec<ServicePort>) -> Service {
+    fn service(
+        namespace: &str,
+        name: &str,
+        cluster_ip: [u8; 4],
+        ports: Vec<ServicePort>,
+    ) -> Service {
         Service {
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -405,10 +429,23 @@ mod tests {
                     "default",
                     "web",
                     [10, 96, 0, 20],
-                    vec![port("http", Protocol::Tcp, 80), port("metrics", Protocol::Tcp, 9090)],
+                    vec![
+                        port("http", Protocol::Tcp, 80),
+                        port("metrics", Protocol::Tcp, 9090),
+                    ],
                 ),
-                service("default", "cache", [10, 96, 0, 21], vec![port("", Protocol::Tcp, 6379)]),
-                service("shop", "dns", [10, 96, 0, 30], vec![port("dns", Protocol::Udp, 53)]),
+                service(
+                    "default",
+                    "cache",
+                    [10, 96, 0, 21],
+                    vec![port("", Protocol::Tcp, 6379)],
+                ),
+                service(
+                    "shop",
+                    "dns",
+                    [10, 96, 0, 30],
+                    vec![port("dns", Protocol::Udp, 53)],
+                ),
             ],
         }
     }
@@ -420,7 +457,10 @@ mod tests {
             .set_message_type(MessageType::Query)
             .set_op_code(OpCode::Query)
             .set_recursion_desired(true)
-            .add_query(Query::query(Name::from_ascii(name).expect("a valid name"), kind));
+            .add_query(Query::query(
+                Name::from_ascii(name).expect("a valid name"),
+                kind,
+            ));
         message
     }
 
@@ -431,7 +471,11 @@ mod tests {
             Reply::Answer(bytes) => bytes,
             other => return format!("{other:?}"),
         };
-        assert!(bytes.len() <= 512, "{} bytes, over what any client accepts", bytes.len());
+        assert!(
+            bytes.len() <= 512,
+            "{} bytes, over what any client accepts",
+            bytes.len()
+        );
         let response = Message::from_vec(&bytes).expect("the answer parses");
         assert_eq!(response.id(), 0x1234, "the query's id");
         assert_eq!(response.message_type(), MessageType::Response);
@@ -587,7 +631,10 @@ question: {name} IN A
             );
         }
         // No named port of that protocol, nor any named port.
-        for name in ["_udp.web.default.svc.cluster.local.", "_tcp.cache.default.svc.cluster.local."] {
+        for name in [
+            "_udp.web.default.svc.cluster.local.",
+            "_tcp.cache.default.svc.cluster.local.",
+        ] {
             check(
                 name,
                 RecordType::A,
@@ -714,8 +761,16 @@ answer: 20.0.96.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local.",
             cluster_domain: ".".to_string(),
             ..table()
         };
-        check_message(&table, &query("web.default.svc.cluster.local.", RecordType::A), "Forward");
-        check_message(&table, &query("20.0.96.10.in-addr.arpa.", RecordType::PTR), "Forward");
+        check_message(
+            &table,
+            &query("web.default.svc.cluster.local.", RecordType::A),
+            "Forward",
+        );
+        check_message(
+            &table,
+            &query("20.0.96.10.in-addr.arpa.", RecordType::PTR),
+            "Forward",
+        );
     }
 
     #[test]
@@ -756,19 +811,28 @@ question: web.default.svc.cluster.local. CH A",
         let Reply::Answer(answer) = reply(&table(), &bytes) else {
             panic!("an answer");
         };
-        assert!(Message::from_vec(&answer).expect("parses").extensions().is_none());
+        assert!(Message::from_vec(&answer)
+            .expect("parses")
+            .extensions()
+            .is_none());
     }
 
     #[test]
     fn what_is_not_one_query_is_ignored_or_refused_as_such() {
         assert_eq!(reply(&table(), b""), Reply::Ignore);
-        assert_eq!(reply(&table(), b"\x12\x34 not a DNS message"), Reply::Ignore);
+        assert_eq!(
+            reply(&table(), b"\x12\x34 not a DNS message"),
+            Reply::Ignore
+        );
         let mut response = query("web.default.svc.cluster.local.", RecordType::A);
         response.set_message_type(MessageType::Response);
         check_message(&table(), &response, "Ignore");
 
         let mut two = query("web.default.svc.cluster.local.", RecordType::A);
-        two.add_query(Query::query(Name::from_ascii("example.com.").expect("valid"), RecordType::A));
+        two.add_query(Query::query(
+            Name::from_ascii("example.com.").expect("valid"),
+            RecordType::A,
+        ));
         check_message(
             &table(),
             &two,
@@ -793,7 +857,9 @@ question: cluster.local. IN SOA",
 
     #[test]
     fn server_failure_keeps_the_query_s_id_and_question() {
-        let bytes = query("example.com.", RecordType::A).to_vec().expect("encodes");
+        let bytes = query("example.com.", RecordType::A)
+            .to_vec()
+            .expect("encodes");
         let failure = server_failure(&bytes).expect("a query has a SERVFAIL answer");
         assert_eq!(
             render(Reply::Answer(failure)),
@@ -810,29 +876,42 @@ question: cluster.local. IN SOA",
             "20.0.96.10.in-addr.arpa.",
             "example.com.",
         ]);
-        let kinds = prop::sample::select(vec![RecordType::A, RecordType::SRV, RecordType::PTR, RecordType::ANY]);
-        (names, kinds, prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6)).prop_map(
-            |(name, kind, changes)| {
+        let kinds = prop::sample::select(vec![
+            RecordType::A,
+            RecordType::SRV,
+            RecordType::PTR,
+            RecordType::ANY,
+        ]);
+        (
+            names,
+            kinds,
+            prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        )
+            .prop_map(|(name, kind, changes)| {
                 let mut bytes = query(name, kind).to_vec().expect("the query encodes");
                 for (at, byte) in changes {
                     let at = at.index(bytes.len());
                     bytes[at] = byte;
                 }
                 bytes
-            },
-        )
+            })
     }
 
     /// Labels of any bytes, case and length, under the zone or not.
     fn any_name() -> impl Strategy<Value = Name> {
         let label = prop::collection::vec(any::<u8>(), 1..20);
-        let known = prop::sample::select(vec!["web", "default", "svc", "cluster", "local", "_http", "_tcp", "in-addr", "arpa", "20"])
-            .prop_map(|label| label.as_bytes().to_vec());
-        prop::collection::vec(prop_oneof![label, known], 0..8).prop_filter_map("a valid name", |labels| {
-            let mut name = Name::from_labels(labels).ok()?;
-            name.set_fqdn(true);
-            Some(name)
-        })
+        let known = prop::sample::select(vec![
+            "web", "default", "svc", "cluster", "local", "_http", "_tcp", "in-addr", "arpa", "20",
+        ])
+        .prop_map(|label| label.as_bytes().to_vec());
+        prop::collection::vec(prop_oneof![label, known], 0..8).prop_filter_map(
+            "a valid name",
+            |labels| {
+                let mut name = Name::from_labels(labels).ok()?;
+                name.set_fqdn(true);
+                Some(name)
+            },
+        )
     }
 
     proptest! {

@@ -79,9 +79,13 @@ impl DnsServer {
                 source,
             }
         };
-        let udp = UdpSocket::bind(listen).await.map_err(bind_error(listen, "udp"))?;
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(bind_error(listen, "udp"))?;
         let address = udp.local_addr().map_err(bind_error(listen, "udp"))?;
-        let tcp = TcpListener::bind(address).await.map_err(bind_error(address, "tcp"))?;
+        let tcp = TcpListener::bind(address)
+            .await
+            .map_err(bind_error(address, "tcp"))?;
         Ok(DnsServer {
             udp: Arc::new(udp),
             tcp,
@@ -207,10 +211,11 @@ async fn serve_connection(
     upstream: Arc<[SocketAddr]>,
 ) {
     loop {
-        let query = match tokio::time::timeout(CONNECTION_IDLE_TIMEOUT, read_message(&mut stream)).await {
-            Ok(Ok(Some(query))) => query,
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return,
-        };
+        let query =
+            match tokio::time::timeout(CONNECTION_IDLE_TIMEOUT, read_message(&mut stream)).await {
+                Ok(Ok(Some(query))) => query,
+                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return,
+            };
         let table = Arc::clone(&tables.borrow());
         let response = match answer::reply(&table, &query) {
             Reply::Answer(response) => response,
@@ -280,8 +285,12 @@ async fn read_message(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>
 }
 
 async fn write_message(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
-    let length = u16::try_from(message.len())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "a DNS message over 65535 bytes"))?;
+    let length = u16::try_from(message.len()).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a DNS message over 65535 bytes",
+        )
+    })?;
     let mut framed = Vec::with_capacity(message.len() + 2);
     framed.extend_from_slice(&length.to_be_bytes());
     framed.extend_from_slice(message);
@@ -308,7 +317,10 @@ pub fn upstream_from_resolv_conf(text: &str, excluded: impl Fn(IpAddr) -> bool) 
                 }
                 Ok(address) => Some(SocketAddr::new(address, 53)),
                 Err(_) => {
-                    warn!(nameserver = word, "dns: resolv.conf nameserver is not an IP address, skipped");
+                    warn!(
+                        nameserver = word,
+                        "dns: resolv.conf nameserver is not an IP address, skipped"
+                    );
                     None
                 }
             }
@@ -331,7 +343,10 @@ mod tests {
 
     fn check(resolv_conf: &str, expected: &[&str]) {
         let upstream = upstream_from_resolv_conf(resolv_conf, in_service_cidr);
-        let expected: Vec<SocketAddr> = expected.iter().map(|a| a.parse().expect("an address")).collect();
+        let expected: Vec<SocketAddr> = expected
+            .iter()
+            .map(|a| a.parse().expect("an address"))
+            .collect();
         assert_eq!(upstream, expected);
     }
 
@@ -344,7 +359,11 @@ mod tests {
              options edns0 trust-ad\n\
              nameserver   2001:4860:4860::8888  # a comment\n\
              \tnameserver 127.0.0.53\n",
-            &["192.168.1.1:53", "[2001:4860:4860::8888]:53", "127.0.0.53:53"],
+            &[
+                "192.168.1.1:53",
+                "[2001:4860:4860::8888]:53",
+                "127.0.0.53:53",
+            ],
         );
     }
 
