@@ -36,6 +36,9 @@ enum Command {
         /// The port other nodes' proxies connect to.
         #[arg(long, default_value_t = table::TUNNEL_PORT)]
         tunnel_port: u16,
+        /// The DNS server's port, on the table's DNS address.
+        #[arg(long, default_value_t = 53)]
+        dns_port: u16,
     },
     /// Send one JSON request line from stdin to the daemon; print the answer.
     Ctl {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             control_socket,
             no_route,
             tunnel_port,
+            dns_port,
         } => {
             let options = daemon::Options {
                 node,
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
                 control_socket,
                 route: !no_route,
                 tunnel_port,
+                dns_port,
             };
             match runtime.block_on(daemon::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -50,6 +50,8 @@ pub struct Options {
     pub route: bool,
     /// Listened on at every address for other nodes' proxies.
     pub tunnel_port: u16,
+    /// The DNS server's port on the table's DNS address (53).
+    pub dns_port: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,10 +109,6 @@ impl Proxy {
     }
 
     /// The table served, as it changes (`None` before the first one).
-    #[expect(
-        dead_code,
-        reason = "the DNS server (src/proxy/dns.rs) reads it, started in `run`"
-    )]
     pub(crate) fn tables(&self) -> watch::Receiver<Option<Arc<Table>>> {
         self.tables.subscribe()
     }
@@ -459,8 +457,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         tokio::spawn(accept_tunnel(Arc::clone(&proxy), tunnel)).abort_handle(),
         tokio::spawn(accept_control(Arc::clone(&proxy), control)).abort_handle(),
     ];
-    // The DNS server (src/proxy/dns.rs) starts here, on `proxy.tables()`,
-    // its task's handle pushed on `tasks` so the stop below ends it.
+    tasks.push(tokio::spawn(serve_dns(proxy.tables(), options.dns_port)).abort_handle());
     tracing::info!(node = %options.node, tunnel = %tunnel_address, control = %options.control_socket.display(), "proxy running");
 
     wait_for_stop().await?;
@@ -484,6 +481,64 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
     let _ = std::fs::remove_file(&options.control_socket);
     Ok(())
+}
+
+/// Serves DNS on the served table's DNS address (in the service CIDR,
+/// routed to this node), moving when a table names another address. The
+/// upstream resolvers are the node's own (`/etc/resolv.conf`: a host-network
+/// container shares the node's), without any in the service CIDR.
+async fn serve_dns(mut tables: watch::Receiver<Option<Arc<Table>>>, port: u16) {
+    let mut running: Option<(Ipv4Addr, AbortHandle, watch::Sender<Arc<Table>>)> = None;
+    loop {
+        let table = tables.borrow_and_update().clone();
+        if let Some(table) = table {
+            match &running {
+                Some((address, _, sender)) if *address == table.dns_address => {
+                    sender.send_replace(table);
+                }
+                _ => {
+                    if let Some((_, task, _)) = running.take() {
+                        task.abort();
+                    }
+                    let listen = std::net::SocketAddr::from((table.dns_address, port));
+                    match super::dns::DnsServer::bind(listen).await {
+                        Ok(server) => {
+                            let upstream = upstream_resolvers(&table.service_cidr);
+                            tracing::info!(%listen, ?upstream, "DNS server running");
+                            let (sender, receiver) = watch::channel(Arc::clone(&table));
+                            let task = tokio::spawn(server.run(receiver, upstream));
+                            running = Some((table.dns_address, task.abort_handle(), sender));
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "no DNS server until the next table");
+                        }
+                    }
+                }
+            }
+        }
+        if tables.changed().await.is_err() {
+            break;
+        }
+    }
+    if let Some((_, task, _)) = running {
+        task.abort();
+    }
+}
+
+/// The node's resolvers, from `/etc/resolv.conf`, without the addresses of
+/// `service_cidr` (the proxy's own: a loop).
+fn upstream_resolvers(service_cidr: &str) -> Vec<std::net::SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let range = service_cidr.split_once('/').and_then(|(base, prefix)| {
+        Some((base.parse::<Ipv4Addr>().ok()?, prefix.parse::<u32>().ok()?))
+    });
+    super::dns::upstream_from_resolv_conf(&text, |ip| match (ip, range) {
+        (std::net::IpAddr::V4(ip), Some((base, prefix))) => {
+            let mask = u32::MAX.checked_shl(32 - prefix.min(32)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(base) & mask
+        }
+        _ => false,
+    })
 }
 
 async fn wait_for_stop() -> Result<(), DaemonError> {

@@ -15,6 +15,7 @@ mod balance;
 pub mod control;
 mod counters;
 pub mod daemon;
+pub mod dns;
 mod forward;
 mod http;
 pub mod ingress;

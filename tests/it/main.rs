@@ -29,6 +29,7 @@ mod plan;
 mod plan_props;
 mod plan_scheduler;
 mod proxy;
+mod proxy_dns;
 mod purity;
 mod push;
 mod repo;
