@@ -25,8 +25,10 @@ use crate::proxy::table::{Request, Response, CONTAINER_NAME, STATE_DIRECTORY};
 /// The label that marks the proxy's container, with its image as value.
 pub const PROXY_LABEL: &str = "dev.flotilla.proxy";
 
-/// Where the proxy keeps its last table on the node.
-const NODE_STATE_DIRECTORY: &str = "/var/lib/flotilla/proxy";
+/// The Docker volume where the proxy keeps its last table on the node (a
+/// named volume: it lives in the node's Docker data root, survives the
+/// proxy's replacement, and is one per Docker daemon).
+const STATE_VOLUME: &str = "flotilla-proxy-state";
 
 /// The binary's path inside the image.
 const BINARY: &str = "/flotilla-proxy";
@@ -375,7 +377,7 @@ impl NodeClient {
             host_config: Some(HostConfig {
                 network_mode: Some("host".into()),
                 cap_add: Some(vec!["NET_ADMIN".into()]),
-                binds: Some(vec![format!("{NODE_STATE_DIRECTORY}:{STATE_DIRECTORY}")]),
+                binds: Some(vec![format!("{STATE_VOLUME}:{STATE_DIRECTORY}")]),
                 restart_policy: Some(RestartPolicy {
                     name: Some(bollard::models::RestartPolicyNameEnum::ALWAYS),
                     maximum_retry_count: None,

@@ -54,7 +54,11 @@ pub(crate) async fn serve(
         async move { Ok::<_, Infallible>(forward(&proxy, peer, listen, request).await) }
     });
     let connection =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(client), service);
+        // A client may shut its side after the request (`nc`, many HTTP/1.0
+        // clients) and still wait for the answer: that is not a hang-up.
+        hyper::server::conn::http1::Builder::new()
+            .half_close(true)
+            .serve_connection(TokioIo::new(client), service);
     tokio::pin!(connection);
     let stop = async move {
         // The sender lives as long as the proxy: an error is a stop too.

@@ -34,6 +34,7 @@ mod purity;
 mod push;
 mod repo;
 mod rollback;
+mod services;
 mod validate;
 
 /// A `tests/*.rs` file (or `tests/*/main.rs`) would be a test binary of

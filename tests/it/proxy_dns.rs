@@ -25,6 +25,8 @@ fn table(generation: u64, web_ip: [u8; 4]) -> Arc<Table> {
         service_cidr: "10.96.0.0/12".to_string(),
         dns_address: Ipv4Addr::new(10, 96, 0, 10),
         cluster_domain: "cluster.local".to_string(),
+        ingress: Vec::new(),
+        ingress_default_backend: None,
         services: vec![Service {
             namespace: "default".to_string(),
             name: "web".to_string(),

@@ -179,10 +179,35 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
             "printf 'GET /cgi-bin/who HTTP/1.0\\r\\nHost: web-http\\r\\n\\r\\n' | nc -w 2 web-http.default.svc.cluster.local 80",
         ],
     );
-    assert!(
-        who.contains(&format!("xff={client_ip} proto=http")),
-        "X-Forwarded-For of {client_ip}: {who}"
-    );
+    if !who.contains(&format!("xff={client_ip} proto=http")) {
+        let status = status_now(&cluster);
+        let ip = status
+            .services
+            .iter()
+            .find(|s| s.name == "web-http")
+            .map(|s| s.cluster_ip.clone())
+            .unwrap_or_default();
+        let by_ip = cluster.testbed.try_docker(
+            "n1",
+            &[
+                "exec",
+                &client,
+                "sh",
+                "-c",
+                &format!("printf 'GET /cgi-bin/who HTTP/1.0\\r\\nHost: web-http\\r\\n\\r\\n' | nc -w 2 {ip} 80; cat /etc/resolv.conf"),
+            ],
+        );
+        let logs = cluster
+            .testbed
+            .try_docker("n1", &["logs", "--tail", "30", "flotilla-proxy"]);
+        panic!(
+            "X-Forwarded-For of {client_ip}: {who}\nby ip {ip}: {}{}\nproxy: {}{}",
+            String::from_utf8_lossy(&by_ip.stdout),
+            String::from_utf8_lossy(&by_ip.stderr),
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+    }
 
     // 3. A steady load through the NodePort on n1 and by name from the
     //    client, during a rolling update and then a scale from 6 to 2.
@@ -190,25 +215,26 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
     let rolled = cluster.push("apps/web.yaml", Some(&web(6, 2)), "web v2");
     cluster.wait_ready("web", 6, Duration::from_secs(120));
     let during_rollout = load.stop(&cluster, &client);
-    eprintln!(
-        "rolling update ({:?}): {during_rollout}",
-        rolled.elapsed()
-    );
+    eprintln!("rolling update ({:?}): {during_rollout}", rolled.elapsed());
     during_rollout.assert_none_failed("the rolling update");
 
     let load = Load::start(&cluster, &format!("{n1}:{NODE_PORT}"), &client);
     cluster.push("apps/web.yaml", Some(&web(2, 2)), "web: 2 replicas");
     cluster.wait_ready("web", 2, Duration::from_secs(120));
     // The removed replicas are gone, not just out of the tables.
-    wait_for("the scaled-down replicas gone", Duration::from_secs(60), || {
-        let left: usize = cluster
-            .testbed
-            .containers("web", &["n1", "n2", "n3"])
-            .values()
-            .map(Vec::len)
-            .sum();
-        (left == 2).then_some(())
-    });
+    wait_for(
+        "the scaled-down replicas gone",
+        Duration::from_secs(60),
+        || {
+            let left: usize = cluster
+                .testbed
+                .containers("web", &["n1", "n2", "n3"])
+                .values()
+                .map(Vec::len)
+                .sum();
+            (left == 2).then_some(())
+        },
+    );
     let during_scale = load.stop(&cluster, &client);
     eprintln!("scale 6 -> 2: {during_scale}");
     during_scale.assert_none_failed("the scale-down");
@@ -349,7 +375,7 @@ impl Load {
         let (node_port_ok, node_port_failed) = self.node_port.join().unwrap();
         cluster
             .testbed
-            .docker("n1", &["exec", client, "touch", "/tmp/stop"]);
+            .docker("n1", &["exec", client, "sh", "-c", ": > /tmp/stop"]);
         let mut printed = String::new();
         if let Some(mut out) = self.by_name.stdout.take() {
             let _ = out.read_to_string(&mut printed);

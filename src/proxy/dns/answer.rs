@@ -424,6 +424,8 @@ mod tests {
             service_cidr: "10.96.0.0/12".to_string(),
             dns_address: Ipv4Addr::new(10, 96, 0, 10),
             cluster_domain: "cluster.local".to_string(),
+            ingress: Vec::new(),
+            ingress_default_backend: None,
             services: vec![
                 service(
                     "default",
@@ -552,6 +554,8 @@ answer: WeB.DeFault.SVC.Cluster.LOCAL. 5 IN A 10.96.0.20",
         for cluster_domain in ["cluster.local.", "Cluster.Local"] {
             let table = Table {
                 cluster_domain: cluster_domain.to_string(),
+                ingress: Vec::new(),
+                ingress_default_backend: None,
                 ..table()
             };
             check_message(
@@ -759,6 +763,8 @@ answer: 20.0.96.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local.",
     fn without_a_cluster_domain_every_name_is_forwarded() {
         let table = Table {
             cluster_domain: ".".to_string(),
+            ingress: Vec::new(),
+            ingress_default_backend: None,
             ..table()
         };
         check_message(
