@@ -210,7 +210,7 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
     }
 
     // 3. A steady load through the NodePort on n1 and by name from the
-    //    client, during a rolling update and then a scale from 6 to 2.
+    //    client, during a rolling update.
     let load = Load::start(&cluster, &format!("{n1}:{NODE_PORT}"), &client);
     let rolled = cluster.push("apps/web.yaml", Some(&web(6, 2)), "web v2");
     cluster.wait_ready("web", 6, Duration::from_secs(120));
@@ -218,6 +218,62 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
     eprintln!("rolling update ({:?}): {during_rollout}", rolled.elapsed());
     during_rollout.assert_none_failed("the rolling update");
 
+    // 4. Node n3 lost: its sshd stopped (the leader's session with it) and
+    //    its web containers removed behind flotilla's back, under load.
+    //    Failures are allowed only within the first probe period: a proxy
+    //    still routing to a dead pod retries the connection elsewhere.
+    let load = Load::start(&cluster, &format!("{n1}:{NODE_PORT}"), &client);
+    std::thread::sleep(Duration::from_millis(500));
+    let _restore = RestoreNode(cluster.testbed, "n3");
+    let lost = Instant::now();
+    cluster.testbed.stop_sshd("n3");
+    let on_n3 = cluster.testbed.docker(
+        "n3",
+        &["ps", "-q", "--filter", "label=dev.flotilla.name=web"],
+    );
+    for id in on_n3.split_whitespace() {
+        cluster.testbed.docker("n3", &["rm", "-f", id]);
+    }
+    wait_for(
+        "n3 unreachable in the status",
+        Duration::from_secs(60),
+        || {
+            let status = cluster.status()?;
+            status
+                .nodes
+                .iter()
+                .any(|n| n.name == "n3" && !n.reachable)
+                .then_some(())
+        },
+    );
+    // Two more seconds of load with n3 gone.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let during_loss = load.stop(&cluster, &client);
+    eprintln!(
+        "n3 lost ({:?} until the leader saw it): {during_loss}",
+        lost.elapsed()
+    );
+    // The web pods' readiness probe period is 1 s: at most that second's
+    // requests may fail (50 a second through the NodePort, 10 by name).
+    assert!(
+        during_loss.node_port_failed.len() <= 50 && during_loss.by_name_failed <= 10,
+        "more failures than one probe period's requests while n3 was lost: {during_loss}"
+    );
+    cluster.testbed.start_sshd("n3");
+    wait_for("n3 reachable again", Duration::from_secs(60), || {
+        let status = cluster.status()?;
+        status
+            .nodes
+            .iter()
+            .any(|n| n.name == "n3" && n.reachable)
+            .then_some(())
+    });
+    cluster.wait_ready("web", 6, Duration::from_secs(120));
+
+    // 5. The same load during a scale from 6 to 2.
     let load = Load::start(&cluster, &format!("{n1}:{NODE_PORT}"), &client);
     cluster.push("apps/web.yaml", Some(&web(2, 2)), "web: 2 replicas");
     cluster.wait_ready("web", 2, Duration::from_secs(120));
@@ -239,7 +295,7 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
     eprintln!("scale 6 -> 2: {during_scale}");
     during_scale.assert_none_failed("the scale-down");
 
-    // 4. The leader stopped: every proxy keeps serving its last table.
+    // 6. The leader stopped: every proxy keeps serving its last table.
     cluster.stop_leader();
     for node in ["n1", "n2", "n3"] {
         let address = cluster.testbed.address(node);
@@ -247,6 +303,15 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
             get(&format!("{address}:{NODE_PORT}"), "/").is_some_and(|b| b.contains(" v2")),
             "the NodePort on {node} with the leader stopped"
         );
+    }
+}
+
+/// Brings a node back however the test ends.
+struct RestoreNode(&'static crate::common::TestCluster, &'static str);
+
+impl Drop for RestoreNode {
+    fn drop(&mut self) {
+        self.0.restore_node(self.1);
     }
 }
 
