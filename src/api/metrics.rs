@@ -40,6 +40,14 @@ struct Inner {
     services: BTreeMap<(String, String, u16), ServiceFigures>,
 }
 
+/// A Service metric: name, type, help, and its value in the figures.
+type ServiceSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ServiceFigures) -> u64,
+);
+
 /// One Service port's figures, summed over the node proxies that answered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServiceFigures {
@@ -229,7 +237,7 @@ impl Metrics {
                 escape(name)
             );
         }
-        let series: [(&str, &str, &str, fn(&ServiceFigures) -> u64); 4] = [
+        let series: [ServiceSeries; 4] = [
             (
                 "flotilla_service_requests_total",
                 "counter",

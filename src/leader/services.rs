@@ -47,6 +47,14 @@ pub struct SyncReport {
 }
 
 impl ServiceProxies {
+    /// Proxies run from `image` rather than one made from the binary.
+    pub fn with_image(image: ProxyImage) -> Self {
+        ServiceProxies {
+            image: Some(Ok(image)),
+            ..ServiceProxies::default()
+        }
+    }
+
     /// The tables acknowledged, by node.
     pub fn served(&self) -> &HashMap<String, Table> {
         &self.served

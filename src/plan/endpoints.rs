@@ -336,3 +336,183 @@ pub fn target_port(target: &PortRef, template: &PodTemplate) -> Option<u16> {
             .map(|p| p.container_port),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{
+        ContainerState, ManagedLabels, ObservedContainer, ObservedNode, Reachability,
+    };
+    use crate::manifest::SourceFile;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const YAML: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 4\n  \
+        selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      \
+        containers:\n      - {name: app, image: img, ports: [{name: http, containerPort: 8080}]}\n---\n\
+        apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  \
+        ports: [{port: 80, targetPort: http, nodePort: 30080}]\n---\n\
+        apiVersion: v1\nkind: Service\nmetadata: {name: other}\nspec:\n  selector: {app: other}\n  ports: [{port: 80}]\n";
+
+    fn desired() -> DesiredState {
+        let loaded = crate::manifest::load(&[SourceFile::new("web.yaml", YAML)]);
+        assert!(
+            loaded.diagnostics.iter().all(|d| !d.is_error()),
+            "{:?}",
+            loaded.diagnostics
+        );
+        loaded.state
+    }
+
+    fn pod(desired: &DesiredState, node: &str, slot: u32, address: [u8; 4]) -> ObservedContainer {
+        let labels = ManagedLabels {
+            namespace: "default".into(),
+            kind: desired.workloads[0].kind,
+            name: "web".into(),
+            slot,
+            template_hash: crate::manifest::template_hash(&desired.workloads[0].spec.template),
+            commit: "c".into(),
+            node: node.into(),
+            container: "app".into(),
+        };
+        ObservedContainer {
+            id: format!("id{slot}"),
+            name: labels.container_name(),
+            labels,
+            state: ContainerState::Running,
+            health: None,
+            restart_count: 0,
+            started_at: Some(UNIX_EPOCH),
+            finished_at: None,
+            image: "img".into(),
+            ports: Vec::new(),
+            probe_ready: None,
+            ready_since: None,
+            address: Some(address.into()),
+        }
+    }
+
+    fn observed(desired: &DesiredState, n2_reachable: bool) -> ObservedCluster {
+        let mut cluster = ObservedCluster::default();
+        let node = |name: &str, reachable: bool, containers| ObservedNode {
+            name: name.into(),
+            reachability: if reachable {
+                Reachability::Reachable
+            } else {
+                Reachability::Unreachable {
+                    since: UNIX_EPOCH,
+                    reason: "gone".into(),
+                    contents: crate::cluster::Contents::LastSeen,
+                }
+            },
+            facts: None,
+            containers,
+        };
+        let mut not_running = pod(desired, "n1", 2, [172, 17, 0, 4]);
+        not_running.state = ContainerState::Exited { code: 1 };
+        cluster.nodes.insert(
+            "n1".into(),
+            node(
+                "n1",
+                true,
+                vec![pod(desired, "n1", 0, [172, 17, 0, 2]), not_running],
+            ),
+        );
+        cluster.nodes.insert(
+            "n2".into(),
+            node(
+                "n2",
+                n2_reachable,
+                vec![
+                    pod(desired, "n2", 1, [172, 18, 0, 2]),
+                    pod(desired, "n2", 3, [172, 18, 0, 3]),
+                ],
+            ),
+        );
+        cluster
+    }
+
+    fn addresses() -> BTreeMap<String, Ipv4Addr> {
+        BTreeMap::from([
+            ("n1".to_string(), Ipv4Addr::new(10, 0, 0, 1)),
+            ("n2".to_string(), Ipv4Addr::new(10, 0, 0, 2)),
+        ])
+    }
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(100)
+    }
+
+    fn targets(table: &Table) -> Vec<(String, Option<SocketAddrV4>)> {
+        table.services[1].ports[0]
+            .endpoints
+            .iter()
+            .map(|e| (e.target.to_string(), e.via))
+            .collect()
+    }
+
+    #[test]
+    fn ready_pods_are_endpoints_local_ones_direct_remote_ones_through_their_node() {
+        let desired = desired();
+        let tables = tables(
+            &desired,
+            &observed(&desired, true),
+            &addresses(),
+            &Leaving::new(),
+            now(),
+        );
+        let n1 = &tables["n1"];
+        assert_eq!(n1.services[0].name, "other");
+        assert!(n1.services[0].ports[0].endpoints.is_empty());
+        let tunnel = Some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), TUNNEL_PORT));
+        // The named target port resolves to 8080; the exited pod is none.
+        assert_eq!(
+            targets(n1),
+            [
+                ("172.17.0.2:8080".to_string(), None),
+                ("172.18.0.2:8080".to_string(), tunnel),
+                ("172.18.0.3:8080".to_string(), tunnel),
+            ]
+        );
+        assert_eq!(n1.services[1].ports[0].node_port, Some(30080));
+        let back = Some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), TUNNEL_PORT));
+        assert_eq!(
+            targets(&tables["n2"])[0],
+            ("172.17.0.2:8080".to_string(), back)
+        );
+        assert_eq!(targets(&tables["n2"])[1].1, None);
+    }
+
+    #[test]
+    fn leaving_pods_and_pods_on_unreachable_nodes_are_no_endpoints() {
+        let desired = desired();
+        let observed = observed(&desired, true);
+        let leaving_name = observed.nodes["n2"].containers[0].name.clone();
+        let leaving = Leaving::from([("n2".to_string(), leaving_name)]);
+        let tables = tables(&desired, &observed, &addresses(), &leaving, now());
+        assert_eq!(targets(&tables["n1"]).len(), 2);
+        assert!(!targets(&tables["n1"])
+            .iter()
+            .any(|(t, _)| t == "172.18.0.2:8080"));
+
+        let unreachable = observed_unreachable(&desired);
+        let only_n1 = BTreeMap::from([("n1".to_string(), Ipv4Addr::new(10, 0, 0, 1))]);
+        let tables = tables_of(&desired, &unreachable, &only_n1);
+        assert_eq!(
+            targets(&tables["n1"]),
+            [("172.17.0.2:8080".to_string(), None)]
+        );
+        assert!(!tables.contains_key("n2"));
+    }
+
+    fn observed_unreachable(desired: &DesiredState) -> ObservedCluster {
+        observed(desired, false)
+    }
+
+    fn tables_of(
+        desired: &DesiredState,
+        observed: &ObservedCluster,
+        addresses: &BTreeMap<String, Ipv4Addr>,
+    ) -> BTreeMap<String, Table> {
+        tables(desired, observed, addresses, &Leaving::new(), now())
+    }
+}

@@ -309,6 +309,13 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         }
     }
 
+    /// Ships `image` as the node proxy's (tests; the leader otherwise makes
+    /// it from the `flotilla-proxy` binary beside its own).
+    pub fn with_proxy_image(mut self, image: crate::node::ProxyImage) -> Self {
+        self.services = super::services::ServiceProxies::with_image(image);
+        self
+    }
+
     /// Acts on `revision` (anything `git rev-parse` takes) instead of the
     /// branch tip.
     pub fn at_revision(mut self, revision: &str) -> Self {
@@ -1519,6 +1526,98 @@ mod tests {
         restarted.reconcile(at(300)).await.unwrap();
         let second = tip(&repo);
         assert_eq!(note_records(&repo, &second).len(), 1);
+    }
+
+    /// Issue 13: a replica leaves every node proxy's table, acknowledged,
+    /// and its open connections are waited out (within its grace period)
+    /// before it is stopped.
+    #[tokio::test(start_paused = true)]
+    async fn a_leaving_replica_leaves_every_proxy_and_drains_before_it_stops() {
+        fn manifests(files: &[SourceFile]) -> (DesiredState, Vec<Diagnostic>) {
+            let loaded = crate::manifest::load(files);
+            (loaded.state, loaded.diagnostics)
+        }
+        let yaml = |replicas: u32| {
+            format!(
+                "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {{name: n1}}\nspec: {{address: 10.0.0.1}}\n---\n\
+                 apiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {{name: n2}}\nspec: {{address: 10.0.0.2}}\n---\n\
+                 apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  \
+                 ports: [{{port: 80, targetPort: 8080}}]\n---\n\
+                 apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  \
+                 selector: {{matchLabels: {{app: web}}}}\n  template:\n    \
+                 metadata: {{labels: {{app: web}}}}\n    spec:\n      terminationGracePeriodSeconds: 20\n      \
+                 containers:\n      - {{name: app, image: img:1}}\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
+        commit(&repo, &yaml(2));
+        let binary = dir.path().join("flotilla-proxy");
+        std::fs::write(&binary, b"#!/bin/sh\n").unwrap();
+        let mut leader = Leader {
+            loader: manifests,
+            ..kube_leader(dir.path())
+        }
+        .with_proxy_image(crate::node::ProxyImage::build(&binary).unwrap());
+        leader.reconcile(at(0)).await.unwrap();
+        // Created, then served from the next reconcile (once running).
+        leader.reconcile(at(1)).await.unwrap();
+        let endpoints = |leader: &Leader<MemoryNodes, _>, node: &str| {
+            let state = leader.nodes.state.lock().unwrap();
+            state.proxies[node].services[0].ports[0]
+                .endpoints
+                .iter()
+                .map(|e| e.target)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(endpoints(&leader, "n1").len(), 2);
+        assert_eq!(endpoints(&leader, "n1"), endpoints(&leader, "n2"));
+
+        // One replica goes, with a connection open to each replica on n2's
+        // proxy that never closes: the drain waits out the grace period.
+        commit(&repo, &yaml(1));
+        let before = endpoints_of(&leader.nodes.state.lock().unwrap().proxies["n1"]);
+        leader.nodes.state.lock().unwrap().proxy_connections.insert(
+            "n2".into(),
+            before
+                .iter()
+                .map(|&target| crate::proxy::table::TargetConnections { target, open: 1 })
+                .collect(),
+        );
+        leader.nodes.state.lock().unwrap().log.clear();
+        let started = tokio::time::Instant::now();
+        leader.reconcile(at(10)).await.unwrap();
+        let log = leader.nodes.state.lock().unwrap().log.clone();
+        let first_stop = log
+            .iter()
+            .position(|c| c.starts_with("stop "))
+            .expect("a stop");
+        let applies: Vec<usize> = (0..log.len())
+            .filter(|&i| log[i].starts_with("proxy-apply"))
+            .collect();
+        assert_eq!(applies.len(), 2, "{log:?}");
+        assert!(applies.iter().all(|&i| i < first_stop), "{log:?}");
+        let statuses_before_stop = log[..first_stop]
+            .iter()
+            .filter(|c| c.starts_with("proxy-status"))
+            .count();
+        assert!(statuses_before_stop > 10, "the drain polled: {log:?}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let after = endpoints(&leader, "n1");
+        assert_eq!(after.len(), 1);
+        assert!(before.contains(&after[0]));
+    }
+
+    fn endpoints_of(table: &crate::proxy::table::Table) -> Vec<core::net::SocketAddrV4> {
+        table.services[0].ports[0]
+            .endpoints
+            .iter()
+            .map(|e| e.target)
+            .collect()
     }
 
     #[tokio::test]
