@@ -437,4 +437,66 @@ mod tests {
         assert_eq!(sidecar.cmd, None);
         assert_eq!(app.restart_policy, DockerRestartPolicy::No);
     }
+
+    /// Issue 13: pods learn the Services of their namespace as Kubernetes
+    /// tells them (variables, DNS), the first container only for DNS; a
+    /// cluster without Services changes nothing.
+    #[test]
+    fn pods_get_kubernetes_service_variables_and_the_proxy_as_resolver() {
+        let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  \
+            selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      \
+            containers:\n      - {name: app, image: img}\n      - {name: side, image: img}\n---\n\
+            apiVersion: v1\nkind: Service\nmetadata: {name: my-db}\nspec:\n  clusterIP: 10.96.0.20\n  \
+            selector: {app: web}\n  ports: [{name: sql, port: 5432}, {name: admin, port: 8080}]\n---\n\
+            apiVersion: v1\nkind: Service\nmetadata: {name: elsewhere, namespace: other}\nspec:\n  \
+            selector: {app: web}\n  ports: [{port: 80}]\n";
+        let loaded = crate::manifest::load(&[crate::manifest::SourceFile::new("a.yaml", yaml)]);
+        assert!(
+            loaded.diagnostics.iter().all(|d| !d.is_error()),
+            "{:?}",
+            loaded.diagnostics
+        );
+        let discovery = ServiceDiscovery::for_namespace(&loaded.state, "default");
+        assert_eq!(
+            discovery.env,
+            [
+                "MY_DB_SERVICE_HOST=10.96.0.20",
+                "MY_DB_SERVICE_PORT=5432",
+                "MY_DB_SERVICE_PORT_SQL=5432",
+                "MY_DB_PORT_5432_TCP=tcp://10.96.0.20:5432",
+                "MY_DB_PORT_5432_TCP_PROTO=tcp",
+                "MY_DB_PORT_5432_TCP_PORT=5432",
+                "MY_DB_PORT_5432_TCP_ADDR=10.96.0.20",
+                "MY_DB_SERVICE_PORT_ADMIN=8080",
+                "MY_DB_PORT_8080_TCP=tcp://10.96.0.20:8080",
+                "MY_DB_PORT_8080_TCP_PROTO=tcp",
+                "MY_DB_PORT_8080_TCP_PORT=8080",
+                "MY_DB_PORT_8080_TCP_ADDR=10.96.0.20",
+                "MY_DB_PORT=tcp://10.96.0.20:5432",
+            ]
+        );
+        assert_eq!(discovery.dns, ["10.96.0.10"]);
+        assert_eq!(
+            discovery.dns_search,
+            [
+                "default.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
+        assert_eq!(discovery.dns_options, ["ndots:5"]);
+        let template = &loaded.state.workloads[0].spec.template;
+        let containers = replica_containers(template, &labels(), &discovery);
+        assert_eq!(containers[0].dns, ["10.96.0.10"]);
+        assert!(
+            containers[1].dns.is_empty(),
+            "the second joins the first's network"
+        );
+        assert!(containers[1]
+            .env
+            .contains(&"MY_DB_SERVICE_HOST=10.96.0.20".to_string()));
+
+        let without = ServiceDiscovery::for_namespace(&DesiredState::default(), "default");
+        assert_eq!(without, ServiceDiscovery::default());
+    }
 }

@@ -126,7 +126,7 @@ fn services_with_every_field() {
     assert_eq!(http.target_port, PortRef::Name("http".to_string()));
     assert_eq!((http.node_port, http.http), (Some(30080), true));
     let metrics = &web.ports[1];
-    assert_eq!(metrics.protocol, Protocol::UDP);
+    assert_eq!(metrics.protocol, Protocol::TCP);
     // A NodePort Service's port without `nodePort` gets one allocated.
     assert!(metrics
         .node_port

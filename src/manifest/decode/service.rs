@@ -355,13 +355,17 @@ impl Decoder<'_> {
                             ("SCTP", Protocol::SCTP),
                         ],
                     );
-                    if protocol == Some(Protocol::SCTP) {
+                    if let Some(name @ ("UDP" | "SCTP")) = match protocol {
+                        Some(Protocol::UDP) => Some("UDP"),
+                        Some(Protocol::SCTP) => Some("SCTP"),
+                        _ => None,
+                    } {
                         let diagnostic = self.error(
                             node,
                             &protocol_path,
-                            "protocol `SCTP` is not supported yet for a Service",
+                            &format!("protocol `{name}` is not supported yet for a Service"),
                         );
-                        Self::hint(diagnostic, "the proxies forward `TCP` and `UDP`");
+                        Self::hint(diagnostic, "the node proxies forward `TCP` only");
                     }
                     protocol.unwrap_or(Protocol::TCP)
                 }
