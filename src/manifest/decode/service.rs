@@ -363,7 +363,7 @@ impl Decoder<'_> {
                         let diagnostic = self.error(
                             node,
                             &protocol_path,
-                            &format!("protocol `{name}` is not supported yet for a Service"),
+                            format!("protocol `{name}` is not supported yet for a Service"),
                         );
                         Self::hint(diagnostic, "the node proxies forward `TCP` only");
                     }
