@@ -295,6 +295,42 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
     eprintln!("scale 6 -> 2: {during_scale}");
     during_scale.assert_none_failed("the scale-down");
 
+    // A container removed behind flotilla's back is made again at once:
+    // the leader follows every node's Docker events (before, it waited for
+    // its next resync, up to 30 s).
+    let running = || -> BTreeMap<String, String> {
+        let mut all = BTreeMap::new();
+        for node in ["n1", "n2", "n3"] {
+            let ids = cluster.testbed.docker(
+                node,
+                &["ps", "-q", "--filter", "label=dev.flotilla.name=web"],
+            );
+            for id in ids.split_whitespace() {
+                all.insert(id.to_string(), node.to_string());
+            }
+        }
+        all
+    };
+    let before = running();
+    assert_eq!(before.len(), 2, "{before:?}");
+    let (victim, node) = before.iter().next().expect("a web container");
+    let removed = Instant::now();
+    cluster.testbed.docker(node, &["rm", "-f", victim]);
+    wait_for(
+        "the removed container replaced",
+        Duration::from_secs(30),
+        || {
+            let now = running();
+            (now.len() == 2 && !now.contains_key(victim)).then_some(())
+        },
+    );
+    let replaced = removed.elapsed();
+    eprintln!("a web container removed by hand runs again after {replaced:?}");
+    assert!(
+        replaced < Duration::from_secs(5),
+        "made again only after {replaced:?}: the container events did not wake the leader"
+    );
+
     // 6. The leader stopped: every proxy keeps serving its last table.
     cluster.stop_leader();
     for node in ["n1", "n2", "n3"] {
