@@ -189,10 +189,7 @@ impl Proxy {
 
     /// Everything that can fail, before anything is served: the table's
     /// checks, the route, the new listeners, the state file.
-    fn prepare(
-        &self,
-        table: Table,
-    ) -> Result<(Served, Vec<(SocketAddrV4, std::net::TcpListener)>), String> {
+    fn prepare(&self, table: Table) -> Result<(Served, Vec<(SocketAddrV4, TcpListener)>), String> {
         let served = {
             let mut ports = lock(&self.ports);
             Served::new(
@@ -218,7 +215,7 @@ impl Proxy {
                 if listeners.contains_key(&address) {
                     continue;
                 }
-                let listener = bind(address).map_err(|error| {
+                let listener = bind_shared(address).map_err(|error| {
                     format!(
                         "binding {address} for {}: {error}",
                         served.describe_address(address)
@@ -238,11 +235,7 @@ impl Proxy {
 
     /// Starts accepting on the new listeners and closes those the served
     /// table no longer has (their open connections go on).
-    fn swap_listeners(
-        self: &Arc<Self>,
-        served: &Served,
-        new: Vec<(SocketAddrV4, std::net::TcpListener)>,
-    ) {
+    fn swap_listeners(self: &Arc<Self>, served: &Served, new: Vec<(SocketAddrV4, TcpListener)>) {
         let mut listeners = lock(&self.listeners);
         let addresses: HashSet<SocketAddrV4> = served.listen_addresses().collect();
         listeners.retain(|address, task| {
@@ -253,15 +246,8 @@ impl Proxy {
             kept
         });
         for (address, listener) in new {
-            match TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    let task = tokio::spawn(accept_services(Arc::clone(self), listener, address));
-                    listeners.insert(address, task.abort_handle());
-                }
-                Err(error) => {
-                    tracing::error!(%address, "cannot accept on a bound listener: {error}")
-                }
-            }
+            let task = tokio::spawn(accept_services(Arc::clone(self), listener, address));
+            listeners.insert(address, task.abort_handle());
         }
     }
 
@@ -296,6 +282,24 @@ enum Serves {
     Port(Mode),
     Ingress,
 }
+
+/// A listening socket for an address of the table, with `SO_REUSEPORT`:
+/// Linux refuses to bind a wildcard address (the Ingress's `0.0.0.0:80`, a
+/// node port) on a port a specific address listens on (a Service's
+/// `10.96.0.20:80`), and the reverse, unless both sockets ask for it; the
+/// kernel then gives each connection to the most specific listener. A
+/// port another program holds without `SO_REUSEPORT` is still refused.
+/// Called where tokio's runtime is entered (`spawn_blocking` is).
+fn bind_shared(address: SocketAddrV4) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address.into())?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Connections the kernel queues per listener before the proxy accepts.
+const LISTEN_BACKLOG: u32 = 1024;
 
 async fn accept_services(proxy: Arc<Proxy>, listener: TcpListener, listen: SocketAddrV4) {
     loop {

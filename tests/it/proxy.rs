@@ -1048,25 +1048,36 @@ async fn the_ingress_routes_hosts_and_paths_to_services() {
     let web_endpoint = named_http_backend("web", "n1", None).await;
     let api_endpoint = named_http_backend("api", "n1", None).await;
     let proxy = Daemon::start("n1").await;
+    // The Services' port is the Ingress's (80 and 80 on a node): their
+    // virtual addresses and the Ingress's wildcard address listen together.
+    let number = proxy.ingress.port();
+    let to = |service| IngressBackend {
+        port: number,
+        ..ingress_backend(service)
+    };
+    let route = |host, path_type, path, service| IngressRoute {
+        backend: to(service),
+        ..ingress_route(host, path_type, path, service)
+    };
     let services = |web_endpoints: Vec<Endpoint>| {
         vec![
             named_service(
                 "api",
                 cluster_ip(11, 1),
-                port(80, Mode::Tcp, vec![api_endpoint.clone()]),
+                port(number, Mode::Tcp, vec![api_endpoint.clone()]),
             ),
             named_service(
                 "web",
                 cluster_ip(11, 2),
-                port(80, Mode::Http, web_endpoints),
+                port(number, Mode::Http, web_endpoints),
             ),
         ]
     };
     let routes = vec![
-        ingress_route(Some("shop.example"), PathType::Prefix, "/", "web"),
-        ingress_route(Some("shop.example"), PathType::Prefix, "/api", "api"),
-        ingress_route(Some("api.example"), PathType::Prefix, "/", "api"),
-        ingress_route(Some("api.example"), PathType::Exact, "/status", "web"),
+        route(Some("shop.example"), PathType::Prefix, "/", "web"),
+        route(Some("shop.example"), PathType::Prefix, "/api", "api"),
+        route(Some("api.example"), PathType::Prefix, "/", "api"),
+        route(Some("api.example"), PathType::Exact, "/status", "web"),
     ];
     let mut routed = table(1, "n1", services(vec![web_endpoint.clone()]));
     routed.ingress = routes.clone();
@@ -1124,7 +1135,7 @@ async fn the_ingress_routes_hosts_and_paths_to_services() {
     // A default backend takes what no route matches.
     let mut with_default = table(2, "n1", services(vec![web_endpoint.clone()]));
     with_default.ingress = routes.clone();
-    with_default.ingress_default_backend = Some(ingress_backend("api"));
+    with_default.ingress_default_backend = Some(to("api"));
     assert_eq!(proxy.apply(&with_default).await, applied(2));
     assert_eq!(get("other.example", "/").await, (200, "api /".to_owned()));
     assert_eq!(get("shop.example", "/").await, (200, "web /".to_owned()));
@@ -1137,7 +1148,7 @@ async fn the_ingress_routes_hosts_and_paths_to_services() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(
         body,
-        "service default/web port 80: no endpoint could be reached (0 tried)"
+        format!("service default/web port {number}: no endpoint could be reached (0 tried)")
     );
     assert_eq!(
         get("shop.example", "/api").await,
@@ -1148,7 +1159,7 @@ async fn the_ingress_routes_hosts_and_paths_to_services() {
 
     // Only a default backend still listens; no Ingress at all does not.
     let mut default_only = table(4, "n1", services(vec![web_endpoint]));
-    default_only.ingress_default_backend = Some(ingress_backend("web"));
+    default_only.ingress_default_backend = Some(to("web"));
     assert_eq!(proxy.apply(&default_only).await, applied(4));
     assert_eq!(get("api.example", "/x").await, (200, "web /x".to_owned()));
     assert_eq!(
