@@ -48,9 +48,9 @@ pub(crate) enum Entry<'a> {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ForwardError {
     #[error("{listen} serves no Service port any more")]
-    NoRoute { listen: SocketAddrV4 },
+    AddressNotServed { listen: SocketAddrV4 },
     #[error("service {}/{} port {} is not in the table (or not TCP)", .0.0, .0.1, .0.2)]
-    NoService(PortKey),
+    ServiceNotServed(PortKey),
     #[error("{service}: no endpoint could be reached ({tried} tried)")]
     NoEndpoint { service: String, tried: usize },
 }
@@ -111,10 +111,10 @@ fn choose(
         Entry::Address(listen) => served
             .routes
             .get(&listen)
-            .ok_or(ForwardError::NoRoute { listen })?,
+            .ok_or(ForwardError::AddressNotServed { listen })?,
         Entry::Ingress(key) => served
             .service_route(key)
-            .ok_or_else(|| ForwardError::NoService(key.clone()))?,
+            .ok_or_else(|| ForwardError::ServiceNotServed(key.clone()))?,
     };
     let (service, port) = served.port(route);
     let local_only = route.node_port && port.node_port_local_only;

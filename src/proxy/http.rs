@@ -114,9 +114,9 @@ async fn forward(
                 ingress_backend = backend;
                 (state, Entry::Ingress(&ingress_backend))
             }
-            Err(response) => {
-                tracing::debug!(client = %peer, status = %response.status(), uri = %request.uri(), "no Ingress backend");
-                return response;
+            Err((status, message)) => {
+                tracing::debug!(client = %peer, %status, uri = %request.uri(), "no Ingress backend: {message}");
+                return error_response(status, &message);
             }
         },
     };
@@ -152,13 +152,13 @@ async fn forward(
 }
 
 /// The Service port the Ingress routes send `request` to, by its host
-/// (the target's in absolute form, else the `Host` header) and path; the
-/// answer to send instead when there is none (404) or it is not served
-/// (503).
+/// (the target's in absolute form, else the `Host` header) and path; else
+/// the status and message to answer: 404 when no route matches, 503 when
+/// the route's Service port is not served.
 fn route_ingress(
     proxy: &Proxy,
     request: &Request<Incoming>,
-) -> Result<(Arc<PortState>, PortKey), Response<ProxyBody>> {
+) -> Result<(Arc<PortState>, PortKey), (StatusCode, String)> {
     let host = request
         .uri()
         .host()
@@ -171,10 +171,8 @@ fn route_ingress(
         .as_ref()
         .and_then(|ingress| ingress.routes.route(host, path))
         .ok_or_else(|| {
-            error_response(
-                StatusCode::NOT_FOUND,
-                &format!("no Ingress route for host {host:?} and path {path:?}"),
-            )
+            let message = format!("no Ingress route for host {host:?} and path {path:?}");
+            (StatusCode::NOT_FOUND, message)
         })?;
     let key = (
         backend.namespace.clone(),
@@ -183,9 +181,9 @@ fn route_ingress(
     );
     match served.service_route(&key) {
         Some(route) => Ok((Arc::clone(&route.state), key)),
-        None => Err(error_response(
+        None => Err((
             StatusCode::SERVICE_UNAVAILABLE,
-            &ForwardError::NoService(key).to_string(),
+            ForwardError::ServiceNotServed(key).to_string(),
         )),
     }
 }
