@@ -53,6 +53,15 @@ pub struct ServiceFigures {
     pub endpoints: u64,
 }
 
+/// One per-Service-port series of `/metrics`: name, type, help, and the
+/// figure it reads.
+type ServiceSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ServiceFigures) -> u64,
+);
+
 impl Metrics {
     pub fn observe_reconcile(&self, duration: Duration, result: &str) {
         let mut inner = self.inner.lock().expect("metrics lock is never poisoned");
@@ -229,7 +238,7 @@ impl Metrics {
                 escape(name)
             );
         }
-        let series: [(&str, &str, &str, fn(&ServiceFigures) -> u64); 4] = [
+        let series: [ServiceSeries; 4] = [
             (
                 "flotilla_service_requests_total",
                 "counter",

@@ -332,7 +332,7 @@ impl NodeClient {
                 }
                 return Ok(());
             }
-            if labels.get(PROXY_LABEL).is_none() {
+            if !labels.contains_key(PROXY_LABEL) {
                 return Err(NodeError::NameInUse {
                     node: self.name.clone(),
                     container: CONTAINER_NAME.to_string(),
