@@ -39,6 +39,10 @@ enum Command {
         /// The DNS server's port, on the table's DNS address.
         #[arg(long, default_value_t = 53)]
         dns_port: u16,
+        /// The Ingress's port, on every address of the node (when the
+        /// table has Ingress routes).
+        #[arg(long, default_value_t = 80)]
+        ingress_port: u16,
     },
     /// Send one JSON request line from stdin to the daemon; print the answer.
     Ctl {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
             no_route,
             tunnel_port,
             dns_port,
+            ingress_port,
         } => {
             let options = daemon::Options {
                 node,
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
                 route: !no_route,
                 tunnel_port,
                 dns_port,
+                ingress_port,
             };
             match runtime.block_on(daemon::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,

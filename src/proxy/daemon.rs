@@ -1,14 +1,15 @@
 //! `flotilla-proxy run`: the daemon. It serves the last table it
 //! acknowledged (reloaded from its state directory at start), answers the
 //! control socket (`Apply`, `Status`), listens on the tunnel port for other
-//! nodes' proxies, and on SIGTERM stops accepting and lets open connections
-//! finish (up to [`DRAIN_TIMEOUT`]).
+//! nodes' proxies and, when the table has Ingress routes, on the Ingress
+//! port (80) of every address, and on SIGTERM stops accepting and lets
+//! open connections finish (up to [`DRAIN_TIMEOUT`]).
 //!
 //! An `Apply` is all or nothing: the table is checked, the route and every
 //! new listener set up and the table persisted before it is served; a
 //! failure answers `Error` and leaves the previous table served.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +53,8 @@ pub struct Options {
     pub tunnel_port: u16,
     /// The DNS server's port on the table's DNS address (53).
     pub dns_port: u16,
+    /// The Ingress's port on every address (80).
+    pub ingress_port: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,13 +189,16 @@ impl Proxy {
 
     /// Everything that can fail, before anything is served: the table's
     /// checks, the route, the new listeners, the state file.
-    fn prepare(
-        &self,
-        table: Table,
-    ) -> Result<(Served, Vec<(SocketAddrV4, std::net::TcpListener)>), String> {
+    fn prepare(&self, table: Table) -> Result<(Served, Vec<(SocketAddrV4, TcpListener)>), String> {
         let served = {
             let mut ports = lock(&self.ports);
-            Served::new(table, &self.options.node, &mut ports).map_err(|error| error.to_string())?
+            Served::new(
+                table,
+                &self.options.node,
+                self.options.ingress_port,
+                &mut ports,
+            )
+            .map_err(|error| error.to_string())?
         };
         let table = served.table.as_ref().expect("a checked table");
         if self.options.route {
@@ -205,15 +211,14 @@ impl Proxy {
         let mut new_listeners = Vec::new();
         {
             let listeners = lock(&self.listeners);
-            for (&address, route) in &served.routes {
+            for address in served.listen_addresses() {
                 if listeners.contains_key(&address) {
                     continue;
                 }
-                let listener = bind(address).map_err(|error| {
-                    let (service, port) = served.port(route);
+                let listener = bind_shared(address).map_err(|error| {
                     format!(
                         "binding {address} for {}: {error}",
-                        super::served::describe(service, port)
+                        served.describe_address(address)
                     )
                 })?;
                 new_listeners.push((address, listener));
@@ -230,29 +235,19 @@ impl Proxy {
 
     /// Starts accepting on the new listeners and closes those the served
     /// table no longer has (their open connections go on).
-    fn swap_listeners(
-        self: &Arc<Self>,
-        served: &Served,
-        new: Vec<(SocketAddrV4, std::net::TcpListener)>,
-    ) {
+    fn swap_listeners(self: &Arc<Self>, served: &Served, new: Vec<(SocketAddrV4, TcpListener)>) {
         let mut listeners = lock(&self.listeners);
+        let addresses: HashSet<SocketAddrV4> = served.listen_addresses().collect();
         listeners.retain(|address, task| {
-            let kept = served.routes.contains_key(address);
+            let kept = addresses.contains(address);
             if !kept {
                 task.abort();
             }
             kept
         });
         for (address, listener) in new {
-            match TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    let task = tokio::spawn(accept_services(Arc::clone(self), listener, address));
-                    listeners.insert(address, task.abort_handle());
-                }
-                Err(error) => {
-                    tracing::error!(%address, "cannot accept on a bound listener: {error}")
-                }
-            }
+            let task = tokio::spawn(accept_services(Arc::clone(self), listener, address));
+            listeners.insert(address, task.abort_handle());
         }
     }
 
@@ -281,6 +276,31 @@ fn bind(address: SocketAddrV4) -> std::io::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
+/// What a listen address serves.
+enum Serves {
+    /// A Service port, in its mode.
+    Port(Mode),
+    Ingress,
+}
+
+/// A listening socket for an address of the table, with `SO_REUSEPORT`:
+/// Linux refuses to bind a wildcard address (the Ingress's `0.0.0.0:80`, a
+/// node port) on a port a specific address listens on (a Service's
+/// `10.96.0.20:80`), and the reverse, unless both sockets ask for it; the
+/// kernel then gives each connection to the most specific listener. A
+/// port another program holds without `SO_REUSEPORT` is still refused.
+/// Called where tokio's runtime is entered (`spawn_blocking` is).
+fn bind_shared(address: SocketAddrV4) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address.into())?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Connections the kernel queues per listener before the proxy accepts.
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn accept_services(proxy: Arc<Proxy>, listener: TcpListener, listen: SocketAddrV4) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -296,20 +316,29 @@ async fn accept_services(proxy: Arc<Proxy>, listener: TcpListener, listen: Socke
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
             let _in_flight = in_flight;
-            let mode = {
+            let serves = {
                 let served = proxy.served();
-                served
-                    .routes
-                    .get(&listen)
-                    .map(|route| served.port(route).1.mode)
-            };
-            match mode {
-                Some(Mode::Http) => {
-                    let stopping = proxy.stopping.subscribe();
-                    http::serve(Arc::clone(&proxy), stream, peer, listen, stopping).await;
+                match served.routes.get(&listen) {
+                    Some(route) => Some(Serves::Port(served.port(route).1.mode)),
+                    None => served
+                        .ingress
+                        .as_ref()
+                        .filter(|ingress| ingress.listen == listen)
+                        .map(|_| Serves::Ingress),
                 }
-                Some(Mode::Tcp | Mode::ProxyV2) => {
+            };
+            let stopping = proxy.stopping.subscribe();
+            match serves {
+                Some(Serves::Port(Mode::Http)) => {
+                    let frontend = http::Frontend::Service(listen);
+                    http::serve(Arc::clone(&proxy), stream, peer, frontend, stopping).await;
+                }
+                Some(Serves::Port(Mode::Tcp | Mode::ProxyV2)) => {
                     forward::serve_bytes(&proxy, stream, peer, listen).await
+                }
+                Some(Serves::Ingress) => {
+                    let frontend = http::Frontend::Ingress;
+                    http::serve(Arc::clone(&proxy), stream, peer, frontend, stopping).await;
                 }
                 None => {}
             }

@@ -35,10 +35,22 @@ pub(crate) struct Upstream {
     pub(crate) guard: TargetGuard,
 }
 
+/// Which Service port a connection (or request) is for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Entry<'a> {
+    /// The one served at this listen address (its virtual address or its
+    /// node port).
+    Address(SocketAddrV4),
+    /// The one an Ingress route names.
+    Ingress(&'a PortKey),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ForwardError {
     #[error("{listen} serves no Service port any more")]
-    NoRoute { listen: SocketAddrV4 },
+    AddressNotServed { listen: SocketAddrV4 },
+    #[error("service {}/{} port {} is not in the table (or not TCP)", .0.0, .0.1, .0.2)]
+    ServiceNotServed(PortKey),
     #[error("{service}: no endpoint could be reached ({tried} tried)")]
     NoEndpoint { service: String, tried: usize },
 }
@@ -54,16 +66,16 @@ struct Attempt {
     guard: TargetGuard,
 }
 
-/// Connects `client`'s connection (or request) accepted on `listen` to an
-/// endpoint of the Service port served there.
+/// Connects `client`'s connection (or request) to an endpoint of the
+/// Service port of `entry`.
 pub(crate) async fn connect(
     proxy: &Proxy,
-    listen: SocketAddrV4,
+    entry: Entry<'_>,
     client: SocketAddr,
 ) -> Result<Upstream, ForwardError> {
     let mut tried: HashSet<SocketAddrV4> = HashSet::new();
     loop {
-        let attempt = choose(proxy, listen, client, &tried)?;
+        let attempt = choose(proxy, entry, client, &tried)?;
         match open(&attempt, client).await {
             Ok(stream) => {
                 return Ok(Upstream {
@@ -87,7 +99,7 @@ pub(crate) async fn connect(
 /// Chooses an endpoint not yet `tried` from the table served right now.
 fn choose(
     proxy: &Proxy,
-    listen: SocketAddrV4,
+    entry: Entry<'_>,
     client: SocketAddr,
     tried: &HashSet<SocketAddrV4>,
 ) -> Result<Attempt, ForwardError> {
@@ -95,10 +107,15 @@ fn choose(
     // this, so it answers only once no choice from the old table is
     // uncounted.
     let served = proxy.served();
-    let route = served
-        .routes
-        .get(&listen)
-        .ok_or(ForwardError::NoRoute { listen })?;
+    let route = match entry {
+        Entry::Address(listen) => served
+            .routes
+            .get(&listen)
+            .ok_or(ForwardError::AddressNotServed { listen })?,
+        Entry::Ingress(key) => served
+            .service_route(key)
+            .ok_or_else(|| ForwardError::ServiceNotServed(key.clone()))?,
+    };
     let (service, port) = served.port(route);
     let local_only = route.node_port && port.node_port_local_only;
     let usable = |endpoint: &Endpoint| {
@@ -171,7 +188,7 @@ pub(crate) async fn serve_bytes(
         return;
     };
     let _open = state.counters.accept();
-    let mut upstream = match connect(proxy, listen, peer).await {
+    let mut upstream = match connect(proxy, Entry::Address(listen), peer).await {
         Ok(upstream) => upstream,
         Err(error) => {
             state.counters.error();

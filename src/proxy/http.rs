@@ -1,8 +1,14 @@
-//! The `Http` mode: an HTTP/1.1 reverse proxy. Each request of a client
-//! connection (kept alive) goes to an endpoint chosen for it, over a new
-//! connection (directly, or through the endpoint's node's tunnel), with
-//! the client's address appended to `X-Forwarded-For` and
-//! `X-Forwarded-Proto: http`. No endpoint reachable: 503.
+//! The `Http` mode and the Ingress: an HTTP/1.1 reverse proxy. Each
+//! request of a client connection (kept alive) goes to an endpoint chosen
+//! for it, over a new connection (directly, or through the endpoint's
+//! node's tunnel), with the client's address appended to `X-Forwarded-For`
+//! and `X-Forwarded-Proto: http`. No endpoint reachable: 503.
+//!
+//! On a Service port's address every request goes to that port. On the
+//! Ingress port, each request goes to the Service port the table's
+//! Ingress routes choose for its host and path (whatever that port's own
+//! mode: the Ingress speaks HTTP to it, after a PROXY header if the port
+//! asks for one); no route and no default backend: 404.
 //!
 //! A request's connection to its endpoint lasts until the response's body
 //! is sent, and the target's count with it, so a drain waits for it.
@@ -22,9 +28,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::counters::{PortGuard, TargetGuard};
+use super::counters::{PortGuard, PortKey, TargetGuard};
 use super::daemon::Proxy;
-use super::forward;
+use super::forward::{self, Entry, ForwardError};
+use super::served::PortState;
 
 /// Headers that belong to one connection, never forwarded
 /// (RFC 9110 section 7.6.1, and what proxies commonly add).
@@ -39,19 +46,28 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Where a client connection's requests go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Frontend {
+    /// The Service port served at this listen address.
+    Service(SocketAddrV4),
+    /// The Service port the Ingress routes choose, request by request.
+    Ingress,
+}
+
 /// Serves one client connection until it closes or the proxy stops (then
 /// the request in progress finishes and the connection closes).
 pub(crate) async fn serve(
     proxy: Arc<Proxy>,
     client: TcpStream,
     peer: SocketAddr,
-    listen: SocketAddrV4,
+    frontend: Frontend,
     mut stopping: watch::Receiver<bool>,
 ) {
     let _ = client.set_nodelay(true);
     let service = hyper::service::service_fn(move |request| {
         let proxy = Arc::clone(&proxy);
-        async move { Ok::<_, Infallible>(forward(&proxy, peer, listen, request).await) }
+        async move { Ok::<_, Infallible>(forward(&proxy, peer, frontend, request).await) }
     });
     let connection =
         // A client may shut its side after the request (`nc`, many HTTP/1.0
@@ -79,17 +95,33 @@ pub(crate) async fn serve(
 async fn forward(
     proxy: &Proxy,
     peer: SocketAddr,
-    listen: SocketAddrV4,
+    frontend: Frontend,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let Some(state) = proxy.port_state(listen) else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this address serves no Service any more",
-        );
+    let ingress_backend;
+    let (state, entry) = match frontend {
+        Frontend::Service(listen) => {
+            let Some(state) = proxy.port_state(listen) else {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this address serves no Service any more",
+                );
+            };
+            (state, Entry::Address(listen))
+        }
+        Frontend::Ingress => match route_ingress(proxy, &request) {
+            Ok((state, backend)) => {
+                ingress_backend = backend;
+                (state, Entry::Ingress(&ingress_backend))
+            }
+            Err((status, message)) => {
+                tracing::debug!(client = %peer, %status, uri = %request.uri(), "no Ingress backend: {message}");
+                return error_response(status, &message);
+            }
+        },
     };
     let open = state.counters.accept();
-    let upstream = match forward::connect(proxy, listen, peer).await {
+    let upstream = match forward::connect(proxy, entry, peer).await {
         Ok(upstream) => upstream,
         Err(error) => {
             state.counters.error();
@@ -116,6 +148,43 @@ async fn forward(
                 &format!("endpoint {target}: {error}"),
             )
         }
+    }
+}
+
+/// The Service port the Ingress routes send `request` to, by its host
+/// (the target's in absolute form, else the `Host` header) and path; else
+/// the status and message to answer: 404 when no route matches, 503 when
+/// the route's Service port is not served.
+fn route_ingress(
+    proxy: &Proxy,
+    request: &Request<Incoming>,
+) -> Result<(Arc<PortState>, PortKey), (StatusCode, String)> {
+    let host = request
+        .uri()
+        .host()
+        .or_else(|| request.headers().get(HOST)?.to_str().ok())
+        .unwrap_or_default();
+    let path = request.uri().path();
+    let served = proxy.served();
+    let backend = served
+        .ingress
+        .as_ref()
+        .and_then(|ingress| ingress.routes.route(host, path))
+        .ok_or_else(|| {
+            let message = format!("no Ingress route for host {host:?} and path {path:?}");
+            (StatusCode::NOT_FOUND, message)
+        })?;
+    let key = (
+        backend.namespace.clone(),
+        backend.service.clone(),
+        backend.port,
+    );
+    match served.service_route(&key) {
+        Some(route) => Ok((Arc::clone(&route.state), key)),
+        None => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::ServiceNotServed(key).to_string(),
+        )),
     }
 }
 

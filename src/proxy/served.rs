@@ -1,6 +1,7 @@
 //! The table as the data plane reads it: for each address the proxy
-//! listens on, the Service port it serves. Built (and checked) once per
-//! `Apply`; connections look it up when they choose an endpoint.
+//! listens on, the Service port it serves, and the Ingress routes served
+//! on the Ingress port. Built (and checked) once per `Apply`; connections
+//! look it up when they choose an endpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::balance::{Chooser, Policy};
 use super::counters::{PortCounters, PortKey};
+use super::ingress::Routes;
 use super::route::{Cidr, CidrError};
 use super::table::{Protocol, Service, ServicePort, Table};
 
@@ -19,9 +21,20 @@ pub(crate) struct Served {
     /// Every address listened on (`cluster_ip:port`, `0.0.0.0:node_port`)
     /// and what it serves.
     pub(crate) routes: HashMap<SocketAddrV4, Route>,
-    /// Each Service port's virtual address, by name (how the tunnel names
-    /// a Service port).
+    /// Each Service port's virtual address, by name (how the tunnel and
+    /// the Ingress routes name a Service port).
     by_name: HashMap<PortKey, SocketAddrV4>,
+    /// `None` when the table has no Ingress route and no default backend:
+    /// nothing listens on the Ingress port then.
+    pub(crate) ingress: Option<Ingress>,
+}
+
+/// The Ingress as served: where, and the routes.
+#[derive(Debug)]
+pub(crate) struct Ingress {
+    /// `0.0.0.0:INGRESS_PORT`.
+    pub(crate) listen: SocketAddrV4,
+    pub(crate) routes: Routes,
 }
 
 /// A listen address's Service port: indexes into the table.
@@ -62,11 +75,14 @@ pub(crate) enum TableError {
 }
 
 impl Served {
-    /// Checks `table` for this proxy's `node` and indexes it; `states`
-    /// gives (and gets) each Service port's lasting state.
+    /// Checks `table` for this proxy's `node` and indexes it, with its
+    /// Ingress (if it has any route or default backend) on every address
+    /// at `ingress_port`; `states` gives (and gets) each Service port's
+    /// lasting state.
     pub(crate) fn new(
         table: Table,
         node: &str,
+        ingress_port: u16,
         states: &mut BTreeMap<PortKey, Arc<PortState>>,
     ) -> Result<Served, TableError> {
         if table.node != node {
@@ -124,11 +140,46 @@ impl Served {
                 }
             }
         }
+        let ingress = if table.ingress.is_empty() && table.ingress_default_backend.is_none() {
+            None
+        } else {
+            let listen = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, ingress_port);
+            if let Some(first) = routes.get(&listen) {
+                let (first_service, first_port) = table_port(&table, first);
+                return Err(TableError::DuplicateAddress {
+                    address: listen,
+                    first: describe(first_service, first_port),
+                    second: INGRESS.to_owned(),
+                });
+            }
+            Some(Ingress {
+                listen,
+                routes: Routes::new(&table.ingress, table.ingress_default_backend.as_ref()),
+            })
+        };
         Ok(Served {
             table: Some(Arc::new(table)),
             routes,
             by_name,
+            ingress,
         })
+    }
+
+    /// Every address to listen on: the Service ports' and the Ingress's.
+    pub(crate) fn listen_addresses(&self) -> impl Iterator<Item = SocketAddrV4> + '_ {
+        let ingress = self.ingress.as_ref().map(|ingress| ingress.listen);
+        self.routes.keys().copied().chain(ingress)
+    }
+
+    /// What `address` serves, for messages: a Service port or the Ingress.
+    pub(crate) fn describe_address(&self, address: SocketAddrV4) -> String {
+        match self.routes.get(&address) {
+            Some(route) => {
+                let (service, port) = self.port(route);
+                describe(service, port)
+            }
+            None => INGRESS.to_owned(),
+        }
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -151,6 +202,9 @@ impl Served {
             .and_then(|address| self.routes.get(address))
     }
 }
+
+/// The Ingress, in messages.
+const INGRESS: &str = "the Ingress";
 
 fn table_port<'a>(table: &'a Table, route: &Route) -> (&'a Service, &'a ServicePort) {
     let service = &table.services[route.service];
@@ -217,7 +271,11 @@ mod tests {
     }
 
     fn error(table: Table) -> String {
-        Served::new(table, "n1", &mut BTreeMap::new())
+        error_on(table, 80)
+    }
+
+    fn error_on(table: Table, ingress_port: u16) -> String {
+        Served::new(table, "n1", ingress_port, &mut BTreeMap::new())
             .unwrap_err()
             .to_string()
     }
@@ -232,7 +290,7 @@ mod tests {
                 port(53, None, Protocol::Udp),
             ],
         );
-        let served = Served::new(table(vec![web]), "n1", &mut BTreeMap::new()).unwrap();
+        let served = Served::new(table(vec![web]), "n1", 80, &mut BTreeMap::new()).unwrap();
         let mut addresses: Vec<String> = served.routes.keys().map(ToString::to_string).collect();
         addresses.sort();
         assert_eq!(addresses, ["0.0.0.0:30080", "10.96.0.20:80"]);
@@ -247,16 +305,64 @@ mod tests {
     fn a_port_keeps_its_state_across_tables() {
         let mut states = BTreeMap::new();
         let web = || service("web", [10, 96, 0, 20], vec![port(80, None, Protocol::Tcp)]);
-        let first = Served::new(table(vec![web()]), "n1", &mut states).unwrap();
-        let second = Served::new(table(vec![web()]), "n1", &mut states).unwrap();
+        let first = Served::new(table(vec![web()]), "n1", 80, &mut states).unwrap();
+        let second = Served::new(table(vec![web()]), "n1", 80, &mut states).unwrap();
         let state = |served: &Served| Arc::clone(&served.routes.values().next().unwrap().state);
         assert!(Arc::ptr_eq(&state(&first), &state(&second)));
     }
 
     #[test]
+    fn the_ingress_is_listened_on_only_with_a_route_or_a_default_backend() {
+        use super::super::table::{IngressBackend, IngressRoute, PathType};
+        let web = || service("web", [10, 96, 0, 20], vec![port(80, None, Protocol::Tcp)]);
+        let backend = IngressBackend {
+            namespace: "default".to_owned(),
+            service: "web".to_owned(),
+            port: 80,
+        };
+        let listened = |table: Table| {
+            let served = Served::new(table, "n1", 8080, &mut BTreeMap::new()).unwrap();
+            let mut addresses: Vec<String> =
+                served.listen_addresses().map(|a| a.to_string()).collect();
+            addresses.sort();
+            addresses
+        };
+        assert_eq!(listened(table(vec![web()])), ["10.96.0.20:80"]);
+
+        let mut routed = table(vec![web()]);
+        routed.ingress.push(IngressRoute {
+            host: Some("shop.example".to_owned()),
+            path: "/".to_owned(),
+            path_type: PathType::Prefix,
+            backend: backend.clone(),
+        });
+        assert_eq!(listened(routed.clone()), ["0.0.0.0:8080", "10.96.0.20:80"]);
+        let served = Served::new(routed, "n1", 8080, &mut BTreeMap::new()).unwrap();
+        let ingress = served.ingress.as_ref().unwrap();
+        assert_eq!(ingress.routes.route("shop.example", "/a"), Some(&backend));
+        assert_eq!(ingress.routes.route("other.example", "/a"), None);
+        assert_eq!(served.describe_address(ingress.listen), "the Ingress");
+
+        let mut default_only = table(vec![web()]);
+        default_only.ingress_default_backend = Some(backend);
+        assert_eq!(
+            listened(default_only.clone()),
+            ["0.0.0.0:8080", "10.96.0.20:80"]
+        );
+
+        // A node port on the Ingress port: refused, naming both.
+        let mut clash = default_only;
+        clash.services[0].ports[0].node_port = Some(8080);
+        assert_eq!(
+            error_on(clash, 8080),
+            "address 0.0.0.0:8080 is asked for twice: by service default/web port 80 and by the Ingress"
+        );
+    }
+
+    #[test]
     fn a_table_that_cannot_be_served_is_refused_with_the_reason() {
         assert_eq!(
-            Served::new(table(vec![]), "n2", &mut BTreeMap::new())
+            Served::new(table(vec![]), "n2", 80, &mut BTreeMap::new())
                 .unwrap_err()
                 .to_string(),
             "the table is for node \"n1\", this proxy serves node \"n2\""

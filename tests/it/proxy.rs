@@ -2,7 +2,8 @@
 //! loopback: real sockets, real backends, tables applied over its control
 //! socket. Cluster IPs are addresses of 127.0.0.0/8 (local without a
 //! route, hence `--no-route`), one third octet per test so tests run in
-//! parallel; tunnel and node ports are free ports the kernel picked.
+//! parallel; tunnel, Ingress and node ports are free ports the kernel
+//! picked.
 //! No testbed and no root needed.
 
 use std::collections::HashMap;
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use flotilla::proxy::control;
 use flotilla::proxy::table::{
-    Balance, Endpoint, Mode, Protocol, ProxyStatus, Request, Response, Service, ServicePort, Table,
+    Balance, Endpoint, IngressBackend, IngressRoute, Mode, PathType, Protocol, ProxyStatus,
+    Request, Response, Service, ServiceCounters, ServicePort, Table,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -28,20 +30,30 @@ struct Daemon {
     state: Arc<tempfile::TempDir>,
     socket: PathBuf,
     tunnel: SocketAddrV4,
+    /// Where the Ingress is served (on loopback; it listens on every
+    /// address).
+    ingress: SocketAddrV4,
 }
 
 impl Daemon {
     async fn start(node: &str) -> Daemon {
         let state = Arc::new(tempfile::tempdir().expect("a temporary directory"));
-        Daemon::start_in(node, state, free_port()).await
+        Daemon::start_in(node, state, free_port(), free_port()).await
     }
 
     /// Starts on `state` (a directory an earlier daemon may have used).
-    async fn start_in(node: &str, state: Arc<tempfile::TempDir>, tunnel_port: u16) -> Daemon {
+    async fn start_in(
+        node: &str,
+        state: Arc<tempfile::TempDir>,
+        tunnel_port: u16,
+        ingress_port: u16,
+    ) -> Daemon {
         let socket = state.path().join("control.sock");
         let child = Command::new(PROXY)
             .args(["run", "--no-route", "--node", node, "--tunnel-port"])
             .arg(tunnel_port.to_string())
+            .arg("--ingress-port")
+            .arg(ingress_port.to_string())
             .arg("--state-dir")
             .arg(state.path().join("state"))
             .arg("--control-socket")
@@ -59,6 +71,7 @@ impl Daemon {
             state,
             socket,
             tunnel: SocketAddrV4::new(Ipv4Addr::LOCALHOST, tunnel_port),
+            ingress: SocketAddrV4::new(Ipv4Addr::LOCALHOST, ingress_port),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while daemon.try_status().await.is_none() {
@@ -732,14 +745,15 @@ async fn the_table_is_kept_and_served_again_after_a_restart() {
     );
     assert_eq!(proxy.apply(&table(5, "n1", vec![web])).await, applied(5));
     assert_eq!(ask(address).await.unwrap(), "a");
-    let (state, tunnel_port) = (Arc::clone(&proxy.state), proxy.tunnel.port());
+    let state = Arc::clone(&proxy.state);
+    let (tunnel_port, ingress_port) = (proxy.tunnel.port(), proxy.ingress.port());
     assert!(proxy.stop().success(), "SIGTERM stops the proxy cleanly");
     assert!(
         ask(address).await.is_err(),
         "nothing listens while the proxy is down"
     );
 
-    let proxy = Daemon::start_in("n1", state, tunnel_port).await;
+    let proxy = Daemon::start_in("n1", state, tunnel_port, ingress_port).await;
     assert_eq!(proxy.status().await.generation, 5);
     assert_eq!(ask(address).await.unwrap(), "a");
 }
@@ -904,4 +918,342 @@ async fn a_stopping_proxy_lets_open_connections_finish() {
     assert_eq!(open.ask().await, "a", "the open connection still works");
     drop(open);
     assert!(proxy.stop().success());
+}
+
+/// A raw HTTP/1.1 backend named `name`: it answers every request with
+/// its name, the request's target, and the forwarding headers it got,
+/// one per line.
+async fn named_http_backend(name: &str, node: &str, via: Option<SocketAddrV4>) -> Endpoint {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let SocketAddr::V4(address) = listener.local_addr().unwrap() else {
+        unreachable!()
+    };
+    let answer_name = name.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let name = answer_name.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let Ok(Some(request_line)) = lines.next_line().await else {
+                    return;
+                };
+                let target = request_line
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut seen = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.is_empty() {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if lower.starts_with("x-forwarded-") {
+                        seen.push(lower);
+                    }
+                }
+                seen.sort();
+                let body = format!("{name} {target}\n{}", seen.join("\n"));
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = write.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    Endpoint {
+        node: node.to_owned(),
+        pod: name.to_owned(),
+        target: address,
+        via,
+    }
+}
+
+/// One `GET path` with `Host: host`, sent from `source`: the status code
+/// and the body.
+async fn http_get(
+    source: Ipv4Addr,
+    address: SocketAddrV4,
+    host: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    let exchange = async {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddrV4::new(source, 0).into())?;
+        let mut stream = socket.connect(address.into()).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, answer.clone());
+        let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(invalid)?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(invalid)?;
+        Ok((status, body.to_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer in 10 s",
+            ))
+        })
+}
+
+fn ingress_route(host: Option<&str>, path_type: PathType, path: &str, to: &str) -> IngressRoute {
+    IngressRoute {
+        host: host.map(str::to_owned),
+        path: path.to_owned(),
+        path_type,
+        backend: ingress_backend(to),
+    }
+}
+
+fn ingress_backend(service: &str) -> IngressBackend {
+    IngressBackend {
+        namespace: "default".to_owned(),
+        service: service.to_owned(),
+        port: 80,
+    }
+}
+
+fn named_service(name: &str, cluster_ip: Ipv4Addr, port: ServicePort) -> Service {
+    Service {
+        name: name.to_owned(),
+        ..service(cluster_ip, port)
+    }
+}
+
+fn counters<'a>(status: &'a ProxyStatus, name: &str) -> &'a ServiceCounters {
+    status
+        .services
+        .iter()
+        .find(|counters| counters.name == name)
+        .unwrap_or_else(|| panic!("no counters for {name}: {status:?}"))
+}
+
+/// Two hosts and their paths routed to two Services (one in `Tcp` mode:
+/// the Ingress speaks HTTP to it all the same), `Exact` against `Prefix`,
+/// 404 without a default backend, then the default backend, 503 for a
+/// backend without endpoints, and no listener once no route is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_routes_hosts_and_paths_to_services() {
+    let web_endpoint = named_http_backend("web", "n1", None).await;
+    let api_endpoint = named_http_backend("api", "n1", None).await;
+    let proxy = Daemon::start("n1").await;
+    // The Services' port is the Ingress's (80 and 80 on a node): their
+    // virtual addresses and the Ingress's wildcard address listen together.
+    let number = proxy.ingress.port();
+    let to = |service| IngressBackend {
+        port: number,
+        ..ingress_backend(service)
+    };
+    let route = |host, path_type, path, service| IngressRoute {
+        backend: to(service),
+        ..ingress_route(host, path_type, path, service)
+    };
+    let services = |web_endpoints: Vec<Endpoint>| {
+        vec![
+            named_service(
+                "api",
+                cluster_ip(11, 1),
+                port(number, Mode::Tcp, vec![api_endpoint.clone()]),
+            ),
+            named_service(
+                "web",
+                cluster_ip(11, 2),
+                port(number, Mode::Http, web_endpoints),
+            ),
+        ]
+    };
+    let routes = vec![
+        route(Some("shop.example"), PathType::Prefix, "/", "web"),
+        route(Some("shop.example"), PathType::Prefix, "/api", "api"),
+        route(Some("api.example"), PathType::Prefix, "/", "api"),
+        route(Some("api.example"), PathType::Exact, "/status", "web"),
+    ];
+    let mut routed = table(1, "n1", services(vec![web_endpoint.clone()]));
+    routed.ingress = routes.clone();
+    assert_eq!(proxy.apply(&routed).await, applied(1));
+
+    let client = Ipv4Addr::new(127, 0, 11, 77);
+    let get = |host: &'static str, path: &'static str| async move {
+        let (status, body) = http_get(client, proxy.ingress, host, path).await.unwrap();
+        (status, body.lines().next().unwrap_or_default().to_owned())
+    };
+    let rows = [
+        ("shop.example", "/", "web /"),
+        ("shop.example", "/cart?id=7", "web /cart?id=7"),
+        ("shop.example", "/api/cart", "api /api/cart"),
+        // Element by element: not a string prefix.
+        ("shop.example", "/apix", "web /apix"),
+        // The port and case of the host do not matter.
+        ("Shop.Example:8080", "/api", "api /api"),
+        ("api.example", "/status", "web /status"),
+        // `Exact`: the whole path.
+        ("api.example", "/status/", "api /status/"),
+        ("api.example", "/v1/users", "api /v1/users"),
+    ];
+    for (host, path, expected) in rows {
+        assert_eq!(
+            get(host, path).await,
+            (200, expected.to_owned()),
+            "{host}{path}"
+        );
+    }
+    let (status, body) = get("other.example", "/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            404,
+            "no Ingress route for host \"other.example\" and path \"/\""
+        )
+    );
+
+    // The backend sees the client, the scheme and the host asked for.
+    let (_, body) = http_get(client, proxy.ingress, "shop.example", "/")
+        .await
+        .unwrap();
+    assert_eq!(
+        body,
+        "web /\nx-forwarded-for: 127.0.11.77\nx-forwarded-host: shop.example\nx-forwarded-proto: http"
+    );
+
+    // Counted per backend Service port; a 404 is no Service's.
+    let status = proxy.status().await;
+    let (web, api) = (counters(&status, "web"), counters(&status, "api"));
+    assert_eq!((web.requests, web.errors, web.open), (5, 0, 0));
+    assert_eq!((api.requests, api.errors, api.open), (4, 0, 0));
+
+    // A default backend takes what no route matches.
+    let mut with_default = table(2, "n1", services(vec![web_endpoint.clone()]));
+    with_default.ingress = routes.clone();
+    with_default.ingress_default_backend = Some(to("api"));
+    assert_eq!(proxy.apply(&with_default).await, applied(2));
+    assert_eq!(get("other.example", "/").await, (200, "api /".to_owned()));
+    assert_eq!(get("shop.example", "/").await, (200, "web /".to_owned()));
+
+    // A backend without endpoints: 503, an error of its Service port.
+    let mut without_web = table(3, "n1", services(vec![]));
+    without_web.ingress = routes;
+    assert_eq!(proxy.apply(&without_web).await, applied(3));
+    let (status, body) = get("shop.example", "/").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        format!("service default/web port {number}: no endpoint could be reached (0 tried)")
+    );
+    assert_eq!(
+        get("shop.example", "/api").await,
+        (200, "api /api".to_owned())
+    );
+    let status = proxy.status().await;
+    assert_eq!(counters(&status, "web").errors, 1);
+
+    // Only a default backend still listens; no Ingress at all does not.
+    let mut default_only = table(4, "n1", services(vec![web_endpoint]));
+    default_only.ingress_default_backend = Some(to("web"));
+    assert_eq!(proxy.apply(&default_only).await, applied(4));
+    assert_eq!(get("api.example", "/x").await, (200, "web /x".to_owned()));
+    assert_eq!(
+        proxy.apply(&table(5, "n1", services(vec![]))).await,
+        applied(5)
+    );
+    // The listener closes as its task ends, just after the answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(proxy.ingress).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the Ingress port still listens without any route"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An Ingress backend on another node: the request goes through that
+/// node's tunnel, and the backend still sees the original client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_reaches_a_remote_endpoint_through_the_tunnel() {
+    let remote = named_http_backend("remote", "n2", None).await;
+    let n2 = Daemon::start("n2").await;
+    let n1 = Daemon::start("n1").await;
+    // The same Service on both (their virtual addresses differ only
+    // because both proxies share this host).
+    let on_n2 = named_service(
+        "web",
+        cluster_ip(112, 1),
+        port(80, Mode::Http, vec![remote.clone()]),
+    );
+    assert_eq!(n2.apply(&table(1, "n2", vec![on_n2])).await, applied(1));
+    let through_tunnel = Endpoint {
+        via: Some(n2.tunnel),
+        ..remote
+    };
+    let on_n1 = named_service(
+        "web",
+        cluster_ip(12, 1),
+        port(80, Mode::Http, vec![through_tunnel]),
+    );
+    let mut routed = table(1, "n1", vec![on_n1]);
+    routed.ingress = vec![ingress_route(None, PathType::Prefix, "/", "web")];
+    assert_eq!(n1.apply(&routed).await, applied(1));
+
+    let client = Ipv4Addr::new(127, 0, 12, 77);
+    let (status, body) = http_get(client, n1.ingress, "any.example", "/page")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        "remote /page\nx-forwarded-for: 127.0.12.77\nx-forwarded-host: any.example\nx-forwarded-proto: http"
+    );
+    let status = n1.status().await;
+    assert_eq!(
+        (
+            counters(&status, "web").requests,
+            counters(&status, "web").errors
+        ),
+        (1, 0)
+    );
+}
+
+/// The Ingress port is part of the all-or-nothing `Apply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_port_already_taken_is_an_error_and_the_old_table_stays() {
+    let backend = Backend::lines("a").await;
+    let holder = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let state = Arc::new(tempfile::tempdir().unwrap());
+    let proxy = Daemon::start_in("n1", state, free_port(), taken).await;
+    let address = SocketAddrV4::new(cluster_ip(13, 1), 8080);
+    let web = || {
+        named_service(
+            "web",
+            *address.ip(),
+            port(8080, Mode::Tcp, vec![backend.endpoint()]),
+        )
+    };
+    assert_eq!(proxy.apply(&table(1, "n1", vec![web()])).await, applied(1));
+
+    let mut routed = table(2, "n1", vec![web()]);
+    routed.ingress_default_backend = Some(IngressBackend {
+        port: 8080,
+        ..ingress_backend("web")
+    });
+    let Response::Error { message } = proxy.apply(&routed).await else {
+        panic!("a taken Ingress port must be refused")
+    };
+    assert!(
+        message.starts_with(&format!("binding 0.0.0.0:{taken} for the Ingress: ")),
+        "{message}"
+    );
+    assert_eq!(proxy.status().await.generation, 1);
+    assert_eq!(ask(address).await.unwrap(), "a");
 }

@@ -4,7 +4,9 @@
 //! virtual address; a steady load through a NodePort and through the name
 //! runs during a rolling update and a scale-down and must see no failed
 //! request; the client's address reaches the backend in
-//! `X-Forwarded-For`; and the proxies keep serving with the leader gone.
+//! `X-Forwarded-For`; an Ingress on port 80 of every node routes two hosts
+//! and two paths to two Services; and the proxies keep serving with the
+//! leader gone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -90,6 +92,69 @@ spec:
     - {port: 80, targetPort: 8080, appProtocol: http}
 ";
 
+/// A second web server, `api`, and its Service: `/` answers `api`, and
+/// `/api/v1/` answers `api v1`.
+const API: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: httpd
+          image: flotilla-test:1
+          command: [sh, -c]
+          args:
+            - |
+              mkdir -p /tmp/www/api/v1
+              echo api > /tmp/www/index.html
+              echo api v1 > /tmp/www/api/v1/index.html
+              exec httpd -f -p 8080 -h /tmp/www
+          ports:
+            - {name: http, containerPort: 8080}
+          resources:
+            requests: {cpu: 10m, memory: 8Mi}
+            limits: {memory: 32Mi}
+          readinessProbe:
+            httpGet: {path: /, port: http}
+            periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+spec:
+  selector: {app: api}
+  ports:
+    - {name: http, port: 80, targetPort: http}
+";
+
+/// Two hosts, two paths, two Services (`web`'s port speaks TCP: the
+/// Ingress speaks HTTP to it all the same).
+const INGRESS: &str = "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+spec:
+  rules:
+    - host: shop.example
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+          - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {name: http}}}}
+    - host: api.example
+      http:
+        paths:
+          - {path: /, pathType: Exact, backend: {service: {name: api, port: {number: 80}}}}
+";
+
 /// A container on n1 to call the Services from.
 const CLIENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -119,9 +184,12 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
     cluster.push("apps/web.yaml", Some(&web(6, 1)), "web");
     cluster.push("apps/services.yaml", Some(SERVICES), "Services");
     cluster.push("apps/client.yaml", Some(CLIENT), "client");
+    cluster.push("apps/api.yaml", Some(API), "api");
+    cluster.push("apps/ingress.yaml", Some(INGRESS), "Ingress");
     cluster.start_leader();
     let status = cluster.wait_ready("web", 6, Duration::from_secs(120));
     cluster.wait_ready("client", 1, Duration::from_secs(60));
+    cluster.wait_ready("api", 1, Duration::from_secs(60));
     let client = client_container(&status_now(&cluster));
     let n1 = cluster.testbed.address("n1");
 
@@ -133,6 +201,59 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
             Duration::from_secs(30),
             || get(&format!("{address}:{NODE_PORT}"), "/").filter(|b| b.contains(" v1")),
         );
+    }
+
+    // The Ingress, on port 80 of every node, from the host: two hosts and
+    // two paths to two Services (`api` runs on one node: the others reach
+    // it through its node's tunnel), `Exact` for `api.example`, 404 for
+    // what no route matches, and the host's address in X-Forwarded-For.
+    let host_address = cluster.testbed.env("TESTBED_HOST_ADDRESS");
+    for node in ["n1", "n2", "n3"] {
+        let address = format!("{}:80", cluster.testbed.address(node));
+        let answer = |host: &str, path: &str| {
+            get_from_host(&address, host, path).map(|(code, body)| (code, body.trim().to_owned()))
+        };
+        wait_for(
+            &format!("the Ingress on {node}"),
+            Duration::from_secs(30),
+            || {
+                answer("shop.example", "/")
+                    .filter(|(code, body)| *code == 200 && body.ends_with(" v1"))
+            },
+        );
+        let rows = [
+            ("shop.example", "/api/v1/", (200, "api v1")),
+            ("SHOP.example:80", "/api/v1/", (200, "api v1")),
+            ("api.example", "/", (200, "api")),
+            (
+                "api.example",
+                "/api/v1/",
+                (
+                    404,
+                    "no Ingress route for host \"api.example\" and path \"/api/v1/\"",
+                ),
+            ),
+            (
+                "other.example",
+                "/",
+                (
+                    404,
+                    "no Ingress route for host \"other.example\" and path \"/\"",
+                ),
+            ),
+            (
+                "shop.example",
+                "/cgi-bin/who",
+                (200, &*format!("xff={host_address} proto=http")),
+            ),
+        ];
+        for (host, path, (code, body)) in rows {
+            assert_eq!(
+                answer(host, path),
+                Some((code, body.to_owned())),
+                "the Ingress on {node}: {host}{path}"
+            );
+        }
     }
 
     // 1. By name from a container on n1: 200 requests reach replicas on
@@ -339,6 +460,11 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
             get(&format!("{address}:{NODE_PORT}"), "/").is_some_and(|b| b.contains(" v2")),
             "the NodePort on {node} with the leader stopped"
         );
+        assert!(
+            get_from_host(&format!("{address}:80"), "shop.example", "/")
+                .is_some_and(|(code, body)| code == 200 && body.contains(" v2")),
+            "the Ingress on {node} with the leader stopped"
+        );
     }
 }
 
@@ -389,6 +515,19 @@ fn get(address: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.0 200")
         .then(|| body.to_string())
         .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+/// One HTTP/1.0 GET with a `Host` header: the status code and the body.
+fn get_from_host(address: &str, host: &str, path: &str) -> Option<(u16, String)> {
+    let address: SocketAddr = address.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
 }
 
 /// 50 requests a second through the NodePort (from the host), and 10 a
