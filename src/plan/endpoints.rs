@@ -112,8 +112,9 @@ struct ServingPod<'a> {
     node: &'a str,
     name: &'a str,
     address: Ipv4Addr,
-    namespace: &'a str,
-    template: &'a PodTemplate,
+    /// An older revision's template is gone from the commit; its pods
+    /// carried the workload's labels, which its selector keeps.
+    workload: &'a Workload,
 }
 
 fn serving_pods<'a>(
@@ -145,10 +146,7 @@ fn serving_pods<'a>(
             node: replica.node,
             name,
             address,
-            namespace: &workload.meta.namespace,
-            // An older revision's template is gone from the commit; its
-            // pods carried the workload's labels, which its selector keeps.
-            template: &workload.spec.template,
+            workload,
         });
     }
     pods
@@ -160,19 +158,33 @@ fn is_serving(
     leaving: &Leaving,
     now: SystemTime,
 ) -> bool {
-    if replica
+    let is_leaving = replica
         .containers
         .iter()
-        .any(|c| leaving.contains(&(replica.node.to_string(), c.name.clone())))
-    {
-        return false;
-    }
+        .any(|c| leaving.contains(&(replica.node.to_string(), c.name.clone())));
+    !is_leaving && state_of(replica, workload, now) == ReplicaState::Ready
+}
+
+/// The replica's state as a rollout counts it: readiness probes and
+/// `minReadySeconds` for the current revision; an older revision's
+/// template is gone, so its running pods count as ready.
+fn state_of(replica: &ObservedReplica<'_>, workload: &Workload, now: SystemTime) -> ReplicaState {
     let current = crate::manifest::template_hash(&workload.spec.template);
     let gate = (replica.key.template_hash == current).then_some(ReadinessGate {
         template: &workload.spec.template,
         min_ready_seconds: workload.spec.min_ready_seconds,
     });
-    replica.state(gate, now) == ReplicaState::Ready
+    replica.state(gate, now)
+}
+
+/// Whether `service` selects the pods of `workload`: the same namespace,
+/// and pod labels that include every label of its selector.
+pub fn selects(service: &model::Service, workload: &Workload) -> bool {
+    workload.meta.namespace == service.meta.namespace
+        && service
+            .selector
+            .iter()
+            .all(|(key, value)| workload.spec.template.labels.get(key) == Some(value))
 }
 
 fn table_service(
@@ -183,13 +195,7 @@ fn table_service(
 ) -> table::Service {
     let selected: Vec<&ServingPod<'_>> = pods
         .iter()
-        .filter(|pod| {
-            pod.namespace == service.meta.namespace
-                && service
-                    .selector
-                    .iter()
-                    .all(|(key, value)| pod.template.labels.get(key) == Some(value))
-        })
+        .filter(|pod| selects(service, pod.workload))
         .collect();
     let ports = service
         .ports
@@ -198,7 +204,7 @@ fn table_service(
             let mut endpoints: Vec<Endpoint> = selected
                 .iter()
                 .filter_map(|pod| {
-                    let target_port = target_port(&port.target_port, pod.template)?;
+                    let target_port = target_port(&port.target_port, &pod.workload.spec.template)?;
                     let via = if pod.node == node {
                         None
                     } else {
@@ -282,19 +288,10 @@ pub fn service_endpoints(
                         replica.key.namespace,
                         replica.key.name,
                     )?;
-                    let selected = workload.meta.namespace == service.meta.namespace
-                        && service.selector.iter().all(|(key, value)| {
-                            workload.spec.template.labels.get(key) == Some(value)
-                        });
-                    if !selected {
+                    if !selects(service, workload) {
                         return None;
                     }
-                    let current = crate::manifest::template_hash(&workload.spec.template);
-                    let gate = (replica.key.template_hash == current).then_some(ReadinessGate {
-                        template: &workload.spec.template,
-                        min_ready_seconds: workload.spec.min_ready_seconds,
-                    });
-                    let state = match replica.state(gate, now) {
+                    let state = match state_of(replica, workload, now) {
                         ReplicaState::Ready => "ready",
                         ReplicaState::Terminating => "terminating",
                         ReplicaState::Unknown => "unknown",

@@ -64,8 +64,10 @@ pub struct ServicePlan {
     /// `80/TCP` or `80:31234/TCP` (the node port allocated or given),
     /// with the target port: `80/TCP->http`.
     pub ports: Vec<String>,
-    /// Pods serving now.
-    pub ready: usize,
+    /// Pods it selects on reachable nodes and not being removed: whether
+    /// each is ready is the leader's probes' to say, which a plan does not
+    /// run.
+    pub selected: usize,
     /// Serving pods this plan removes: taken out of every proxy and
     /// drained before they are stopped (`web[2] on n1`).
     pub leaving: Vec<String>,

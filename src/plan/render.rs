@@ -142,12 +142,12 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
     }
     for service in &plan.services {
         let line = format!(
-            "= service {}/{} {} {}: {} endpoint(s) ready",
+            "= service {}/{} {} {}: {} pod(s) selected",
             service.key.namespace,
             service.key.name,
             service.cluster_ip,
             service.ports.join(", "),
-            service.ready
+            service.selected
         );
         let _ = writeln!(out, "{line}");
         for pod in &service.leaving {

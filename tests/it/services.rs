@@ -256,6 +256,36 @@ fn services_balance_across_nodes_and_drop_no_request_during_rollouts() {
         }
     }
 
+    // `plan` shows each Service's address, ports and endpoints; `status`
+    // lists them.
+    let plan = cluster
+        .flotilla()
+        .args(["plan", "--repo"])
+        .arg(&cluster.bare)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("= service default/web ")
+                && l.contains(" 80:30080/TCP->http: 6 pod(s) selected")),
+        "{shown}"
+    );
+    let printed = cluster
+        .flotilla()
+        .args(["status", "--repo"])
+        .arg(&cluster.bare)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        shown.lines().any(|l| l.starts_with("default/web ")
+            && l.contains("NodePort")
+            && l.contains("6 ready of 6")),
+        "{shown}"
+    );
+
     // 1. By name from a container on n1: 200 requests reach replicas on
     //    all three nodes.
     let answers = cluster.testbed.docker(

@@ -1271,45 +1271,25 @@ impl Decoder<'_> {
     }
 
     fn port_ref(&mut self, node: &Node, path: &str, ports: &[ContainerPort]) -> Option<PortRef> {
-        match self.int_or_string(node, path)? {
-            IntOrString::Int(n) => {
-                if !(1..=65535).contains(&n) {
-                    self.error(
-                        node,
-                        path,
-                        format!("must be at least 1 and at most 65535, found {n}"),
-                    );
-                    return None;
-                }
-                u16::try_from(n).ok().map(PortRef::Number)
-            }
-            IntOrString::String(name) => {
-                if let Err(reason) = names::port_name(&name) {
-                    let diagnostic =
-                        self.error(node, path, format!("invalid port name `{name}`: {reason}"));
-                    if name.parse::<u16>().is_ok() {
-                        Self::hint(diagnostic, "write the port number without quotes");
-                    }
-                    return None;
-                }
-                if !ports
-                    .iter()
-                    .any(|p| p.name.as_deref() == Some(name.as_str()))
-                {
-                    let diagnostic = self.error(
-                        node,
-                        path,
-                        format!("no port of the container is named `{name}`"),
-                    );
-                    Self::hint(
-                        diagnostic,
-                        "name one of the container's `ports`, or give the port number",
-                    );
-                    return None;
-                }
-                Some(PortRef::Name(name))
+        let port = self.port_number_or_name(node, path)?;
+        if let PortRef::Name(name) = &port {
+            if !ports
+                .iter()
+                .any(|p| p.name.as_deref() == Some(name.as_str()))
+            {
+                let diagnostic = self.error(
+                    node,
+                    path,
+                    format!("no port of the container is named `{name}`"),
+                );
+                Self::hint(
+                    diagnostic,
+                    "name one of the container's `ports`, or give the port number",
+                );
+                return None;
             }
         }
+        Some(port)
     }
 }
 

@@ -393,7 +393,7 @@ impl Decoder<'_> {
                     let target_path = join(&port_path, "targetPort");
                     let at = self.at(node);
                     self.field_sources.insert(target_path.clone(), at);
-                    self.target_port(node, &target_path)
+                    self.port_number_or_name(node, &target_path)
                 }
                 None => None,
             };
@@ -437,9 +437,10 @@ impl Decoder<'_> {
         ports
     }
 
-    /// `targetPort`: a port number, or an IANA service name (a container
-    /// port's name, checked against the selected pods later).
-    fn target_port(&mut self, node: &Node, path: &str) -> Option<PortRef> {
+    /// A port number (1-65535), or an IANA service name (a container
+    /// port's name, checked by the caller): a Service's `targetPort`, a
+    /// probe's `port`.
+    pub(super) fn port_number_or_name(&mut self, node: &Node, path: &str) -> Option<PortRef> {
         match self.int_or_string(node, path)? {
             IntOrString::Int(n) => {
                 if !(1..=65535).contains(&n) {

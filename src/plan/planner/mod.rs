@@ -254,13 +254,9 @@ fn plan_services(
         .zip(endpoints)
         .map(|(service, endpoints)| {
             let selects = |key: &ObjectKey| {
-                key.namespace == service.meta.namespace
-                    && desired.workload(key).is_some_and(|w| {
-                        service
-                            .selector
-                            .iter()
-                            .all(|(k, v)| w.spec.template.labels.get(k) == Some(v))
-                    })
+                desired
+                    .workload(key)
+                    .is_some_and(|w| super::endpoints::selects(service, w))
             };
             let mut leaving = Vec::new();
             let mut joining = 0;
@@ -269,7 +265,7 @@ fn plan_services(
                     super::Operation::Create { .. } => joining += 1,
                     super::Operation::Remove { containers } => {
                         let serving = endpoints.iter().any(|e| {
-                            e.state == "ready"
+                            e.state != "terminating"
                                 && e.node == action.node
                                 && containers.iter().any(|c| c.name == e.pod)
                         });
@@ -300,7 +296,10 @@ fn plan_services(
                         )
                     })
                     .collect(),
-                ready: endpoints.iter().filter(|e| e.state == "ready").count(),
+                selected: endpoints
+                    .iter()
+                    .filter(|e| e.state != "terminating" && e.state != "unknown")
+                    .count(),
                 leaving,
                 joining,
             }
