@@ -39,6 +39,8 @@ pub struct MemoryState {
     pub max_in_flight: HashMap<String, usize>,
     /// node -> the table its proxy serves.
     pub proxies: BTreeMap<String, crate::proxy::table::Table>,
+    /// Nodes where a proxy container runs.
+    pub proxy_containers: BTreeSet<String>,
     /// node -> the open connections its proxy reports, as tests set them.
     pub proxy_connections: BTreeMap<String, Vec<crate::proxy::table::TargetConnections>>,
 }
@@ -368,9 +370,14 @@ impl NodeOps for MemoryNodes {
         node: &str,
         image: &crate::node::ProxyImage,
     ) -> Result<(), NodeOpError> {
-        self.call(node, format!("ensure-proxy {node} {}", image.tag), |_| {
-            Ok(())
-        })
+        self.call(
+            node,
+            format!("ensure-proxy {node} {}", image.tag),
+            |state| {
+                state.proxy_containers.insert(node.to_string());
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -385,6 +392,9 @@ impl NodeOps for MemoryNodes {
             Request::Status => "status",
         };
         self.call(node, format!("proxy-{word} {node}"), |state| {
+            if !state.proxy_containers.contains(node) {
+                return Err("no such container: flotilla-proxy".into());
+            }
             Ok(match request {
                 Request::Apply(table) => {
                     let served = state

@@ -35,6 +35,11 @@ pub struct ServiceProxies {
     served: HashMap<String, Table>,
     /// Nodes whose proxy this leader has made sure of since it last failed.
     ensured: HashSet<String>,
+    /// Nodes this leader has looked at since it last reached them: a proxy
+    /// left by an earlier leader is sent the current table (an empty one
+    /// when Git declares no Service any more), never left serving its old
+    /// one.
+    swept: HashSet<String>,
 }
 
 /// What one sync did.
@@ -73,17 +78,27 @@ impl ServiceProxies {
         now: SystemTime,
     ) -> SyncReport {
         let mut report = SyncReport::default();
-        if desired.services.is_empty() && self.served.is_empty() {
+        // Without Services no proxy is started; one that runs (an earlier
+        // leader's) is given the empty table once, then kept in step.
+        let serving = !desired.services.is_empty();
+        let unswept = reachable(observed)
+            .into_iter()
+            .any(|node| !self.swept.contains(&node));
+        if !serving && self.served.is_empty() && !unswept {
             return report;
         }
-        let image = match self.image() {
-            Ok(image) => image,
-            Err(reason) => {
-                for node in reachable(observed) {
-                    report.failed.push((node, reason.clone()));
+        let image = if serving {
+            match self.image() {
+                Ok(image) => Some(image),
+                Err(reason) => {
+                    for node in reachable(observed) {
+                        report.failed.push((node, reason.clone()));
+                    }
+                    return report;
                 }
-                return report;
             }
+        } else {
+            None
         };
         let addresses = addresses(desired, observed).await;
         let tables = endpoints::tables(desired, observed, &addresses, leaving, now);
@@ -94,25 +109,30 @@ impl ServiceProxies {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut pushes = Vec::new();
         for (node, mut table) in tables {
-            if self.served.get(&node) == Some(&table) {
+            let known = self.served.contains_key(&node);
+            if self.served.get(&node) == Some(&table)
+                || (!serving && !known && self.swept.contains(&node))
+            {
                 continue;
             }
             self.generation = (self.generation + 1).max(clock);
             let compare = table.clone();
             table.generation = self.generation;
-            let ensure = !self.ensured.contains(&node);
-            pushes.push((node, table, compare, ensure));
+            let ensure = image.as_ref().filter(|_| !self.ensured.contains(&node));
+            pushes.push((node, table, compare, ensure, known));
         }
-        let results = join_all(pushes.into_iter().map(|(node, table, compare, ensure)| {
-            let image = &image;
-            async move {
-                let result = push(nodes, &node, image, table, ensure).await;
-                (node, compare, result)
-            }
-        }))
+        let results = join_all(pushes.into_iter().map(
+            |(node, table, compare, ensure, known)| async move {
+                let result = push(nodes, &node, ensure, table).await;
+                (node, compare, result, known)
+            },
+        ))
         .await;
-        for (node, compare, result) in results {
+        for (node, compare, result, known) in results {
+            self.swept.insert(node.clone());
             match result {
+                // No proxy there, and none wanted: nothing to do.
+                Err(_) if !serving && !known => {}
                 Ok(()) => {
                     self.ensured.insert(node.clone());
                     self.served.insert(node.clone(), compare);
@@ -196,22 +216,25 @@ impl ServiceProxies {
     pub fn forget(&mut self, node: &str) {
         self.served.remove(node);
         self.ensured.remove(node);
+        self.swept.remove(node);
     }
 }
 
+/// Sends `table` to the node's proxy, first making sure the proxy runs
+/// from `ensure` when given.
 async fn push<N: NodeOps>(
     nodes: &N,
     node: &str,
-    image: &ProxyImage,
+    ensure: Option<&ProxyImage>,
     table: Table,
-    ensure: bool,
 ) -> Result<(), String> {
-    if ensure {
+    if let Some(image) = ensure {
         nodes
             .ensure_proxy(node, image)
             .await
             .map_err(|e| e.message)?;
     }
+    let ensure = ensure.is_some();
     let generation = table.generation;
     // A proxy just started takes a moment to open its control socket.
     let mut attempts = 0;

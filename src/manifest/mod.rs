@@ -239,6 +239,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         .ingresses
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
+    diagnostics.extend(policy::check_proxy_ports(&state));
     // Stable: problems at one place keep the order they were found in.
     diagnostics.sort_by(|a, b| {
         (&a.location.file, a.location.line, a.location.column).cmp(&(

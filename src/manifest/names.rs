@@ -25,6 +25,16 @@ pub(crate) fn dns1123_subdomain(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Service's name: a DNS-1035 label (a DNS-1123 label that starts with
+/// a letter), since it is a name in DNS and in environment variables.
+pub(crate) fn dns1035_label(name: &str) -> Result<(), String> {
+    dns1123_label(name)?;
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("must start with a lowercase letter".to_string());
+    }
+    Ok(())
+}
+
 /// Container names and namespaces: a DNS-1123 label, at most 63 characters
 /// of lowercase letters, digits and `-`.
 pub(crate) fn dns1123_label(name: &str) -> Result<(), String> {

@@ -162,6 +162,53 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// Host ports the node proxies need on every node where they run: a pod
+/// publishing one of them would never start (Docker refuses the bind), or
+/// would keep the proxy from taking its table. Each an error at the field.
+pub(crate) fn check_proxy_ports(state: &DesiredState) -> Vec<Diagnostic> {
+    if state.services.is_empty() {
+        return Vec::new();
+    }
+    let mut taken: Vec<(u16, String)> = vec![(
+        crate::proxy::table::TUNNEL_PORT,
+        "the node proxies' tunnel between nodes".to_string(),
+    )];
+    if !state.ingresses.is_empty() {
+        taken.push((80, "the node proxies' Ingress listener".to_string()));
+    }
+    for service in &state.services {
+        for port in &service.ports {
+            if let Some(node_port) = port.node_port {
+                taken.push((
+                    node_port,
+                    format!(
+                        "Service {}/{}'s node port",
+                        service.meta.namespace, service.meta.name
+                    ),
+                ));
+            }
+        }
+    }
+    let mut diagnostics = Vec::new();
+    for workload in &state.workloads {
+        for (path, port) in host_port_fields(&workload.spec.template.spec) {
+            let Some((_, owner)) = taken.iter().find(|(taken, _)| *taken == port) else {
+                continue;
+            };
+            diagnostics.push(
+                Diagnostic::error(
+                    format!("hostPort {port} is taken on every node by {owner}"),
+                    workload.meta.field_location(&path),
+                )
+                .with_object(workload.key().to_string())
+                .with_field_path(path)
+                .with_hint("publish another host port, or reach the pods through a Service"),
+            );
+        }
+    }
+    diagnostics
+}
+
 /// Every use `state` makes of what the operator has not allowed, each an
 /// error at the field that declares it, saying which setting to change.
 pub fn check_operator_policy(state: &DesiredState, policy: &OperatorPolicy) -> Vec<Diagnostic> {

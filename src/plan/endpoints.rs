@@ -27,8 +27,10 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// replicas are endpoints of nothing.
 pub type Leaving = BTreeSet<(String, String)>;
 
-/// The table of every node in `addresses` (the reachable nodes, by their
-/// IPv4 address), generation 0: the driver numbers what it sends.
+/// The table of every reachable node, generation 0: the driver numbers
+/// what it sends. `addresses` are the nodes' IPv4 addresses, where other
+/// nodes' proxies reach their tunnel: a node without one serves its own
+/// endpoints and is reached by no other node.
 pub fn tables(
     desired: &DesiredState,
     observed: &ObservedCluster,
@@ -38,8 +40,11 @@ pub fn tables(
 ) -> BTreeMap<String, Table> {
     let pods = serving_pods(desired, observed, leaving, now);
     let (ingress, ingress_default_backend) = ingress_routes(desired);
-    addresses
-        .keys()
+    observed
+        .nodes
+        .values()
+        .filter(|node| node.reachability.is_reachable())
+        .map(|node| &node.name)
         .map(|node| {
             let services = desired
                 .services

@@ -1612,6 +1612,67 @@ mod tests {
         assert!(before.contains(&after[0]));
     }
 
+    /// Review of issue 13: a leader that starts after the last Service
+    /// left Git empties the proxies an earlier leader filled, instead of
+    /// leaving them serving the old table; it starts no proxy where none runs.
+    #[tokio::test]
+    async fn a_new_leader_empties_the_tables_an_earlier_one_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::leader::memory::bare_repo(dir.path());
+        commit(&repo, "replicas: 1");
+        let leader_nodes = kube_leader(dir.path());
+        {
+            let mut state = leader_nodes.nodes.state.lock().unwrap();
+            state.proxy_containers.insert("n1".into());
+            state.proxies.insert(
+                "n1".into(),
+                crate::proxy::table::Table {
+                    generation: 7,
+                    node: "n1".into(),
+                    service_cidr: "10.96.0.0/12".into(),
+                    dns_address: core::net::Ipv4Addr::new(10, 96, 0, 10),
+                    cluster_domain: "cluster.local".into(),
+                    services: vec![crate::proxy::table::Service {
+                        namespace: "default".into(),
+                        name: "gone".into(),
+                        cluster_ip: core::net::Ipv4Addr::new(10, 96, 0, 20),
+                        client_ip_affinity_seconds: None,
+                        balance: crate::proxy::table::Balance::RoundRobin,
+                        ports: Vec::new(),
+                    }],
+                    ingress: Vec::new(),
+                    ingress_default_backend: None,
+                },
+            );
+        }
+        let mut leader = leader_nodes;
+        leader.reconcile(at(0)).await.unwrap();
+        leader.reconcile(at(1)).await.unwrap();
+        let state = leader.nodes.state.lock().unwrap();
+        assert!(
+            state.proxies["n1"].services.is_empty(),
+            "{:?}",
+            state.proxies["n1"]
+        );
+        assert!(state.proxies["n1"].generation > 7);
+        assert!(
+            !state.log.iter().any(|c| c.starts_with("ensure-proxy")),
+            "{:?}",
+            state.log
+        );
+        assert!(!state.proxy_containers.contains("n2"));
+        let applies = state
+            .log
+            .iter()
+            .filter(|c| c.starts_with("proxy-apply"))
+            .count();
+        assert_eq!(
+            applies, 3,
+            "one sweep per node, then nothing: {:?}",
+            state.log
+        );
+    }
+
     fn endpoints_of(table: &crate::proxy::table::Table) -> Vec<core::net::SocketAddrV4> {
         table.services[0].ports[0]
             .endpoints

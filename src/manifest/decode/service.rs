@@ -125,6 +125,7 @@ impl Decoder<'_> {
         meta: ObjectMeta,
     ) -> Option<DecodedService> {
         let path = "spec";
+        self.service_name(root, &meta.name);
         let fields = self.fields(spec, path, &SERVICE_SPEC)?;
         let service_type = self.service_type(&fields);
         // An ExternalName Service (itself an error) has neither selector
@@ -435,6 +436,34 @@ impl Decoder<'_> {
             });
         }
         ports
+    }
+
+    /// A Service's name must be a DNS-1035 label, as Kubernetes requires:
+    /// `web.v2` would be read as a name in namespace `v2`, and `1web`
+    /// makes no environment variable (`1WEB_SERVICE_HOST`).
+    fn service_name(&mut self, root: &Node, name: &str) {
+        let Err(reason) = names::dns1035_label(name) else {
+            return;
+        };
+        let field = |node: &Node, key: &str| match &node.value {
+            crate::manifest::yaml::Value::Mapping(entries) => entries
+                .iter()
+                .find(|e| e.key.as_scalar().is_some_and(|k| k.text == key))
+                .map(|e| e.value.clone()),
+            _ => None,
+        };
+        let at = field(root, "metadata")
+            .and_then(|metadata| field(&metadata, "name"))
+            .unwrap_or_else(|| root.clone());
+        let diagnostic = self.error(
+            &at,
+            "metadata.name",
+            format!("invalid Service name `{name}`: {reason}"),
+        );
+        Self::hint(
+            diagnostic,
+            "a Service's name is a DNS label: lowercase letters, digits and `-`, starting with a letter, at most 63 characters",
+        );
     }
 
     /// A port number (1-65535), or an IANA service name (a container
