@@ -94,6 +94,11 @@ pub(super) fn resolve(
         }
     }
     let mut taken: BTreeSet<Ipv4Addr> = addresses.keys().copied().collect();
+    // Who declares each explicit address, for the warning below.
+    let declared_by: BTreeMap<Ipv4Addr, String> = addresses
+        .iter()
+        .map(|(address, &i)| (*address, decoded[i].service.key().to_string()))
+        .collect();
     for (i, entry) in decoded.iter_mut().enumerate() {
         if entry.requested_cluster_ip.is_some() {
             continue;
@@ -103,6 +108,28 @@ pub(super) fn resolve(
             Some(address) => {
                 taken.insert(address);
                 entry.service.cluster_ip = address;
+                // An explicit address on the one this name gives moves this
+                // Service elsewhere: said, since pods made before keep the
+                // old address in their variables.
+                let preferred = allocate_address(cidr, &key, &BTreeSet::new());
+                if let Some(other) = preferred
+                    .filter(|p| *p != address)
+                    .and_then(|p| declared_by.get(&p).map(|o| (p, o)))
+                {
+                    diagnostics.push(
+                        Diagnostic::warning(
+                            format!(
+                                "Service {key} gets address {address}, not {} (the one its name gives), which {} declares in spec.clusterIP",
+                                other.0, other.1
+                            ),
+                            entry.service.meta.source.clone(),
+                        )
+                        .with_object(entry.service.key().to_string())
+                        .with_hint(
+                            "pods made before keep the old address in their variables until they are replaced; set spec.clusterIP on this Service to pin its address",
+                        ),
+                    );
+                }
             }
             None => {
                 let at = entry.service.meta.source.clone();
@@ -385,6 +412,41 @@ mod tests {
         // The same names, in any order of files, give the same result.
         let reversed: Vec<String> = texts.iter().rev().cloned().collect();
         assert_eq!(allocated(&reversed).0, services);
+    }
+
+    /// Review of issue 13: an explicit address on the one another
+    /// Service's name gives moves that Service, with a warning.
+    #[test]
+    fn an_explicit_address_on_anothers_allocated_address_is_a_warning() {
+        let web = allocate_address(ServiceCidr::DEFAULT, "default/web", &BTreeSet::new()).unwrap();
+        let texts = [
+            service(
+                "default",
+                "web",
+                "  selector: {app: web}\n  ports: [{port: 80}]\n",
+            ),
+            service(
+                "default",
+                "other",
+                &format!("  selector: {{app: web}}\n  clusterIP: {web}\n  ports: [{{port: 80}}]\n"),
+            ),
+        ];
+        let (services, diagnostics) = allocated(&texts);
+        assert!(
+            services.contains(&format!("Service default/other {web} 80")),
+            "{services:?}"
+        );
+        assert!(!services
+            .iter()
+            .any(|s| s.starts_with("Service default/web ") && s.contains(&format!(" {web} "))));
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert!(
+            diagnostics[0].starts_with("warning: Service default/web gets address ")
+                && diagnostics[0].contains(&format!(
+                    "not {web} (the one its name gives), which Service default/other declares"
+                )),
+            "{diagnostics:?}"
+        );
     }
 
     #[test]
