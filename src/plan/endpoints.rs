@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use crate::cluster::replica::{group_replicas, ObservedReplica, ReadinessGate, ReplicaState};
 use crate::cluster::ObservedCluster;
 use crate::manifest::model::{
-    self, Balance, DesiredState, PodTemplate, PortRef, Protocol, SessionAffinity, Workload,
+    self, Balance, DesiredState, Kind, PodTemplate, PortRef, Protocol, SessionAffinity, Workload,
 };
 use crate::proxy::table::{self, Endpoint, Mode, Table, TUNNEL_PORT};
 
@@ -128,14 +128,14 @@ fn serving_pods<'a>(
     leaving: &Leaving,
     now: SystemTime,
 ) -> Vec<ServingPod<'a>> {
+    let replicas = group_replicas(observed);
     let mut pods = Vec::new();
-    for replica in group_replicas(observed) {
-        let Some(workload) =
-            desired.workload_named(replica.key.kind, replica.key.namespace, replica.key.name)
-        else {
-            continue;
-        };
-        if !is_serving(&replica, workload, leaving, now) {
+    for (replica, workload, state) in declared_replicas(desired, &replicas, now) {
+        let is_leaving = replica
+            .containers
+            .iter()
+            .any(|c| leaving.contains(&(replica.node.to_string(), c.name.clone())));
+        if is_leaving || state != ReplicaState::Ready {
             continue;
         }
         // The pod's address is its first container's: the others share
@@ -157,29 +157,39 @@ fn serving_pods<'a>(
     pods
 }
 
-fn is_serving(
-    replica: &ObservedReplica<'_>,
-    workload: &Workload,
-    leaving: &Leaving,
+/// Every replica of a declared workload, with the workload and the
+/// replica's state as a rollout counts it: readiness probes and
+/// `minReadySeconds` for the current revision (each workload's revision
+/// hashed once); an older revision's template is gone, so its running pods
+/// count as ready.
+fn declared_replicas<'r, 'a>(
+    desired: &'a DesiredState,
+    replicas: &'r [ObservedReplica<'a>],
     now: SystemTime,
-) -> bool {
-    let is_leaving = replica
-        .containers
+) -> Vec<(&'r ObservedReplica<'a>, &'a Workload, ReplicaState)> {
+    let revisions: BTreeMap<(Kind, &str, &str), String> = desired
+        .workloads
         .iter()
-        .any(|c| leaving.contains(&(replica.node.to_string(), c.name.clone())));
-    !is_leaving && state_of(replica, workload, now) == ReplicaState::Ready
-}
-
-/// The replica's state as a rollout counts it: readiness probes and
-/// `minReadySeconds` for the current revision; an older revision's
-/// template is gone, so its running pods count as ready.
-fn state_of(replica: &ObservedReplica<'_>, workload: &Workload, now: SystemTime) -> ReplicaState {
-    let current = crate::manifest::template_hash(&workload.spec.template);
-    let gate = (replica.key.template_hash == current).then_some(ReadinessGate {
-        template: &workload.spec.template,
-        min_ready_seconds: workload.spec.min_ready_seconds,
-    });
-    replica.state(gate, now)
+        .map(|w| {
+            (
+                (w.kind, w.meta.namespace.as_str(), w.meta.name.as_str()),
+                crate::manifest::template_hash(&w.spec.template),
+            )
+        })
+        .collect();
+    replicas
+        .iter()
+        .filter_map(|replica| {
+            let key = (replica.key.kind, replica.key.namespace, replica.key.name);
+            let current = revisions.get(&key)?;
+            let workload = desired.workload_named(key.0, key.1, key.2)?;
+            let gate = (replica.key.template_hash == current.as_str()).then_some(ReadinessGate {
+                template: &workload.spec.template,
+                min_ready_seconds: workload.spec.min_ready_seconds,
+            });
+            Some((replica, workload, replica.state(gate, now)))
+        })
+        .collect()
 }
 
 /// Whether `service` selects the pods of `workload`: the same namespace,
@@ -274,48 +284,45 @@ pub struct EndpointStatus {
     pub state: String,
 }
 
-/// Every pod each Service selects, in the order of `desired.services`.
+/// Every pod each Service selects, in the order of `desired.services`;
+/// `replicas` are the observed cluster's, grouped.
 pub fn service_endpoints(
     desired: &DesiredState,
-    observed: &ObservedCluster,
+    replicas: &[ObservedReplica<'_>],
     now: SystemTime,
 ) -> Vec<Vec<EndpointStatus>> {
-    let replicas = group_replicas(observed);
+    // Each replica's state once, whatever the number of Services.
+    let declared: Vec<(&Workload, EndpointStatus)> = declared_replicas(desired, replicas, now)
+        .into_iter()
+        .map(|(replica, workload, state)| {
+            let state = match state {
+                ReplicaState::Ready => "ready",
+                ReplicaState::Terminating => "terminating",
+                ReplicaState::Unknown => "unknown",
+                ReplicaState::Failed | ReplicaState::Pending | ReplicaState::Running => "not-ready",
+            };
+            let first = replica.containers.iter().find(|c| c.address.is_some());
+            let endpoint = EndpointStatus {
+                pod: first
+                    .or(replica.containers.first())
+                    .map_or(String::new(), |c| c.name.clone()),
+                node: replica.node.to_string(),
+                address: first
+                    .and_then(|c| c.address)
+                    .map_or(String::new(), |a| a.to_string()),
+                state: state.to_string(),
+            };
+            (workload, endpoint)
+        })
+        .collect();
     desired
         .services
         .iter()
         .map(|service| {
-            let mut endpoints: Vec<EndpointStatus> = replicas
+            let mut endpoints: Vec<EndpointStatus> = declared
                 .iter()
-                .filter_map(|replica| {
-                    let workload = desired.workload_named(
-                        replica.key.kind,
-                        replica.key.namespace,
-                        replica.key.name,
-                    )?;
-                    if !selects(service, workload) {
-                        return None;
-                    }
-                    let state = match state_of(replica, workload, now) {
-                        ReplicaState::Ready => "ready",
-                        ReplicaState::Terminating => "terminating",
-                        ReplicaState::Unknown => "unknown",
-                        ReplicaState::Failed | ReplicaState::Pending | ReplicaState::Running => {
-                            "not-ready"
-                        }
-                    };
-                    let first = replica.containers.iter().find(|c| c.address.is_some());
-                    Some(EndpointStatus {
-                        pod: first
-                            .or(replica.containers.first())
-                            .map_or(String::new(), |c| c.name.clone()),
-                        node: replica.node.to_string(),
-                        address: first
-                            .and_then(|c| c.address)
-                            .map_or(String::new(), |a| a.to_string()),
-                        state: state.to_string(),
-                    })
-                })
+                .filter(|(workload, _)| selects(service, workload))
+                .map(|(_, endpoint)| endpoint.clone())
                 .collect();
             endpoints.sort_by(|a, b| (&a.pod, &a.node).cmp(&(&b.pod, &b.node)));
             endpoints

@@ -370,7 +370,9 @@ pub fn build(
         .services
         .iter()
         .zip(crate::plan::endpoints::service_endpoints(
-            desired, observed, now,
+            desired,
+            &crate::cluster::group_replicas(observed),
+            now,
         ))
         .map(|(service, endpoints)| ServiceStatus {
             namespace: service.meta.namespace.clone(),

@@ -236,18 +236,18 @@ pub fn plan(
         .map(str::to_string)
         .collect();
     out.nodes = node_statuses(desired, &declared, observed, settings, &replicas, now);
-    out.services = plan_services(desired, observed, &out.actions, now);
+    out.services = plan_services(desired, &replicas, &out.actions, now);
     out
 }
 
 /// Each Service's addresses and the endpoint changes `actions` make.
 fn plan_services(
     desired: &DesiredState,
-    observed: &ObservedCluster,
+    replicas: &[ObservedReplica<'_>],
     actions: &[super::Action],
     now: SystemTime,
 ) -> Vec<super::ServicePlan> {
-    let endpoints = super::endpoints::service_endpoints(desired, observed, now);
+    let endpoints = super::endpoints::service_endpoints(desired, replicas, now);
     desired
         .services
         .iter()
