@@ -132,11 +132,7 @@ pub struct PublishedPort {
 impl std::fmt::Display for PublishedPort {
     /// As `docker ps` shows it: `0.0.0.0:18080->8080/tcp`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let protocol = match self.protocol {
-            Protocol::TCP => "tcp",
-            Protocol::UDP => "udp",
-            Protocol::SCTP => "sctp",
-        };
+        let protocol = self.protocol.lowercase();
         if self.host_ip.contains(':') {
             write!(f, "[{}]:", self.host_ip)?;
         } else if !self.host_ip.is_empty() {

@@ -48,11 +48,7 @@ impl ServiceDiscovery {
             env.push(format!("{name}_SERVICE_HOST={ip}"));
             env.push(format!("{name}_SERVICE_PORT={}", first.port));
             for port in &service.ports {
-                let protocol = match port.protocol {
-                    Protocol::TCP => "tcp",
-                    Protocol::UDP => "udp",
-                    Protocol::SCTP => "sctp",
-                };
+                let protocol = port.protocol.lowercase();
                 if let Some(port_name) = &port.name {
                     env.push(format!(
                         "{name}_SERVICE_PORT_{}={}",
@@ -60,18 +56,17 @@ impl ServiceDiscovery {
                         port.port
                     ));
                 }
-                let prefix = format!("{name}_PORT_{}_{}", port.port, protocol.to_uppercase());
+                let prefix = format!("{name}_PORT_{}_{}", port.port, port.protocol.as_str());
                 env.push(format!("{prefix}={protocol}://{ip}:{}", port.port));
                 env.push(format!("{prefix}_PROTO={protocol}"));
                 env.push(format!("{prefix}_PORT={}", port.port));
                 env.push(format!("{prefix}_ADDR={ip}"));
             }
-            let protocol = match first.protocol {
-                Protocol::UDP => "udp",
-                Protocol::SCTP => "sctp",
-                Protocol::TCP => "tcp",
-            };
-            env.push(format!("{name}_PORT={protocol}://{ip}:{}", first.port));
+            env.push(format!(
+                "{name}_PORT={}://{ip}:{}",
+                first.protocol.lowercase(),
+                first.port
+            ));
         }
         ServiceDiscovery {
             dns: vec![desired.cluster.service_cidr.dns_address().to_string()],

@@ -887,6 +887,26 @@ pub enum Protocol {
     SCTP,
 }
 
+impl Protocol {
+    /// Kubernetes' spelling: `TCP`, `UDP`, `SCTP`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::TCP => "TCP",
+            Protocol::UDP => "UDP",
+            Protocol::SCTP => "SCTP",
+        }
+    }
+
+    /// Docker's and URLs' spelling: `tcp`, `udp`, `sctp`.
+    pub fn lowercase(self) -> &'static str {
+        match self {
+            Protocol::TCP => "tcp",
+            Protocol::UDP => "udp",
+            Protocol::SCTP => "sctp",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {

@@ -85,14 +85,6 @@ pub(crate) fn default_tag(image: &str) -> Option<&'static str> {
     }
 }
 
-fn protocol_suffix(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::TCP => "tcp",
-        Protocol::UDP => "udp",
-        Protocol::SCTP => "sctp",
-    }
-}
-
 impl ReplicaContainer {
     /// Docker's create request.
     pub(crate) fn to_docker(&self) -> ContainerCreateBody {
@@ -102,7 +94,7 @@ impl ReplicaContainer {
                 .entry(format!(
                     "{}/{}",
                     binding.container_port,
-                    protocol_suffix(binding.protocol)
+                    binding.protocol.lowercase()
                 ))
                 .or_insert_with(|| Some(Vec::new()))
                 .get_or_insert_with(Vec::new)
@@ -127,7 +119,7 @@ impl ReplicaContainer {
             exposed_ports: (!self.exposed_ports.is_empty()).then(|| {
                 self.exposed_ports
                     .iter()
-                    .map(|(port, protocol)| format!("{port}/{}", protocol_suffix(*protocol)))
+                    .map(|(port, protocol)| format!("{port}/{}", protocol.lowercase()))
                     .collect()
             }),
             host_config: Some(HostConfig {

@@ -399,11 +399,7 @@ pub fn build(
 
 /// A Service port as kubectl shows it: `80/TCP`, `80:31234/TCP`.
 pub fn service_port_text(port: &crate::manifest::model::ServicePort) -> String {
-    let protocol = match port.protocol {
-        crate::manifest::model::Protocol::TCP => "TCP",
-        crate::manifest::model::Protocol::UDP => "UDP",
-        crate::manifest::model::Protocol::SCTP => "SCTP",
-    };
+    let protocol = port.protocol.as_str();
     match port.node_port {
         Some(node_port) => format!("{}:{node_port}/{protocol}", port.port),
         None => format!("{}/{protocol}", port.port),
