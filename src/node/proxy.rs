@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig, RestartPolicy};
@@ -41,7 +40,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct ProxyImage {
     pub tag: String,
-    archive: Arc<Vec<u8>>,
+    /// Shared by every node's load, never copied.
+    archive: Bytes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +157,7 @@ impl ProxyImage {
         let archive = archive.into_inner().expect("writing to a Vec cannot fail");
         Ok(ProxyImage {
             tag,
-            archive: Arc::new(archive),
+            archive: Bytes::from(archive),
         })
     }
 }
@@ -351,10 +351,11 @@ impl NodeClient {
         match docker.inspect_image(&image.tag).await {
             Ok(_) => {}
             Err(error) if status_code(&error) == Some(404) => {
-                let archive = Arc::clone(&image.archive);
-                let chunks: Vec<Result<Bytes, bollard::errors::Error>> = archive
-                    .chunks(1 << 20)
-                    .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+                const CHUNK: usize = 1 << 20;
+                let archive = &image.archive;
+                let chunks: Vec<Result<Bytes, bollard::errors::Error>> = (0..archive.len())
+                    .step_by(CHUNK)
+                    .map(|start| Ok(archive.slice(start..archive.len().min(start + CHUNK))))
                     .collect();
                 load_with_deadline(
                     &docker,
@@ -512,7 +513,7 @@ mod tests {
         std::fs::write(&binary, b"#!/bin/sh\necho\n").unwrap();
         assert_ne!(first.tag, ProxyImage::build(&binary).unwrap().tag);
         let mut names = Vec::new();
-        let mut archive = tar::Archive::new(first.archive.as_slice());
+        let mut archive = tar::Archive::new(&first.archive[..]);
         for entry in archive.entries().unwrap() {
             names.push(entry.unwrap().path().unwrap().display().to_string());
         }
