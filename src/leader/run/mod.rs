@@ -1563,12 +1563,7 @@ mod tests {
         // Created, then served from the next reconcile (once running).
         leader.reconcile(at(1)).await.unwrap();
         let endpoints = |leader: &Leader<MemoryNodes, _>, node: &str| {
-            let state = leader.nodes.state.lock().unwrap();
-            state.proxies[node].services[0].ports[0]
-                .endpoints
-                .iter()
-                .map(|e| e.target)
-                .collect::<Vec<_>>()
+            endpoints_of(&leader.nodes.state.lock().unwrap().proxies[node])
         };
         assert_eq!(endpoints(&leader, "n1").len(), 2);
         assert_eq!(endpoints(&leader, "n1"), endpoints(&leader, "n2"));
