@@ -69,6 +69,7 @@ fn deployment(name: &str, replicas: u32) -> Workload {
             template: PodTemplate {
                 labels,
                 annotations: BTreeMap::new(),
+                consumed: Default::default(),
                 spec: PodSpec {
                     containers: vec![Container {
                         name: "app".into(),

@@ -274,6 +274,7 @@ mod tests {
                     env: vec![EnvVar {
                         name: "A".into(),
                         value: "b c".into(),
+                        value_from: None,
                     }],
                     ports: vec![ContainerPort {
                         name: Some("http".into()),

@@ -219,6 +219,12 @@ pub struct DesiredState {
     /// Sorted by key: the Ingresses of flotilla's class (others are left
     /// out with a warning), every backend naming a port of a declared Service.
     pub ingresses: Vec<Ingress>,
+    /// Sorted by key.
+    pub config_maps: Vec<ConfigMap>,
+    /// Sorted by key. Sealed values are opened when `load` was given an
+    /// identity that can read them; else they stay [`SecretValue::Sealed`]
+    /// and [`DesiredState::unread_secrets`] names their Secrets.
+    pub secrets: Vec<Secret>,
 }
 
 impl DesiredState {
@@ -240,6 +246,58 @@ impl DesiredState {
             })
             .ok()
             .map(|i| &self.workloads[i])
+    }
+
+    /// The ConfigMap named `namespace/name`, if it is declared.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
+        self.config_maps
+            .binary_search_by(|c| {
+                (c.meta.namespace.as_str(), c.meta.name.as_str()).cmp(&(namespace, name))
+            })
+            .ok()
+            .map(|i| &self.config_maps[i])
+    }
+
+    /// The Secret named `namespace/name`, if it is declared.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
+        self.secrets
+            .binary_search_by(|s| {
+                (s.meta.namespace.as_str(), s.meta.name.as_str()).cmp(&(namespace, name))
+            })
+            .ok()
+            .map(|i| &self.secrets[i])
+    }
+
+    /// The keys of `source` in `namespace`, with their values (a Secret's
+    /// as they are: opened or still sealed); `None` when it is not declared.
+    pub fn config_source(
+        &self,
+        namespace: &str,
+        source: &ConfigSource,
+    ) -> Option<BTreeMap<&str, ConfigValue<'_>>> {
+        match source {
+            ConfigSource::ConfigMap(name) => self.config_map(namespace, name).map(|c| {
+                c.data
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), ConfigValue::Plain(v)))
+                    .collect()
+            }),
+            ConfigSource::Secret(name) => self.secret(namespace, name).map(|s| {
+                s.data
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), ConfigValue::Secret(v)))
+                    .collect()
+            }),
+        }
+    }
+
+    /// The Secrets with a value that could not be opened (no identity was
+    /// given, or none that reads it): the revisions of the pods that use
+    /// them are not known.
+    pub fn unread_secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.secrets
+            .iter()
+            .filter(|s| s.data.values().any(|v| matches!(v, SecretValue::Sealed(_))))
     }
 
     /// The Service named `namespace/name`, if it is declared.
@@ -451,6 +509,183 @@ pub struct ServicePort {
     /// `appProtocol: http` (or `kubernetes.io/h2c`-free HTTP/1):
     /// the proxy speaks HTTP and adds `X-Forwarded-For`/`-Proto`.
     pub http: bool,
+}
+
+// ---------------------------------------------------------------- ConfigMap and Secret
+
+/// `kind: ConfigMap` (`v1`): configuration that pods read as environment
+/// variables or files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfigMap {
+    pub meta: ObjectMeta,
+    /// `data` (UTF-8 text) and `binaryData` (decoded from base64) in one
+    /// map: a key may be in only one of them.
+    pub data: BTreeMap<String, Vec<u8>>,
+    /// `immutable: true`: its data may not change once deployed (a change
+    /// is refused at push time, as Kubernetes refuses the update).
+    pub immutable: bool,
+}
+
+impl ConfigMap {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::ConfigMap,
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+}
+
+/// `kind: Secret` (`v1`). In the repository every value is sealed with age
+/// (`flotilla secret seal`, docs/secrets.md); a plaintext value is an
+/// error. Nothing prints a value: see [`Sensitive`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Secret {
+    pub meta: ObjectMeta,
+    pub secret_type: SecretType,
+    /// `data` and `stringData` in one map (a key in both takes
+    /// `stringData`'s value, as in Kubernetes).
+    pub data: BTreeMap<String, SecretValue>,
+    pub immutable: bool,
+}
+
+impl Secret {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::Secret,
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+
+    /// The value of `key`, when it is declared and opened.
+    pub fn opened(&self, key: &str) -> Option<&Sensitive> {
+        match self.data.get(key)? {
+            SecretValue::Opened(value) => Some(value),
+            SecretValue::Sealed(_) => None,
+        }
+    }
+}
+
+/// The Secret types flotilla knows; a type checks its required keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum SecretType {
+    #[default]
+    Opaque,
+    /// `kubernetes.io/tls`: keys `tls.crt` and `tls.key` (PEM).
+    Tls,
+    /// `kubernetes.io/dockerconfigjson`: key `.dockerconfigjson`, Docker's
+    /// `config.json` (`auths`), for `imagePullSecrets`.
+    DockerConfigJson,
+}
+
+impl SecretType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SecretType::Opaque => "Opaque",
+            SecretType::Tls => "kubernetes.io/tls",
+            SecretType::DockerConfigJson => "kubernetes.io/dockerconfigjson",
+        }
+    }
+}
+
+/// One value of a Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum SecretValue {
+    /// As written in the repository: sealed with age for the repository's
+    /// recipients (the text inside `AGE[...]`), not opened.
+    Sealed(SealedText),
+    /// The value in clear: opened with the leader's identity, or written
+    /// in clear in the manifest (an error in a repository; see
+    /// [`Secret`]).
+    Opened(Sensitive),
+}
+
+/// The sealed form of a value: base64 of an age file. Public (it is in
+/// the repository), but long: `Debug` shows its length only.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct SealedText(pub String);
+
+impl fmt::Debug for SealedText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedText({} characters)", self.0.len())
+    }
+}
+
+/// The text every output shows in place of a Secret's value or of
+/// anything derived from one (Terraform's convention).
+pub const SENSITIVE: &str = "(sensitive value)";
+
+/// Bytes from a Secret, opened. `Debug`, `Display` and `Serialize` show
+/// [`SENSITIVE`], so a value cannot reach a log, a plan or a JSON output
+/// by accident; only [`Sensitive::expose`] gives the bytes.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Sensitive(Vec<u8>);
+
+impl Sensitive {
+    pub fn new(bytes: Vec<u8>) -> Sensitive {
+        Sensitive(bytes)
+    }
+
+    /// The value itself: for the container that consumes it, never for output.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(SENSITIVE)
+    }
+}
+
+impl fmt::Display for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(SENSITIVE)
+    }
+}
+
+impl Serialize for Sensitive {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(SENSITIVE)
+    }
+}
+
+/// Where a pod's configuration comes from: a ConfigMap or a Secret of the
+/// pod's namespace, by name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ConfigSource {
+    ConfigMap(String),
+    Secret(String),
+}
+
+impl ConfigSource {
+    pub fn kind(&self) -> Kind {
+        match self {
+            ConfigSource::ConfigMap(_) => Kind::ConfigMap,
+            ConfigSource::Secret(_) => Kind::Secret,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            ConfigSource::ConfigMap(name) | ConfigSource::Secret(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    /// `ConfigMap app`, `Secret db`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.name())
+    }
+}
+
+/// A value a pod consumes, borrowed from its object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigValue<'a> {
+    Plain(&'a [u8]),
+    Secret(&'a SecretValue),
 }
 
 // ---------------------------------------------------------------- Node
@@ -722,7 +957,32 @@ pub struct PodTemplate {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub spec: PodSpec,
+    /// What the pod reads from ConfigMaps and Secrets, filled in by `load`
+    /// once every object is known: part of the template, so a change of a
+    /// value it reads is a new revision (and nothing else is). Left out of
+    /// the JSON when empty, so templates that read nothing keep their hash.
+    #[serde(skip_serializing_if = "ConsumedConfig::is_empty")]
+    pub consumed: ConsumedConfig,
 }
+
+/// Per source, the keys a pod reads and a digest of each value (never the
+/// value). A source or key that is absent and optional is absent here, so
+/// its creation is a change too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConsumedConfig(pub BTreeMap<ConfigSource, BTreeMap<String, ValueDigest>>);
+
+impl ConsumedConfig {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A digest of one consumed value: 16 hex digits of a SHA-256 of the
+/// source, the key and the value, or, for a Secret value that was not
+/// opened, of its sealed text (`sealed:` first: the revision is then not
+/// the one the leader computes; see `DesiredState::unread_secrets`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ValueDigest(pub String);
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -738,6 +998,50 @@ pub struct PodSpec {
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// 30 by default.
     pub termination_grace_period_seconds: u32,
+    /// `volumes`: of type `configMap` or `secret` (the only ones so far).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// `imagePullSecrets`: `kubernetes.io/dockerconfigjson` Secrets of the
+    /// pod's namespace whose credentials pull its images.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
+}
+
+/// One of a pod's `volumes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    pub source: VolumeSource,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum VolumeSource {
+    /// `configMap` (`name`) or `secret` (`secretName`): the keys as files.
+    Config(ConfigVolume),
+}
+
+/// A `configMap` or `secret` volume: one file per key (or per `items`
+/// entry) in the mounted directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigVolume {
+    pub source: ConfigSource,
+    /// Empty: every key, as a file named after it.
+    pub items: Vec<KeyToPath>,
+    /// `defaultMode`: 0644 by default (Kubernetes').
+    pub default_mode: u32,
+    pub optional: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyToPath {
+    pub key: String,
+    /// Relative, without `..`.
+    pub path: String,
+    /// The file's mode; the volume's `defaultMode` when `None`.
+    pub mode: Option<u32>,
 }
 
 impl PodSpec {
@@ -862,6 +1166,34 @@ pub struct Container {
     pub liveness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
     pub working_dir: Option<String>,
+    /// `envFrom`: every key of a ConfigMap or Secret as a variable, before
+    /// `env` (which wins on a clash), in order (a later source wins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvFromSource {
+    pub source: ConfigSource,
+    /// Put before every key's name.
+    pub prefix: String,
+    pub optional: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    /// A volume of the pod.
+    pub name: String,
+    /// Absolute.
+    pub mount_path: String,
+    /// One file or directory of the volume instead of all of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+    pub read_only: bool,
 }
 
 /// Kubernetes' default: `Always` for `:latest` or no tag, else `IfNotPresent`.
@@ -874,9 +1206,25 @@ pub enum PullPolicy {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EnvVar {
     pub name: String,
+    /// `value`; empty with `valueFrom`.
     pub value: String,
+    /// `valueFrom.configMapKeyRef` or `.secretKeyRef`. Left out of the
+    /// JSON when `None`, so templates without it keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<KeyRef>,
+}
+
+/// One key of a ConfigMap or Secret of the pod's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    pub source: ConfigSource,
+    pub key: String,
+    /// A missing source or key leaves the variable unset instead of an error.
+    pub optional: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

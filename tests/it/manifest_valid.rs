@@ -179,7 +179,8 @@ fn deployment_with_every_field() {
         web_container.env[1],
         EnvVar {
             name: "EMPTY".into(),
-            value: String::new()
+            value: String::new(),
+            value_from: None,
         }
     );
     assert_eq!(web_container.ports[1].host_port, Some(9090));

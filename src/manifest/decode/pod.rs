@@ -903,7 +903,11 @@ impl Decoder<'_> {
             Some(value) => self.string(value, &join(path, "value"))?,
             None => String::new(),
         };
-        Some(EnvVar { name, value })
+        Some(EnvVar {
+            name,
+            value,
+            value_from: None,
+        })
     }
 
     #[allow(clippy::type_complexity)]

@@ -92,6 +92,7 @@ pub fn deployment(name: &str, replicas: u32, cpu_millis: u64, memory: u64) -> Wo
                 match_expressions: Vec::new(),
             },
             template: PodTemplate {
+                consumed: Default::default(),
                 labels,
                 annotations: BTreeMap::new(),
                 spec: PodSpec {
