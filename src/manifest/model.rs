@@ -291,13 +291,24 @@ impl DesiredState {
         }
     }
 
-    /// The Secrets with a value that could not be opened (no identity was
-    /// given, or none that reads it): the revisions of the pods that use
-    /// them are not known.
-    pub fn unread_secrets(&self) -> impl Iterator<Item = &Secret> {
-        self.secrets
-            .iter()
-            .filter(|s| s.data.values().any(|v| matches!(v, SecretValue::Sealed(_))))
+    /// Opens every sealed value of every Secret with `unseal`; a value that
+    /// cannot be opened stays sealed and is returned with its Secret, key
+    /// and the reason. Revisions do not change (they depend on values'
+    /// versions, see [`SealedText`]).
+    pub fn open_secrets(&mut self, unseal: &dyn Unseal) -> Vec<(ObjectKey, String, String)> {
+        let mut failures = Vec::new();
+        for secret in &mut self.secrets {
+            let key = secret.key();
+            for (name, value) in &mut secret.data {
+                if let SecretValue::Sealed(sealed) = value {
+                    match unseal.unseal(sealed) {
+                        Ok(opened) => *value = SecretValue::Opened(opened),
+                        Err(reason) => failures.push((key.clone(), name.clone(), reason)),
+                    }
+                }
+            }
+        }
+        failures
     }
 
     /// The Service named `namespace/name`, if it is declared.
@@ -334,6 +345,11 @@ pub struct ClusterSettings {
     /// Services' virtual addresses. Every node routes the range to itself,
     /// so it must not overlap a network the nodes or containers use.
     pub service_cidr: ServiceCidr,
+    /// `spec.secrets.recipients`: the age recipients (`age1...`) every
+    /// Secret value is sealed for: the leader's identity, and whoever else
+    /// may read the values (docs/secrets.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_recipients: Vec<String>,
 }
 
 /// An IPv4 range of virtual addresses: `base/prefix`.
@@ -402,6 +418,7 @@ impl Default for ClusterSettings {
             resync_seconds: 30,
             policy: ClusterPolicy::default(),
             service_cidr: ServiceCidr::DEFAULT,
+            secret_recipients: Vec::new(),
         }
     }
 }
@@ -537,14 +554,15 @@ impl ConfigMap {
 }
 
 /// `kind: Secret` (`v1`). In the repository every value is sealed with age
-/// (`flotilla secret seal`, docs/secrets.md); a plaintext value is an
+/// (`flotilla secret seal`, docs/secrets.md); a value in clear is an
 /// error. Nothing prints a value: see [`Sensitive`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Secret {
     pub meta: ObjectMeta,
     pub secret_type: SecretType,
     /// `data` and `stringData` in one map (a key in both takes
-    /// `stringData`'s value, as in Kubernetes).
+    /// `stringData`'s value, as in Kubernetes). Every value is sealed in a
+    /// valid repository, until the leader opens them.
     pub data: BTreeMap<String, SecretValue>,
     pub immutable: bool,
 }
@@ -592,24 +610,52 @@ impl SecretType {
 /// One value of a Secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum SecretValue {
-    /// As written in the repository: sealed with age for the repository's
-    /// recipients (the text inside `AGE[...]`), not opened.
+    /// As written in the repository, sealed with age for the repository's
+    /// recipients: `AGE[<version>:<base64 of the age file>]`.
     Sealed(SealedText),
     /// The value in clear: opened with the leader's identity, or written
-    /// in clear in the manifest (an error in a repository; see
-    /// [`Secret`]).
+    /// in clear in the manifest (an error in a repository; see [`Secret`]).
     Opened(Sensitive),
 }
 
-/// The sealed form of a value: base64 of an age file. Public (it is in
-/// the repository), but long: `Debug` shows its length only.
+/// A sealed value as written: `AGE[<version>:<base64>]`.
+///
+/// `version` is 16 random hex digits that `flotilla secret seal` and
+/// `edit` draw anew whenever the value changes, and `rekey` keeps. A pod's
+/// revision depends on the versions of the Secret values it reads, never
+/// on the values: so every command computes revisions without the key,
+/// nothing derived from a value is ever shown, and re-sealing for new
+/// recipients rolls nothing.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct SealedText(pub String);
+pub struct SealedText {
+    pub version: String,
+    /// Base64 (standard, padded) of a binary age file.
+    pub ciphertext: String,
+}
+
+impl SealedText {
+    /// The form written in a manifest.
+    pub fn to_manifest_text(&self) -> String {
+        format!("AGE[{}:{}]", self.version, self.ciphertext)
+    }
+}
 
 impl fmt::Debug for SealedText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SealedText({} characters)", self.0.len())
+        write!(
+            f,
+            "SealedText {{ version: {}, {} characters }}",
+            self.version,
+            self.ciphertext.len()
+        )
     }
+}
+
+/// Opens sealed values: the leader's (and its hook's) age identity.
+pub trait Unseal {
+    /// The value in clear, or why it cannot be opened (a sentence without
+    /// the value, e.g. "no identity matches its recipients").
+    fn unseal(&self, sealed: &SealedText) -> Result<Sensitive, String>;
 }
 
 /// The text every output shows in place of a Secret's value or of
@@ -978,9 +1024,8 @@ impl ConsumedConfig {
 }
 
 /// A digest of one consumed value: 16 hex digits of a SHA-256 of the
-/// source, the key and the value, or, for a Secret value that was not
-/// opened, of its sealed text (`sealed:` first: the revision is then not
-/// the one the leader computes; see `DesiredState::unread_secrets`).
+/// source, the key and the value; for a sealed Secret value, of its
+/// version instead (see [`SealedText`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ValueDigest(pub String);
 
