@@ -633,7 +633,65 @@ pub struct SealedText {
     pub ciphertext: String,
 }
 
+/// Why a string is not a well-formed sealed value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SealedTextError {
+    #[error("a sealed value is `AGE[<version>:<base64>]`")]
+    Shape,
+    #[error("the version of a sealed value is 16 lowercase hex digits")]
+    Version,
+    #[error("the sealed part is not valid base64")]
+    Base64,
+    #[error("the sealed part is not an age file")]
+    NotAge,
+}
+
 impl SealedText {
+    /// The prefix of every sealed value.
+    pub const PREFIX: &'static str = "AGE[";
+
+    /// Whether `text` is meant as a sealed value (it starts like one).
+    pub fn looks_sealed(text: &str) -> bool {
+        text.starts_with(Self::PREFIX)
+    }
+
+    /// Reads `AGE[<version>:<base64>]`, checking that the base64 holds an
+    /// age file (its header line), not that it opens.
+    pub fn parse(text: &str) -> Result<SealedText, SealedTextError> {
+        use base64::Engine as _;
+        let inner = text
+            .trim()
+            .strip_prefix(Self::PREFIX)
+            .and_then(|t| t.strip_suffix(']'))
+            .ok_or(SealedTextError::Shape)?;
+        let (version, ciphertext) = inner.split_once(':').ok_or(SealedTextError::Shape)?;
+        if version.len() != 16
+            || !version
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(SealedTextError::Version);
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(ciphertext)
+            .map_err(|_| SealedTextError::Base64)?;
+        if !bytes.starts_with(b"age-encryption.org/v1\n") {
+            return Err(SealedTextError::NotAge);
+        }
+        Ok(SealedText {
+            version: version.to_string(),
+            ciphertext: ciphertext.to_string(),
+        })
+    }
+
+    /// The age file: base64-decoded (checked by [`SealedText::parse`]).
+    pub fn age_file(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.ciphertext)
+            .unwrap_or_default()
+    }
+
     /// The form written in a manifest.
     pub fn to_manifest_text(&self) -> String {
         format!("AGE[{}:{}]", self.version, self.ciphertext)
@@ -1481,6 +1539,43 @@ impl fmt::Display for IngressBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_values_are_read_strictly() {
+        use base64::Engine as _;
+        let age = base64::engine::general_purpose::STANDARD
+            .encode(b"age-encryption.org/v1\n-> X25519 x\n");
+        let text = format!("AGE[0123456789abcdef:{age}]");
+        let sealed = SealedText::parse(&text).unwrap();
+        assert_eq!(sealed.version, "0123456789abcdef");
+        assert_eq!(sealed.to_manifest_text(), text);
+        assert!(sealed.age_file().starts_with(b"age-encryption.org/v1"));
+        for (bad, error) in [
+            ("AGE[0123456789abcdef]", SealedTextError::Shape),
+            ("0123456789abcdef:aGk=", SealedTextError::Shape),
+            ("AGE[0123456789ABCDEF:aGk=]", SealedTextError::Version),
+            ("AGE[012345:aGk=]", SealedTextError::Version),
+            ("AGE[0123456789abcdef:!!]", SealedTextError::Base64),
+            ("AGE[0123456789abcdef:aGk=]", SealedTextError::NotAge),
+        ] {
+            assert_eq!(SealedText::parse(bad), Err(error), "{bad}");
+        }
+        assert!(!format!("{sealed:?}").contains(&age));
+    }
+
+    #[test]
+    fn sensitive_values_never_print() {
+        let value = Sensitive::new(b"hunter2".to_vec());
+        assert_eq!(
+            format!("{value:?} {value}"),
+            "(sensitive value) (sensitive value)"
+        );
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            "\"(sensitive value)\""
+        );
+        assert_eq!(value.expose(), b"hunter2");
+    }
 
     #[test]
     fn the_kind_table_lists_every_kind_once_in_declaration_order() {
