@@ -13,6 +13,7 @@
 //! against the workloads), `diagnostic` (rendering), `documents` (a file cut
 //! into its documents, for edits that keep the rest byte-for-byte).
 
+mod config;
 mod decode;
 pub(crate) mod diagnostic;
 pub(crate) mod documents;
@@ -25,6 +26,7 @@ pub mod quantity;
 mod services;
 pub(crate) mod yaml;
 
+pub use config::{consumed_changes, ConsumedChange, KeyChange};
 pub use decode::default_pull_policy;
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::DesiredState;
@@ -239,6 +241,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         .ingresses
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
+    config::resolve(&mut state, &mut diagnostics);
     diagnostics.extend(policy::check_proxy_ports(&state));
     // Stable: problems at one place keep the order they were found in.
     diagnostics.sort_by(|a, b| {

@@ -1072,12 +1072,24 @@ pub struct PodTemplate {
 /// Per source, the keys a pod reads and a digest of each value (never the
 /// value). A source or key that is absent and optional is absent here, so
 /// its creation is a change too.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConsumedConfig(pub BTreeMap<ConfigSource, BTreeMap<String, ValueDigest>>);
 
 impl ConsumedConfig {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl Serialize for ConsumedConfig {
+    /// A map keyed `ConfigMap/app`, `Secret/db` (JSON keys are strings).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (source, keys) in &self.0 {
+            map.serialize_entry(&format!("{}/{}", source.kind(), source.name()), keys)?;
+        }
+        map.end()
     }
 }
 

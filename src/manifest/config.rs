@@ -1,0 +1,792 @@
+//! What pods read from ConfigMaps and Secrets, checked against the objects
+//! the commit declares.
+//!
+//! Once every object is decoded, each workload's references
+//! (`env[].valueFrom`, `envFrom`, `configMap`/`secret` volumes and their
+//! `items`, `imagePullSecrets`) are looked up in its namespace: a missing
+//! object or key that is not `optional` is an error at the reference, and
+//! what the pod reads becomes its template's [`ConsumedConfig`], so that a
+//! change of a value it reads is a new revision of it, and of nothing else.
+//! Pure: values are compared through digests, and a sealed value through
+//! its version (never opened here).
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::diagnostic::Diagnostic;
+use super::model::{
+    ConfigMap, ConfigSource, ConsumedConfig, DesiredState, Secret, SecretType, SecretValue,
+    ValueDigest, VolumeSource, Workload,
+};
+use super::names;
+
+/// Fills every workload's `template.consumed` and reports its references
+/// to objects or keys that are not declared.
+pub(super) fn resolve(state: &mut DesiredState, diagnostics: &mut Vec<Diagnostic>) {
+    let DesiredState {
+        workloads,
+        config_maps,
+        secrets,
+        ..
+    } = state;
+    let objects = Objects {
+        config_maps,
+        secrets,
+    };
+    for workload in workloads.iter_mut() {
+        let consumed = consumed_by(workload, &objects, diagnostics);
+        workload.spec.template.consumed = consumed;
+    }
+}
+
+/// The ConfigMaps and Secrets, sorted by key.
+struct Objects<'a> {
+    config_maps: &'a [ConfigMap],
+    secrets: &'a [Secret],
+}
+
+impl Objects<'_> {
+    /// Every key of `source` in `namespace` with its digest, or `None` when
+    /// it is not declared.
+    fn digests(
+        &self,
+        namespace: &str,
+        source: &ConfigSource,
+    ) -> Option<BTreeMap<String, ValueDigest>> {
+        match source {
+            ConfigSource::ConfigMap(name) => {
+                let map = find(self.config_maps, namespace, name, |c| &c.meta)?;
+                Some(
+                    map.data
+                        .iter()
+                        .map(|(key, value)| (key.clone(), digest_of(value)))
+                        .collect(),
+                )
+            }
+            ConfigSource::Secret(name) => {
+                let secret = find(self.secrets, namespace, name, |s| &s.meta)?;
+                Some(
+                    secret
+                        .data
+                        .iter()
+                        .map(|(key, value)| (key.clone(), secret_digest(value)))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
+        find(self.secrets, namespace, name, |s| &s.meta)
+    }
+}
+
+fn find<'a, T>(
+    objects: &'a [T],
+    namespace: &str,
+    name: &str,
+    meta: impl Fn(&T) -> &super::model::ObjectMeta,
+) -> Option<&'a T> {
+    objects
+        .binary_search_by(|o| {
+            (meta(o).namespace.as_str(), meta(o).name.as_str()).cmp(&(namespace, name))
+        })
+        .ok()
+        .map(|i| &objects[i])
+}
+
+/// 16 hex digits of the SHA-256 of a ConfigMap's value.
+fn digest_of(value: &[u8]) -> ValueDigest {
+    let digest = Sha256::digest(value);
+    ValueDigest(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+/// A sealed value's version (see `SealedText`); a value written in clear
+/// (an error reported by its decoder) is digested like a ConfigMap's, so
+/// the template stays comparable.
+fn secret_digest(value: &SecretValue) -> ValueDigest {
+    match value {
+        SecretValue::Sealed(sealed) => ValueDigest(format!("v{}", sealed.version)),
+        SecretValue::Opened(opened) => digest_of(opened.expose()),
+    }
+}
+
+/// One reference of a pod, for the checks and the digests.
+struct Reference<'a> {
+    source: &'a ConfigSource,
+    /// The keys read, each with the field path naming it; empty: every key.
+    keys: Vec<(&'a str, String)>,
+    optional: bool,
+    /// The field path of the reference (where it is declared).
+    path: String,
+    /// `envFrom`: every key becomes a variable.
+    is_env_from: bool,
+}
+
+fn references(workload: &Workload) -> Vec<Reference<'_>> {
+    let spec = &workload.spec.template.spec;
+    let mut references = Vec::new();
+    for (i, container) in spec.containers.iter().enumerate() {
+        for (j, env) in container.env.iter().enumerate() {
+            if let Some(key_ref) = &env.value_from {
+                let field = match key_ref.source {
+                    ConfigSource::ConfigMap(_) => "configMapKeyRef",
+                    ConfigSource::Secret(_) => "secretKeyRef",
+                };
+                let path = format!("spec.template.spec.containers[{i}].env[{j}].valueFrom.{field}");
+                references.push(Reference {
+                    source: &key_ref.source,
+                    keys: vec![(key_ref.key.as_str(), format!("{path}.key"))],
+                    optional: key_ref.optional,
+                    path,
+                    is_env_from: false,
+                });
+            }
+        }
+        for (j, from) in container.env_from.iter().enumerate() {
+            references.push(Reference {
+                source: &from.source,
+                keys: Vec::new(),
+                optional: from.optional,
+                path: format!("spec.template.spec.containers[{i}].envFrom[{j}]"),
+                is_env_from: true,
+            });
+        }
+    }
+    for (i, volume) in spec.volumes.iter().enumerate() {
+        let VolumeSource::Config(config) = &volume.source;
+        let field = match config.source {
+            ConfigSource::ConfigMap(_) => "configMap",
+            ConfigSource::Secret(_) => "secret",
+        };
+        let path = format!("spec.template.spec.volumes[{i}]");
+        let keys = config
+            .items
+            .iter()
+            .enumerate()
+            .map(|(j, item)| (item.key.as_str(), format!("{path}.{field}.items[{j}]")))
+            .collect();
+        references.push(Reference {
+            source: &config.source,
+            keys,
+            optional: config.optional,
+            path,
+            is_env_from: false,
+        });
+    }
+    references
+}
+
+fn consumed_by(
+    workload: &Workload,
+    objects: &Objects<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> ConsumedConfig {
+    let namespace = workload.meta.namespace.as_str();
+    let object = workload.key().to_string();
+    let error = |message: String, path: &str, hint: String| {
+        Diagnostic::error(message, workload.meta.field_location(path))
+            .with_object(object.clone())
+            .with_field_path(path.to_string())
+            .with_hint(hint)
+    };
+    let mut consumed: BTreeMap<ConfigSource, BTreeMap<String, ValueDigest>> = BTreeMap::new();
+    for reference in references(workload) {
+        let Some(digests) = objects.digests(namespace, reference.source) else {
+            if !reference.optional {
+                diagnostics.push(error(
+                    format!(
+                        "{} {namespace}/{} is not declared",
+                        reference.source.kind(),
+                        reference.source.name()
+                    ),
+                    &reference.path,
+                    format!(
+                        "declare it in namespace `{namespace}`, or mark the reference `optional: true` to run without it"
+                    ),
+                ));
+            }
+            continue;
+        };
+        let entry = consumed.entry(reference.source.clone()).or_default();
+        if reference.keys.is_empty() {
+            entry.extend(digests);
+            if reference.is_env_from {
+                warn_invalid_names(workload, &reference, entry, diagnostics);
+            }
+            continue;
+        }
+        for (key, path) in &reference.keys {
+            match digests.get(*key) {
+                Some(digest) => {
+                    entry.insert((*key).to_string(), digest.clone());
+                }
+                None if reference.optional => {}
+                None => {
+                    let declared: Vec<&str> = digests.keys().map(String::as_str).collect();
+                    diagnostics.push(error(
+                        format!(
+                            "key `{key}` is not in {} {namespace}/{}",
+                            reference.source.kind(),
+                            reference.source.name()
+                        ),
+                        path,
+                        if declared.is_empty() {
+                            "it declares no key; add it, or mark the reference `optional: true`"
+                                .to_string()
+                        } else {
+                            format!(
+                                "it declares {}; add the key, or mark the reference `optional: true`",
+                                quoted_list(declared.iter().copied())
+                            )
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    check_pull_secrets(workload, objects, diagnostics);
+    // A declared source of which no key is read (each optional and absent)
+    // is still recorded: the keys it gains later are read.
+    ConsumedConfig(consumed)
+}
+
+/// `` `a`, `b` and `c` ``.
+fn quoted_list<'a>(keys: impl Iterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = keys.map(|k| format!("`{k}`")).collect();
+    let borrowed: Vec<&str> = quoted.iter().map(String::as_str).collect();
+    names::listed(&borrowed, "and")
+}
+
+/// `envFrom` skips keys that are not valid variable names, as Kubernetes
+/// does (with an event there, a warning here).
+fn warn_invalid_names(
+    workload: &Workload,
+    reference: &Reference<'_>,
+    keys: &BTreeMap<String, ValueDigest>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let invalid: Vec<&str> = keys
+        .keys()
+        .filter(|key| names::env_var_name(key).is_err())
+        .map(String::as_str)
+        .collect();
+    if !invalid.is_empty() {
+        diagnostics.push(
+            Diagnostic::warning(
+                format!(
+                    "{} {} has keys that are not variable names: {}; they are left out of the environment",
+                    reference.source.kind(),
+                    reference.source.name(),
+                    quoted_list(invalid.into_iter())
+                ),
+                workload.meta.field_location(&reference.path),
+            )
+            .with_object(workload.key().to_string())
+            .with_field_path(reference.path.clone()),
+        );
+    }
+}
+
+/// Each of `imagePullSecrets` must be a declared Secret of type
+/// `kubernetes.io/dockerconfigjson` in the pod's namespace.
+fn check_pull_secrets(
+    workload: &Workload,
+    objects: &Objects<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let namespace = workload.meta.namespace.as_str();
+    for (i, name) in workload
+        .spec
+        .template
+        .spec
+        .image_pull_secrets
+        .iter()
+        .enumerate()
+    {
+        let path = format!("spec.template.spec.imagePullSecrets[{i}]");
+        let problem = match objects.secret(namespace, name) {
+            None => Some((
+                format!("Secret {namespace}/{name} is not declared"),
+                format!(
+                    "declare a Secret of type `{}` named `{name}` in namespace `{namespace}`",
+                    SecretType::DockerConfigJson.as_str()
+                ),
+            )),
+            Some(secret) if secret.secret_type != SecretType::DockerConfigJson => Some((
+                format!(
+                    "Secret {namespace}/{name} is of type `{}`, not `{}`",
+                    secret.secret_type.as_str(),
+                    SecretType::DockerConfigJson.as_str()
+                ),
+                "image pull credentials are Docker's config.json in a Secret of that type"
+                    .to_string(),
+            )),
+            Some(_) => None,
+        };
+        if let Some((message, hint)) = problem {
+            diagnostics.push(
+                Diagnostic::error(message, workload.meta.field_location(&path))
+                    .with_object(workload.key().to_string())
+                    .with_field_path(path)
+                    .with_hint(hint),
+            );
+        }
+    }
+}
+
+/// How the values a workload reads differ between two of its templates:
+/// per source, the keys changed, added or removed. What `plan` shows as
+/// the reason a workload rolls.
+pub fn consumed_changes(old: &ConsumedConfig, new: &ConsumedConfig) -> Vec<ConsumedChange> {
+    let mut changes = Vec::new();
+    let sources: std::collections::BTreeSet<&ConfigSource> =
+        old.0.keys().chain(new.0.keys()).collect();
+    let empty = BTreeMap::new();
+    for source in sources {
+        let before = old.0.get(source).unwrap_or(&empty);
+        let after = new.0.get(source).unwrap_or(&empty);
+        let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let change = match (before.get(key), after.get(key)) {
+                (Some(a), Some(b)) if a != b => KeyChange::Changed,
+                (None, Some(_)) => KeyChange::Added,
+                (Some(_), None) => KeyChange::Removed,
+                _ => continue,
+            };
+            changes.push(ConsumedChange {
+                source: source.clone(),
+                key: key.clone(),
+                change,
+            });
+        }
+    }
+    changes
+}
+
+/// One key a workload reads whose value changed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ConsumedChange {
+    pub source: ConfigSource,
+    pub key: String,
+    pub change: KeyChange,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyChange {
+    Changed,
+    Added,
+    Removed,
+}
+
+impl std::fmt::Display for ConsumedChange {
+    /// `ConfigMap app key LOG_LEVEL changed`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let change = match self.change {
+            KeyChange::Changed => "changed",
+            KeyChange::Added => "added",
+            KeyChange::Removed => "removed",
+        };
+        write!(f, "{} key {} {change}", self.source, self.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::model::{
+        ConfigVolume, Container, EnvFromSource, EnvVar, KeyRef, KeyToPath, ObjectMeta, PodSet,
+        SealedText, Sensitive, Volume, WorkloadSpec,
+    };
+    use crate::manifest::{template_hash, Kind};
+
+    fn meta(name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: name.into(),
+            namespace: "default".into(),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            meta: meta(name),
+            data: data
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            immutable: false,
+        }
+    }
+
+    fn sealed(version: &str, ciphertext: &str) -> SecretValue {
+        SecretValue::Sealed(SealedText {
+            version: version.into(),
+            ciphertext: ciphertext.into(),
+        })
+    }
+
+    fn secret(name: &str, data: &[(&str, SecretValue)]) -> Secret {
+        Secret {
+            meta: meta(name),
+            secret_type: SecretType::Opaque,
+            data: data
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            immutable: false,
+        }
+    }
+
+    fn workload(name: &str, container: Container, volumes: Vec<Volume>) -> Workload {
+        let mut spec = WorkloadSpec {
+            pods: PodSet::Replicas(1),
+            selector: Default::default(),
+            template: Default::default(),
+            strategy: Default::default(),
+            min_ready_seconds: 0,
+            progress_deadline_seconds: 600,
+            revision_history_limit: 10,
+            paused: false,
+        };
+        spec.template.spec.containers = vec![container];
+        spec.template.spec.volumes = volumes;
+        Workload {
+            kind: Kind::Deployment,
+            meta: meta(name),
+            spec,
+        }
+    }
+
+    fn env_ref(name: &str, source: ConfigSource, key: &str, optional: bool) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: String::new(),
+            value_from: Some(KeyRef {
+                source,
+                key: key.into(),
+                optional,
+            }),
+        }
+    }
+
+    fn container(env: Vec<EnvVar>, env_from: Vec<EnvFromSource>) -> Container {
+        Container {
+            name: "app".into(),
+            image: "busybox:1".into(),
+            env,
+            env_from,
+            ..Container::default()
+        }
+    }
+
+    fn resolved(mut state: DesiredState) -> (DesiredState, Vec<String>) {
+        let mut diagnostics = Vec::new();
+        resolve(&mut state, &mut diagnostics);
+        let messages = diagnostics
+            .iter()
+            .map(|d| format!("{}: {}", d.field_path.as_deref().unwrap_or(""), d.message))
+            .collect();
+        (state, messages)
+    }
+
+    fn cm(name: &str) -> ConfigSource {
+        ConfigSource::ConfigMap(name.into())
+    }
+
+    #[test]
+    fn a_pod_reads_only_the_keys_it_names() {
+        let state = DesiredState {
+            config_maps: vec![config_map("app", &[("LEVEL", "debug"), ("OTHER", "x")])],
+            workloads: vec![workload(
+                "web",
+                container(vec![env_ref("LEVEL", cm("app"), "LEVEL", false)], vec![]),
+                vec![],
+            )],
+            ..DesiredState::default()
+        };
+        let (state, messages) = resolved(state);
+        assert!(messages.is_empty(), "{messages:?}");
+        let consumed = &state.workloads[0].spec.template.consumed.0;
+        assert_eq!(consumed.len(), 1);
+        assert_eq!(
+            consumed[&cm("app")].keys().collect::<Vec<_>>(),
+            vec!["LEVEL"]
+        );
+    }
+
+    #[test]
+    fn missing_objects_and_keys_are_errors_unless_optional() {
+        let state = DesiredState {
+            config_maps: vec![config_map("app", &[("A", "1"), ("B", "2")])],
+            workloads: vec![workload(
+                "web",
+                container(
+                    vec![
+                        env_ref("X", cm("app"), "MISSING", false),
+                        env_ref("Y", cm("app"), "MISSING", true),
+                        env_ref("Z", cm("nope"), "A", false),
+                        env_ref("W", ConfigSource::Secret("gone".into()), "A", true),
+                    ],
+                    vec![],
+                ),
+                vec![Volume {
+                    name: "files".into(),
+                    source: VolumeSource::Config(ConfigVolume {
+                        source: ConfigSource::Secret("tls".into()),
+                        items: vec![],
+                        default_mode: 0o644,
+                        optional: false,
+                    }),
+                }],
+            )],
+            ..DesiredState::default()
+        };
+        let (state, messages) = resolved(state);
+        assert_eq!(
+            messages,
+            vec![
+                "spec.template.spec.containers[0].env[0].valueFrom.configMapKeyRef.key: key `MISSING` is not in ConfigMap default/app",
+                "spec.template.spec.containers[0].env[2].valueFrom.configMapKeyRef: ConfigMap default/nope is not declared",
+                "spec.template.spec.volumes[0]: Secret default/tls is not declared",
+            ]
+        );
+        // The optional absent key and Secret are read as absent: declaring
+        // them later is a change.
+        let consumed = &state.workloads[0].spec.template.consumed.0;
+        assert_eq!(consumed.keys().collect::<Vec<_>>(), vec![&cm("app")]);
+    }
+
+    #[test]
+    fn a_secret_value_counts_by_its_version_not_its_ciphertext() {
+        let state = |version: &str, ciphertext: &str| DesiredState {
+            secrets: vec![secret("db", &[("password", sealed(version, ciphertext))])],
+            workloads: vec![workload(
+                "web",
+                container(
+                    vec![env_ref(
+                        "PW",
+                        ConfigSource::Secret("db".into()),
+                        "password",
+                        false,
+                    )],
+                    vec![],
+                ),
+                vec![],
+            )],
+            ..DesiredState::default()
+        };
+        let hash = |s: DesiredState| {
+            let (s, messages) = resolved(s);
+            assert!(messages.is_empty(), "{messages:?}");
+            template_hash(&s.workloads[0].spec.template)
+        };
+        let first = hash(state("0123456789abcdef", "c2VhbGVk"));
+        // Re-sealed for other recipients (rekey): same version, same revision.
+        assert_eq!(first, hash(state("0123456789abcdef", "b3RoZXI=")));
+        // A new value: a new version, a new revision.
+        assert_ne!(first, hash(state("fedcba9876543210", "c2VhbGVk")));
+        // Opening the values does not change the revision either.
+        let (mut opened, _) = resolved(state("0123456789abcdef", "c2VhbGVk"));
+        struct Clear;
+        impl crate::manifest::model::Unseal for Clear {
+            fn unseal(&self, _: &SealedText) -> Result<Sensitive, String> {
+                Ok(Sensitive::new(b"hunter2".to_vec()))
+            }
+        }
+        assert!(opened.open_secrets(&Clear).is_empty());
+        assert_eq!(first, template_hash(&opened.workloads[0].spec.template));
+    }
+
+    #[test]
+    fn env_from_reads_every_key_and_warns_of_names_it_leaves_out() {
+        let state = DesiredState {
+            config_maps: vec![config_map("app", &[("GOOD", "1"), ("1bad", "2")])],
+            workloads: vec![workload(
+                "web",
+                container(
+                    vec![],
+                    vec![EnvFromSource {
+                        source: cm("app"),
+                        prefix: String::new(),
+                        optional: false,
+                    }],
+                ),
+                vec![],
+            )],
+            ..DesiredState::default()
+        };
+        let (state, messages) = resolved(state);
+        assert_eq!(
+            messages,
+            vec!["spec.template.spec.containers[0].envFrom[0]: ConfigMap app has keys that are not variable names: `1bad`; they are left out of the environment"]
+        );
+        assert_eq!(
+            state.workloads[0].spec.template.consumed.0[&cm("app")].len(),
+            2
+        );
+    }
+
+    #[test]
+    fn volume_items_read_their_keys_and_pull_secrets_must_be_docker_configs() {
+        let mut w = workload(
+            "web",
+            container(vec![], vec![]),
+            vec![Volume {
+                name: "conf".into(),
+                source: VolumeSource::Config(ConfigVolume {
+                    source: cm("app"),
+                    items: vec![KeyToPath {
+                        key: "nginx.conf".into(),
+                        path: "nginx.conf".into(),
+                        mode: Some(0o600),
+                    }],
+                    default_mode: 0o644,
+                    optional: false,
+                }),
+            }],
+        );
+        w.spec.template.spec.image_pull_secrets = vec!["db".into(), "none".into()];
+        let state = DesiredState {
+            config_maps: vec![config_map("app", &[("nginx.conf", "x"), ("unused", "y")])],
+            secrets: vec![secret(
+                "db",
+                &[("password", sealed("0123456789abcdef", "eA=="))],
+            )],
+            workloads: vec![w],
+            ..DesiredState::default()
+        };
+        let (state, messages) = resolved(state);
+        assert_eq!(
+            messages,
+            vec![
+                "spec.template.spec.imagePullSecrets[0]: Secret default/db is of type `Opaque`, not `kubernetes.io/dockerconfigjson`",
+                "spec.template.spec.imagePullSecrets[1]: Secret default/none is not declared",
+            ]
+        );
+        assert_eq!(
+            state.workloads[0].spec.template.consumed.0[&cm("app")]
+                .keys()
+                .collect::<Vec<_>>(),
+            vec!["nginx.conf"]
+        );
+    }
+
+    #[test]
+    fn changes_name_the_keys() {
+        let digest = |s: &str| ValueDigest(s.into());
+        let old = ConsumedConfig(BTreeMap::from([(
+            cm("app"),
+            BTreeMap::from([
+                ("A".to_string(), digest("1")),
+                ("B".to_string(), digest("2")),
+            ]),
+        )]));
+        let new = ConsumedConfig(BTreeMap::from([(
+            cm("app"),
+            BTreeMap::from([
+                ("A".to_string(), digest("9")),
+                ("C".to_string(), digest("3")),
+            ]),
+        )]));
+        let changes: Vec<String> = consumed_changes(&old, &new)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            changes,
+            vec![
+                "ConfigMap app key A changed",
+                "ConfigMap app key B removed",
+                "ConfigMap app key C added"
+            ]
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any change of one value of one ConfigMap or Secret changes the
+        /// revision of exactly the workloads that read that key.
+        fn state(reads: &[Vec<(bool, u8, u8)>], values: &[[u8; 3]; 4]) -> DesiredState {
+            let source = |is_secret: bool, object: u8| {
+                if is_secret {
+                    ConfigSource::Secret(format!("s{object}"))
+                } else {
+                    cm(&format!("c{object}"))
+                }
+            };
+            let version = |v: u8| format!("{:016x}", u64::from(v));
+            DesiredState {
+                config_maps: (0..2)
+                    .map(|o| {
+                        let data: Vec<(String, String)> = (0..3)
+                            .map(|k| (format!("k{k}"), values[o][k].to_string()))
+                            .collect();
+                        let borrowed: Vec<(&str, &str)> =
+                            data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                        config_map(&format!("c{o}"), &borrowed)
+                    })
+                    .collect(),
+                secrets: (0..2)
+                    .map(|o| {
+                        let data: Vec<(String, SecretValue)> = (0..3)
+                            .map(|k| (format!("k{k}"), sealed(&version(values[o + 2][k]), "eA==")))
+                            .collect();
+                        let borrowed: Vec<(&str, SecretValue)> =
+                            data.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                        secret(&format!("s{o}"), &borrowed)
+                    })
+                    .collect(),
+                workloads: reads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, keys)| {
+                        let env = keys
+                            .iter()
+                            .enumerate()
+                            .map(|(j, (is_secret, object, key))| {
+                                env_ref(
+                                    &format!("V{j}"),
+                                    source(*is_secret, *object),
+                                    &format!("k{key}"),
+                                    false,
+                                )
+                            })
+                            .collect();
+                        workload(&format!("w{i:02}"), container(env, vec![]), vec![])
+                    })
+                    .collect(),
+                ..DesiredState::default()
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn a_change_rolls_exactly_its_readers(
+                reads in prop::collection::vec(prop::collection::vec((any::<bool>(), 0u8..2, 0u8..3), 0..4), 1..6),
+                values in prop::array::uniform4(prop::array::uniform3(0u8..4)),
+                changed_object in 0usize..4,
+                changed_key in 0usize..3,
+            ) {
+                let mut after = values;
+                after[changed_object][changed_key] = after[changed_object][changed_key].wrapping_add(1) % 8 + 8;
+                let (before_state, m1) = resolved(state(&reads, &values));
+                let (after_state, m2) = resolved(state(&reads, &after));
+                prop_assert!(m1.is_empty() && m2.is_empty());
+                for (i, keys) in reads.iter().enumerate() {
+                    let reads_it = keys.iter().any(|(is_secret, object, key)| {
+                        usize::from(*object) + if *is_secret { 2 } else { 0 } == changed_object
+                            && usize::from(*key) == changed_key
+                    });
+                    let rolled = template_hash(&before_state.workloads[i].spec.template)
+                        != template_hash(&after_state.workloads[i].spec.template);
+                    prop_assert_eq!(rolled, reads_it, "workload {} reads {:?}", i, keys);
+                }
+            }
+        }
+    }
+}
