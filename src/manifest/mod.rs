@@ -22,6 +22,7 @@ pub mod model;
 pub(crate) mod names;
 pub(crate) mod node_fields;
 pub(crate) mod policy;
+pub mod redact;
 pub mod quantity;
 mod services;
 pub(crate) mod yaml;

@@ -16,8 +16,8 @@ pub(crate) const MAX_DIFF_LINES: usize = 5_000;
 /// The diff stops once it is this long; the files after are counted.
 pub(crate) const MAX_DIFF_BYTES: usize = 1024 * 1024;
 
-/// A unified diff per changed, added or removed file, sorted by path.
-/// Empty when nothing changed. Linear in the number of files; bounded in
+/// A unified diff per changed, added or removed file, sorted by path,
+/// Secrets' values hidden (`manifest::redact`). Empty when nothing changed. Linear in the number of files; bounded in
 /// cost per file ([`MAX_DIFF_LINES`]) and in length ([`MAX_DIFF_BYTES`]).
 pub fn manifest_diff(old: &[SourceFile], new: &[SourceFile]) -> String {
     let mut paths: BTreeMap<&str, (Option<&str>, Option<&str>)> = BTreeMap::new();
@@ -42,8 +42,9 @@ pub fn manifest_diff(old: &[SourceFile], new: &[SourceFile]) -> String {
             (_, None) => (format!("a/{path}"), "/dev/null".to_string()),
             _ => (format!("a/{path}"), format!("b/{path}")),
         };
-        let before = before.unwrap_or_default();
-        let after = after.unwrap_or_default();
+        let before = crate::manifest::redact::secret_values(before.unwrap_or_default());
+        let after = crate::manifest::redact::secret_values(after.unwrap_or_default());
+        let (before, after) = (before.as_str(), after.as_str());
         let (before_lines, after_lines) = (before.lines().count(), after.lines().count());
         if before_lines > MAX_DIFF_LINES || after_lines > MAX_DIFF_LINES {
             let _ = writeln!(
