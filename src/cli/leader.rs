@@ -390,7 +390,13 @@ fn show_plan(out: &mut Output, repo: &Path, prepared: &Prepared) -> anyhow::Resu
             let files = crate::repo::open(repo)
                 .and_then(|r| crate::repo::read_revision(&r, &prepared.commit))?
                 .files;
-            super::plan::print_plan(out, repo, &files, plan, &prepared.observed, false)?;
+            let planned = super::plan::Planned {
+                files: &files,
+                desired: &prepared.desired,
+                plan,
+                observed: &prepared.observed,
+            };
+            super::plan::print_plan(out, repo, &planned, false)?;
         }
         None => {
             out.line(format_args!("Planning {}.", short(&prepared.commit)))?;

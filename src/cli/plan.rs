@@ -1,6 +1,7 @@
 //! `flotilla plan`: what applying a revision would do, and why, before
 //! anything changes.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -53,6 +54,9 @@ struct PlanReport<'a> {
     offline: bool,
     plan: &'a Plan,
     manifest_diff: &'a str,
+    /// Per workload that rolls because a value it reads changed: the
+    /// sources and keys (never values).
+    config_changes: BTreeMap<String, Vec<crate::manifest::ConsumedChange>>,
 }
 
 /// Plans the revision `args` names against the cluster `observe` reports
@@ -95,11 +99,17 @@ pub(super) fn run(
     match args.output {
         OutputFormat::Json => {
             let deployed = Deployed::of(&observed, &plan);
+            let mut config_changes = BTreeMap::new();
             let diff = match &deployed {
-                Deployed::Commit(commit) => plan::manifest_diff(
-                    &deployed_manifests(&args.source.repo, commit),
-                    &snapshot.files,
-                ),
+                Deployed::Commit(commit) => {
+                    let files = deployed_manifests(&args.source.repo, commit);
+                    config_changes =
+                        plan::config_changes(&manifest::load(&files).state, &loaded.state)
+                            .into_iter()
+                            .map(|(key, changes)| (key.to_string(), changes))
+                            .collect();
+                    plan::manifest_diff(&files, &snapshot.files)
+                }
                 Deployed::Nothing => plan::manifest_diff(&[], &snapshot.files),
                 Deployed::Unknown => String::new(),
             };
@@ -113,14 +123,18 @@ pub(super) fn run(
                 offline: args.offline,
                 plan: &plan,
                 manifest_diff: &diff,
+                config_changes,
             })?
         }
         OutputFormat::Text => print_plan(
             out,
             &args.source.repo,
-            &snapshot.files,
-            &plan,
-            &observed,
+            &Planned {
+                files: &snapshot.files,
+                desired: &loaded.state,
+                plan: &plan,
+                observed: &observed,
+            },
             args.offline,
         )?,
     }
@@ -284,23 +298,44 @@ fn same_connection(a: &NodeSpec, b: &NodeSpec) -> bool {
         && a.docker_socket == b.docker_socket
 }
 
+/// A plan and what it was made from.
+pub(super) struct Planned<'a> {
+    pub files: &'a [SourceFile],
+    pub desired: &'a DesiredState,
+    pub plan: &'a Plan,
+    pub observed: &'a ObservedCluster,
+}
+
 /// The plan as `flotilla plan` prints it: what it goes from and to, the
-/// manifests' diff against the deployed commit (read from `repo`), and the
-/// actions. `flotilla apply` prints the same before asking.
+/// manifests' diff against the deployed commit (read from `repo`), why
+/// workloads roll when a value they read changed, and the actions.
+/// `flotilla apply` prints the same before asking.
 pub(super) fn print_plan(
     out: &mut Output,
     repo: &Path,
-    files: &[SourceFile],
-    plan: &Plan,
-    observed: &ObservedCluster,
+    planned: &Planned<'_>,
     offline: bool,
 ) -> std::io::Result<()> {
+    let Planned {
+        files,
+        desired,
+        plan,
+        observed,
+    } = *planned;
     let target = short(&plan.commit);
+    let mut config_changes = None;
     let (from, diff) = match Deployed::of(observed, plan) {
-        Deployed::Commit(commit) => (
-            format!("deployed {}", short(&commit)),
-            plan::manifest_diff(&deployed_manifests(repo, &commit), files),
-        ),
+        Deployed::Commit(commit) => {
+            let deployed = deployed_manifests(repo, &commit);
+            config_changes = Some(plan::config_changes(
+                &manifest::load(&deployed).state,
+                desired,
+            ));
+            (
+                format!("deployed {}", short(&commit)),
+                plan::manifest_diff(&deployed, files),
+            )
+        }
         Deployed::Nothing if offline => (
             "an empty cluster (offline)".to_string(),
             plan::manifest_diff(&[], files),
@@ -329,6 +364,7 @@ pub(super) fn print_plan(
     let options = RenderOptions {
         colour: out.color(),
         manifest_diff: (!diff.is_empty()).then_some(&*diff),
+        config_changes: config_changes.as_ref(),
     };
     out.text(plan::render(plan, options))
 }

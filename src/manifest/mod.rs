@@ -22,8 +22,8 @@ pub mod model;
 pub(crate) mod names;
 pub(crate) mod node_fields;
 pub(crate) mod policy;
-pub mod redact;
 pub mod quantity;
+pub mod redact;
 mod services;
 pub(crate) mod yaml;
 

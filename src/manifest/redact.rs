@@ -58,7 +58,10 @@ fn redact_document(lines: &[&str], out: &mut String) {
         let content = line.trim_end_matches(['\n', '\r']);
         let indent = content.len() - content.trim_start().len();
         let trimmed = content.trim_start();
-        if content.starts_with("---") || trimmed.is_empty() || trimmed.starts_with('#') && indent == 0 {
+        if content.starts_with("---")
+            || trimmed.is_empty()
+            || trimmed.starts_with('#') && indent == 0
+        {
             out.push_str(line);
             continue;
         }
@@ -169,7 +172,8 @@ data:
     #[test]
     fn sealed_values_show_their_version_only() {
         use base64::Engine as _;
-        let age = base64::engine::general_purpose::STANDARD.encode(b"age-encryption.org/v1\n-> X25519 x\n");
+        let age = base64::engine::general_purpose::STANDARD
+            .encode(b"age-encryption.org/v1\n-> X25519 x\n");
         let text = format!("kind: Secret\ndata:\n  password: AGE[0123456789abcdef:{age}]\n");
         assert_eq!(
             secret_values(&text),

@@ -3,11 +3,12 @@
 //! cannot be reached or whose capacity is unknown, the manifest diff, and a
 //! summary line.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 
 use super::{Change, NodeCondition, ObjectStatus, Plan, RolloutStrategy};
 use crate::manifest::model::ObjectKey;
+use crate::manifest::ConsumedChange;
 
 /// How to render. The caller decides colour (from `NO_COLOR` and whether
 /// the output is a terminal); the planner never looks.
@@ -16,6 +17,9 @@ pub struct RenderOptions<'a> {
     pub colour: bool,
     /// The output of [`super::manifest_diff`], shown when not empty.
     pub manifest_diff: Option<&'a str>,
+    /// The output of [`super::config_changes`]: shown under each object
+    /// that rolls because a value it reads changed.
+    pub config_changes: Option<&'a BTreeMap<ObjectKey, Vec<ConsumedChange>>>,
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -58,6 +62,10 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             continue;
         }
         let _ = writeln!(out, "{}", paint(BOLD, &object_header(object)));
+        if let Some(changes) = options.config_changes.and_then(|c| c.get(&object.key)) {
+            let listed: Vec<String> = changes.iter().map(ToString::to_string).collect();
+            let _ = writeln!(out, "  rolls because {}", listed.join(", "));
+        }
         if let Some(rollout) = &object.rollout {
             let line = match rollout.strategy {
                 RolloutStrategy::RollingUpdate => format!(
