@@ -20,6 +20,7 @@ use crate::api::ApiState;
 use crate::cluster::{
     ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, Reachability,
 };
+use crate::manifest::model::Unseal;
 use crate::manifest::model::{DesiredState, Kind, ObjectKey};
 use crate::manifest::{check_operator_policy, Diagnostic, OperatorPolicy, SourceFile};
 use crate::node::NodeOps;
@@ -80,6 +81,47 @@ pub trait Planner: Send + Sync + 'static {
     ) -> (Option<crate::plan::Plan>, Vec<Step>) {
         (None, self.steps(desired, commit, observed, now))
     }
+}
+
+/// Opens every Secret's values with the leader's identity: a value it
+/// cannot open is an error (the pre-receive hook refuses such a push; a
+/// leader started with another identity refuses the commit), named by its
+/// Secret and key, never by its value.
+fn open_secrets(
+    desired: &mut DesiredState,
+    unseal: Option<&(dyn Unseal + Send + Sync)>,
+) -> Vec<Diagnostic> {
+    if desired.secrets.is_empty() {
+        return Vec::new();
+    }
+    let failures = match unseal {
+        Some(unseal) => desired.open_secrets(unseal),
+        None => desired
+            .secrets
+            .iter()
+            .flat_map(|s| s.data.keys().map(|k| (s.key(), k.clone())))
+            .map(|(secret, key)| {
+                (
+                    secret,
+                    key,
+                    "the leader has no age identity (start it with --age-identity FILE)"
+                        .to_string(),
+                )
+            })
+            .collect(),
+    };
+    failures
+        .into_iter()
+        .map(|(secret, key, reason)| {
+            let at = desired
+                .secret(&secret.namespace, &secret.name)
+                .map(|s| s.meta.source.clone())
+                .unwrap_or_default();
+            Diagnostic::error(format!("{secret}: value `{key}` cannot be opened: {reason}"), at)
+                .with_object(secret.to_string())
+                .with_hint("the leader's identity must be among the Cluster's spec.secrets.recipients when the value is sealed; re-seal with `flotilla secret rekey`")
+        })
+        .collect()
 }
 
 /// From a commit's files to the desired state (`manifest::load`).
@@ -231,6 +273,8 @@ pub struct Leader<N: NodeOps, P: Planner> {
     removals: Option<Removals>,
     /// The node proxies: which table each serves.
     services: super::services::ServiceProxies,
+    /// The age identity that opens Secrets' values (`--age-identity`).
+    unseal: Option<Arc<dyn Unseal + Send + Sync>>,
 }
 
 /// Containers the leader is stopping and removing in the background: each
@@ -287,7 +331,15 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             operator_policy: OperatorPolicy::default(),
             removals: None,
             services: super::services::ServiceProxies::default(),
+            unseal: None,
         }
+    }
+
+    /// Opens Secrets' values with `unseal` (the leader's age identity).
+    /// Without one, a commit that declares a Secret is not acted on.
+    pub fn with_unseal(mut self, unseal: Arc<dyn Unseal + Send + Sync>) -> Self {
+        self.unseal = Some(unseal);
+        self
     }
 
     /// Stops and removes containers in the background rather than within
@@ -687,8 +739,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         };
         let snapshot = crate::repo::read_revision(&repo, &revision).map_err(repo_error)?;
         let policy = crate::repo::operator_policy(&repo).map_err(repo_error)?;
-        let (desired, mut diagnostics) = (self.loader)(&snapshot.files);
+        let (mut desired, mut diagnostics) = (self.loader)(&snapshot.files);
         diagnostics.extend(check_operator_policy(&desired, &policy));
+        diagnostics.extend(open_secrets(&mut desired, self.unseal.as_deref()));
         // A file that could not be read (not UTF-8, too large) is an error
         // too: deploying the rest would silently drop its objects.
         let errors: Vec<&Diagnostic> = snapshot
