@@ -393,6 +393,70 @@ impl std::fmt::Display for ConsumedChange {
     }
 }
 
+/// `immutable: true` as Kubernetes means it: once a ConfigMap or Secret
+/// that says so is in a commit, a later commit may delete it but not change
+/// its data, its type or the flag. Errors in `new`, at the object.
+pub fn check_immutable(old: &DesiredState, new: &DesiredState) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    let mut refuse = |key: String, at: super::model::SourceLocation, what: &str| {
+        diagnostics.push(
+            Diagnostic::error(format!("{key} is immutable: {what}"), at)
+                .with_object(key)
+                .with_hint("declare a new one under another name and point the pods at it, or delete this one and declare it again in a later push"),
+        );
+    };
+    for map in &new.config_maps {
+        let Some(before) = old.config_map(&map.meta.namespace, &map.meta.name) else {
+            continue;
+        };
+        if !before.immutable {
+            continue;
+        }
+        if !map.immutable {
+            refuse(
+                map.key().to_string(),
+                map.meta.source.clone(),
+                "it cannot be made mutable",
+            );
+        } else if before.data != map.data {
+            refuse(
+                map.key().to_string(),
+                map.meta.source.clone(),
+                "its data cannot change",
+            );
+        }
+    }
+    for secret in &new.secrets {
+        let Some(before) = old.secret(&secret.meta.namespace, &secret.meta.name) else {
+            continue;
+        };
+        if !before.immutable {
+            continue;
+        }
+        // Values compare by their version: re-sealing (rekey) is no change.
+        let versions = |s: &Secret| -> BTreeMap<String, ValueDigest> {
+            s.data
+                .iter()
+                .map(|(k, v)| (k.clone(), secret_digest(v)))
+                .collect()
+        };
+        if !secret.immutable {
+            refuse(
+                secret.key().to_string(),
+                secret.meta.source.clone(),
+                "it cannot be made mutable",
+            );
+        } else if before.secret_type != secret.secret_type || versions(before) != versions(secret) {
+            refuse(
+                secret.key().to_string(),
+                secret.meta.source.clone(),
+                "its data cannot change",
+            );
+        }
+    }
+    diagnostics
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,6 +736,67 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["nginx.conf"]
         );
+    }
+
+    #[test]
+    fn immutable_objects_may_go_but_not_change() {
+        let mut before = config_map("app", &[("A", "1")]);
+        before.immutable = true;
+        let old = DesiredState {
+            config_maps: vec![before.clone()],
+            ..DesiredState::default()
+        };
+        let same = DesiredState {
+            config_maps: vec![before.clone()],
+            ..DesiredState::default()
+        };
+        assert!(check_immutable(&old, &same).is_empty());
+        assert!(check_immutable(&old, &DesiredState::default()).is_empty());
+        let mut changed = before.clone();
+        changed.data.insert("A".into(), b"2".to_vec());
+        let new = DesiredState {
+            config_maps: vec![changed],
+            ..DesiredState::default()
+        };
+        let messages: Vec<String> = check_immutable(&old, &new)
+            .iter()
+            .map(|d| d.message.clone())
+            .collect();
+        assert_eq!(
+            messages,
+            vec!["ConfigMap default/app is immutable: its data cannot change"]
+        );
+        let mut mutable = before;
+        mutable.immutable = false;
+        let new = DesiredState {
+            config_maps: vec![mutable],
+            ..DesiredState::default()
+        };
+        assert_eq!(check_immutable(&old, &new).len(), 1);
+        // A Secret re-sealed for other recipients keeps its versions: no change.
+        let mut secret_before = secret("db", &[("pw", sealed("0123456789abcdef", "eA=="))]);
+        secret_before.immutable = true;
+        let mut resealed = secret_before.clone();
+        resealed
+            .data
+            .insert("pw".into(), sealed("0123456789abcdef", "eQ=="));
+        let old = DesiredState {
+            secrets: vec![secret_before],
+            ..DesiredState::default()
+        };
+        let new = DesiredState {
+            secrets: vec![resealed.clone()],
+            ..DesiredState::default()
+        };
+        assert!(check_immutable(&old, &new).is_empty());
+        resealed
+            .data
+            .insert("pw".into(), sealed("1123456789abcdef", "eQ=="));
+        let new = DesiredState {
+            secrets: vec![resealed],
+            ..DesiredState::default()
+        };
+        assert_eq!(check_immutable(&old, &new).len(), 1);
     }
 
     #[test]

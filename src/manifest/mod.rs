@@ -27,7 +27,7 @@ pub mod redact;
 mod services;
 pub(crate) mod yaml;
 
-pub use config::{consumed_changes, ConsumedChange, KeyChange};
+pub use config::{check_immutable, consumed_changes, ConsumedChange, KeyChange};
 pub use decode::default_pull_policy;
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::DesiredState;
