@@ -239,6 +239,11 @@ impl Cluster {
     }
 
     pub fn start_leader(&mut self) {
+        self.start_leader_with(&[]);
+    }
+
+    /// The leader with more arguments (`--age-identity FILE`, ...).
+    pub fn start_leader_with(&mut self, extra: &[&std::ffi::OsStr]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -248,6 +253,7 @@ impl Cluster {
             .args(["leader", "--repo"])
             .arg(&self.bare)
             .args(["--listen", &self.listen.to_string()])
+            .args(extra)
             .env("FLOTILLA_KNOWN_HOSTS", self.testbed.known_hosts())
             .env("FLOTILLA_LOCK_DIR", self.lock_dir())
             .env("FLOTILLA_LOG", "info")
