@@ -478,6 +478,7 @@ fn render_with_colour_and_manifest_diff() {
         RenderOptions {
             colour: false,
             manifest_diff: Some(&diff),
+            config_changes: None,
         },
     );
     insta::assert_snapshot!("render_plain_with_diff", plain);
@@ -486,6 +487,7 @@ fn render_with_colour_and_manifest_diff() {
         RenderOptions {
             colour: true,
             manifest_diff: Some(&diff),
+            config_changes: None,
         },
     );
     assert!(coloured.contains("\x1b[32m  + web[0]"));
