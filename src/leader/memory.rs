@@ -10,7 +10,9 @@ use crate::cluster::{ContainerState, NodeFacts, ObservedContainer};
 use crate::manifest::model::Node;
 use crate::manifest::quantity::{Bytes, CpuMillis};
 
-use crate::node::{NodeObservation, NodeOpError, NodeOps, ProbeTarget, ReplicaContainer};
+use crate::node::{
+    NodeObservation, NodeOpError, NodeOps, ProbeTarget, RegistryAuth, ReplicaContainer,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryNodes {
@@ -277,7 +279,12 @@ impl NodeOps for MemoryNodes {
         .await
     }
 
-    async fn pull_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
+    async fn pull_image(
+        &self,
+        node: &str,
+        image: &str,
+        _auth: Option<&RegistryAuth>,
+    ) -> Result<(), NodeOpError> {
         self.call(node, format!("pull {node} {image}"), |state| {
             if !state.registry_reachable {
                 return Err("registry unreachable".into());

@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::ExecConfig;
+use bollard::models::{ContainerStateStatusEnum, ExecConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptions,
-    RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptions, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -23,8 +24,9 @@ use tokio::sync::Mutex;
 use super::decode::observed_container;
 use super::image::{load_with_deadline, pull_with_deadline};
 use super::ops::{NodeObservation, ProbeTarget};
+use super::registry_auth::RegistryAuth;
 use super::session::{self, Backoff, SshHandle, SshOptions, Target};
-use super::spec::{default_tag, ReplicaContainer};
+use super::spec::{default_tag, expected_files, ContainerFileError, ReplicaContainer, FILES_LABEL};
 use super::transport::{self, BoxedIo, StreamOpener};
 use super::NodeError;
 use crate::cluster::{NodeFacts, MANAGED_LABEL};
@@ -286,50 +288,156 @@ impl NodeClient {
         Ok(NodeObservation { facts, containers })
     }
 
-    /// Creates the container. A container of that name that carries every
-    /// label of `container` is the one asked for, created before: a no-op.
-    /// One that does not (made by hand, or of another revision) is never
-    /// adopted: [`NodeError::NameInUse`] names the first label that differs.
+    /// Creates the container and places its files in it. A container of
+    /// that name that carries every label of `container` is the one asked
+    /// for, created before: a no-op (its files, if its creation was cut
+    /// before they were placed, are checked by [`Self::start`]). One that
+    /// does not (made by hand, or of another revision) is never adopted:
+    /// [`NodeError::NameInUse`] names the first label that differs.
     pub(crate) async fn create(&self, container: &ReplicaContainer) -> Result<(), NodeError> {
+        // Every archive is made first: a file that cannot be placed creates
+        // nothing.
+        let modified = std::time::SystemTime::now();
+        let archives = container
+            .files
+            .iter()
+            .map(|file| Ok((file.path.as_str(), file.archive(modified)?)))
+            .collect::<Result<Vec<_>, ContainerFileError>>()
+            .map_err(|source| NodeError::File {
+                node: self.name.clone(),
+                container: container.name.clone(),
+                source,
+            })?;
         let docker = self.docker().await?;
         let operation = format!("create {}", container.name);
-        self.bounded(&operation, self.options.request_timeout, async {
-            let options = CreateContainerOptionsBuilder::new()
-                .name(&container.name)
-                .build();
-            match docker
-                .create_container(Some(options), container.to_docker())
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(error) if status_code(&error) == Some(409) => {
-                    let existing = docker
-                        .inspect_container(&container.name, None)
-                        .await
-                        .map_err(self.docker_error(&format!("inspect {}", container.name)))?;
-                    let labels = existing
-                        .config
-                        .and_then(|config| config.labels)
-                        .unwrap_or_default();
-                    match mismatched_label(&container.labels, &labels) {
-                        None => Ok(()),
-                        Some(label) => Err(NodeError::NameInUse {
-                            node: self.name.clone(),
-                            container: container.name.clone(),
-                            label: label.to_string(),
-                        }),
+        let created = self
+            .bounded(&operation, self.options.request_timeout, async {
+                let options = CreateContainerOptionsBuilder::new()
+                    .name(&container.name)
+                    .build();
+                match docker
+                    .create_container(Some(options), container.to_docker())
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(error) if status_code(&error) == Some(409) => {
+                        let existing = docker
+                            .inspect_container(&container.name, None)
+                            .await
+                            .map_err(self.docker_error(&format!("inspect {}", container.name)))?;
+                        let labels = existing
+                            .config
+                            .and_then(|config| config.labels)
+                            .unwrap_or_default();
+                        match mismatched_label(&container.labels, &labels) {
+                            None => Ok(false),
+                            Some(label) => Err(NodeError::NameInUse {
+                                node: self.name.clone(),
+                                container: container.name.clone(),
+                                label: label.to_string(),
+                            }),
+                        }
                     }
+                    Err(error) => Err(self.docker_error(&operation)(error)),
                 }
-                Err(error) => Err(self.docker_error(&operation)(error)),
-            }
-        })
-        .await
+            })
+            .await?;
+        if created {
+            self.place_files(&docker, &container.name, archives).await?;
+        }
+        Ok(())
     }
 
-    /// Starts the container; starting a running one is a no-op.
+    /// Uploads each file's archive into the created container (Docker's
+    /// archive upload, extracted at `/`), one request per file so that a
+    /// failure names its path. On a failure the container is removed: it
+    /// is created again by the next reconcile, never started without its
+    /// files.
+    async fn place_files(
+        &self,
+        docker: &Docker,
+        container: &str,
+        archives: Vec<(&str, Vec<u8>)>,
+    ) -> Result<(), NodeError> {
+        for (path, archive) in archives {
+            let operation = format!("place {path} in {container}");
+            let options = UploadToContainerOptionsBuilder::new()
+                .path("/")
+                // A file never replaces a directory of the image, nor the
+                // reverse.
+                .no_overwrite_dir_non_dir("true")
+                .build();
+            let placed = self
+                .bounded(&operation, self.options.request_timeout, async {
+                    docker
+                        .upload_to_container(
+                            container,
+                            Some(options),
+                            bollard::body_full(archive.into()),
+                        )
+                        .await
+                        .map_err(self.docker_error(&operation))
+                })
+                .await;
+            if let Err(error) = placed {
+                let cleanup = self.remove_after_files_failed(container, &error).await;
+                return Err(NodeError::FileNotPlaced {
+                    node: self.name.clone(),
+                    container: container.to_string(),
+                    path: path.to_string(),
+                    unreachable: error.is_unreachable(),
+                    reason: error.to_string(),
+                    cleanup,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a container whose files are not all in place, and says how
+    /// that went, for the error that follows.
+    async fn remove_after_files_failed(&self, container: &str, cause: &NodeError) -> String {
+        match self.remove(container).await {
+            Ok(()) => "the container was removed, to be created again".to_string(),
+            Err(removal) => {
+                tracing::warn!(node = %self.name, container, error = %removal, %cause,
+                    "cannot remove a container whose files are not in place");
+                format!(
+                    "removing the container failed too ({removal}); it is never started \
+                     without its files"
+                )
+            }
+        }
+    }
+
+    /// Starts the container; starting a running one is a no-op. A container
+    /// never started that was created with files ([`FILES_LABEL`]) starts
+    /// only once each is in place with its mode; one lacking a file (its
+    /// creation was cut before the file was placed: the leader stopped, the
+    /// node went silent) is removed instead, to be created again.
     pub(crate) async fn start(&self, container: &str) -> Result<(), NodeError> {
         let docker = self.docker().await?;
         let operation = format!("start {container}");
+        let missing = self
+            .bounded(&operation, self.options.request_timeout, async {
+                self.missing_file(&docker, container).await
+            })
+            .await?;
+        if let Some(path) = missing {
+            let cause = NodeError::FileMissing {
+                node: self.name.clone(),
+                container: container.to_string(),
+                path: path.clone(),
+                cleanup: String::new(),
+            };
+            let cleanup = self.remove_after_files_failed(container, &cause).await;
+            return Err(NodeError::FileMissing {
+                node: self.name.clone(),
+                container: container.to_string(),
+                path,
+                cleanup,
+            });
+        }
         self.bounded(&operation, self.options.request_timeout, async {
             match docker.start_container(container, None).await {
                 Ok(()) => Ok(()),
@@ -338,6 +446,57 @@ impl NodeClient {
             }
         })
         .await
+    }
+
+    /// The first file a never-started container lacks (absent, not a
+    /// regular file, or of another mode), if any. A container started
+    /// before had its files when it first started.
+    async fn missing_file(
+        &self,
+        docker: &Docker,
+        container: &str,
+    ) -> Result<Option<String>, NodeError> {
+        let inspected = match docker.inspect_container(container, None).await {
+            Ok(inspected) => inspected,
+            // Docker's start says it better.
+            Err(error) if status_code(&error) == Some(404) => return Ok(None),
+            Err(error) => return Err(self.docker_error(&format!("inspect {container}"))(error)),
+        };
+        let never_started = inspected
+            .state
+            .and_then(|state| state.status)
+            .is_some_and(|status| status == ContainerStateStatusEnum::CREATED);
+        let label = inspected
+            .config
+            .and_then(|config| config.labels)
+            .and_then(|mut labels| labels.remove(FILES_LABEL));
+        let (true, Some(label)) = (never_started, label) else {
+            return Ok(None);
+        };
+        let Some(files) = expected_files(&label) else {
+            return Ok(Some(format!("(label {FILES_LABEL} does not decode)")));
+        };
+        for (path, mode) in files {
+            let options = ContainerArchiveInfoOptionsBuilder::new()
+                .path(&path)
+                .build();
+            match docker
+                .get_container_archive_info(container, Some(options))
+                .await
+            {
+                // Go's FileMode: the permission bits, and no type bit for a
+                // regular file.
+                Ok(stat) if stat.file_mode == mode => {}
+                Ok(_) => return Ok(Some(path)),
+                Err(error) if status_code(&error) == Some(404) => return Ok(Some(path)),
+                Err(error) => {
+                    return Err(self.docker_error(&format!("stat {path} in {container}"))(
+                        error,
+                    ))
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Stops the container: SIGTERM, then SIGKILL after `grace`, or after
@@ -624,11 +783,12 @@ impl NodeClient {
         .await
     }
 
-    /// Pulls `image` from its registry through the node's Docker, given up
-    /// after `deadline` without progress.
+    /// Pulls `image` from its registry through the node's Docker, with
+    /// `auth` when given, given up after `deadline` without progress.
     pub(crate) async fn pull_image(
         &self,
         image: &str,
+        auth: Option<&RegistryAuth>,
         deadline: Duration,
     ) -> Result<(), NodeError> {
         let image = self.checked_image(image)?;
@@ -637,7 +797,7 @@ impl NodeClient {
         if let Some(tag) = default_tag(image) {
             options = options.tag(tag);
         }
-        pull_with_deadline(&docker, &self.name, image, options.build(), deadline).await
+        pull_with_deadline(&docker, &self.name, image, options.build(), auth, deadline).await
     }
 
     /// Ships `image` from the Docker at `source_socket` (the leader's) into
