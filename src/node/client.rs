@@ -381,12 +381,16 @@ impl NodeClient {
                 .await;
             if let Err(error) = placed {
                 let cleanup = self.remove_after_files_failed(container, &error).await;
+                // What went wrong, without the node and operation the
+                // error names again.
+                let reason = error.to_string();
+                let prefix = format!("node {}: {operation}: ", self.name);
                 return Err(NodeError::FileNotPlaced {
                     node: self.name.clone(),
                     container: container.to_string(),
                     path: path.to_string(),
                     unreachable: error.is_unreachable(),
-                    reason: error.to_string(),
+                    reason: reason.strip_prefix(&prefix).unwrap_or(&reason).to_string(),
                     cleanup,
                 });
             }

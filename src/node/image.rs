@@ -159,9 +159,8 @@ fn pull_error(
                 )
             }
             Some(auth) => format!("with a token for {}", auth.server_address),
-            None => {
-                "without credentials (no imagePullSecrets entry matches its registry)".to_string()
-            }
+            None => "without credentials (the pod's imagePullSecrets hold none for its registry)"
+                .to_string(),
         },
         reason: source.to_string(),
     }
