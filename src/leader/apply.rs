@@ -529,6 +529,30 @@ mod tests {
         assert_eq!(nodes.state.lock().unwrap().containers["n1"].len(), 10);
     }
 
+    #[tokio::test]
+    async fn a_pull_sends_the_containers_registry_credentials() {
+        let nodes = MemoryNodes::default();
+        nodes.state.lock().unwrap().registry_reachable = true;
+        let mut step = replica("n1", 0);
+        let Operation::CreateReplica { containers, .. } = &mut step.operation else {
+            unreachable!("a replica is created");
+        };
+        containers[0].pull_auth = Some(crate::node::RegistryAuth {
+            server_address: "registry.example".into(),
+            username: "robot".into(),
+            password: crate::manifest::model::Sensitive::new(b"hunter2".to_vec()),
+            identity_token: None,
+            registry_token: None,
+        });
+        let (report, _) = run(&nodes, vec![step], &[]).await;
+        assert_eq!(report.succeeded, 1, "{:?}", report.failed);
+        let log = nodes.state.lock().unwrap().log.clone();
+        assert!(
+            log.contains(&"pull n1 flotilla-test:1 as robot".to_string()),
+            "{log:?}"
+        );
+    }
+
     /// Regression (issue 10, item 10): any image the leader's Docker held
     /// was shipped to any node a push declared.
     #[tokio::test]

@@ -283,9 +283,14 @@ impl NodeOps for MemoryNodes {
         &self,
         node: &str,
         image: &str,
-        _auth: Option<&RegistryAuth>,
+        auth: Option<&RegistryAuth>,
     ) -> Result<(), NodeOpError> {
-        self.call(node, format!("pull {node} {image}"), |state| {
+        // The user a pull authenticates as, never the password.
+        let call = match auth {
+            Some(auth) => format!("pull {node} {image} as {}", auth.username),
+            None => format!("pull {node} {image}"),
+        };
+        self.call(node, call, |state| {
             if !state.registry_reachable {
                 return Err("registry unreachable".into());
             }
