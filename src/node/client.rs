@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::{ContainerStateStatusEnum, ExecConfig};
+use bollard::models::ExecConfig;
 use bollard::query_parameters::{
-    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptions, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptions,
+    RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -26,7 +25,7 @@ use super::image::{load_with_deadline, pull_with_deadline};
 use super::ops::{NodeObservation, ProbeTarget};
 use super::registry_auth::RegistryAuth;
 use super::session::{self, Backoff, SshHandle, SshOptions, Target};
-use super::spec::{default_tag, expected_files, ContainerFileError, ReplicaContainer, FILES_LABEL};
+use super::spec::{default_tag, ContainerFileError, ReplicaContainer};
 use super::transport::{self, BoxedIo, StreamOpener};
 use super::NodeError;
 use crate::cluster::{NodeFacts, MANAGED_LABEL};
@@ -96,6 +95,11 @@ impl NodeClient {
             options,
             sessions_opened: AtomicU64::new(0),
         }
+    }
+
+    /// How long a request that should answer at once may take.
+    pub(super) fn request_timeout(&self) -> Duration {
+        self.options.request_timeout
     }
 
     /// How many SSH sessions (handshakes) this client has opened so far.
@@ -348,74 +352,8 @@ impl NodeClient {
         Ok(())
     }
 
-    /// Uploads each file's archive into the created container (Docker's
-    /// archive upload, extracted at `/`), one request per file so that a
-    /// failure names its path. On a failure the container is removed: it
-    /// is created again by the next reconcile, never started without its
-    /// files.
-    async fn place_files(
-        &self,
-        docker: &Docker,
-        container: &str,
-        archives: Vec<(&str, Vec<u8>)>,
-    ) -> Result<(), NodeError> {
-        for (path, archive) in archives {
-            let operation = format!("place {path} in {container}");
-            let options = UploadToContainerOptionsBuilder::new()
-                .path("/")
-                // A file never replaces a directory of the image, nor the
-                // reverse.
-                .no_overwrite_dir_non_dir("true")
-                .build();
-            let placed = self
-                .bounded(&operation, self.options.request_timeout, async {
-                    docker
-                        .upload_to_container(
-                            container,
-                            Some(options),
-                            bollard::body_full(archive.into()),
-                        )
-                        .await
-                        .map_err(self.docker_error(&operation))
-                })
-                .await;
-            if let Err(error) = placed {
-                let cleanup = self.remove_after_files_failed(container, &error).await;
-                // What went wrong, without the node and operation the
-                // error names again.
-                let reason = error.to_string();
-                let prefix = format!("node {}: {operation}: ", self.name);
-                return Err(NodeError::FileNotPlaced {
-                    node: self.name.clone(),
-                    container: container.to_string(),
-                    path: path.to_string(),
-                    unreachable: error.is_unreachable(),
-                    reason: reason.strip_prefix(&prefix).unwrap_or(&reason).to_string(),
-                    cleanup,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes a container whose files are not all in place, and says how
-    /// that went, for the error that follows.
-    async fn remove_after_files_failed(&self, container: &str, cause: &NodeError) -> String {
-        match self.remove(container).await {
-            Ok(()) => "the container was removed, to be created again".to_string(),
-            Err(removal) => {
-                tracing::warn!(node = %self.name, container, error = %removal, %cause,
-                    "cannot remove a container whose files are not in place");
-                format!(
-                    "removing the container failed too ({removal}); it is never started \
-                     without its files"
-                )
-            }
-        }
-    }
-
     /// Starts the container; starting a running one is a no-op. A container
-    /// never started that was created with files ([`FILES_LABEL`]) starts
+    /// never started that was created with files ([`super::spec::FILES_LABEL`]) starts
     /// only once each is in place with its mode; one lacking a file (its
     /// creation was cut before the file was placed: the leader stopped, the
     /// node went silent) is removed instead, to be created again.
@@ -450,57 +388,6 @@ impl NodeClient {
             }
         })
         .await
-    }
-
-    /// The first file a never-started container lacks (absent, not a
-    /// regular file, or of another mode), if any. A container started
-    /// before had its files when it first started.
-    async fn missing_file(
-        &self,
-        docker: &Docker,
-        container: &str,
-    ) -> Result<Option<String>, NodeError> {
-        let inspected = match docker.inspect_container(container, None).await {
-            Ok(inspected) => inspected,
-            // Docker's start says it better.
-            Err(error) if status_code(&error) == Some(404) => return Ok(None),
-            Err(error) => return Err(self.docker_error(&format!("inspect {container}"))(error)),
-        };
-        let never_started = inspected
-            .state
-            .and_then(|state| state.status)
-            .is_some_and(|status| status == ContainerStateStatusEnum::CREATED);
-        let label = inspected
-            .config
-            .and_then(|config| config.labels)
-            .and_then(|mut labels| labels.remove(FILES_LABEL));
-        let (true, Some(label)) = (never_started, label) else {
-            return Ok(None);
-        };
-        let Some(files) = expected_files(&label) else {
-            return Ok(Some(format!("(label {FILES_LABEL} does not decode)")));
-        };
-        for (path, mode) in files {
-            let options = ContainerArchiveInfoOptionsBuilder::new()
-                .path(&path)
-                .build();
-            match docker
-                .get_container_archive_info(container, Some(options))
-                .await
-            {
-                // Go's FileMode: the permission bits, and no type bit for a
-                // regular file.
-                Ok(stat) if stat.file_mode == mode => {}
-                Ok(_) => return Ok(Some(path)),
-                Err(error) if status_code(&error) == Some(404) => return Ok(Some(path)),
-                Err(error) => {
-                    return Err(self.docker_error(&format!("stat {path} in {container}"))(
-                        error,
-                    ))
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Stops the container: SIGTERM, then SIGKILL after `grace`, or after

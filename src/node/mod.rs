@@ -16,6 +16,7 @@
 mod client;
 mod decode;
 mod events;
+mod files;
 mod image;
 pub(crate) mod known_hosts;
 mod ops;
