@@ -257,9 +257,7 @@ async fn run_step<N: NodeOps>(
     match &step.operation {
         Operation::CreateReplica { containers, start } => {
             for container in containers {
-                images
-                    .ensure(nodes, node, &container.image, container.pull_policy, events)
-                    .await?;
+                images.ensure(nodes, node, container, events).await?;
             }
             for container in containers {
                 nodes.create(node, container).await?;
@@ -302,14 +300,16 @@ struct ImageCache {
 type NodeImage = (String, String);
 
 impl ImageCache {
+    /// Makes `container`'s image present on `node`, pulled (with the
+    /// container's credentials) as its pull policy says.
     async fn ensure<N: NodeOps>(
         &self,
         nodes: &N,
         node: &str,
-        image: &str,
-        policy: PullPolicy,
+        container: &ReplicaContainer,
         events: &mpsc::UnboundedSender<ApplyEvent>,
     ) -> Result<(), NodeOpError> {
+        let image = container.image.as_str();
         let key = (node.to_string(), image.to_string());
         let lock = Arc::clone(self.locks.lock().await.entry(key.clone()).or_default());
         let _guard = lock.lock().await;
@@ -317,10 +317,24 @@ impl ImageCache {
             return Ok(());
         }
         let shippable = self.policy.may_ship(image);
-        ensure_image(nodes, node, image, policy, shippable, events).await?;
+        let pull = Pull {
+            image,
+            policy: container.pull_policy,
+            auth: container.pull_auth.as_ref(),
+        };
+        ensure_image(nodes, node, &pull, shippable, events).await?;
         self.ready.lock().await.insert(key);
         Ok(())
     }
+}
+
+/// An image to make present, as one container asks for it.
+#[derive(Clone, Copy)]
+struct Pull<'a> {
+    image: &'a str,
+    policy: PullPolicy,
+    /// The container's registry credentials (`imagePullSecrets`).
+    auth: Option<&'a crate::node::RegistryAuth>,
 }
 
 /// imagePullPolicy, with the leader's own copy as the registry of last
@@ -329,11 +343,15 @@ impl ImageCache {
 async fn ensure_image<N: NodeOps>(
     nodes: &N,
     node: &str,
-    image: &str,
-    policy: PullPolicy,
+    pull: &Pull<'_>,
     shippable: bool,
     events: &mpsc::UnboundedSender<ApplyEvent>,
 ) -> Result<(), NodeOpError> {
+    let Pull {
+        image,
+        policy,
+        auth,
+    } = *pull;
     let present = nodes.has_image(node, image).await?;
     match policy {
         PullPolicy::Never if present => return Ok(()),
@@ -347,7 +365,7 @@ async fn ensure_image<N: NodeOps>(
         PullPolicy::IfNotPresent if present => return Ok(()),
         PullPolicy::IfNotPresent | PullPolicy::Always => {}
     }
-    let pull_error = match nodes.pull_image(node, image).await {
+    let pull_error = match nodes.pull_image(node, image, auth).await {
         Ok(()) => return Ok(()),
         Err(error) => error,
     };
@@ -509,6 +527,30 @@ mod tests {
         let (report, _) = run(&nodes, steps, &[]).await;
         assert_eq!(report.succeeded, 20);
         assert_eq!(nodes.state.lock().unwrap().containers["n1"].len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_pull_sends_the_containers_registry_credentials() {
+        let nodes = MemoryNodes::default();
+        nodes.state.lock().unwrap().registry_reachable = true;
+        let mut step = replica("n1", 0);
+        let Operation::CreateReplica { containers, .. } = &mut step.operation else {
+            unreachable!("a replica is created");
+        };
+        containers[0].pull_auth = Some(crate::node::RegistryAuth {
+            server_address: "registry.example".into(),
+            username: "robot".into(),
+            password: crate::manifest::model::Sensitive::new(b"hunter2".to_vec()),
+            identity_token: None,
+            registry_token: None,
+        });
+        let (report, _) = run(&nodes, vec![step], &[]).await;
+        assert_eq!(report.succeeded, 1, "{:?}", report.failed);
+        let log = nodes.state.lock().unwrap().log.clone();
+        assert!(
+            log.contains(&"pull n1 flotilla-test:1 as robot".to_string()),
+            "{log:?}"
+        );
     }
 
     /// Regression (issue 10, item 10): any image the leader's Docker held

@@ -10,7 +10,9 @@ use crate::cluster::{ContainerState, NodeFacts, ObservedContainer};
 use crate::manifest::model::Node;
 use crate::manifest::quantity::{Bytes, CpuMillis};
 
-use crate::node::{NodeObservation, NodeOpError, NodeOps, ProbeTarget, ReplicaContainer};
+use crate::node::{
+    NodeObservation, NodeOpError, NodeOps, ProbeTarget, RegistryAuth, ReplicaContainer,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryNodes {
@@ -277,8 +279,18 @@ impl NodeOps for MemoryNodes {
         .await
     }
 
-    async fn pull_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
-        self.call(node, format!("pull {node} {image}"), |state| {
+    async fn pull_image(
+        &self,
+        node: &str,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), NodeOpError> {
+        // The user a pull authenticates as, never the password.
+        let call = match auth {
+            Some(auth) => format!("pull {node} {image} as {}", auth.username),
+            None => format!("pull {node} {image}"),
+        };
+        self.call(node, call, |state| {
             if !state.registry_reachable {
                 return Err("registry unreachable".into());
             }

@@ -12,7 +12,7 @@
 
 use crate::cluster::ManagedLabels;
 use crate::manifest::model::{Container, DesiredState, PodTemplate, Protocol, RestartPolicy};
-use crate::node::{DockerRestartPolicy, PortBinding, ReplicaContainer};
+use crate::node::{ContainerEnv, DockerRestartPolicy, PortBinding, ReplicaContainer};
 
 /// What a pod is told of the Services when it is created: the proxy's DNS
 /// server with Kubernetes' search path, and Kubernetes' environment
@@ -137,12 +137,15 @@ pub fn replica_containers(
                 env: discovery
                     .env
                     .iter()
-                    .cloned()
+                    .map(|assignment| {
+                        let (name, value) = assignment.split_once('=').unwrap_or((assignment, ""));
+                        ContainerEnv::plain(name, value)
+                    })
                     .chain(
                         container
                             .env
                             .iter()
-                            .map(|e| format!("{}={}", e.name, e.value)),
+                            .map(|e| ContainerEnv::plain(&e.name, &e.value)),
                     )
                     .collect(),
                 labels: container_labels.to_docker_labels(),
@@ -182,6 +185,8 @@ pub fn replica_containers(
                 } else {
                     Vec::new()
                 },
+                files: Vec::new(),
+                pull_auth: None,
                 name,
             }
         })
@@ -303,7 +308,7 @@ mod tests {
         assert_eq!(c.name, "flotilla.deployment.default.web.1.0123456789.httpd");
         assert_eq!(c.entrypoint.as_deref(), Some(&["httpd".to_string()][..]));
         assert_eq!(c.cmd.as_ref().map(Vec::len), Some(3));
-        assert_eq!(c.env, ["A=b c"]);
+        assert_eq!(c.env, [ContainerEnv::plain("A", "b c")]);
         assert_eq!(
             c.port_bindings,
             [PortBinding {
@@ -490,7 +495,7 @@ mod tests {
         );
         assert!(containers[1]
             .env
-            .contains(&"MY_DB_SERVICE_HOST=10.96.0.20".to_string()));
+            .contains(&ContainerEnv::plain("MY_DB_SERVICE_HOST", "10.96.0.20")));
 
         let without = ServiceDiscovery::for_namespace(&DesiredState::default(), "default");
         assert_eq!(without, ServiceDiscovery::default());

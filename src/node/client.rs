@@ -23,8 +23,9 @@ use tokio::sync::Mutex;
 use super::decode::observed_container;
 use super::image::{load_with_deadline, pull_with_deadline};
 use super::ops::{NodeObservation, ProbeTarget};
+use super::registry_auth::RegistryAuth;
 use super::session::{self, Backoff, SshHandle, SshOptions, Target};
-use super::spec::{default_tag, ReplicaContainer};
+use super::spec::{default_tag, ContainerFileError, ReplicaContainer};
 use super::transport::{self, BoxedIo, StreamOpener};
 use super::NodeError;
 use crate::cluster::{NodeFacts, MANAGED_LABEL};
@@ -94,6 +95,11 @@ impl NodeClient {
             options,
             sessions_opened: AtomicU64::new(0),
         }
+    }
+
+    /// How long a request that should answer at once may take.
+    pub(super) fn request_timeout(&self) -> Duration {
+        self.options.request_timeout
     }
 
     /// How many SSH sessions (handshakes) this client has opened so far.
@@ -286,50 +292,94 @@ impl NodeClient {
         Ok(NodeObservation { facts, containers })
     }
 
-    /// Creates the container. A container of that name that carries every
-    /// label of `container` is the one asked for, created before: a no-op.
-    /// One that does not (made by hand, or of another revision) is never
-    /// adopted: [`NodeError::NameInUse`] names the first label that differs.
+    /// Creates the container and places its files in it. A container of
+    /// that name that carries every label of `container` is the one asked
+    /// for, created before: a no-op (its files, if its creation was cut
+    /// before they were placed, are checked by [`Self::start`]). One that
+    /// does not (made by hand, or of another revision) is never adopted:
+    /// [`NodeError::NameInUse`] names the first label that differs.
     pub(crate) async fn create(&self, container: &ReplicaContainer) -> Result<(), NodeError> {
+        // Every archive is made first: a file that cannot be placed creates
+        // nothing.
+        let modified = std::time::SystemTime::now();
+        let archives = container
+            .files
+            .iter()
+            .map(|file| Ok((file.path.as_str(), file.archive(modified)?)))
+            .collect::<Result<Vec<_>, ContainerFileError>>()
+            .map_err(|source| NodeError::File {
+                node: self.name.clone(),
+                container: container.name.clone(),
+                source,
+            })?;
         let docker = self.docker().await?;
         let operation = format!("create {}", container.name);
-        self.bounded(&operation, self.options.request_timeout, async {
-            let options = CreateContainerOptionsBuilder::new()
-                .name(&container.name)
-                .build();
-            match docker
-                .create_container(Some(options), container.to_docker())
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(error) if status_code(&error) == Some(409) => {
-                    let existing = docker
-                        .inspect_container(&container.name, None)
-                        .await
-                        .map_err(self.docker_error(&format!("inspect {}", container.name)))?;
-                    let labels = existing
-                        .config
-                        .and_then(|config| config.labels)
-                        .unwrap_or_default();
-                    match mismatched_label(&container.labels, &labels) {
-                        None => Ok(()),
-                        Some(label) => Err(NodeError::NameInUse {
-                            node: self.name.clone(),
-                            container: container.name.clone(),
-                            label: label.to_string(),
-                        }),
+        let created = self
+            .bounded(&operation, self.options.request_timeout, async {
+                let options = CreateContainerOptionsBuilder::new()
+                    .name(&container.name)
+                    .build();
+                match docker
+                    .create_container(Some(options), container.to_docker())
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(error) if status_code(&error) == Some(409) => {
+                        let existing = docker
+                            .inspect_container(&container.name, None)
+                            .await
+                            .map_err(self.docker_error(&format!("inspect {}", container.name)))?;
+                        let labels = existing
+                            .config
+                            .and_then(|config| config.labels)
+                            .unwrap_or_default();
+                        match mismatched_label(&container.labels, &labels) {
+                            None => Ok(false),
+                            Some(label) => Err(NodeError::NameInUse {
+                                node: self.name.clone(),
+                                container: container.name.clone(),
+                                label: label.to_string(),
+                            }),
+                        }
                     }
+                    Err(error) => Err(self.docker_error(&operation)(error)),
                 }
-                Err(error) => Err(self.docker_error(&operation)(error)),
-            }
-        })
-        .await
+            })
+            .await?;
+        if created {
+            self.place_files(&docker, &container.name, archives).await?;
+        }
+        Ok(())
     }
 
-    /// Starts the container; starting a running one is a no-op.
+    /// Starts the container; starting a running one is a no-op. A container
+    /// never started that was created with files ([`super::spec::FILES_LABEL`]) starts
+    /// only once each is in place with its mode; one lacking a file (its
+    /// creation was cut before the file was placed: the leader stopped, the
+    /// node went silent) is removed instead, to be created again.
     pub(crate) async fn start(&self, container: &str) -> Result<(), NodeError> {
         let docker = self.docker().await?;
         let operation = format!("start {container}");
+        let missing = self
+            .bounded(&operation, self.options.request_timeout, async {
+                self.missing_file(&docker, container).await
+            })
+            .await?;
+        if let Some(path) = missing {
+            let cause = NodeError::FileMissing {
+                node: self.name.clone(),
+                container: container.to_string(),
+                path: path.clone(),
+                cleanup: String::new(),
+            };
+            let cleanup = self.remove_after_files_failed(container, &cause).await;
+            return Err(NodeError::FileMissing {
+                node: self.name.clone(),
+                container: container.to_string(),
+                path,
+                cleanup,
+            });
+        }
         self.bounded(&operation, self.options.request_timeout, async {
             match docker.start_container(container, None).await {
                 Ok(()) => Ok(()),
@@ -624,11 +674,12 @@ impl NodeClient {
         .await
     }
 
-    /// Pulls `image` from its registry through the node's Docker, given up
-    /// after `deadline` without progress.
+    /// Pulls `image` from its registry through the node's Docker, with
+    /// `auth` when given, given up after `deadline` without progress.
     pub(crate) async fn pull_image(
         &self,
         image: &str,
+        auth: Option<&RegistryAuth>,
         deadline: Duration,
     ) -> Result<(), NodeError> {
         let image = self.checked_image(image)?;
@@ -637,7 +688,7 @@ impl NodeClient {
         if let Some(tag) = default_tag(image) {
             options = options.tag(tag);
         }
-        pull_with_deadline(&docker, &self.name, image, options.build(), deadline).await
+        pull_with_deadline(&docker, &self.name, image, options.build(), auth, deadline).await
     }
 
     /// Ships `image` from the Docker at `source_socket` (the leader's) into

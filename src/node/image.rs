@@ -12,26 +12,29 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::registry_auth::RegistryAuth;
 use super::NodeError;
 
 /// How long an image pull or shipment may go without progress.
 pub(crate) const IMAGE_PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Pulls `image` on `node`, given up when Docker reports no progress for
-/// `deadline` (Docker streams a progress message for every layer step).
+/// Pulls `image` on `node`, with `auth` when given (else anonymously),
+/// given up when Docker reports no progress for `deadline` (Docker streams a
+/// progress message for every layer step).
 pub(crate) async fn pull_with_deadline(
     docker: &Docker,
     node: &str,
     image: &str,
     options: CreateImageOptions,
+    auth: Option<&RegistryAuth>,
     deadline: Duration,
 ) -> Result<(), NodeError> {
     let what = format!("pull {image}");
-    let mut progress = docker.create_image(Some(options), None, None);
+    let mut progress = docker.create_image(Some(options), None, auth.map(RegistryAuth::to_docker));
     loop {
         match tokio::time::timeout(deadline, progress.next()).await {
             Ok(Some(item)) => {
-                item.map_err(|source| docker_error(node, &what, source))?;
+                item.map_err(|source| pull_error(node, image, auth, source))?;
             }
             Ok(None) => return Ok(()),
             Err(_) => return Err(stalled(node, &what, deadline)),
@@ -116,6 +119,50 @@ fn stalled(node: &str, operation: &str, deadline: Duration) -> NodeError {
         node: node.to_string(),
         operation: operation.to_string(),
         deadline,
+    }
+}
+
+/// A failed pull; a registry's refusal says which credentials it refused.
+fn pull_error(
+    node: &str,
+    image: &str,
+    auth: Option<&RegistryAuth>,
+    source: bollard::errors::Error,
+) -> NodeError {
+    let refused = match &source {
+        bollard::errors::Error::DockerResponseServerError { message, .. }
+        | bollard::errors::Error::DockerStreamError { error: message } => {
+            let message = message.to_ascii_lowercase();
+            [
+                "unauthorized",
+                "no basic auth credentials",
+                "authentication required",
+                "access denied",
+                "denied:",
+            ]
+            .iter()
+            .any(|word| message.contains(word))
+        }
+        _ => false,
+    };
+    if !refused {
+        return docker_error(node, &format!("pull {image}"), source);
+    }
+    NodeError::PullRefused {
+        node: node.to_string(),
+        image: image.to_string(),
+        credentials: match auth {
+            Some(auth) if !auth.username.is_empty() => {
+                format!(
+                    "with the credentials of user {} for {}",
+                    auth.username, auth.server_address
+                )
+            }
+            Some(auth) => format!("with a token for {}", auth.server_address),
+            None => "without credentials (the pod's imagePullSecrets hold none for its registry)"
+                .to_string(),
+        },
+        reason: source.to_string(),
     }
 }
 
@@ -209,6 +256,7 @@ mod tests {
                 "n1",
                 "stalled:1",
                 pull_options("stalled"),
+                None,
                 deadline,
             ),
         )
@@ -234,6 +282,7 @@ mod tests {
             "n1",
             "slow:1",
             pull_options("slow"),
+            None,
             Duration::from_secs(1),
         )
         .await

@@ -16,10 +16,12 @@
 mod client;
 mod decode;
 mod events;
+mod files;
 mod image;
 pub(crate) mod known_hosts;
 mod ops;
 mod proxy;
+pub mod registry_auth;
 mod runtime;
 mod session;
 mod spec;
@@ -29,9 +31,13 @@ use std::time::Duration;
 
 pub use ops::{NodeObservation, NodeOpError, NodeOps, ProbeTarget};
 pub use proxy::{ProxyImage, ProxyImageError, PROXY_LABEL};
+pub use registry_auth::{DockerConfigError, RegistryAuth};
 pub use runtime::Nodes;
 pub use session::SshOptions;
-pub use spec::{DockerRestartPolicy, PortBinding, ReplicaContainer};
+pub use spec::{
+    ContainerEnv, ContainerFile, ContainerFileError, DockerRestartPolicy, EnvValue, PortBinding,
+    ReplicaContainer,
+};
 
 /// Everything that can go wrong talking to a node; each names the node.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +182,40 @@ pub enum NodeError {
     },
     #[error("node {node}: not observed yet, so no connection to it is known")]
     NotObserved { node: String },
+    #[error("node {node}: container {container}: {source}")]
+    File {
+        node: String,
+        container: String,
+        source: spec::ContainerFileError,
+    },
+    #[error("node {node}: cannot place {path} in container {container} ({reason}); {cleanup}")]
+    FileNotPlaced {
+        node: String,
+        container: String,
+        path: String,
+        /// The upload's error (Docker's, or no answer in time).
+        reason: String,
+        /// What became of the container.
+        cleanup: String,
+        unreachable: bool,
+    },
+    #[error("node {node}: container {container} was never started and lacks its file {path} (its creation was cut before the file was placed); {cleanup}")]
+    FileMissing {
+        node: String,
+        container: String,
+        path: String,
+        cleanup: String,
+    },
+    #[error(
+        "node {node}: the registry refused to let image {image} be pulled {credentials}: {reason}"
+    )]
+    PullRefused {
+        node: String,
+        image: String,
+        /// Which credentials were refused (never their secret part).
+        credentials: String,
+        reason: String,
+    },
 }
 
 impl NodeError {
@@ -207,6 +247,10 @@ impl NodeError {
             | NodeError::PortNotPublished { node, .. }
             | NodeError::NoAddress { node, .. }
             | NodeError::Proxy { node, .. }
+            | NodeError::File { node, .. }
+            | NodeError::FileNotPlaced { node, .. }
+            | NodeError::FileMissing { node, .. }
+            | NodeError::PullRefused { node, .. }
             | NodeError::NotObserved { node } => node,
         }
     }
@@ -225,7 +269,11 @@ impl NodeError {
                 | bollard::errors::Error::RequestTimeoutError => true,
                 _ => false,
             },
+            NodeError::FileNotPlaced { unreachable, .. } => *unreachable,
             NodeError::Stalled { .. }
+            | NodeError::File { .. }
+            | NodeError::FileMissing { .. }
+            | NodeError::PullRefused { .. }
             | NodeError::NameInUse { .. }
             | NodeError::InvalidImage { .. }
             | NodeError::LeaderDocker { .. }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::cluster::{NodeFacts, ObservedContainer};
 use crate::manifest::model::Node;
 
+use super::registry_auth::RegistryAuth;
 use super::spec::ReplicaContainer;
 use super::NodeError;
 
@@ -123,11 +124,13 @@ pub trait NodeOps: Send + Sync + 'static {
         image: &str,
     ) -> impl Future<Output = Result<bool, NodeOpError>> + Send;
 
-    /// Pulls from the image's registry, through the node's Docker.
+    /// Pulls from the image's registry, through the node's Docker, with
+    /// `auth` when given (from the pod's `imagePullSecrets`).
     fn pull_image(
         &self,
         node: &str,
         image: &str,
+        auth: Option<&RegistryAuth>,
     ) -> impl Future<Output = Result<(), NodeOpError>> + Send;
 
     /// Copies the image from the leader's own Docker to the node's.

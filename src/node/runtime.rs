@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use super::client::NodeClient;
 use super::image::IMAGE_PROGRESS_DEADLINE;
 use super::ops::{NodeObservation, NodeOpError, NodeOps, ProbeTarget};
+use super::registry_auth::RegistryAuth;
 use super::session::SshOptions;
 use super::spec::ReplicaContainer;
 use super::NodeError;
@@ -157,10 +158,15 @@ impl NodeOps for Nodes {
         Ok(self.client(node)?.has_image(image).await?)
     }
 
-    async fn pull_image(&self, node: &str, image: &str) -> Result<(), NodeOpError> {
+    async fn pull_image(
+        &self,
+        node: &str,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), NodeOpError> {
         Ok(self
             .client(node)?
-            .pull_image(image, IMAGE_PROGRESS_DEADLINE)
+            .pull_image(image, auth, IMAGE_PROGRESS_DEADLINE)
             .await?)
     }
 
@@ -313,7 +319,7 @@ mod tests {
         for image in ["x/../../containers/json?", "app:1?x", "a b"] {
             for result in [
                 nodes.has_image("n1", image).await.map(|_| ()),
-                nodes.pull_image("n1", image).await,
+                nodes.pull_image("n1", image, None).await,
                 nodes.ship_image("n1", image).await,
                 nodes.remove_image("n1", image).await.map(|_| ()),
             ] {

@@ -1,14 +1,21 @@
 //! What to create: the one description of a container the runtime takes
-//! (computed from a pod template by `leader::spec`), and its Docker form.
+//! (computed from a pod template by `leader::spec`), and its Docker form:
+//! the create request, and the archive of the files placed in the container
+//! before it starts. Secret values ride in [`Sensitive`], so a
+//! `ReplicaContainer` printed with `{:?}` (a plan step, a log line) shows
+//! `(sensitive value)` in their place.
 
 use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding as DockerPortBinding, RestartPolicy,
     RestartPolicyNameEnum,
 };
 
-use crate::manifest::model::{Protocol, PullPolicy};
+use crate::manifest::model::{Protocol, PullPolicy, Sensitive};
+
+use super::registry_auth::RegistryAuth;
 
 /// One Docker container to create on a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,8 +28,9 @@ pub struct ReplicaContainer {
     pub entrypoint: Option<Vec<String>>,
     /// Docker's cmd; `None` keeps the image's (unless an entrypoint is set).
     pub cmd: Option<Vec<String>>,
-    /// `NAME=value`.
-    pub env: Vec<String>,
+    /// The environment, in order (a later entry of a name wins, as in
+    /// Docker and Kubernetes).
+    pub env: Vec<ContainerEnv>,
     pub labels: HashMap<String, String>,
     pub working_dir: Option<String>,
     /// Set on the pod's first container only (the others share its UTS
@@ -48,6 +56,79 @@ pub struct ReplicaContainer {
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
+    /// Files placed in the container after it is created and before it
+    /// starts (a pod's configMap and secret volumes).
+    pub files: Vec<ContainerFile>,
+    /// The registry credentials to pull `image` with (from the pod's
+    /// `imagePullSecrets`); anonymous when `None`.
+    pub pull_auth: Option<RegistryAuth>,
+}
+
+/// One environment variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerEnv {
+    pub name: String,
+    pub value: EnvValue,
+}
+
+/// An environment variable's value: in clear, or from a Secret (never
+/// printed; given to Docker only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvValue {
+    Plain(String),
+    Sensitive(Sensitive),
+}
+
+impl ContainerEnv {
+    pub fn plain(name: impl Into<String>, value: impl Into<String>) -> ContainerEnv {
+        ContainerEnv {
+            name: name.into(),
+            value: EnvValue::Plain(value.into()),
+        }
+    }
+
+    pub fn sensitive(name: impl Into<String>, value: Sensitive) -> ContainerEnv {
+        ContainerEnv {
+            name: name.into(),
+            value: EnvValue::Sensitive(value),
+        }
+    }
+
+    /// Docker's `NAME=value`. Docker's API carries the environment as JSON
+    /// strings, so bytes that are not UTF-8 are replaced (U+FFFD): the
+    /// leader refuses such a value from a Secret before it gets here.
+    fn to_docker(&self) -> String {
+        match &self.value {
+            EnvValue::Plain(value) => format!("{}={value}", self.name),
+            EnvValue::Sensitive(value) => {
+                format!("{}={}", self.name, String::from_utf8_lossy(value.expose()))
+            }
+        }
+    }
+}
+
+/// A file to place in the container before it starts: owned by root, with
+/// `mode`; the directories above it that the image lacks are created by
+/// Docker, owned by root, mode 0755.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerFile {
+    /// Absolute, normalized (no `.`, `..` or empty component).
+    pub path: String,
+    /// Permission bits (0 to 0o777), as a volume's `defaultMode` or an
+    /// item's `mode`.
+    pub mode: u32,
+    pub content: Sensitive,
+}
+
+/// Why a file cannot be placed; the content is never part of it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ContainerFileError {
+    #[error("{path}: a file's path must be absolute, without `.`, `..` or empty components")]
+    Path { path: String },
+    #[error("{path}: mode 0{mode:o} is not permission bits (0 to 0777)")]
+    Mode { path: String, mode: u32 },
+    #[error("{path}: cannot be archived: {reason}")]
+    Archive { path: String, reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +166,36 @@ pub(crate) fn default_tag(image: &str) -> Option<&'static str> {
     }
 }
 
+/// The label listing the files a container is created with, their paths
+/// and modes (never their content), as JSON `[[path, mode], ...]`: starting
+/// a container never started checks them, so a container whose creation was
+/// cut before its files were placed is never run without them.
+pub(crate) const FILES_LABEL: &str = "dev.flotilla.files";
+
+/// The files a container's [`FILES_LABEL`] lists: `None` when the label
+/// does not decode (a hand-made label), which starting refuses.
+pub(crate) fn expected_files(label: &str) -> Option<Vec<(String, u32)>> {
+    serde_json::from_str(label).ok()
+}
+
 impl ReplicaContainer {
+    /// The container's labels, with [`FILES_LABEL`] when it has files.
+    fn docker_labels(&self) -> HashMap<String, String> {
+        let mut labels = self.labels.clone();
+        if !self.files.is_empty() {
+            let files: Vec<(&str, u32)> = self
+                .files
+                .iter()
+                .map(|file| (file.path.as_str(), file.mode))
+                .collect();
+            labels.insert(
+                FILES_LABEL.to_string(),
+                serde_json::to_string(&files).expect("a list of strings and numbers serializes"),
+            );
+        }
+        labels
+    }
+
     /// Docker's create request.
     pub(crate) fn to_docker(&self) -> ContainerCreateBody {
         let mut port_bindings: HashMap<String, Option<Vec<DockerPortBinding>>> = HashMap::new();
@@ -113,8 +223,8 @@ impl ReplicaContainer {
             image: Some(self.image.clone()),
             entrypoint: self.entrypoint.clone(),
             cmd: self.cmd.clone(),
-            env: Some(self.env.clone()),
-            labels: Some(self.labels.clone()),
+            env: Some(self.env.iter().map(ContainerEnv::to_docker).collect()),
+            labels: Some(self.docker_labels()),
             working_dir: self.working_dir.clone(),
             exposed_ports: (!self.exposed_ports.is_empty()).then(|| {
                 self.exposed_ports
@@ -142,6 +252,60 @@ impl ReplicaContainer {
     }
 }
 
+impl ContainerFile {
+    /// The path as a tar entry (relative to `/`), once it is checked.
+    fn entry_name(&self) -> Result<&str, ContainerFileError> {
+        let relative = self
+            .path
+            .strip_prefix('/')
+            .filter(|rest| {
+                !rest.is_empty() && rest.split('/').all(|part| !matches!(part, "" | "." | ".."))
+            })
+            .ok_or_else(|| ContainerFileError::Path {
+                path: self.path.clone(),
+            })?;
+        if self.mode > 0o777 {
+            return Err(ContainerFileError::Mode {
+                path: self.path.clone(),
+                mode: self.mode,
+            });
+        }
+        Ok(relative)
+    }
+
+    /// A tar archive, in memory, holding this one file to extract at `/`:
+    /// owned by root (uid and gid 0, which Docker maps through its user
+    /// namespace), with the mode asked for and `modified` as its time.
+    /// No directory entries: Docker creates the missing parents itself
+    /// (root, 0755), and an entry for a directory the image has (`/etc`,
+    /// `/tmp`) would change its owner and mode.
+    pub(crate) fn archive(&self, modified: SystemTime) -> Result<Vec<u8>, ContainerFileError> {
+        let name = self.entry_name()?;
+        let content = self.content.expose();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(content.len() as u64);
+        header.set_mode(self.mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(
+            modified
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+        );
+        let mut builder = tar::Builder::new(Vec::new());
+        let archived = builder
+            .append_data(&mut header, name, content)
+            .and_then(|()| builder.into_inner());
+        // The error of an in-memory write can only be about the header
+        // (a name tar cannot hold), never the content.
+        archived.map_err(|error| ContainerFileError::Archive {
+            path: self.path.clone(),
+            reason: error.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +316,10 @@ mod tests {
             name: "c".into(),
             image: "img:1".into(),
             labels: HashMap::from([("k".into(), "v".into())]),
-            env: vec!["A=1".into()],
+            env: vec![
+                ContainerEnv::plain("A", "1"),
+                ContainerEnv::sensitive("TOKEN", Sensitive::new(b"s3cr3t".to_vec())),
+            ],
             cmd: Some(vec!["sh".into()]),
             hostname: Some("web-1".into()),
             port_bindings: vec![PortBinding {
@@ -171,7 +338,11 @@ mod tests {
         };
         let body = container.to_docker();
         assert_eq!(body.image.as_deref(), Some("img:1"));
-        assert_eq!(body.env, Some(vec!["A=1".to_string()]));
+        assert_eq!(
+            body.env,
+            Some(vec!["A=1".to_string(), "TOKEN=s3cr3t".to_string()]),
+            "a Secret's value reaches Docker"
+        );
         assert_eq!(body.hostname.as_deref(), Some("web-1"));
         assert_eq!(body.stop_timeout, Some(7));
         assert_eq!(
@@ -263,5 +434,128 @@ mod tests {
         ] {
             assert_eq!(default_tag(image), tag, "{image}");
         }
+    }
+
+    fn file(path: &str, mode: u32, content: &[u8]) -> ContainerFile {
+        ContainerFile {
+            path: path.into(),
+            mode,
+            content: Sensitive::new(content.to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_a_containers_debug_form() {
+        let container = ReplicaContainer {
+            env: vec![
+                ContainerEnv::plain("PLAIN", "visible"),
+                ContainerEnv::sensitive("PASSWORD", Sensitive::new(b"hunter2".to_vec())),
+            ],
+            files: vec![file("/etc/app/key", 0o400, b"hunter3")],
+            pull_auth: Some(RegistryAuth {
+                server_address: "registry.example".into(),
+                username: "robot".into(),
+                password: Sensitive::new(b"hunter4".to_vec()),
+                identity_token: Some(Sensitive::new(b"hunter5".to_vec())),
+                registry_token: None,
+            }),
+            ..ReplicaContainer::default()
+        };
+        let printed = format!("{container:?} {container:#?}");
+        assert!(!printed.contains("hunter"), "{printed}");
+        assert!(printed.contains("visible") && printed.contains("/etc/app/key"));
+        assert!(printed.contains(crate::manifest::model::SENSITIVE));
+    }
+
+    /// The one entry of a file's archive: name, mode, owner, time, content.
+    fn unpacked(archive: &[u8]) -> (String, u32, (u64, u64), u64, Vec<u8>) {
+        let mut archive = tar::Archive::new(archive);
+        let mut entries = archive.entries().expect("entries");
+        let mut entry = entries.next().expect("one entry").expect("an entry");
+        let header = entry.header().clone();
+        assert_eq!(header.entry_type(), tar::EntryType::Regular);
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).expect("content");
+        let name = entry.path().expect("a path").display().to_string();
+        drop(entry);
+        assert!(entries.next().is_none(), "one entry only, no directories");
+        (
+            name,
+            header.mode().expect("mode"),
+            (header.uid().expect("uid"), header.gid().expect("gid")),
+            header.mtime().expect("mtime"),
+            content,
+        )
+    }
+
+    #[test]
+    fn a_file_is_archived_as_roots_with_its_mode() {
+        let modified = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let binary: Vec<u8> = (0..=255).collect();
+        for (path, mode, content, name) in [
+            ("/etc/app/x", 0o644, &b"a=1\n"[..], "etc/app/x"),
+            (
+                "/run/secrets/db/password",
+                0o400,
+                &b""[..],
+                "run/secrets/db/password",
+            ),
+            ("/x", 0o777, &binary[..], "x"),
+        ] {
+            let archive = file(path, mode, content)
+                .archive(modified)
+                .expect("archived");
+            assert_eq!(
+                unpacked(&archive),
+                (
+                    name.to_string(),
+                    mode,
+                    (0, 0),
+                    1_700_000_000,
+                    content.to_vec()
+                ),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_path_is_archived_whole() {
+        let path = format!("/etc/{}/{}", "d".repeat(120), "f".repeat(120));
+        let archive = file(&path, 0o600, b"v")
+            .archive(UNIX_EPOCH)
+            .expect("archived");
+        assert_eq!(format!("/{}", unpacked(&archive).0), path);
+    }
+
+    #[test]
+    fn a_path_or_mode_that_cannot_be_placed_is_refused_without_the_content() {
+        for path in [
+            "",
+            "/",
+            "etc/x",
+            "/etc//x",
+            "/etc/./x",
+            "/etc/../x",
+            "/etc/x/",
+            "/..",
+        ] {
+            let error = file(path, 0o644, b"hunter2")
+                .archive(UNIX_EPOCH)
+                .expect_err(path);
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "{path}: a file's path must be absolute, without `.`, `..` or empty components"
+                )
+            );
+        }
+        let error = file("/etc/x", 0o4755, b"hunter2")
+            .archive(UNIX_EPOCH)
+            .expect_err("setuid");
+        assert_eq!(
+            error.to_string(),
+            "/etc/x: mode 04755 is not permission bits (0 to 0777)"
+        );
     }
 }

@@ -25,6 +25,7 @@ mod manifest_invalid;
 mod manifest_rules;
 mod manifest_valid;
 mod node;
+mod node_config;
 mod plan;
 mod plan_props;
 mod plan_scheduler;

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use flotilla::cluster::{ContainerState, ManagedLabels, ObservedContainer, PublishedPort};
 use flotilla::manifest::model::{Kind, Node, Protocol, Transport};
 use flotilla::node::{
-    DockerRestartPolicy, NodeOpError, NodeOps, Nodes, PortBinding, ProbeTarget, ReplicaContainer,
-    SshOptions,
+    ContainerEnv, DockerRestartPolicy, NodeOpError, NodeOps, Nodes, PortBinding, ProbeTarget,
+    ReplicaContainer, SshOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -152,7 +152,10 @@ async fn container_lifecycle_over_ssh() {
     web.exposed_ports = vec![(8080, Protocol::TCP)];
     web.memory_bytes = Some(64 * 1024 * 1024);
     web.nano_cpus = Some(500_000_000);
-    web.env = vec!["GREETING=hello there".into(), "EMPTY=".into()];
+    web.env = vec![
+        ContainerEnv::plain("GREETING", "hello there"),
+        ContainerEnv::plain("EMPTY", ""),
+    ];
     web.restart_policy = DockerRestartPolicy::OnFailure;
     web.hostname = Some("web-0".into());
     web.stop_timeout_seconds = Some(1);
