@@ -440,7 +440,12 @@ mod tests {
         Step {
             node: node.into(),
             operation: Operation::CreateReplica {
-                containers: replica_containers(&template, &labels, &Default::default()),
+                containers: replica_containers(
+                    &template,
+                    &labels,
+                    &Default::default(),
+                    &Default::default(),
+                ),
                 start: true,
             },
             reason: "missing replica".into(),

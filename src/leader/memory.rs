@@ -524,6 +524,7 @@ impl Planner for RoundRobin {
                                     &deployment.spec.template,
                                     &labels,
                                     &Default::default(),
+                                    &Default::default(),
                                 ),
                                 start: true,
                             },

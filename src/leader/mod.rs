@@ -12,6 +12,7 @@ pub(crate) mod daemon;
 pub mod lock;
 #[cfg(test)]
 pub mod memory;
+pub mod pod_config;
 pub(crate) mod presence;
 pub mod probe;
 pub mod run;

@@ -68,7 +68,7 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                     let labels = containers.first()?;
                     let discovery = ServiceDiscovery::for_namespace(desired, &labels.namespace);
                     Operation::CreateReplica {
-                        containers: replica_containers(template, labels, &discovery),
+                        containers: replica_containers(template, labels, &discovery, desired),
                         start: true,
                     }
                 }

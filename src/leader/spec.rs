@@ -10,6 +10,7 @@
 //! result is the node runtime's [`ReplicaContainer`], which `node` turns
 //! into Docker's create request.
 
+use super::pod_config;
 use crate::cluster::ManagedLabels;
 use crate::manifest::model::{Container, DesiredState, PodTemplate, Protocol, RestartPolicy};
 use crate::node::{ContainerEnv, DockerRestartPolicy, PortBinding, ReplicaContainer};
@@ -88,11 +89,16 @@ fn env_name(name: &str) -> String {
 
 /// The containers of one replica, in creation (and start) order. `labels`
 /// describes the replica; its `container` field is replaced per container.
+///
+/// What the pod reads from ConfigMaps and Secrets comes from `desired`
+/// (`leader::pod_config`), in the replica's namespace.
 pub fn replica_containers(
     template: &PodTemplate,
     labels: &ManagedLabels,
     discovery: &ServiceDiscovery,
+    desired: &DesiredState,
 ) -> Vec<ReplicaContainer> {
+    let namespace = labels.namespace.as_str();
     let spec = &template.spec;
     let restart_policy = match spec.restart_policy {
         RestartPolicy::Always => DockerRestartPolicy::Always,
@@ -141,12 +147,7 @@ pub fn replica_containers(
                         let (name, value) = assignment.split_once('=').unwrap_or((assignment, ""));
                         ContainerEnv::plain(name, value)
                     })
-                    .chain(
-                        container
-                            .env
-                            .iter()
-                            .map(|e| ContainerEnv::plain(&e.name, &e.value)),
-                    )
+                    .chain(pod_config::container_env(container, namespace, desired))
                     .collect(),
                 labels: container_labels.to_docker_labels(),
                 working_dir: container.working_dir.clone(),
@@ -185,8 +186,8 @@ pub fn replica_containers(
                 } else {
                     Vec::new()
                 },
-                files: Vec::new(),
-                pull_auth: None,
+                files: pod_config::container_files(container, spec, namespace, desired),
+                pull_auth: pod_config::pull_auth(&container.image, spec, namespace, desired),
                 name,
             }
         })
@@ -302,7 +303,12 @@ mod tests {
             },
             ..PodTemplate::default()
         };
-        let containers = replica_containers(&template, &labels(), &ServiceDiscovery::default());
+        let containers = replica_containers(
+            &template,
+            &labels(),
+            &ServiceDiscovery::default(),
+            &DesiredState::default(),
+        );
         assert_eq!(containers.len(), 1);
         let c = &containers[0];
         assert_eq!(c.name, "flotilla.deployment.default.web.1.0123456789.httpd");
@@ -413,7 +419,12 @@ mod tests {
             },
             ..PodTemplate::default()
         };
-        let containers = replica_containers(&template, &labels(), &ServiceDiscovery::default());
+        let containers = replica_containers(
+            &template,
+            &labels(),
+            &ServiceDiscovery::default(),
+            &DesiredState::default(),
+        );
         let [app, sidecar] = &containers[..] else {
             panic!("two containers expected, got {containers:?}");
         };
@@ -487,7 +498,8 @@ mod tests {
         );
         assert_eq!(discovery.dns_options, ["ndots:5"]);
         let template = &loaded.state.workloads[0].spec.template;
-        let containers = replica_containers(template, &labels(), &discovery);
+        let containers =
+            replica_containers(template, &labels(), &discovery, &DesiredState::default());
         assert_eq!(containers[0].dns, ["10.96.0.10"]);
         assert!(
             containers[1].dns.is_empty(),

@@ -106,6 +106,12 @@ impl Loaded {
     }
 }
 
+/// Whether `name` may be an environment variable's name (what `envFrom`
+/// keeps of a source's keys).
+pub fn is_env_var_name(name: &str) -> bool {
+    names::env_var_name(name).is_ok()
+}
+
 /// The revision of a pod template: the first 10 hex digits of the SHA-256 of
 /// its canonical JSON form. Equal templates give equal hashes, whatever file
 /// or key order declared them.

@@ -607,6 +607,9 @@ impl SecretType {
     }
 }
 
+/// The key of a `kubernetes.io/dockerconfigjson` Secret.
+pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
+
 /// One value of a Secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum SecretValue {
