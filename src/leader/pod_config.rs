@@ -187,6 +187,81 @@ pub fn pull_auth(
     })
 }
 
+/// What can only be checked once Secret values are open (by the leader,
+/// and by the pre-receive hook with the leader's identity): each
+/// `kubernetes.io/dockerconfigjson` Secret holds a config Docker reads,
+/// and each Secret value a pod reads as a variable is UTF-8 text. Errors
+/// name the Secret and key, never the value.
+pub fn check_opened(desired: &DesiredState) -> Vec<crate::manifest::Diagnostic> {
+    use crate::manifest::model::SecretType;
+    use crate::manifest::Diagnostic;
+    let mut diagnostics = Vec::new();
+    for secret in &desired.secrets {
+        if secret.secret_type != SecretType::DockerConfigJson {
+            continue;
+        }
+        let key = crate::manifest::model::DOCKER_CONFIG_KEY;
+        if let Some(config) = secret.opened(key) {
+            if let Err(error) = DockerConfig::parse(config.expose()) {
+                diagnostics.push(
+                    Diagnostic::error(format!("{}: `{key}` is not a Docker config: {error}", secret.key()), secret.meta.source.clone())
+                        .with_object(secret.key().to_string())
+                        .with_hint("seal the content of a `~/.docker/config.json` with an `auths` entry per registry (`flotilla secret edit`)"),
+                );
+            }
+        }
+    }
+    for workload in &desired.workloads {
+        let namespace = workload.meta.namespace.as_str();
+        for (i, container) in workload.spec.template.spec.containers.iter().enumerate() {
+            let mut read: Vec<(String, &str, String)> = Vec::new();
+            for (j, var) in container.env.iter().enumerate() {
+                if let Some(key_ref) = &var.value_from {
+                    if let ConfigSource::Secret(name) = &key_ref.source {
+                        read.push((name.clone(), key_ref.key.as_str(), format!("spec.template.spec.containers[{i}].env[{j}].valueFrom.secretKeyRef")));
+                    }
+                }
+            }
+            for (j, from) in container.env_from.iter().enumerate() {
+                if let ConfigSource::Secret(name) = &from.source {
+                    if let Some(secret) = desired.secret(namespace, name) {
+                        for key in secret.data.keys() {
+                            read.push((
+                                name.clone(),
+                                key.as_str(),
+                                format!("spec.template.spec.containers[{i}].envFrom[{j}]"),
+                            ));
+                        }
+                    }
+                }
+            }
+            for (name, key, path) in read {
+                let Some(secret) = desired.secret(namespace, &name) else {
+                    continue;
+                };
+                if secret
+                    .opened(key)
+                    .is_some_and(|v| std::str::from_utf8(v.expose()).is_err())
+                {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            format!(
+                                "value `{key}` of {} is not UTF-8 text, which a variable must be",
+                                secret.key()
+                            ),
+                            workload.meta.field_location(&path),
+                        )
+                        .with_object(workload.key().to_string())
+                        .with_field_path(path)
+                        .with_hint("read it as a file (a `secret` volume) instead"),
+                    );
+                }
+            }
+        }
+    }
+    diagnostics
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +368,66 @@ mod tests {
         );
         assert!(matches!(env[2].value, EnvValue::Sensitive(_)));
         assert!(!format!("{env:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn opened_values_are_checked_for_what_reads_them() {
+        let mut state = desired();
+        state.secrets[0].data.insert(
+            "binary".into(),
+            SecretValue::Opened(Sensitive::new(vec![0xff, 0xfe])),
+        );
+        state.secrets.push(Secret {
+            meta: meta("registry"),
+            secret_type: SecretType::DockerConfigJson,
+            data: [(
+                crate::manifest::model::DOCKER_CONFIG_KEY.to_string(),
+                SecretValue::Opened(Sensitive::new(b"{not json hunter2".to_vec())),
+            )]
+            .into_iter()
+            .collect(),
+            immutable: false,
+        });
+        let mut workload = crate::manifest::model::Workload {
+            kind: crate::manifest::model::Kind::Deployment,
+            meta: meta("web"),
+            spec: crate::manifest::model::WorkloadSpec {
+                pods: crate::manifest::model::PodSet::Replicas(1),
+                selector: Default::default(),
+                template: Default::default(),
+                strategy: Default::default(),
+                min_ready_seconds: 0,
+                progress_deadline_seconds: 600,
+                revision_history_limit: 10,
+                paused: false,
+            },
+        };
+        workload.spec.template.spec.containers = vec![Container {
+            env_from: vec![EnvFromSource {
+                source: ConfigSource::Secret("db".into()),
+                prefix: String::new(),
+                optional: false,
+            }],
+            ..Container::default()
+        }];
+        state.workloads.push(workload);
+        let messages: Vec<String> = check_opened(&state)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(
+            messages[0]
+                .contains("Secret default/registry: `.dockerconfigjson` is not a Docker config"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[1].contains("value `binary` of Secret default/db is not UTF-8 text"),
+            "{}",
+            messages[1]
+        );
+        assert!(!messages.concat().contains("hunter2"));
     }
 
     #[test]

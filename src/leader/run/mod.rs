@@ -742,6 +742,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let (mut desired, mut diagnostics) = (self.loader)(&snapshot.files);
         diagnostics.extend(check_operator_policy(&desired, &policy));
         diagnostics.extend(open_secrets(&mut desired, self.unseal.as_deref()));
+        diagnostics.extend(super::pod_config::check_opened(&desired));
         // A file that could not be read (not UTF-8, too large) is an error
         // too: deploying the rest would silently drop its objects.
         let errors: Vec<&Diagnostic> = snapshot
