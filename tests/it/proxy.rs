@@ -347,6 +347,7 @@ fn table(generation: u64, node: &str, services: Vec<Service>) -> Table {
         services,
         ingress: Vec::new(),
         ingress_default_backend: None,
+        ingress_certificates: Vec::new(),
     }
 }
 

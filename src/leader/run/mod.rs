@@ -1637,6 +1637,7 @@ mod tests {
                     }],
                     ingress: Vec::new(),
                     ingress_default_backend: None,
+                    ingress_certificates: Vec::new(),
                 },
             );
         }

@@ -29,7 +29,7 @@ mod pod;
 mod service;
 mod workloads;
 
-pub(super) use ingress::check_ingresses;
+pub(super) use ingress::{check_ingress_tls, check_ingresses, check_tls_certificates};
 pub use pod::default_pull_policy;
 pub(crate) use service::{port_label, DecodedService, NODE_PORTS};
 
