@@ -613,7 +613,7 @@ mod tests {
             - {hosts: [bad.example.com], secretName: bad}\n  \
             defaultBackend: {service: {name: web, port: {number: 80}}}\n";
         let loaded =
-            crate::manifest::load(&[SourceFile::new("web.yaml", &format!("{YAML}{ingress}"))]);
+            crate::manifest::load(&[SourceFile::new("web.yaml", format!("{YAML}{ingress}"))]);
         let mut desired = loaded.state;
         assert_eq!(desired.ingresses[0].tls.len(), 4);
         let pair =

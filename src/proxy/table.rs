@@ -20,7 +20,8 @@ pub const TUNNEL_PORT: u16 = 10260;
 pub const CONTROL_SOCKET: &str = "/run/flotilla-proxy/control.sock";
 
 /// Where the proxy keeps the last acknowledged table, inside its container
-/// (a bind mount of the node's `/var/lib/flotilla/proxy`).
+/// (its Docker volume `flotilla-proxy-state`). The table holds the Ingress
+/// certificates' private keys: the file is 0600.
 pub const STATE_DIRECTORY: &str = "/var/lib/flotilla-proxy";
 
 /// The container name of a node's proxy.
@@ -187,6 +188,9 @@ pub struct Endpoint {
 }
 
 /// A request on the control channel: one JSON line.
+// One request per control connection, read once: the size of a table held
+// in place is no cost worth a box in the protocol's type.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Request {
