@@ -27,9 +27,9 @@ const PROXY: &str = env!("CARGO_BIN_EXE_flotilla-proxy");
 pub(crate) struct Daemon {
     child: Child,
     node: String,
-    state: Arc<tempfile::TempDir>,
+    pub(crate) state: Arc<tempfile::TempDir>,
     socket: PathBuf,
-    tunnel: SocketAddrV4,
+    pub(crate) tunnel: SocketAddrV4,
     /// Where the Ingress is served (on loopback; it listens on every
     /// address).
     pub(crate) ingress: SocketAddrV4,
@@ -44,7 +44,7 @@ impl Daemon {
     }
 
     /// Starts on `state` (a directory an earlier daemon may have used).
-    async fn start_in(
+    pub(crate) async fn start_in(
         node: &str,
         state: Arc<tempfile::TempDir>,
         tunnel_port: u16,
@@ -131,7 +131,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status (within the proxy's drain time).
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         self.terminate();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

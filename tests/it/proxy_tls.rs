@@ -332,3 +332,31 @@ async fn a_rotated_certificate_is_served_to_new_connections_without_dropping_ope
     );
     assert_eq!(proxy.status().await.generation, 2);
 }
+
+/// The kept table holds the keys: it is root's alone (0600), and a
+/// restarted proxy serves HTTPS from it before any leader writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_table_is_private_and_serves_https_after_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let shop = named_http_backend("shop", "n1", None).await;
+    let web = named_http_backend("web", "n1", None).await;
+    let proxy = Daemon::start("n1").await;
+    let made = make(&["shop.example"]);
+    let mut served = routed(4, 22, &web, &shop);
+    served.ingress_certificates = vec![certificate("default/shop-tls", &["shop.example"], &made)];
+    assert_eq!(proxy.apply(&served).await, applied(4));
+    let kept = proxy.state.path().join("state").join("table.json");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", kept.display());
+
+    let state = Arc::clone(&proxy.state);
+    let (tunnel_port, ingress_port) = (proxy.tunnel.port(), proxy.ingress.port());
+    assert!(proxy.stop().success());
+    let proxy = Daemon::start_in("n1", state, tunnel_port, ingress_port).await;
+    assert_eq!(proxy.status().await.generation, 4);
+    let mut client = connect(proxy.ingress_tls, Some("shop.example"))
+        .await
+        .unwrap();
+    assert_eq!(client.certificate, made.der);
+    assert_eq!(client.get("shop.example", "/").await.0, 200);
+}
