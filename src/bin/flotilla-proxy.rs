@@ -43,6 +43,10 @@ enum Command {
         /// table has Ingress routes).
         #[arg(long, default_value_t = 80)]
         ingress_port: u16,
+        /// The Ingress's HTTPS port, on every address of the node (when the
+        /// table has certificates).
+        #[arg(long, default_value_t = 443)]
+        ingress_tls_port: u16,
     },
     /// Send one JSON request line from stdin to the daemon; print the answer.
     Ctl {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
             tunnel_port,
             dns_port,
             ingress_port,
+            ingress_tls_port,
         } => {
             let options = daemon::Options {
                 node,
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
                 tunnel_port,
                 dns_port,
                 ingress_port,
+                ingress_tls_port,
             };
             match runtime.block_on(daemon::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -40,6 +40,9 @@ pub struct ServiceProxies {
     /// when Git declares no Service any more), never left serving its old
     /// one.
     swept: HashSet<String>,
+    /// Why Ingress certificates were left out of the tables, as last
+    /// logged: each is logged once, when it appears.
+    certificate_problems: Vec<String>,
 }
 
 /// What one sync did.
@@ -100,6 +103,7 @@ impl ServiceProxies {
         } else {
             None
         };
+        self.log_certificate_problems(desired);
         let addresses = addresses(desired, observed).await;
         let tables = endpoints::tables(desired, observed, &addresses, leaving, now);
         // A restarted leader's generations must pass its predecessor's,
@@ -147,6 +151,20 @@ impl ServiceProxies {
             }
         }
         report
+    }
+
+    /// Logs each reason an Ingress certificate is left out of the tables
+    /// (a sealed value the leader could not open, a certificate that cannot
+    /// be served) when it first appears; those names get the default
+    /// certificate or no handshake.
+    fn log_certificate_problems(&mut self, desired: &DesiredState) {
+        let (_, problems) = endpoints::ingress_certificates(desired);
+        for problem in &problems {
+            if !self.certificate_problems.contains(problem) {
+                tracing::warn!(%problem, "an Ingress certificate is not served");
+            }
+        }
+        self.certificate_problems = problems;
     }
 
     fn image(&mut self) -> Result<ProxyImage, String> {

@@ -249,6 +249,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
     config::resolve(&mut state, &mut diagnostics);
+    diagnostics.extend(decode::check_ingress_tls(&state.secrets, &state.ingresses));
     diagnostics.extend(policy::check_proxy_ports(&state));
     // Stable: problems at one place keep the order they were found in.
     diagnostics.sort_by(|a, b| {
@@ -259,6 +260,15 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         ))
     });
     Loaded { state, diagnostics }
+}
+
+/// The checks that need Secrets' values, once `DesiredState::open_secrets`
+/// has opened them (the pre-receive hook, the leader): the certificate and
+/// key of every `kubernetes.io/tls` Secret an Ingress names can be served.
+/// A value still sealed is not checked. Errors at the Secret, never
+/// showing a value.
+pub fn check_opened_secrets(state: &model::DesiredState) -> Vec<Diagnostic> {
+    decode::check_tls_certificates(&state.secrets, &state.ingresses)
 }
 
 /// One file's syntax errors, and its documents decoded (each with whether

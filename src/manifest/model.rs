@@ -1461,6 +1461,10 @@ pub struct Ingress {
     /// `spec.defaultBackend`: where a request no rule matches goes.
     pub default_backend: Option<IngressBackend>,
     pub rules: Vec<IngressRule>,
+    /// `spec.tls`: the certificates its hosts are served with over HTTPS,
+    /// on port 443 of every node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<IngressTls>,
 }
 
 impl Ingress {
@@ -1481,6 +1485,22 @@ pub struct IngressRule {
     /// `http.paths`; empty when the rule has no `http` (its host then
     /// routes nothing of its own).
     pub paths: Vec<IngressPath>,
+}
+
+/// One entry of `spec.tls`: a `kubernetes.io/tls` Secret of the Ingress's
+/// namespace and the hosts it is the certificate of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTls {
+    /// `hosts`, as a rule's hosts (a wildcard matches one more label).
+    /// Empty: the certificate served to a client whose name no other
+    /// entry lists (or that sends none), as Kubernetes leaves `hosts` out
+    /// for the controller's default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<IngressHost>,
+    /// `secretName`: its `tls.crt` (PEM chain, the server's certificate
+    /// first) and `tls.key` (PEM private key).
+    pub secret_name: String,
 }
 
 /// A rule's `host`: lowercase, without a port.

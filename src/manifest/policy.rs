@@ -176,6 +176,13 @@ pub(crate) fn check_proxy_ports(state: &DesiredState) -> Vec<Diagnostic> {
     if !state.ingresses.is_empty() {
         taken.push((80, "the node proxies' Ingress listener".to_string()));
     }
+    if state
+        .ingresses
+        .iter()
+        .any(|ingress| !ingress.tls.is_empty())
+    {
+        taken.push((443, "the node proxies' Ingress HTTPS listener".to_string()));
+    }
     for service in &state.services {
         for port in &service.ports {
             if let Some(node_port) = port.node_port {

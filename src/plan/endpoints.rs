@@ -40,6 +40,7 @@ pub fn tables(
 ) -> BTreeMap<String, Table> {
     let pods = serving_pods(desired, observed, leaving, now);
     let (ingress, ingress_default_backend) = ingress_routes(desired);
+    let (ingress_certificates, _) = ingress_certificates(desired);
     observed
         .nodes
         .values()
@@ -60,6 +61,7 @@ pub fn tables(
                 services,
                 ingress: ingress.clone(),
                 ingress_default_backend: ingress_default_backend.clone(),
+                ingress_certificates: ingress_certificates.clone(),
             };
             (node.clone(), table)
         })
@@ -110,6 +112,80 @@ fn ingress_routes(
     }
     routes.sort();
     (routes, default_backend)
+}
+
+/// Every Ingress `tls` entry whose Secret's `tls.crt` and `tls.key` are
+/// opened and can be served, as the proxies' certificates (sorted, each
+/// once); and, for each entry left out, why (naming its Secret, never a
+/// value): its values are sealed (the leader could not open them), or
+/// they are not a certificate and its key (the pre-receive hook refuses
+/// such a commit; [`crate::proxy::tls::check_pair`]). A name whose
+/// certificate is left out gets the default certificate, if any, or no
+/// handshake: never one the commit did not declare for it.
+pub fn ingress_certificates(
+    desired: &DesiredState,
+) -> (Vec<table::IngressCertificate>, Vec<String>) {
+    use crate::proxy::tls::{self, CERTIFICATE_KEY, PRIVATE_KEY_KEY};
+    let mut certificates = Vec::new();
+    let mut problems = Vec::new();
+    for ingress in &desired.ingresses {
+        let namespace = &ingress.meta.namespace;
+        for entry in &ingress.tls {
+            let name = format!("{namespace}/{}", entry.secret_name);
+            // Validation refuses an Ingress naming a Secret that is not a
+            // declared TLS Secret.
+            let Some(secret) = desired
+                .secret(namespace, &entry.secret_name)
+                .filter(|secret| secret.secret_type == model::SecretType::Tls)
+            else {
+                continue;
+            };
+            let value = |key: &str| match secret.data.get(key) {
+                Some(model::SecretValue::Opened(value)) => Ok(value.expose()),
+                Some(model::SecretValue::Sealed(_)) => Err(format!(
+                    "Secret {name}: `{key}` is sealed (the leader could not open it): no \
+                     certificate of its own for {}",
+                    hosts_of(entry)
+                )),
+                None => Err(format!("Secret {name}: no key `{key}`")),
+            };
+            let pair = value(CERTIFICATE_KEY).and_then(|chain| {
+                let key = value(PRIVATE_KEY_KEY)?;
+                tls::check_pair(chain, key).map_err(|error| format!("Secret {name}: {error}"))?;
+                // check_pair read both as text.
+                let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+                Ok((text(chain), text(key)))
+            });
+            match pair {
+                Ok((chain, key)) => {
+                    let mut hosts: Vec<String> =
+                        entry.hosts.iter().map(ToString::to_string).collect();
+                    hosts.sort();
+                    certificates.push(table::IngressCertificate {
+                        secret: name,
+                        hosts,
+                        chain,
+                        key: table::PrivateKeyPem::new(key),
+                    });
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+    }
+    certificates.sort();
+    certificates.dedup();
+    problems.sort();
+    problems.dedup();
+    (certificates, problems)
+}
+
+/// The names a `tls` entry serves, for messages.
+fn hosts_of(entry: &model::IngressTls) -> String {
+    if entry.hosts.is_empty() {
+        return "the names no other certificate lists (the default)".to_string();
+    }
+    let hosts: Vec<String> = entry.hosts.iter().map(|h| format!("`{h}`")).collect();
+    hosts.join(", ")
 }
 
 /// A ready pod: where it runs, its address, and its workload's template.
@@ -523,5 +599,93 @@ mod tests {
         addresses: &BTreeMap<String, Ipv4Addr>,
     ) -> BTreeMap<String, Table> {
         tables(desired, observed, addresses, &Leaving::new(), now())
+    }
+
+    /// The Ingresses' TLS Secrets, opened, become the tables'
+    /// certificates; a sealed one or one that cannot be served gives none,
+    /// and says why without a value.
+    #[test]
+    fn opened_tls_secrets_are_the_ingress_certificates() {
+        use crate::manifest::model::{SealedText, Secret, SecretType, SecretValue, Sensitive};
+        let ingress = "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: site}\nspec:\n  \
+            tls:\n  - {hosts: [shop.example.com, '*.example.com'], secretName: shop}\n  \
+            - {secretName: fallback}\n  - {hosts: [sealed.example.com], secretName: sealed}\n  \
+            - {hosts: [bad.example.com], secretName: bad}\n  \
+            defaultBackend: {service: {name: web, port: {number: 80}}}\n";
+        let loaded =
+            crate::manifest::load(&[SourceFile::new("web.yaml", format!("{YAML}{ingress}"))]);
+        let mut desired = loaded.state;
+        assert_eq!(desired.ingresses[0].tls.len(), 4);
+        let pair =
+            rcgen::generate_simple_self_signed(vec!["shop.example.com".to_string()]).unwrap();
+        let (chain, key) = (pair.cert.pem(), pair.key_pair.serialize_pem());
+        let other_key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let secret = |name: &str, values: Vec<(&str, SecretValue)>| Secret {
+            meta: model::ObjectMeta {
+                name: name.to_string(),
+                namespace: "default".to_string(),
+                ..model::ObjectMeta::default()
+            },
+            secret_type: SecretType::Tls,
+            data: values
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            immutable: false,
+        };
+        let opened = |text: &str| SecretValue::Opened(Sensitive::new(text.as_bytes().to_vec()));
+        let sealed = SecretValue::Sealed(SealedText {
+            version: "0123456789abcdef".to_string(),
+            ciphertext: String::new(),
+        });
+        desired.secrets = vec![
+            secret(
+                "bad",
+                vec![("tls.crt", opened(&chain)), ("tls.key", opened(&other_key))],
+            ),
+            secret(
+                "fallback",
+                vec![("tls.crt", opened(&chain)), ("tls.key", opened(&key))],
+            ),
+            secret(
+                "sealed",
+                vec![("tls.crt", sealed.clone()), ("tls.key", sealed)],
+            ),
+            secret(
+                "shop",
+                vec![("tls.crt", opened(&chain)), ("tls.key", opened(&key))],
+            ),
+        ];
+        let (certificates, problems) = ingress_certificates(&desired);
+        let served: Vec<(&str, Vec<&str>)> = certificates
+            .iter()
+            .map(|c| {
+                (
+                    c.secret.as_str(),
+                    c.hosts.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            served,
+            [
+                ("default/fallback", vec![]),
+                ("default/shop", vec!["*.example.com", "shop.example.com"]),
+            ]
+        );
+        assert_eq!(certificates[1].chain, chain);
+        assert_eq!(certificates[1].key.expose(), key);
+        assert_eq!(
+            problems,
+            [
+                "Secret default/bad: tls.key is not the key of the first certificate of tls.crt",
+                "Secret default/sealed: `tls.crt` is sealed (the leader could not open it): no \
+                 certificate of its own for `sealed.example.com`",
+            ]
+        );
+        let observed = observed(&desired, true);
+        let tables = tables(&desired, &observed, &addresses(), &Leaving::new(), now());
+        assert_eq!(tables["n1"].ingress_certificates, certificates);
+        assert_eq!(tables["n2"].ingress_certificates, certificates);
     }
 }

@@ -2,8 +2,12 @@
 //! acknowledged (reloaded from its state directory at start), answers the
 //! control socket (`Apply`, `Status`), listens on the tunnel port for other
 //! nodes' proxies and, when the table has Ingress routes, on the Ingress
-//! port (80) of every address, and on SIGTERM stops accepting and lets
-//! open connections finish (up to [`DRAIN_TIMEOUT`]).
+//! port (80) of every address, and with certificates on its HTTPS port
+//! (443) too, and on SIGTERM stops accepting and lets open connections
+//! finish (up to [`DRAIN_TIMEOUT`]).
+//!
+//! The table is kept in a file only root reads (0600): it holds the
+//! Ingress certificates' private keys.
 //!
 //! An `Apply` is all or nothing: the table is checked, the route and every
 //! new listener set up and the table persisted before it is served; a
@@ -22,7 +26,7 @@ use tokio::task::AbortHandle;
 
 use super::counters::{service_counters, InFlight, PortKey, Targets};
 use super::route::{self, Cidr};
-use super::served::{PortState, Served};
+use super::served::{IngressPorts, PortState, Served};
 use super::table::{Mode, ProxyStatus, Request, Response, Table};
 use super::{forward, http, tunnel};
 
@@ -35,6 +39,9 @@ const MAX_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How long a control client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an HTTPS client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The file the last acknowledged table is kept in, in the state directory.
 const TABLE_FILE: &str = "table.json";
@@ -55,6 +62,9 @@ pub struct Options {
     pub dns_port: u16,
     /// The Ingress's port on every address (80).
     pub ingress_port: u16,
+    /// The Ingress's HTTPS port on every address (443), when the table has
+    /// certificates.
+    pub ingress_tls_port: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,13 +202,12 @@ impl Proxy {
     fn prepare(&self, table: Table) -> Result<(Served, Vec<(SocketAddrV4, TcpListener)>), String> {
         let served = {
             let mut ports = lock(&self.ports);
-            Served::new(
-                table,
-                &self.options.node,
-                self.options.ingress_port,
-                &mut ports,
-            )
-            .map_err(|error| error.to_string())?
+            let ingress_ports = IngressPorts {
+                http: self.options.ingress_port,
+                https: self.options.ingress_tls_port,
+            };
+            Served::new(table, &self.options.node, ingress_ports, &mut ports)
+                .map_err(|error| error.to_string())?
         };
         let table = served.table.as_ref().expect("a checked table");
         if self.options.route {
@@ -281,6 +290,9 @@ enum Serves {
     /// A Service port, in its mode.
     Port(Mode),
     Ingress,
+    /// The Ingress over TLS, with the configuration of the table served
+    /// when the connection came.
+    IngressTls(Arc<rustls::ServerConfig>),
 }
 
 /// A listening socket for an address of the table, with `SO_REUSEPORT`:
@@ -320,16 +332,20 @@ async fn accept_services(proxy: Arc<Proxy>, listener: TcpListener, listen: Socke
                 let served = proxy.served();
                 match served.routes.get(&listen) {
                     Some(route) => Some(Serves::Port(served.port(route).1.mode)),
-                    None => served
-                        .ingress
-                        .as_ref()
-                        .filter(|ingress| ingress.listen == listen)
-                        .map(|_| Serves::Ingress),
+                    None => match served.https_config(listen) {
+                        Some(config) => Some(Serves::IngressTls(Arc::clone(config))),
+                        None => served
+                            .ingress
+                            .as_ref()
+                            .filter(|ingress| ingress.listen == listen)
+                            .map(|_| Serves::Ingress),
+                    },
                 }
             };
             let stopping = proxy.stopping.subscribe();
             match serves {
                 Some(Serves::Port(Mode::Http)) => {
+                    let _ = stream.set_nodelay(true);
                     let frontend = http::Frontend::Service(listen);
                     http::serve(Arc::clone(&proxy), stream, peer, frontend, stopping).await;
                 }
@@ -337,8 +353,25 @@ async fn accept_services(proxy: Arc<Proxy>, listener: TcpListener, listen: Socke
                     forward::serve_bytes(&proxy, stream, peer, listen).await
                 }
                 Some(Serves::Ingress) => {
-                    let frontend = http::Frontend::Ingress;
+                    let _ = stream.set_nodelay(true);
+                    let frontend = http::Frontend::Ingress { https: false };
                     http::serve(Arc::clone(&proxy), stream, peer, frontend, stopping).await;
+                }
+                Some(Serves::IngressTls(config)) => {
+                    let _ = stream.set_nodelay(true);
+                    let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let frontend = http::Frontend::Ingress { https: true };
+                            http::serve(Arc::clone(&proxy), stream, peer, frontend, stopping).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(client = %peer, "TLS handshake failed: {error}");
+                        }
+                        Err(_) => {
+                            tracing::debug!(client = %peer, "no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                        }
+                    }
                 }
                 None => {}
             }
@@ -407,14 +440,23 @@ async fn answer_control(proxy: Arc<Proxy>, stream: UnixStream) {
 }
 
 /// Writes the table next to its final name, then renames it there: a
-/// reader sees the old table or the new one, never a part.
+/// reader sees the old table or the new one, never a part. The file is
+/// its owner's alone (0600): the table holds the Ingress's private keys.
 fn persist(directory: &Path, table: &Table) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     std::fs::create_dir_all(directory)?;
     let temporary = directory.join(format!("{TABLE_FILE}.tmp"));
     let text = serde_json::to_vec(table).map_err(std::io::Error::other)?;
     {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        // A temporary file left by an older proxy may have had another mode.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(&text)?;
         file.sync_all()?;
     }
@@ -597,6 +639,7 @@ mod tests {
             services: Vec::new(),
             ingress: Vec::new(),
             ingress_default_backend: None,
+            ingress_certificates: Vec::new(),
         };
         assert_eq!(load(directory.path()), None);
         persist(directory.path(), &table).unwrap();
@@ -606,6 +649,12 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(files, [TABLE_FILE]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(directory.path().join(TABLE_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the table holds private keys");
         std::fs::write(directory.path().join(TABLE_FILE), "{").unwrap();
         assert_eq!(load(directory.path()), None);
     }

@@ -2,7 +2,8 @@
 //! request of a client connection (kept alive) goes to an endpoint chosen
 //! for it, over a new connection (directly, or through the endpoint's
 //! node's tunnel), with the client's address appended to `X-Forwarded-For`
-//! and `X-Forwarded-Proto: http`. No endpoint reachable: 503.
+//! and `X-Forwarded-Proto: http` (`https` on the Ingress's HTTPS port,
+//! whose TLS the daemon ends before). No endpoint reachable: 503.
 //!
 //! On a Service port's address every request goes to that port. On the
 //! Ingress port, each request goes to the Service port the table's
@@ -25,6 +26,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -51,20 +53,22 @@ const HOP_BY_HOP: [&str; 8] = [
 pub(crate) enum Frontend {
     /// The Service port served at this listen address.
     Service(SocketAddrV4),
-    /// The Service port the Ingress routes choose, request by request.
-    Ingress,
+    /// The Service port the Ingress routes choose, request by request;
+    /// `https`: the client spoke TLS to the proxy.
+    Ingress { https: bool },
 }
 
 /// Serves one client connection until it closes or the proxy stops (then
 /// the request in progress finishes and the connection closes).
-pub(crate) async fn serve(
+pub(crate) async fn serve<S>(
     proxy: Arc<Proxy>,
-    client: TcpStream,
+    client: S,
     peer: SocketAddr,
     frontend: Frontend,
     mut stopping: watch::Receiver<bool>,
-) {
-    let _ = client.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |request| {
         let proxy = Arc::clone(&proxy);
         async move { Ok::<_, Infallible>(forward(&proxy, peer, frontend, request).await) }
@@ -109,7 +113,7 @@ async fn forward(
             };
             (state, Entry::Address(listen))
         }
-        Frontend::Ingress => match route_ingress(proxy, &request) {
+        Frontend::Ingress { .. } => match route_ingress(proxy, &request) {
             Ok((state, backend)) => {
                 ingress_backend = backend;
                 (state, Entry::Ingress(&ingress_backend))
@@ -130,7 +134,8 @@ async fn forward(
         }
     };
     remove_hop_by_hop(request.headers_mut());
-    add_forwarded(request.headers_mut(), peer.ip());
+    let https = matches!(frontend, Frontend::Ingress { https: true });
+    add_forwarded(request.headers_mut(), peer.ip(), https);
     let target = upstream.guard.target();
     match send(upstream.stream, request).await {
         Ok(mut response) => {
@@ -200,9 +205,9 @@ async fn send(stream: TcpStream, request: Request<Incoming>) -> hyper::Result<Re
 }
 
 /// Appends the client to `X-Forwarded-For` (after what earlier proxies
-/// wrote), and says the client spoke plain HTTP; `X-Forwarded-Host` keeps
-/// the host the client asked for.
-fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
+/// wrote), and says whether the client spoke plain HTTP or `https` to the
+/// proxy; `X-Forwarded-Host` keeps the host the client asked for.
+fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, https: bool) {
     let forwarded_for = HeaderName::from_static("x-forwarded-for");
     let earlier: Vec<&str> = headers
         .get_all(&forwarded_for)
@@ -218,7 +223,7 @@ fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
     headers.insert(forwarded_for, chain);
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(if https { "https" } else { "http" }),
     );
     if let Some(host) = headers.get(HOST).cloned() {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
@@ -305,7 +310,7 @@ mod tests {
     fn forwarded_headers_append_the_client_to_earlier_proxies() {
         let client: IpAddr = "192.0.2.7".parse().unwrap();
         let mut first = headers(&[("host", "web.example")]);
-        add_forwarded(&mut first, client);
+        add_forwarded(&mut first, client, false);
         assert_eq!(values(&first, "x-forwarded-for"), ["192.0.2.7"]);
         assert_eq!(values(&first, "x-forwarded-proto"), ["http"]);
         assert_eq!(values(&first, "x-forwarded-host"), ["web.example"]);
@@ -315,12 +320,17 @@ mod tests {
             ("x-forwarded-for", "198.51.100.2, 10.0.0.1"),
             ("x-forwarded-proto", "https"),
         ]);
-        add_forwarded(&mut later, client);
+        add_forwarded(&mut later, client, false);
         assert_eq!(
             values(&later, "x-forwarded-for"),
             ["203.0.113.1, 198.51.100.2, 10.0.0.1, 192.0.2.7"]
         );
         assert_eq!(values(&later, "x-forwarded-proto"), ["http"]);
+
+        // Over the Ingress's HTTPS, whatever the client claimed.
+        let mut secure = headers(&[("host", "web.example"), ("x-forwarded-proto", "http")]);
+        add_forwarded(&mut secure, client, true);
+        assert_eq!(values(&secure, "x-forwarded-proto"), ["https"]);
         assert!(later.get("x-forwarded-host").is_none());
     }
 

@@ -8,8 +8,9 @@
 //! endpoint (pure); `forward` connects with retries and copies bytes;
 //! `http` is the HTTP mode; `tunnel` carries connections between nodes'
 //! proxies; `proxy_protocol` is PROXY protocol v2; `counters` counts open
-//! connections; `route` routes the service CIDR to the node; `control` is
-//! the client of the control socket (`flotilla-proxy ctl`).
+//! connections; `route` routes the service CIDR to the node; `tls` reads the
+//! Ingress's certificates and chooses one by SNI; `control` is the client
+//! of the control socket (`flotilla-proxy ctl`).
 
 mod balance;
 pub mod control;
@@ -23,4 +24,5 @@ mod proxy_protocol;
 mod route;
 mod served;
 pub mod table;
+pub mod tls;
 mod tunnel;

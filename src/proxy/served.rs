@@ -12,6 +12,7 @@ use super::counters::{PortCounters, PortKey};
 use super::ingress::Routes;
 use super::route::{Cidr, CidrError};
 use super::table::{Protocol, Service, ServicePort, Table};
+use super::tls::{self, TableCertificateError};
 
 /// A table being served, with its listen addresses.
 #[derive(Debug, Default)]
@@ -35,6 +36,27 @@ pub(crate) struct Ingress {
     /// `0.0.0.0:INGRESS_PORT`.
     pub(crate) listen: SocketAddrV4,
     pub(crate) routes: Routes,
+    /// HTTPS, when the table has certificates: the same routes.
+    pub(crate) tls: Option<IngressTls>,
+}
+
+/// The Ingress's HTTPS listener and what its handshakes are given. A new
+/// table brings a new configuration; a connection keeps the one it was
+/// accepted with, so changing a certificate drops no connection.
+#[derive(Debug)]
+pub(crate) struct IngressTls {
+    /// `0.0.0.0:INGRESS_TLS_PORT`.
+    pub(crate) listen: SocketAddrV4,
+    pub(crate) config: Arc<rustls::ServerConfig>,
+}
+
+/// The ports the Ingress is served on, on every address of the node.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IngressPorts {
+    /// HTTP (80).
+    pub(crate) http: u16,
+    /// HTTPS (443), when the table has certificates.
+    pub(crate) https: u16,
 }
 
 /// A listen address's Service port: indexes into the table.
@@ -72,17 +94,20 @@ pub(crate) enum TableError {
         first: String,
         second: String,
     },
+    #[error(transparent)]
+    Certificate(#[from] TableCertificateError),
 }
 
 impl Served {
     /// Checks `table` for this proxy's `node` and indexes it, with its
     /// Ingress (if it has any route or default backend) on every address
-    /// at `ingress_port`; `states` gives (and gets) each Service port's
-    /// lasting state.
+    /// at `ingress_ports` (HTTPS when it has certificates, each read and
+    /// checked); `states` gives (and gets) each Service port's lasting
+    /// state.
     pub(crate) fn new(
         table: Table,
         node: &str,
-        ingress_port: u16,
+        ingress_ports: IngressPorts,
         states: &mut BTreeMap<PortKey, Arc<PortState>>,
     ) -> Result<Served, TableError> {
         if table.node != node {
@@ -143,18 +168,32 @@ impl Served {
         let ingress = if table.ingress.is_empty() && table.ingress_default_backend.is_none() {
             None
         } else {
-            let listen = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, ingress_port);
-            if let Some(first) = routes.get(&listen) {
-                let (first_service, first_port) = table_port(&table, first);
-                return Err(TableError::DuplicateAddress {
-                    address: listen,
-                    first: describe(first_service, first_port),
-                    second: INGRESS.to_owned(),
-                });
-            }
+            let free = |port: u16, second: &str| {
+                let listen = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
+                match routes.get(&listen) {
+                    Some(first) => {
+                        let (first_service, first_port) = table_port(&table, first);
+                        Err(TableError::DuplicateAddress {
+                            address: listen,
+                            first: describe(first_service, first_port),
+                            second: second.to_owned(),
+                        })
+                    }
+                    None => Ok(listen),
+                }
+            };
+            let listen = free(ingress_ports.http, INGRESS)?;
+            let tls = match tls::server_config(&table.ingress_certificates)? {
+                Some(config) => Some(IngressTls {
+                    listen: free(ingress_ports.https, INGRESS_TLS)?,
+                    config,
+                }),
+                None => None,
+            };
             Some(Ingress {
                 listen,
                 routes: Routes::new(&table.ingress, table.ingress_default_backend.as_ref()),
+                tls,
             })
         };
         Ok(Served {
@@ -168,7 +207,12 @@ impl Served {
     /// Every address to listen on: the Service ports' and the Ingress's.
     pub(crate) fn listen_addresses(&self) -> impl Iterator<Item = SocketAddrV4> + '_ {
         let ingress = self.ingress.as_ref().map(|ingress| ingress.listen);
-        self.routes.keys().copied().chain(ingress)
+        let https = self
+            .ingress
+            .as_ref()
+            .and_then(|ingress| ingress.tls.as_ref())
+            .map(|tls| tls.listen);
+        self.routes.keys().copied().chain(ingress).chain(https)
     }
 
     /// What `address` serves, for messages: a Service port or the Ingress.
@@ -178,8 +222,16 @@ impl Served {
                 let (service, port) = self.port(route);
                 describe(service, port)
             }
+            None if self.https_config(address).is_some() => INGRESS_TLS.to_owned(),
             None => INGRESS.to_owned(),
         }
+    }
+
+    /// The HTTPS configuration, when `address` is the Ingress's HTTPS
+    /// listener.
+    pub(crate) fn https_config(&self, address: SocketAddrV4) -> Option<&Arc<rustls::ServerConfig>> {
+        let tls = self.ingress.as_ref()?.tls.as_ref()?;
+        (tls.listen == address).then_some(&tls.config)
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -205,6 +257,7 @@ impl Served {
 
 /// The Ingress, in messages.
 const INGRESS: &str = "the Ingress";
+const INGRESS_TLS: &str = "the Ingress's HTTPS";
 
 fn table_port<'a>(table: &'a Table, route: &Route) -> (&'a Service, &'a ServicePort) {
     let service = &table.services[route.service];
@@ -267,6 +320,7 @@ mod tests {
             services,
             ingress: Vec::new(),
             ingress_default_backend: None,
+            ingress_certificates: Vec::new(),
         }
     }
 
@@ -274,8 +328,12 @@ mod tests {
         error_on(table, 80)
     }
 
+    fn ports(http: u16) -> IngressPorts {
+        IngressPorts { http, https: 443 }
+    }
+
     fn error_on(table: Table, ingress_port: u16) -> String {
-        Served::new(table, "n1", ingress_port, &mut BTreeMap::new())
+        Served::new(table, "n1", ports(ingress_port), &mut BTreeMap::new())
             .unwrap_err()
             .to_string()
     }
@@ -290,7 +348,7 @@ mod tests {
                 port(53, None, Protocol::Udp),
             ],
         );
-        let served = Served::new(table(vec![web]), "n1", 80, &mut BTreeMap::new()).unwrap();
+        let served = Served::new(table(vec![web]), "n1", ports(80), &mut BTreeMap::new()).unwrap();
         let mut addresses: Vec<String> = served.routes.keys().map(ToString::to_string).collect();
         addresses.sort();
         assert_eq!(addresses, ["0.0.0.0:30080", "10.96.0.20:80"]);
@@ -305,8 +363,8 @@ mod tests {
     fn a_port_keeps_its_state_across_tables() {
         let mut states = BTreeMap::new();
         let web = || service("web", [10, 96, 0, 20], vec![port(80, None, Protocol::Tcp)]);
-        let first = Served::new(table(vec![web()]), "n1", 80, &mut states).unwrap();
-        let second = Served::new(table(vec![web()]), "n1", 80, &mut states).unwrap();
+        let first = Served::new(table(vec![web()]), "n1", ports(80), &mut states).unwrap();
+        let second = Served::new(table(vec![web()]), "n1", ports(80), &mut states).unwrap();
         let state = |served: &Served| Arc::clone(&served.routes.values().next().unwrap().state);
         assert!(Arc::ptr_eq(&state(&first), &state(&second)));
     }
@@ -321,7 +379,7 @@ mod tests {
             port: 80,
         };
         let listened = |table: Table| {
-            let served = Served::new(table, "n1", 8080, &mut BTreeMap::new()).unwrap();
+            let served = Served::new(table, "n1", ports(8080), &mut BTreeMap::new()).unwrap();
             let mut addresses: Vec<String> =
                 served.listen_addresses().map(|a| a.to_string()).collect();
             addresses.sort();
@@ -337,7 +395,7 @@ mod tests {
             backend: backend.clone(),
         });
         assert_eq!(listened(routed.clone()), ["0.0.0.0:8080", "10.96.0.20:80"]);
-        let served = Served::new(routed, "n1", 8080, &mut BTreeMap::new()).unwrap();
+        let served = Served::new(routed, "n1", ports(8080), &mut BTreeMap::new()).unwrap();
         let ingress = served.ingress.as_ref().unwrap();
         assert_eq!(ingress.routes.route("shop.example", "/a"), Some(&backend));
         assert_eq!(ingress.routes.route("other.example", "/a"), None);
@@ -360,9 +418,69 @@ mod tests {
     }
 
     #[test]
+    fn the_ingress_is_served_over_https_with_certificates_each_checked() {
+        use super::super::table::{IngressBackend, IngressCertificate, PrivateKeyPem};
+        let pair = rcgen::generate_simple_self_signed(vec!["shop.example".to_owned()]).unwrap();
+        let certificate = |secret: &str, key: String| IngressCertificate {
+            secret: secret.to_owned(),
+            hosts: vec!["shop.example".to_owned()],
+            chain: pair.cert.pem(),
+            key: PrivateKeyPem::new(key),
+        };
+        let mut with_tls = table(vec![service(
+            "web",
+            [10, 96, 0, 20],
+            vec![port(80, None, Protocol::Tcp)],
+        )]);
+        with_tls.ingress_certificates =
+            vec![certificate("shop/tls", pair.key_pair.serialize_pem())];
+        let ingress_ports = IngressPorts {
+            http: 8080,
+            https: 8443,
+        };
+        let listened = |table: Table| {
+            let served = Served::new(table, "n1", ingress_ports, &mut BTreeMap::new()).unwrap();
+            let mut addresses: Vec<String> =
+                served.listen_addresses().map(|a| a.to_string()).collect();
+            addresses.sort();
+            addresses
+        };
+        // Certificates without a route or default backend: nothing to serve.
+        assert_eq!(listened(with_tls.clone()), ["10.96.0.20:80"]);
+        with_tls.ingress_default_backend = Some(IngressBackend {
+            namespace: "default".to_owned(),
+            service: "web".to_owned(),
+            port: 80,
+        });
+        assert_eq!(
+            listened(with_tls.clone()),
+            ["0.0.0.0:8080", "0.0.0.0:8443", "10.96.0.20:80"]
+        );
+        let served =
+            Served::new(with_tls.clone(), "n1", ingress_ports, &mut BTreeMap::new()).unwrap();
+        let https: SocketAddrV4 = "0.0.0.0:8443".parse().unwrap();
+        assert!(served.https_config(https).is_some());
+        assert!(served
+            .https_config("0.0.0.0:8080".parse().unwrap())
+            .is_none());
+        assert_eq!(served.describe_address(https), "the Ingress's HTTPS");
+
+        let other_key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let mut bad = with_tls;
+        bad.ingress_certificates
+            .push(certificate("shop/other", other_key));
+        let refused = Served::new(bad, "n1", ingress_ports, &mut BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "the Ingress certificate of Secret shop/other: tls.key is not the key of the first \
+             certificate of tls.crt"
+        );
+    }
+
+    #[test]
     fn a_table_that_cannot_be_served_is_refused_with_the_reason() {
         assert_eq!(
-            Served::new(table(vec![]), "n2", 80, &mut BTreeMap::new())
+            Served::new(table(vec![]), "n2", ports(80), &mut BTreeMap::new())
                 .unwrap_err()
                 .to_string(),
             "the table is for node \"n1\", this proxy serves node \"n2\""

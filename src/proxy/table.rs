@@ -20,7 +20,8 @@ pub const TUNNEL_PORT: u16 = 10260;
 pub const CONTROL_SOCKET: &str = "/run/flotilla-proxy/control.sock";
 
 /// Where the proxy keeps the last acknowledged table, inside its container
-/// (a bind mount of the node's `/var/lib/flotilla/proxy`).
+/// (its Docker volume `flotilla-proxy-state`). The table holds the Ingress
+/// certificates' private keys: the file is 0600.
 pub const STATE_DIRECTORY: &str = "/var/lib/flotilla-proxy";
 
 /// The container name of a node's proxy.
@@ -55,6 +56,54 @@ pub struct Table {
     /// answered 404.
     #[serde(default)]
     pub ingress_default_backend: Option<IngressBackend>,
+    /// The certificates the Ingress is served with over HTTPS (port 443 of
+    /// every node, with the same routes), chosen by the name the client
+    /// asks for (SNI; [`super::tls`]); none: no HTTPS. Sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress_certificates: Vec<IngressCertificate>,
+}
+
+/// A certificate the Ingress serves over HTTPS: an Ingress's `tls` entry
+/// and its `kubernetes.io/tls` Secret.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressCertificate {
+    /// `namespace/name` of the Secret, named in errors.
+    pub secret: String,
+    /// The names it is served for: exact (`shop.example.com`) or a
+    /// wildcard (`*.example.com`, one more label). Empty: the default, for
+    /// a name no certificate lists or a client that sends none.
+    pub hosts: Vec<String>,
+    /// The Secret's `tls.crt`: PEM certificates, the server's first.
+    pub chain: String,
+    /// The Secret's `tls.key`.
+    pub key: PrivateKeyPem,
+}
+
+/// A PEM private key. The control protocol carries it (`Serialize`); its
+/// `Debug` shows `(sensitive value)`, so a table logged or printed never
+/// shows it. (The proxy's own type: it knows nothing of the manifest's
+/// `Sensitive`, which does the same for the leader.)
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PrivateKeyPem(String);
+
+impl PrivateKeyPem {
+    pub fn new(pem: String) -> PrivateKeyPem {
+        PrivateKeyPem(pem)
+    }
+
+    /// The key itself: for the TLS handshake, never for output.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The text `model::SENSITIVE` is: one convention for every output.
+        f.write_str("(sensitive value)")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +188,9 @@ pub struct Endpoint {
 }
 
 /// A request on the control channel: one JSON line.
+// One request per control connection, read once: the size of a table held
+// in place is no cost worth a box in the protocol's type.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Request {
@@ -238,4 +290,26 @@ pub struct IngressBackend {
     /// The Service's `port` (a port named in the Ingress resolved to its
     /// number by the leader), one of [`Service::ports`].
     pub port: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_key_is_carried_but_never_shown() {
+        let certificate = IngressCertificate {
+            secret: "shop/tls".to_string(),
+            hosts: vec!["shop.example.com".to_string()],
+            chain: "-----BEGIN CERTIFICATE-----".to_string(),
+            key: PrivateKeyPem::new("-----BEGIN PRIVATE KEY-----\nhunter2".to_string()),
+        };
+        let shown = format!("{certificate:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains(crate::manifest::model::SENSITIVE), "{shown}");
+        let sent = serde_json::to_string(&certificate).unwrap();
+        assert!(sent.contains("hunter2"));
+        let back: IngressCertificate = serde_json::from_str(&sent).unwrap();
+        assert_eq!(back, certificate);
+    }
 }

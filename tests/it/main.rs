@@ -31,6 +31,7 @@ mod plan_props;
 mod plan_scheduler;
 mod proxy;
 mod proxy_dns;
+mod proxy_tls;
 mod purity;
 mod push;
 mod repo;

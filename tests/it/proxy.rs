@@ -24,36 +24,41 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 const PROXY: &str = env!("CARGO_BIN_EXE_flotilla-proxy");
 
 /// A `flotilla-proxy run` process, stopped when dropped.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     node: String,
-    state: Arc<tempfile::TempDir>,
+    pub(crate) state: Arc<tempfile::TempDir>,
     socket: PathBuf,
-    tunnel: SocketAddrV4,
+    pub(crate) tunnel: SocketAddrV4,
     /// Where the Ingress is served (on loopback; it listens on every
     /// address).
-    ingress: SocketAddrV4,
+    pub(crate) ingress: SocketAddrV4,
+    /// Where the Ingress's HTTPS is served, likewise.
+    pub(crate) ingress_tls: SocketAddrV4,
 }
 
 impl Daemon {
-    async fn start(node: &str) -> Daemon {
+    pub(crate) async fn start(node: &str) -> Daemon {
         let state = Arc::new(tempfile::tempdir().expect("a temporary directory"));
         Daemon::start_in(node, state, free_port(), free_port()).await
     }
 
     /// Starts on `state` (a directory an earlier daemon may have used).
-    async fn start_in(
+    pub(crate) async fn start_in(
         node: &str,
         state: Arc<tempfile::TempDir>,
         tunnel_port: u16,
         ingress_port: u16,
     ) -> Daemon {
         let socket = state.path().join("control.sock");
+        let ingress_tls_port = free_port();
         let child = Command::new(PROXY)
             .args(["run", "--no-route", "--node", node, "--tunnel-port"])
             .arg(tunnel_port.to_string())
             .arg("--ingress-port")
             .arg(ingress_port.to_string())
+            .arg("--ingress-tls-port")
+            .arg(ingress_tls_port.to_string())
             .arg("--state-dir")
             .arg(state.path().join("state"))
             .arg("--control-socket")
@@ -72,6 +77,7 @@ impl Daemon {
             socket,
             tunnel: SocketAddrV4::new(Ipv4Addr::LOCALHOST, tunnel_port),
             ingress: SocketAddrV4::new(Ipv4Addr::LOCALHOST, ingress_port),
+            ingress_tls: SocketAddrV4::new(Ipv4Addr::LOCALHOST, ingress_tls_port),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while daemon.try_status().await.is_none() {
@@ -92,7 +98,7 @@ impl Daemon {
         serde_json::from_str(&answer).expect("a Response line")
     }
 
-    async fn apply(&self, table: &Table) -> Response {
+    pub(crate) async fn apply(&self, table: &Table) -> Response {
         self.request(&Request::Apply(table.clone())).await
     }
 
@@ -104,7 +110,7 @@ impl Daemon {
         }
     }
 
-    async fn status(&self) -> ProxyStatus {
+    pub(crate) async fn status(&self) -> ProxyStatus {
         self.try_status().await.expect("the proxy answers Status")
     }
 
@@ -125,7 +131,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status (within the proxy's drain time).
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         self.terminate();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -146,7 +152,7 @@ impl Drop for Daemon {
 }
 
 /// A port nothing listens on now (the kernel's pick, released).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     listener.local_addr().unwrap().port()
 }
@@ -310,7 +316,7 @@ impl Conversation {
     }
 }
 
-fn cluster_ip(test: u8, n: u8) -> Ipv4Addr {
+pub(crate) fn cluster_ip(test: u8, n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, test, n)
 }
 
@@ -325,7 +331,7 @@ fn service(cluster_ip: Ipv4Addr, port: ServicePort) -> Service {
     }
 }
 
-fn port(number: u16, mode: Mode, endpoints: Vec<Endpoint>) -> ServicePort {
+pub(crate) fn port(number: u16, mode: Mode, endpoints: Vec<Endpoint>) -> ServicePort {
     ServicePort {
         name: String::new(),
         protocol: Protocol::Tcp,
@@ -337,7 +343,7 @@ fn port(number: u16, mode: Mode, endpoints: Vec<Endpoint>) -> ServicePort {
     }
 }
 
-fn table(generation: u64, node: &str, services: Vec<Service>) -> Table {
+pub(crate) fn table(generation: u64, node: &str, services: Vec<Service>) -> Table {
     Table {
         generation,
         node: node.to_owned(),
@@ -347,10 +353,11 @@ fn table(generation: u64, node: &str, services: Vec<Service>) -> Table {
         services,
         ingress: Vec::new(),
         ingress_default_backend: None,
+        ingress_certificates: Vec::new(),
     }
 }
 
-fn applied(generation: u64) -> Response {
+pub(crate) fn applied(generation: u64) -> Response {
     Response::Applied { generation }
 }
 
@@ -923,7 +930,11 @@ async fn a_stopping_proxy_lets_open_connections_finish() {
 /// A raw HTTP/1.1 backend named `name`: it answers every request with
 /// its name, the request's target, and the forwarding headers it got,
 /// one per line.
-async fn named_http_backend(name: &str, node: &str, via: Option<SocketAddrV4>) -> Endpoint {
+pub(crate) async fn named_http_backend(
+    name: &str,
+    node: &str,
+    via: Option<SocketAddrV4>,
+) -> Endpoint {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let SocketAddr::V4(address) = listener.local_addr().unwrap() else {
         unreachable!()
@@ -974,7 +985,7 @@ async fn named_http_backend(name: &str, node: &str, via: Option<SocketAddrV4>) -
 
 /// One `GET path` with `Host: host`, sent from `source`: the status code
 /// and the body.
-async fn http_get(
+pub(crate) async fn http_get(
     source: Ipv4Addr,
     address: SocketAddrV4,
     host: &str,
@@ -1024,7 +1035,7 @@ fn ingress_backend(service: &str) -> IngressBackend {
     }
 }
 
-fn named_service(name: &str, cluster_ip: Ipv4Addr, port: ServicePort) -> Service {
+pub(crate) fn named_service(name: &str, cluster_ip: Ipv4Addr, port: ServicePort) -> Service {
     Service {
         name: name.to_owned(),
         ..service(cluster_ip, port)

@@ -27,6 +27,7 @@ fn table(generation: u64, web_ip: [u8; 4]) -> Arc<Table> {
         cluster_domain: "cluster.local".to_string(),
         ingress: Vec::new(),
         ingress_default_backend: None,
+        ingress_certificates: Vec::new(),
         services: vec![Service {
             namespace: "default".to_string(),
             name: "web".to_string(),

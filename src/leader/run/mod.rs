@@ -743,6 +743,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         diagnostics.extend(check_operator_policy(&desired, &policy));
         diagnostics.extend(open_secrets(&mut desired, self.unseal.as_deref()));
         diagnostics.extend(super::pod_config::check_opened(&desired));
+        diagnostics.extend(crate::manifest::check_opened_secrets(&desired));
         // A file that could not be read (not UTF-8, too large) is an error
         // too: deploying the rest would silently drop its objects.
         let errors: Vec<&Diagnostic> = snapshot
@@ -1691,6 +1692,7 @@ mod tests {
                     }],
                     ingress: Vec::new(),
                     ingress_default_backend: None,
+                    ingress_certificates: Vec::new(),
                 },
             );
         }

@@ -4,6 +4,8 @@
 //! backend names a declared Service and one of its ports; no two routes
 //! claim the same host and path).
 //!
+//! Its `tls` is `ingress_tls.rs`.
+//!
 //! An Ingress of another class (`spec.ingressClassName`, or the older
 //! `kubernetes.io/ingress.class` annotation) belongs to another controller,
 //! as in Kubernetes: it is left out with a warning, its spec unread.
@@ -13,7 +15,6 @@ use std::collections::BTreeMap;
 use super::*;
 
 const INGRESS_SPEC: Schema = Schema {
-    // `tls` is read to name it: it comes with Secrets.
     known: &["ingressClassName", "defaultBackend", "rules", "tls"],
     unsupported: &[],
     ignored: &[],
@@ -149,17 +150,15 @@ impl Decoder<'_> {
             // handled above: this is `flotilla`, or not a string.
             self.string(class, "spec.ingressClassName");
         }
-        if let Some(tls) = fields.get("tls") {
-            let diagnostic = self.error(
-                tls,
-                "spec.tls",
-                "field `tls` is not supported yet: TLS comes with Secrets (issue 14)",
-            );
-            Self::hint(
-                diagnostic,
-                "flotilla serves Ingresses over plain HTTP on port 80 for now; terminate TLS in \
-                 front of the nodes, or remove `tls`",
-            );
+        let mut tls = Vec::new();
+        if let Some(tls_node) = fields.get("tls") {
+            if let Some(items) = self.sequence(tls_node, ingress_tls::TLS_FIELD) {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(entry) = self.ingress_tls(item, i) {
+                        tls.push(entry);
+                    }
+                }
+            }
         }
         let default_backend = fields.get("defaultBackend").and_then(|backend| {
             self.record(DEFAULT_BACKEND_FIELD, backend);
@@ -191,6 +190,7 @@ impl Decoder<'_> {
             meta,
             default_backend,
             rules,
+            tls,
         })
     }
 
@@ -253,7 +253,7 @@ impl Decoder<'_> {
     }
 
     /// Remembers where the field at `path` is, for the cross-object checks.
-    fn record(&mut self, path: &str, node: &Node) {
+    pub(super) fn record(&mut self, path: &str, node: &Node) {
         let at = self.at(node);
         self.field_sources.insert(path.to_string(), at);
     }
@@ -310,7 +310,7 @@ impl Decoder<'_> {
     }
 
     /// A rule's `host`: a DNS name, or `*.` and one, as Kubernetes checks.
-    fn ingress_host(&mut self, node: &Node, path: &str) -> Option<IngressHost> {
+    pub(super) fn ingress_host(&mut self, node: &Node, path: &str) -> Option<IngressHost> {
         let host = self.string(node, path)?;
         // `core::net`: the address types alone, no sockets.
         if host.parse::<core::net::IpAddr>().is_ok() {
@@ -342,7 +342,7 @@ impl Decoder<'_> {
             if host.contains(':') {
                 Self::hint(
                     diagnostic,
-                    "a host has no port: Ingresses are served on port 80",
+                    "a host has no port: Ingresses are served on ports 80 and 443",
                 );
             }
             return None;
@@ -709,7 +709,7 @@ fn check_backend(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::manifest::yaml;
 
@@ -726,7 +726,7 @@ mod tests {
             .collect()
     }
 
-    fn rendered(diagnostics: &[Diagnostic]) -> String {
+    pub(in crate::manifest::decode) fn rendered(diagnostics: &[Diagnostic]) -> String {
         let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         rendered.join("\n\n")
     }
@@ -741,7 +741,7 @@ mod tests {
     }
 
     /// The Ingresses of `text`, each decoded without a problem.
-    fn ingresses(text: &str) -> Vec<Ingress> {
+    pub(in crate::manifest::decode) fn ingresses(text: &str) -> Vec<Ingress> {
         decode(text)
             .into_iter()
             .map(|d| match d.object {
@@ -798,6 +798,10 @@ metadata:
     nginx.ingress.kubernetes.io/rewrite-target: /
 spec:
   ingressClassName: flotilla
+  tls:
+  - hosts: [shop.example.com, '*.example.com']
+    secretName: shop-tls
+  - secretName: fallback-tls
   defaultBackend:
     service: {name: fallback, port: {number: 8080}}
   rules:
@@ -867,13 +871,36 @@ spec:
                 },
             ]
         );
-        // Where each path and backend is, for the cross-object checks.
+        assert_eq!(
+            ingress.tls,
+            [
+                IngressTls {
+                    hosts: vec![
+                        IngressHost::Exact("shop.example.com".to_string()),
+                        IngressHost::Wildcard("example.com".to_string()),
+                    ],
+                    secret_name: "shop-tls".to_string(),
+                },
+                IngressTls {
+                    hosts: Vec::new(),
+                    secret_name: "fallback-tls".to_string(),
+                },
+            ]
+        );
+        // Where each path, backend and Secret is, for the cross-object checks.
         assert_eq!(
             ingress
                 .meta
                 .field_location("spec.rules[0].http.paths[1].backend")
                 .to_string(),
-            "ingress.yaml:17:53"
+            "ingress.yaml:21:53"
+        );
+        assert_eq!(
+            ingress
+                .meta
+                .field_location("spec.tls[1].secretName")
+                .to_string(),
+            "ingress.yaml:13:17"
         );
     }
 
@@ -884,8 +911,11 @@ kind: Ingress
 metadata: {name: bad}
 spec:
   tls:
+  - hosts: [shop.example.com, '*.example.com', 'a.*.com', 10.0.0.2]
+    secretName: Shop_TLS
   - hosts: [shop.example.com]
-    secretName: shop-tls
+  - {secret: shop-tls, secretName: shop-tls}
+  - {hosts: shop.example.com, secretName: shop-tls}
   backend: {serviceName: web, servicePort: 80}
   defaultBackend:
     resource: {apiGroup: k8s.example.com, kind: StorageBucket, name: assets}

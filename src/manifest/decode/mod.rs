@@ -10,7 +10,8 @@
 //! scalars, lists and maps every part uses. By concern: `objects.rs` (Cluster
 //! and Node), `workloads.rs` (what each kind that runs pods declares besides
 //! its template), `pod.rs` (pod templates, selectors, containers) and
-//! `ingress.rs` (Ingress routes, and their cross-object checks).
+//! `ingress.rs` (Ingress routes, and their cross-object checks), `ingress_tls.rs`
+//! (an Ingress's TLS entries and their Secrets).
 //! `service.rs` (Services).
 
 use std::collections::BTreeMap;
@@ -24,12 +25,14 @@ use super::quantity::{Bytes, CpuMillis, QuantityError};
 use super::yaml::{Node, PlainType, Style, Value};
 
 mod ingress;
+mod ingress_tls;
 mod objects;
 mod pod;
 mod service;
 mod workloads;
 
 pub(super) use ingress::check_ingresses;
+pub(super) use ingress_tls::{check_ingress_tls, check_tls_certificates};
 pub use pod::default_pull_policy;
 pub(crate) use service::{port_label, DecodedService, NODE_PORTS};
 

@@ -426,6 +426,7 @@ mod tests {
             cluster_domain: "cluster.local".to_string(),
             ingress: Vec::new(),
             ingress_default_backend: None,
+            ingress_certificates: Vec::new(),
             services: vec![
                 service(
                     "default",
@@ -556,6 +557,7 @@ answer: WeB.DeFault.SVC.Cluster.LOCAL. 5 IN A 10.96.0.20",
                 cluster_domain: cluster_domain.to_string(),
                 ingress: Vec::new(),
                 ingress_default_backend: None,
+                ingress_certificates: Vec::new(),
                 ..table()
             };
             check_message(
@@ -765,6 +767,7 @@ answer: 20.0.96.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local.",
             cluster_domain: ".".to_string(),
             ingress: Vec::new(),
             ingress_default_backend: None,
+            ingress_certificates: Vec::new(),
             ..table()
         };
         check_message(
