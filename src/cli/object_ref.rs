@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn kubectl_forms() {
-        let cases: [(&str, Option<&str>, Result<&str, &str>); 18] = [
+        let cases: [(&str, Option<&str>, Result<&str, &str>); 20] = [
             ("deployment/web", None, Ok("Deployment default/web")),
             ("Deployment/web", None, Ok("Deployment default/web")),
             ("deploy/web", None, Ok("Deployment default/web")),
@@ -120,10 +120,12 @@ mod tests {
             ),
             ("deployment/", None, Err("`deployment/`: empty name or namespace")),
             ("svc/web", None, Ok("Service default/web")),
+            ("cm/web", None, Ok("ConfigMap default/web")),
+            ("secret/db", Some("shop"), Ok("Secret shop/db")),
             (
-                "cm/web",
+                "job/pi",
                 None,
-                Err("flotilla does not deploy ConfigMap objects yet (it deploys cluster, node, deployment, service, daemonset and ingress)"),
+                Err("flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, configmap, secret and ingress)"),
             ),
             (
                 "deploymnt/web",
@@ -133,7 +135,7 @@ mod tests {
             (
                 "widget/web",
                 None,
-                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset and ingress)"),
+                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset, configmap, secret and ingress)"),
             ),
         ];
         for (text, namespace, expected) in cases {

@@ -197,6 +197,8 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                 }
                 Some(Decoded::Ingress(ingress)) => state.ingresses.push(*ingress),
                 Some(Decoded::Service(service)) => services.push(*service),
+                Some(Decoded::ConfigMap(config_map)) => state.config_maps.push(*config_map),
+                Some(Decoded::Secret(secret)) => state.secrets.push(*secret),
                 None => {}
             }
         }
@@ -246,6 +248,12 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         services::resolve(services, &state.cluster, &state.workloads, &mut diagnostics);
     state
         .ingresses
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    state
+        .config_maps
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    state
+        .secrets
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
     config::resolve(&mut state, &mut diagnostics);

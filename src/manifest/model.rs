@@ -73,8 +73,8 @@ const KINDS: [KindInfo; 13] = [
     KindInfo { kind: Kind::StatefulSet, name: "StatefulSet", api_version: "apps/v1", namespaced: true, supported: false, cli_names: &["statefulset", "statefulsets", "sts"], phrase: "stateful set", runs_pods: true },
     KindInfo { kind: Kind::Job, name: "Job", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["job", "jobs"], phrase: "job", runs_pods: true },
     KindInfo { kind: Kind::CronJob, name: "CronJob", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["cronjob", "cronjobs", "cj"], phrase: "cron job", runs_pods: true },
-    KindInfo { kind: Kind::ConfigMap, name: "ConfigMap", api_version: "v1", namespaced: true, supported: false, cli_names: &["configmap", "configmaps", "cm"], phrase: "config map", runs_pods: false },
-    KindInfo { kind: Kind::Secret, name: "Secret", api_version: "v1", namespaced: true, supported: false, cli_names: &["secret", "secrets"], phrase: "secret", runs_pods: false },
+    KindInfo { kind: Kind::ConfigMap, name: "ConfigMap", api_version: "v1", namespaced: true, supported: true, cli_names: &["configmap", "configmaps", "cm"], phrase: "config map", runs_pods: false },
+    KindInfo { kind: Kind::Secret, name: "Secret", api_version: "v1", namespaced: true, supported: true, cli_names: &["secret", "secrets"], phrase: "secret", runs_pods: false },
     KindInfo { kind: Kind::Namespace, name: "Namespace", api_version: "v1", namespaced: false, supported: false, cli_names: &["namespace", "namespaces", "ns"], phrase: "namespace", runs_pods: false },
     KindInfo { kind: Kind::Pod, name: "Pod", api_version: "v1", namespaced: true, supported: false, cli_names: &["pod", "pods", "po"], phrase: "pod", runs_pods: true },
     KindInfo { kind: Kind::Ingress, name: "Ingress", api_version: "networking.k8s.io/v1", namespaced: true, supported: true, cli_names: &["ingress", "ingresses", "ing"], phrase: "ingress", runs_pods: false },
@@ -1623,7 +1623,7 @@ mod tests {
         assert_eq!(distinct.len(), KINDS.len());
         assert_eq!(
             Kind::supported_list(),
-            "Cluster, Node, Deployment, Service, DaemonSet and Ingress"
+            "Cluster, Node, Deployment, Service, DaemonSet, ConfigMap, Secret and Ingress"
         );
         assert_eq!(Kind::workload_list(), "deployment and daemonset");
     }

@@ -162,6 +162,118 @@ fn label_value_chars(value: &str) -> bool {
         .all(|b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// A key of a ConfigMap's or a Secret's data (Kubernetes' IsConfigMapKey):
+/// at most 253 letters, digits, `-`, `_` and `.`, neither `.` nor starting
+/// with `..` (a key is also a file name in a volume).
+pub(crate) fn config_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if key.len() > 253 {
+        return Err(format!(
+            "must be at most 253 characters, found {}",
+            key.len()
+        ));
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err("must consist of letters, digits, `-`, `_` and `.`".to_string());
+    }
+    if key == "." {
+        return Err("must not be `.`".to_string());
+    }
+    if key.starts_with("..") {
+        return Err("must not start with `..`".to_string());
+    }
+    Ok(())
+}
+
+/// A path inside a volume (`items[].path`, `subPath`): relative, without a
+/// `..` element, so it cannot leave the volume (Kubernetes' rule).
+pub(crate) fn relative_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if path.starts_with('/') {
+        return Err("must be relative".to_string());
+    }
+    if path.split('/').any(|element| element == "..") {
+        return Err("must not contain a `..` element".to_string());
+    }
+    Ok(())
+}
+
+/// An age X25519 recipient (`age1...`): Bech32 (BIP 173) with the
+/// human-readable part `age`, lowercase, 62 characters holding a 32-byte
+/// key, its checksum right. A syntax check: whether it is a point on the
+/// curve is for age itself.
+pub(crate) fn age_recipient(text: &str) -> Result<(), String> {
+    const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    const LENGTH: usize = 62;
+    let lowercase = text.to_ascii_lowercase();
+    if !lowercase.starts_with("age1") {
+        return Err("must start with `age1`".to_string());
+    }
+    if text.len() != LENGTH {
+        return Err(format!(
+            "must be {LENGTH} characters, found {}",
+            text.chars().count()
+        ));
+    }
+    if lowercase != text {
+        return Err("must be lowercase".to_string());
+    }
+    let mut values = Vec::with_capacity(LENGTH);
+    for byte in text[4..].bytes() {
+        let Some(value) = CHARSET.iter().position(|&c| c == byte) else {
+            return Err(format!(
+                "`{}` is not a Bech32 character",
+                char::from(byte).escape_default()
+            ));
+        };
+        values.push(value as u8);
+    }
+    // The human-readable part expanded, then the data with its checksum.
+    let hrp = b"age";
+    let expanded = hrp
+        .iter()
+        .map(|c| c >> 5)
+        .chain([0])
+        .chain(hrp.iter().map(|c| c & 31));
+    if bech32_polymod(expanded.chain(values.iter().copied())) != 1 {
+        return Err("its checksum is wrong (a character is mistyped or missing)".to_string());
+    }
+    // 52 five-bit groups hold the 256-bit key and 4 zero bits.
+    if values[51] & 0x0f != 0 {
+        return Err("its last character before the checksum has padding bits set".to_string());
+    }
+    Ok(())
+}
+
+/// Bech32's checksum: 1 for a valid string (BIP 173).
+fn bech32_polymod(values: impl Iterator<Item = u8>) -> u32 {
+    const GENERATOR: [u32; 5] = [
+        0x3b6a_57b2,
+        0x2650_8e6d,
+        0x1ea1_19fa,
+        0x3d42_33dd,
+        0x2a14_62b3,
+    ];
+    let mut checksum: u32 = 1;
+    for value in values {
+        let top = checksum >> 25;
+        checksum = ((checksum & 0x01ff_ffff) << 5) ^ u32::from(value);
+        for (i, generator) in GENERATOR.iter().enumerate() {
+            if (top >> i) & 1 == 1 {
+                checksum ^= generator;
+            }
+        }
+    }
+    checksum
+}
+
 /// Environment variable names: letters, digits, `_`, `-` and `.`, not
 /// starting with a digit.
 pub(crate) fn env_var_name(name: &str) -> Result<(), String> {
@@ -342,6 +454,77 @@ mod tests {
                 (&long, Err("must be at most 63 characters (has 64)")),
             ],
         );
+    }
+
+    #[test]
+    fn config_keys() {
+        check(
+            config_key,
+            &[
+                ("app.properties", Ok(())),
+                ("tls.crt", Ok(())),
+                (".dockerconfigjson", Ok(())),
+                ("A_b-1", Ok(())),
+                ("", Err("must not be empty")),
+                (".", Err("must not be `.`")),
+                ("..", Err("must not start with `..`")),
+                ("..data", Err("must not start with `..`")),
+                (
+                    "a/b",
+                    Err("must consist of letters, digits, `-`, `_` and `.`"),
+                ),
+                (
+                    "a b",
+                    Err("must consist of letters, digits, `-`, `_` and `.`"),
+                ),
+            ],
+        );
+        assert_eq!(config_key(&"k".repeat(253)), Ok(()));
+        assert_eq!(
+            config_key(&"k".repeat(254)),
+            Err("must be at most 253 characters, found 254".to_string())
+        );
+    }
+
+    #[test]
+    fn relative_paths() {
+        check(
+            relative_path,
+            &[
+                ("app.conf", Ok(())),
+                ("conf/app.conf", Ok(())),
+                ("..a/b", Ok(())),
+                ("", Err("must not be empty")),
+                ("/etc/app.conf", Err("must be relative")),
+                ("../x", Err("must not contain a `..` element")),
+                ("a/../../x", Err("must not contain a `..` element")),
+                ("a/..", Err("must not contain a `..` element")),
+            ],
+        );
+    }
+
+    #[test]
+    fn age_recipients() {
+        // The recipient of age's README.
+        let valid = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        assert_eq!(age_recipient(valid), Ok(()));
+        let mistyped = valid.replace("ql3z", "ql3y");
+        let upper = valid.to_ascii_uppercase();
+        let bad_char = valid.replace("ql3z", "ql3b");
+        let cases = [
+            (
+                mistyped.as_str(),
+                "its checksum is wrong (a character is mistyped or missing)",
+            ),
+            (upper.as_str(), "must be lowercase"),
+            (bad_char.as_str(), "`b` is not a Bech32 character"),
+            ("age1ql3z", "must be 62 characters, found 8"),
+            ("AGE-SECRET-KEY-1QQ", "must start with `age1`"),
+            ("ssh-ed25519 AAAA", "must start with `age1`"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(age_recipient(text), Err(expected.to_string()), "{text}");
+        }
     }
 
     #[test]

@@ -181,7 +181,8 @@ fn kubernetes_examples() {
 }
 
 /// The DaemonSet and StatefulSet examples read as Deployments: their pod
-/// templates' unsupported fields (`volumeMounts`, `volumes`) and the
+/// templates' unsupported fields (`hostPath` volumes, and a mount of a
+/// volume claim template) and the
 /// StatefulSet-only fields are each named with their place.
 #[test]
 fn pod_templates_of_other_kinds_as_deployments() {

@@ -558,7 +558,7 @@ fn excluded_documents_are_not_read() {
         },
     };
     let text = format!(
-        "{DEPLOYMENT}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web, namespace: shop}}\n"
+        "{DEPLOYMENT}---\napiVersion: batch/v1\nkind: Job\nmetadata: {{name: web, namespace: shop}}\n"
     );
     let file = |excluded: Vec<ExcludedDocument>| SourceFile {
         path: "all.yaml".into(),
@@ -567,20 +567,20 @@ fn excluded_documents_are_not_read() {
     };
     assert!(load(&[file(vec![])]).has_errors());
     for excluded in [
-        rule(1, "ConfigMap", None, "web"),
-        rule(1, "ConfigMap", Some("shop"), "web"),
+        rule(1, "Job", None, "web"),
+        rule(1, "Job", Some("shop"), "web"),
     ] {
         let loaded = load(&[file(vec![excluded])]);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         assert_eq!(loaded.state.workloads.len(), 1);
     }
     let loaded = load(&[file(vec![
-        rule(1, "ConfigMap", None, "web"),
-        rule(2, "ConfigMap", Some("default"), "web"),
+        rule(1, "Job", None, "web"),
+        rule(2, "Job", Some("default"), "web"),
     ])]);
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert_eq!(
         rendered,
-        ["warning: `all.yaml#ConfigMap/default/web` excludes nothing: all.yaml declares no ConfigMap/default/web\n  --> .flotillaignore:2:1\n  = hint: correct the line to a document's `Kind/name` (or `Kind/namespace/name`), or remove it"]
+        ["warning: `all.yaml#Job/default/web` excludes nothing: all.yaml declares no Job/default/web\n  --> .flotillaignore:2:1\n  = hint: correct the line to a document's `Kind/name` (or `Kind/namespace/name`), or remove it"]
     );
 }

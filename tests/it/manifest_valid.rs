@@ -10,7 +10,7 @@ use flotilla::manifest::{load, Loaded, Severity, SourceFile};
 
 fn load_fixtures() -> Loaded {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
-    let files: Vec<SourceFile> = ["cluster.yaml", "services.yaml", "web.yaml"]
+    let files: Vec<SourceFile> = ["cluster.yaml", "config.yaml", "services.yaml", "web.yaml"]
         .iter()
         .map(|name| SourceFile {
             path: name.to_string(),
@@ -91,7 +91,7 @@ fn cluster_and_nodes() {
     assert_eq!(n2.spec.taints[1].value, "");
     assert!(n2.spec.unschedulable);
     assert_eq!(n2.meta.labels["topology.kubernetes.io/zone"], "b");
-    assert_eq!(n2.meta.source.line, 12);
+    assert_eq!(n2.meta.source.line, 15);
     assert_eq!(
         state.cluster.service_cidr,
         ServiceCidr::new(10, 100, 0, 0, 16)
@@ -151,7 +151,14 @@ fn deployment_with_every_field() {
         .iter()
         .map(|d| d.key().to_string())
         .collect();
-    assert_eq!(keys, ["Deployment default/api", "Deployment shop/web"]);
+    assert_eq!(
+        keys,
+        [
+            "Deployment default/api",
+            "Deployment shop/web",
+            "Deployment shop/worker"
+        ]
+    );
     let web = state
         .workload_named(Kind::Deployment, "shop", "web")
         .unwrap();
@@ -251,4 +258,167 @@ fn deployment_defaults() {
         "digest"
     );
     assert_eq!(pod.containers[0].resources, Resources::default());
+}
+
+#[test]
+fn config_maps_secrets_and_what_pods_read_from_them() {
+    let state = load_fixtures().state;
+    assert_eq!(
+        state.cluster.secret_recipients,
+        ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+    );
+    let keys: Vec<String> = state
+        .config_maps
+        .iter()
+        .map(|c| c.key().to_string())
+        .chain(state.secrets.iter().map(|s| s.key().to_string()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "ConfigMap shop/app",
+            "Secret shop/db",
+            "Secret shop/registry",
+            "Secret shop/tls",
+        ],
+        "sorted by key"
+    );
+    let app = state.config_map("shop", "app").unwrap();
+    assert_eq!(app.data["level"], b"debug");
+    assert_eq!(app.data["app.conf"], b"listen 8080\nworkers 4\n");
+    assert_eq!(app.data["logo.png"], b"\x89PNG\r\n\x1a\n");
+    assert!(app.immutable);
+
+    let db = state.secret("shop", "db").unwrap();
+    assert_eq!(db.secret_type, SecretType::Opaque);
+    let versions: Vec<(&str, &str)> = db
+        .data
+        .iter()
+        .map(|(key, value)| match value {
+            SecretValue::Sealed(sealed) => (key.as_str(), sealed.version.as_str()),
+            SecretValue::Opened(_) => panic!("{key} is sealed in the fixture"),
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("password", "0123456789abcdef"),
+            ("user", "89abcdef01234567")
+        ]
+    );
+    assert_eq!(
+        state.secret("shop", "tls").unwrap().secret_type,
+        SecretType::Tls
+    );
+    assert_eq!(
+        state.secret("shop", "registry").unwrap().secret_type,
+        SecretType::DockerConfigJson
+    );
+
+    let worker = state
+        .workload_named(Kind::Deployment, "shop", "worker")
+        .unwrap();
+    let pod = &worker.spec.template.spec;
+    assert_eq!(pod.image_pull_secrets, ["registry"]);
+    let volumes: Vec<(&str, &ConfigVolume)> = pod
+        .volumes
+        .iter()
+        .map(|v| match &v.source {
+            VolumeSource::Config(config) => (v.name.as_str(), config),
+        })
+        .collect();
+    assert_eq!(volumes[0].0, "config");
+    assert_eq!(volumes[0].1.source, ConfigSource::ConfigMap("app".into()));
+    assert_eq!(
+        volumes[0].1.items,
+        [
+            KeyToPath {
+                key: "app.conf".into(),
+                path: "conf/app.conf".into(),
+                mode: Some(0o640),
+            },
+            KeyToPath {
+                key: "logo.png".into(),
+                path: "logo.png".into(),
+                mode: None,
+            },
+        ]
+    );
+    assert_eq!(volumes[0].1.default_mode, 0o444);
+    assert_eq!(volumes[1].1.source, ConfigSource::Secret("tls".into()));
+    assert_eq!(volumes[1].1.default_mode, 0o400, "256 in decimal");
+    assert_eq!(volumes[2].1.default_mode, 0o644, "Kubernetes' default");
+    assert!(volumes[2].1.optional);
+
+    let container = &pod.containers[0];
+    let env: Vec<(&str, Option<&KeyRef>)> = container
+        .env
+        .iter()
+        .map(|e| (e.name.as_str(), e.value_from.as_ref()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            (
+                "LOG_LEVEL",
+                Some(&KeyRef {
+                    source: ConfigSource::ConfigMap("app".into()),
+                    key: "level".into(),
+                    optional: false,
+                })
+            ),
+            (
+                "DB_PASSWORD",
+                Some(&KeyRef {
+                    source: ConfigSource::Secret("db".into()),
+                    key: "password".into(),
+                    optional: false,
+                })
+            ),
+            (
+                "FEATURE",
+                Some(&KeyRef {
+                    source: ConfigSource::ConfigMap("app".into()),
+                    key: "feature".into(),
+                    optional: true,
+                })
+            ),
+        ]
+    );
+    assert_eq!(
+        container.env_from,
+        [
+            EnvFromSource {
+                source: ConfigSource::ConfigMap("app".into()),
+                prefix: "APP_".into(),
+                optional: false,
+            },
+            EnvFromSource {
+                source: ConfigSource::Secret("db".into()),
+                prefix: String::new(),
+                optional: true,
+            },
+        ]
+    );
+    let mounts: Vec<(&str, &str, Option<&str>, bool)> = container
+        .volume_mounts
+        .iter()
+        .map(|m| {
+            (
+                m.name.as_str(),
+                m.mount_path.as_str(),
+                m.sub_path.as_deref(),
+                m.read_only,
+            )
+        })
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("config", "/etc/worker", None, true),
+            ("certs", "/etc/tls/tls.crt", Some("tls.crt"), false),
+            ("certs", "/etc/tls/tls.key", Some("tls.key"), false),
+            ("extra", "/etc/extra", None, false),
+        ]
+    );
 }

@@ -685,8 +685,8 @@ fn refusals_are_one_clear_line() {
         "node/n1 has no earlier revision on main",
     );
     check(
-        &["rollback", "cm/web"],
-        "flotilla does not deploy ConfigMap objects yet (it deploys cluster, node, deployment, service, daemonset and ingress)",
+        &["rollback", "job/web"],
+        "flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, configmap, secret and ingress)",
     );
     check(
         &["rollback", "deployment/web", "--branch", "nope"],

@@ -10,9 +10,11 @@
 //! scalars, lists and maps every part uses. By concern: `objects.rs` (Cluster
 //! and Node), `workloads.rs` (what each kind that runs pods declares besides
 //! its template), `pod.rs` (pod templates, selectors, containers) and
-//! `ingress.rs` (Ingress routes, and their cross-object checks), `ingress_tls.rs`
-//! (an Ingress's TLS entries and their Secrets).
-//! `service.rs` (Services).
+//! `ingress.rs` (Ingress routes, and their cross-object checks),
+//! `ingress_tls.rs` (an Ingress's TLS entries and their Secrets),
+//! `service.rs` (Services), `config.rs` (ConfigMaps and Secrets) and
+//! `pod_config.rs` (what a pod reads from them: `valueFrom`, `envFrom`,
+//! volumes and their mounts, `imagePullSecrets`).
 
 use std::collections::BTreeMap;
 
@@ -24,10 +26,12 @@ use super::policy::PortRanges;
 use super::quantity::{Bytes, CpuMillis, QuantityError};
 use super::yaml::{Node, PlainType, Style, Value};
 
+mod config;
 mod ingress;
 mod ingress_tls;
 mod objects;
 mod pod;
+mod pod_config;
 mod service;
 mod workloads;
 
@@ -44,6 +48,8 @@ pub(super) enum Decoded {
     Workload(Box<Workload>),
     Ingress(Box<Ingress>),
     Service(Box<DecodedService>),
+    ConfigMap(Box<ConfigMap>),
+    Secret(Box<Secret>),
 }
 
 /// What one document declared.
@@ -195,6 +201,10 @@ struct Decoder<'a> {
     /// Where the fields the policy checks were found in this document
     /// ([`ObjectMeta::field_sources`]).
     field_sources: BTreeMap<String, SourceLocation>,
+    /// Errors that leave the object usable, so that the checks of what
+    /// refers to it still run: a Secret's values in clear (the Secret is
+    /// kept, opened, with an error for each).
+    tolerated_errors: usize,
 }
 
 /// The way past a document flotilla cannot deploy: leave it out with a
@@ -270,6 +280,7 @@ pub(super) fn decode_document(file: &str, root: &Node) -> DecodedDocument {
         diagnostics: Vec::new(),
         pod_owner: Kind::Deployment,
         field_sources: BTreeMap::new(),
+        tolerated_errors: 0,
     };
     let mut document = DecodedDocument {
         key: None,
@@ -280,8 +291,12 @@ pub(super) fn decode_document(file: &str, root: &Node) -> DecodedDocument {
         replicas_location: None,
     };
     let object = decoder.document(root, &mut document);
-    let has_errors = decoder.diagnostics.iter().any(Diagnostic::is_error);
-    document.object = if has_errors { None } else { object };
+    let errors = decoder.diagnostics.iter().filter(|d| d.is_error()).count();
+    document.object = if errors > decoder.tolerated_errors {
+        None
+    } else {
+        object
+    };
     document.diagnostics = decoder.diagnostics;
     document
 }
@@ -874,7 +889,12 @@ impl Decoder<'_> {
             return None;
         }
 
-        let fields = self.fields(root, "", &TOP_LEVEL)?;
+        let top_level = match kind {
+            Kind::ConfigMap => &config::CONFIG_MAP,
+            Kind::Secret => &config::SECRET,
+            _ => &TOP_LEVEL,
+        };
+        let fields = self.fields(root, "", top_level)?;
         let meta = match self.required(&fields, root, "", "metadata") {
             Some(node) => self.metadata(node, kind),
             None => ObjectMeta::default(),
@@ -909,6 +929,8 @@ impl Decoder<'_> {
                 let service = self.service(root, spec_node, meta)?;
                 Some(Decoded::Service(Box::new(service)))
             }
+            Kind::ConfigMap => Some(Decoded::ConfigMap(Box::new(self.config_map(&fields, meta)))),
+            Kind::Secret => Some(Decoded::Secret(Box::new(self.secret(&fields, meta)))),
             _ => {
                 let spec_node = self.required(&fields, root, "", "spec")?;
                 let spec = self.workload_spec_of(kind, spec_node, document)?;

@@ -10,7 +10,15 @@ const CLUSTER_SPEC: Schema = Schema {
         "resyncSeconds",
         "policy",
         "serviceCIDR",
+        "secrets",
     ],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const CLUSTER_SECRETS: Schema = Schema {
+    known: &["recipients"],
     unsupported: &[],
     ignored: &[],
     hints: NO_HINTS,
@@ -94,7 +102,57 @@ impl Decoder<'_> {
                 .service_cidr(cidr, "spec.serviceCIDR")
                 .unwrap_or(ServiceCidr::DEFAULT);
         }
+        if let Some(secrets) = fields.get("secrets") {
+            settings.secret_recipients = self.secret_recipients(secrets, "spec.secrets");
+        }
         settings
+    }
+
+    /// `spec.secrets.recipients`: the age recipients every Secret value is
+    /// sealed for, each once.
+    fn secret_recipients(&mut self, node: &Node, path: &str) -> Vec<String> {
+        let file = self.file;
+        let mut recipients = Vec::new();
+        let Some(fields) = self.fields(node, path, &CLUSTER_SECRETS) else {
+            return recipients;
+        };
+        let Some(list) = fields.get("recipients") else {
+            return recipients;
+        };
+        let list_path = join(path, "recipients");
+        let Some(items) = self.sequence(list, &list_path) else {
+            return recipients;
+        };
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index(&list_path, i);
+            let Some(recipient) = self.string(item, &item_path) else {
+                continue;
+            };
+            if let Err(reason) = names::age_recipient(&recipient) {
+                let diagnostic = self.error(
+                    item,
+                    &item_path,
+                    format!("invalid age recipient `{recipient}`: {reason}"),
+                );
+                Self::hint(
+                    diagnostic,
+                    "an age recipient is the public key `age-keygen -y IDENTITY_FILE` prints: `age1` and 58 more characters",
+                );
+                continue;
+            }
+            if let Some(first) = seen.get(&recipient) {
+                self.error(
+                    item,
+                    &item_path,
+                    format!("recipient `{recipient}` is listed twice (first at {file}:{first})"),
+                );
+                continue;
+            }
+            seen.insert(recipient.clone(), item.line);
+            recipients.push(recipient);
+        }
+        recipients
     }
 
     /// `spec.serviceCIDR`: an IPv4 network `base/prefix`, prefix 8 to 28

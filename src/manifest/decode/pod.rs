@@ -1,6 +1,9 @@
 //! Pod templates as every workload kind has them: label selectors, the
 //! pod spec (scheduling: node selector, affinity, tolerations, topology
 //! spread) and its containers (ports, resources, probes, environment).
+//! What a pod reads from ConfigMaps and Secrets is in `pod_config.rs`.
+
+use std::collections::BTreeSet;
 
 use super::*;
 
@@ -41,9 +44,10 @@ const POD_SPEC: Schema = Schema {
         "tolerations",
         "topologySpreadConstraints",
         "terminationGracePeriodSeconds",
+        "volumes",
+        "imagePullSecrets",
     ],
     unsupported: &[
-        "volumes",
         "initContainers",
         "ephemeralContainers",
         "activeDeadlineSeconds",
@@ -58,7 +62,6 @@ const POD_SPEC: Schema = Schema {
         "hostIPC",
         "shareProcessNamespace",
         "securityContext",
-        "imagePullSecrets",
         "hostname",
         "subdomain",
         "schedulerName",
@@ -95,10 +98,10 @@ const CONTAINER: Schema = Schema {
         "livenessProbe",
         "startupProbe",
         "workingDir",
-    ],
-    unsupported: &[
         "envFrom",
         "volumeMounts",
+    ],
+    unsupported: &[
         "volumeDevices",
         "lifecycle",
         "terminationMessagePath",
@@ -115,8 +118,8 @@ const CONTAINER: Schema = Schema {
 };
 
 const ENV_VAR: Schema = Schema {
-    known: &["name", "value"],
-    unsupported: &["valueFrom"],
+    known: &["name", "value", "valueFrom"],
+    unsupported: &[],
     ignored: &[],
     hints: NO_HINTS,
 };
@@ -431,8 +434,17 @@ impl Decoder<'_> {
         let Some(fields) = self.fields(node, path, &POD_SPEC) else {
             return spec;
         };
+        // Before the containers, whose mounts name them.
+        let mut volume_names = BTreeSet::new();
+        if let Some(volumes) = fields.get("volumes") {
+            (spec.volumes, volume_names) = self.volumes(volumes, &join(path, "volumes"));
+        }
         if let Some(containers) = self.required(&fields, node, path, "containers") {
-            spec.containers = self.containers(containers, &join(path, "containers"));
+            spec.containers = self.containers(containers, &join(path, "containers"), &volume_names);
+        }
+        if let Some(secrets) = fields.get("imagePullSecrets") {
+            spec.image_pull_secrets =
+                self.image_pull_secrets(secrets, &join(path, "imagePullSecrets"));
         }
         if let Some(policy) = fields.get("restartPolicy") {
             let policy_path = join(path, "restartPolicy");
@@ -701,7 +713,12 @@ impl Decoder<'_> {
         Some(toleration)
     }
 
-    fn containers(&mut self, node: &Node, path: &str) -> Vec<Container> {
+    fn containers(
+        &mut self,
+        node: &Node,
+        path: &str,
+        volume_names: &BTreeSet<String>,
+    ) -> Vec<Container> {
         let file = self.file;
         let mut containers = Vec::new();
         let Some(items) = self.sequence(node, path) else {
@@ -716,7 +733,8 @@ impl Decoder<'_> {
         let mut host_ports: BTreeMap<(u16, Protocol), u32> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
             let container_path = index(path, i);
-            let Some((container, places)) = self.container(item, &container_path) else {
+            let Some((container, places)) = self.container(item, &container_path, volume_names)
+            else {
                 continue;
             };
             if let Some(name_node) = places.name {
@@ -771,6 +789,7 @@ impl Decoder<'_> {
         &mut self,
         node: &'n Node,
         path: &str,
+        volume_names: &BTreeSet<String>,
     ) -> Option<(Container, ContainerPlaces<'n>)> {
         let file = self.file;
         let fields = self.fields(node, path, &CONTAINER)?;
@@ -839,6 +858,13 @@ impl Decoder<'_> {
                 }
             }
         }
+        if let Some(env_from) = fields.get("envFrom") {
+            container.env_from = self.env_from_list(env_from, &join(path, "envFrom"));
+        }
+        if let Some(mounts) = fields.get("volumeMounts") {
+            container.volume_mounts =
+                self.volume_mounts(mounts, &join(path, "volumeMounts"), volume_names);
+        }
         if let Some(ports) = fields.get("ports") {
             let ports_path = join(path, "ports");
             if let Some(items) = self.sequence(ports, &ports_path) {
@@ -903,10 +929,29 @@ impl Decoder<'_> {
             Some(value) => self.string(value, &join(path, "value"))?,
             None => String::new(),
         };
+        let value_from = match fields.get("valueFrom") {
+            Some(source) => Some(self.env_var_source(source, &join(path, "valueFrom"))?),
+            None => None,
+        };
+        // Kubernetes' rule: an empty `value` beside `valueFrom` is allowed.
+        if let (Some(_), Some(value_node)) = (&value_from, fields.get("value")) {
+            if !value.is_empty() {
+                let diagnostic = self.error(
+                    value_node,
+                    &join(path, "value"),
+                    "`value` and `valueFrom` are both set",
+                );
+                Self::hint(
+                    diagnostic,
+                    "keep `value` for a literal, or `valueFrom` to read a ConfigMap or Secret key",
+                );
+                return None;
+            }
+        }
         Some(EnvVar {
             name,
             value,
-            value_from: None,
+            value_from,
         })
     }
 
