@@ -54,11 +54,19 @@ mod tests {
                 excluded: Vec::new(),
             });
         }
+        // scripts/demo seals web's Secret for the demo's own key.
+        use base64::Engine as _;
+        let age = base64::engine::general_purpose::STANDARD.encode(b"age-encryption.org/v1\n");
+        files.push(SourceFile::new(
+            "apps/web-token.yaml",
+            format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-token\ndata:\n  token: AGE[0123456789abcdef:{age}]\n"),
+        ));
         let (state, diagnostics) = super::load_manifests(&files);
         let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         assert!(rendered.is_empty(), "{}", rendered.join("\n"));
         assert_eq!(state.nodes.len(), 3);
         assert_eq!(state.workloads.len(), 3);
+        assert_eq!(state.config_maps.len(), 1);
         assert_eq!(state.cluster.resync_seconds, 30);
     }
 }
