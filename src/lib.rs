@@ -18,3 +18,4 @@ pub mod plan;
 pub mod proxy;
 pub mod reconcile;
 pub mod repo;
+pub mod seal;

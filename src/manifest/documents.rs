@@ -119,6 +119,19 @@ impl Documents {
         self.pieces.iter().position(|p| p.key.as_ref() == Some(key))
     }
 
+    /// Every piece: its index, the object it declares, its text (without
+    /// its marker line) and the line of the file its text starts on
+    /// (1-based), so what is found in the text can be named by file:line.
+    pub(crate) fn pieces(&self) -> impl Iterator<Item = (usize, Option<&ObjectKey>, &str, u32)> {
+        let mut line = 1u32;
+        self.pieces.iter().enumerate().map(move |(index, piece)| {
+            line += count_lines(&piece.separator);
+            let first = line;
+            line += count_lines(&piece.body);
+            (index, piece.key.as_ref(), piece.body.as_str(), first)
+        })
+    }
+
     /// The text of piece `index` (without its marker line).
     pub(crate) fn body(&self, index: usize) -> &str {
         &self.pieces[index].body
@@ -162,6 +175,10 @@ impl Documents {
             })
         })
     }
+}
+
+fn count_lines(text: &str) -> u32 {
+    u32::try_from(text.bytes().filter(|b| *b == b'\n').count()).unwrap_or(u32::MAX)
 }
 
 /// What follows `---` or `...` on a marker line, or `None` for other lines.
