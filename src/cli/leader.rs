@@ -41,6 +41,12 @@ pub struct LeaderArgs {
     /// answers), and exit 0 when one is, 3 when none is.
     #[arg(long)]
     pub check: bool,
+    /// The age identity file that opens Secret values (`AGE-SECRET-KEY-1...`
+    /// lines; several keys allowed, e.g. the old and the new one while the
+    /// key is rotated). Its path is recorded in the repository's git config
+    /// (`flotilla.ageIdentity`) so the pre-receive hook checks pushes with it.
+    #[arg(long, env = crate::seal::IDENTITY_ENV, value_name = "FILE")]
+    pub age_identity: Option<PathBuf>,
     #[command(flatten)]
     pub locks: LockArgs,
     #[command(flatten)]
@@ -124,12 +130,19 @@ pub fn leader<N: NodeOps, P: Planner>(
     nodes: N,
     planner: P,
 ) -> anyhow::Result<u8> {
+    // A bad identity file stops the start: a leader that cannot open the
+    // Secrets it deploys must not look healthy.
+    let age_identities = match &args.age_identity {
+        Some(path) => Some(Arc::new(crate::seal::Identities::load(path)?)),
+        None => None,
+    };
     let options = LeaderOptions {
         repo: args.repo.clone(),
         branch: super::branch_or_default(&args.repo, args.branch.as_deref())?,
         listen: args.listen,
         api_hosts: args.api_hosts.clone(),
         lock_dir: args.locks.dir(),
+        age_identities,
     };
     runtime()?.block_on(daemon::run(
         options,

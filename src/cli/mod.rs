@@ -14,6 +14,7 @@ mod plan;
 mod presence;
 mod rollback;
 mod rollout;
+pub mod secret;
 mod validate;
 
 use std::path::PathBuf;
@@ -120,6 +121,8 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     /// Follow rollouts (`flotilla rollout status deployment/web`).
     Rollout(rollout::RolloutArgs),
+    /// Secret values sealed with age: keygen, seal, edit, rekey (docs/secrets.md).
+    Secret(secret::SecretArgs),
     /// Print a shell completion script (`flotilla completion bash > /etc/bash_completion.d/flotilla`).
     Completion(CompletionArgs),
 }
@@ -230,6 +233,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollout(rollout::RolloutArgs {
             command: rollout::RolloutCommand::Status(args),
         }) => rollout::run(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
+        Command::Secret(args) => secret::run(&args, &mut out)?,
         Command::Completion(args) => completion(args.shell, &mut out)?,
     };
     Ok(ExitCode::from(code))

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::{exit, short, Output, OutputFormat, SourceArgs};
 use crate::manifest::{self, Diagnostic, Severity};
+use crate::manifest::model::Unseal;
 use crate::repo::{self, printable_line, printable_text};
+use crate::seal::{self, Identities};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -24,6 +26,14 @@ pub struct ValidateArgs {
     pub revs_from_stdin: bool,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Check that every Secret value opens with the age identity
+    /// (--age-identity, else git config flotilla.ageIdentity, which the
+    /// leader records); without one, a revision with Secrets is invalid.
+    /// The pre-receive hook passes it.
+    #[arg(long)]
+    pub open_secrets: bool,
+    #[command(flatten)]
+    pub identity: super::secret::AgeIdentityArgs,
 }
 
 #[derive(Clone, Serialize)]
@@ -55,7 +65,8 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
         return run_many(args, std::io::stdin().lock(), out);
     }
     let (snapshot, policy) = read_snapshot(&args.source, |_| Ok("HEAD".to_string()), out)?;
-    let report = validate(snapshot, None, &policy);
+    let secrets = secret_check(args, &repo::open(&args.source.repo)?)?;
+    let report = validate(snapshot, None, &policy, secrets.as_ref());
     match args.output {
         OutputFormat::Json => out.json(&report)?,
         OutputFormat::Text => render_text(&report, out)?,
@@ -67,15 +78,33 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
     })
 }
 
+/// `--open-secrets`: whether to open every Secret value, and with which
+/// identity (`None`: the leader has none).
+struct SecretCheck(Option<Identities>);
+
+fn secret_check(args: &ValidateArgs, repository: &git2::Repository) -> anyhow::Result<Option<SecretCheck>> {
+    if !args.open_secrets {
+        return Ok(None);
+    }
+    Ok(Some(SecretCheck(args.identity.load(Some(repository))?)))
+}
+
 fn validate(
     snapshot: repo::Snapshot,
     subject: Option<String>,
     policy: &manifest::OperatorPolicy,
+    secrets: Option<&SecretCheck>,
 ) -> Report {
     let loaded = manifest::load(&snapshot.files);
     let mut diagnostics = snapshot.diagnostics;
     diagnostics.extend(loaded.diagnostics);
     diagnostics.extend(manifest::check_operator_policy(&loaded.state, policy));
+    if let Some(SecretCheck(identities)) = secrets {
+        diagnostics.extend(seal::unopened_diagnostics(
+            &snapshot.files,
+            identities.as_ref().map(|i| i as &dyn Unseal),
+        ));
+    }
     let errors = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -106,6 +135,7 @@ fn validate(
 fn run_many(args: &ValidateArgs, input: impl BufRead, out: &mut Output) -> anyhow::Result<u8> {
     let repository = repo::open(&args.source.repo)?;
     let policy = repo::operator_policy(&repository)?;
+    let secrets = secret_check(args, &repository)?;
     let mut seen = std::collections::HashSet::new();
     let mut by_content: HashMap<[u8; 32], Report> = HashMap::new();
     let mut reports = Vec::new();
@@ -133,7 +163,7 @@ fn run_many(args: &ValidateArgs, input: impl BufRead, out: &mut Output) -> anyho
                 ..same.clone()
             },
             None => {
-                let report = validate(snapshot, Some(subject), &policy);
+                let report = validate(snapshot, Some(subject), &policy, secrets.as_ref());
                 by_content.insert(fingerprint, report.clone());
                 report
             }

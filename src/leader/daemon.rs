@@ -40,6 +40,10 @@ pub(crate) struct LeaderOptions {
     pub api_hosts: Vec<String>,
     /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
     pub lock_dir: lock::LockDir,
+    /// The age identity that opens Secret values (`--age-identity`),
+    /// loaded at start; its path is recorded in the repository's git
+    /// config for the pre-receive hook.
+    pub age_identities: Option<Arc<crate::seal::Identities>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,29 @@ pub(crate) fn git_dir(repo: &Path) -> Result<PathBuf, LeaderError> {
         source,
     })?;
     Ok(repository.path().to_path_buf())
+}
+
+/// Records where the leader's age identity is in the repository's git
+/// config (`flotilla.ageIdentity`), so that the pre-receive hook opens
+/// pushed Secret values with it; removes a stale record when the leader
+/// has none (the hook then refuses Secrets rather than accept values the
+/// leader cannot open). Written under the writer lock: one leader's.
+fn record_age_identity(options: &LeaderOptions) -> Result<(), LeaderError> {
+    let repo_error = |source| LeaderError::Repo {
+        repo: options.repo.clone(),
+        source,
+    };
+    let repository = crate::repo::open(&options.repo).map_err(repo_error)?;
+    let path = options.age_identities.as_ref().map(|i| i.path());
+    crate::repo::record_age_identity(&repository, path).map_err(repo_error)?;
+    if let Some(identities) = &options.age_identities {
+        tracing::info!(
+            path = %identities.path().display(),
+            recipients = ?identities.recipients(),
+            "age identity loaded: Secret values open with it"
+        );
+    }
+    Ok(())
 }
 
 /// Runs the leader until SIGINT or SIGTERM asks it to stop.
@@ -111,6 +138,7 @@ pub(crate) async fn run_until<N: NodeOps, P: Planner>(
     };
     let api_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
     let writer_lock: WriterLock = lock::acquire_with_api(&git_dir, "leader", api_addr)?;
+    record_age_identity(&options)?;
     tracing::info!(
         holder = %writer_lock.holder(),
         repo = %options.repo.display(),
@@ -152,6 +180,10 @@ pub(crate) async fn run_until<N: NodeOps, P: Planner>(
         lock::NodeLocks::new(options.lock_dir.clone(), "leader", api_addr)
             .for_repository(std::fs::canonicalize(&options.repo).unwrap_or(options.repo.clone())),
     );
+    let leader = match &options.age_identities {
+        Some(identities) => leader.with_unseal(Arc::clone(identities) as _),
+        None => leader,
+    };
     // A readiness change, or old replicas gone, is worth a reconcile at once.
     let readiness_changed = Arc::new(Notify::new());
     // So is a container that dies or goes behind the leader's back.
@@ -559,6 +591,7 @@ mod tests {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             lock_dir: lock::LockDir::given(locks.path()),
             api_hosts: Vec::new(),
+            age_identities: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let leader = tokio::spawn(run_until(
@@ -815,6 +848,7 @@ mod push_latency {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             lock_dir: lock::LockDir::given(locks.path()),
             api_hosts: Vec::new(),
+            age_identities: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let leader = tokio::spawn(run_until(

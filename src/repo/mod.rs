@@ -6,6 +6,7 @@
 //! Thin: this module finds and reads blobs; what they mean is `manifest`'s
 //! business. The leader only ever reads commits, never a working tree.
 
+mod age_identity;
 mod branch;
 mod history;
 mod ignore_rules;
@@ -26,6 +27,7 @@ use ignore_rules::IgnoreRules;
 
 pub use crate::reconcile::printable::{printable_line, printable_text};
 pub use crate::reconcile::record::{ObjectOutcome, Outcome, RolloutRecord};
+pub use age_identity::{record_age_identity, recorded_age_identity, AGE_IDENTITY};
 pub use branch::{checked_out_branch, configured_branch, default_branch};
 pub use history::{
     append_note, introducing_commit, is_leaders_own, notes_state, read_note, revert_on_branch,

@@ -21,7 +21,7 @@ pub use keys::{generate, new_version, seal, Identities, KeyError, Recipients, ID
 pub use secret_file::{NewValue, SecretDocument, SecretFile, SecretFileError, Written};
 
 use crate::manifest::model::{ObjectKey, SourceLocation, Unseal};
-use crate::manifest::SourceFile;
+use crate::manifest::{Diagnostic, SourceFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -162,6 +162,8 @@ pub struct Unopened {
 /// What [`open_every_value`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Opened {
+    /// The first Secret, and where it is declared.
+    pub first: Option<(ObjectKey, SourceLocation)>,
     pub secrets: usize,
     pub values: usize,
     pub unopened: Vec<Unopened>,
@@ -182,6 +184,9 @@ pub fn open_every_value(files: &[SourceFile], unseal: Option<&dyn Unseal>) -> Op
         };
         for secret in &secrets.secrets {
             opened.secrets += 1;
+            opened
+                .first
+                .get_or_insert_with(|| (secret.secret.clone(), secret.location.clone()));
             for written in &secret.values {
                 let Written::Sealed(sealed) = &written.value else {
                     continue;
@@ -199,4 +204,49 @@ pub fn open_every_value(files: &[SourceFile], unseal: Option<&dyn Unseal>) -> Op
         }
     }
     opened
+}
+
+/// The errors that make a pushed revision undeployable for want of a key:
+/// every sealed value of `files` that `unseal` (the leader's identity)
+/// does not open, or, when the leader has no identity, its Secrets.
+pub fn unopened_diagnostics(files: &[SourceFile], unseal: Option<&dyn Unseal>) -> Vec<Diagnostic> {
+    let opened = open_every_value(files, unseal);
+    if unseal.is_none() {
+        return opened
+            .first
+            .map(|(secret, location)| {
+                Diagnostic::error(
+                    format!(
+                        "the leader has no age identity to open the values of the {} Secret{} of this revision",
+                        opened.secrets,
+                        if opened.secrets == 1 { "" } else { "s" }
+                    ),
+                    location,
+                )
+                .with_object(secret.to_string())
+                .with_hint(
+                    "run the leader with `flotilla leader --age-identity FILE` (an identity among \
+                     the Cluster object's spec.secrets.recipients), then push again",
+                )
+            })
+            .into_iter()
+            .collect();
+    }
+    opened
+        .unopened
+        .into_iter()
+        .map(|unopened| {
+            Diagnostic::error(
+                format!("`{}` cannot be opened: {}", unopened.key, unopened.reason),
+                unopened.location,
+            )
+            .with_object(unopened.secret.to_string())
+            .with_field_path(format!("data.{}", unopened.key))
+            .with_hint(
+                "re-seal it for the leader: `flotilla secret rekey` with an identity that \
+                 can read it; and check that the leader's identity is among the Cluster \
+                 object's spec.secrets.recipients",
+            )
+        })
+        .collect()
 }

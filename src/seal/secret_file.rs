@@ -37,6 +37,8 @@ pub struct WrittenValue {
 #[derive(Clone, Debug)]
 pub struct SecretDocument {
     pub secret: ObjectKey,
+    /// Where its document starts.
+    pub location: SourceLocation,
     /// Its values as Kubernetes reads them: `data`'s in order (a key
     /// `stringData` also sets takes that value), then `stringData`'s others.
     pub values: Vec<WrittenValue>,
@@ -116,6 +118,11 @@ impl SecretFile {
             match read_secret(body, &place) {
                 Ok(values) => secrets.push(SecretDocument {
                     secret: key.clone(),
+                    location: SourceLocation {
+                        file: file.path.clone(),
+                        line: first_line,
+                        column: 1,
+                    },
                     values,
                     piece,
                 }),
