@@ -57,7 +57,10 @@ impl AgeIdentityArgs {
     }
 
     /// The identities of [`AgeIdentityArgs::path`], read; `None` when none is named.
-    pub(crate) fn load(&self, repository: Option<&Repository>) -> anyhow::Result<Option<Identities>> {
+    pub(crate) fn load(
+        &self,
+        repository: Option<&Repository>,
+    ) -> anyhow::Result<Option<Identities>> {
         match self.path(repository)? {
             Some(path) => Ok(Some(Identities::load(&path)?)),
             None => Ok(None),
@@ -181,7 +184,8 @@ fn repository_of(file: &Path) -> anyhow::Result<Repository> {
 }
 
 fn read_source(path: &Path) -> anyhow::Result<SourceFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(SourceFile::new(path.display().to_string(), text))
 }
 
@@ -286,7 +290,9 @@ fn edit(args: &EditArgs, out: &mut Output) -> anyhow::Result<u8> {
             Written::Clear(value) => current.push((written.key.clone(), value.clone())),
             Written::Sealed(sealed) => match identities.as_ref().map(|i| i.unseal(sealed)) {
                 Some(Ok(value)) => current.push((written.key.clone(), value)),
-                Some(Err(reason)) => unopened.push(format!("{}: `{}`: {reason}", written.location, written.key)),
+                Some(Err(reason)) => {
+                    unopened.push(format!("{}: `{}`: {reason}", written.location, written.key))
+                }
                 None => anyhow::bail!(
                     "{}: {} has sealed values and no age identity is given to open them\n\
                      hint: --age-identity FILE (or {}, or git config flotilla.ageIdentity)",
@@ -342,7 +348,11 @@ fn edit(args: &EditArgs, out: &mut Output) -> anyhow::Result<u8> {
                 } else {
                     added.push(key.as_str());
                 }
-                NewValue::Sealed(seal::seal(value.expose(), &recipients, &seal::new_version())?)
+                NewValue::Sealed(seal::seal(
+                    value.expose(),
+                    &recipients,
+                    &seal::new_version(),
+                )?)
             }
         };
         values.push((key.clone(), new_value));
@@ -352,10 +362,15 @@ fn edit(args: &EditArgs, out: &mut Output) -> anyhow::Result<u8> {
         .map(|(k, _)| k.as_str())
         .filter(|k| !edited.iter().any(|(key, _)| key == k))
         .collect();
-    file.set_values(index, &values).map_err(seal::SealError::from)?;
+    file.set_values(index, &values)
+        .map_err(seal::SealError::from)?;
     write_in_place(path, &file.text())?;
     let mut what = Vec::new();
-    for (word, keys) in [("sealed", &changed), ("added", &added), ("removed", &removed)] {
+    for (word, keys) in [
+        ("changed", &changed),
+        ("added", &added),
+        ("removed", &removed),
+    ] {
         if !keys.is_empty() {
             what.push(format!("{word} {}", keys.join(", ")));
         }
@@ -488,7 +503,12 @@ fn rekey(args: &RekeyArgs, out: &mut Output) -> anyhow::Result<u8> {
     let repository = repo::open(&args.path)?;
     let root = repository
         .workdir()
-        .ok_or_else(|| anyhow::anyhow!("{}: rekey re-seals a working tree; this repository is bare", args.path.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: rekey re-seals a working tree; this repository is bare",
+                args.path.display()
+            )
+        })?
         .to_path_buf();
     let recipients = working_tree_recipients(&repository)?;
     let Some(identities) = args.identity.load(Some(&repository))? else {

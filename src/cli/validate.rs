@@ -10,8 +10,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{exit, short, Output, OutputFormat, SourceArgs};
-use crate::manifest::{self, Diagnostic, Severity};
 use crate::manifest::model::Unseal;
+use crate::manifest::{self, Diagnostic, Severity};
 use crate::repo::{self, printable_line, printable_text};
 use crate::seal::{self, Identities};
 
@@ -82,7 +82,10 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
 /// identity (`None`: the leader has none).
 struct SecretCheck(Option<Identities>);
 
-fn secret_check(args: &ValidateArgs, repository: &git2::Repository) -> anyhow::Result<Option<SecretCheck>> {
+fn secret_check(
+    args: &ValidateArgs,
+    repository: &git2::Repository,
+) -> anyhow::Result<Option<SecretCheck>> {
     if !args.open_secrets {
         return Ok(None);
     }

@@ -36,6 +36,7 @@ mod purity;
 mod push;
 mod repo;
 mod rollback;
+mod secrets_cli;
 mod services;
 mod validate;
 
