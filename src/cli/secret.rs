@@ -216,9 +216,20 @@ fn write_in_place(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 fn seal_files(args: &SealArgs, out: &mut Output) -> anyhow::Result<u8> {
+    // Each repository's working tree is read once, however many files.
+    let mut by_repository: std::collections::HashMap<PathBuf, Recipients> =
+        std::collections::HashMap::new();
     for path in &args.files {
         let file = read_source(path)?;
-        let recipients = working_tree_recipients(&repository_of(path)?)?;
+        let repository = repository_of(path)?;
+        let recipients = match by_repository.get(repository.path()) {
+            Some(recipients) => recipients.clone(),
+            None => {
+                let recipients = working_tree_recipients(&repository)?;
+                by_repository.insert(repository.path().to_path_buf(), recipients.clone());
+                recipients
+            }
+        };
         match seal::seal_clear_values(&file, &recipients)? {
             Some((text, sealed)) => {
                 write_in_place(path, &text)?;
