@@ -76,6 +76,9 @@ pub struct ApplyArgs {
     pub locks: LockArgs,
     #[command(flatten)]
     pub nodes: super::NodeArgs,
+    /// Opens the Secrets' values (as the leader's identity does).
+    #[command(flatten)]
+    pub identity: super::secret::AgeIdentityArgs,
 }
 
 /// Where the host-wide node locks live.
@@ -202,6 +205,10 @@ pub fn apply<N: NodeOps, P: Planner>(
         branch: super::branch_or_default(&args.repo, args.branch.as_deref())?,
         revision: args.rev.clone(),
         lock_dir: args.locks.dir(),
+        age_identities: args
+            .identity
+            .load(crate::repo::open(&args.repo).ok().as_ref())?
+            .map(Arc::new),
     };
     runtime.block_on(async {
         let (session, prepared) =

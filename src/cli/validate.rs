@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{exit, short, Output, OutputFormat, SourceArgs};
 use crate::manifest::model::Unseal;
-use crate::manifest::{self, Diagnostic, Severity};
+use crate::manifest::{self, DesiredState, Diagnostic, Severity};
 use crate::repo::{self, printable_line, printable_text};
 use crate::seal::{self, Identities};
 
@@ -66,7 +66,7 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> anyhow::Result<u8> {
     }
     let (snapshot, policy) = read_snapshot(&args.source, |_| Ok("HEAD".to_string()), out)?;
     let secrets = secret_check(args, &repo::open(&args.source.repo)?)?;
-    let report = validate(snapshot, None, &policy, secrets.as_ref());
+    let (report, _) = validate(snapshot, None, &policy, secrets.as_ref());
     match args.output {
         OutputFormat::Json => out.json(&report)?,
         OutputFormat::Text => render_text(&report, out)?,
@@ -97,7 +97,7 @@ fn validate(
     subject: Option<String>,
     policy: &manifest::OperatorPolicy,
     secrets: Option<&SecretCheck>,
-) -> Report {
+) -> (Report, DesiredState) {
     let loaded = manifest::load(&snapshot.files);
     let mut diagnostics = snapshot.diagnostics;
     diagnostics.extend(loaded.diagnostics);
@@ -107,12 +107,21 @@ fn validate(
             &snapshot.files,
             identities.as_ref().map(|i| i as &dyn Unseal),
         ));
+        // What only opened values tell: each TLS pair matches, each Docker
+        // config parses, each value read as a variable is text (the values
+        // that do not open are reported above).
+        if let Some(identities) = identities {
+            let mut opened = loaded.state.clone();
+            let _ = opened.open_secrets(identities);
+            diagnostics.extend(crate::leader::pod_config::check_opened(&opened));
+            diagnostics.extend(manifest::check_opened_secrets(&opened));
+        }
     }
     let errors = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .count();
-    Report {
+    let report = Report {
         valid: errors == 0,
         commit: snapshot.commit,
         subject,
@@ -123,7 +132,38 @@ fn validate(
         errors,
         warnings: diagnostics.len() - errors,
         diagnostics,
+    };
+    (report, loaded.state)
+}
+
+/// `immutable` ConfigMaps and Secrets: what `state` may not change of its
+/// parent's (`manifest::check_immutable`), added to its report.
+fn check_immutable_against_parent(
+    repository: &git2::Repository,
+    oid: git2::Oid,
+    state: &DesiredState,
+    previous: Option<&(git2::Oid, DesiredState)>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let Some(parent) = repository.find_commit(oid)?.parent_ids().next() else {
+        return Ok(());
+    };
+    let loaded;
+    let before = match previous.filter(|(previous, _)| *previous == parent) {
+        Some((_, before)) => before,
+        None => {
+            let snapshot = repo::read_revision(repository, &parent.to_string())?;
+            loaded = manifest::load(&snapshot.files).state;
+            &loaded
+        }
+    };
+    let refused = manifest::check_immutable(before, state);
+    if !refused.is_empty() {
+        report.errors += refused.len();
+        report.valid = false;
+        report.diagnostics.extend(refused);
     }
+    Ok(())
 }
 
 /// Validates every revision `input` lists, each once (a repeated one is
@@ -140,7 +180,9 @@ fn run_many(args: &ValidateArgs, input: impl BufRead, out: &mut Output) -> anyho
     let policy = repo::operator_policy(&repository)?;
     let secrets = secret_check(args, &repository)?;
     let mut seen = std::collections::HashSet::new();
-    let mut by_content: HashMap<[u8; 32], Report> = HashMap::new();
+    let mut by_content: HashMap<[u8; 32], (Report, DesiredState)> = HashMap::new();
+    // The commit validated last: in a push, usually the next one's parent.
+    let mut previous: Option<(git2::Oid, DesiredState)> = None;
     let mut reports = Vec::new();
     for line in input.lines() {
         let line = line?;
@@ -159,18 +201,23 @@ fn run_many(args: &ValidateArgs, input: impl BufRead, out: &mut Output) -> anyho
             .to_string();
         let snapshot = repo::read_revision(&repository, &oid.to_string())?;
         let fingerprint = fingerprint(&snapshot);
-        let report = match by_content.get(&fingerprint) {
-            Some(same) => Report {
-                commit: snapshot.commit,
-                subject: Some(subject),
-                ..same.clone()
-            },
+        let (mut report, state) = match by_content.get(&fingerprint) {
+            Some((same, state)) => (
+                Report {
+                    commit: snapshot.commit,
+                    subject: Some(subject),
+                    ..same.clone()
+                },
+                state.clone(),
+            ),
             None => {
-                let report = validate(snapshot, Some(subject), &policy, secrets.as_ref());
-                by_content.insert(fingerprint, report.clone());
-                report
+                let (report, state) = validate(snapshot, Some(subject), &policy, secrets.as_ref());
+                by_content.insert(fingerprint, (report.clone(), state.clone()));
+                (report, state)
             }
         };
+        check_immutable_against_parent(&repository, oid, &state, previous.as_ref(), &mut report)?;
+        previous = Some((oid, state));
         reports.push(report);
     }
     if reports.is_empty() {

@@ -386,6 +386,8 @@ pub(crate) struct ApplyOptions {
     pub revision: Option<String>,
     /// The host-wide directory of node locks ([`lock::default_lock_dir`]).
     pub lock_dir: lock::LockDir,
+    /// Opens Secrets' values, as the leader's identity does.
+    pub age_identities: Option<Arc<crate::seal::Identities>>,
 }
 
 /// `flotilla apply` between planning and carrying the plan out: it holds
@@ -426,6 +428,9 @@ impl<N: NodeOps, P: Planner> ApplySession<N, P> {
         ));
         if let Some(revision) = &options.revision {
             leader = leader.at_revision(revision);
+        }
+        if let Some(identities) = &options.age_identities {
+            leader = leader.with_unseal(Arc::clone(identities) as _);
         }
         let prepared = leader.prepare(SystemTime::now()).await?;
         Ok((
@@ -618,6 +623,7 @@ mod tests {
         };
         let (events, _) = mpsc::unbounded_channel();
         let apply_options = |repo: &Path| ApplyOptions {
+            age_identities: None,
             repo: repo.to_path_buf(),
             branch: "main".into(),
             revision: None,
@@ -730,6 +736,7 @@ mod apply_tests {
         let tip = commit(&repo, "replicas: 3");
         let nodes = Arc::new(MemoryNodes::default());
         let options = |revision: Option<&str>| ApplyOptions {
+            age_identities: None,
             repo: dir.path().to_path_buf(),
             branch: "main".into(),
             revision: revision.map(str::to_string),
