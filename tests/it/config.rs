@@ -146,7 +146,11 @@ fn keygen(cluster: &Cluster, path: &Path) -> String {
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "keygen: {printed}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "keygen: {printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     printed
         .split_whitespace()
         .find(|w| w.starts_with("age1"))
@@ -192,7 +196,7 @@ fn commit_and_push(cluster: &Cluster, message: &str) -> (bool, String) {
 fn running(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
     cluster
         .testbed
-        .containers(name, crate::common::DECLARED_NODES)
+        .containers(name, &crate::common::DECLARED_NODES)
         .into_iter()
         .flat_map(|(node, rows)| {
             rows.into_iter()
@@ -220,11 +224,17 @@ fn config_and_sealed_secrets_reach_pods_roll_them_and_are_never_printed() {
     drop(probe);
     let mut cluster = Cluster::new(&cluster_yaml(&[&first]));
     let mut outputs: Vec<(String, String)> = Vec::new();
+    // The leader records its identity for the pre-receive hook.
+    cluster.start_leader_with(&[OsStr::new("--age-identity"), first_key.as_os_str()]);
 
     // A Secret in clear is refused, with the command that seals it.
     std::fs::create_dir_all(cluster.work.join("apps")).unwrap();
     std::fs::write(cluster.work.join("apps/db.yaml"), SECRET).unwrap();
-    std::fs::write(cluster.work.join("apps/config.yaml"), config_maps("hello", "a")).unwrap();
+    std::fs::write(
+        cluster.work.join("apps/config.yaml"),
+        config_maps("hello", "a"),
+    )
+    .unwrap();
     std::fs::write(cluster.work.join("apps/workloads.yaml"), WORKLOADS).unwrap();
     let (pushed, said) = commit_and_push(&cluster, "Secret in clear");
     assert!(!pushed, "{said}");
@@ -243,7 +253,6 @@ fn config_and_sealed_secrets_reach_pods_roll_them_and_are_never_printed() {
     assert!(pushed, "{said}");
     outputs.push(("first push".into(), said));
 
-    cluster.start_leader_with(&[OsStr::new("--age-identity"), first_key.as_os_str()]);
     let within = Duration::from_secs(120);
     cluster.wait_ready("web", 2, within);
     cluster.wait_ready("other", 1, within);
@@ -267,7 +276,11 @@ fn config_and_sealed_secrets_reach_pods_roll_them_and_are_never_printed() {
     // One ConfigMap key changes: web rolls (and says why), other does not,
     // and web never has fewer ready replicas than it declares.
     let others_before = running(&cluster, "other");
-    std::fs::write(cluster.work.join("apps/config.yaml"), config_maps("bonjour", "a")).unwrap();
+    std::fs::write(
+        cluster.work.join("apps/config.yaml"),
+        config_maps("bonjour", "a"),
+    )
+    .unwrap();
     let (planned_ok, plan) = flotilla_in_work(
         &cluster,
         None,
@@ -283,7 +296,9 @@ fn config_and_sealed_secrets_reach_pods_roll_them_and_are_never_printed() {
     );
     assert!(!said.contains("deployment default/other"), "{said}");
     outputs.push(("second push".into(), said));
-    let tip = git_in(&cluster.bare, &["rev-parse", "main"]).trim().to_string();
+    let tip = git_in(&cluster.bare, &["rev-parse", "main"])
+        .trim()
+        .to_string();
     let started = Instant::now();
     let mut fewest_ready = u32::MAX;
     wait_for("web rolled to bonjour", within, || {
@@ -298,16 +313,27 @@ fn config_and_sealed_secrets_reach_pods_roll_them_and_are_never_printed() {
             && web.total_replicas == 2)
             .then_some(())
     });
-    assert!(fewest_ready >= 2, "web had {fewest_ready} ready replicas during its rollout");
+    assert!(
+        fewest_ready >= 2,
+        "web had {fewest_ready} ready replicas during its rollout"
+    );
     let webs = running(&cluster, "web");
-    assert_eq!(exec(&cluster, &webs[0], "echo $GREETING"), "bonjour");
-    assert_eq!(running(&cluster, "other"), others_before, "other must not roll");
+    assert_eq!(exec(&cluster, &webs[0], "echo $GREETING").trim(), "bonjour");
+    assert_eq!(
+        running(&cluster, "other"),
+        others_before,
+        "other must not roll"
+    );
     eprintln!("config rollout took {:?}", started.elapsed());
 
     // A new recipient: rekey, push, restart the leader with the new
     // identity only. Nothing rolls; everything stays ready.
     let webs_before = running(&cluster, "web");
-    std::fs::write(cluster.work.join("cluster.yaml"), cluster_yaml(&[&first, &second])).unwrap();
+    std::fs::write(
+        cluster.work.join("cluster.yaml"),
+        cluster_yaml(&[&first, &second]),
+    )
+    .unwrap();
     let (rekeyed, said) = flotilla_in_work(&cluster, Some(&first_key), &["secret", "rekey"]);
     assert!(rekeyed, "{said}");
     outputs.push(("secret rekey".into(), said));
@@ -320,7 +346,11 @@ fn config_and_sealed_secrets_reach_pods_roll_them_and_are_never_printed() {
     cluster.wait_ready("other", 1, within);
     // Two resyncs later, still the same containers.
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(running(&cluster, "web"), webs_before, "a rekey must roll nothing");
+    assert_eq!(
+        running(&cluster, "web"),
+        webs_before,
+        "a rekey must roll nothing"
+    );
     assert_eq!(running(&cluster, "other"), others_before);
 
     // The planted value is in the container (the control) and nowhere else.

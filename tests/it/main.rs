@@ -15,6 +15,7 @@ mod support;
 
 mod cli_conventions;
 mod cli_plan;
+mod config;
 mod demo;
 mod e2e;
 mod history;
