@@ -125,6 +125,27 @@ pub fn template_hash(template: &model::PodTemplate) -> String {
 /// (every object without an error, even when others have errors) and every
 /// problem found, sorted by file, line and column.
 pub fn load(files: &[SourceFile]) -> Loaded {
+    load_with(files, References::Checked)
+}
+
+/// Whether references to objects of other files are checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum References {
+    Checked,
+    /// The file is read alone (`repo::revisions` judges each blob on its
+    /// own): a ConfigMap or Secret, or an Ingress's TLS Secret, declared in
+    /// another file is not an error of this one.
+    Unchecked,
+}
+
+/// [`load`] of one file on its own: its objects and the problems of its
+/// own documents, without errors about what a pod reads from ConfigMaps
+/// and Secrets or an Ingress's TLS Secret (which may be in other files).
+pub fn load_alone(file: &SourceFile) -> Loaded {
+    load_with(std::slice::from_ref(file), References::Unchecked)
+}
+
+fn load_with(files: &[SourceFile], references: References) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut state = DesiredState::default();
     let mut declared: BTreeMap<ObjectKey, SourceLocation> = BTreeMap::new();
@@ -256,8 +277,12 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         .secrets
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
-    config::resolve(&mut state, &mut diagnostics);
-    diagnostics.extend(decode::check_ingress_tls(&state.secrets, &state.ingresses));
+    let mut reference_diagnostics = Vec::new();
+    config::resolve(&mut state, &mut reference_diagnostics);
+    reference_diagnostics.extend(decode::check_ingress_tls(&state.secrets, &state.ingresses));
+    if references == References::Checked {
+        diagnostics.extend(reference_diagnostics);
+    }
     diagnostics.extend(policy::check_proxy_ports(&state));
     // Stable: problems at one place keep the order they were found in.
     diagnostics.sort_by(|a, b| {

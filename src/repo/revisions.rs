@@ -355,7 +355,7 @@ impl<'r> HistoryReader<'r> {
         let manifests = match read {
             Ok(mut file) => {
                 file.excluded = entry.excluded.clone();
-                let loaded = crate::manifest::load(std::slice::from_ref(&file));
+                let loaded = crate::manifest::load_alone(&file);
                 let documents = Documents::of(&file);
                 let objects = documents
                     .keys()

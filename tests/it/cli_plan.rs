@@ -450,6 +450,11 @@ fn offline_plan_of_the_shipped_examples_places_and_spreads_every_replica() {
         let relative = entry.strip_prefix(&examples).unwrap().to_str().unwrap();
         work.write(relative, &std::fs::read_to_string(&entry).unwrap());
     }
+    // scripts/demo seals web's Secret for the demo's own key.
+    work.write(
+        "apps/web-token.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-token\ndata:\n  token: AGE[0123456789abcdef:YWdlLWVuY3J5cHRpb24ub3JnL3YxCg==]\n",
+    );
     work.commit("the shipped examples");
     let (code, shown, errors) = run(&work, &["--offline", "--output", "json"]);
     assert_eq!(code, Some(0), "{errors}");

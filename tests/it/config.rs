@@ -8,7 +8,9 @@
 //! ConfigMap key rolls only the Deployment that reads it, without an
 //! unready gap; `secret rekey` for a new recipient, pushed, and the leader
 //! restarted with the new identity keep everything running and roll
-//! nothing; and a value planted in the Secret is found in the container but
+//! nothing; an Ingress with `tls` serves HTTPS on every node with the
+//! certificate of a sealed `kubernetes.io/tls` Secret, and a rotated
+//! certificate is served after a push; and a value planted in the Secret is found in the container but
 //! in none of plan, push output, status, notes, history, the leader's log
 //! and `/metrics`.
 
@@ -136,6 +138,77 @@ spec:
               valueFrom:
                 configMapKeyRef: {name: other-config, key: MODE}
 "#;
+
+/// A Service for web and an Ingress serving `shop.test` over TLS with the
+/// certificate of the Secret `shop-tls`.
+const INGRESS: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+    - {name: http, port: 80, targetPort: http, appProtocol: http}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+spec:
+  tls:
+    - hosts: [shop.test]
+      secretName: shop-tls
+  rules:
+    - host: shop.test
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service: {name: web, port: {name: http}}
+";
+
+/// A self-signed certificate for `shop.test`: the Secret (in clear, to be
+/// sealed) and the certificate's PEM, for the client to trust.
+fn tls_secret() -> (String, String) {
+    let made = rcgen::generate_simple_self_signed(vec!["shop.test".to_string()]).unwrap();
+    let (cert, key) = (made.cert.pem(), made.key_pair.serialize_pem());
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let secret = format!(
+        "apiVersion: v1
+kind: Secret
+metadata:
+  name: shop-tls
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}",
+        indent(&cert),
+        indent(&key)
+    );
+    (secret, cert)
+}
+
+/// `https://shop.test/app.conf` through `address`'s port 443, trusting only
+/// `cert`: the body, when the handshake presents that certificate.
+fn https_get(address: &str, cert: &Path) -> Option<String> {
+    let output = Command::new("curl")
+        .args(["-fsS", "--max-time", "3", "--cacert"])
+        .arg(cert)
+        .args(["--resolve", &format!("shop.test:443:{address}")])
+        .arg("https://shop.test/app.conf")
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
 
 /// `flotilla secret keygen` into `path`: the recipient it prints.
 fn keygen(cluster: &Cluster, path: &Path) -> String {
@@ -325,6 +398,45 @@ fn config_and_sealed_secrets_reach_pods_roll_them_and_are_never_printed() {
         "other must not roll"
     );
     eprintln!("config rollout took {:?}", started.elapsed());
+
+    // TLS: the Ingress serves shop.test on port 443 of every node with the
+    // sealed certificate; a new certificate, pushed, is served next.
+    let (secret, cert) = tls_secret();
+    let first_cert = keys.path().join("first.pem");
+    std::fs::write(&first_cert, cert).unwrap();
+    std::fs::write(cluster.work.join("apps/shop-tls.yaml"), secret).unwrap();
+    std::fs::write(cluster.work.join("apps/ingress.yaml"), INGRESS).unwrap();
+    let (sealed, said) =
+        flotilla_in_work(&cluster, None, &["secret", "seal", "apps/shop-tls.yaml"]);
+    assert!(sealed, "{said}");
+    let (pushed, said) = commit_and_push(&cluster, "HTTPS for shop.test");
+    assert!(pushed, "{said}");
+    outputs.push(("tls push".into(), said));
+    for node in crate::common::DECLARED_NODES {
+        let address = cluster.testbed.address(node);
+        let body = wait_for(&format!("HTTPS on {node}"), within, || {
+            https_get(&address, &first_cert)
+        });
+        assert_eq!(body, "listen=8080\n");
+    }
+    let (secret, cert) = tls_secret();
+    let second_cert = keys.path().join("second.pem");
+    std::fs::write(&second_cert, cert).unwrap();
+    std::fs::write(cluster.work.join("apps/shop-tls.yaml"), secret).unwrap();
+    let (sealed, said) =
+        flotilla_in_work(&cluster, None, &["secret", "seal", "apps/shop-tls.yaml"]);
+    assert!(sealed, "{said}");
+    let (pushed, said) = commit_and_push(&cluster, "A new certificate for shop.test");
+    assert!(pushed, "{said}");
+    let n1 = cluster.testbed.address("n1");
+    wait_for("the new certificate", within, || {
+        https_get(&n1, &second_cert)
+    });
+    assert_eq!(
+        https_get(&n1, &first_cert),
+        None,
+        "the old certificate is still served"
+    );
 
     // A new recipient: rekey, push, restart the leader with the new
     // identity only. Nothing rolls; everything stays ready.
