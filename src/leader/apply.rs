@@ -162,6 +162,9 @@ pub struct ApplyReport {
 /// Carries out `steps`, never on a node in `unreachable`. Returns when every
 /// step has finished; failures are reported, not fatal (the next reconcile
 /// tries again).
+///
+/// `hidden`: the opened Secret values of the commit, kept out of the error
+/// messages reported (Docker may quote a container's own values).
 pub async fn apply<N: NodeOps>(
     nodes: &N,
     steps: Vec<Step>,
@@ -169,6 +172,7 @@ pub async fn apply<N: NodeOps>(
     policy: &OperatorPolicy,
     metrics: &Metrics,
     events: &mpsc::UnboundedSender<ApplyEvent>,
+    hidden: &[&[u8]],
 ) -> ApplyReport {
     let mut limits: HashMap<String, Arc<Semaphore>> = HashMap::new();
     for step in &steps {
@@ -226,11 +230,15 @@ pub async fn apply<N: NodeOps>(
                 }
                 Err(error) => {
                     metrics.count_action(kind, "error");
+                    let error = crate::manifest::redact::hide_values(
+                        &error.to_string(),
+                        hidden.iter().copied(),
+                    );
                     let _ = events.send(ApplyEvent::Failed {
                         node: step.node.clone(),
                         kind,
                         target,
-                        error: error.to_string(),
+                        error,
                     });
                 }
             }
@@ -480,6 +488,7 @@ mod tests {
             policy,
             &Metrics::default(),
             &sender,
+            &[],
         )
         .await;
         drop(sender);

@@ -187,6 +187,12 @@ pub fn pull_auth(
     })
 }
 
+/// What a variable's value may be: UTF-8 text without NUL (which Docker
+/// and the kernel refuse in an environment).
+pub fn is_variable_text(value: &[u8]) -> bool {
+    std::str::from_utf8(value).is_ok() && !value.contains(&0)
+}
+
 /// What can only be checked once Secret values are open (by the leader,
 /// and by the pre-receive hook with the leader's identity): each
 /// `kubernetes.io/dockerconfigjson` Secret holds a config Docker reads,
@@ -241,12 +247,12 @@ pub fn check_opened(desired: &DesiredState) -> Vec<crate::manifest::Diagnostic> 
                 };
                 if secret
                     .opened(key)
-                    .is_some_and(|v| std::str::from_utf8(v.expose()).is_err())
+                    .is_some_and(|v| !is_variable_text(v.expose()))
                 {
                     diagnostics.push(
                         Diagnostic::error(
                             format!(
-                                "value `{key}` of {} is not UTF-8 text, which a variable must be",
+                                "value `{key}` of {} is not text without NUL bytes, which a variable must be",
                                 secret.key()
                             ),
                             workload.meta.field_location(&path),
@@ -423,7 +429,7 @@ mod tests {
             messages[0]
         );
         assert!(
-            messages[1].contains("value `binary` of Secret default/db is not UTF-8 text"),
+            messages[1].contains("value `binary` of Secret default/db is not text"),
             "{}",
             messages[1]
         );

@@ -247,6 +247,8 @@ fn consumed_by(
         }
     }
     check_pull_secrets(workload, objects, diagnostics);
+    check_variable_values(workload, objects, diagnostics);
+    check_mounts(workload, objects, diagnostics);
     // A declared source of which no key is read (each optional and absent)
     // is still recorded: the keys it gains later are read.
     ConsumedConfig(consumed)
@@ -257,6 +259,115 @@ fn quoted_list<'a>(keys: impl Iterator<Item = &'a str>) -> String {
     let quoted: Vec<String> = keys.map(|k| format!("`{k}`")).collect();
     let borrowed: Vec<&str> = quoted.iter().map(String::as_str).collect();
     names::listed(&borrowed, "and")
+}
+
+/// A mount of a `configMap` or `secret` volume places files: not at `/`,
+/// and with a `subPath`, one the volume has (a file or a directory of
+/// its `items` paths), unless the volume is optional.
+fn check_mounts(workload: &Workload, objects: &Objects<'_>, diagnostics: &mut Vec<Diagnostic>) {
+    let namespace = workload.meta.namespace.as_str();
+    let pod = &workload.spec.template.spec;
+    for (i, container) in pod.containers.iter().enumerate() {
+        for (j, mount) in container.volume_mounts.iter().enumerate() {
+            let path = format!("spec.template.spec.containers[{i}].volumeMounts[{j}]");
+            let error = |message: String, field: &str, hint: &str| {
+                let path = format!("{path}.{field}");
+                Diagnostic::error(message, workload.meta.field_location(&path))
+                    .with_object(workload.key().to_string())
+                    .with_field_path(path)
+                    .with_hint(hint.to_string())
+            };
+            if mount.mount_path.trim_end_matches('/').is_empty() {
+                diagnostics.push(error(
+                    "a volume cannot be mounted at `/`".to_string(),
+                    "mountPath",
+                    "mount it at a directory of its own, e.g. /etc/app",
+                ));
+                continue;
+            }
+            let Some(sub_path) = &mount.sub_path else {
+                continue;
+            };
+            let Some(volume) = pod.volumes.iter().find(|v| v.name == mount.name) else {
+                continue;
+            };
+            let VolumeSource::Config(config) = &volume.source;
+            let Some(digests) = objects.digests(namespace, &config.source) else {
+                continue;
+            };
+            let files: Vec<&str> = if config.items.is_empty() {
+                digests.keys().map(String::as_str).collect()
+            } else {
+                config.items.iter().map(|item| item.path.as_str()).collect()
+            };
+            let sub = sub_path.trim_end_matches('/');
+            let found = files
+                .iter()
+                .any(|file| *file == sub || file.starts_with(&format!("{sub}/")));
+            if !found && !config.optional {
+                diagnostics.push(error(
+                    format!(
+                        "subPath `{sub_path}` is not a file of volume `{}` ({} {namespace}/{})",
+                        mount.name,
+                        config.source.kind(),
+                        config.source.name()
+                    ),
+                    "subPath",
+                    &format!("it has {}", quoted_list(files.iter().copied())),
+                ));
+            }
+        }
+    }
+}
+
+/// A ConfigMap value read as a variable must be text without NUL bytes
+/// (Kubernetes reads variables from `data` only; Docker refuses a NUL).
+fn check_variable_values(
+    workload: &Workload,
+    objects: &Objects<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let namespace = workload.meta.namespace.as_str();
+    let is_text = |value: &[u8]| std::str::from_utf8(value).is_ok() && !value.contains(&0);
+    for (i, container) in workload.spec.template.spec.containers.iter().enumerate() {
+        let mut read: Vec<(&str, &str, String)> = Vec::new();
+        for (j, var) in container.env.iter().enumerate() {
+            if let Some(key_ref) = &var.value_from {
+                if let ConfigSource::ConfigMap(name) = &key_ref.source {
+                    read.push((name, &key_ref.key, format!("spec.template.spec.containers[{i}].env[{j}].valueFrom.configMapKeyRef.key")));
+                }
+            }
+        }
+        for (j, from) in container.env_from.iter().enumerate() {
+            if let ConfigSource::ConfigMap(name) = &from.source {
+                if let Some(map) = find(objects.config_maps, namespace, name, |c| &c.meta) {
+                    for key in map.data.keys() {
+                        read.push((
+                            name,
+                            key,
+                            format!("spec.template.spec.containers[{i}].envFrom[{j}]"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (name, key, path) in read {
+            let Some(map) = find(objects.config_maps, namespace, name, |c| &c.meta) else {
+                continue;
+            };
+            if map.data.get(key).is_some_and(|v| !is_text(v)) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        format!("value `{key}` of ConfigMap {namespace}/{name} is binary, and a variable must be text without NUL bytes"),
+                        workload.meta.field_location(&path),
+                    )
+                    .with_object(workload.key().to_string())
+                    .with_field_path(path)
+                    .with_hint("read it as a file (a `configMap` volume) instead"),
+                );
+            }
+        }
+    }
 }
 
 /// `envFrom` skips keys that are not valid variable names, as Kubernetes
@@ -797,6 +908,51 @@ mod tests {
             ..DesiredState::default()
         };
         assert_eq!(check_immutable(&old, &new).len(), 1);
+    }
+
+    #[test]
+    fn binary_variables_root_mounts_and_missing_sub_paths_are_refused() {
+        use crate::manifest::model::VolumeMount;
+        let mut map = config_map("app", &[("conf", "x")]);
+        map.data.insert("blob".into(), vec![0xff, 0x00]);
+        let mut c = container(vec![env_ref("B", cm("app"), "blob", false)], vec![]);
+        let mount = |path: &str, sub: Option<&str>| VolumeMount {
+            name: "files".into(),
+            mount_path: path.into(),
+            sub_path: sub.map(Into::into),
+            read_only: false,
+        };
+        c.volume_mounts = vec![
+            mount("/", None),
+            mount("/etc/x", Some("nothere")),
+            mount("/etc/y", Some("conf")),
+        ];
+        let state = DesiredState {
+            config_maps: vec![map],
+            workloads: vec![workload(
+                "web",
+                c,
+                vec![Volume {
+                    name: "files".into(),
+                    source: VolumeSource::Config(ConfigVolume {
+                        source: cm("app"),
+                        items: vec![],
+                        default_mode: 0o644,
+                        optional: false,
+                    }),
+                }],
+            )],
+            ..DesiredState::default()
+        };
+        let (_, messages) = resolved(state);
+        assert_eq!(
+            messages,
+            vec![
+                "spec.template.spec.containers[0].env[0].valueFrom.configMapKeyRef.key: value `blob` of ConfigMap default/app is binary, and a variable must be text without NUL bytes",
+                "spec.template.spec.containers[0].volumeMounts[0].mountPath: a volume cannot be mounted at `/`",
+                "spec.template.spec.containers[0].volumeMounts[1].subPath: subPath `nothere` is not a file of volume `files` (ConfigMap default/app)",
+            ]
+        );
     }
 
     #[test]

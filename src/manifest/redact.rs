@@ -1,5 +1,7 @@
-//! Secret values kept out of what flotilla prints of a manifest's text (the
-//! plan's manifest diff).
+//! Secret values kept out of what flotilla prints: of a manifest's text
+//! (the plan's manifest diff, [`secret_values`]), and of text from
+//! elsewhere that may quote one (a container's log lines, Docker's error
+//! messages: [`hide_values`]).
 //!
 //! Line by line, erring towards hiding: in a document that declares
 //! `kind: Secret`, the lines of `apiVersion`, `kind`, `metadata`, `type` and
@@ -106,6 +108,46 @@ fn redact_document(lines: &[&str], out: &mut String) {
     }
 }
 
+/// The shortest piece of a value that is hidden: shorter ones (`app`,
+/// `1`) would hide ordinary words without protecting anything.
+const SHORTEST_HIDDEN: usize = 4;
+
+/// `text` with every occurrence of each of `values` replaced by
+/// `(sensitive value)`: each value's runs of printable characters (a value
+/// is cut at its control characters and line breaks, since logs and error
+/// messages quote or escape those), longest first, from 4 characters.
+pub fn hide_values<'a>(text: &str, values: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut needles: Vec<String> = values
+        .into_iter()
+        .flat_map(|value| {
+            String::from_utf8_lossy(value)
+                .split(|c: char| c.is_control())
+                .map(|piece| piece.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|piece| piece.chars().count() >= SHORTEST_HIDDEN)
+        .collect();
+    needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    needles.dedup();
+    let mut text = text.to_string();
+    for needle in needles {
+        if text.contains(&needle) {
+            text = text.replace(&needle, SENSITIVE);
+        }
+    }
+    text
+}
+
+/// Every opened Secret value of `desired`, for [`hide_values`].
+pub fn opened_values(desired: &super::DesiredState) -> impl Iterator<Item = &[u8]> {
+    desired.secrets.iter().flat_map(|s| {
+        s.data.values().filter_map(|v| match v {
+            super::model::SecretValue::Opened(value) => Some(value.expose()),
+            super::model::SecretValue::Sealed(_) => None,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +209,24 @@ data:
         );
         let quoted = "\"kind\": \"Secret\"\nunknown:\n  a: hunter2\n";
         assert!(!secret_values(quoted).contains("hunter2"));
+    }
+
+    #[test]
+    fn values_quoted_in_logs_and_errors_are_hidden() {
+        let values: [&[u8]; 3] = [
+            b"LEAKMEsecret42\0x",
+            b"app",
+            b"-----BEGIN KEY-----\nMIIEvQIBADANBg\n",
+        ];
+        let text = "starting with token LEAKMEsecret42 as app\n\
+                    init: value can't contain null: \"API_TOKEN=LEAKMEsecret42\\x00x\"\n\
+                    key line MIIEvQIBADANBg";
+        assert_eq!(
+            hide_values(text, values),
+            "starting with token (sensitive value) as app\n\
+             init: value can't contain null: \"API_TOKEN=(sensitive value)\\x00x\"\n\
+             key line (sensitive value)"
+        );
     }
 
     #[test]

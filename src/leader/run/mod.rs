@@ -522,6 +522,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         if let Some(drain) = drain.filter(|_| self.removals.is_none()) {
             drain.wait(&*self.nodes).await;
         }
+        let hidden: Vec<&[u8]> = crate::manifest::redact::opened_values(&desired).collect();
         let report = apply(
             &*self.nodes,
             steps,
@@ -529,6 +530,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             &self.operator_policy,
             &self.api.metrics,
             &self.events,
+            &hidden,
         )
         .await;
         // What was just done is worth showing at once: observe again (one
@@ -640,7 +642,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             if let Some(drain) = drain {
                 drain.wait(&*nodes).await;
             }
-            let report = apply(&*nodes, removes, &unreachable, &policy, &api.metrics, &events).await;
+            let report = apply(&*nodes, removes, &unreachable, &policy, &api.metrics, &events, &[]).await;
             for (step, error) in &report.failed {
                 tracing::warn!(node = %step.node, container = step.operation.target(), %error, "removal failed; the next reconcile tries again");
             }

@@ -57,9 +57,11 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                     commit: rollout_commit,
                     failure,
                 } => {
-                    tracing::error!(object = %key, %revision, reason = %failure.reason, "rollout failed");
+                    let secrets = crate::manifest::redact::opened_values(desired);
+                    let reason = crate::manifest::redact::hide_values(&failure.reason, secrets);
+                    tracing::error!(object = %key, %revision, %reason, "rollout failed");
                     self.api.metrics.rollout_finished("failed");
-                    let evidence = self.evidence(&failure).await;
+                    let evidence = self.evidence(&failure, desired).await;
                     let auto = decide::auto_rollback(desired, &key);
                     let duration = self
                         .rollouts
@@ -188,8 +190,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
     /// The failure's reason, the replicas not ready, and the last log lines
     /// of the containers that failed: what is committed into the revert
     /// message and the note, bounded and with every control character
-    /// escaped (node errors and logs are anyone's text).
-    async fn evidence(&self, failure: &Failure) -> String {
+    /// escaped (node errors and logs are anyone's text), and every opened
+    /// Secret value of `desired` hidden (a container may print its own).
+    async fn evidence(&self, failure: &Failure, desired: &DesiredState) -> String {
         let mut text = failure.reason.clone();
         for line in &failure.replicas {
             text.push('\n');
@@ -214,6 +217,10 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 )),
             }
         }
+        let text = crate::manifest::redact::hide_values(
+            &text,
+            crate::manifest::redact::opened_values(desired),
+        );
         crate::repo::printable_text(&text).into_owned()
     }
 
