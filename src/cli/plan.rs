@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::validate::{read_snapshot, render_diagnostics};
 use super::{exit, short, Output, OutputFormat, SourceArgs};
 use crate::cluster::{Contents, ObservedCluster, ObservedNode, Reachability};
-use crate::manifest::model::{Node, NodeSpec};
+use crate::manifest::model::{Node, NodeSpec, ObjectKey};
 use crate::manifest::{self, DesiredState, SourceFile};
 use crate::plan::{self, NodeCondition, Plan, RenderOptions};
 use crate::repo;
@@ -104,7 +104,7 @@ pub(super) fn run(
                 Deployed::Commit(commit) => {
                     let files = deployed_manifests(&args.source.repo, commit);
                     config_changes =
-                        plan::config_changes(&manifest::load(&files).state, &loaded.state)
+                        config_changes_since_running(&args.source.repo, &observed, &loaded.state)
                             .into_iter()
                             .map(|(key, changes)| (key.to_string(), changes))
                             .collect();
@@ -327,10 +327,7 @@ pub(super) fn print_plan(
     let (from, diff) = match Deployed::of(observed, plan) {
         Deployed::Commit(commit) => {
             let deployed = deployed_manifests(repo, &commit);
-            config_changes = Some(plan::config_changes(
-                &manifest::load(&deployed).state,
-                desired,
-            ));
+            config_changes = Some(config_changes_since_running(repo, observed, desired));
             (
                 format!("deployed {}", short(&commit)),
                 plan::manifest_diff(&deployed, files),
@@ -404,6 +401,56 @@ fn deployed_commit(observed: &ObservedCluster) -> Option<String> {
         .into_iter()
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
         .map(|(commit, _)| commit.to_string())
+}
+
+/// Why workloads roll because of a value they read: each workload against
+/// the commit its own containers carry (the one most of them carry), not
+/// the cluster's, since workloads roll out separately.
+fn config_changes_since_running(
+    repo: &Path,
+    observed: &ObservedCluster,
+    desired: &DesiredState,
+) -> BTreeMap<ObjectKey, Vec<crate::manifest::ConsumedChange>> {
+    let mut commits: BTreeMap<ObjectKey, BTreeMap<&str, usize>> = BTreeMap::new();
+    for node in observed.nodes.values() {
+        for container in &node.containers {
+            let labels = &container.labels;
+            let key = ObjectKey {
+                kind: labels.kind,
+                namespace: labels.namespace.clone(),
+                name: labels.name.clone(),
+            };
+            *commits
+                .entry(key)
+                .or_default()
+                .entry(labels.commit.as_str())
+                .or_default() += 1;
+        }
+    }
+    let mut states: BTreeMap<&str, DesiredState> = BTreeMap::new();
+    let mut changes = BTreeMap::new();
+    for (key, counts) in &commits {
+        let Some(commit) = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(commit, _)| *commit)
+        else {
+            continue;
+        };
+        let running = states
+            .entry(commit)
+            .or_insert_with(|| manifest::load(&deployed_manifests(repo, commit)).state);
+        if let (Some(before), Some(after)) = (running.workload(key), desired.workload(key)) {
+            let listed = crate::manifest::consumed_changes(
+                &before.spec.template.consumed,
+                &after.spec.template.consumed,
+            );
+            if !listed.is_empty() {
+                changes.insert(key.clone(), listed);
+            }
+        }
+    }
+    changes
 }
 
 /// The manifests of the deployed commit, for the diff. A commit the

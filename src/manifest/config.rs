@@ -493,12 +493,14 @@ pub enum KeyChange {
 }
 
 impl std::fmt::Display for ConsumedChange {
-    /// `ConfigMap app key LOG_LEVEL changed`.
+    /// `ConfigMap app key LOG_LEVEL changed`; `now read` and `no longer
+    /// read` when the pod reads a key it did not (or the reverse), whether
+    /// the key or the reference changed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let change = match self.change {
             KeyChange::Changed => "changed",
-            KeyChange::Added => "added",
-            KeyChange::Removed => "removed",
+            KeyChange::Added => "now read",
+            KeyChange::Removed => "no longer read",
         };
         write!(f, "{} key {} {change}", self.source, self.key)
     }
@@ -980,8 +982,8 @@ mod tests {
             changes,
             vec![
                 "ConfigMap app key A changed",
-                "ConfigMap app key B removed",
-                "ConfigMap app key C added"
+                "ConfigMap app key B no longer read",
+                "ConfigMap app key C now read"
             ]
         );
     }

@@ -6,36 +6,7 @@ use std::fmt::Write as _;
 
 use similar::TextDiff;
 
-use crate::manifest::model::{DesiredState, ObjectKey};
-use crate::manifest::{consumed_changes, ConsumedChange, SourceFile};
-
-/// Why workloads roll that the manifest diff does not show: per workload
-/// of `new` whose revision differs from its revision in `old`, the values
-/// it reads (from ConfigMaps and Secrets) that changed. Keys and versions
-/// only, never values.
-pub fn config_changes(
-    old: &DesiredState,
-    new: &DesiredState,
-) -> BTreeMap<ObjectKey, Vec<ConsumedChange>> {
-    let mut changes = BTreeMap::new();
-    for workload in &new.workloads {
-        let Some(before) = old.workload(&workload.key()) else {
-            continue;
-        };
-        let (before, after) = (
-            &before.spec.template.consumed,
-            &workload.spec.template.consumed,
-        );
-        if before == after {
-            continue;
-        }
-        let listed = consumed_changes(before, after);
-        if !listed.is_empty() {
-            changes.insert(workload.key(), listed);
-        }
-    }
-    changes
-}
+use crate::manifest::SourceFile;
 
 /// Files longer than this (either side) are not diffed line by line: a line
 /// diff costs up to (lines of both) × (lines changed), so a hostile push of

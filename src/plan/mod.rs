@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::cluster::{ManagedLabels, ObservedCluster, ObservedNode, Reachability};
 use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate};
 
-pub use diff::{config_changes, manifest_diff};
+pub use diff::manifest_diff;
 pub(crate) use planner::desired_pods;
 pub use planner::plan;
 pub use render::{render, RenderOptions};

@@ -17,8 +17,8 @@ pub struct RenderOptions<'a> {
     pub colour: bool,
     /// The output of [`super::manifest_diff`], shown when not empty.
     pub manifest_diff: Option<&'a str>,
-    /// The output of [`super::config_changes`]: shown under each object
-    /// that rolls because a value it reads changed.
+    /// Per workload that rolls because a value it reads changed (against
+    /// the revision it runs): the keys, shown under its line.
     pub config_changes: Option<&'a BTreeMap<ObjectKey, Vec<ConsumedChange>>>,
 }
 
