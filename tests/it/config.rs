@@ -438,6 +438,47 @@ fn config_and_sealed_secrets_reach_pods_roll_them_and_are_never_printed() {
         "the old certificate is still served"
     );
 
+    // The revision running now, `.<hash>.` in its containers' names
+    // (`...web.<slot>.<hash>.app`).
+    let good = format!(
+        ".{}.",
+        running(&cluster, "web")[0].1.split('.').nth(5).unwrap()
+    );
+    // A revision that prints its secret and crashes: the leader reverts it,
+    // and the log lines it records (revert commit, note) hide the value.
+    let crashing = WORKLOADS.replacen(
+        "command: [sh, -c, \"exec httpd -f -p 8080 -h /etc/app\"]",
+        "command: [sh, -c, \"echo token $DB_PASSWORD; cat /etc/secret/password; exit 1\"]",
+        1,
+    );
+    assert_ne!(crashing, WORKLOADS);
+    std::fs::write(cluster.work.join("apps/workloads.yaml"), &crashing).unwrap();
+    let (pushed, said) = commit_and_push(&cluster, "web prints its token and crashes");
+    assert!(pushed, "{said}");
+    let bad = git_in(&cluster.bare, &["rev-parse", "main"])
+        .trim()
+        .to_string();
+    let revert = wait_for("the revert of the crashing revision", within, || {
+        let tip = git_in(&cluster.bare, &["rev-parse", "main"])
+            .trim()
+            .to_string();
+        let message = git_in(&cluster.bare, &["log", "-1", "--format=%B", &tip]);
+        message
+            .contains(&format!("This reverts commit {bad}"))
+            .then_some(message)
+    });
+    assert!(revert.contains("last log lines"), "{revert}");
+    assert!(revert.contains("token (sensitive value)"), "{revert}");
+    outputs.push(("revert commit".into(), revert));
+    cluster.git(&["pull", "-q", "--rebase", "origin", "main"]);
+    cluster.wait_ready("web", 2, within);
+    // The crashing revision's replica is gone too (its name carries the
+    // revision: `...web.<slot>.<revision>.app`).
+    wait_for("only the good revision of web running", within, || {
+        let webs = running(&cluster, "web");
+        (webs.len() == 2 && webs.iter().all(|(_, name)| name.contains(&good))).then_some(())
+    });
+
     // A new recipient: rekey, push, restart the leader with the new
     // identity only. Nothing rolls; everything stays ready.
     let webs_before = running(&cluster, "web");
