@@ -74,7 +74,9 @@ pub fn container_env(
             continue;
         };
         for (key, value) in values {
-            if crate::manifest::is_env_var_name(key) {
+            // `binaryData` is not read by `envFrom` (Kubernetes reads `data`).
+            let binary = matches!(value, ConfigValue::Plain(bytes) if !is_variable_text(bytes));
+            if crate::manifest::is_env_var_name(key) && !binary {
                 match value_of(value) {
                     Some(value) => env.push(value.env(format!("{}{key}", from.prefix))),
                     None => sealed_left_out(namespace, &from.source, key),

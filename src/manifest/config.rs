@@ -16,14 +16,20 @@ use sha2::{Digest, Sha256};
 
 use super::diagnostic::Diagnostic;
 use super::model::{
-    ConfigMap, ConfigSource, ConsumedConfig, DesiredState, Secret, SecretType, SecretValue,
-    ValueDigest, VolumeSource, Workload,
+    ConfigMap, ConfigSource, ConsumedConfig, DesiredState, ObjectKey, Secret, SecretType,
+    SecretValue, ValueDigest, VolumeSource, Workload,
 };
 use super::names;
 
 /// Fills every workload's `template.consumed` and reports its references
 /// to objects or keys that are not declared.
-pub(super) fn resolve(state: &mut DesiredState, diagnostics: &mut Vec<Diagnostic>) {
+/// `declared`: whether an object is declared at all (one with errors is
+/// not in `state`; a reference to it is not reported again).
+pub(super) fn resolve(
+    state: &mut DesiredState,
+    declared: &dyn Fn(&ObjectKey) -> bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let DesiredState {
         workloads,
         config_maps,
@@ -35,7 +41,7 @@ pub(super) fn resolve(state: &mut DesiredState, diagnostics: &mut Vec<Diagnostic
         secrets,
     };
     for workload in workloads.iter_mut() {
-        let consumed = consumed_by(workload, &objects, diagnostics);
+        let consumed = consumed_by(workload, &objects, declared, diagnostics);
         workload.spec.template.consumed = consumed;
     }
 }
@@ -181,6 +187,7 @@ fn references(workload: &Workload) -> Vec<Reference<'_>> {
 fn consumed_by(
     workload: &Workload,
     objects: &Objects<'_>,
+    declared: &dyn Fn(&ObjectKey) -> bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> ConsumedConfig {
     let namespace = workload.meta.namespace.as_str();
@@ -194,7 +201,12 @@ fn consumed_by(
     let mut consumed: BTreeMap<ConfigSource, BTreeMap<String, ValueDigest>> = BTreeMap::new();
     for reference in references(workload) {
         let Some(digests) = objects.digests(namespace, reference.source) else {
-            if !reference.optional {
+            let key = ObjectKey {
+                kind: reference.source.kind(),
+                namespace: namespace.to_string(),
+                name: reference.source.name().to_string(),
+            };
+            if !reference.optional && !declared(&key) {
                 diagnostics.push(error(
                     format!(
                         "{} {namespace}/{} is not declared",
@@ -246,7 +258,7 @@ fn consumed_by(
             }
         }
     }
-    check_pull_secrets(workload, objects, diagnostics);
+    check_pull_secrets(workload, objects, declared, diagnostics);
     check_variable_values(workload, objects, diagnostics);
     check_mounts(workload, objects, diagnostics);
     // A declared source of which no key is read (each optional and absent)
@@ -320,8 +332,9 @@ fn check_mounts(workload: &Workload, objects: &Objects<'_>, diagnostics: &mut Ve
     }
 }
 
-/// A ConfigMap value read as a variable must be text without NUL bytes
-/// (Kubernetes reads variables from `data` only; Docker refuses a NUL).
+/// A ConfigMap value read as a variable by its key must be text without
+/// NUL bytes: Kubernetes reads variables from `data` only (and `envFrom`
+/// leaves `binaryData` keys out, as here), and Docker refuses a NUL.
 fn check_variable_values(
     workload: &Workload,
     objects: &Objects<'_>,
@@ -335,19 +348,6 @@ fn check_variable_values(
             if let Some(key_ref) = &var.value_from {
                 if let ConfigSource::ConfigMap(name) = &key_ref.source {
                     read.push((name, &key_ref.key, format!("spec.template.spec.containers[{i}].env[{j}].valueFrom.configMapKeyRef.key")));
-                }
-            }
-        }
-        for (j, from) in container.env_from.iter().enumerate() {
-            if let ConfigSource::ConfigMap(name) = &from.source {
-                if let Some(map) = find(objects.config_maps, namespace, name, |c| &c.meta) {
-                    for key in map.data.keys() {
-                        read.push((
-                            name,
-                            key,
-                            format!("spec.template.spec.containers[{i}].envFrom[{j}]"),
-                        ));
-                    }
                 }
             }
         }
@@ -405,6 +405,7 @@ fn warn_invalid_names(
 fn check_pull_secrets(
     workload: &Workload,
     objects: &Objects<'_>,
+    declared: &dyn Fn(&ObjectKey) -> bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let namespace = workload.meta.namespace.as_str();
@@ -417,7 +418,13 @@ fn check_pull_secrets(
         .enumerate()
     {
         let path = format!("spec.template.spec.imagePullSecrets[{i}]");
+        let key = ObjectKey {
+            kind: super::model::Kind::Secret,
+            namespace: namespace.to_string(),
+            name: name.clone(),
+        };
         let problem = match objects.secret(namespace, name) {
+            None if declared(&key) => None,
             None => Some((
                 format!("Secret {namespace}/{name} is not declared"),
                 format!(
@@ -661,7 +668,7 @@ mod tests {
 
     fn resolved(mut state: DesiredState) -> (DesiredState, Vec<String>) {
         let mut diagnostics = Vec::new();
-        resolve(&mut state, &mut diagnostics);
+        resolve(&mut state, &|_| false, &mut diagnostics);
         let messages = diagnostics
             .iter()
             .map(|d| format!("{}: {}", d.field_path.as_deref().unwrap_or(""), d.message))

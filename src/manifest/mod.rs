@@ -278,7 +278,14 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
     let mut reference_diagnostics = Vec::new();
-    config::resolve(&mut state, &mut reference_diagnostics);
+    // An object declared with errors is not in the state, and its own
+    // errors say why: references to it are not reported again.
+    let declared_with_errors = |key: &ObjectKey| declared.contains_key(key);
+    config::resolve(
+        &mut state,
+        &declared_with_errors,
+        &mut reference_diagnostics,
+    );
     reference_diagnostics.extend(decode::check_ingress_tls(&state.secrets, &state.ingresses));
     if references == References::Checked {
         diagnostics.extend(reference_diagnostics);
