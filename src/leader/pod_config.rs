@@ -75,7 +75,7 @@ pub fn container_env(
         };
         for (key, value) in values {
             // `binaryData` is not read by `envFrom` (Kubernetes reads `data`).
-            let binary = matches!(value, ConfigValue::Plain(bytes) if !is_variable_text(bytes));
+            let binary = matches!(value, ConfigValue::Plain(bytes) if !crate::manifest::is_variable_text(bytes));
             if crate::manifest::is_env_var_name(key) && !binary {
                 match value_of(value) {
                     Some(value) => env.push(value.env(format!("{}{key}", from.prefix))),
@@ -89,9 +89,7 @@ pub fn container_env(
             env.push(ContainerEnv::plain(&var.name, &var.value));
             continue;
         };
-        let value = desired
-            .config_source(namespace, &key_ref.source)
-            .and_then(|values| values.get(key_ref.key.as_str()).copied());
+        let value = desired.config_value(namespace, &key_ref.source, &key_ref.key);
         match value.map(value_of) {
             Some(Some(value)) => env.push(value.env(var.name.clone())),
             Some(None) => sealed_left_out(namespace, &key_ref.source, &key_ref.key),
@@ -189,12 +187,6 @@ pub fn pull_auth(
     })
 }
 
-/// What a variable's value may be: UTF-8 text without NUL (which Docker
-/// and the kernel refuse in an environment).
-pub fn is_variable_text(value: &[u8]) -> bool {
-    std::str::from_utf8(value).is_ok() && !value.contains(&0)
-}
-
 /// What can only be checked once Secret values are open (by the leader,
 /// and by the pre-receive hook with the leader's identity): each
 /// `kubernetes.io/dockerconfigjson` Secret holds a config Docker reads,
@@ -249,7 +241,7 @@ pub fn check_opened(desired: &DesiredState) -> Vec<crate::manifest::Diagnostic> 
                 };
                 if secret
                     .opened(key)
-                    .is_some_and(|v| !is_variable_text(v.expose()))
+                    .is_some_and(|v| !crate::manifest::is_variable_text(v.expose()))
                 {
                     diagnostics.push(
                         Diagnostic::error(

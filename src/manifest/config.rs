@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::diagnostic::Diagnostic;
+use super::is_variable_text;
 use super::model::{
-    ConfigMap, ConfigSource, ConsumedConfig, DesiredState, ObjectKey, Secret, SecretType,
+    ConfigSource, ConfigValue, ConsumedConfig, DesiredState, ObjectKey, Secret, SecretType,
     SecretValue, ValueDigest, VolumeSource, Workload,
 };
 use super::names;
@@ -30,76 +31,36 @@ pub(super) fn resolve(
     declared: &dyn Fn(&ObjectKey) -> bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let DesiredState {
-        workloads,
-        config_maps,
-        secrets,
-        ..
-    } = state;
-    let objects = Objects {
-        config_maps,
-        secrets,
-    };
-    for workload in workloads.iter_mut() {
-        let consumed = consumed_by(workload, &objects, declared, diagnostics);
+    let consumed: Vec<ConsumedConfig> = state
+        .workloads
+        .iter()
+        .map(|workload| consumed_by(workload, state, declared, diagnostics))
+        .collect();
+    for (workload, consumed) in state.workloads.iter_mut().zip(consumed) {
         workload.spec.template.consumed = consumed;
     }
 }
 
-/// The ConfigMaps and Secrets, sorted by key.
-struct Objects<'a> {
-    config_maps: &'a [ConfigMap],
-    secrets: &'a [Secret],
-}
-
-impl Objects<'_> {
-    /// Every key of `source` in `namespace` with its digest, or `None` when
-    /// it is not declared.
-    fn digests(
-        &self,
-        namespace: &str,
-        source: &ConfigSource,
-    ) -> Option<BTreeMap<String, ValueDigest>> {
-        match source {
-            ConfigSource::ConfigMap(name) => {
-                let map = find(self.config_maps, namespace, name, |c| &c.meta)?;
-                Some(
-                    map.data
-                        .iter()
-                        .map(|(key, value)| (key.clone(), digest_of(value)))
-                        .collect(),
-                )
-            }
-            ConfigSource::Secret(name) => {
-                let secret = find(self.secrets, namespace, name, |s| &s.meta)?;
-                Some(
-                    secret
-                        .data
-                        .iter()
-                        .map(|(key, value)| (key.clone(), secret_digest(value)))
-                        .collect(),
-                )
-            }
-        }
-    }
-
-    fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
-        find(self.secrets, namespace, name, |s| &s.meta)
-    }
-}
-
-fn find<'a, T>(
-    objects: &'a [T],
+/// Every key of `source` in `namespace` with its digest, or `None` when it
+/// is not declared.
+fn digests(
+    state: &DesiredState,
     namespace: &str,
-    name: &str,
-    meta: impl Fn(&T) -> &super::model::ObjectMeta,
-) -> Option<&'a T> {
-    objects
-        .binary_search_by(|o| {
-            (meta(o).namespace.as_str(), meta(o).name.as_str()).cmp(&(namespace, name))
-        })
-        .ok()
-        .map(|i| &objects[i])
+    source: &ConfigSource,
+) -> Option<BTreeMap<String, ValueDigest>> {
+    let values = state.config_source(namespace, source)?;
+    Some(
+        values
+            .into_iter()
+            .map(|(key, value)| {
+                let digest = match value {
+                    ConfigValue::Plain(bytes) => digest_of(bytes),
+                    ConfigValue::Secret(value) => secret_digest(value),
+                };
+                (key.to_string(), digest)
+            })
+            .collect(),
+    )
 }
 
 /// 16 hex digits of the SHA-256 of a ConfigMap's value.
@@ -118,6 +79,17 @@ fn secret_digest(value: &SecretValue) -> ValueDigest {
     }
 }
 
+/// How a pod reads what a reference names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// `env[].valueFrom`: one key, as a variable.
+    Variable,
+    /// `envFrom`: every key, as variables.
+    Variables,
+    /// A volume: its keys (or `items`) as files.
+    Files,
+}
+
 /// One reference of a pod, for the checks and the digests.
 struct Reference<'a> {
     source: &'a ConfigSource,
@@ -126,8 +98,7 @@ struct Reference<'a> {
     optional: bool,
     /// The field path of the reference (where it is declared).
     path: String,
-    /// `envFrom`: every key becomes a variable.
-    is_env_from: bool,
+    reads: Reads,
 }
 
 fn references(workload: &Workload) -> Vec<Reference<'_>> {
@@ -146,7 +117,7 @@ fn references(workload: &Workload) -> Vec<Reference<'_>> {
                     keys: vec![(key_ref.key.as_str(), format!("{path}.key"))],
                     optional: key_ref.optional,
                     path,
-                    is_env_from: false,
+                    reads: Reads::Variable,
                 });
             }
         }
@@ -156,7 +127,7 @@ fn references(workload: &Workload) -> Vec<Reference<'_>> {
                 keys: Vec::new(),
                 optional: from.optional,
                 path: format!("spec.template.spec.containers[{i}].envFrom[{j}]"),
-                is_env_from: true,
+                reads: Reads::Variables,
             });
         }
     }
@@ -178,7 +149,7 @@ fn references(workload: &Workload) -> Vec<Reference<'_>> {
             keys,
             optional: config.optional,
             path,
-            is_env_from: false,
+            reads: Reads::Files,
         });
     }
     references
@@ -186,7 +157,7 @@ fn references(workload: &Workload) -> Vec<Reference<'_>> {
 
 fn consumed_by(
     workload: &Workload,
-    objects: &Objects<'_>,
+    state: &DesiredState,
     declared: &dyn Fn(&ObjectKey) -> bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> ConsumedConfig {
@@ -200,7 +171,7 @@ fn consumed_by(
     };
     let mut consumed: BTreeMap<ConfigSource, BTreeMap<String, ValueDigest>> = BTreeMap::new();
     for reference in references(workload) {
-        let Some(digests) = objects.digests(namespace, reference.source) else {
+        let Some(digests) = digests(state, namespace, reference.source) else {
             let key = ObjectKey {
                 kind: reference.source.kind(),
                 namespace: namespace.to_string(),
@@ -224,7 +195,7 @@ fn consumed_by(
         let entry = consumed.entry(reference.source.clone()).or_default();
         if reference.keys.is_empty() {
             entry.extend(digests);
-            if reference.is_env_from {
+            if reference.reads == Reads::Variables {
                 warn_invalid_names(workload, &reference, entry, diagnostics);
             }
             continue;
@@ -258,9 +229,9 @@ fn consumed_by(
             }
         }
     }
-    check_pull_secrets(workload, objects, declared, diagnostics);
-    check_variable_values(workload, objects, diagnostics);
-    check_mounts(workload, objects, diagnostics);
+    check_pull_secrets(workload, state, declared, diagnostics);
+    check_variable_values(workload, state, diagnostics);
+    check_mounts(workload, state, diagnostics);
     // A declared source of which no key is read (each optional and absent)
     // is still recorded: the keys it gains later are read.
     ConsumedConfig(consumed)
@@ -276,7 +247,7 @@ fn quoted_list<'a>(keys: impl Iterator<Item = &'a str>) -> String {
 /// A mount of a `configMap` or `secret` volume places files: not at `/`,
 /// and with a `subPath`, one the volume has (a file or a directory of
 /// its `items` paths), unless the volume is optional.
-fn check_mounts(workload: &Workload, objects: &Objects<'_>, diagnostics: &mut Vec<Diagnostic>) {
+fn check_mounts(workload: &Workload, state: &DesiredState, diagnostics: &mut Vec<Diagnostic>) {
     let namespace = workload.meta.namespace.as_str();
     let pod = &workload.spec.template.spec;
     for (i, container) in pod.containers.iter().enumerate() {
@@ -304,7 +275,7 @@ fn check_mounts(workload: &Workload, objects: &Objects<'_>, diagnostics: &mut Ve
                 continue;
             };
             let VolumeSource::Config(config) = &volume.source;
-            let Some(digests) = objects.digests(namespace, &config.source) else {
+            let Some(digests) = digests(state, namespace, &config.source) else {
                 continue;
             };
             let files: Vec<&str> = if config.items.is_empty() {
@@ -337,25 +308,22 @@ fn check_mounts(workload: &Workload, objects: &Objects<'_>, diagnostics: &mut Ve
 /// leaves `binaryData` keys out, as here), and Docker refuses a NUL.
 fn check_variable_values(
     workload: &Workload,
-    objects: &Objects<'_>,
+    state: &DesiredState,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let namespace = workload.meta.namespace.as_str();
-    let is_text = |value: &[u8]| std::str::from_utf8(value).is_ok() && !value.contains(&0);
-    for (i, container) in workload.spec.template.spec.containers.iter().enumerate() {
-        let mut read: Vec<(&str, &str, String)> = Vec::new();
-        for (j, var) in container.env.iter().enumerate() {
-            if let Some(key_ref) = &var.value_from {
-                if let ConfigSource::ConfigMap(name) = &key_ref.source {
-                    read.push((name, &key_ref.key, format!("spec.template.spec.containers[{i}].env[{j}].valueFrom.configMapKeyRef.key")));
-                }
-            }
+    for reference in references(workload) {
+        let ConfigSource::ConfigMap(name) = reference.source else {
+            continue;
+        };
+        let Some(map) = state.config_map(namespace, name) else {
+            continue;
+        };
+        if reference.reads != Reads::Variable {
+            continue;
         }
-        for (name, key, path) in read {
-            let Some(map) = find(objects.config_maps, namespace, name, |c| &c.meta) else {
-                continue;
-            };
-            if map.data.get(key).is_some_and(|v| !is_text(v)) {
+        for (key, path) in reference.keys {
+            if map.data.get(key).is_some_and(|v| !is_variable_text(v)) {
                 diagnostics.push(
                     Diagnostic::error(
                         format!("value `{key}` of ConfigMap {namespace}/{name} is binary, and a variable must be text without NUL bytes"),
@@ -404,7 +372,7 @@ fn warn_invalid_names(
 /// `kubernetes.io/dockerconfigjson` in the pod's namespace.
 fn check_pull_secrets(
     workload: &Workload,
-    objects: &Objects<'_>,
+    state: &DesiredState,
     declared: &dyn Fn(&ObjectKey) -> bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
@@ -423,7 +391,7 @@ fn check_pull_secrets(
             namespace: namespace.to_string(),
             name: name.clone(),
         };
-        let problem = match objects.secret(namespace, name) {
+        let problem = match state.secret(namespace, name) {
             None if declared(&key) => None,
             None => Some((
                 format!("Secret {namespace}/{name} is not declared"),
@@ -581,8 +549,8 @@ pub fn check_immutable(old: &DesiredState, new: &DesiredState) -> Vec<Diagnostic
 mod tests {
     use super::*;
     use crate::manifest::model::{
-        ConfigVolume, Container, EnvFromSource, EnvVar, KeyRef, KeyToPath, ObjectMeta, PodSet,
-        SealedText, Sensitive, Volume, WorkloadSpec,
+        ConfigMap, ConfigVolume, Container, EnvFromSource, EnvVar, KeyRef, KeyToPath, ObjectMeta,
+        PodSet, SealedText, Sensitive, Volume, WorkloadSpec,
     };
     use crate::manifest::{template_hash, Kind};
 

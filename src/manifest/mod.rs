@@ -112,6 +112,12 @@ pub fn is_env_var_name(name: &str) -> bool {
     names::env_var_name(name).is_ok()
 }
 
+/// What a variable's value may be: UTF-8 text without NUL (which Docker
+/// and the kernel refuse in an environment).
+pub fn is_variable_text(value: &[u8]) -> bool {
+    std::str::from_utf8(value).is_ok() && !value.contains(&0)
+}
+
 /// The revision of a pod template: the first 10 hex digits of the SHA-256 of
 /// its canonical JSON form. Equal templates give equal hashes, whatever file
 /// or key order declared them.

@@ -291,6 +291,27 @@ impl DesiredState {
         }
     }
 
+    /// The value of `key` in `source` (in `namespace`), when both are declared.
+    pub fn config_value(
+        &self,
+        namespace: &str,
+        source: &ConfigSource,
+        key: &str,
+    ) -> Option<ConfigValue<'_>> {
+        match source {
+            ConfigSource::ConfigMap(name) => self
+                .config_map(namespace, name)?
+                .data
+                .get(key)
+                .map(|v| ConfigValue::Plain(v)),
+            ConfigSource::Secret(name) => self
+                .secret(namespace, name)?
+                .data
+                .get(key)
+                .map(ConfigValue::Secret),
+        }
+    }
+
     /// Opens every sealed value of every Secret with `unseal`; a value that
     /// cannot be opened stays sealed and is returned with its Secret, key
     /// and the reason. Revisions do not change (they depend on values'
