@@ -43,6 +43,7 @@ fn nodes(count: usize) -> Vec<Node> {
                     cpu: Some(CpuMillis(4000)),
                     memory: Some(Bytes(32 * GIB)),
                     pods: Some(110),
+                    storage: None,
                 },
                 taints: Vec::new(),
                 unschedulable: false,

@@ -607,6 +607,7 @@ pub fn observe_cluster(
                 reachability: Reachability::Reachable,
                 facts: Some(observation.facts),
                 containers: observation.containers,
+                volumes: observation.volumes,
             },
             Err(error) => ObservedNode {
                 name: name.clone(),
@@ -618,6 +619,7 @@ pub fn observe_cluster(
                 },
                 facts: None,
                 containers: Vec::new(),
+                volumes: Vec::new(),
             },
         };
         cluster.nodes.insert(name, node);

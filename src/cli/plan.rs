@@ -282,6 +282,7 @@ fn observe_known_nodes(
                 },
                 facts: None,
                 containers: Vec::new(),
+                volumes: Vec::new(),
             },
         );
     }

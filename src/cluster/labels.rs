@@ -110,6 +110,126 @@ impl ManagedLabels {
     }
 }
 
+/// On every Docker volume flotilla creates: what owns it, `claim` (a
+/// PersistentVolumeClaim's, kept until Git says to delete it) or `pod` (an
+/// `emptyDir`, removed with its pod).
+pub const VOLUME_LABEL: &str = "dev.flotilla.volume";
+
+/// The Docker volume of claim `namespace/claim`:
+/// `flotilla.pvc.<namespace>.<claim>` (a namespace has no dot, so the name
+/// is unambiguous).
+pub fn claim_volume_name(namespace: &str, claim: &str) -> String {
+    format!("flotilla.pvc.{namespace}.{claim}")
+}
+
+/// The Docker volume of the `emptyDir` volume `volume` of the pod whose
+/// containers carry `labels`: the pod's container names' prefix, then
+/// `volume`.
+pub fn pod_volume_name(labels: &ManagedLabels, volume: &str) -> String {
+    format!(
+        "flotilla.{}.{}.{}.{}.{}.{volume}",
+        labels.kind.as_str().to_ascii_lowercase(),
+        labels.namespace,
+        labels.name,
+        labels.slot,
+        labels.template_hash,
+    )
+}
+
+/// One Docker volume flotilla created, as its labels describe it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedVolume {
+    /// Docker's name.
+    pub name: String,
+    pub owner: VolumeOwner,
+    /// Docker's `CreatedAt`, when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<std::time::SystemTime>,
+}
+
+/// Who a volume belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum VolumeOwner {
+    /// A PersistentVolumeClaim's, with the storage it requested when the
+    /// volume was made (counted against the node's `capacity.storage` even
+    /// once the claim is gone from Git).
+    Claim {
+        namespace: String,
+        claim: String,
+        storage: u64,
+    },
+    /// An `emptyDir` of one pod: `pod` names the pod as its containers'
+    /// labels do (the container name left empty).
+    Pod { pod: ManagedLabels, volume: String },
+}
+
+impl VolumeOwner {
+    /// The labels to put on the Docker volume.
+    pub fn to_docker_labels(&self) -> HashMap<String, String> {
+        let mut labels = HashMap::new();
+        match self {
+            VolumeOwner::Claim {
+                namespace,
+                claim,
+                storage,
+            } => {
+                labels.insert(VOLUME_LABEL.to_string(), "claim".to_string());
+                labels.insert(format!("{LABEL_PREFIX}namespace"), namespace.clone());
+                labels.insert(format!("{LABEL_PREFIX}claim"), claim.clone());
+                labels.insert(format!("{LABEL_PREFIX}storage"), storage.to_string());
+            }
+            VolumeOwner::Pod { pod, volume } => {
+                labels = pod.to_docker_labels();
+                labels.remove(MANAGED_LABEL);
+                labels.remove(&format!("{LABEL_PREFIX}container"));
+                labels.insert(VOLUME_LABEL.to_string(), "pod".to_string());
+                labels.insert(format!("{LABEL_PREFIX}volume-name"), volume.clone());
+            }
+        }
+        labels
+    }
+
+    /// Decodes a volume's labels; fails when [`VOLUME_LABEL`] is missing or
+    /// a label it needs is missing or malformed.
+    pub fn from_docker_labels(labels: &HashMap<String, String>) -> Result<Self, LabelError> {
+        let get = |key: &'static str| -> Result<String, LabelError> {
+            labels
+                .get(&format!("{LABEL_PREFIX}{key}"))
+                .cloned()
+                .ok_or(LabelError::Missing(key))
+        };
+        match labels.get(VOLUME_LABEL).map(String::as_str) {
+            Some("claim") => {
+                let storage = get("storage")?;
+                Ok(VolumeOwner::Claim {
+                    namespace: get("namespace")?,
+                    claim: get("claim")?,
+                    storage: storage.parse().map_err(|_| LabelError::Invalid {
+                        label: "storage",
+                        value: storage,
+                    })?,
+                })
+            }
+            Some("pod") => {
+                let mut pod_labels = labels.clone();
+                pod_labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
+                pod_labels.insert(format!("{LABEL_PREFIX}container"), String::new());
+                Ok(VolumeOwner::Pod {
+                    pod: ManagedLabels::from_docker_labels(&pod_labels)?,
+                    volume: get("volume-name")?,
+                })
+            }
+            Some(other) => Err(LabelError::Invalid {
+                label: "volume",
+                value: other.to_string(),
+            }),
+            None => Err(LabelError::Missing("volume")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +276,42 @@ mod tests {
                 label: "slot",
                 value: "x".into()
             })
+        );
+    }
+
+    #[test]
+    fn volume_labels_round_trip() {
+        let claim = VolumeOwner::Claim {
+            namespace: "default".into(),
+            claim: "data-web-0".into(),
+            storage: 1 << 30,
+        };
+        let pod = VolumeOwner::Pod {
+            pod: ManagedLabels {
+                container: String::new(),
+                ..sample()
+            },
+            volume: "scratch".into(),
+        };
+        for owner in [claim, pod] {
+            let labels = owner.to_docker_labels();
+            assert!(
+                !labels.contains_key(MANAGED_LABEL),
+                "not listed as a container's"
+            );
+            assert_eq!(VolumeOwner::from_docker_labels(&labels), Ok(owner));
+        }
+    }
+
+    #[test]
+    fn volume_names_are_deterministic() {
+        assert_eq!(
+            claim_volume_name("default", "data-web-0"),
+            "flotilla.pvc.default.data-web-0"
+        );
+        assert_eq!(
+            pod_volume_name(&sample(), "scratch"),
+            "flotilla.deployment.default.web.2.5f2c9a1b7d.scratch"
         );
     }
 

@@ -15,7 +15,10 @@ use serde::Serialize;
 use crate::manifest::model::Protocol;
 use crate::manifest::quantity::{Bytes, CpuMillis};
 
-pub use labels::{ManagedLabels, LABEL_PREFIX, MANAGED_LABEL};
+pub use labels::{
+    claim_volume_name, pod_volume_name, ManagedLabels, ObservedVolume, VolumeOwner, LABEL_PREFIX,
+    MANAGED_LABEL, VOLUME_LABEL,
+};
 pub use replica::{group_replicas, ObservedReplica, ReadinessGate, ReplicaKey, ReplicaState};
 
 /// What is known of every node declared in the desired state.
@@ -36,6 +39,10 @@ pub struct ObservedNode {
     /// keeps counting them; empty, and meaningless, when the observer never
     /// reached it ([`Contents::Unknown`]).
     pub containers: Vec<ObservedContainer>,
+    /// Volumes carrying [`VOLUME_LABEL`]: claims' and pods' (`emptyDir`).
+    /// Like `containers`, the last seen when the node is unreachable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<ObservedVolume>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

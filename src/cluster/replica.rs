@@ -387,6 +387,7 @@ mod tests {
                     },
                     facts: None,
                     containers,
+                    volumes: Vec::new(),
                 },
             );
         }

@@ -181,6 +181,7 @@ impl NodeOps for MemoryNodes {
                     docker_version: "memory".into(),
                 },
                 containers,
+                volumes: Vec::new(),
             })
         })
         .await

@@ -113,7 +113,9 @@ pub fn container_files(
         let Some(volume) = pod.volumes.iter().find(|v| v.name == mount.name) else {
             continue;
         };
-        let VolumeSource::Config(config) = &volume.source;
+        let VolumeSource::Config(config) = &volume.source else {
+            continue;
+        };
         let Some(values) = desired.config_source(namespace, &config.source) else {
             continue;
         };

@@ -132,7 +132,9 @@ fn references(workload: &Workload) -> Vec<Reference<'_>> {
         }
     }
     for (i, volume) in spec.volumes.iter().enumerate() {
-        let VolumeSource::Config(config) = &volume.source;
+        let VolumeSource::Config(config) = &volume.source else {
+            continue;
+        };
         let field = match config.source {
             ConfigSource::ConfigMap(_) => "configMap",
             ConfigSource::Secret(_) => "secret",
@@ -274,7 +276,9 @@ fn check_mounts(workload: &Workload, state: &DesiredState, diagnostics: &mut Vec
             let Some(volume) = pod.volumes.iter().find(|v| v.name == mount.name) else {
                 continue;
             };
-            let VolumeSource::Config(config) = &volume.source;
+            let VolumeSource::Config(config) = &volume.source else {
+                continue;
+            };
             let Some(digests) = digests(state, namespace, &config.source) else {
                 continue;
             };

@@ -43,6 +43,7 @@ pub enum Kind {
     Namespace,
     Pod,
     Ingress,
+    PersistentVolumeClaim,
 }
 
 /// One row of the kind table: everything the rest of the code asks of a kind.
@@ -64,7 +65,7 @@ struct KindInfo {
 
 /// The one table of kinds: adding a kind is a row here plus its module.
 #[rustfmt::skip]
-const KINDS: [KindInfo; 13] = [
+const KINDS: [KindInfo; 14] = [
     KindInfo { kind: Kind::Cluster, name: "Cluster", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["cluster", "clusters"], phrase: "cluster", runs_pods: false },
     KindInfo { kind: Kind::Node, name: "Node", api_version: "flotilla.dev/v1", namespaced: false, supported: true, cli_names: &["node", "nodes", "no"], phrase: "node", runs_pods: false },
     KindInfo { kind: Kind::Deployment, name: "Deployment", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["deployment", "deployments", "deploy"], phrase: "deployment", runs_pods: true },
@@ -78,6 +79,7 @@ const KINDS: [KindInfo; 13] = [
     KindInfo { kind: Kind::Namespace, name: "Namespace", api_version: "v1", namespaced: false, supported: false, cli_names: &["namespace", "namespaces", "ns"], phrase: "namespace", runs_pods: false },
     KindInfo { kind: Kind::Pod, name: "Pod", api_version: "v1", namespaced: true, supported: false, cli_names: &["pod", "pods", "po"], phrase: "pod", runs_pods: true },
     KindInfo { kind: Kind::Ingress, name: "Ingress", api_version: "networking.k8s.io/v1", namespaced: true, supported: true, cli_names: &["ingress", "ingresses", "ing"], phrase: "ingress", runs_pods: false },
+    KindInfo { kind: Kind::PersistentVolumeClaim, name: "PersistentVolumeClaim", api_version: "v1", namespaced: true, supported: false, cli_names: &["persistentvolumeclaim", "persistentvolumeclaims", "pvc"], phrase: "persistent volume claim", runs_pods: false },
 ];
 
 impl Kind {
@@ -225,9 +227,21 @@ pub struct DesiredState {
     /// identity that can read them; else they stay [`SecretValue::Sealed`]
     /// and [`DesiredState::unread_secrets`] names their Secrets.
     pub secrets: Vec<Secret>,
+    /// Sorted by key.
+    pub claims: Vec<PersistentVolumeClaim>,
 }
 
 impl DesiredState {
+    /// The PersistentVolumeClaim named `namespace/name`, if it is declared.
+    pub fn claim(&self, namespace: &str, name: &str) -> Option<&PersistentVolumeClaim> {
+        self.claims
+            .binary_search_by(|c| {
+                (c.meta.namespace.as_str(), c.meta.name.as_str()).cmp(&(namespace, name))
+            })
+            .ok()
+            .map(|i| &self.claims[i])
+    }
+
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.meta.name == name)
     }
@@ -454,12 +468,29 @@ pub struct ClusterPolicy {
     /// Where `hostPorts` is declared, for errors.
     #[serde(skip)]
     pub host_ports_source: Option<SourceLocation>,
+    /// `spec.policy.allowedHostPaths`: the only host directories a pod's
+    /// `hostPath` volume may mount (PodSecurityPolicy's form). Empty, the
+    /// default: no `hostPath` volume at all (a host mount is a way out of
+    /// the container).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_host_paths: Vec<AllowedHostPath>,
 }
 
 impl ClusterPolicy {
     fn is_unset(&self) -> bool {
-        self.host_ports.is_none()
+        self.host_ports.is_none() && self.allowed_host_paths.is_empty()
     }
+}
+
+/// One entry of `spec.policy.allowedHostPaths`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedHostPath {
+    /// `pathPrefix`: absolute; allows itself and what is below it, by whole
+    /// path components (`/srv/data` allows `/srv/data/x`, not `/srv/database`).
+    pub path_prefix: String,
+    /// `readOnly`: the paths under the prefix may only be mounted read-only.
+    pub read_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -880,6 +911,9 @@ pub struct Capacity {
     pub memory: Option<Bytes>,
     /// Kubernetes' default is 110.
     pub pods: Option<u32>,
+    /// `storage`: room for PersistentVolumeClaims, counted against their
+    /// `resources.requests.storage`; not counted when `None`.
+    pub storage: Option<Bytes>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -1158,6 +1192,109 @@ pub struct Volume {
 pub enum VolumeSource {
     /// `configMap` (`name`) or `secret` (`secretName`): the keys as files.
     Config(ConfigVolume),
+    /// `emptyDir`: a Docker volume made with the pod and removed with it.
+    EmptyDir(EmptyDir),
+    /// `hostPath`: a directory or file of the node, bind-mounted; only
+    /// under `spec.policy.allowedHostPaths`.
+    HostPath(HostPath),
+    /// `persistentVolumeClaim`: the claim's Docker volume, on the node the
+    /// claim is bound to.
+    Claim(ClaimVolume),
+}
+
+/// An `emptyDir` volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptyDir {
+    pub medium: StorageMedium,
+    /// `sizeLimit`: for `Memory`, the tmpfs' size (else half the node's
+    /// memory, as Linux does); on disk, not enforced (documented).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<Bytes>,
+}
+
+/// `emptyDir.medium`: `""` (the node's disk) or `Memory` (tmpfs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum StorageMedium {
+    Disk,
+    Memory,
+}
+
+/// A `hostPath` volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPath {
+    /// Absolute, normalized (no `.`, `..` or empty components).
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: HostPathType,
+}
+
+/// `hostPath.type`: what must be at the path, and whether it is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum HostPathType {
+    /// `""`, the default: no check (Docker creates a missing directory).
+    Unset,
+    Directory,
+    DirectoryOrCreate,
+    File,
+    FileOrCreate,
+}
+
+/// A `persistentVolumeClaim` volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimVolume {
+    /// A claim of the pod's namespace.
+    pub claim_name: String,
+    pub read_only: bool,
+}
+
+// ---------------------------------------------------------------- Storage
+
+/// The annotation that deletes a claim's volume, data included: a claim
+/// declared with `flotilla.dev/delete-volume: "true"` may not be used by a
+/// pod, and its volume is removed from its node. Without it, nothing
+/// deletes a claim's volume: a claim removed from Git keeps it.
+pub const DELETE_VOLUME_ANNOTATION: &str = "flotilla.dev/delete-volume";
+
+/// `kind: PersistentVolumeClaim` (`v1`): storage on one node, a Docker
+/// named volume there, bound when the first pod using it is placed
+/// (Kubernetes' local volumes with `WaitForFirstConsumer`) and pinned to
+/// that node from then on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolumeClaim {
+    pub meta: ObjectMeta,
+    /// `resources.requests.storage`.
+    pub storage: Bytes,
+    /// `accessModes`, at least one.
+    pub access_modes: Vec<AccessMode>,
+    /// Declared with [`DELETE_VOLUME_ANNOTATION`].
+    pub delete_volume: bool,
+}
+
+impl PersistentVolumeClaim {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::PersistentVolumeClaim,
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+        }
+    }
+
+    /// One pod at a time (`ReadWriteOncePod`), rather than the pods of one
+    /// node (`ReadWriteOnce`).
+    pub fn one_pod(&self) -> bool {
+        self.access_modes.contains(&AccessMode::ReadWriteOncePod)
+    }
+}
+
+/// The access modes a node-local volume can give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum AccessMode {
+    ReadWriteOnce,
+    ReadWriteOncePod,
 }
 
 /// A `configMap` or `secret` volume: one file per key (or per `items`

@@ -289,7 +289,12 @@ impl NodeClient {
             }
         }
         containers.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(NodeObservation { facts, containers })
+        Ok(NodeObservation {
+            facts,
+            containers,
+            // Listed by the volume work (issue 15, in progress).
+            volumes: Vec::new(),
+        })
     }
 
     /// Creates the container and places its files in it. A container of

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::cluster::{NodeFacts, ObservedContainer};
+use crate::cluster::{NodeFacts, ObservedContainer, ObservedVolume};
 use crate::manifest::model::Node;
 
 use super::registry_auth::RegistryAuth;
@@ -47,6 +47,9 @@ impl From<NodeError> for NodeOpError {
 pub struct NodeObservation {
     pub facts: NodeFacts,
     pub containers: Vec<ObservedContainer>,
+    /// Volumes carrying `dev.flotilla.volume` (one list call, filtered by
+    /// label on the daemon).
+    pub volumes: Vec<ObservedVolume>,
 }
 
 /// Where a network probe connects, seen from the node: the loopback host

@@ -491,6 +491,7 @@ mod tests {
             },
             facts: None,
             containers,
+            volumes: Vec::new(),
         };
         let mut not_running = pod(desired, "n1", 2, [172, 17, 0, 4]);
         not_running.state = ContainerState::Exited { code: 1 };

@@ -284,6 +284,7 @@ pub fn offline_cluster(desired: &DesiredState) -> ObservedCluster {
                 reachability: Reachability::Reachable,
                 facts: None,
                 containers: Vec::new(),
+                volumes: Vec::new(),
             },
         );
     }

@@ -459,6 +459,7 @@ mod tests {
                 reachability: Reachability::Reachable,
                 facts: None,
                 containers,
+                volumes: Vec::new(),
             },
         );
         c

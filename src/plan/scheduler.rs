@@ -1313,6 +1313,7 @@ mod tests {
                         reachability: crate::cluster::Reachability::Reachable,
                         facts: None,
                         containers: Vec::new(),
+                        volumes: Vec::new(),
                     },
                 );
             }

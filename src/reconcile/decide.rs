@@ -399,6 +399,7 @@ mod tests {
                 reachability: crate::cluster::Reachability::Reachable,
                 facts: None,
                 containers,
+                volumes: Vec::new(),
             },
         );
         cluster

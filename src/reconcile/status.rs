@@ -712,6 +712,7 @@ mod tests {
                         None,
                     ),
                 ],
+                volumes: Vec::new(),
             },
         );
         observed.nodes.insert(
@@ -727,6 +728,7 @@ mod tests {
                     ContainerState::Running,
                     Some("0ld0ld0ld0"),
                 )],
+                volumes: Vec::new(),
             },
         );
         observed.nodes.insert(
@@ -740,6 +742,7 @@ mod tests {
                 },
                 facts: None,
                 containers: Vec::new(),
+                volumes: Vec::new(),
             },
         );
         let report = build(&desired, Some("0123456789abcdef"), &observed, at(300));
@@ -792,6 +795,7 @@ mod tests {
                     container(&desired, "n1", 0, ContainerState::Running, Some("0ld")),
                     container(&desired, "n1", 1, ContainerState::Running, Some("0ld")),
                 ],
+                volumes: Vec::new(),
             },
         );
         let rollout = |desired: &DesiredState| {
@@ -819,6 +823,7 @@ mod tests {
                 .iter()
                 .map(|&slot| container(desired, name, slot, ContainerState::Running, None))
                 .collect(),
+            volumes: Vec::new(),
         }
     }
 
@@ -965,6 +970,7 @@ mod tests {
                     container(&desired, "n1", 0, ContainerState::Running, None),
                     container(&desired, "n1", 1, ContainerState::Running, None),
                 ],
+                volumes: Vec::new(),
             },
         );
         let summary = |desired: &DesiredState, observed: &ObservedCluster, now| {

@@ -323,8 +323,9 @@ fn config_maps_secrets_and_what_pods_read_from_them() {
     let volumes: Vec<(&str, &ConfigVolume)> = pod
         .volumes
         .iter()
-        .map(|v| match &v.source {
-            VolumeSource::Config(config) => (v.name.as_str(), config),
+        .filter_map(|v| match &v.source {
+            VolumeSource::Config(config) => Some((v.name.as_str(), config)),
+            _ => None,
         })
         .collect();
     assert_eq!(volumes[0].0, "config");

@@ -18,7 +18,8 @@ use super::apply::{apply, ApplyEvent, ApplyReport, Operation, Step};
 use super::probe::run_probe;
 use crate::api::ApiState;
 use crate::cluster::{
-    ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, Reachability,
+    ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, ObservedVolume,
+    Reachability,
 };
 use crate::manifest::model::Unseal;
 use crate::manifest::model::{DesiredState, Kind, ObjectKey};
@@ -231,7 +232,7 @@ pub struct Leader<N: NodeOps, P: Planner> {
     /// The containers each node had when last reached: an unreachable
     /// node's replicas still count (and are never replaced within the grace
     /// period) because the planner sees them here.
-    last_seen: HashMap<String, Vec<ObservedContainer>>,
+    last_seen: HashMap<String, (Vec<ObservedContainer>, Vec<ObservedVolume>)>,
     /// The clock at this leader's first observation: a node it has never
     /// reached is unreachable, its contents unknown, since then.
     started: Option<SystemTime>,
@@ -827,12 +828,16 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                             container.state = ContainerState::Removing;
                         }
                     }
-                    self.last_seen.insert(name.clone(), containers.clone());
+                    self.last_seen.insert(
+                        name.clone(),
+                        (containers.clone(), observation.volumes.clone()),
+                    );
                     ObservedNode {
                         name: name.clone(),
                         reachability: Reachability::Reachable,
                         facts: Some(observation.facts),
                         containers,
+                        volumes: observation.volumes,
                     }
                 }
                 Err(error) => {
@@ -859,7 +864,8 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                             contents,
                         },
                         facts: None,
-                        containers: last_seen.unwrap_or_default(),
+                        containers: last_seen.clone().unwrap_or_default().0,
+                        volumes: last_seen.unwrap_or_default().1,
                     }
                 }
             };

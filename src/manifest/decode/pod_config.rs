@@ -762,7 +762,9 @@ mod tests {
             "      volumes:\n      - {name: c, configMap: {name: app}}\n",
             "",
         ));
-        let VolumeSource::Config(volume) = &plain.spec.template.spec.volumes[0].source;
+        let VolumeSource::Config(volume) = &plain.spec.template.spec.volumes[0].source else {
+            panic!("a config volume")
+        };
         assert_eq!(volume.default_mode, 0o644);
     }
 
@@ -943,7 +945,9 @@ mod tests {
                 "",
             );
             let decoded = decoded_workload(&text);
-            let VolumeSource::Config(volume) = &decoded.spec.template.spec.volumes[0].source;
+            let VolumeSource::Config(volume) = &decoded.spec.template.spec.volumes[0].source else {
+                panic!("a config volume")
+            };
             assert_eq!(volume.default_mode, mode, "{written}");
         }
     }

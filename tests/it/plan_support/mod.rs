@@ -38,6 +38,7 @@ pub fn node(name: &str, cpu_millis: u64, memory: u64) -> Node {
                 cpu: Some(CpuMillis(cpu_millis)),
                 memory: Some(Bytes(memory)),
                 pods: None,
+                storage: None,
             },
             taints: Vec::new(),
             unschedulable: false,
