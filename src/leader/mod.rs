@@ -18,6 +18,7 @@ pub mod probe;
 pub mod run;
 pub mod services;
 pub mod spec;
+pub mod volumes;
 pub(crate) mod watch;
 
 /// The loader the leader uses: `manifest::load`, as a plain function.

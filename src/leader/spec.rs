@@ -10,7 +10,7 @@
 //! result is the node runtime's [`ReplicaContainer`], which `node` turns
 //! into Docker's create request.
 
-use super::pod_config;
+use super::{pod_config, volumes};
 use crate::cluster::ManagedLabels;
 use crate::manifest::model::{Container, DesiredState, PodTemplate, Protocol, RestartPolicy};
 use crate::node::{ContainerEnv, DockerRestartPolicy, PortBinding, ReplicaContainer};
@@ -135,6 +135,7 @@ pub fn replica_containers(
             if is_first {
                 first_name = Some(name.clone());
             }
+            let storage = volumes::container_storage(container, spec, labels, desired);
             ReplicaContainer {
                 image: container.image.clone(),
                 pull_policy: container.image_pull_policy,
@@ -187,6 +188,8 @@ pub fn replica_containers(
                     Vec::new()
                 },
                 files: pod_config::container_files(container, spec, namespace, desired),
+                volumes: storage.0,
+                mounts: storage.1,
                 pull_auth: pod_config::pull_auth(&container.image, spec, namespace, desired),
                 name,
             }

@@ -35,8 +35,8 @@ pub use registry_auth::{DockerConfigError, RegistryAuth};
 pub use runtime::Nodes;
 pub use session::SshOptions;
 pub use spec::{
-    ContainerEnv, ContainerFile, ContainerFileError, DockerRestartPolicy, EnvValue, PortBinding,
-    ReplicaContainer,
+    ContainerEnv, ContainerFile, ContainerFileError, ContainerMount, DockerRestartPolicy, EnvValue,
+    PodVolume, PortBinding, ReplicaContainer, VolumeMedium,
 };
 
 /// Everything that can go wrong talking to a node; each names the node.

@@ -62,6 +62,52 @@ pub struct ReplicaContainer {
     /// The registry credentials to pull `image` with (from the pod's
     /// `imagePullSecrets`); anonymous when `None`.
     pub pull_auth: Option<RegistryAuth>,
+    /// The Docker volumes the container mounts, made (when missing) before
+    /// it is created: its claims' and its pod's `emptyDir`s.
+    pub volumes: Vec<PodVolume>,
+    /// What is mounted where, in `volumeMounts`' order.
+    pub mounts: Vec<ContainerMount>,
+}
+
+/// A Docker volume a container needs: made with `owner`'s labels when
+/// missing, left as it is when present (a claim's data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodVolume {
+    /// `cluster::claim_volume_name` or `cluster::pod_volume_name`.
+    pub name: String,
+    pub owner: crate::cluster::VolumeOwner,
+    pub medium: VolumeMedium,
+}
+
+/// Where a volume's data lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VolumeMedium {
+    /// The node's disk (Docker's `local` driver).
+    Disk,
+    /// A tmpfs of `size_bytes` (the kernel's default, half the memory,
+    /// when `None`), shared by the pod's containers.
+    Memory { size_bytes: Option<u64> },
+}
+
+/// One of a container's mounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerMount {
+    /// A Docker volume at `target`; with `sub_path`, only that relative
+    /// path of it (created when missing, as Kubernetes does).
+    Volume {
+        volume: String,
+        target: String,
+        sub_path: Option<String>,
+        read_only: bool,
+    },
+    /// A path of the node (`hostPath`), checked against `kind` when the
+    /// container is created.
+    Host {
+        path: String,
+        target: String,
+        kind: crate::manifest::model::HostPathType,
+        read_only: bool,
+    },
 }
 
 /// One environment variable.
