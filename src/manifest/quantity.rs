@@ -10,6 +10,27 @@ pub struct CpuMillis(pub u64);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Bytes(pub u64);
 
+impl std::fmt::Display for Bytes {
+    /// In the largest binary unit that divides it (`1Gi`, `512Mi`), as
+    /// Kubernetes prints a quantity; plain bytes otherwise.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [(&str, u64); 5] = [
+            ("Pi", 1 << 50),
+            ("Ti", 1 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ];
+        match UNITS
+            .iter()
+            .find(|(_, size)| self.0 >= *size && self.0 % size == 0)
+        {
+            Some((unit, size)) => write!(f, "{}{unit}", self.0 / size),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
 impl CpuMillis {
     /// Parses a CPU quantity; anything finer than `1m` rounds up to the next
     /// millicore, as Kubernetes does (`0.0001` is `1m`).

@@ -53,6 +53,65 @@ pub struct Plan {
     /// in its endpoints.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServicePlan>,
+    /// Every claim declared or whose volume is seen on a node: where it
+    /// lives and what this plan does to it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimPlan>,
+    /// Docker volumes to remove: a claim's that Git says to delete, an
+    /// `emptyDir` whose pod is gone. Carried out after `actions`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_removals: Vec<VolumeRemoval>,
+}
+
+/// A PersistentVolumeClaim in a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimPlan {
+    pub namespace: String,
+    pub name: String,
+    /// Requested storage in bytes: declared, or for a claim no longer
+    /// declared, what its volume's label recorded.
+    pub storage: u64,
+    /// The nodes its volume is on (one, unless someone made another), or
+    /// the node this plan binds it to.
+    pub nodes: Vec<String>,
+    pub state: ClaimState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClaimState {
+    /// Its volume is on a node: pods using it go there.
+    Bound,
+    /// Not bound yet, and this plan places its first pod: bound to that node.
+    Binding,
+    /// Not bound, and no pod placed: bound when its first pod is
+    /// (`WaitForFirstConsumer`).
+    Pending,
+    /// No longer declared: its volume and data stay where they are.
+    Kept,
+    /// Declared with `flotilla.dev/delete-volume`: this plan deletes its
+    /// volume and the data in it.
+    Deleting,
+    /// Declared with `flotilla.dev/delete-volume`, on a node that is not
+    /// reachable: left alone until it is.
+    DeleteWaits,
+    /// Its volume is on more than one node: no pod using it is placed
+    /// until all but one are removed by hand.
+    Conflict,
+}
+
+/// A Docker volume to remove from a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeRemoval {
+    pub node: String,
+    pub volume: String,
+    /// The data of a claim (`namespace/name`), as opposed to a removed
+    /// pod's scratch space.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    pub reason: String,
 }
 
 /// A Service in a plan.
@@ -79,7 +138,10 @@ pub struct ServicePlan {
 impl Plan {
     /// Nothing to do, nothing that cannot be done, and nothing unknown.
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty() && self.unschedulable.is_empty() && self.held.is_empty()
+        self.actions.is_empty()
+            && self.unschedulable.is_empty()
+            && self.held.is_empty()
+            && self.volume_removals.is_empty()
     }
 
     /// Replicas held back as unknown, over every object.

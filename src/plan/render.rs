@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 
-use super::{Change, NodeCondition, ObjectStatus, Plan, RolloutStrategy};
+use super::{Change, ClaimState, NodeCondition, ObjectStatus, Plan, RolloutStrategy};
 use crate::manifest::model::ObjectKey;
 use crate::manifest::ConsumedChange;
 
@@ -167,6 +167,54 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             let _ = writeln!(out, "{}", paint(GREEN, &line));
         }
     }
+    for claim in &plan.claims {
+        let id = format!("{}/{}", claim.namespace, claim.name);
+        let size = crate::manifest::quantity::Bytes(claim.storage);
+        let nodes = claim.nodes.join(", ");
+        let (line, colour) = match claim.state {
+            ClaimState::Bound => continue,
+            ClaimState::Binding => (
+                format!("+ claim {id} ({size}): bound to {nodes} with its first pod"),
+                GREEN,
+            ),
+            ClaimState::Pending => (
+                format!("= claim {id} ({size}): not bound yet, no pod uses it; bound to the node of its first pod"),
+                "",
+            ),
+            ClaimState::Kept => (
+                format!("= claim {id} ({size}) on {nodes}: no longer declared, its volume and data are kept (to delete them: `flotilla volume delete {id}`)"),
+                "",
+            ),
+            ClaimState::Deleting => (
+                format!("- claim {id} ({size}) on {nodes}: DELETES DATA: its volume is removed (flotilla.dev/delete-volume)"),
+                RED,
+            ),
+            ClaimState::DeleteWaits => (
+                format!("? claim {id} ({size}) on {nodes}: to be deleted (flotilla.dev/delete-volume), left alone while its node is unreachable"),
+                YELLOW,
+            ),
+            ClaimState::Conflict => (
+                format!("! claim {id} ({size}) has a volume on each of {nodes}: no pod using it is placed until all but one are removed by hand"),
+                RED,
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            if colour.is_empty() {
+                line
+            } else {
+                paint(colour, &line)
+            }
+        );
+    }
+    for removal in plan.volume_removals.iter().filter(|r| r.claim.is_none()) {
+        let line = format!(
+            "- volume {} on {}: {}",
+            removal.volume, removal.node, removal.reason
+        );
+        let _ = writeln!(out, "{}", paint(RED, &line));
+    }
     for node in &plan.nodes {
         let line = match &node.condition {
             NodeCondition::Unreachable {
@@ -298,7 +346,22 @@ pub fn summary(plan: &Plan) -> String {
         0 => String::new(),
         n => format!(", {n} unknown"),
     };
+    let data = plan
+        .volume_removals
+        .iter()
+        .filter(|r| r.claim.is_some())
+        .count();
+    let scratch = plan.volume_removals.len() - data;
+    let mut volumes = String::new();
+    if data > 0 {
+        volumes.push_str(&format!(
+            ", {data} claim volume(s) to delete WITH THEIR DATA"
+        ));
+    }
+    if scratch > 0 {
+        volumes.push_str(&format!(", {scratch} emptyDir volume(s) to remove"));
+    }
     format!(
-        "Plan: {create} to create, {update} to update, {remove} to remove, {unschedulable} unschedulable{unknown}."
+        "Plan: {create} to create, {update} to update, {remove} to remove, {unschedulable} unschedulable{unknown}{volumes}."
     )
 }

@@ -99,7 +99,10 @@ struct PodGroup<'a> {
 pub enum FilterReason {
     Unreachable,
     Unschedulable,
-    UntoleratedTaint { key: String, value: String },
+    UntoleratedTaint {
+        key: String,
+        value: String,
+    },
     NodeAffinity,
     HostPorts,
     TooManyPods,
@@ -108,6 +111,12 @@ pub enum FilterReason {
     TopologySpreadMissingLabel,
     TopologySpread,
     AntiAffinity,
+    /// A claim of the pod is bound to another node.
+    VolumeNodeAffinityConflict,
+    /// The node's `capacity.storage` has no room for the pod's unbound claims.
+    InsufficientStorage,
+    /// A `ReadWriteOncePod` claim of the pod is used by another pod.
+    ReadWriteOncePodConflict,
 }
 
 impl FilterReason {
@@ -135,6 +144,13 @@ impl FilterReason {
                 "node(s) didn't match pod topology spread constraints".into()
             }
             FilterReason::AntiAffinity => "node(s) didn't match pod anti-affinity rules".into(),
+            FilterReason::VolumeNodeAffinityConflict => {
+                "node(s) had volume node affinity conflict".into()
+            }
+            FilterReason::InsufficientStorage => {
+                "node(s) did not have enough free storage".into()
+            }
+            FilterReason::ReadWriteOncePodConflict => "node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod access mode".into(),
         }
     }
 }
@@ -315,8 +331,28 @@ impl<'a> Scheduler<'a> {
     /// breaks its own), each placement seeing the ones before it. Returns
     /// the node index of each, or kube-scheduler's message when none fits.
     pub fn schedule(&mut self, pod: PodRef<'a>, slots: &[u32]) -> Vec<Result<usize, String>> {
+        self.schedule_restricted(pod, slots, Vec::new())
+    }
+
+    /// [`Scheduler::schedule`], with the nodes `restriction` gives a reason
+    /// for (one entry per node, or empty for none) kept out: what the pod's
+    /// claims rule out (volume binding and restrictions), which the planner
+    /// knows and the scheduler does not.
+    pub fn schedule_restricted(
+        &mut self,
+        pod: PodRef<'a>,
+        slots: &[u32],
+        restriction: Vec<Option<FilterReason>>,
+    ) -> Vec<Result<usize, String>> {
         let group = self.group(pod);
         let mut class = PodClass::new(self, pod);
+        if !restriction.is_empty() {
+            debug_assert_eq!(restriction.len(), self.nodes.len());
+            for (ok, reason) in class.static_ok.iter_mut().zip(&restriction) {
+                *ok &= reason.is_none();
+            }
+            class.restriction = restriction;
+        }
         let mut results = Vec::with_capacity(slots.len());
         for &slot in slots {
             let seed = fnv1a(
@@ -671,6 +707,9 @@ impl<'a> Scheduler<'a> {
         if !reasons.is_empty() {
             return reasons;
         }
+        if let Some(Some(reason)) = class.restriction.get(i) {
+            return vec![reason.clone()];
+        }
         if let Some(reason) = class.spread_reason(i) {
             return vec![reason];
         }
@@ -962,6 +1001,8 @@ const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// What is fixed for all replicas of one pod template during a batch.
 struct PodClass {
     requests: Requests,
+    /// Per node, why the planner rules it out (empty: no node is).
+    restriction: Vec<Option<FilterReason>>,
     /// Reachable, not cordoned, taints tolerated, node affinity matched:
     /// the filters that placements do not change.
     static_ok: Vec<bool>,
@@ -1086,6 +1127,7 @@ impl PodClass {
             hard_spread,
             requests,
             static_ok,
+            restriction: Vec::new(),
             prefer_no_schedule,
             prefer_no_schedule_taints,
             spread,

@@ -7,6 +7,7 @@
 //! Deployment) and `per_node` (one pod bound to each eligible node: a
 //! DaemonSet), each deciding which pods to create and remove.
 
+mod claims;
 mod per_node;
 mod replicated;
 
@@ -136,6 +137,7 @@ pub fn plan(
     let settings = &desired.cluster;
     let replicas = group_replicas(observed);
     let mut scheduler = Scheduler::new(desired, observed);
+    let mut claims = claims::Claims::new(desired, observed);
     let declared: HashSet<&str> = desired.nodes.iter().map(|n| n.meta.name.as_str()).collect();
     let node_locations = node_locations(desired, observed, now);
     // Declared nodes never reached by the observer, within the grace period:
@@ -224,7 +226,7 @@ pub fn plan(
     // DaemonSet pods take their node's resources the same way).
     planned.sort_by_key(|(w, _)| matches!(w.spec.pods, PodSet::Replicas(_)));
     for (w, rs) in planned {
-        plan_workload(&mut out, &mut scheduler, &context, w, &rs, now);
+        plan_workload(&mut out, &mut scheduler, &mut claims, &context, w, &rs, now);
     }
     for (key, rs) in pruned {
         plan_prune(&mut out, key, &rs, &context.node_locations);
@@ -237,7 +239,53 @@ pub fn plan(
         .collect();
     out.nodes = node_statuses(desired, &declared, observed, settings, &replicas, now);
     out.services = plan_services(desired, &replicas, &out.actions, now);
+    let (claim_plans, mut removals) = claims.report(desired, observed);
+    out.claims = claim_plans;
+    removals.extend(orphaned_pod_volumes(observed, &context, &out.actions));
+    out.volume_removals = removals;
     out
+}
+
+/// `emptyDir` volumes on reachable nodes whose pod has no container there
+/// and is not being created by this plan: what a removed pod left.
+fn orphaned_pod_volumes(
+    observed: &ObservedCluster,
+    context: &Context<'_>,
+    actions: &[Action],
+) -> Vec<super::VolumeRemoval> {
+    let same_pod = |a: &ManagedLabels, b: &ManagedLabels| {
+        (a.kind, &a.namespace, &a.name, a.slot, &a.template_hash)
+            == (b.kind, &b.namespace, &b.name, b.slot, &b.template_hash)
+    };
+    let mut removals = Vec::new();
+    for node in observed.nodes.values() {
+        if context.location(&node.name) != Location::Live || !node.reachability.is_reachable() {
+            continue;
+        }
+        for volume in &node.volumes {
+            let crate::cluster::VolumeOwner::Pod { pod, volume: name } = &volume.owner else {
+                continue;
+            };
+            let runs = node.containers.iter().any(|c| same_pod(&c.labels, pod));
+            let created = actions.iter().any(|a| {
+                a.node == node.name
+                    && matches!(&a.operation, Operation::Create { containers, .. }
+                        if containers.first().is_some_and(|c| same_pod(c, pod)))
+            });
+            if !runs && !created {
+                removals.push(super::VolumeRemoval {
+                    node: node.name.clone(),
+                    volume: volume.name.clone(),
+                    claim: None,
+                    reason: format!(
+                        "emptyDir `{name}` of {}[{}] ({}): its pod is gone",
+                        pod.name, pod.slot, pod.template_hash
+                    ),
+                });
+            }
+        }
+    }
+    removals
 }
 
 /// Each Service's addresses and the endpoint changes `actions` make.
@@ -409,6 +457,7 @@ fn removal_order(a: &Seen<'_>, b: &Seen<'_>) -> std::cmp::Ordering {
 fn plan_workload<'d>(
     out: &mut Plan,
     scheduler: &mut Scheduler<'d>,
+    claims: &mut claims::Claims,
     context: &Context<'_>,
     w: &'d Workload,
     replicas: &[&ObservedReplica<'_>],
@@ -528,12 +577,32 @@ fn plan_workload<'d>(
             reason,
         })
     };
+    let namespace = key.namespace.as_str();
+    let uses_claims = !claims::pod_claims(context.desired, namespace, &spec.template).is_empty();
+    // Another pod of the workload, for a `ReadWriteOncePod` claim.
+    let mut others = seen.iter().any(|s| s.location != Location::Lost);
     for create in bound {
         let node = create.node.clone().expect("partitioned on a bound node");
-        let placement = match scheduler.node_index(&node) {
+        let admitted = if uses_claims {
+            claims.admits_bound(
+                context.desired,
+                namespace,
+                &spec.template,
+                others,
+                scheduler,
+                &node,
+            )
+        } else {
+            Ok(())
+        };
+        let placement = admitted.and_then(|()| match scheduler.node_index(&node) {
             Some(index) => scheduler.place_on(pod, index),
             None => Err(format!("node {node} is not declared")),
-        };
+        });
+        if placement.is_ok() && uses_claims {
+            claims.bind(context.desired, namespace, &spec.template, &node);
+            others = true;
+        }
         match placement {
             Ok(()) => placed.push(create_action(
                 &key,
@@ -548,7 +617,43 @@ fn plan_workload<'d>(
             Err(reason) => unschedulable(&create, Some(node), reason),
         }
     }
-    if !free.is_empty() {
+    if uses_claims {
+        // One at a time: the first placement binds the claims, which pins
+        // the next ones.
+        for create in free {
+            let admission = claims.admission(
+                context.desired,
+                namespace,
+                &spec.template,
+                others,
+                scheduler,
+            );
+            let placement = match admission {
+                claims::Admission::Refused(reason) => Err(reason),
+                claims::Admission::Nodes(restriction) => scheduler
+                    .schedule_restricted(pod, &[create.slot], restriction)
+                    .remove(0),
+            };
+            match placement {
+                Ok(node) => {
+                    let node = scheduler.node_name(node);
+                    claims.bind(context.desired, namespace, &spec.template, node);
+                    others = true;
+                    placed.push(create_action(
+                        &key,
+                        create.slot,
+                        node,
+                        &new_hash,
+                        commit,
+                        &template,
+                        create.rollout,
+                        create.reason,
+                    ));
+                }
+                Err(reason) => unschedulable(&create, None, reason),
+            }
+        }
+    } else if !free.is_empty() {
         let slots: Vec<u32> = free.iter().map(|c| c.slot).collect();
         let placements = scheduler.schedule(pod, &slots);
         for (create, placement) in free.into_iter().zip(placements) {

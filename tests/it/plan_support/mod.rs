@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use flotilla::cluster::{
-    ContainerState, Contents, ObservedCluster, ObservedContainer, ObservedNode, Reachability,
+    claim_volume_name, pod_volume_name, ContainerState, Contents, ManagedLabels, ObservedCluster,
+    ObservedContainer, ObservedNode, ObservedVolume, Reachability, VolumeOwner,
 };
 use flotilla::manifest::model::*;
 use flotilla::manifest::quantity::{Bytes, CpuMillis};
@@ -192,6 +193,48 @@ pub fn apply_to_observed(cluster: &mut ObservedCluster, plan: &Plan, now: System
                 containers,
                 template,
             } => {
+                // The node makes the pod's volumes before its containers.
+                if let Some(first) = containers.first() {
+                    for volume in &template.spec.volumes {
+                        let (name, owner) = match &volume.source {
+                            VolumeSource::Claim(c) => (
+                                claim_volume_name(&first.namespace, &c.claim_name),
+                                VolumeOwner::Claim {
+                                    namespace: first.namespace.clone(),
+                                    claim: c.claim_name.clone(),
+                                    storage: plan
+                                        .claims
+                                        .iter()
+                                        .find(|p| {
+                                            p.namespace == first.namespace && p.name == c.claim_name
+                                        })
+                                        .map_or(0, |p| p.storage),
+                                },
+                            ),
+                            VolumeSource::EmptyDir(_) => {
+                                let pod = ManagedLabels {
+                                    container: String::new(),
+                                    ..first.clone()
+                                };
+                                (
+                                    pod_volume_name(&pod, &volume.name),
+                                    VolumeOwner::Pod {
+                                        pod,
+                                        volume: volume.name.clone(),
+                                    },
+                                )
+                            }
+                            _ => continue,
+                        };
+                        if !node.volumes.iter().any(|v| v.name == name) {
+                            node.volumes.push(ObservedVolume {
+                                name,
+                                owner,
+                                created_at: Some(now),
+                            });
+                        }
+                    }
+                }
                 for labels in containers {
                     let name = labels.container_name();
                     if node.containers.iter().any(|c| c.name == name) {
@@ -237,6 +280,14 @@ pub fn apply_to_observed(cluster: &mut ObservedCluster, plan: &Plan, now: System
             }
         }
     }
+    for removal in &plan.volume_removals {
+        let Some(node) = cluster.nodes.get_mut(&removal.node) else {
+            continue;
+        };
+        if node.reachability.is_reachable() {
+            node.volumes.retain(|v| v.name != removal.volume);
+        }
+    }
 }
 
 /// Plans and applies until the plan has no actions; returns the plans.
@@ -248,7 +299,7 @@ pub fn converge(
     let mut plans = Vec::new();
     for _ in 0..max_rounds {
         let plan = flotilla::plan::plan(state, cluster, COMMIT, now());
-        let done = plan.actions.is_empty();
+        let done = plan.actions.is_empty() && plan.volume_removals.is_empty();
         apply_to_observed(cluster, &plan, now());
         plans.push(plan);
         if done {

@@ -1,0 +1,341 @@
+//! Where each PersistentVolumeClaim lives, as Kubernetes' local volumes
+//! with `WaitForFirstConsumer`: a claim is bound to the node its Docker
+//! volume is on (the only record, read from the nodes), becomes bound where
+//! its first pod is placed, and pins every later pod to that node. A claim
+//! that looks unbound while a declared node was never seen may be bound
+//! there: no pod using it is placed until that node is seen (or removed
+//! from Git). Nothing here deletes a claim's volume unless Git declares
+//! the claim with `flotilla.dev/delete-volume`, and never on a node that
+//! is not reachable.
+
+use std::collections::BTreeMap;
+
+use crate::cluster::{claim_volume_name, Contents, ObservedCluster, Reachability, VolumeOwner};
+use crate::manifest::model::{DesiredState, PersistentVolumeClaim, PodTemplate, VolumeSource};
+use crate::plan::scheduler::{fit_error_message, FilterReason, Scheduler};
+use crate::plan::{ClaimPlan, ClaimState, VolumeRemoval};
+
+/// (namespace, claim name).
+type ClaimId = (String, String);
+
+/// Every claim's binding, observed and made by this plan, and the storage
+/// claims take on each node.
+pub(super) struct Claims {
+    /// The nodes each claim's volume was seen on (sorted, usually one),
+    /// with the storage its label records.
+    observed: BTreeMap<ClaimId, (Vec<String>, u64)>,
+    /// Claims this plan binds, to the node of their first pod.
+    binding: BTreeMap<ClaimId, String>,
+    /// Storage taken per node by the claims bound there.
+    used: BTreeMap<String, u64>,
+    /// Declared nodes whose volumes were never seen.
+    unseen: Vec<String>,
+}
+
+/// What a pod's claims allow, for one pod about to be placed.
+pub(super) enum Admission {
+    /// Per node, why it is ruled out (`None`: allowed); the scheduler
+    /// picks among the others.
+    Nodes(Vec<Option<FilterReason>>),
+    /// Not placed at all, for this reason.
+    Refused(String),
+}
+
+impl Claims {
+    pub(super) fn new(desired: &DesiredState, observed: &ObservedCluster) -> Claims {
+        let mut claims = Claims {
+            observed: BTreeMap::new(),
+            binding: BTreeMap::new(),
+            used: BTreeMap::new(),
+            unseen: Vec::new(),
+        };
+        for node in observed.nodes.values() {
+            if let Reachability::Unreachable {
+                contents: Contents::Unknown,
+                ..
+            } = node.reachability
+            {
+                if desired.node(&node.name).is_some() {
+                    claims.unseen.push(node.name.clone());
+                }
+                continue;
+            }
+            for volume in &node.volumes {
+                if let VolumeOwner::Claim {
+                    namespace,
+                    claim,
+                    storage,
+                } = &volume.owner
+                {
+                    let entry = claims
+                        .observed
+                        .entry((namespace.clone(), claim.clone()))
+                        .or_insert_with(|| (Vec::new(), *storage));
+                    entry.0.push(node.name.clone());
+                    *claims.used.entry(node.name.clone()).or_insert(0) += storage;
+                }
+            }
+        }
+        for (nodes, _) in claims.observed.values_mut() {
+            nodes.sort();
+            nodes.dedup();
+        }
+        // A declared node absent from the observation was never seen either.
+        for node in &desired.nodes {
+            if !observed.nodes.contains_key(&node.meta.name) {
+                claims.unseen.push(node.meta.name.clone());
+            }
+        }
+        claims.unseen.sort();
+        claims
+    }
+
+    /// The nodes `claim` is bound to: where its volume is, or where this
+    /// plan binds it.
+    fn nodes_of(&self, id: &ClaimId) -> Vec<&str> {
+        match self.observed.get(id) {
+            Some((nodes, _)) => nodes.iter().map(String::as_str).collect(),
+            None => self
+                .binding
+                .get(id)
+                .map(String::as_str)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// What the claims of a pod of `template` in `namespace` allow. `others`
+    /// says whether another pod of its workload exists (a
+    /// `ReadWriteOncePod` claim then admits none).
+    pub(super) fn admission(
+        &self,
+        desired: &DesiredState,
+        namespace: &str,
+        template: &PodTemplate,
+        others: bool,
+        scheduler: &Scheduler<'_>,
+    ) -> Admission {
+        let claims = pod_claims(desired, namespace, template);
+        let node_count = scheduler.node_count();
+        let mut pinned: Vec<&str> = Vec::new();
+        let mut unbound_storage = 0u64;
+        for claim in &claims {
+            let id = (namespace.to_string(), claim.meta.name.clone());
+            let nodes = self.nodes_of(&id);
+            if claim.one_pod() && others {
+                return Admission::Nodes(vec![
+                    Some(FilterReason::ReadWriteOncePodConflict);
+                    node_count
+                ]);
+            }
+            match nodes.as_slice() {
+                [] => unbound_storage += claim.storage.0,
+                [one] => pinned.push(one),
+                many => {
+                    return Admission::Refused(format!(
+                        "PersistentVolumeClaim {namespace}/{} has a volume on each of nodes {}: remove all but one by hand (`docker volume rm {}` on the others) so pods know where its data is",
+                        claim.meta.name,
+                        many.join(", "),
+                        claim_volume_name(namespace, &claim.meta.name)
+                    ))
+                }
+            }
+        }
+        if unbound_storage > 0 && !self.unseen.is_empty() {
+            let unbound: Vec<&str> = claims
+                .iter()
+                .filter(|c| {
+                    self.nodes_of(&(namespace.to_string(), c.meta.name.clone()))
+                        .is_empty()
+                })
+                .map(|c| c.meta.name.as_str())
+                .collect();
+            return Admission::Refused(format!(
+                "PersistentVolumeClaim(s) {} may be bound on node(s) {}, never seen since this observer started: not bound elsewhere until seen (or removed from Git)",
+                unbound.join(", "),
+                self.unseen.join(", ")
+            ));
+        }
+        pinned.sort_unstable();
+        pinned.dedup();
+        let restriction = (0..node_count)
+            .map(|i| {
+                let name = scheduler.node_name(i);
+                match pinned.as_slice() {
+                    [] => {}
+                    [one] if *one == name => {}
+                    _ => return Some(FilterReason::VolumeNodeAffinityConflict),
+                }
+                let capacity = desired.node(name).and_then(|n| n.spec.capacity.storage);
+                match capacity {
+                    Some(capacity)
+                        if unbound_storage > 0
+                            && self.used.get(name).copied().unwrap_or(0) + unbound_storage
+                                > capacity.0 =>
+                    {
+                        Some(FilterReason::InsufficientStorage)
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        Admission::Nodes(restriction)
+    }
+
+    /// Whether a pod of `template` bound to node `node` (a DaemonSet's) may
+    /// go there as far as its claims go: `Err` with kube-scheduler's words
+    /// when not.
+    pub(super) fn admits_bound(
+        &self,
+        desired: &DesiredState,
+        namespace: &str,
+        template: &PodTemplate,
+        others: bool,
+        scheduler: &Scheduler<'_>,
+        node: &str,
+    ) -> Result<(), String> {
+        match self.admission(desired, namespace, template, others, scheduler) {
+            Admission::Refused(reason) => Err(reason),
+            Admission::Nodes(restriction) => {
+                let Some(index) = scheduler.node_index(node) else {
+                    return Ok(());
+                };
+                match &restriction[index] {
+                    None => Ok(()),
+                    Some(reason) => {
+                        let mut histogram = BTreeMap::new();
+                        histogram.insert(reason.message(), 1);
+                        let others = u32::try_from(scheduler.node_count() - 1).unwrap_or(u32::MAX);
+                        if others > 0 {
+                            histogram.insert(FilterReason::NodeAffinity.message(), others);
+                        }
+                        Err(fit_error_message(scheduler.node_count(), &histogram))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Binds the pod's claims that are not bound yet to `node`, where its
+    /// pod was just placed.
+    pub(super) fn bind(
+        &mut self,
+        desired: &DesiredState,
+        namespace: &str,
+        template: &PodTemplate,
+        node: &str,
+    ) {
+        for claim in pod_claims(desired, namespace, template) {
+            let id = (namespace.to_string(), claim.meta.name.clone());
+            if self.nodes_of(&id).is_empty() {
+                self.binding.insert(id, node.to_string());
+                *self.used.entry(node.to_string()).or_insert(0) += claim.storage.0;
+            }
+        }
+    }
+
+    /// Every claim declared or seen, with its state, and the claims'
+    /// volumes this plan removes (declared with the delete annotation, on
+    /// reachable nodes only).
+    pub(super) fn report(
+        &self,
+        desired: &DesiredState,
+        observed: &ObservedCluster,
+    ) -> (Vec<ClaimPlan>, Vec<VolumeRemoval>) {
+        let mut plans = Vec::new();
+        let mut removals = Vec::new();
+        let reachable = |node: &str| {
+            desired.node(node).is_some()
+                && observed
+                    .nodes
+                    .get(node)
+                    .is_some_and(|n| n.reachability.is_reachable())
+        };
+        let mut ids: Vec<ClaimId> = desired
+            .claims
+            .iter()
+            .map(|c| (c.meta.namespace.clone(), c.meta.name.clone()))
+            .chain(self.observed.keys().cloned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let declared = desired.claim(&id.0, &id.1);
+            let observed_at = self.observed.get(&id);
+            let storage = declared
+                .map(|c| c.storage.0)
+                .or(observed_at.map(|(_, s)| *s))
+                .unwrap_or(0);
+            let (nodes, state) = match (declared, observed_at) {
+                (Some(claim), Some((nodes, _))) if claim.delete_volume => {
+                    let volume = claim_volume_name(&id.0, &id.1);
+                    let mut waits = false;
+                    for node in nodes {
+                        if reachable(node) {
+                            removals.push(VolumeRemoval {
+                                node: node.clone(),
+                                volume: volume.clone(),
+                                claim: Some(format!("{}/{}", id.0, id.1)),
+                                reason: format!(
+                                    "PersistentVolumeClaim {}/{} is declared with flotilla.dev/delete-volume",
+                                    id.0, id.1
+                                ),
+                            });
+                        } else {
+                            waits = true;
+                        }
+                    }
+                    let state = if waits {
+                        ClaimState::DeleteWaits
+                    } else {
+                        ClaimState::Deleting
+                    };
+                    (nodes.clone(), state)
+                }
+                (Some(_), Some((nodes, _))) if nodes.len() > 1 => {
+                    (nodes.clone(), ClaimState::Conflict)
+                }
+                (Some(_), Some((nodes, _))) => (nodes.clone(), ClaimState::Bound),
+                (Some(_), None) => match self.binding.get(&id) {
+                    Some(node) => (vec![node.clone()], ClaimState::Binding),
+                    None => (Vec::new(), ClaimState::Pending),
+                },
+                (None, Some((nodes, _))) => (nodes.clone(), ClaimState::Kept),
+                (None, None) => continue,
+            };
+            // A claim declared for deletion whose volume is gone needs no line.
+            if declared.is_some_and(|c| c.delete_volume) && observed_at.is_none() {
+                continue;
+            }
+            plans.push(ClaimPlan {
+                namespace: id.0,
+                name: id.1,
+                storage,
+                nodes,
+                state,
+            });
+        }
+        (plans, removals)
+    }
+}
+
+/// The claims a pod of `template` uses, declared in `namespace` (a missing
+/// one is a validation error, so only a changed desired state lacks one).
+pub(super) fn pod_claims<'d>(
+    desired: &'d DesiredState,
+    namespace: &str,
+    template: &PodTemplate,
+) -> Vec<&'d PersistentVolumeClaim> {
+    let mut claims: Vec<&PersistentVolumeClaim> = template
+        .spec
+        .volumes
+        .iter()
+        .filter_map(|v| match &v.source {
+            VolumeSource::Claim(c) => desired.claim(namespace, &c.claim_name),
+            _ => None,
+        })
+        .collect();
+    claims.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+    claims.dedup_by(|a, b| a.meta.name == b.meta.name);
+    claims
+}
