@@ -93,6 +93,7 @@ fn deployment(name: &str, replicas: u32) -> Workload {
             progress_deadline_seconds: 600,
             revision_history_limit: 10,
             paused: false,
+            stateful: None,
         },
     }
 }

@@ -148,6 +148,17 @@ pub struct ObservedVolume {
     pub created_at: Option<std::time::SystemTime>,
 }
 
+/// The StatefulSet pod a claim was made for, and whether the claim goes
+/// when the StatefulSet does (`whenDeleted: Delete` when the volume was
+/// made): read only once the StatefulSet is gone from Git.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrdinalClaim {
+    pub set: String,
+    pub ordinal: u32,
+    pub delete_with_set: bool,
+}
+
 /// Who a volume belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -159,6 +170,10 @@ pub enum VolumeOwner {
         namespace: String,
         claim: String,
         storage: u64,
+        /// The StatefulSet ordinal whose volume claim template made the
+        /// claim, when one did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ordinal: Option<OrdinalClaim>,
     },
     /// An `emptyDir` of one pod: `pod` names the pod as its containers'
     /// labels do (the container name left empty).
@@ -174,11 +189,28 @@ impl VolumeOwner {
                 namespace,
                 claim,
                 storage,
+                ordinal,
             } => {
                 labels.insert(VOLUME_LABEL.to_string(), "claim".to_string());
                 labels.insert(format!("{LABEL_PREFIX}namespace"), namespace.clone());
                 labels.insert(format!("{LABEL_PREFIX}claim"), claim.clone());
                 labels.insert(format!("{LABEL_PREFIX}storage"), storage.to_string());
+                if let Some(ordinal) = ordinal {
+                    labels.insert(format!("{LABEL_PREFIX}statefulset"), ordinal.set.clone());
+                    labels.insert(
+                        format!("{LABEL_PREFIX}ordinal"),
+                        ordinal.ordinal.to_string(),
+                    );
+                    labels.insert(
+                        format!("{LABEL_PREFIX}when-deleted"),
+                        if ordinal.delete_with_set {
+                            "Delete"
+                        } else {
+                            "Retain"
+                        }
+                        .to_string(),
+                    );
+                }
             }
             VolumeOwner::Pod { pod, volume } => {
                 labels = pod.to_docker_labels();
@@ -203,6 +235,20 @@ impl VolumeOwner {
         match labels.get(VOLUME_LABEL).map(String::as_str) {
             Some("claim") => {
                 let storage = get("storage")?;
+                let ordinal = match get("statefulset") {
+                    Err(_) => None,
+                    Ok(set) => {
+                        let ordinal = get("ordinal")?;
+                        Some(OrdinalClaim {
+                            set,
+                            ordinal: ordinal.parse().map_err(|_| LabelError::Invalid {
+                                label: "ordinal",
+                                value: ordinal,
+                            })?,
+                            delete_with_set: get("when-deleted")? == "Delete",
+                        })
+                    }
+                };
                 Ok(VolumeOwner::Claim {
                     namespace: get("namespace")?,
                     claim: get("claim")?,
@@ -210,6 +256,7 @@ impl VolumeOwner {
                         label: "storage",
                         value: storage,
                     })?,
+                    ordinal,
                 })
             }
             Some("pod") => {
@@ -283,8 +330,19 @@ mod tests {
     fn volume_labels_round_trip() {
         let claim = VolumeOwner::Claim {
             namespace: "default".into(),
+            claim: "logs".into(),
+            storage: 1 << 30,
+            ordinal: None,
+        };
+        let ordinal = VolumeOwner::Claim {
+            namespace: "default".into(),
             claim: "data-web-0".into(),
             storage: 1 << 30,
+            ordinal: Some(OrdinalClaim {
+                set: "web".into(),
+                ordinal: 0,
+                delete_with_set: true,
+            }),
         };
         let pod = VolumeOwner::Pod {
             pod: ManagedLabels {
@@ -293,7 +351,7 @@ mod tests {
             },
             volume: "scratch".into(),
         };
-        for owner in [claim, pod] {
+        for owner in [claim, ordinal, pod] {
             let labels = owner.to_docker_labels();
             assert!(
                 !labels.contains_key(MANAGED_LABEL),

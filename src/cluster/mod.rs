@@ -16,8 +16,8 @@ use crate::manifest::model::Protocol;
 use crate::manifest::quantity::{Bytes, CpuMillis};
 
 pub use labels::{
-    claim_volume_name, pod_volume_name, ManagedLabels, ObservedVolume, VolumeOwner, LABEL_PREFIX,
-    MANAGED_LABEL, VOLUME_LABEL,
+    claim_volume_name, pod_volume_name, ManagedLabels, ObservedVolume, OrdinalClaim, VolumeOwner,
+    LABEL_PREFIX, MANAGED_LABEL, VOLUME_LABEL,
 };
 pub use replica::{group_replicas, ObservedReplica, ReadinessGate, ReplicaKey, ReplicaState};
 

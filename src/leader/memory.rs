@@ -667,6 +667,7 @@ pub fn load(files: &[SourceFile]) -> (DesiredState, Vec<Diagnostic>) {
                 progress_deadline_seconds: number("deadline", 600),
                 revision_history_limit: 10,
                 paused: false,
+                stateful: None,
             },
         }]
     };

@@ -402,6 +402,7 @@ mod tests {
                 progress_deadline_seconds: 600,
                 revision_history_limit: 10,
                 paused: false,
+                stateful: None,
             },
         };
         workload.spec.template.spec.containers = vec![Container {

@@ -2,8 +2,12 @@
 //! needs (its claims', its pod's `emptyDir`s) and what it mounts where.
 //! `configMap` and `secret` volumes are files, placed by `pod_config`.
 
-use crate::cluster::{claim_volume_name, pod_volume_name, ManagedLabels, VolumeOwner};
-use crate::manifest::model::{Container, DesiredState, PodSpec, StorageMedium, VolumeSource};
+use crate::cluster::{
+    claim_volume_name, pod_volume_name, ManagedLabels, OrdinalClaim, VolumeOwner,
+};
+use crate::manifest::model::{
+    ClaimRetention, Container, DesiredState, PodSpec, StorageMedium, VolumeSource,
+};
 use crate::node::{ContainerMount, PodVolume, VolumeMedium};
 
 /// The volumes `container` of the pod `labels` names needs, and its mounts.
@@ -17,7 +21,48 @@ pub fn container_storage(
 ) -> (Vec<PodVolume>, Vec<ContainerMount>) {
     let mut volumes: Vec<PodVolume> = Vec::new();
     let mut mounts = Vec::new();
+    let stateful = desired
+        .workload_named(labels.kind, &labels.namespace, &labels.name)
+        .and_then(|w| w.spec.stateful.as_ref().map(|s| (w, s)));
     for mount in &container.volume_mounts {
+        // A StatefulSet's volume claim template: this ordinal's own claim.
+        let ordinal_claim = stateful.and_then(|(workload, set)| {
+            set.claim_templates
+                .iter()
+                .find(|t| t.name == mount.name)
+                .map(|template| {
+                    let claim = workload.ordinal_claim_name(&template.name, labels.slot);
+                    let owner = VolumeOwner::Claim {
+                        namespace: labels.namespace.clone(),
+                        claim: claim.clone(),
+                        storage: desired
+                            .claim(&labels.namespace, &claim)
+                            .map_or(template.storage.0, |c| c.storage.0),
+                        ordinal: Some(OrdinalClaim {
+                            set: workload.meta.name.clone(),
+                            ordinal: labels.slot,
+                            delete_with_set: set.when_deleted == ClaimRetention::Delete,
+                        }),
+                    };
+                    PodVolume {
+                        name: claim_volume_name(&labels.namespace, &claim),
+                        owner,
+                        medium: VolumeMedium::Disk,
+                    }
+                })
+        });
+        if let Some(docker_volume) = ordinal_claim {
+            mounts.push(ContainerMount::Volume {
+                volume: docker_volume.name.clone(),
+                target: mount.mount_path.clone(),
+                sub_path: mount.sub_path.clone(),
+                read_only: mount.read_only,
+            });
+            if !volumes.iter().any(|v| v.name == docker_volume.name) {
+                volumes.push(docker_volume);
+            }
+            continue;
+        }
         let Some(volume) = pod.volumes.iter().find(|v| v.name == mount.name) else {
             continue;
         };
@@ -65,6 +110,7 @@ pub fn container_storage(
                     namespace: labels.namespace.clone(),
                     claim: claim.meta.name.clone(),
                     storage: claim.storage.0,
+                    ordinal: None,
                 };
                 (
                     PodVolume {

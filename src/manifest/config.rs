@@ -606,6 +606,7 @@ mod tests {
             progress_deadline_seconds: 600,
             revision_history_limit: 10,
             paused: false,
+            stateful: None,
         };
         spec.template.spec.containers = vec![container];
         spec.template.spec.volumes = volumes;

@@ -961,9 +961,15 @@ impl Workload {
     /// The pod count a replica set declares (`None` for one pod per node).
     pub fn replicas(&self) -> Option<u32> {
         match self.spec.pods {
-            PodSet::Replicas(n) => Some(n),
+            PodSet::Replicas(n) | PodSet::Ordinals { replicas: n, .. } => Some(n),
             PodSet::OnePerNode => None,
         }
+    }
+
+    /// The claim the pod of ordinal `ordinal` uses for volume claim
+    /// template `template` (a StatefulSet's): `<template>-<set>-<ordinal>`.
+    pub fn ordinal_claim_name(&self, template: &str, ordinal: u32) -> String {
+        format!("{template}-{}-{ordinal}", self.meta.name)
     }
 }
 
@@ -982,6 +988,10 @@ pub enum PodSet {
     /// One pod on every eligible node (DaemonSet): the nodes its node
     /// selector, required node affinity and tolerations admit.
     OnePerNode,
+    /// `replicas` pods with stable ordinals `start..start + replicas`
+    /// (StatefulSet): each ordinal's pod is the slot of that number, at
+    /// most one at a time, with its own claims.
+    Ordinals { replicas: u32, start: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -998,6 +1008,56 @@ pub struct WorkloadSpec {
     /// 10 by default.
     pub revision_history_limit: u32,
     pub paused: bool,
+    /// What only a StatefulSet declares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stateful: Option<StatefulSpec>,
+}
+
+/// A StatefulSet's own fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatefulSpec {
+    /// `serviceName`: the Service whose name the pods' DNS names sit under
+    /// (`web-0.web`).
+    pub service_name: String,
+    pub pod_management: PodManagement,
+    /// `updateStrategy.rollingUpdate.partition`: ordinals below it keep
+    /// their revision.
+    pub partition: u32,
+    /// `volumeClaimTemplates`: one claim per ordinal each, named
+    /// [`Workload::ordinal_claim_name`], mounted by the template's name.
+    pub claim_templates: Vec<ClaimTemplate>,
+    /// `persistentVolumeClaimRetentionPolicy.whenDeleted`.
+    pub when_deleted: ClaimRetention,
+    /// `persistentVolumeClaimRetentionPolicy.whenScaled`.
+    pub when_scaled: ClaimRetention,
+}
+
+/// `podManagementPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PodManagement {
+    /// Pods created in ordinal order, each ready before the next; removed
+    /// in reverse order, one at a time.
+    OrderedReady,
+    /// Pods created and removed all at once.
+    Parallel,
+}
+
+/// What happens to an ordinal's claims when its pod goes for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ClaimRetention {
+    Retain,
+    Delete,
+}
+
+/// One of `volumeClaimTemplates`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimTemplate {
+    /// `metadata.name`: the name pods mount it by, and the claims' prefix.
+    pub name: String,
+    pub storage: Bytes,
+    pub access_modes: Vec<AccessMode>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -53,6 +53,10 @@ pub struct Plan {
     /// in its endpoints.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServicePlan>,
+    /// Pods that are not created, for a reason other than room: a
+    /// StatefulSet ordinal whose pod is on a node that cannot be reached.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<Waiting>,
     /// Every claim declared or whose volume is seen on a node: where it
     /// lives and what this plan does to it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -61,6 +65,17 @@ pub struct Plan {
     /// `emptyDir` whose pod is gone. Carried out after `actions`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volume_removals: Vec<VolumeRemoval>,
+}
+
+/// A pod that waits, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiting {
+    pub object: ObjectKey,
+    pub slot: u32,
+    /// The node it waits for.
+    pub node: String,
+    pub reason: String,
 }
 
 /// A PersistentVolumeClaim in a plan.
@@ -76,6 +91,10 @@ pub struct ClaimPlan {
     /// the node this plan binds it to.
     pub nodes: Vec<String>,
     pub state: ClaimState,
+    /// The StatefulSet pod it was made for: declared by one of its volume
+    /// claim templates, or (no longer declared) as its volume records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordinal: Option<crate::cluster::OrdinalClaim>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -142,6 +161,7 @@ impl Plan {
             && self.unschedulable.is_empty()
             && self.held.is_empty()
             && self.volume_removals.is_empty()
+            && self.waiting.is_empty()
     }
 
     /// Replicas held back as unknown, over every object.

@@ -162,8 +162,14 @@ impl RolloutTracker {
                 template: &d.spec.template,
                 min_ready_seconds: d.spec.min_ready_seconds,
             };
+            // A StatefulSet's ordinals below its partition keep their
+            // revision: the rollout is about the others.
+            let partition = d.spec.stateful.as_ref().map_or(0, |s| s.partition);
             let mine = replicas.iter().filter(|r| {
-                r.key.kind == key.kind && r.key.namespace == key.namespace && r.key.name == key.name
+                r.key.kind == key.kind
+                    && r.key.namespace == key.namespace
+                    && r.key.name == key.name
+                    && r.key.slot >= partition
             });
             let (mut new, mut ready, mut old) = (0u32, 0u32, 0u32);
             // New-revision replicas on reachable nodes that are not available.
@@ -244,7 +250,14 @@ impl RolloutTracker {
                     failing.push((r.node.to_string(), c.name.clone()));
                 }
             }
-            let want = desired_pods(d, desired, observed, now);
+            let want = match d.spec.pods {
+                crate::manifest::model::PodSet::Ordinals { replicas, start } => {
+                    (start..start.saturating_add(replicas))
+                        .filter(|o| *o >= partition)
+                        .count() as u32
+                }
+                _ => desired_pods(d, desired, observed, now),
+            };
             let complete = ready >= want && new == want && old == 0;
             let marker = (new, ready, old);
 

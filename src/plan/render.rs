@@ -49,13 +49,16 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
     let mut actions_of = by_object(&plan.actions, |a| &a.object);
     let mut unschedulable_of = by_object(&plan.unschedulable, |u| &u.object);
     let mut held_of = by_object(&plan.held, |h| &h.object);
+    let mut waiting_of = by_object(&plan.waiting, |w| &w.object);
     for object in &plan.objects {
         let actions = actions_of.remove(&object.key).unwrap_or_default();
         let unschedulable = unschedulable_of.remove(&object.key).unwrap_or_default();
         let held = held_of.remove(&object.key).unwrap_or_default();
+        let waiting = waiting_of.remove(&object.key).unwrap_or_default();
         if actions.is_empty()
             && unschedulable.is_empty()
             && held.is_empty()
+            && waiting.is_empty()
             && object.unknown == 0
             && object.lost == 0
         {
@@ -129,6 +132,10 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
                 object.key.name
             );
             let _ = writeln!(out, "{}", paint(RED, &line));
+        }
+        for w in waiting {
+            let line = format!("  ? {}[{}] waits: {}", w.object.name, w.slot, w.reason);
+            let _ = writeln!(out, "{}", paint(YELLOW, &line));
         }
         for h in held {
             let (nodes, until) = match h.nodes.as_slice() {
@@ -353,6 +360,9 @@ pub fn summary(plan: &Plan) -> String {
         .count();
     let scratch = plan.volume_removals.len() - data;
     let mut volumes = String::new();
+    if !plan.waiting.is_empty() {
+        volumes.push_str(&format!(", {} waiting", plan.waiting.len()));
+    }
     if data > 0 {
         volumes.push_str(&format!(
             ", {data} claim volume(s) to delete WITH THEIR DATA"

@@ -71,6 +71,7 @@ fn claim_volume_on(cluster: &mut ObservedCluster, node: &str, claim: &str, stora
                 namespace: "default".into(),
                 claim: claim.into(),
                 storage,
+                ordinal: None,
             },
             created_at: None,
         });

@@ -166,6 +166,7 @@ impl Decoder<'_> {
             progress_deadline_seconds,
             revision_history_limit,
             paused,
+            stateful: None,
         })
     }
 
@@ -207,6 +208,7 @@ impl Decoder<'_> {
             progress_deadline_seconds: DAEMON_SET_PROGRESS_DEADLINE_SECONDS,
             revision_history_limit,
             paused: false,
+            stateful: None,
         })
     }
 

@@ -10,8 +10,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{claim_volume_name, Contents, ObservedCluster, Reachability, VolumeOwner};
-use crate::manifest::model::{DesiredState, PersistentVolumeClaim, PodTemplate, VolumeSource};
+use crate::cluster::{
+    claim_volume_name, Contents, ObservedCluster, OrdinalClaim, Reachability, VolumeOwner,
+};
+use crate::manifest::model::{
+    ClaimRetention, DesiredState, PersistentVolumeClaim, PodSet, VolumeSource, Workload,
+};
 use crate::plan::scheduler::{fit_error_message, FilterReason, Scheduler};
 use crate::plan::{ClaimPlan, ClaimState, VolumeRemoval};
 
@@ -30,6 +34,8 @@ pub(super) struct Claims {
     used: BTreeMap<String, u64>,
     /// Declared nodes whose volumes were never seen.
     unseen: Vec<String>,
+    /// The StatefulSet ordinal each observed claim was made for, if any.
+    ordinals: BTreeMap<ClaimId, OrdinalClaim>,
 }
 
 /// What a pod's claims allow, for one pod about to be placed.
@@ -48,6 +54,7 @@ impl Claims {
             binding: BTreeMap::new(),
             used: BTreeMap::new(),
             unseen: Vec::new(),
+            ordinals: BTreeMap::new(),
         };
         for node in observed.nodes.values() {
             if let Reachability::Unreachable {
@@ -65,6 +72,7 @@ impl Claims {
                     namespace,
                     claim,
                     storage,
+                    ordinal,
                 } = &volume.owner
                 {
                     let entry = claims
@@ -72,6 +80,11 @@ impl Claims {
                         .entry((namespace.clone(), claim.clone()))
                         .or_insert_with(|| (Vec::new(), *storage));
                     entry.0.push(node.name.clone());
+                    if let Some(ordinal) = ordinal {
+                        claims
+                            .ordinals
+                            .insert((namespace.clone(), claim.clone()), ordinal.clone());
+                    }
                     *claims.used.entry(node.name.clone()).or_insert(0) += storage;
                 }
             }
@@ -110,12 +123,13 @@ impl Claims {
     pub(super) fn admission(
         &self,
         desired: &DesiredState,
-        namespace: &str,
-        template: &PodTemplate,
+        workload: &Workload,
+        slot: u32,
         others: bool,
         scheduler: &Scheduler<'_>,
     ) -> Admission {
-        let claims = pod_claims(desired, namespace, template);
+        let namespace = workload.meta.namespace.as_str();
+        let claims = pod_claims(desired, workload, slot);
         let node_count = scheduler.node_count();
         let mut pinned: Vec<&str> = Vec::new();
         let mut unbound_storage = 0u64;
@@ -188,13 +202,13 @@ impl Claims {
     pub(super) fn admits_bound(
         &self,
         desired: &DesiredState,
-        namespace: &str,
-        template: &PodTemplate,
+        workload: &Workload,
+        slot: u32,
         others: bool,
         scheduler: &Scheduler<'_>,
         node: &str,
     ) -> Result<(), String> {
-        match self.admission(desired, namespace, template, others, scheduler) {
+        match self.admission(desired, workload, slot, others, scheduler) {
             Admission::Refused(reason) => Err(reason),
             Admission::Nodes(restriction) => {
                 let Some(index) = scheduler.node_index(node) else {
@@ -221,12 +235,12 @@ impl Claims {
     pub(super) fn bind(
         &mut self,
         desired: &DesiredState,
-        namespace: &str,
-        template: &PodTemplate,
+        workload: &Workload,
+        slot: u32,
         node: &str,
     ) {
-        for claim in pod_claims(desired, namespace, template) {
-            let id = (namespace.to_string(), claim.meta.name.clone());
+        for claim in pod_claims(desired, workload, slot) {
+            let id = (workload.meta.namespace.clone(), claim.meta.name.clone());
             if self.nodes_of(&id).is_empty() {
                 self.binding.insert(id, node.to_string());
                 *self.used.entry(node.to_string()).or_insert(0) += claim.storage.0;
@@ -251,6 +265,7 @@ impl Claims {
                     .get(node)
                     .is_some_and(|n| n.reachability.is_reachable())
         };
+        let declared_ordinals = ordinal_claims(desired);
         let mut ids: Vec<ClaimId> = desired
             .claims
             .iter()
@@ -300,40 +315,164 @@ impl Claims {
                     Some(node) => (vec![node.clone()], ClaimState::Binding),
                     None => (Vec::new(), ClaimState::Pending),
                 },
-                (None, Some((nodes, _))) => (nodes.clone(), ClaimState::Kept),
+                (None, Some((nodes, _))) => match self.retention_deletes(desired, observed, &id) {
+                    Some(reason) => {
+                        let volume = claim_volume_name(&id.0, &id.1);
+                        let mut waits = false;
+                        for node in nodes {
+                            if reachable(node) && !self.ordinal_pod_on(observed, &id, node) {
+                                removals.push(VolumeRemoval {
+                                    node: node.clone(),
+                                    volume: volume.clone(),
+                                    claim: Some(format!("{}/{}", id.0, id.1)),
+                                    reason: reason.clone(),
+                                });
+                            } else {
+                                waits = true;
+                            }
+                        }
+                        let state = if waits {
+                            ClaimState::DeleteWaits
+                        } else {
+                            ClaimState::Deleting
+                        };
+                        (nodes.clone(), state)
+                    }
+                    None => (nodes.clone(), ClaimState::Kept),
+                },
                 (None, None) => continue,
             };
             // A claim declared for deletion whose volume is gone needs no line.
             if declared.is_some_and(|c| c.delete_volume) && observed_at.is_none() {
                 continue;
             }
+            let ordinal = declared_ordinals
+                .get(&id)
+                .cloned()
+                .or_else(|| self.ordinals.get(&id).cloned());
             plans.push(ClaimPlan {
                 namespace: id.0,
                 name: id.1,
                 storage,
                 nodes,
                 state,
+                ordinal,
             });
         }
         (plans, removals)
     }
 }
 
-/// The claims a pod of `template` uses, declared in `namespace` (a missing
-/// one is a validation error, so only a changed desired state lacks one).
+impl Claims {
+    /// Why a claim no longer declared goes, when its StatefulSet's
+    /// retention policy says so: `whenScaled: Delete` for an ordinal scaled
+    /// away, `whenDeleted: Delete` (as recorded on the volume) once the
+    /// StatefulSet is gone from Git. `None`: it is kept.
+    fn retention_deletes(
+        &self,
+        desired: &DesiredState,
+        _observed: &ObservedCluster,
+        id: &ClaimId,
+    ) -> Option<String> {
+        let ordinal = self.ordinals.get(id)?;
+        let set = desired.workloads.iter().find(|w| {
+            w.meta.namespace == id.0 && w.meta.name == ordinal.set && w.spec.stateful.is_some()
+        });
+        match set {
+            Some(set) => {
+                let stateful = set.spec.stateful.as_ref()?;
+                let PodSet::Ordinals { replicas, start } = set.spec.pods else {
+                    return None;
+                };
+                let scaled_away = ordinal.ordinal < start || ordinal.ordinal >= start + replicas;
+                (scaled_away && stateful.when_scaled == ClaimRetention::Delete).then(|| {
+                    format!(
+                        "StatefulSet {}/{} scaled below ordinal {} with whenScaled: Delete",
+                        id.0, ordinal.set, ordinal.ordinal
+                    )
+                })
+            }
+            None => ordinal.delete_with_set.then(|| {
+                format!(
+                    "StatefulSet {}/{} is no longer declared and its claims had whenDeleted: Delete",
+                    id.0, ordinal.set
+                )
+            }),
+        }
+    }
+
+    /// Whether the pod of the claim's ordinal still has a container on
+    /// `node`: its claim waits until it is gone.
+    fn ordinal_pod_on(&self, observed: &ObservedCluster, id: &ClaimId, node: &str) -> bool {
+        let Some(ordinal) = self.ordinals.get(id) else {
+            return false;
+        };
+        observed.nodes.get(node).is_some_and(|n| {
+            n.containers.iter().any(|c| {
+                c.labels.namespace == id.0
+                    && c.labels.name == ordinal.set
+                    && c.labels.slot == ordinal.ordinal
+            })
+        })
+    }
+}
+
+/// Every claim the StatefulSets' volume claim templates declare, with the
+/// ordinal it is for.
+fn ordinal_claims(desired: &DesiredState) -> BTreeMap<ClaimId, OrdinalClaim> {
+    let mut claims = BTreeMap::new();
+    for workload in &desired.workloads {
+        let (Some(set), PodSet::Ordinals { replicas, start }) =
+            (&workload.spec.stateful, workload.spec.pods)
+        else {
+            continue;
+        };
+        for template in &set.claim_templates {
+            for ordinal in start..start.saturating_add(replicas) {
+                claims.insert(
+                    (
+                        workload.meta.namespace.clone(),
+                        workload.ordinal_claim_name(&template.name, ordinal),
+                    ),
+                    OrdinalClaim {
+                        set: workload.meta.name.clone(),
+                        ordinal,
+                        delete_with_set: set.when_deleted == ClaimRetention::Delete,
+                    },
+                );
+            }
+        }
+    }
+    claims
+}
+
+/// The claims the pod of `slot` of `workload` uses: its template's, and for
+/// a StatefulSet the claims of its volume claim templates for that ordinal
+/// (declared by `load`; a missing one is a validation error, so only a
+/// changed desired state lacks one).
 pub(super) fn pod_claims<'d>(
     desired: &'d DesiredState,
-    namespace: &str,
-    template: &PodTemplate,
+    workload: &Workload,
+    slot: u32,
 ) -> Vec<&'d PersistentVolumeClaim> {
-    let mut claims: Vec<&PersistentVolumeClaim> = template
+    let namespace = workload.meta.namespace.as_str();
+    let ordinal_claims = workload.spec.stateful.iter().flat_map(|set| {
+        set.claim_templates
+            .iter()
+            .map(|t| workload.ordinal_claim_name(&t.name, slot))
+    });
+    let mut claims: Vec<&PersistentVolumeClaim> = workload
+        .spec
+        .template
         .spec
         .volumes
         .iter()
         .filter_map(|v| match &v.source {
-            VolumeSource::Claim(c) => desired.claim(namespace, &c.claim_name),
+            VolumeSource::Claim(c) => Some(c.claim_name.clone()),
             _ => None,
         })
+        .chain(ordinal_claims)
+        .filter_map(|name| desired.claim(namespace, &name))
         .collect();
     claims.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     claims.dedup_by(|a, b| a.meta.name == b.meta.name);

@@ -8,6 +8,7 @@
 //! DaemonSet), each deciding which pods to create and remove.
 
 mod claims;
+mod ordinal;
 mod per_node;
 mod replicated;
 
@@ -365,7 +366,7 @@ pub(crate) fn desired_pods(
     now: SystemTime,
 ) -> u32 {
     match workload.spec.pods {
-        PodSet::Replicas(n) => n,
+        PodSet::Replicas(n) | PodSet::Ordinals { replicas: n, .. } => n,
         PodSet::OnePerNode => {
             let locations = node_locations(desired, observed, now);
             let location = |node: &str| locations.get(node).copied().unwrap_or(Location::Unknown);
@@ -550,6 +551,16 @@ fn plan_workload<'d>(
     let decision = match spec.pods {
         PodSet::Replicas(want) => replicated::decide(&key, spec, want, &seen, &new_hash, context),
         PodSet::OnePerNode => per_node::decide(&key, spec, &seen, &new_hash, context),
+        PodSet::Ordinals { replicas, start } => ordinal::decide(
+            &key,
+            spec,
+            replicas,
+            start,
+            &seen,
+            &new_hash,
+            context,
+            &mut out.waiting,
+        ),
     };
     // A replica the kind's module removes is not repaired first.
     actions.retain(|repair| {
@@ -577,21 +588,13 @@ fn plan_workload<'d>(
             reason,
         })
     };
-    let namespace = key.namespace.as_str();
-    let uses_claims = !claims::pod_claims(context.desired, namespace, &spec.template).is_empty();
+    let uses_claims = |slot: u32| !claims::pod_claims(context.desired, w, slot).is_empty();
     // Another pod of the workload, for a `ReadWriteOncePod` claim.
     let mut others = seen.iter().any(|s| s.location != Location::Lost);
     for create in bound {
         let node = create.node.clone().expect("partitioned on a bound node");
-        let admitted = if uses_claims {
-            claims.admits_bound(
-                context.desired,
-                namespace,
-                &spec.template,
-                others,
-                scheduler,
-                &node,
-            )
+        let admitted = if uses_claims(create.slot) {
+            claims.admits_bound(context.desired, w, create.slot, others, scheduler, &node)
         } else {
             Ok(())
         };
@@ -599,8 +602,8 @@ fn plan_workload<'d>(
             Some(index) => scheduler.place_on(pod, index),
             None => Err(format!("node {node} is not declared")),
         });
-        if placement.is_ok() && uses_claims {
-            claims.bind(context.desired, namespace, &spec.template, &node);
+        if placement.is_ok() && uses_claims(create.slot) {
+            claims.bind(context.desired, w, create.slot, &node);
             others = true;
         }
         match placement {
@@ -617,17 +620,11 @@ fn plan_workload<'d>(
             Err(reason) => unschedulable(&create, Some(node), reason),
         }
     }
-    if uses_claims {
+    if free.iter().any(|c| uses_claims(c.slot)) {
         // One at a time: the first placement binds the claims, which pins
         // the next ones.
         for create in free {
-            let admission = claims.admission(
-                context.desired,
-                namespace,
-                &spec.template,
-                others,
-                scheduler,
-            );
+            let admission = claims.admission(context.desired, w, create.slot, others, scheduler);
             let placement = match admission {
                 claims::Admission::Refused(reason) => Err(reason),
                 claims::Admission::Nodes(restriction) => scheduler
@@ -637,7 +634,7 @@ fn plan_workload<'d>(
             match placement {
                 Ok(node) => {
                     let node = scheduler.node_name(node);
-                    claims.bind(context.desired, namespace, &spec.template, node);
+                    claims.bind(context.desired, w, create.slot, node);
                     others = true;
                     placed.push(create_action(
                         &key,

@@ -11,7 +11,7 @@ use flotilla::cluster::{
 };
 use flotilla::manifest::model::*;
 use flotilla::manifest::quantity::{Bytes, CpuMillis};
-use flotilla::plan::{Operation, Plan};
+use flotilla::plan::{ClaimState, Operation, Plan};
 
 pub const GIB: u64 = 1024 * 1024 * 1024;
 pub const MIB: u64 = 1024 * 1024;
@@ -108,6 +108,7 @@ pub fn deployment(name: &str, replicas: u32, cpu_millis: u64, memory: u64) -> Wo
             progress_deadline_seconds: 600,
             revision_history_limit: 10,
             paused: false,
+            stateful: None,
         },
     }
 }
@@ -197,20 +198,6 @@ pub fn apply_to_observed(cluster: &mut ObservedCluster, plan: &Plan, now: System
                 if let Some(first) = containers.first() {
                     for volume in &template.spec.volumes {
                         let (name, owner) = match &volume.source {
-                            VolumeSource::Claim(c) => (
-                                claim_volume_name(&first.namespace, &c.claim_name),
-                                VolumeOwner::Claim {
-                                    namespace: first.namespace.clone(),
-                                    claim: c.claim_name.clone(),
-                                    storage: plan
-                                        .claims
-                                        .iter()
-                                        .find(|p| {
-                                            p.namespace == first.namespace && p.name == c.claim_name
-                                        })
-                                        .map_or(0, |p| p.storage),
-                                },
-                            ),
                             VolumeSource::EmptyDir(_) => {
                                 let pod = ManagedLabels {
                                     container: String::new(),
@@ -278,6 +265,29 @@ pub fn apply_to_observed(cluster: &mut ObservedCluster, plan: &Plan, now: System
                 node.containers
                     .retain(|o| !containers.iter().any(|c| c.id == o.id));
             }
+        }
+    }
+    // A claim's volume is made on the node its first pod goes to.
+    for claim in plan
+        .claims
+        .iter()
+        .filter(|c| c.state == ClaimState::Binding)
+    {
+        let Some(node) = cluster.nodes.get_mut(&claim.nodes[0]) else {
+            continue;
+        };
+        let name = claim_volume_name(&claim.namespace, &claim.name);
+        if node.reachability.is_reachable() && !node.volumes.iter().any(|v| v.name == name) {
+            node.volumes.push(ObservedVolume {
+                name,
+                owner: VolumeOwner::Claim {
+                    namespace: claim.namespace.clone(),
+                    claim: claim.name.clone(),
+                    storage: claim.storage,
+                    ordinal: claim.ordinal.clone(),
+                },
+                created_at: Some(now),
+            });
         }
     }
     for removal in &plan.volume_removals {
