@@ -130,7 +130,7 @@ pub(super) fn decide(
         .filter(|s| !in_range(s.replica.key.slot) && s.location == Location::Live)
         .filter(|s| s.state != ReplicaState::Terminating)
         .collect();
-    condemned.sort_by(|a, b| b.replica.key.slot.cmp(&a.replica.key.slot));
+    condemned.sort_by_key(|s| std::cmp::Reverse(s.replica.key.slot));
     let condemned_terminating = seen
         .iter()
         .any(|s| !in_range(s.replica.key.slot) && s.state == ReplicaState::Terminating);
