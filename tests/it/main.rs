@@ -30,6 +30,7 @@ mod node_config;
 mod plan;
 mod plan_props;
 mod plan_scheduler;
+mod plan_stateful;
 mod plan_storage;
 mod proxy;
 mod proxy_dns;
