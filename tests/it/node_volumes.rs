@@ -649,3 +649,160 @@ async fn a_backup_restored_into_a_new_volume_gives_back_every_byte() {
     assert_eq!(helpers, "", "no helper container is left behind");
     clean(&nodes, &[&holder], &[&volume.name]).await;
 }
+
+/// `flotilla volume` as people run it: the real binary, a repository that
+/// declares n4 and a node that cannot be reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_lists_backs_up_and_restores_a_claim_refusing_what_is_unsafe() {
+    use std::process::{Command, Stdio};
+    let cluster = shared_cluster().await;
+    let nodes = runtime(&cluster).await;
+    let volume = claim("vol-cli");
+    let mut holder = once(&cluster, "vol-cli", "app", "sleep 30");
+    holder.volumes = vec![volume.clone()];
+    holder.mounts = vec![volume_mount(&volume.name, "/data", None)];
+    clean(&nodes, &[&holder], &[&volume.name]).await;
+    let mut random = vec![0u8; 200_000];
+    getrandom::getrandom(&mut random).expect("random bytes");
+    let original = sample_archive(&random);
+    nodes.create(NODE, &holder).await.expect("create");
+    nodes
+        .restore_volume(
+            NODE,
+            &volume.name,
+            std::io::Cursor::new(original.clone()),
+            |_| {},
+        )
+        .await
+        .expect("restore");
+
+    let work = crate::support::git::WorkTree::new();
+    work.write("nodes/n4.yaml", &cluster.node_yaml(NODE, ""));
+    work.write(
+        "nodes/gone.yaml",
+        "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata:\n  name: gone\nspec:\n  \
+         address: 127.0.0.1\n  port: 1\n",
+    );
+    work.commit("nodes");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let flotilla = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        command
+            .arg("volume")
+            .args(args)
+            .arg("--repo")
+            .arg(work.path())
+            .arg("--known-hosts")
+            .arg(cluster.known_hosts())
+            .arg("--connect-timeout")
+            .arg("3s");
+        command
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+
+    let listed = flotilla(&["list"]).output().expect("runs");
+    let stdout = text(&listed.stdout);
+    assert_eq!(
+        listed.status.code(),
+        Some(3),
+        "{stdout}{}",
+        text(&listed.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.split_whitespace().collect::<Vec<_>>()[..3]
+                == ["default/vol-cli", "n4", "1Gi"]
+                && line.contains(" 20")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gone: unknown: not reached ("),
+        "an unreached node is never said to have none: {stdout}"
+    );
+
+    // Backup to a file; the unreachable node does not matter, n4 holds it.
+    let backup_path = dir.path().join("vol-cli.tar");
+    let backed_up = flotilla(&["backup", "default/vol-cli"])
+        .stdout(std::fs::File::create(&backup_path).expect("a file"))
+        .output()
+        .expect("runs");
+    assert_eq!(
+        backed_up.status.code(),
+        Some(0),
+        "{}",
+        text(&backed_up.stderr)
+    );
+    let archive = std::fs::read(&backup_path).expect("read");
+    assert_eq!(entries(&archive), entries(&original));
+
+    // Refused while its container runs, then while the volume is not empty.
+    nodes.start(NODE, &holder.name).await.expect("start");
+    let restore = |args: &[&str]| {
+        flotilla(args)
+            .stdin(std::fs::File::open(&backup_path).expect("the backup"))
+            .stdout(Stdio::piped())
+            .output()
+            .expect("runs")
+    };
+    let refused = restore(&["restore", "vol-cli"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        text(&refused.stderr),
+        format!(
+            "error: volume {} on node n4 is in use by running {}: restoring under a running \
+             application can corrupt its data; scale its workload to 0 in Git (the claim and its \
+             volume stay), restore, then scale back (or pass --force)\n",
+            volume.name, holder.name
+        )
+    );
+    nodes
+        .stop(NODE, &holder.name, Some(Duration::ZERO))
+        .await
+        .expect("stop");
+    let refused = restore(&["restore", "vol-cli"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("is not empty: a restore extracts the archive over"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // Gone, made anew by its container, restored: every byte back.
+    nodes.remove(NODE, &holder.name).await.expect("remove");
+    nodes
+        .remove_volume(NODE, &volume.name)
+        .await
+        .expect("removed");
+    let refused = restore(&["restore", "vol-cli"]);
+    assert_eq!(refused.status.code(), Some(3), "gone is not reached");
+    assert!(
+        text(&refused.stderr).contains("has no volume (flotilla.pvc.default.vol-cli) on the nodes reached; not reached: gone ("),
+        "{}",
+        text(&refused.stderr)
+    );
+    nodes.create(NODE, &holder).await.expect("create again");
+    let restored = restore(&["restore", "default/vol-cli"]);
+    assert_eq!(
+        restored.status.code(),
+        Some(0),
+        "{}",
+        text(&restored.stderr)
+    );
+    assert!(
+        text(&restored.stderr)
+            .starts_with("restored volume flotilla.pvc.default.vol-cli on node n4 from "),
+        "{}",
+        text(&restored.stderr)
+    );
+    assert_eq!(
+        entries(&backup(&nodes, &volume.name).await),
+        entries(&original)
+    );
+
+    // A terminal is never written a tar to; a bad claim name is said so.
+    let bad = flotilla(&["backup", "Default/x"]).output().expect("runs");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("the namespace \"Default\" is not a valid name"));
+    clean(&nodes, &[&holder], &[&volume.name]).await;
+}
