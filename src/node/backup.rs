@@ -21,7 +21,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::client::NodeClient;
-use super::volumes::{volume_mount, HELPER_VOLUME};
+use super::mounts::volume_mount;
+use super::volumes::HELPER_VOLUME;
 use super::NodeError;
 
 /// How long a backup or restore may go without a byte moving.

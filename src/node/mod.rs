@@ -20,6 +20,7 @@ mod events;
 mod files;
 mod image;
 pub(crate) mod known_hosts;
+mod mounts;
 mod ops;
 mod proxy;
 pub mod registry_auth;
@@ -236,14 +237,14 @@ pub enum NodeError {
         /// What else would do (a type that creates it).
         hint: String,
     },
-    #[error("node {node}: container {container}: hostPath {path} is {found}, but type {kind} needs {expected}; {cleanup}")]
+    #[error("node {node}: container {container}: hostPath {path} is {found}, but type {} needs {}; {cleanup}", mounts::host_path_type_name(*.kind), mounts::host_path_type_needs(*.kind))]
     HostPathType {
         node: String,
         container: String,
         path: String,
-        kind: String,
-        expected: String,
-        found: String,
+        kind: crate::manifest::model::HostPathType,
+        /// What is there: `a regular file`, `missing`.
+        found: &'static str,
         /// What became of the container.
         cleanup: String,
     },
