@@ -16,6 +16,7 @@ mod rollback;
 mod rollout;
 pub mod secret;
 mod validate;
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,6 +124,8 @@ pub enum Command {
     Rollout(rollout::RolloutArgs),
     /// Secret values sealed with age: keygen, seal, edit, rekey (docs/secrets.md).
     Secret(secret::SecretArgs),
+    /// Claims' volumes on the nodes: list, backup to a tar stream, restore (docs/storage.md).
+    Volume(volume::VolumeArgs),
     /// Print a shell completion script (`flotilla completion bash > /etc/bash_completion.d/flotilla`).
     Completion(CompletionArgs),
 }
@@ -234,6 +237,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: rollout::RolloutCommand::Status(args),
         }) => rollout::run(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
         Command::Secret(args) => secret::run(&args, &mut out)?,
+        Command::Volume(args) => volume::run(&args, &mut out)?,
         Command::Completion(args) => completion(args.shell, &mut out)?,
     };
     Ok(ExitCode::from(code))

@@ -11,7 +11,8 @@ use crate::manifest::model::Node;
 use crate::manifest::quantity::{Bytes, CpuMillis};
 
 use crate::node::{
-    NodeObservation, NodeOpError, NodeOps, ProbeTarget, RegistryAuth, ReplicaContainer,
+    ContainerMount, NodeObservation, NodeOpError, NodeOps, PodVolume, ProbeTarget, RegistryAuth,
+    ReplicaContainer,
 };
 
 #[derive(Debug, Default)]
@@ -23,6 +24,9 @@ pub struct MemoryNodes {
 pub struct MemoryState {
     /// node -> container name -> (spec, running)
     pub containers: BTreeMap<String, BTreeMap<String, (ReplicaContainer, bool)>>,
+    /// node -> volume name -> the volume as created (a claim's data
+    /// stays until `remove_volume`).
+    pub volumes: BTreeMap<String, BTreeMap<String, PodVolume>>,
     /// node -> images present
     pub images: BTreeMap<String, BTreeSet<String>>,
     pub registry_reachable: bool,
@@ -181,7 +185,17 @@ impl NodeOps for MemoryNodes {
                     docker_version: "memory".into(),
                 },
                 containers,
-                volumes: Vec::new(),
+                volumes: state
+                    .volumes
+                    .get(&name)
+                    .into_iter()
+                    .flatten()
+                    .map(|(volume_name, volume)| crate::cluster::ObservedVolume {
+                        name: volume_name.clone(),
+                        owner: volume.owner.clone(),
+                        created_at: None,
+                    })
+                    .collect(),
             })
         })
         .await
@@ -196,6 +210,13 @@ impl NodeOps for MemoryNodes {
                 .is_some_and(|i| i.contains(&container.image))
             {
                 return Err(format!("no such image: {}", container.image));
+            }
+            // Made when missing, an existing one kept as it is (as Docker).
+            let volumes = state.volumes.entry(node.into()).or_default();
+            for volume in &container.volumes {
+                volumes
+                    .entry(volume.name.clone())
+                    .or_insert_with(|| volume.clone());
             }
             state
                 .containers
@@ -267,6 +288,34 @@ impl NodeOps for MemoryNodes {
         self.call(node, format!("remove {node} {container}"), |state| {
             if let Some(containers) = state.containers.get_mut(node) {
                 containers.remove(container);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_volume(&self, node: &str, volume: &str) -> Result<(), NodeOpError> {
+        self.call(node, format!("remove-volume {node} {volume}"), |state| {
+            let users: Vec<&str> = state
+                .containers
+                .get(node)
+                .into_iter()
+                .flatten()
+                .filter(|(_, (spec, _))| {
+                    spec.mounts.iter().any(|mount| {
+                        matches!(mount, ContainerMount::Volume { volume: used, .. } if used == volume)
+                    })
+                })
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !users.is_empty() {
+                return Err(format!(
+                    "volume {volume} is in use by {}; nothing was removed",
+                    users.join(", ")
+                ));
+            }
+            if let Some(volumes) = state.volumes.get_mut(node) {
+                volumes.remove(volume);
             }
             Ok(())
         })
@@ -703,4 +752,99 @@ pub fn commit(repo: &git2::Repository, text: &str) -> String {
     )
     .unwrap()
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::VolumeOwner;
+    use crate::node::VolumeMedium;
+
+    /// The memory nodes keep volumes as Docker does: made once by a create,
+    /// listed by observe, kept when the container goes, removed only when
+    /// no container mounts them.
+    #[tokio::test]
+    async fn volumes_are_made_by_create_listed_and_removed_when_unused() {
+        let nodes = MemoryNodes::default();
+        nodes
+            .state
+            .lock()
+            .unwrap()
+            .images
+            .insert("n1".into(), BTreeSet::from(["img:1".to_string()]));
+        let owner = VolumeOwner::Claim {
+            namespace: "default".into(),
+            claim: "data".into(),
+            storage: 1 << 30,
+        };
+        let labels = crate::cluster::ManagedLabels {
+            namespace: "default".into(),
+            kind: crate::manifest::model::Kind::Deployment,
+            name: "db".into(),
+            slot: 0,
+            template_hash: "0123456789".into(),
+            commit: "c0ffee".into(),
+            node: "n1".into(),
+            container: "db".into(),
+        };
+        let container = ReplicaContainer {
+            name: labels.container_name(),
+            image: "img:1".into(),
+            labels: labels.to_docker_labels(),
+            volumes: vec![PodVolume {
+                name: "flotilla.pvc.default.data".into(),
+                owner: owner.clone(),
+                medium: VolumeMedium::Disk,
+            }],
+            mounts: vec![ContainerMount::Volume {
+                volume: "flotilla.pvc.default.data".into(),
+                target: "/data".into(),
+                sub_path: None,
+                read_only: false,
+            }],
+            ..ReplicaContainer::default()
+        };
+        let node = crate::leader::lock::tests::node("n1", "192.0.2.1", 22);
+        nodes.create("n1", &container).await.expect("created");
+        let observed = nodes.observe(&node).await.expect("observed");
+        assert_eq!(
+            observed.volumes,
+            [crate::cluster::ObservedVolume {
+                name: "flotilla.pvc.default.data".into(),
+                owner,
+                created_at: None,
+            }]
+        );
+        let error = nodes
+            .remove_volume("n1", "flotilla.pvc.default.data")
+            .await
+            .expect_err("in use");
+        assert_eq!(
+            error.message,
+            format!(
+                "volume flotilla.pvc.default.data is in use by {}; nothing was removed",
+                container.name
+            )
+        );
+        nodes.remove("n1", &container.name).await.expect("removed");
+        assert_eq!(
+            nodes.observe(&node).await.expect("observed").volumes.len(),
+            1,
+            "kept when its container goes"
+        );
+        nodes
+            .remove_volume("n1", "flotilla.pvc.default.data")
+            .await
+            .expect("unused: removed");
+        nodes
+            .remove_volume("n1", "flotilla.pvc.default.data")
+            .await
+            .expect("missing: fine");
+        assert!(nodes
+            .observe(&node)
+            .await
+            .expect("observed")
+            .volumes
+            .is_empty());
+    }
 }

@@ -292,8 +292,7 @@ impl NodeClient {
         Ok(NodeObservation {
             facts,
             containers,
-            // Listed by the volume work (issue 15, in progress).
-            volumes: Vec::new(),
+            volumes: self.list_volumes(&docker).await?,
         })
     }
 
@@ -318,16 +317,21 @@ impl NodeClient {
                 source,
             })?;
         let docker = self.docker().await?;
+        // Volumes made, subPaths and hostPath files in place, before the
+        // container exists (each step bounded on its own).
+        let (mounts, binds, host_checks) = self.prepare_mounts(&docker, container).await?;
+        let mut body = container.to_docker();
+        if let Some(host_config) = body.host_config.as_mut() {
+            host_config.mounts = (!mounts.is_empty()).then_some(mounts);
+            host_config.binds = (!binds.is_empty()).then_some(binds);
+        }
         let operation = format!("create {}", container.name);
         let created = self
             .bounded(&operation, self.options.request_timeout, async {
                 let options = CreateContainerOptionsBuilder::new()
                     .name(&container.name)
                     .build();
-                match docker
-                    .create_container(Some(options), container.to_docker())
-                    .await
-                {
+                match docker.create_container(Some(options), body).await {
                     Ok(_) => Ok(true),
                     Err(error) if status_code(&error) == Some(409) => {
                         let existing = docker
@@ -347,11 +351,15 @@ impl NodeClient {
                             }),
                         }
                     }
-                    Err(error) => Err(self.docker_error(&operation)(error)),
+                    Err(error) => Err(self
+                        .host_path_missing(container, &error)
+                        .unwrap_or_else(|| self.docker_error(&operation)(error))),
                 }
             })
             .await?;
         if created {
+            self.check_host_paths(&docker, &container.name, &host_checks)
+                .await?;
             self.place_files(&docker, &container.name, archives).await?;
         }
         Ok(())

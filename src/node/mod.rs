@@ -13,12 +13,14 @@
 //! `Node`'s connection fields and the [`ReplicaContainer`] it is given, and
 //! lists only containers labelled `dev.flotilla.managed=true`.
 
+mod backup;
 mod client;
 mod decode;
 mod events;
 mod files;
 mod image;
 pub(crate) mod known_hosts;
+mod mounts;
 mod ops;
 mod proxy;
 pub mod registry_auth;
@@ -26,6 +28,7 @@ mod runtime;
 mod session;
 mod spec;
 mod transport;
+mod volumes;
 
 use std::time::Duration;
 
@@ -38,6 +41,7 @@ pub use spec::{
     ContainerEnv, ContainerFile, ContainerFileError, ContainerMount, DockerRestartPolicy, EnvValue,
     PodVolume, PortBinding, ReplicaContainer, VolumeMedium,
 };
+pub use volumes::VolumeUser;
 
 /// Everything that can go wrong talking to a node; each names the node.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +210,54 @@ pub enum NodeError {
         path: String,
         cleanup: String,
     },
+    #[error("node {node}: invalid volume name {volume:?}: Docker's volume names are letters, digits and `_.-`, starting with a letter or digit")]
+    InvalidVolumeName { node: String, volume: String },
+    #[error("node {node}: volume {volume} does not exist")]
+    VolumeMissing { node: String, volume: String },
+    #[error("node {node}: volume {volume} is in use by {containers}; nothing was removed (remove or stop those containers first: scale their workload to 0 in Git)")]
+    VolumeInUse {
+        node: String,
+        volume: String,
+        /// The containers mounting it (by name or through a subPath).
+        containers: String,
+    },
+    #[error("node {node}: container {container}: the mount at {target}: {reason}")]
+    Mount {
+        node: String,
+        container: String,
+        target: String,
+        reason: String,
+    },
+    #[error("node {node}: container {container}: hostPath {path} does not exist, and type {kind} needs it there; create it on the node{hint}")]
+    HostPathMissing {
+        node: String,
+        container: String,
+        path: String,
+        kind: String,
+        /// What else would do (a type that creates it).
+        hint: String,
+    },
+    #[error("node {node}: container {container}: hostPath {path} is {found}, but type {} needs {}; {cleanup}", mounts::host_path_type_name(*.kind), mounts::host_path_type_needs(*.kind))]
+    HostPathType {
+        node: String,
+        container: String,
+        path: String,
+        kind: crate::manifest::model::HostPathType,
+        /// What is there: `a regular file`, `missing`.
+        found: &'static str,
+        /// What became of the container.
+        cleanup: String,
+    },
+    #[error("node {node}: no image on the node to make the helper container of volume {volume} from (it is created, never started); pull any image there, e.g. `docker pull busybox`")]
+    NoHelperImage { node: String, volume: String },
+    #[error("node {node}: volume {volume}: {operation}: {source}")]
+    Archive {
+        node: String,
+        volume: String,
+        /// `backup` or `restore`, with what failed: `write the archive`.
+        operation: String,
+        source: std::io::Error,
+    },
     #[error(
         "node {node}: the registry refused to let image {image} be pulled {credentials}: {reason}"
     )]
@@ -251,6 +303,14 @@ impl NodeError {
             | NodeError::FileNotPlaced { node, .. }
             | NodeError::FileMissing { node, .. }
             | NodeError::PullRefused { node, .. }
+            | NodeError::InvalidVolumeName { node, .. }
+            | NodeError::VolumeMissing { node, .. }
+            | NodeError::VolumeInUse { node, .. }
+            | NodeError::Mount { node, .. }
+            | NodeError::HostPathMissing { node, .. }
+            | NodeError::HostPathType { node, .. }
+            | NodeError::NoHelperImage { node, .. }
+            | NodeError::Archive { node, .. }
             | NodeError::NotObserved { node } => node,
         }
     }
@@ -274,6 +334,14 @@ impl NodeError {
             | NodeError::File { .. }
             | NodeError::FileMissing { .. }
             | NodeError::PullRefused { .. }
+            | NodeError::InvalidVolumeName { .. }
+            | NodeError::VolumeMissing { .. }
+            | NodeError::VolumeInUse { .. }
+            | NodeError::Mount { .. }
+            | NodeError::HostPathMissing { .. }
+            | NodeError::HostPathType { .. }
+            | NodeError::NoHelperImage { .. }
+            | NodeError::Archive { .. }
             | NodeError::NameInUse { .. }
             | NodeError::InvalidImage { .. }
             | NodeError::LeaderDocker { .. }

@@ -195,6 +195,15 @@ pub trait NodeOps: Send + Sync + 'static {
         request: &crate::proxy::table::Request,
     ) -> impl Future<Output = Result<crate::proxy::table::Response, NodeOpError>> + Send;
 
+    /// Removes the Docker volume `volume` and its data; a missing one is
+    /// fine. Never forced: a volume a container mounts (by name, or a
+    /// subPath of it) is refused with an error naming the containers.
+    fn remove_volume(
+        &self,
+        node: &str,
+        volume: &str,
+    ) -> impl Future<Output = Result<(), NodeOpError>> + Send;
+
     /// Removes an unused image (never forced: Docker keeps an image any
     /// container, managed or not, still uses). Whether it was removed.
     fn remove_image(

@@ -98,6 +98,64 @@ impl Nodes {
     }
 }
 
+/// Volumes' content and users, for `flotilla volume` (not part of the
+/// loop's seam: the leader never moves a volume's data).
+impl Nodes {
+    /// Writes the content of `volume` on `node` to `out` as a tar stream
+    /// (entries relative to the volume's root), calling `progress` with the
+    /// bytes written so far; the total. The node must have been observed.
+    pub async fn backup_volume<W>(
+        &self,
+        node: &str,
+        volume: &str,
+        out: &mut W,
+        progress: impl Fn(u64) + Send + Sync,
+    ) -> Result<u64, NodeOpError>
+    where
+        W: tokio::io::AsyncWrite + Unpin + Send,
+    {
+        Ok(self
+            .client(node)?
+            .backup_volume(volume, out, &progress)
+            .await?)
+    }
+
+    /// Extracts the tar stream `archive` into `volume` on `node` (files of
+    /// the same path replaced, others kept), calling `progress` with the
+    /// bytes read so far; the total. It checks nothing about who uses the
+    /// volume: see [`Self::volume_users`] and [`Self::volume_is_empty`].
+    pub async fn restore_volume<R>(
+        &self,
+        node: &str,
+        volume: &str,
+        archive: R,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<u64, NodeOpError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    {
+        Ok(self
+            .client(node)?
+            .restore_volume(volume, archive, Arc::new(progress))
+            .await?)
+    }
+
+    /// The containers on `node` that mount `volume`, by name or through a
+    /// subPath, in any state; an error when the volume does not exist.
+    pub async fn volume_users(
+        &self,
+        node: &str,
+        volume: &str,
+    ) -> Result<Vec<super::VolumeUser>, NodeOpError> {
+        Ok(self.client(node)?.volume_users(volume).await?)
+    }
+
+    /// Whether `volume` on `node` holds nothing but its root directory.
+    pub async fn volume_is_empty(&self, node: &str, volume: &str) -> Result<bool, NodeOpError> {
+        Ok(self.client(node)?.volume_is_empty(volume).await?)
+    }
+}
+
 fn probe_failed(node: &str, message: String) -> NodeOpError {
     NodeOpError {
         node: node.to_string(),
@@ -267,6 +325,10 @@ impl NodeOps for Nodes {
 
     async fn logs(&self, node: &str, container: &str, lines: u32) -> Result<String, NodeOpError> {
         Ok(self.client(node)?.logs(container, lines).await?)
+    }
+
+    async fn remove_volume(&self, node: &str, volume: &str) -> Result<(), NodeOpError> {
+        Ok(self.client(node)?.remove_volume(volume).await?)
     }
 
     async fn remove_image(&self, node: &str, image: &str) -> Result<bool, NodeOpError> {

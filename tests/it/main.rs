@@ -27,6 +27,7 @@ mod manifest_rules;
 mod manifest_valid;
 mod node;
 mod node_config;
+mod node_volumes;
 mod plan;
 mod plan_props;
 mod plan_scheduler;
