@@ -188,6 +188,7 @@ fn list(args: &ListArgs, out: &mut Output) -> anyhow::Result<u8> {
                         namespace,
                         claim,
                         storage,
+                        ..
                     } = volume.owner
                     {
                         listing.volumes.push(ListedVolume {

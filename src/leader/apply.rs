@@ -44,6 +44,9 @@ pub enum Operation {
         containers: Vec<String>,
         grace: Option<Duration>,
     },
+    /// Remove a Docker volume (a claim's that Git says to delete, a gone
+    /// pod's `emptyDir`); Docker refuses while a container uses it.
+    RemoveVolume { volume: String },
 }
 
 impl Operation {
@@ -53,6 +56,7 @@ impl Operation {
             Operation::CreateReplica { .. } => "create",
             Operation::Start { .. } => "start",
             Operation::Remove { .. } => "remove",
+            Operation::RemoveVolume { .. } => "remove-volume",
         }
     }
 
@@ -65,6 +69,7 @@ impl Operation {
             Operation::Start { containers } | Operation::Remove { containers, .. } => {
                 containers.first().map_or("", String::as_str)
             }
+            Operation::RemoveVolume { volume } => volume,
         }
     }
 }
@@ -291,6 +296,7 @@ async fn run_step<N: NodeOps>(
             }
             Ok(())
         }
+        Operation::RemoveVolume { volume } => nodes.remove_volume(node, volume).await,
     }
 }
 

@@ -776,6 +776,7 @@ mod tests {
             namespace: "default".into(),
             claim: "data".into(),
             storage: 1 << 30,
+            ordinal: None,
         };
         let labels = crate::cluster::ManagedLabels {
             namespace: "default".into(),

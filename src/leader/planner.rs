@@ -55,8 +55,16 @@ impl Planner for KubePlanner {
     }
 }
 
-/// The plan's actions as executor steps, in the plan's order.
+/// The plan's actions as executor steps, in the plan's order, then its
+/// volume removals.
 pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
+    let volume_removals = plan.volume_removals.iter().map(|removal| Step {
+        node: removal.node.clone(),
+        operation: Operation::RemoveVolume {
+            volume: removal.volume.clone(),
+        },
+        reason: removal.reason.clone(),
+    });
     plan.actions
         .iter()
         .filter_map(|action| {
@@ -95,5 +103,6 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                 reason: action.reason.clone(),
             })
         })
+        .chain(volume_removals)
         .collect()
 }

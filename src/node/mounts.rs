@@ -381,6 +381,7 @@ mod tests {
                 namespace: "default".into(),
                 claim: "data".into(),
                 storage: 1 << 30,
+                ordinal: None,
             },
             medium: VolumeMedium::Disk,
         }

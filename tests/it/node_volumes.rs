@@ -54,6 +54,7 @@ fn claim(claim: &str) -> PodVolume {
             namespace: "default".into(),
             claim: claim.into(),
             storage: 1 << 30,
+            ordinal: None,
         },
         medium: VolumeMedium::Disk,
     }
