@@ -16,6 +16,7 @@ mod rollback;
 mod rollout;
 pub mod secret;
 mod validate;
+mod volume_delete;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,8 +124,22 @@ pub enum Command {
     Rollout(rollout::RolloutArgs),
     /// Secret values sealed with age: keygen, seal, edit, rekey (docs/secrets.md).
     Secret(secret::SecretArgs),
+    /// Claims' volumes: delete one, with its data, by a commit (docs/storage.md).
+    Volume(VolumeArgs),
     /// Print a shell completion script (`flotilla completion bash > /etc/bash_completion.d/flotilla`).
     Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeArgs {
+    #[command(subcommand)]
+    pub command: VolumeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Commit the annotation that deletes a claim's volume and its data once deployed.
+    Delete(volume_delete::VolumeDeleteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +249,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: rollout::RolloutCommand::Status(args),
         }) => rollout::run(&args, args.nodes.nodes(), KubePlanner, &mut out)?,
         Command::Secret(args) => secret::run(&args, &mut out)?,
+        Command::Volume(VolumeArgs {
+            command: VolumeCommand::Delete(args),
+        }) => volume_delete::run(&args, &mut out)?,
         Command::Completion(args) => completion(args.shell, &mut out)?,
     };
     Ok(ExitCode::from(code))
