@@ -750,7 +750,7 @@ pub fn write_to_branch(repo: &Repository, rollback: &PendingCommit) -> Result<Oi
         None,
         &who.author,
         &who.committer,
-        &rollback.message,
+        rollback.message,
         &tree,
         &[&tip],
     )?;
