@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::diagnostic::Diagnostic;
 use super::model::{
-    DesiredState, Kind, ObjectKey, PersistentVolumeClaim, VolumeSource, Workload,
+    DesiredState, Kind, ObjectKey, PersistentVolumeClaim, Strategy, VolumeSource, Workload,
     DELETE_VOLUME_ANNOTATION,
 };
 use super::names;
@@ -105,6 +105,22 @@ pub(super) fn check_claims(
             ));
             continue;
         }
+        if rolls_over_itself(reference.workload) {
+            diagnostics.push(
+                Diagnostic::warning(
+                    format!(
+                        "PersistentVolumeClaim {namespace}/{} is ReadWriteOncePod (one pod at a \
+                         time), and this {}'s rolling update keeps its pod until the new one is \
+                         ready: the new pod would wait for the claim, so the rollout would never finish",
+                        claim.meta.name, reference.workload.kind
+                    ),
+                    reference.workload.meta.field_location(&reference.path),
+                )
+                .with_object(reference.workload.key().to_string())
+                .with_field_path(reference.path.clone())
+                .with_hint("declare `strategy: {type: Recreate}`, or `rollingUpdate: {maxSurge: 0, maxUnavailable: 1}`"),
+            );
+        }
         let claim_key = (namespace, claim.meta.name.as_str());
         match one_pod_users.get(&claim_key) {
             Some(first) if first.workload.key() != reference.workload.key() => {
@@ -135,6 +151,23 @@ fn more_than_one_pod(workload: &Workload) -> Option<String> {
         }
         Some(_) => None,
         None => Some(format!("this {} runs a pod on each node", workload.kind)),
+    }
+}
+
+/// Whether `workload`'s one pod is replaced by a rolling update that
+/// starts the new pod first and stops the old one only once it is ready
+/// (`maxSurge` above 0, `maxUnavailable` 0 for one replica, as Kubernetes
+/// rounds them): two pods of it would need the claim at once.
+fn rolls_over_itself(workload: &Workload) -> bool {
+    match workload.spec.strategy {
+        Strategy::RollingUpdate {
+            max_surge,
+            max_unavailable,
+        } => {
+            let replicas = workload.replicas().unwrap_or(1);
+            max_surge.resolve(replicas, true) > 0 && max_unavailable.resolve(replicas, false) == 0
+        }
+        Strategy::Recreate | Strategy::OnDelete => false,
     }
 }
 
@@ -193,13 +226,13 @@ mod tests {
         )
     }
 
-    /// A workload of `kind` (`replicas` unless a DaemonSet) whose pod
-    /// mounts the claim `claim_name`.
+    /// A workload of `kind` (`replicas` and `strategy: Recreate` unless a
+    /// DaemonSet) whose pod mounts the claim `claim_name`.
     fn workload(kind: &str, name: &str, replicas: u32, claim_name: &str) -> String {
         let replicas = if kind == "DaemonSet" {
             String::new()
         } else {
-            format!("  replicas: {replicas}\n")
+            format!("  replicas: {replicas}\n  strategy: {{type: Recreate}}\n")
         };
         format!(
             "apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n{replicas}  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      volumes:\n      - name: data\n        persistentVolumeClaim: {{claimName: {claim_name}}}\n      containers:\n      - name: app\n        image: postgres:16\n        volumeMounts: [{{name: data, mountPath: /var/lib/postgresql/data}}]\n"
@@ -246,11 +279,26 @@ mod tests {
         );
         check(
             &[
-                ("claim.yaml", rwop),
+                ("claim.yaml", rwop.clone()),
                 ("db.yaml", workload("Deployment", "db", 0, "data")),
             ],
             &[],
         );
+        // A rolling update that starts the new pod before the old one
+        // stops could not finish: said, as a warning.
+        let rolling = workload("Deployment", "db", 1, "data");
+        check(
+            &[
+                ("claim.yaml", rwop.clone()),
+                ("db.yaml", rolling.replace("  strategy: {type: Recreate}\n", "")),
+            ],
+            &["warning: PersistentVolumeClaim default/data is ReadWriteOncePod (one pod at a time), and this Deployment's rolling update keeps its pod until the new one is ready: the new pod would wait for the claim, so the rollout would never finish\n  --> db.yaml:12:44 (Deployment default/db: spec.template.spec.volumes[0].persistentVolumeClaim.claimName)\n  = hint: declare `strategy: {type: Recreate}`, or `rollingUpdate: {maxSurge: 0, maxUnavailable: 1}`"],
+        );
+        let unavailable = rolling.replace(
+            "{type: Recreate}",
+            "{rollingUpdate: {maxSurge: 1, maxUnavailable: 1}}",
+        );
+        check(&[("claim.yaml", rwop), ("db.yaml", unavailable)], &[]);
         // A claim with errors is named by its own errors only.
         let broken = rwo.replace("1Gi", "lots");
         let errors = errors(&[
@@ -305,7 +353,7 @@ mod tests {
         // Without any claim in the namespace, the hint says so.
         check(
             &[("a.yaml", workload("Deployment", "missing", 1, "data"))],
-            &["error: PersistentVolumeClaim default/data is not declared\n  --> a.yaml:12:44 (Deployment default/missing: spec.template.spec.volumes[0].persistentVolumeClaim.claimName)\n  = hint: no PersistentVolumeClaim is declared in namespace `default`: declare `data` there"],
+            &["error: PersistentVolumeClaim default/data is not declared\n  --> a.yaml:13:44 (Deployment default/missing: spec.template.spec.volumes[0].persistentVolumeClaim.claimName)\n  = hint: no PersistentVolumeClaim is declared in namespace `default`: declare `data` there"],
         );
     }
 }
