@@ -17,6 +17,7 @@ mod rollout;
 pub mod secret;
 mod validate;
 mod volume;
+mod volume_delete;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,7 +125,8 @@ pub enum Command {
     Rollout(rollout::RolloutArgs),
     /// Secret values sealed with age: keygen, seal, edit, rekey (docs/secrets.md).
     Secret(secret::SecretArgs),
-    /// Claims' volumes on the nodes: list, backup to a tar stream, restore (docs/storage.md).
+    /// Claims' volumes on the nodes: list, backup to a tar stream, restore,
+    /// delete by a commit (docs/storage.md).
     Volume(volume::VolumeArgs),
     /// Print a shell completion script (`flotilla completion bash > /etc/bash_completion.d/flotilla`).
     Completion(CompletionArgs),

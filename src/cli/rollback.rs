@@ -137,13 +137,26 @@ pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
 
-    let current = repo::checked_out_branch(&repository);
-    let new = if current.as_deref() == Some(branch.as_str()) {
-        repo::commit_in_work_tree(&repository, &rollback)?
+    write_and_tell(&repository, &rollback.pending(), out)?;
+    Ok(exit::OK)
+}
+
+/// Writes `pending` (in the work tree when its branch is checked out, else
+/// straight on the branch) and says what was committed and what deploys
+/// it: the leader, in its own bare repository; else a push.
+pub(super) fn write_and_tell(
+    repository: &git2::Repository,
+    pending: &repo::PendingCommit,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let branch = pending.branch;
+    let current = repo::checked_out_branch(repository);
+    let new = if current.as_deref() == Some(branch) {
+        repo::commit_in_work_tree(repository, pending)?
     } else {
-        repo::write_to_branch(&repository, &rollback)?
+        repo::write_to_branch(repository, pending)?
     };
-    let subject = rollback.message.lines().next().unwrap_or("");
+    let subject = pending.message.lines().next().unwrap_or("");
     out.line(format_args!(
         "committed {} on {branch}: {}",
         short(&new.to_string()),
@@ -151,23 +164,23 @@ pub(super) fn run(args: &RollbackArgs, out: &mut Output) -> anyhow::Result<u8> {
     ))?;
     if repository.is_bare() {
         // Said only when true: a leader holds the lock and answers.
-        let place = super::presence::Place::of(&repository, &branch)?;
+        let place = super::presence::Place::of(repository, branch)?;
         let lock_dir = crate::leader::lock::default_lock_dir();
-        let presence = super::presence::find(&repository, &place, &branch, lock_dir)?;
+        let presence = super::presence::find(repository, &place, branch, lock_dir)?;
         match super::presence::no_leader_sentence(&place, &presence, "deploys it") {
             Some(sentence) => out.line(sentence)?,
             None => out.line("the leader deploys it")?,
         }
-    } else if current.as_deref() == Some(branch.as_str()) {
+    } else if current.as_deref() == Some(branch) {
         out.line("push it: git push")?;
     } else {
         out.line(format_args!("push it: git push <remote> {branch}"))?;
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// Added lines green, removed lines red, when colour is on.
-fn paint_diff(diff: &str, out: &Output) -> String {
+pub(super) fn paint_diff(diff: &str, out: &Output) -> String {
     if !out.color() {
         return diff.to_string();
     }

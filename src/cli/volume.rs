@@ -30,6 +30,8 @@ pub enum VolumeCommand {
     Backup(BackupArgs),
     /// Extract a tar archive from stdin into a claim's volume (`< data.tar`).
     Restore(RestoreArgs),
+    /// Commit the annotation that deletes a claim's volume and its data once deployed.
+    Delete(super::volume_delete::VolumeDeleteArgs),
 }
 
 /// Which nodes to look at: those the branch tip declares.
@@ -78,6 +80,7 @@ pub(super) fn run(args: &VolumeArgs, out: &mut Output) -> anyhow::Result<u8> {
         VolumeCommand::List(args) => list(args, out),
         VolumeCommand::Backup(args) => backup(args, out),
         VolumeCommand::Restore(args) => restore(args, out),
+        VolumeCommand::Delete(args) => super::volume_delete::run(args, out),
     }
 }
 

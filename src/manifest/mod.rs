@@ -10,7 +10,8 @@
 //! `decode` (typed objects and field checks), `names` and `quantity`
 //! (Kubernetes' rules), `node_fields` (a Node's address, user and paths),
 //! `services` (the Services' addresses and node ports, and their checks
-//! against the workloads), `diagnostic` (rendering), `documents` (a file cut
+//! against the workloads), `storage` (the claims pods name, checked against
+//! the claims declared), `diagnostic` (rendering), `documents` (a file cut
 //! into its documents, for edits that keep the rest byte-for-byte).
 
 mod config;
@@ -25,6 +26,7 @@ pub(crate) mod policy;
 pub mod quantity;
 pub mod redact;
 mod services;
+mod storage;
 pub(crate) mod yaml;
 
 pub use config::{check_immutable, consumed_changes, ConsumedChange, KeyChange};
@@ -226,6 +228,7 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
                 Some(Decoded::Service(service)) => services.push(*service),
                 Some(Decoded::ConfigMap(config_map)) => state.config_maps.push(*config_map),
                 Some(Decoded::Secret(secret)) => state.secrets.push(*secret),
+                Some(Decoded::Claim(claim)) => state.claims.push(*claim),
                 None => {}
             }
         }
@@ -282,6 +285,9 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
     state
         .secrets
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    state
+        .claims
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
     let mut reference_diagnostics = Vec::new();
     // An object declared with errors is not in the state, and its own
@@ -293,6 +299,7 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
         &mut reference_diagnostics,
     );
     reference_diagnostics.extend(decode::check_ingress_tls(&state.secrets, &state.ingresses));
+    storage::check_claims(&state, &declared_with_errors, &mut reference_diagnostics);
     if references == References::Checked {
         diagnostics.extend(reference_diagnostics);
     }

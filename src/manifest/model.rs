@@ -79,7 +79,7 @@ const KINDS: [KindInfo; 14] = [
     KindInfo { kind: Kind::Namespace, name: "Namespace", api_version: "v1", namespaced: false, supported: false, cli_names: &["namespace", "namespaces", "ns"], phrase: "namespace", runs_pods: false },
     KindInfo { kind: Kind::Pod, name: "Pod", api_version: "v1", namespaced: true, supported: false, cli_names: &["pod", "pods", "po"], phrase: "pod", runs_pods: true },
     KindInfo { kind: Kind::Ingress, name: "Ingress", api_version: "networking.k8s.io/v1", namespaced: true, supported: true, cli_names: &["ingress", "ingresses", "ing"], phrase: "ingress", runs_pods: false },
-    KindInfo { kind: Kind::PersistentVolumeClaim, name: "PersistentVolumeClaim", api_version: "v1", namespaced: true, supported: false, cli_names: &["persistentvolumeclaim", "persistentvolumeclaims", "pvc"], phrase: "persistent volume claim", runs_pods: false },
+    KindInfo { kind: Kind::PersistentVolumeClaim, name: "PersistentVolumeClaim", api_version: "v1", namespaced: true, supported: true, cli_names: &["persistentvolumeclaim", "persistentvolumeclaims", "pvc"], phrase: "persistent volume claim", runs_pods: false },
 ];
 
 impl Kind {
@@ -1841,7 +1841,7 @@ mod tests {
         assert_eq!(distinct.len(), KINDS.len());
         assert_eq!(
             Kind::supported_list(),
-            "Cluster, Node, Deployment, Service, DaemonSet, ConfigMap, Secret and Ingress"
+            "Cluster, Node, Deployment, Service, DaemonSet, ConfigMap, Secret, Ingress and PersistentVolumeClaim"
         );
         assert_eq!(Kind::workload_list(), "deployment and daemonset");
     }

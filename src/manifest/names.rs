@@ -205,6 +205,46 @@ pub(crate) fn relative_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A path on a node (`hostPath.path`, `allowedHostPaths[].pathPrefix`,
+/// `git config flotilla.hostPaths`): absolute and normalized, without `.`,
+/// `..` or empty elements, so that the path written is the path matched
+/// against the policy (`/srv/data/../../etc` would pass a prefix check on
+/// its text).
+pub(crate) fn host_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("must be absolute".to_string());
+    };
+    if rest.is_empty() {
+        return Ok(());
+    }
+    for element in rest.split('/') {
+        match element {
+            "" => return Err("must not contain `//` or end with `/`".to_string()),
+            "." => return Err("must not contain a `.` element".to_string()),
+            ".." => return Err("must not contain a `..` element".to_string()),
+            _ => {}
+        }
+    }
+    if path.contains('\0') {
+        return Err("must not contain a NUL character".to_string());
+    }
+    Ok(())
+}
+
+/// Whether `path` is `prefix` or below it, by whole elements (`/srv/data`
+/// holds `/srv/data/x`, not `/srv/database`); both as [`host_path`] wants
+/// them.
+pub(crate) fn host_path_under(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// An age X25519 recipient (`age1...`): Bech32 (BIP 173) with the
 /// human-readable part `age`, lowercase, 62 characters holding a 32-byte
 /// key, its checksum right. A syntax check: whether it is a point on the
@@ -501,6 +541,40 @@ mod tests {
                 ("a/..", Err("must not contain a `..` element")),
             ],
         );
+    }
+
+    #[test]
+    fn host_paths() {
+        check(
+            host_path,
+            &[
+                ("/srv/data", Ok(())),
+                ("/", Ok(())),
+                ("/srv/..data", Ok(())),
+                ("", Err("must not be empty")),
+                ("srv/data", Err("must be absolute")),
+                ("/srv//data", Err("must not contain `//` or end with `/`")),
+                ("/srv/data/", Err("must not contain `//` or end with `/`")),
+                ("/srv/./data", Err("must not contain a `.` element")),
+                (
+                    "/srv/data/../../etc",
+                    Err("must not contain a `..` element"),
+                ),
+            ],
+        );
+        for (path, prefix, under) in [
+            ("/srv/data", "/srv/data", true),
+            ("/srv/data/x", "/srv/data", true),
+            ("/srv/database", "/srv/data", false),
+            ("/srv", "/srv/data", false),
+            ("/anything", "/", true),
+        ] {
+            assert_eq!(
+                host_path_under(path, prefix),
+                under,
+                "{path} under {prefix}"
+            );
+        }
     }
 
     #[test]

@@ -1,21 +1,23 @@
 //! What a push may ask of the hosts, in two layers (docs/security.md):
 //!
 //! - the repository's own rules, in the `Cluster` object
-//!   (`spec.policy.hostPorts`), checked by [`super::load`] with the rest of
-//!   the manifests; a push can change them, so they guard against mistakes,
-//!   not against the pusher;
+//!   (`spec.policy.hostPorts`, `spec.policy.allowedHostPaths`), checked by
+//!   [`super::load`] with the rest of the manifests; a push can change them,
+//!   so they guard against mistakes, not against the pusher;
 //! - the leader host operator's, [`OperatorPolicy`], set outside the
 //!   repository (git config `flotilla.*` of the leader's repository, which
 //!   no push can change) and checked by [`check_operator_policy`]: running
 //!   containers on the leader's own Docker (`transport: local`), host ports
-//!   outside the allowed ranges, shipping the leader's images.
+//!   outside the allowed ranges, host paths outside the allowed prefixes,
+//!   shipping the leader's images.
 //!
 //! Pure: the shell reads the settings and hands them in.
 
 use std::fmt;
 
 use super::diagnostic::Diagnostic;
-use super::model::{DesiredState, Transport};
+use super::model::{AllowedHostPath, DesiredState, Transport, VolumeSource, Workload};
+use super::names;
 
 /// The host ports a push may publish when the operator has not said
 /// otherwise: HTTP and HTTPS, and every unprivileged port. The other
@@ -110,6 +112,11 @@ pub struct OperatorPolicy {
     /// ship from its own Docker to a node that cannot pull them; `*`
     /// matches any run of characters (`registry.example/team/*`, `*`).
     pub ship_images: Vec<String>,
+    /// `flotilla.hostPaths` (unset: no limit of the operator's, the
+    /// repository's `spec.policy.allowedHostPaths` alone decides): the host
+    /// directories a `hostPath` volume may be under, whatever the
+    /// repository allows. Empty: none.
+    pub host_paths: Option<Vec<String>>,
 }
 
 impl Default for OperatorPolicy {
@@ -118,8 +125,26 @@ impl Default for OperatorPolicy {
             allow_local_transport: false,
             host_ports: PortRanges::parse(DEFAULT_HOST_PORTS).expect("the default parses"),
             ship_images: Vec::new(),
+            host_paths: None,
         }
     }
+}
+
+/// `/srv/data,/var/log`: absolute, normalized path prefixes,
+/// comma-separated; an empty text allows no path.
+pub(crate) fn parse_host_paths(text: &str) -> Result<Vec<String>, String> {
+    let mut prefixes = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        if item.is_empty() {
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("empty item in `{text}`"));
+        }
+        names::host_path(item).map_err(|reason| format!("`{item}` {reason}"))?;
+        prefixes.push(item.to_string());
+    }
+    Ok(prefixes)
 }
 
 impl OperatorPolicy {
@@ -130,6 +155,7 @@ impl OperatorPolicy {
             allow_local_transport: true,
             host_ports: PortRanges(vec![(1, 65535)]),
             ship_images: vec!["*".to_string()],
+            host_paths: None,
         }
     }
 
@@ -264,12 +290,154 @@ pub fn check_operator_policy(state: &DesiredState, policy: &OperatorPolicy) -> V
             );
         }
     }
+    if let Some(prefixes) = &policy.host_paths {
+        for workload in &state.workloads {
+            for (path, host_path) in host_path_fields(workload) {
+                if prefixes
+                    .iter()
+                    .any(|p| names::host_path_under(host_path, p))
+                {
+                    continue;
+                }
+                let allowed = if prefixes.is_empty() {
+                    "none".to_string()
+                } else {
+                    prefixes.join(",")
+                };
+                let mut wider = prefixes.clone();
+                wider.push(host_path.to_string());
+                diagnostics.push(
+                    Diagnostic::error(
+                        format!(
+                            "hostPath `{host_path}` is outside the host paths the leader's operator allows ({allowed})"
+                        ),
+                        workload.meta.field_location(&path),
+                    )
+                    .with_object(workload.key().to_string())
+                    .with_field_path(path)
+                    .with_hint(format!(
+                        "use a volume instead, or let the leader host's operator allow it with \
+                         `git config flotilla.hostPaths {}` in the leader's repository",
+                        wider.join(",")
+                    )),
+                );
+            }
+        }
+    }
     diagnostics
 }
 
-/// The repository's own rule, `spec.policy.hostPorts` of its Cluster
-/// object: every host port outside it, an error at the port.
+/// Each `hostPath` volume of a workload's pod with the field path of its
+/// `path`.
+fn host_path_fields(workload: &Workload) -> Vec<(String, &str)> {
+    workload
+        .spec
+        .template
+        .spec
+        .volumes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, volume)| match &volume.source {
+            VolumeSource::HostPath(host) => Some((
+                format!("spec.template.spec.volumes[{i}].hostPath.path"),
+                host.path.as_str(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The entry of `allowed` that lets `path` be mounted, PodSecurityPolicy's
+/// way: one that allows writing wins over a read-only one.
+fn allowing_entry<'a>(allowed: &'a [AllowedHostPath], path: &str) -> Option<&'a AllowedHostPath> {
+    let matching = allowed
+        .iter()
+        .filter(|entry| names::host_path_under(path, &entry.path_prefix));
+    matching.min_by_key(|entry| entry.read_only)
+}
+
+/// The repository's `spec.policy.allowedHostPaths`: a `hostPath` volume
+/// outside it is an error at its path; under a read-only entry, each mount
+/// of it that is not `readOnly` is an error at the mount.
+fn check_host_paths(state: &DesiredState) -> Vec<Diagnostic> {
+    let allowed = &state.cluster.policy.allowed_host_paths;
+    let mut diagnostics = Vec::new();
+    for workload in &state.workloads {
+        let object = workload.key().to_string();
+        let pod = &workload.spec.template.spec;
+        for (path, host_path) in host_path_fields(workload) {
+            let Some(entry) = allowing_entry(allowed, host_path) else {
+                diagnostics.push(
+                    Diagnostic::error(
+                        format!(
+                            "hostPath `{host_path}` is not allowed: hostPath volumes are off unless \
+                             the Cluster object's spec.policy.allowedHostPaths allows the path"
+                        ),
+                        workload.meta.field_location(&path),
+                    )
+                    .with_object(object.clone())
+                    .with_field_path(path)
+                    .with_hint(format!(
+                        "a host mount is a way out of the container; if this pod may have it, add to \
+                         the Cluster object `spec: {{policy: {{allowedHostPaths: [{{pathPrefix: {host_path}, readOnly: true}}]}}}}` \
+                         (readOnly: false to let it write)"
+                    )),
+                );
+                continue;
+            };
+            if !entry.read_only {
+                continue;
+            }
+            let volume_name = pod
+                .volumes
+                .iter()
+                .find(|v| matches!(&v.source, VolumeSource::HostPath(h) if h.path == host_path))
+                .map(|v| v.name.as_str());
+            for (c, container) in pod.containers.iter().enumerate() {
+                for (m, mount) in container.volume_mounts.iter().enumerate() {
+                    if Some(mount.name.as_str()) != volume_name || mount.read_only {
+                        continue;
+                    }
+                    let mount_path =
+                        format!("spec.template.spec.containers[{c}].volumeMounts[{m}]");
+                    let read_only_path = format!("{mount_path}.readOnly");
+                    let at = match workload.meta.field_sources.get(&read_only_path) {
+                        Some(at) => at.clone(),
+                        None => workload.meta.field_location(&mount_path),
+                    };
+                    diagnostics.push(
+                        Diagnostic::error(
+                            format!(
+                                "hostPath `{host_path}` may only be mounted read-only: \
+                                 spec.policy.allowedHostPaths allows `{}` with readOnly: true",
+                                entry.path_prefix
+                            ),
+                            at,
+                        )
+                        .with_object(object.clone())
+                        .with_field_path(read_only_path)
+                        .with_hint(
+                            "mount it with `readOnly: true`, or set `readOnly: false` on the \
+                             allowedHostPaths entry of the Cluster object",
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    diagnostics
+}
+
+/// The repository's own rules, `spec.policy` of its Cluster object: every
+/// host port outside `hostPorts`, an error at the port; every host path
+/// outside `allowedHostPaths` (none by default), an error at the path.
 pub(crate) fn check_cluster_policy(state: &DesiredState) -> Vec<Diagnostic> {
+    let mut diagnostics = check_host_ports(state);
+    diagnostics.extend(check_host_paths(state));
+    diagnostics
+}
+
+fn check_host_ports(state: &DesiredState) -> Vec<Diagnostic> {
     let policy = &state.cluster.policy;
     let Some(allowed) = &policy.host_ports else {
         return Vec::new();
@@ -393,5 +561,112 @@ mod tests {
         assert!(!glob_matches("a*b*c", "a-x-c-y-b"));
         assert!(glob_matches("*ab", "ab"));
         assert!(!glob_matches("ab*ab", "ab"));
+    }
+
+    /// A Deployment mounting `host_path` through `mounts`, with a Cluster
+    /// object whose `spec.policy` is `policy` (none when empty).
+    fn host_path_files(
+        policy: &str,
+        host_path: &str,
+        mounts: &str,
+    ) -> Vec<crate::manifest::SourceFile> {
+        let mut files = vec![crate::manifest::SourceFile::new(
+            "web.yaml",
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      volumes:\n      - name: host\n        hostPath: {{path: {host_path}}}\n      containers:\n      - name: web\n        image: nginx:1.25\n        volumeMounts:\n{mounts}"
+            ),
+        )];
+        if !policy.is_empty() {
+            files.push(crate::manifest::SourceFile::new(
+                "cluster.yaml",
+                format!("apiVersion: flotilla.dev/v1\nkind: Cluster\nmetadata: {{name: c}}\nspec:\n  policy:\n{policy}"),
+            ));
+        }
+        files
+    }
+
+    fn loaded_errors(files: &[crate::manifest::SourceFile]) -> Vec<String> {
+        crate::manifest::load(files)
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn host_paths_allowed_by_the_repository() {
+        let writable = "        - {name: host, mountPath: /data}\n";
+        let read_only = "        - {name: host, mountPath: /data, readOnly: true}\n";
+        let allowed = "    allowedHostPaths:\n    - {pathPrefix: /srv/data}\n    - {pathPrefix: /var/log, readOnly: true}\n    - {pathPrefix: /var/log/app}\n";
+        // (policy, path, mounts, errors)
+        let cases = [
+            (allowed, "/srv/data", writable, 0),
+            (allowed, "/srv/data/db", writable, 0),
+            (allowed, "/var/log/nginx", read_only, 0),
+            // A writable entry wins over a read-only one (PodSecurityPolicy).
+            (allowed, "/var/log/app/x", writable, 0),
+            (allowed, "/srv/database", writable, 1),
+            (allowed, "/var/log/nginx", writable, 1),
+            ("", "/srv/data", read_only, 1),
+        ];
+        for (policy, path, mounts, count) in cases {
+            let errors = loaded_errors(&host_path_files(policy, path, mounts));
+            assert_eq!(errors.len(), count, "{path} {mounts}: {errors:#?}");
+        }
+        let mut errors = loaded_errors(&host_path_files("", "/srv/data", writable));
+        errors.extend(loaded_errors(&host_path_files(
+            allowed,
+            "/var/log/nginx",
+            "        - {name: host, mountPath: /a}\n        - {name: host, mountPath: /b, readOnly: false}\n",
+        )));
+        errors.extend(loaded_errors(&host_path_files(
+            "    allowedHostPaths:\n    - {pathPrefix: srv}\n    - {pathPrefix: /srv/}\n    - {pathPrefix: /srv}\n    - {pathPrefix: /srv, readOnly: yes}\n    - {readOnly: true}\n",
+            "/srv",
+            writable,
+        )));
+        insta::assert_snapshot!(errors.join("\n\n"));
+    }
+
+    #[test]
+    fn host_paths_allowed_by_the_operator() {
+        let files = host_path_files(
+            "    allowedHostPaths: [{pathPrefix: /}]\n",
+            "/srv/data",
+            "        - {name: host, mountPath: /data}\n",
+        );
+        let loaded = crate::manifest::load(&files);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let with = |host_paths: Option<&str>| {
+            let policy = OperatorPolicy {
+                host_paths: host_paths.map(|text| parse_host_paths(text).unwrap()),
+                ..OperatorPolicy::default()
+            };
+            check_operator_policy(&loaded.state, &policy)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with(None), Vec::<String>::new());
+        assert_eq!(with(Some("/srv")), Vec::<String>::new());
+        assert_eq!(with(Some("/var/lib, /srv/data")), Vec::<String>::new());
+        assert_eq!(
+            with(Some("/srv/dat")),
+            ["error: hostPath `/srv/data` is outside the host paths the leader's operator allows (/srv/dat)\n  --> web.yaml:11:26 (Deployment default/web: spec.template.spec.volumes[0].hostPath.path)\n  = hint: use a volume instead, or let the leader host's operator allow it with `git config flotilla.hostPaths /srv/dat,/srv/data` in the leader's repository"]
+        );
+        assert_eq!(
+            with(Some("")),
+            ["error: hostPath `/srv/data` is outside the host paths the leader's operator allows (none)\n  --> web.yaml:11:26 (Deployment default/web: spec.template.spec.volumes[0].hostPath.path)\n  = hint: use a volume instead, or let the leader host's operator allow it with `git config flotilla.hostPaths /srv/data` in the leader's repository"]
+        );
+        for (text, expected) in [
+            ("/srv,/var/log", Ok(vec!["/srv", "/var/log"])),
+            ("", Ok(vec![])),
+            ("srv", Err("`srv` must be absolute")),
+            ("/srv,,/x", Err("empty item in `/srv,,/x`")),
+        ] {
+            let expected = expected
+                .map(|v| v.into_iter().map(String::from).collect::<Vec<_>>())
+                .map_err(String::from);
+            assert_eq!(parse_host_paths(text), expected, "{text:?}");
+        }
     }
 }

@@ -37,8 +37,8 @@ pub use init::{init_bare, InitError, InitKind, InitOptions, Initialized, DEFAULT
 pub use policy::{operator_policy, ALLOW_LOCAL_TRANSPORT, HOST_PORTS, SHIP_IMAGES};
 pub use revisions::{HistoryReader, RecordedRollout, Revision};
 pub use rollback::{
-    commit_in_work_tree, object_ref, plan_rollback, plan_tree_rollback, write_to_branch,
-    FileChange, Rollback, RollbackError, TargetChoice,
+    commit_in_work_tree, errors_after, object_ref, plan_rollback, plan_tree_rollback,
+    write_to_branch, FileChange, PendingCommit, Rollback, RollbackError, TargetChoice,
 };
 pub use work_tree::working_tree_changes;
 

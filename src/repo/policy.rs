@@ -4,7 +4,7 @@
 
 use git2::Repository;
 
-use crate::manifest::policy::{PortRanges, DEFAULT_HOST_PORTS};
+use crate::manifest::policy::{parse_host_paths, PortRanges, DEFAULT_HOST_PORTS};
 use crate::manifest::OperatorPolicy;
 
 use super::RepoError;
@@ -13,6 +13,8 @@ use super::RepoError;
 pub const ALLOW_LOCAL_TRANSPORT: &str = "flotilla.allowLocalTransport";
 /// `flotilla.hostPorts`.
 pub const HOST_PORTS: &str = "flotilla.hostPorts";
+/// `flotilla.hostPaths`.
+pub(super) const HOST_PATHS: &str = "flotilla.hostPaths";
 /// `flotilla.shipImages` (several values, or one list).
 pub const SHIP_IMAGES: &str = "flotilla.shipImages";
 
@@ -40,6 +42,14 @@ pub fn operator_policy(repo: &Repository) -> Result<OperatorPolicy, RepoError> {
                 format!("{reason} (write ports and ranges such as `{DEFAULT_HOST_PORTS}`)"),
             )
         })?;
+    }
+    if let Ok(text) = config.get_string(HOST_PATHS) {
+        policy.host_paths = Some(parse_host_paths(&text).map_err(|reason| {
+            invalid(
+                HOST_PATHS,
+                format!("{reason} (write absolute paths such as `/srv/data,/var/log`)"),
+            )
+        })?);
     }
     let mut values = config.multivar(SHIP_IMAGES, None)?;
     while let Some(entry) = values.next() {
@@ -82,6 +92,7 @@ mod tests {
         let (_dir, repo) = repo_with(&[
             (ALLOW_LOCAL_TRANSPORT, "true"),
             (HOST_PORTS, "22,80-90"),
+            (HOST_PATHS, "/srv/data, /var/log"),
             (SHIP_IMAGES, "flotilla-test:*"),
             (SHIP_IMAGES, "a:1, b:2"),
         ]);
@@ -89,6 +100,13 @@ mod tests {
         assert!(policy.allow_local_transport);
         assert_eq!(policy.host_ports.to_string(), "22,80-90");
         assert_eq!(policy.ship_images, ["flotilla-test:*", "a:1", "b:2"]);
+        assert_eq!(
+            policy.host_paths,
+            Some(vec!["/srv/data".to_string(), "/var/log".to_string()])
+        );
+        // Set and empty: no host path at all.
+        let (_dir, repo) = repo_with(&[(HOST_PATHS, "")]);
+        assert_eq!(operator_policy(&repo).unwrap().host_paths, Some(Vec::new()));
     }
 
     #[test]
@@ -97,6 +115,13 @@ mod tests {
         let error = operator_policy(&repo).unwrap_err().to_string();
         assert!(error.contains("git config flotilla.hostPorts"), "{error}");
         assert!(error.contains("`http` is not a port"), "{error}");
+        let (_dir, repo) = repo_with(&[(HOST_PATHS, "/srv/../etc")]);
+        let error = operator_policy(&repo).unwrap_err().to_string();
+        assert!(error.contains("git config flotilla.hostPaths"), "{error}");
+        assert!(
+            error.contains("`/srv/../etc` must not contain a `..` element"),
+            "{error}"
+        );
         let (_dir, repo) = repo_with(&[(ALLOW_LOCAL_TRANSPORT, "maybe")]);
         let error = operator_policy(&repo).unwrap_err().to_string();
         assert!(

@@ -115,7 +115,7 @@ pub enum RollbackError {
     #[error("{path}: not a path inside the repository; refusing to write it")]
     OutsidePath { path: String },
     #[error(
-        "{path}: {what} in the working tree where the rollback writes {file}; \
+        "{path}: {what} in the working tree where the commit writes {file}; \
          refusing to write through it (commit or remove it first)"
     )]
     InTheWay {
@@ -123,7 +123,7 @@ pub enum RollbackError {
         what: &'static str,
         file: String,
     },
-    #[error("{branch} moved while the rollback was written (now {now}); try again")]
+    #[error("{branch} moved while the commit was written (now {now}); try again")]
     BranchMoved { branch: String, now: String },
     #[error("{path}: {source}")]
     Io {
@@ -264,32 +264,19 @@ pub fn plan_rollback(
     };
 
     let tip_snapshot = read_revision(repo, &tip.to_string())?;
-    // A tip file that cannot be read (not UTF-8, too large) stays as it is
-    // in the new commit, which would therefore not be valid either.
-    let unreadable: Vec<Diagnostic> = tip_snapshot
-        .diagnostics
-        .into_iter()
-        .filter(Diagnostic::is_error)
-        .collect();
-    let tip_files = tip_snapshot.files;
     let target_files = read_revision(repo, &target.to_string())?.files;
     let restored = find_document(&target_files, object);
-    let changes = restore(&tip_files, object, restored.as_ref());
+    let changes = restore(&tip_snapshot.files, object, restored.as_ref());
     if changes.iter().all(|c| c.before == c.after) {
         return Err(RollbackError::AlreadyThere { object: name });
     }
 
-    let tip_rules = super::tree_ignore_rules(repo, &repo.find_commit(tip)?.tree()?)?;
-    let new_files = apply(&tip_files, &changes, &tip_rules);
-    let loaded = crate::manifest::load(&new_files);
-    if loaded.has_errors() || !unreadable.is_empty() {
+    let errors = errors_after(repo, tip, &tip_snapshot, &changes)?;
+    if !errors.is_empty() {
         return Err(RollbackError::Invalid {
             object: name,
             branch: branch.to_string(),
-            diagnostics: unreadable
-                .into_iter()
-                .chain(loaded.diagnostics.into_iter().filter(Diagnostic::is_error))
-                .collect(),
+            diagnostics: errors,
         });
     }
 
@@ -539,7 +526,31 @@ fn restore_tree(
     Ok(changes)
 }
 
+/// A commit of file changes on top of a branch's tip, computed and
+/// checked, not written yet: a rollback's, or `flotilla volume delete`'s.
+#[derive(Clone, Debug)]
+pub struct PendingCommit<'a> {
+    pub branch: &'a str,
+    /// The tip the changes were computed on (and the commit's parent).
+    pub tip: Oid,
+    pub changes: &'a [FileChange],
+    pub message: &'a str,
+    /// What the branch's reflog says of it: `rollback deployment/web`.
+    pub action: String,
+}
+
 impl Rollback {
+    /// The commit that writes the rollback.
+    pub fn pending(&self) -> PendingCommit<'_> {
+        PendingCommit {
+            branch: &self.branch,
+            tip: self.tip,
+            changes: &self.changes,
+            message: &self.message,
+            action: format!("rollback {}", self.what()),
+        }
+    }
+
     /// What is rolled back: `deployment/web`, or `everything`.
     pub fn what(&self) -> String {
         match &self.object {
@@ -549,6 +560,13 @@ impl Rollback {
     }
 
     /// A unified diff of the files the rollback changes.
+    pub fn diff(&self) -> String {
+        self.pending().diff()
+    }
+}
+
+impl PendingCommit<'_> {
+    /// A unified diff of the files the commit changes.
     pub fn diff(&self) -> String {
         let side = |pick: fn(&FileChange) -> &Option<String>| -> Vec<SourceFile> {
             self.changes
@@ -646,6 +664,28 @@ fn restore(
     vec![change]
 }
 
+/// The errors the branch would have with `changes` on top of `tip` (whose
+/// manifests `tip_snapshot` read): a tip file that cannot be read (not
+/// UTF-8, too large) stays as it is, so the new commit would not be valid
+/// either; then every error of loading the manifests that result.
+pub fn errors_after(
+    repo: &Repository,
+    tip: Oid,
+    tip_snapshot: &super::Snapshot,
+    changes: &[FileChange],
+) -> Result<Vec<Diagnostic>, RollbackError> {
+    let tip_rules = super::tree_ignore_rules(repo, &repo.find_commit(tip)?.tree()?)?;
+    let new_files = apply(&tip_snapshot.files, changes, &tip_rules);
+    let loaded = crate::manifest::load(&new_files);
+    Ok(tip_snapshot
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .chain(loaded.diagnostics.into_iter().filter(Diagnostic::is_error))
+        .collect())
+}
+
 /// `files` with `changes` applied, sorted by path, read as `rules` (the
 /// `.flotillaignore` the change leaves as it is) say.
 fn apply(files: &[SourceFile], changes: &[FileChange], rules: &IgnoreRules) -> Vec<SourceFile> {
@@ -670,11 +710,11 @@ fn apply(files: &[SourceFile], changes: &[FileChange], rules: &IgnoreRules) -> V
 /// Commits `rollback` on its branch without touching any working tree, and
 /// moves the branch only if it still points at the tip the rollback was
 /// computed on (a concurrent push is never lost).
-pub fn write_to_branch(repo: &Repository, rollback: &Rollback) -> Result<Oid, RollbackError> {
+pub fn write_to_branch(repo: &Repository, rollback: &PendingCommit) -> Result<Oid, RollbackError> {
     let tip = repo.find_commit(rollback.tip)?;
     let mut index = git2::Index::new()?;
     index.read_tree(&tip.tree()?)?;
-    for change in &rollback.changes {
+    for change in rollback.changes {
         check_path_names(&change.path)?;
         let path = Path::new(&change.path);
         match &change.after {
@@ -710,7 +750,7 @@ pub fn write_to_branch(repo: &Repository, rollback: &Rollback) -> Result<Oid, Ro
         None,
         &who.author,
         &who.committer,
-        &rollback.message,
+        rollback.message,
         &tree,
         &[&tip],
     )?;
@@ -720,10 +760,10 @@ pub fn write_to_branch(repo: &Repository, rollback: &Rollback) -> Result<Oid, Ro
         new,
         true,
         rollback.tip,
-        &format!("flotilla: rollback {}", rollback.what()),
+        &format!("flotilla: {}", rollback.action),
     )
     .map_err(|_| RollbackError::BranchMoved {
-        branch: rollback.branch.clone(),
+        branch: rollback.branch.to_string(),
         now: repo
             .refname_to_id(&reference)
             .map(|id| id.to_string())
@@ -742,7 +782,10 @@ pub fn write_to_branch(repo: &Repository, rollback: &Rollback) -> Result<Oid, Ro
 /// file or a directory is replaced, as `git checkout` replaces it (the new
 /// commit no longer has it); a link or file the tip does not hold as it is
 /// in the working tree is refused.
-pub fn commit_in_work_tree(repo: &Repository, rollback: &Rollback) -> Result<Oid, RollbackError> {
+pub fn commit_in_work_tree(
+    repo: &Repository,
+    rollback: &PendingCommit,
+) -> Result<Oid, RollbackError> {
     let workdir = repo
         .workdir()
         .ok_or_else(|| RepoError::BareWorkingTree {
@@ -755,7 +798,7 @@ pub fn commit_in_work_tree(repo: &Repository, rollback: &Rollback) -> Result<Oid
     };
     let mut dirty = Vec::new();
     let mut replaced_links = Vec::new();
-    for change in &rollback.changes {
+    for change in rollback.changes {
         check_path_names(&change.path)?;
         let clean = match committed_link_in_the_way(repo, &workdir, &change.path)? {
             // Nothing of the working tree lies under a link the tip holds.
@@ -793,7 +836,7 @@ pub fn commit_in_work_tree(repo: &Repository, rollback: &Rollback) -> Result<Oid
         std::fs::remove_file(workdir.join(link)).map_err(io(link))?;
         index.remove_path(Path::new(link))?;
     }
-    for change in &rollback.changes {
+    for change in rollback.changes {
         let full = workdir.join(&change.path);
         match &change.after {
             Some(text) => {

@@ -43,6 +43,7 @@ mod rollback;
 mod secrets_cli;
 mod services;
 mod validate;
+mod volume_delete;
 
 /// A `tests/*.rs` file (or `tests/*/main.rs`) would be a test binary of
 /// its own: the whole crate linked again and, for a testbed test, a

@@ -52,13 +52,13 @@ fn apps(api: &str, web: &str, db: &str) -> String {
     )
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-fn flotilla(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn flotilla(dir: &Path, args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(args)
         .current_dir(dir)
@@ -72,7 +72,7 @@ fn flotilla(dir: &Path, args: &[&str]) -> Run {
     }
 }
 
-fn flotilla_ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn flotilla_ok(dir: &Path, args: &[&str]) -> String {
     let run = flotilla(dir, args);
     assert!(
         run.ok,
@@ -83,7 +83,7 @@ fn flotilla_ok(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Runs `flotilla` expecting exit 1; returns stderr.
-fn flotilla_fails(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn flotilla_fails(dir: &Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(args)
         .current_dir(dir)
@@ -132,7 +132,7 @@ fn note(repository: &Path, commit: &str, text: &str) {
 
 /// The leader's bare repository (made by `flotilla init-repo`) with `work`
 /// pushed to it.
-fn leader_repository(work: &WorkTree) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn leader_repository(work: &WorkTree) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let bare = dir.path().join("cluster.git");
     flotilla_ok(dir.path(), &["init-repo", bare.to_str().unwrap()]);
@@ -686,7 +686,7 @@ fn refusals_are_one_clear_line() {
     );
     check(
         &["rollback", "job/web"],
-        "flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, configmap, secret and ingress)",
+        "flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, configmap, secret, ingress and persistentvolumeclaim)",
     );
     check(
         &["rollback", "deployment/web", "--branch", "nope"],
@@ -1186,7 +1186,7 @@ fn rollback_refuses_a_link_of_the_working_tree_in_its_way() {
     let error = flotilla_fails(work.path(), &["rollback"]);
     assert_eq!(
         error,
-        "error: apps: a symbolic link in the working tree where the rollback writes \
+        "error: apps: a symbolic link in the working tree where the commit writes \
          apps/web.yaml; refusing to write through it (commit or remove it first)\n"
     );
     assert_eq!(listing(outside.path()), Vec::<String>::new());

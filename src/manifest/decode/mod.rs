@@ -14,7 +14,8 @@
 //! `ingress_tls.rs` (an Ingress's TLS entries and their Secrets),
 //! `service.rs` (Services), `config.rs` (ConfigMaps and Secrets) and
 //! `pod_config.rs` (what a pod reads from them: `valueFrom`, `envFrom`,
-//! volumes and their mounts, `imagePullSecrets`).
+//! volumes and their mounts, `imagePullSecrets`), `storage.rs` (`emptyDir`,
+//! `hostPath` and `persistentVolumeClaim` volumes, and PersistentVolumeClaims).
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,7 @@ mod objects;
 mod pod;
 mod pod_config;
 mod service;
+mod storage;
 mod workloads;
 
 pub(super) use ingress::check_ingresses;
@@ -50,6 +52,7 @@ pub(super) enum Decoded {
     Service(Box<DecodedService>),
     ConfigMap(Box<ConfigMap>),
     Secret(Box<Secret>),
+    Claim(Box<PersistentVolumeClaim>),
 }
 
 /// What one document declared.
@@ -74,7 +77,6 @@ const OTHER_KUBERNETES_KINDS: &[&str] = &[
     "ReplicationController",
     "IngressClass",
     "PersistentVolume",
-    "PersistentVolumeClaim",
     "StorageClass",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
@@ -183,9 +185,15 @@ fn key_path(path: &str, key: &str) -> String {
     }
 }
 
-/// `a`, `a` or `b`, `a`, `b` or `c`.
+/// `a`, `a` or `b`, `a`, `b` or `c`; the empty string as `""`.
 fn one_of(options: &[&str]) -> String {
-    let quoted: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
+    let quoted: Vec<String> = options
+        .iter()
+        .map(|o| match o {
+            &"" => "`\"\"`".to_string(),
+            o => format!("`{o}`"),
+        })
+        .collect();
     let quoted: Vec<&str> = quoted.iter().map(String::as_str).collect();
     names::listed(&quoted, "or")
 }
@@ -931,6 +939,10 @@ impl Decoder<'_> {
             }
             Kind::ConfigMap => Some(Decoded::ConfigMap(Box::new(self.config_map(&fields, meta)))),
             Kind::Secret => Some(Decoded::Secret(Box::new(self.secret(&fields, meta)))),
+            Kind::PersistentVolumeClaim => {
+                let claim = self.claim(root, &fields, meta)?;
+                Some(Decoded::Claim(Box::new(claim)))
+            }
             _ => {
                 let spec_node = self.required(&fields, root, "", "spec")?;
                 let spec = self.workload_spec_of(kind, spec_node, document)?;

@@ -25,7 +25,7 @@ const CLUSTER_SECRETS: Schema = Schema {
 };
 
 const CLUSTER_POLICY: Schema = Schema {
-    known: &["hostPorts"],
+    known: &["hostPorts", "allowedHostPaths"],
     unsupported: &[],
     ignored: &[],
     hints: NO_HINTS,
@@ -34,6 +34,15 @@ const CLUSTER_POLICY: Schema = Schema {
 /// A range of `spec.policy.hostPorts`, as PodSecurityPolicy's HostPortRange.
 const HOST_PORT_RANGE: Schema = Schema {
     known: &["min", "max"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+/// An entry of `spec.policy.allowedHostPaths`, as PodSecurityPolicy's
+/// AllowedHostPath.
+const ALLOWED_HOST_PATH: Schema = Schema {
+    known: &["pathPrefix", "readOnly"],
     unsupported: &[],
     ignored: &[],
     hints: NO_HINTS,
@@ -60,7 +69,7 @@ const NODE_SPEC: Schema = Schema {
 };
 
 const CAPACITY: Schema = Schema {
-    known: &["cpu", "memory", "pods"],
+    known: &["cpu", "memory", "pods", "storage"],
     unsupported: &["ephemeral-storage"],
     ignored: &[],
     hints: NO_HINTS,
@@ -271,6 +280,57 @@ impl Decoder<'_> {
             policy.host_ports = Some(PortRanges::new(ranges));
             policy.host_ports_source = Some(self.at(host_ports));
         }
+        if let Some(allowed) = fields.get("allowedHostPaths") {
+            policy.allowed_host_paths =
+                self.allowed_host_paths(allowed, "spec.policy.allowedHostPaths");
+        }
+    }
+
+    /// `spec.policy.allowedHostPaths`: each prefix absolute, normalized and
+    /// listed once.
+    fn allowed_host_paths(&mut self, node: &Node, path: &str) -> Vec<AllowedHostPath> {
+        let file = self.file;
+        let mut allowed = Vec::new();
+        let Some(items) = self.sequence(node, path) else {
+            return allowed;
+        };
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index(path, i);
+            let Some(fields) = self.fields(item, &item_path, &ALLOWED_HOST_PATH) else {
+                continue;
+            };
+            let prefix = self
+                .required(&fields, item, &item_path, "pathPrefix")
+                .and_then(|prefix| {
+                    let prefix_path = join(&item_path, "pathPrefix");
+                    let text =
+                        self.checked_name(prefix, &prefix_path, "pathPrefix", names::host_path)?;
+                    if let Some(first) = seen.get(&text) {
+                        self.error(
+                            prefix,
+                            &prefix_path,
+                            format!(
+                                "pathPrefix `{text}` is listed twice (first at {file}:{first})"
+                            ),
+                        );
+                        return None;
+                    }
+                    seen.insert(text.clone(), prefix.line);
+                    Some(text)
+                });
+            let read_only = match fields.get("readOnly") {
+                Some(read_only) => self.boolean(read_only, &join(&item_path, "readOnly")),
+                None => Some(false),
+            };
+            if let (Some(path_prefix), Some(read_only)) = (prefix, read_only) {
+                allowed.push(AllowedHostPath {
+                    path_prefix,
+                    read_only,
+                });
+            }
+        }
+        allowed
     }
 
     pub(super) fn node_spec(&mut self, node: Option<&Node>, root: &Node) -> Option<NodeSpec> {
@@ -375,6 +435,9 @@ impl Decoder<'_> {
                 }
                 if let Some(pods) = capacity_fields.get("pods") {
                     spec.capacity.pods = self.count(pods, "spec.capacity.pods", 0);
+                }
+                if let Some(storage) = capacity_fields.get("storage") {
+                    spec.capacity.storage = self.memory(storage, "spec.capacity.storage");
                 }
             }
         }

@@ -442,6 +442,7 @@ impl Decoder<'_> {
         if let Some(containers) = self.required(&fields, node, path, "containers") {
             spec.containers = self.containers(containers, &join(path, "containers"), &volume_names);
         }
+        self.check_memory_sub_paths(&spec, path);
         if let Some(secrets) = fields.get("imagePullSecrets") {
             spec.image_pull_secrets =
                 self.image_pull_secrets(secrets, &join(path, "imagePullSecrets"));

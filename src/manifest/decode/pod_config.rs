@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use super::storage::SUPPORTED_VOLUME_TYPES;
 use super::*;
 
 const ENV_VAR_SOURCE: Schema = Schema {
@@ -155,7 +156,7 @@ impl SourceKind {
 }
 
 impl Decoder<'_> {
-    fn record_place(&mut self, node: &Node, path: &str) {
+    pub(super) fn record_place(&mut self, node: &Node, path: &str) {
         let at = self.at(node);
         self.field_sources.insert(path.to_string(), at);
     }
@@ -352,8 +353,8 @@ impl Decoder<'_> {
         (volumes, names_seen.into_keys().collect())
     }
 
-    /// A volume's one type: `configMap` or `secret`; any other is named as
-    /// not supported yet.
+    /// A volume's one type: `configMap`, `secret`, `emptyDir`, `hostPath`
+    /// or `persistentVolumeClaim`; any other is named as not supported yet.
     fn volume_source(&mut self, node: &Node, fields: &Fields, path: &str) -> Option<VolumeSource> {
         let types: Vec<(&str, &Node)> = fields
             .entries
@@ -366,7 +367,7 @@ impl Decoder<'_> {
                 let diagnostic = self.error(node, path, "a volume needs a type");
                 Self::hint(
                     diagnostic,
-                    "flotilla supports `configMap` and `secret` volumes",
+                    format!("flotilla supports {SUPPORTED_VOLUME_TYPES} volumes"),
                 );
                 None
             }
@@ -376,6 +377,15 @@ impl Decoder<'_> {
             [("secret", source)] => self
                 .config_volume(source, &join(path, "secret"), SourceKind::Secret)
                 .map(VolumeSource::Config),
+            [("emptyDir", source)] => self
+                .empty_dir(source, &join(path, "emptyDir"))
+                .map(VolumeSource::EmptyDir),
+            [("hostPath", source)] => self
+                .host_path(source, &join(path, "hostPath"))
+                .map(VolumeSource::HostPath),
+            [("persistentVolumeClaim", source)] => self
+                .claim_volume(source, &join(path, "persistentVolumeClaim"))
+                .map(VolumeSource::Claim),
             [(other, source)] => {
                 let diagnostic = self.error(
                     source,
@@ -384,7 +394,7 @@ impl Decoder<'_> {
                 );
                 Self::hint(
                     diagnostic,
-                    "flotilla supports `configMap` and `secret` volumes for now",
+                    format!("flotilla supports {SUPPORTED_VOLUME_TYPES} volumes for now"),
                 );
                 None
             }
@@ -531,9 +541,17 @@ impl Decoder<'_> {
         let mut paths_seen: BTreeMap<String, u32> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
             let mount_path = index(path, i);
+            // For the checks of what the mount does with its volume (a
+            // read-only hostPath, a subPath of a Memory emptyDir).
+            self.record_place(item, &mount_path);
             let Some(fields) = self.fields(item, &mount_path, &VOLUME_MOUNT) else {
                 continue;
             };
+            for field in ["subPath", "readOnly"] {
+                if let Some(node) = fields.get(field) {
+                    self.record_place(node, &join(&mount_path, field));
+                }
+            }
             let name = self
                 .required(&fields, item, &mount_path, "name")
                 .and_then(|n| {
@@ -793,6 +811,10 @@ mod tests {
                     format!("{container}.env[0].valueFrom.configMapKeyRef.key 27:47"),
                     format!("{container}.env[1].valueFrom.secretKeyRef 31:28"),
                     format!("{container}.env[1].valueFrom.secretKeyRef.key 31:43"),
+                    format!("{container}.volumeMounts[0] 37:12"),
+                    format!("{container}.volumeMounts[0].readOnly 37:57"),
+                    format!("{container}.volumeMounts[1] 38:12"),
+                    format!("{container}.volumeMounts[1].subPath 38:63"),
                     format!("{pod}.imagePullSecrets[0] 20:9"),
                     format!("{pod}.volumes[0] 10:9"),
                     format!("{pod}.volumes[0].configMap.items[0] 14:14"),
@@ -867,12 +889,12 @@ mod tests {
     fn volume_errors() {
         let cases = [
             (
-                "      - {name: data, emptyDir: {}}\n",
-                "error: volume type `emptyDir` is not supported yet\n  --> web.yaml:10:32 (Deployment default/web: spec.template.spec.volumes[0].emptyDir)\n  = hint: flotilla supports `configMap` and `secret` volumes for now",
+                "      - {name: data, nfs: {}}\n",
+                "error: volume type `nfs` is not supported yet\n  --> web.yaml:10:27 (Deployment default/web: spec.template.spec.volumes[0].nfs)\n  = hint: flotilla supports `configMap`, `secret`, `emptyDir`, `hostPath` and `persistentVolumeClaim` volumes for now",
             ),
             (
                 "      - {name: data}\n",
-                "error: a volume needs a type\n  --> web.yaml:10:10 (Deployment default/web: spec.template.spec.volumes[0])\n  = hint: flotilla supports `configMap` and `secret` volumes",
+                "error: a volume needs a type\n  --> web.yaml:10:10 (Deployment default/web: spec.template.spec.volumes[0])\n  = hint: flotilla supports `configMap`, `secret`, `emptyDir`, `hostPath` and `persistentVolumeClaim` volumes",
             ),
             (
                 "      - {name: data, configMap: {name: a}, secret: {secretName: b}}\n",
@@ -954,7 +976,7 @@ mod tests {
 
     #[test]
     fn mount_errors() {
-        let volumes = "      volumes:\n      - {name: config, configMap: {name: app}}\n      - {name: data, emptyDir: {}}\n";
+        let volumes = "      volumes:\n      - {name: config, configMap: {name: app}}\n      - {name: data, nfs: {}}\n";
         let cases = [
             (
                 "        volumeMounts:\n        - {name: confg, mountPath: /etc/app}\n",
@@ -983,10 +1005,10 @@ mod tests {
         ];
         for (container, expected) in cases {
             let errors = errors(volumes, container);
-            // The `emptyDir` volume is an error of its own, first.
+            // The `nfs` volume is an error of its own, first.
             assert_eq!(errors.len(), 2, "{container}: {errors:#?}");
             assert!(
-                errors[0].starts_with("error: volume type `emptyDir`"),
+                errors[0].starts_with("error: volume type `nfs`"),
                 "{errors:#?}"
             );
             assert_eq!(errors[1], expected, "{container}");
