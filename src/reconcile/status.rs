@@ -89,6 +89,32 @@ pub struct ObjectStatus {
     /// Why the rollout failed (`failed` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_reason: Option<String>,
+    /// Pods the plan cannot create, and why: `web[1]: ...` (a StatefulSet
+    /// ordinal whose pod is on a node away, a replica no node can take).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<String>,
+}
+
+/// Adds to each object of `status` the pods `plan` cannot create, and why.
+pub fn note_waits(status: &mut StatusReport, plan: &crate::plan::Plan) {
+    for object in &mut status.objects {
+        let is = |key: &crate::manifest::model::ObjectKey| {
+            key.kind.as_str() == object.kind
+                && key.namespace == object.namespace
+                && key.name == object.name
+        };
+        for w in plan.waiting.iter().filter(|w| is(&w.object)) {
+            object
+                .waiting
+                .push(format!("{}[{}] waits: {}", object.name, w.slot, w.reason));
+        }
+        for u in plan.unschedulable.iter().filter(|u| is(&u.object)) {
+            object.waiting.push(format!(
+                "{}[{}] unschedulable: {}",
+                object.name, u.slot, u.reason
+            ));
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -343,6 +369,7 @@ pub fn build(
             )
             .to_string(),
             rollout_reason: None,
+            waiting: Vec::new(),
         });
     }
     // Objects that are gone from the repository but still have containers.
@@ -516,6 +543,15 @@ impl fmt::Display for StatusReport {
             ]);
         }
         write_table(f, &rows)?;
+        for object in &self.objects {
+            for line in &object.waiting {
+                writeln!(
+                    f,
+                    "  {} {}/{}: {line}",
+                    object.kind, object.namespace, object.name
+                )?;
+            }
+        }
         writeln!(f)?;
 
         let mut rows = vec![vec![

@@ -481,7 +481,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             commit,
             desired,
             observed,
-            plan: _,
+            plan,
             steps,
             backed_off,
             rollout_events,
@@ -544,6 +544,9 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         };
 
         let mut status = status::build(&desired, Some(&commit), &observed, now);
+        if let Some(plan) = &plan {
+            status::note_waits(&mut status, plan);
+        }
         for object in &mut status.objects {
             let Some(kind) = Kind::parse(&object.kind) else {
                 continue;
@@ -717,7 +720,11 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
     pub async fn status_only(&mut self, now: SystemTime) -> Result<StatusReport, ReconcileError> {
         let (commit, desired, _) = self.read_tip()?;
         let observed = self.observe(&desired, now).await;
-        Ok(status::build(&desired, Some(&commit), &observed, now))
+        let mut status = status::build(&desired, Some(&commit), &observed, now);
+        if let (Some(plan), _) = self.planner.planned(&desired, &commit, &observed, now) {
+            status::note_waits(&mut status, &plan);
+        }
+        Ok(status)
     }
 
     /// The resync period the last valid commit asks for.
