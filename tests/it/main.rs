@@ -42,6 +42,7 @@ mod repo;
 mod rollback;
 mod secrets_cli;
 mod services;
+mod storage;
 mod validate;
 mod volume_delete;
 
