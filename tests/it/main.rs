@@ -33,6 +33,7 @@ mod plan_scheduler;
 mod plan_storage;
 mod proxy;
 mod proxy_dns;
+mod proxy_stateful;
 mod proxy_tls;
 mod purity;
 mod push;
