@@ -13,6 +13,8 @@
 use super::{pod_config, volumes};
 use crate::cluster::ManagedLabels;
 use crate::manifest::model::{Container, DesiredState, PodTemplate, Protocol, RestartPolicy};
+// Where the manifest names StatefulSet pods in DNS, by the same rule.
+pub use crate::manifest::names::{pod_hostname, HOSTNAME_MAX};
 use crate::node::{ContainerEnv, DockerRestartPolicy, PortBinding, ReplicaContainer};
 
 /// What a pod is told of the Services when it is created: the proxy's DNS
@@ -195,29 +197,6 @@ pub fn replica_containers(
             }
         })
         .collect()
-}
-
-/// Linux's limit on a host name is 64 bytes (HOST_NAME_MAX; runc refuses a
-/// longer one, moby#36402); a DNS label, what Kubernetes keeps a pod's
-/// host name to, is 63.
-pub const HOSTNAME_MAX: usize = 63;
-
-/// The replica's host name: `<name>-<slot>`, cut to [`HOSTNAME_MAX`] the way
-/// Kubernetes cuts a generated pod name: the name is shortened so that the
-/// `-<slot>` suffix is kept (replicas keep distinct host names), and a `-`
-/// or `.` the cut leaves at its end is dropped, so the result is always a
-/// valid host name. Object names start and end with a letter or digit, so
-/// something is always left of the name.
-pub fn pod_hostname(name: &str, slot: u32) -> String {
-    let suffix = format!("-{slot}");
-    let room = HOSTNAME_MAX - suffix.len();
-    let base = if name.len() > room {
-        // Names are ASCII (DNS-1123), so any byte index is a boundary.
-        name[..room].trim_end_matches(['-', '.'])
-    } else {
-        name
-    };
-    format!("{base}{suffix}")
 }
 
 fn non_empty(words: &[String]) -> Option<Vec<String>> {

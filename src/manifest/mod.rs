@@ -22,6 +22,7 @@ pub(crate) mod image_reference;
 pub mod model;
 pub(crate) mod names;
 pub(crate) mod node_fields;
+mod pod_addresses;
 pub(crate) mod policy;
 pub mod quantity;
 pub mod redact;

@@ -527,6 +527,29 @@ pub struct Service {
     /// The annotation `flotilla.dev/proxy-protocol: v2`: TCP ports send the
     /// PROXY protocol v2 header (the client's address) to the endpoint.
     pub proxy_protocol: bool,
+    /// The StatefulSet pods named under this Service (their set's
+    /// `serviceName` is its name, and it selects them), each with its own
+    /// stable virtual address, allocated at load; sorted by set and ordinal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pod_addresses: Vec<StatefulPodAddress>,
+}
+
+/// The stable name and virtual address of one StatefulSet pod: the node
+/// proxies serve the Service's ports on `address` with that pod as the
+/// only endpoint, and `HOSTNAME.SERVICE.NAMESPACE.svc.CLUSTER_DOMAIN`
+/// resolves to it (Kubernetes' `hostname.subdomain`, adapted to a cluster
+/// without an overlay network: the pod's own address is not reachable from
+/// other nodes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatefulPodAddress {
+    /// The StatefulSet's name (same namespace as the Service).
+    pub set: String,
+    pub ordinal: u32,
+    /// The pod's host name, `<set>-<ordinal>` (`names::pod_hostname`).
+    pub hostname: String,
+    /// In the Cluster's `serviceCIDR`, never a Service's address.
+    pub address: core::net::Ipv4Addr,
 }
 
 impl Service {

@@ -8,7 +8,8 @@
 //! without gets the slot a hash of its name points at (the first four bytes
 //! of SHA-256, never a per-process hasher), or the next free one. So a
 //! Service keeps its address and ports across commits as long as no other
-//! name takes them first, and setting them explicitly pins them.
+//! name takes them first, and setting them explicitly pins them. The
+//! StatefulSet pods a Service names get theirs after (`pod_addresses`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -291,12 +292,15 @@ pub(super) fn resolve(
         failed[i] = true;
         diagnostics.push(error.with_object(decoded[i].service.key().to_string()));
     }
-    decoded
+    let mut services: Vec<Service> = decoded
         .into_iter()
         .zip(failed)
         .filter(|(_, failed)| !failed)
         .map(|(decoded, _)| decoded.service)
-        .collect()
+        .collect();
+    // Once every Service has its address: a pod never moves a Service.
+    super::pod_addresses::allocate(&mut services, workloads, cidr, &declared_by, diagnostics);
+    services
 }
 
 /// `namespace/name`: what a Service's address is hashed from.

@@ -8,6 +8,11 @@
 //! stop is taken out of every table first, which is how no request is sent
 //! to a stopping container. Pure: the driver (`leader::services`) pushes the
 //! tables and waits for the acknowledgements.
+//!
+//! A StatefulSet pod a Service names (`model::Service::pod_addresses`) is
+//! an entry of its own after its Service's: the pod's stable address,
+//! serving the Service's ports with only that pod (its set, its ordinal)
+//! as the endpoint, by the same rules.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,11 +52,19 @@ pub fn tables(
         .filter(|node| node.reachability.is_reachable())
         .map(|node| &node.name)
         .map(|node| {
-            let services = desired
+            let mut services: Vec<table::Service> = desired
                 .services
                 .iter()
-                .map(|service| table_service(service, &pods, node, addresses))
+                .flat_map(|service| {
+                    let own = table_service(service, &pods, node, addresses);
+                    let named = service
+                        .pod_addresses
+                        .iter()
+                        .map(|pod| pod_entry(service, pod, &pods, node, addresses));
+                    std::iter::once(own).chain(named)
+                })
                 .collect();
+            services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
             let table = Table {
                 generation: 0,
                 node: node.clone(),
@@ -192,6 +205,8 @@ fn hosts_of(entry: &model::IngressTls) -> String {
 struct ServingPod<'a> {
     node: &'a str,
     name: &'a str,
+    /// Its ordinal, for a StatefulSet's pod.
+    slot: u32,
     address: Ipv4Addr,
     /// An older revision's template is gone from the commit; its pods
     /// carried the workload's labels, which its selector keeps.
@@ -226,6 +241,7 @@ fn serving_pods<'a>(
         pods.push(ServingPod {
             node: replica.node,
             name,
+            slot: replica.key.slot,
             address,
             workload,
         });
@@ -288,6 +304,51 @@ fn table_service(
         .iter()
         .filter(|pod| selects(service, pod.workload))
         .collect();
+    serving(service, &selected, node, addresses)
+}
+
+/// The entry of one StatefulSet pod named under `service`: its address,
+/// the Service's ports (no node port, no affinity: one endpoint at most),
+/// and the pod of that set and ordinal as the endpoint while it serves.
+fn pod_entry(
+    service: &model::Service,
+    pod: &model::StatefulPodAddress,
+    pods: &[ServingPod<'_>],
+    node: &str,
+    addresses: &BTreeMap<String, Ipv4Addr>,
+) -> table::Service {
+    let selected: Vec<&ServingPod<'_>> = pods
+        .iter()
+        .filter(|serving| {
+            serving.workload.kind == Kind::StatefulSet
+                && serving.workload.meta.name == pod.set
+                && serving.slot == pod.ordinal
+                && selects(service, serving.workload)
+        })
+        .collect();
+    let mut entry = serving(service, &selected, node, addresses);
+    entry.name = table::Service::pod_entry_name(&pod.hostname, &service.meta.name);
+    entry.cluster_ip = pod.address;
+    entry.client_ip_affinity_seconds = None;
+    for port in &mut entry.ports {
+        port.node_port = None;
+        port.node_port_local_only = false;
+    }
+    entry.pod = Some(table::PodName {
+        hostname: pod.hostname.clone(),
+        service: service.meta.name.clone(),
+    });
+    entry
+}
+
+/// `service`'s ports served by the `selected` pods, as `node`'s proxy
+/// reaches them.
+fn serving(
+    service: &model::Service,
+    selected: &[&ServingPod<'_>],
+    node: &str,
+    addresses: &BTreeMap<String, Ipv4Addr>,
+) -> table::Service {
     let ports = service
         .ports
         .iter()
@@ -343,6 +404,7 @@ fn table_service(
             Balance::LeastConnections => table::Balance::LeastConnections,
         },
         ports,
+        pod: None,
     }
 }
 
@@ -588,6 +650,134 @@ mod tests {
             [("172.17.0.2:8080".to_string(), None)]
         );
         assert!(!tables.contains_key("n2"));
+    }
+
+    /// `desired()` with `web` made a StatefulSet of 4 ordinals named under
+    /// the Service `web`, each with an address of its own (the manifest
+    /// allocates them; here they are given).
+    fn stateful_desired() -> DesiredState {
+        use crate::manifest::model::{
+            ClaimRetention, PodManagement, PodSet, StatefulPodAddress, StatefulSpec,
+        };
+        let mut desired = desired();
+        let set = &mut desired.workloads[0];
+        set.kind = Kind::StatefulSet;
+        set.spec.pods = PodSet::Ordinals {
+            replicas: 4,
+            start: 0,
+        };
+        set.spec.stateful = Some(StatefulSpec {
+            service_name: "web".into(),
+            pod_management: PodManagement::Parallel,
+            partition: 0,
+            claim_templates: Vec::new(),
+            when_deleted: ClaimRetention::Retain,
+            when_scaled: ClaimRetention::Retain,
+        });
+        let web = &mut desired.services[1];
+        assert_eq!(web.meta.name, "web");
+        web.pod_addresses = (0..4)
+            .map(|ordinal| StatefulPodAddress {
+                set: "web".into(),
+                ordinal,
+                hostname: format!("web-{ordinal}"),
+                address: Ipv4Addr::new(10, 96, 1, 10 + ordinal as u8),
+            })
+            .collect();
+        desired
+    }
+
+    /// Each entry of `table` as `name address [node_port] -> targets`.
+    fn entries(table: &Table) -> Vec<String> {
+        table
+            .services
+            .iter()
+            .map(|service| {
+                let port = &service.ports[0];
+                let targets: Vec<String> = port
+                    .endpoints
+                    .iter()
+                    .map(|e| match e.via {
+                        Some(via) => format!("{} via {via}", e.target),
+                        None => e.target.to_string(),
+                    })
+                    .collect();
+                let node_port = port.node_port.map_or(String::new(), |p| format!(" :{p}"));
+                format!(
+                    "{} {}{node_port} -> [{}]",
+                    service.name,
+                    service.cluster_ip,
+                    targets.join(", ")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stateful_pod_s_address_serves_that_pod_alone_while_it_is_ready() {
+        let desired = stateful_desired();
+        let observed = observed(&desired, true);
+        let tables = tables_of(&desired, &observed, &addresses());
+        let n1 = &tables["n1"];
+        assert_eq!(
+            entries(n1),
+            [
+                format!("other {} -> []", desired.services[0].cluster_ip),
+                format!(
+                    "web {} :30080 -> [172.17.0.2:8080, 172.18.0.2:8080 via 10.0.0.2:10260, 172.18.0.3:8080 via 10.0.0.2:10260]",
+                    desired.services[1].cluster_ip
+                ),
+                "web-0.web 10.96.1.10 -> [172.17.0.2:8080]".to_string(),
+                "web-1.web 10.96.1.11 -> [172.18.0.2:8080 via 10.0.0.2:10260]".to_string(),
+                // Its container exited: not ready, no endpoint.
+                "web-2.web 10.96.1.12 -> []".to_string(),
+                "web-3.web 10.96.1.13 -> [172.18.0.3:8080 via 10.0.0.2:10260]".to_string(),
+            ]
+        );
+        let web_0 = &n1.services[2];
+        assert_eq!(
+            web_0.pod,
+            Some(table::PodName {
+                hostname: "web-0".into(),
+                service: "web".into()
+            })
+        );
+        assert_eq!(web_0.ports[0].port, 80);
+        assert!(!web_0.ports[0].node_port_local_only);
+        assert!(n1.services[1].pod.is_none());
+        // On n2, its own pods directly, n1's through n1's tunnel.
+        assert_eq!(
+            entries(&tables["n2"])[2],
+            "web-0.web 10.96.1.10 -> [172.17.0.2:8080 via 10.0.0.1:10260]"
+        );
+
+        // A leaving pod leaves its own address too; an unreachable node's
+        // pods serve none.
+        let leaving_name = observed.nodes["n2"].containers[0].name.clone();
+        let leaving = Leaving::from([("n2".to_string(), leaving_name)]);
+        let without = super::tables(&desired, &observed, &addresses(), &leaving, now());
+        assert_eq!(entries(&without["n1"])[3], "web-1.web 10.96.1.11 -> []");
+        let unreachable = observed_unreachable(&desired);
+        let without = tables_of(&desired, &unreachable, &addresses());
+        assert_eq!(entries(&without["n1"])[5], "web-3.web 10.96.1.13 -> []");
+    }
+
+    #[test]
+    fn another_workload_with_the_same_labels_is_no_endpoint_of_a_pod_s_address() {
+        let mut desired = stateful_desired();
+        // The same pods, but of a Deployment: the Service selects them, no
+        // StatefulSet pod is theirs.
+        desired.workloads[0].kind = Kind::Deployment;
+        let observed = observed(&desired, true);
+        let tables = tables_of(&desired, &observed, &addresses());
+        let n1 = entries(&tables["n1"]);
+        assert!(
+            n1[1].starts_with("web ") && n1[1].contains("172.17.0.2:8080"),
+            "{n1:?}"
+        );
+        for entry in &n1[2..] {
+            assert!(entry.ends_with("-> []"), "{n1:?}");
+        }
     }
 
     fn observed_unreachable(desired: &DesiredState) -> ObservedCluster {

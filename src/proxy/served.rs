@@ -307,6 +307,7 @@ mod tests {
             client_ip_affinity_seconds: None,
             balance: Balance::RoundRobin,
             ports,
+            pod: None,
         }
     }
 

@@ -120,6 +120,42 @@ pub struct Service {
     pub client_ip_affinity_seconds: Option<u32>,
     pub balance: Balance,
     pub ports: Vec<ServicePort>,
+    /// Set when this entry is not a Service but the stable address of one
+    /// StatefulSet pod named under a Service (`web-0` under `web`): it
+    /// serves that Service's ports with the pod as their only endpoint
+    /// (none while the pod is not ready), and its `name` is
+    /// `HOSTNAME.SERVICE`, which no Service's name can be (they have no
+    /// dot). It has no node port and no session affinity. Absent from a
+    /// table written before StatefulSets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodName>,
+}
+
+/// A StatefulSet pod's DNS name: `HOSTNAME.SERVICE.NAMESPACE.svc.CLUSTER_DOMAIN`
+/// (Kubernetes' `hostname.subdomain`), and the reverse name of its
+/// address, while it has an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodName {
+    /// `web-0`.
+    pub hostname: String,
+    /// The Service the pod is named under (its set's `serviceName`).
+    pub service: String,
+}
+
+impl Service {
+    /// The name the entry goes by in the table: a Service's name, or a
+    /// pod's `HOSTNAME.SERVICE`.
+    pub fn pod_entry_name(hostname: &str, service: &str) -> String {
+        format!("{hostname}.{service}")
+    }
+
+    /// Whether any port has an endpoint: a pod's name resolves only then
+    /// (Kubernetes publishes a StatefulSet pod's record only while it is
+    /// ready, without `publishNotReadyAddresses`).
+    pub fn has_endpoints(&self) -> bool {
+        self.ports.iter().any(|port| !port.endpoints.is_empty())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,6 +35,7 @@ mod plan_stateful;
 mod plan_storage;
 mod proxy;
 mod proxy_dns;
+mod proxy_stateful;
 mod proxy_tls;
 mod purity;
 mod push;

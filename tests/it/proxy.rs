@@ -328,6 +328,7 @@ fn service(cluster_ip: Ipv4Addr, port: ServicePort) -> Service {
         client_ip_affinity_seconds: None,
         balance: Balance::RoundRobin,
         ports: vec![port],
+        pod: None,
     }
 }
 

@@ -48,6 +48,7 @@ fn table(generation: u64, web_ip: [u8; 4]) -> Arc<Table> {
                     via: None,
                 }],
             }],
+            pod: None,
         }],
     })
 }

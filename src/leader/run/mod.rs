@@ -1704,6 +1704,7 @@ mod tests {
                         client_ip_affinity_seconds: None,
                         balance: crate::proxy::table::Balance::RoundRobin,
                         ports: Vec::new(),
+                        pod: None,
                     }],
                     ingress: Vec::new(),
                     ingress_default_backend: None,

@@ -776,6 +776,7 @@ pub(super) mod tests {
             external_traffic_local: false,
             balance: Balance::RoundRobin,
             proxy_protocol: false,
+            pod_addresses: Vec::new(),
         }
     }
 

@@ -177,6 +177,7 @@ impl Decoder<'_> {
                 external_traffic_local,
                 balance,
                 proxy_protocol,
+                pod_addresses: Vec::new(),
             },
             requested_cluster_ip,
         })

@@ -1,7 +1,8 @@
 //! What the DNS server says to one query, decided from the table alone: the
 //! cluster's names (Kubernetes' DNS specification, the parts for Services
-//! with a ClusterIP) are answered here; every other name is left to the
-//! upstream resolvers. Pure: a table and the query's bytes in, the reply's
+//! with a ClusterIP, and StatefulSet pods' `hostname.subdomain` records,
+//! which name each pod's virtual address rather than its own) are answered
+//! here; every other name is left to the upstream resolvers. Pure: a table and the query's bytes in, the reply's
 //! bytes (or "forward it", or "drop it") out; no socket, no clock.
 
 use std::net::Ipv4Addr;
@@ -44,8 +45,8 @@ pub enum Reply {
 /// Every answer fits in 512 bytes, the smallest UDP payload a client
 /// accepts, so none is ever truncated: it holds at most one record and one
 /// additional record (or one SOA), and the name in a record is either the
-/// question's own (compressed to a pointer), the zone, or a Service's
-/// canonical name (at most 4 short labels past the zone).
+/// question's own (compressed to a pointer), the zone, or a Service's or a
+/// pod's canonical name (at most 5 labels of 63 bytes past the zone).
 pub fn reply(table: &Table, query: &[u8]) -> Reply {
     let Ok(request) = Message::from_vec(query) else {
         return Reply::Ignore;
@@ -144,11 +145,21 @@ impl<'a> Zone<'a> {
         Ok(name)
     }
 
-    /// `NAME.NAMESPACE.svc.ZONE.`, lowercase.
+    /// `NAME.NAMESPACE.svc.ZONE.` for a Service, and
+    /// `HOSTNAME.SERVICE.NAMESPACE.svc.ZONE.` for a pod's entry; lowercase.
     fn service_name(&self, service: &Service) -> Result<Name, hickory_proto::ProtoError> {
-        let name = service.name.to_ascii_lowercase();
         let namespace = service.namespace.to_ascii_lowercase();
-        self.name(&[&name, &namespace, "svc"])
+        match &service.pod {
+            None => {
+                let name = service.name.to_ascii_lowercase();
+                self.name(&[&name, &namespace, "svc"])
+            }
+            Some(pod) => {
+                let hostname = pod.hostname.to_ascii_lowercase();
+                let subdomain = pod.service.to_ascii_lowercase();
+                self.name(&[&hostname, &subdomain, &namespace, "svc"])
+            }
+        }
     }
 
     /// The zone's SOA record, which negative answers carry in their
@@ -219,6 +230,15 @@ fn lookup(
             Some(_) => Lookup::NoData,
             None => Lookup::NoDomain,
         },
+        // A pod's name: its hostname is a DNS label, which never starts
+        // with `_` as the SRV names' protocol label does.
+        [hostname, name, namespace, svc] if label_is(svc, "svc") && !hostname.starts_with(b"_") => {
+            match find_pod(table, hostname, name, namespace) {
+                Some(pod) if wants(RecordType::A) => found(vec![address(owner, pod)], vec![]),
+                Some(_) => Lookup::NoData,
+                None => Lookup::NoDomain,
+            }
+        }
         [protocol, name, namespace, svc] if label_is(svc, "svc") => {
             let named_port = service(name, namespace).is_some_and(|service| {
                 service
@@ -257,7 +277,27 @@ fn lookup(
 
 fn find_service<'t>(table: &'t Table, name: &[u8], namespace: &[u8]) -> Option<&'t Service> {
     table.services.iter().find(|service| {
-        in_namespace(service, namespace) && name.eq_ignore_ascii_case(service.name.as_bytes())
+        service.pod.is_none()
+            && in_namespace(service, namespace)
+            && name.eq_ignore_ascii_case(service.name.as_bytes())
+    })
+}
+
+/// The entry of the pod `hostname` named under the Service `service`,
+/// while it has an endpoint: a pod that is not ready has no record, as in
+/// Kubernetes without `publishNotReadyAddresses`.
+fn find_pod<'t>(
+    table: &'t Table,
+    hostname: &[u8],
+    service: &[u8],
+    namespace: &[u8],
+) -> Option<&'t Service> {
+    table.services.iter().find(|entry| {
+        entry.pod.as_ref().is_some_and(|pod| {
+            hostname.eq_ignore_ascii_case(pod.hostname.as_bytes())
+                && service.eq_ignore_ascii_case(pod.service.as_bytes())
+        }) && in_namespace(entry, namespace)
+            && entry.has_endpoints()
     })
 }
 
@@ -291,9 +331,11 @@ fn address(owner: Name, service: &Service) -> Record {
 }
 
 /// The PTR record of a cluster IP's reverse name (`D.C.B.A.in-addr.arpa`
-/// for `A.B.C.D`). Other reverse names, even in the service CIDR, and
-/// other types go upstream: the proxy is not authoritative for any
-/// reverse zone, only for its Services' addresses.
+/// for `A.B.C.D`): the Service's name, or a StatefulSet pod's for its
+/// address (while the pod is ready, as its forward name). Other reverse
+/// names, even in the service CIDR, and other types go upstream: the
+/// proxy is not authoritative for any reverse zone, only for its Services'
+/// and pods' addresses.
 fn reverse(
     table: &Table,
     zone: &Zone,
@@ -315,11 +357,9 @@ fn reverse(
         return Ok(None);
     };
     let ip = Ipv4Addr::new(a, b, c, d);
-    let Some(service) = table
-        .services
-        .iter()
-        .find(|service| service.cluster_ip == ip)
-    else {
+    let Some(service) = table.services.iter().find(|service| {
+        service.cluster_ip == ip && (service.pod.is_none() || service.has_endpoints())
+    }) else {
         return Ok(None);
     };
     let ptr = PTR(zone.service_name(service)?);
@@ -382,7 +422,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::{reply, server_failure, Reply};
-    use crate::proxy::table::{Balance, Endpoint, Mode, Protocol, Service, ServicePort, Table};
+    use crate::proxy::table::{
+        Balance, Endpoint, Mode, PodName, Protocol, Service, ServicePort, Table,
+    };
 
     fn port(name: &str, protocol: Protocol, number: u16) -> ServicePort {
         ServicePort {
@@ -414,6 +456,7 @@ mod tests {
             client_ip_affinity_seconds: None,
             balance: Balance::RoundRobin,
             ports,
+            pod: None,
         }
     }
 
@@ -449,7 +492,35 @@ mod tests {
                     [10, 96, 0, 30],
                     vec![port("dns", Protocol::Udp, 53)],
                 ),
+                pod_entry("web-0", [10, 96, 1, 10], true),
+                pod_entry("web-1", [10, 96, 1, 11], false),
             ],
+        }
+    }
+
+    /// The entry of the StatefulSet pod `hostname` under `default/web`,
+    /// with its endpoint (ready) or without.
+    fn pod_entry(hostname: &str, address: [u8; 4], ready: bool) -> Service {
+        let mut ports = vec![
+            port("http", Protocol::Tcp, 80),
+            port("metrics", Protocol::Tcp, 9090),
+        ];
+        if !ready {
+            for port in &mut ports {
+                port.endpoints.clear();
+            }
+        }
+        Service {
+            pod: Some(PodName {
+                hostname: hostname.to_string(),
+                service: "web".to_string(),
+            }),
+            ..service(
+                "default",
+                &Service::pod_entry_name(hostname, "web"),
+                address,
+                ports,
+            )
         }
     }
 
@@ -746,6 +817,84 @@ answer: 20.0.96.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local.",
     }
 
     #[test]
+    fn a_ready_stateful_pod_s_name_is_its_own_address() {
+        check(
+            "web-0.web.default.svc.cluster.local.",
+            RecordType::A,
+            "
+NoError aa rd ra
+question: web-0.web.default.svc.cluster.local. IN A
+answer: web-0.web.default.svc.cluster.local. 5 IN A 10.96.1.10",
+        );
+        check(
+            "WEB-0.Web.default.SVC.cluster.local.",
+            RecordType::ANY,
+            "
+NoError aa rd ra
+question: WEB-0.Web.default.SVC.cluster.local. IN ANY
+answer: WEB-0.Web.default.SVC.cluster.local. 5 IN A 10.96.1.10",
+        );
+        // The Service's own name still is its ClusterIP.
+        check(
+            "web.default.svc.cluster.local.",
+            RecordType::A,
+            "
+NoError aa rd ra
+question: web.default.svc.cluster.local. IN A
+answer: web.default.svc.cluster.local. 5 IN A 10.96.0.20",
+        );
+        check(
+            "web-0.web.default.svc.cluster.local.",
+            RecordType::AAAA,
+            &format!(
+                "
+NoError aa rd ra
+question: web-0.web.default.svc.cluster.local. IN AAAA
+{SOA}"
+            ),
+        );
+    }
+
+    #[test]
+    fn a_pod_that_is_not_ready_or_not_named_there_does_not_exist() {
+        // web-1 is not ready; web-2 is not declared; web-0 is named under
+        // `web` of `default` only; no pod entry is a Service.
+        for name in [
+            "web-1.web.default.svc.cluster.local.",
+            "web-2.web.default.svc.cluster.local.",
+            "web-0.cache.default.svc.cluster.local.",
+            "web-0.web.shop.svc.cluster.local.",
+            "web-0.web.web.default.svc.cluster.local.",
+            "web-0.default.svc.cluster.local.",
+        ] {
+            check(
+                name,
+                RecordType::A,
+                &format!(
+                    "
+NXDomain aa rd ra
+question: {name} IN A
+{SOA}"
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn a_ready_pod_s_address_points_back_to_its_name() {
+        check(
+            "10.1.96.10.in-addr.arpa.",
+            RecordType::PTR,
+            "
+NoError aa rd ra
+question: 10.1.96.10.in-addr.arpa. IN PTR
+answer: 10.1.96.10.in-addr.arpa. 5 IN PTR web-0.web.default.svc.cluster.local.",
+        );
+        // Not ready: no record, as for its forward name.
+        check("11.1.96.10.in-addr.arpa.", RecordType::PTR, "Forward");
+    }
+
+    #[test]
     fn names_outside_the_zone_are_forwarded() {
         for name in [
             "example.com.",
@@ -910,7 +1059,8 @@ question: cluster.local. IN SOA",
     fn any_name() -> impl Strategy<Value = Name> {
         let label = prop::collection::vec(any::<u8>(), 1..20);
         let known = prop::sample::select(vec![
-            "web", "default", "svc", "cluster", "local", "_http", "_tcp", "in-addr", "arpa", "20",
+            "web", "web-0", "default", "svc", "cluster", "local", "_http", "_tcp", "in-addr",
+            "arpa", "20",
         ])
         .prop_map(|label| label.as_bytes().to_vec());
         prop::collection::vec(prop_oneof![label, known], 0..8).prop_filter_map(
