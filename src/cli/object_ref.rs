@@ -125,7 +125,7 @@ mod tests {
             (
                 "job/pi",
                 None,
-                Err("flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, configmap, secret and ingress)"),
+                Err("flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, statefulset, configmap, secret and ingress)"),
             ),
             (
                 "deploymnt/web",
@@ -135,7 +135,7 @@ mod tests {
             (
                 "widget/web",
                 None,
-                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset, configmap, secret and ingress)"),
+                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset, statefulset, configmap, secret and ingress)"),
             ),
         ];
         for (text, namespace, expected) in cases {

@@ -10,7 +10,8 @@
 //! `decode` (typed objects and field checks), `names` and `quantity`
 //! (Kubernetes' rules), `node_fields` (a Node's address, user and paths),
 //! `services` (the Services' addresses and node ports, and their checks
-//! against the workloads), `diagnostic` (rendering), `documents` (a file cut
+//! against the workloads), `stateful` (the claims of StatefulSets' volume
+//! claim templates, and their `serviceName`s), `diagnostic` (rendering), `documents` (a file cut
 //! into its documents, for edits that keep the rest byte-for-byte).
 
 mod config;
@@ -25,6 +26,7 @@ pub(crate) mod policy;
 pub mod quantity;
 pub mod redact;
 mod services;
+mod stateful;
 pub(crate) mod yaml;
 
 pub use config::{check_immutable, consumed_changes, ConsumedChange, KeyChange};
@@ -283,6 +285,8 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
         .secrets
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
+    // Before the claims pods name are checked: a pod may name an ordinal's.
+    stateful::declare_ordinal_claims(&mut state, &mut diagnostics);
     let mut reference_diagnostics = Vec::new();
     // An object declared with errors is not in the state, and its own
     // errors say why: references to it are not reported again.
@@ -293,6 +297,7 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
         &mut reference_diagnostics,
     );
     reference_diagnostics.extend(decode::check_ingress_tls(&state.secrets, &state.ingresses));
+    stateful::check_service_names(&state, &declared_with_errors, &mut reference_diagnostics);
     if references == References::Checked {
         diagnostics.extend(reference_diagnostics);
     }
