@@ -139,7 +139,7 @@ impl Kind {
         Kind::supported().filter(|k| k.info().runs_pods)
     }
 
-    /// `deployment and daemonset`: the workload kinds, for messages.
+    /// `deployment, daemonset and statefulset`: the workload kinds, for messages.
     pub fn workload_list() -> String {
         let names: Vec<&str> = Kind::workloads().map(|k| k.cli_names()[0]).collect();
         super::names::listed(&names, "and")
