@@ -125,7 +125,7 @@ mod tests {
             (
                 "job/pi",
                 None,
-                Err("flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, configmap, secret, ingress and persistentvolumeclaim)"),
+                Err("flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, statefulset, configmap, secret, ingress and persistentvolumeclaim)"),
             ),
             (
                 "deploymnt/web",
@@ -135,7 +135,7 @@ mod tests {
             (
                 "widget/web",
                 None,
-                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset, configmap, secret, ingress and persistentvolumeclaim)"),
+                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset, statefulset, configmap, secret, ingress and persistentvolumeclaim)"),
             ),
         ];
         for (text, namespace, expected) in cases {

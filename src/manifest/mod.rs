@@ -10,7 +10,8 @@
 //! `decode` (typed objects and field checks), `names` and `quantity`
 //! (Kubernetes' rules), `node_fields` (a Node's address, user and paths),
 //! `services` (the Services' addresses and node ports, and their checks
-//! against the workloads), `storage` (the claims pods name, checked against
+//! against the workloads), `stateful` (the claims of StatefulSets' volume
+//! claim templates), `storage` (the claims pods name, checked against
 //! the claims declared), `diagnostic` (rendering), `documents` (a file cut
 //! into its documents, for edits that keep the rest byte-for-byte).
 
@@ -27,6 +28,7 @@ pub(crate) mod policy;
 pub mod quantity;
 pub mod redact;
 mod services;
+mod stateful;
 mod storage;
 pub(crate) mod yaml;
 
@@ -290,6 +292,8 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
         .claims
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     diagnostics.extend(decode::check_ingresses(&state.services, &state.ingresses));
+    // Before the claims pods name are checked: a pod may name an ordinal's.
+    stateful::declare_ordinal_claims(&mut state, &mut diagnostics);
     let mut reference_diagnostics = Vec::new();
     // An object declared with errors is not in the state, and its own
     // errors say why: references to it are not reported again.

@@ -71,7 +71,7 @@ const KINDS: [KindInfo; 14] = [
     KindInfo { kind: Kind::Deployment, name: "Deployment", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["deployment", "deployments", "deploy"], phrase: "deployment", runs_pods: true },
     KindInfo { kind: Kind::Service, name: "Service", api_version: "v1", namespaced: true, supported: true, cli_names: &["service", "services", "svc"], phrase: "service", runs_pods: false },
     KindInfo { kind: Kind::DaemonSet, name: "DaemonSet", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["daemonset", "daemonsets", "ds"], phrase: "daemon set", runs_pods: true },
-    KindInfo { kind: Kind::StatefulSet, name: "StatefulSet", api_version: "apps/v1", namespaced: true, supported: false, cli_names: &["statefulset", "statefulsets", "sts"], phrase: "stateful set", runs_pods: true },
+    KindInfo { kind: Kind::StatefulSet, name: "StatefulSet", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["statefulset", "statefulsets", "sts"], phrase: "stateful set", runs_pods: true },
     KindInfo { kind: Kind::Job, name: "Job", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["job", "jobs"], phrase: "job", runs_pods: true },
     KindInfo { kind: Kind::CronJob, name: "CronJob", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["cronjob", "cronjobs", "cj"], phrase: "cron job", runs_pods: true },
     KindInfo { kind: Kind::ConfigMap, name: "ConfigMap", api_version: "v1", namespaced: true, supported: true, cli_names: &["configmap", "configmaps", "cm"], phrase: "config map", runs_pods: false },
@@ -139,7 +139,7 @@ impl Kind {
         Kind::supported().filter(|k| k.info().runs_pods)
     }
 
-    /// `deployment and daemonset`: the workload kinds, for messages.
+    /// `deployment, daemonset and statefulset`: the workload kinds, for messages.
     pub fn workload_list() -> String {
         let names: Vec<&str> = Kind::workloads().map(|k| k.cli_names()[0]).collect();
         super::names::listed(&names, "and")
@@ -955,8 +955,8 @@ pub struct Taint {
 
 // ---------------------------------------------------------------- Workloads
 
-/// An object that runs pods: a Deployment or a DaemonSet (and, later, the
-/// other workload kinds). Everything downstream of decoding (planner,
+/// An object that runs pods: a Deployment, a DaemonSet or a StatefulSet
+/// (and, later, the other workload kinds). Everything downstream of decoding (planner,
 /// rollouts, status, history, notes) works on this one type and never asks
 /// which kind it is; what differs between kinds is data in its spec
 /// ([`PodSet`], [`Strategy`]).
@@ -1079,6 +1079,11 @@ pub enum ClaimRetention {
 pub struct ClaimTemplate {
     /// `metadata.name`: the name pods mount it by, and the claims' prefix.
     pub name: String,
+    /// `metadata.labels`: each claim's, with the selector's `matchLabels`
+    /// (Kubernetes').
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`: each claim's.
+    pub annotations: BTreeMap<String, String>,
     pub storage: Bytes,
     pub access_modes: Vec<AccessMode>,
 }
@@ -1864,8 +1869,11 @@ mod tests {
         assert_eq!(distinct.len(), KINDS.len());
         assert_eq!(
             Kind::supported_list(),
-            "Cluster, Node, Deployment, Service, DaemonSet, ConfigMap, Secret, Ingress and PersistentVolumeClaim"
+            "Cluster, Node, Deployment, Service, DaemonSet, StatefulSet, ConfigMap, Secret, Ingress and PersistentVolumeClaim"
         );
-        assert_eq!(Kind::workload_list(), "deployment and daemonset");
+        assert_eq!(
+            Kind::workload_list(),
+            "deployment, daemonset and statefulset"
+        );
     }
 }

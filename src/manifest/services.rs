@@ -244,7 +244,7 @@ pub(super) fn resolve(
                 )
                 .with_object(service.key().to_string())
                 .with_field_path("spec.selector")
-                .with_hint("the Service has no endpoints until a Deployment or DaemonSet in its namespace has pods with these labels"),
+                .with_hint("the Service has no endpoints until a Deployment, DaemonSet or StatefulSet in its namespace has pods with these labels"),
             );
             continue;
         }

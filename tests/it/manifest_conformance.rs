@@ -134,7 +134,7 @@ fn kubernetes_examples() {
     let loaded = load(&fixtures());
     let rendered: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     insta::assert_snapshot!("diagnostics", rendered.join("\n\n"));
-    let deployments: Vec<String> = loaded
+    let workloads: Vec<String> = loaded
         .state
         .workloads
         .iter()
@@ -148,7 +148,7 @@ fn kubernetes_examples() {
         })
         .collect();
     assert_eq!(
-        deployments,
+        workloads,
         [
             "Deployment default/frontend replicas=3 containers=1",
             "Deployment default/nginx-deployment replicas=3 containers=1",
@@ -157,6 +157,22 @@ fn kubernetes_examples() {
             // Decoded; its hostPath volumes are refused by the policy
             // (no Cluster object allows a host path), not by its decoder.
             "DaemonSet kube-system/fluentd-elasticsearch replicas=0 containers=1",
+            "StatefulSet default/web replicas=3 containers=1",
+        ]
+    );
+    // The StatefulSet's volume claim template: a claim per ordinal.
+    let claims: Vec<String> = loaded
+        .state
+        .claims
+        .iter()
+        .map(|c| format!("{}/{}", c.meta.namespace, c.meta.name))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            "default/www-web-0",
+            "default/www-web-1",
+            "default/www-web-2"
         ]
     );
     // The guestbook's Services are deployed (the StatefulSet example's is
@@ -175,12 +191,11 @@ fn kubernetes_examples() {
             "Service default/redis-replica",
         ]
     );
-    // No Deployment of the examples has an error.
-    assert!(loaded.diagnostics.iter().all(|d| !d
-        .object
-        .as_deref()
-        .unwrap_or("")
-        .starts_with("Deployment")));
+    // No Deployment or StatefulSet of the examples has an error.
+    assert!(loaded.diagnostics.iter().all(|d| {
+        let object = d.object.as_deref().unwrap_or("");
+        !d.is_error() || !(object.starts_with("Deployment") || object.starts_with("StatefulSet"))
+    }));
 }
 
 /// The DaemonSet and StatefulSet examples read as Deployments: what their

@@ -37,6 +37,8 @@ fn stateful_set(name: &str, replicas: u32, management: PodManagement) -> Workloa
             name: "data".into(),
             storage: Bytes(GIB),
             access_modes: vec![AccessMode::ReadWriteOnce],
+            labels: Default::default(),
+            annotations: Default::default(),
         }],
         when_deleted: ClaimRetention::Retain,
         when_scaled: ClaimRetention::Retain,

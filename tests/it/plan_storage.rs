@@ -299,3 +299,51 @@ fn an_empty_dir_goes_with_its_pod() {
     assert_eq!(volumes(&cluster), 1, "the removed pod's is removed next");
     assert!(plans.iter().any(|p| p.volume_removals.len() == 1));
 }
+
+/// Kubernetes' documentation's StatefulSet, loaded from YAML (its Service
+/// without `clusterIP: None`, which flotilla refuses) with one Node: `load`
+/// declares `www-web-0` to `www-web-2`, and the first plan creates ordinal
+/// 0 alone (OrderedReady: the next waits for it to be ready), binding its
+/// claim where it goes.
+#[test]
+fn a_loaded_stateful_set_plans_ordinal_zero_first_with_its_claim() {
+    use flotilla::manifest::{load, SourceFile};
+    let text = include_str!("../fixtures/kubernetes-examples/statefulset.yaml")
+        .replace("  clusterIP: None\n", "");
+    let node = "apiVersion: flotilla.dev/v1\nkind: Node\nmetadata: {name: n1}\nspec: {address: 10.0.0.1, capacity: {cpu: 4, memory: 8Gi}}\n";
+    let loaded = load(&[
+        SourceFile::new("n1.yaml", node),
+        SourceFile::new("statefulset.yaml", text),
+    ]);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let state = loaded.state;
+    let claims: Vec<&str> = state.claims.iter().map(|c| c.meta.name.as_str()).collect();
+    assert_eq!(claims, ["www-web-0", "www-web-1", "www-web-2"]);
+
+    let p = plan(
+        &state,
+        &flotilla::plan::offline_cluster(&state),
+        COMMIT,
+        now(),
+    );
+    let created: Vec<(String, u32, &str)> = p
+        .actions
+        .iter()
+        .map(|a| (a.object.to_string(), a.slot, a.node.as_str()))
+        .collect();
+    assert_eq!(created, [("StatefulSet default/web".to_string(), 0, "n1")]);
+    let claims: Vec<(&str, &ClaimState)> = p
+        .claims
+        .iter()
+        .map(|c| (c.name.as_str(), &c.state))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("www-web-0", &ClaimState::Binding),
+            ("www-web-1", &ClaimState::Pending),
+            ("www-web-2", &ClaimState::Pending),
+        ]
+    );
+    assert_eq!(p.claims[0].nodes, ["n1"]);
+}

@@ -686,7 +686,7 @@ fn refusals_are_one_clear_line() {
     );
     check(
         &["rollback", "job/web"],
-        "flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, configmap, secret, ingress and persistentvolumeclaim)",
+        "flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, statefulset, configmap, secret, ingress and persistentvolumeclaim)",
     );
     check(
         &["rollback", "deployment/web", "--branch", "nope"],

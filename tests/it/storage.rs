@@ -180,10 +180,18 @@ fn remove_claim_volumes(cluster: &Cluster) {
     for node in DECLARED_NODES {
         let names = cluster.testbed.docker(
             node,
-            &["volume", "ls", "-q", "--filter", "label=dev.flotilla.volume"],
+            &[
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                "label=dev.flotilla.volume",
+            ],
         );
         for name in names.split_whitespace() {
-            let _ = cluster.testbed.try_docker(node, &["volume", "rm", "-f", name]);
+            let _ = cluster
+                .testbed
+                .try_docker(node, &["volume", "rm", "-f", name]);
         }
     }
 }
@@ -217,7 +225,11 @@ fn stateful_pods_keep_their_data_through_updates_restarts_scaling_and_partitions
         .collect();
     each_reads_its_own(&cluster, &homes);
     for (ordinal, node) in &homes {
-        assert!(volume_on(&cluster, node, &format!("flotilla.pvc.default.data-web-{ordinal}")));
+        assert!(volume_on(
+            &cluster,
+            node,
+            &format!("flotilla.pvc.default.data-web-{ordinal}")
+        ));
     }
 
     // A rolling update: new containers, same data, same nodes.
@@ -264,12 +276,19 @@ fn stateful_pods_keep_their_data_through_updates_restarts_scaling_and_partitions
         .iter()
         .filter(|n| **n != away)
         .flat_map(|n| {
-            cluster.testbed.containers("web", &[n]).into_values().flatten()
+            cluster
+                .testbed
+                .containers("web", &[n])
+                .into_values()
+                .flatten()
         })
         .map(|(c, _)| c)
         .filter(|c| c.split('.').nth(4) == Some("1"))
         .collect();
-    assert!(elsewhere.is_empty(), "web-1 made elsewhere: {elsewhere:?}\n{status:?}");
+    assert!(
+        elsewhere.is_empty(),
+        "web-1 made elsewhere: {elsewhere:?}\n{status:?}"
+    );
     cluster.testbed.start_sshd(&away);
     cluster.wait_ready("web", 3, within);
     each_reads_its_own(&cluster, &homes);
@@ -285,13 +304,20 @@ fn a_claim_removed_from_git_is_kept_and_a_backup_restores_it_byte_for_byte() {
     cluster.wait_ready("notes", 1, within);
     let (node, container) = pods(&cluster, "notes").into_values().next().unwrap();
     let digest = |node: &str, container: &str| {
-        exec(&cluster, node, container, "sha256sum /notes/blob /notes/deep/er/line")
+        exec(
+            &cluster,
+            node,
+            container,
+            "sha256sum /notes/blob /notes/deep/er/line",
+        )
     };
     let original = digest(&node, &container);
 
     // Removed from Git: the volume stays, and plan says so.
     cluster.push("apps/notes.yaml", None, "no more notes");
-    wait_for("notes gone", within, || pods(&cluster, "notes").is_empty().then_some(()));
+    wait_for("notes gone", within, || {
+        pods(&cluster, "notes").is_empty().then_some(())
+    });
     let (_, said) = flotilla(&cluster, &["plan"]);
     assert!(
         said.contains("claim default/notes (32Mi) on") && said.contains("kept"),

@@ -9,7 +9,8 @@
 //! Here: the document (kind, apiVersion, metadata) and the typed readers of
 //! scalars, lists and maps every part uses. By concern: `objects.rs` (Cluster
 //! and Node), `workloads.rs` (what each kind that runs pods declares besides
-//! its template), `pod.rs` (pod templates, selectors, containers) and
+//! its template), `stateful_set.rs` (a StatefulSet's, with its volume claim
+//! templates), `pod.rs` (pod templates, selectors, containers) and
 //! `ingress.rs` (Ingress routes, and their cross-object checks),
 //! `ingress_tls.rs` (an Ingress's TLS entries and their Secrets),
 //! `service.rs` (Services), `config.rs` (ConfigMaps and Secrets) and
@@ -17,7 +18,7 @@
 //! volumes and their mounts, `imagePullSecrets`), `storage.rs` (`emptyDir`,
 //! `hostPath` and `persistentVolumeClaim` volumes, and PersistentVolumeClaims).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::diagnostic::Diagnostic;
 use super::image_reference;
@@ -34,6 +35,7 @@ mod objects;
 mod pod;
 mod pod_config;
 mod service;
+mod stateful_set;
 mod storage;
 mod workloads;
 
@@ -209,6 +211,9 @@ struct Decoder<'a> {
     /// Where the fields the policy checks were found in this document
     /// ([`ObjectMeta::field_sources`]).
     field_sources: BTreeMap<String, SourceLocation>,
+    /// The volume claim templates of the StatefulSet being decoded: its
+    /// containers may mount them by name, like the pod's own volumes.
+    claim_template_names: BTreeSet<String>,
     /// Errors that leave the object usable, so that the checks of what
     /// refers to it still run: a Secret's values in clear (the Secret is
     /// kept, opened, with an error for each).
@@ -288,6 +293,7 @@ pub(super) fn decode_document(file: &str, root: &Node) -> DecodedDocument {
         diagnostics: Vec::new(),
         pod_owner: Kind::Deployment,
         field_sources: BTreeMap::new(),
+        claim_template_names: BTreeSet::new(),
         tolerated_errors: 0,
     };
     let mut document = DecodedDocument {
@@ -955,8 +961,7 @@ impl Decoder<'_> {
         }
     }
 
-    /// A kind not supported yet that runs pods (Pod, Job, CronJob,
-    /// StatefulSet): its pod template is checked as a
+    /// A kind not supported yet that runs pods (Pod, Job, CronJob): its pod template is checked as a
     /// Deployment's would be, so that every field flotilla does not support
     /// is named with its place, and each field of its own spec besides the
     /// template is named as not supported, rather than all of it being
@@ -978,7 +983,7 @@ impl Decoder<'_> {
             Kind::Pod => {
                 self.pod_spec(spec, "spec", &mut document);
             }
-            Kind::Job | Kind::StatefulSet => {
+            Kind::Job => {
                 self.workload_spec(kind, spec, "spec", "template", &mut document);
             }
             Kind::CronJob => {
@@ -1051,7 +1056,7 @@ impl Decoder<'_> {
         );
         Self::hint(
             diagnostic,
-            "flotilla runs pods only through Deployments and DaemonSets for now",
+            "flotilla runs pods only through Deployments, DaemonSets and StatefulSets for now",
         );
     }
 

@@ -439,6 +439,7 @@ impl Decoder<'_> {
         if let Some(volumes) = fields.get("volumes") {
             (spec.volumes, volume_names) = self.volumes(volumes, &join(path, "volumes"));
         }
+        volume_names.extend(self.claim_template_names.iter().cloned());
         if let Some(containers) = self.required(&fields, node, path, "containers") {
             spec.containers = self.containers(containers, &join(path, "containers"), &volume_names);
         }

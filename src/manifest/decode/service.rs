@@ -38,7 +38,7 @@ const SERVICE_SPEC: Schema = Schema {
     hints: &[
         (
             "template",
-            "a Service runs no pods: it selects the pods of Deployments and DaemonSets with `spec.selector`",
+            "a Service runs no pods: it selects the pods of Deployments, DaemonSets and StatefulSets with `spec.selector`",
         ),
         (
             "replicas",

@@ -258,7 +258,23 @@ impl Decoder<'_> {
     ) -> Option<PersistentVolumeClaim> {
         let delete_volume = self.delete_volume_annotation(fields.get("metadata"), &meta);
         let spec_node = self.required(fields, root, "", "spec")?;
-        let path = "spec";
+        let spec = self.claim_spec(spec_node, "spec");
+        let (storage, access_modes) = spec?;
+        Some(PersistentVolumeClaim {
+            meta,
+            storage,
+            access_modes,
+            delete_volume: delete_volume?,
+        })
+    }
+
+    /// A claim's `spec` (a PersistentVolumeClaim's, or a StatefulSet volume
+    /// claim template's): its storage and access modes.
+    pub(super) fn claim_spec(
+        &mut self,
+        spec_node: &Node,
+        path: &str,
+    ) -> Option<(Bytes, Vec<AccessMode>)> {
         let spec = self.fields(spec_node, path, &CLAIM_SPEC)?;
         for (field, why, hint) in CLAIM_FIELDS_REFUSED {
             if let Some(node) = spec.get(field) {
@@ -305,12 +321,7 @@ impl Decoder<'_> {
                 );
             }
         }
-        Some(PersistentVolumeClaim {
-            meta,
-            storage: storage?,
-            access_modes: access_modes?,
-            delete_volume: delete_volume?,
-        })
+        Some((storage?, access_modes?))
     }
 
     /// Whether the claim carries [`DELETE_VOLUME_ANNOTATION`]: `"true"`

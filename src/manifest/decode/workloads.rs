@@ -1,6 +1,7 @@
 //! The specs of the kinds that run pods: what each kind declares besides its
 //! pod template (how many pods and where, how to update them), decoded into
-//! the one [`WorkloadSpec`] every later stage shares.
+//! the one [`WorkloadSpec`] every later stage shares. A StatefulSet's, with
+//! its volume claim templates, is in `stateful_set.rs`.
 
 use super::*;
 
@@ -46,7 +47,7 @@ const DAEMON_SET_SPEC: Schema = Schema {
     ],
 };
 
-const STRATEGY: Schema = Schema {
+pub(super) const STRATEGY: Schema = Schema {
     known: &["type", "rollingUpdate"],
     unsupported: &[],
     ignored: &[],
@@ -60,9 +61,10 @@ const ROLLING_UPDATE: Schema = Schema {
     hints: NO_HINTS,
 };
 
-/// A DaemonSet's progress deadline: it has no `progressDeadlineSeconds`
-/// field, so a rollout stuck for Deployment's default time fails.
-const DAEMON_SET_PROGRESS_DEADLINE_SECONDS: u32 = 600;
+/// The progress deadline of a DaemonSet or a StatefulSet: neither has a
+/// `progressDeadlineSeconds` field, so a rollout stuck for Deployment's
+/// default time fails.
+pub(super) const NO_FIELD_PROGRESS_DEADLINE_SECONDS: u32 = 600;
 
 /// How the two update strategies of a kind are spelt, and their defaults.
 struct StrategyForm {
@@ -101,6 +103,7 @@ impl Decoder<'_> {
         match kind {
             Kind::Deployment => self.deployment_spec(node, document),
             Kind::DaemonSet => self.daemon_set_spec(node, document),
+            Kind::StatefulSet => self.stateful_set_spec(node, document),
             _ => {
                 let diagnostic = self.error(node, "kind", format!("{kind} is not supported yet"));
                 Self::hint(
@@ -177,20 +180,8 @@ impl Decoder<'_> {
     ) -> Option<WorkloadSpec> {
         let path = "spec";
         let fields = self.fields(node, path, &DAEMON_SET_SPEC)?;
-        let min_ready_seconds = self.count_or(&fields, path, "minReadySeconds", 0, 0);
+        let min_ready_seconds = self.min_ready_seconds_within_deadline(node, &fields);
         let revision_history_limit = self.count_or(&fields, path, "revisionHistoryLimit", 0, 10);
-        if min_ready_seconds >= DAEMON_SET_PROGRESS_DEADLINE_SECONDS {
-            let at = fields.get("minReadySeconds").unwrap_or(node);
-            let diagnostic = self.error(
-                at,
-                "spec.minReadySeconds",
-                format!("`minReadySeconds` ({min_ready_seconds}) must be less than {DAEMON_SET_PROGRESS_DEADLINE_SECONDS}, the progress deadline of a DaemonSet's rollout"),
-            );
-            Self::hint(
-                diagnostic,
-                "a rollout that makes no progress for that long fails and is reverted",
-            );
-        }
         let strategy = match fields.get("updateStrategy") {
             Some(strategy) => self.strategy(strategy, "spec.updateStrategy", &DAEMON_SET_STRATEGY),
             None => Strategy::RollingUpdate {
@@ -205,16 +196,41 @@ impl Decoder<'_> {
             template,
             strategy,
             min_ready_seconds,
-            progress_deadline_seconds: DAEMON_SET_PROGRESS_DEADLINE_SECONDS,
+            progress_deadline_seconds: NO_FIELD_PROGRESS_DEADLINE_SECONDS,
             revision_history_limit,
             paused: false,
             stateful: None,
         })
     }
 
+    /// `minReadySeconds` of a kind without `progressDeadlineSeconds`: less
+    /// than [`NO_FIELD_PROGRESS_DEADLINE_SECONDS`], or no rollout could
+    /// ever finish in time.
+    pub(super) fn min_ready_seconds_within_deadline(
+        &mut self,
+        node: &Node,
+        fields: &Fields,
+    ) -> u32 {
+        let min_ready_seconds = self.count_or(fields, "spec", "minReadySeconds", 0, 0);
+        if min_ready_seconds >= NO_FIELD_PROGRESS_DEADLINE_SECONDS {
+            let owner = self.pod_owner;
+            let at = fields.get("minReadySeconds").unwrap_or(node);
+            let diagnostic = self.error(
+                at,
+                "spec.minReadySeconds",
+                format!("`minReadySeconds` ({min_ready_seconds}) must be less than {NO_FIELD_PROGRESS_DEADLINE_SECONDS}, the progress deadline of a {owner}'s rollout"),
+            );
+            Self::hint(
+                diagnostic,
+                "a rollout that makes no progress for that long fails and is reverted",
+            );
+        }
+        min_ready_seconds
+    }
+
     /// `selector` and `template`, both required, the selector matching the
     /// template's labels.
-    fn selected_template(
+    pub(super) fn selected_template(
         &mut self,
         node: &Node,
         fields: &Fields,
@@ -329,7 +345,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn int_or_percent(
+    pub(super) fn int_or_percent(
         &mut self,
         node: &Node,
         path: &str,
