@@ -246,6 +246,36 @@ fn rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
 }
 
 #[test]
+fn a_reverted_revision_does_not_stay_stuck_on_its_broken_pod() {
+    let good = stateful_set("web", 3, PodManagement::OrderedReady);
+    let state = state_of(vec![good.clone()]);
+    let mut cluster = empty_cluster(&state);
+    converge(&state, &mut cluster, 12);
+    // A bad revision: ordinal 2 is replaced, and its new pod never runs.
+    let bad = state_of(vec![with_image(good.clone(), "web:broken")]);
+    let bad_hash = flotilla::manifest::template_hash(&bad.workloads[0].spec.template);
+    for _ in 0..2 {
+        let p = plan_now(&bad, &cluster);
+        apply_to_observed(&mut cluster, &p, now());
+    }
+    for node in cluster.nodes.values_mut() {
+        for c in node
+            .containers
+            .iter_mut()
+            .filter(|c| c.labels.template_hash == bad_hash)
+        {
+            c.state = ContainerState::Restarting;
+        }
+    }
+    assert!(pods(&cluster).values().any(|(_, h)| *h == bad_hash));
+    // Reverted: the broken pod goes although the set is not all ready.
+    let plans = converge(&state, &mut cluster, 10);
+    assert!(removed(&plans[0]).contains(&2), "{}", plans[0]);
+    assert!(pods(&cluster).values().all(|(_, h)| *h != bad_hash));
+    assert_eq!(pods(&cluster).len(), 3);
+}
+
+#[test]
 fn a_pod_on_an_unreachable_node_holds_its_ordinal_and_says_why() {
     let state = state_of(vec![stateful_set("web", 3, PodManagement::Parallel)]);
     let mut cluster = empty_cluster(&state);

@@ -15,8 +15,11 @@
 //! replaces pods of an older revision from the highest ordinal down to
 //! `partition`, removing one and letting the creation above put the new
 //! revision in its place, within `maxUnavailable` (1 by default) not-ready
-//! pods; `OrderedReady` also waits until every pod is ready. `OnDelete`
-//! leaves old pods until they are removed by hand.
+//! pods; `OrderedReady` also waits until every pod is ready. An outdated
+//! pod that is not ready is replaced at once, outside the budget (it serves
+//! nothing): a failed revision, reverted, does not stay stuck on its broken
+//! pod as Kubernetes' would. `OnDelete` leaves old pods until they are
+//! removed by hand.
 
 use std::collections::BTreeMap;
 
@@ -181,11 +184,29 @@ pub(super) fn decide(
                 budget.saturating_sub(unavailable)
             };
             for s in &outdated {
-                if room == 0 {
-                    break;
-                }
                 if s.location != Location::Live {
                     // Its node is away: it holds the ordinal, and is left.
+                    continue;
+                }
+                // An outdated pod that is not ready serves nothing: replacing
+                // it costs no availability, whatever the order or budget. A
+                // reverted revision's broken pod goes this way (Kubernetes
+                // leaves it to be deleted by hand).
+                if s.state != ReplicaState::Ready {
+                    removes.push(remove_action(
+                        key,
+                        s.replica,
+                        true,
+                        format!(
+                            "rolling update: ordinal {} from revision {} ({}) to {new_hash}",
+                            s.replica.key.slot,
+                            s.replica.key.template_hash,
+                            s.state.as_str()
+                        ),
+                    ));
+                    continue;
+                }
+                if room == 0 {
                     continue;
                 }
                 room -= 1;
