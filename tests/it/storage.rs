@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::deploy::{wait_for, Cluster};
+use crate::common::deploy::{git_in, wait_for, Cluster};
 use crate::common::DECLARED_NODES;
 
 const CLUSTER: &str = "apiVersion: flotilla.dev/v1
@@ -151,6 +151,12 @@ fn each_reads_its_own(cluster: &Cluster, expected: &BTreeMap<u32, String>) {
     }
 }
 
+fn tip(cluster: &Cluster) -> String {
+    git_in(&cluster.bare, &["rev-parse", "main"])
+        .trim()
+        .to_string()
+}
+
 fn flotilla(cluster: &Cluster, args: &[&str]) -> (bool, String) {
     let output = cluster
         .flotilla()
@@ -239,6 +245,41 @@ fn stateful_pods_keep_their_data_through_updates_restarts_scaling_and_partitions
     let after = pods(&cluster, "web");
     assert!(before.values().all(|b| !after.values().any(|a| a.1 == b.1)));
     each_reads_its_own(&cluster, &homes);
+
+    // A crashing revision is reverted by the leader as a commit, the broken
+    // pod replaced; every pod keeps its data. rollout status, notes and
+    // history say so.
+    let broken =
+        stateful_set(3, "2").replace("[ -f /data/ordinal ]", "exit 1; [ -f /data/ordinal ]");
+    cluster.push("apps/web.yaml", Some(&broken), "Break web");
+    let bad = tip(&cluster);
+    let revert = wait_for("the leader's revert", Duration::from_secs(180), || {
+        let tip = tip(&cluster);
+        git_in(&cluster.bare, &["log", "-1", "--format=%B", &tip])
+            .contains(&format!("This reverts commit {bad}"))
+            .then_some(tip)
+    });
+    cluster.git(&["pull", "-q", "--ff-only", "origin", "main"]);
+    cluster.wait_ready("web", 3, within);
+    each_reads_its_own(&cluster, &homes);
+    let note = git_in(&cluster.bare, &["notes", "--ref=flotilla", "show", &bad]);
+    assert!(note.contains(&format!("reverted by {revert}")), "{note}");
+    let bare = cluster.bare.to_string_lossy().to_string();
+    let (ok, said) = flotilla(
+        &cluster,
+        &[
+            "rollout",
+            "status",
+            "statefulset/web",
+            "--timeout",
+            "60",
+            "--repo",
+            &bare,
+        ],
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = flotilla(&cluster, &["history", "statefulset/web", "--repo", &bare]);
+    assert!(ok && said.contains("failed"), "{said}");
 
     // A leader restart changes nothing.
     cluster.stop_leader();
