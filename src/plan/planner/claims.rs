@@ -281,20 +281,26 @@ impl Claims {
                 .map(|c| c.storage.0)
                 .or(observed_at.map(|(_, s)| *s))
                 .unwrap_or(0);
-            let (nodes, state) = match (declared, observed_at) {
-                (Some(claim), Some((nodes, _))) if claim.delete_volume => {
+            // Why its volume goes, when Git says it does.
+            let deletion = match declared {
+                Some(claim) if claim.delete_volume => Some(format!(
+                    "PersistentVolumeClaim {}/{} is declared with flotilla.dev/delete-volume",
+                    id.0, id.1
+                )),
+                Some(_) => None,
+                None => self.retention_deletes(desired, observed, &id),
+            };
+            let (nodes, state) = match (declared, observed_at, deletion) {
+                (_, Some((nodes, _)), Some(reason)) => {
                     let volume = claim_volume_name(&id.0, &id.1);
                     let mut waits = false;
                     for node in nodes {
-                        if reachable(node) {
+                        if reachable(node) && !self.ordinal_pod_on(observed, &id, node) {
                             removals.push(VolumeRemoval {
                                 node: node.clone(),
                                 volume: volume.clone(),
                                 claim: Some(format!("{}/{}", id.0, id.1)),
-                                reason: format!(
-                                    "PersistentVolumeClaim {}/{} is declared with flotilla.dev/delete-volume",
-                                    id.0, id.1
-                                ),
+                                reason: reason.clone(),
                             });
                         } else {
                             waits = true;
@@ -307,40 +313,16 @@ impl Claims {
                     };
                     (nodes.clone(), state)
                 }
-                (Some(_), Some((nodes, _))) if nodes.len() > 1 => {
+                (Some(_), Some((nodes, _)), None) if nodes.len() > 1 => {
                     (nodes.clone(), ClaimState::Conflict)
                 }
-                (Some(_), Some((nodes, _))) => (nodes.clone(), ClaimState::Bound),
-                (Some(_), None) => match self.binding.get(&id) {
+                (Some(_), Some((nodes, _)), None) => (nodes.clone(), ClaimState::Bound),
+                (Some(_), None, _) => match self.binding.get(&id) {
                     Some(node) => (vec![node.clone()], ClaimState::Binding),
                     None => (Vec::new(), ClaimState::Pending),
                 },
-                (None, Some((nodes, _))) => match self.retention_deletes(desired, observed, &id) {
-                    Some(reason) => {
-                        let volume = claim_volume_name(&id.0, &id.1);
-                        let mut waits = false;
-                        for node in nodes {
-                            if reachable(node) && !self.ordinal_pod_on(observed, &id, node) {
-                                removals.push(VolumeRemoval {
-                                    node: node.clone(),
-                                    volume: volume.clone(),
-                                    claim: Some(format!("{}/{}", id.0, id.1)),
-                                    reason: reason.clone(),
-                                });
-                            } else {
-                                waits = true;
-                            }
-                        }
-                        let state = if waits {
-                            ClaimState::DeleteWaits
-                        } else {
-                            ClaimState::Deleting
-                        };
-                        (nodes.clone(), state)
-                    }
-                    None => (nodes.clone(), ClaimState::Kept),
-                },
-                (None, None) => continue,
+                (None, Some((nodes, _)), None) => (nodes.clone(), ClaimState::Kept),
+                (None, None, _) => continue,
             };
             // A claim declared for deletion whose volume is gone needs no line.
             if declared.is_some_and(|c| c.delete_volume) && observed_at.is_none() {
