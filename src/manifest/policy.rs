@@ -292,7 +292,7 @@ pub fn check_operator_policy(state: &DesiredState, policy: &OperatorPolicy) -> V
     }
     if let Some(prefixes) = &policy.host_paths {
         for workload in &state.workloads {
-            for (path, host_path) in host_path_fields(workload) {
+            for (path, host_path, _) in host_path_fields(workload) {
                 if prefixes
                     .iter()
                     .any(|p| names::host_path_under(host_path, p))
@@ -329,7 +329,9 @@ pub fn check_operator_policy(state: &DesiredState, policy: &OperatorPolicy) -> V
 
 /// Each `hostPath` volume of a workload's pod with the field path of its
 /// `path`.
-fn host_path_fields(workload: &Workload) -> Vec<(String, &str)> {
+/// Each `hostPath` volume of the pod: its path's field path, the host path
+/// and the volume's name.
+fn host_path_fields(workload: &Workload) -> Vec<(String, &str, &str)> {
     workload
         .spec
         .template
@@ -341,6 +343,7 @@ fn host_path_fields(workload: &Workload) -> Vec<(String, &str)> {
             VolumeSource::HostPath(host) => Some((
                 format!("spec.template.spec.volumes[{i}].hostPath.path"),
                 host.path.as_str(),
+                volume.name.as_str(),
             )),
             _ => None,
         })
@@ -365,7 +368,7 @@ fn check_host_paths(state: &DesiredState) -> Vec<Diagnostic> {
     for workload in &state.workloads {
         let object = workload.key().to_string();
         let pod = &workload.spec.template.spec;
-        for (path, host_path) in host_path_fields(workload) {
+        for (path, host_path, volume_name) in host_path_fields(workload) {
             let Some(entry) = allowing_entry(allowed, host_path) else {
                 diagnostics.push(
                     Diagnostic::error(
@@ -388,14 +391,11 @@ fn check_host_paths(state: &DesiredState) -> Vec<Diagnostic> {
             if !entry.read_only {
                 continue;
             }
-            let volume_name = pod
-                .volumes
-                .iter()
-                .find(|v| matches!(&v.source, VolumeSource::HostPath(h) if h.path == host_path))
-                .map(|v| v.name.as_str());
+            // Every volume is checked on its own: two volumes of one path
+            // are two mounts of it.
             for (c, container) in pod.containers.iter().enumerate() {
                 for (m, mount) in container.volume_mounts.iter().enumerate() {
-                    if Some(mount.name.as_str()) != volume_name || mount.read_only {
+                    if mount.name != volume_name || mount.read_only {
                         continue;
                     }
                     let mount_path =
@@ -625,6 +625,23 @@ mod tests {
             writable,
         )));
         insta::assert_snapshot!(errors.join("\n\n"));
+    }
+
+    /// Review of issue 15: a second volume of the same read-only path,
+    /// mounted writable, was not checked (only the first volume's mounts were).
+    #[test]
+    fn every_volume_of_a_read_only_path_is_checked() {
+        let mut files = host_path_files(
+            "    allowedHostPaths:\n    - {pathPrefix: /srv/ro, readOnly: true}\n",
+            "/srv/ro",
+            "        - {name: host, mountPath: /ro, readOnly: true}\n        - {name: again, mountPath: /rw}\n",
+        );
+        files[0].text = files[0]
+            .text
+            .replace("      containers:", "      - name: again\n        hostPath: {path: /srv/ro}\n      containers:");
+        let errors = loaded_errors(&files);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("may only be mounted read-only"), "{errors:#?}");
     }
 
     #[test]
