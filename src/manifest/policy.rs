@@ -636,12 +636,16 @@ mod tests {
             "/srv/ro",
             "        - {name: host, mountPath: /ro, readOnly: true}\n        - {name: again, mountPath: /rw}\n",
         );
-        files[0].text = files[0]
-            .text
-            .replace("      containers:", "      - name: again\n        hostPath: {path: /srv/ro}\n      containers:");
+        files[0].text = files[0].text.replace(
+            "      containers:",
+            "      - name: again\n        hostPath: {path: /srv/ro}\n      containers:",
+        );
         let errors = loaded_errors(&files);
         assert_eq!(errors.len(), 1, "{errors:#?}");
-        assert!(errors[0].contains("may only be mounted read-only"), "{errors:#?}");
+        assert!(
+            errors[0].contains("may only be mounted read-only"),
+            "{errors:#?}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::diagnostic::Diagnostic;
 use super::model::{
-    DesiredState, Kind, ObjectKey, PersistentVolumeClaim, Strategy, VolumeSource, Workload,
+    DesiredState, Kind, ObjectKey, PersistentVolumeClaim, PodSet, Strategy, VolumeSource, Workload,
     DELETE_VOLUME_ANNOTATION,
 };
 use super::names;
@@ -18,9 +18,12 @@ use super::names;
 /// One `persistentVolumeClaim` volume of a workload's pod.
 struct ClaimReference<'a> {
     workload: &'a Workload,
-    claim_name: &'a str,
-    /// `spec.template.spec.volumes[0].persistentVolumeClaim.claimName`.
+    claim_name: String,
+    /// `spec.template.spec.volumes[0].persistentVolumeClaim.claimName`, or
+    /// `spec.volumeClaimTemplates[0]` for a StatefulSet ordinal's claim.
     path: String,
+    /// The claim of one StatefulSet ordinal: that pod's own storage.
+    ordinal: bool,
 }
 
 impl ClaimReference<'_> {
@@ -33,7 +36,7 @@ impl ClaimReference<'_> {
 }
 
 fn claim_references(workload: &Workload) -> Vec<ClaimReference<'_>> {
-    workload
+    let mut references: Vec<ClaimReference<'_>> = workload
         .spec
         .template
         .spec
@@ -43,12 +46,28 @@ fn claim_references(workload: &Workload) -> Vec<ClaimReference<'_>> {
         .filter_map(|(i, volume)| match &volume.source {
             VolumeSource::Claim(claim) => Some(ClaimReference {
                 workload,
-                claim_name: &claim.claim_name,
+                claim_name: claim.claim_name.clone(),
                 path: format!("spec.template.spec.volumes[{i}].persistentVolumeClaim.claimName"),
+                ordinal: false,
             }),
             _ => None,
         })
-        .collect()
+        .collect();
+    if let (Some(set), PodSet::Ordinals { replicas, start }) =
+        (&workload.spec.stateful, workload.spec.pods)
+    {
+        for (i, template) in set.claim_templates.iter().enumerate() {
+            for ordinal in start..start.saturating_add(replicas) {
+                references.push(ClaimReference {
+                    workload,
+                    claim_name: workload.ordinal_claim_name(&template.name, ordinal),
+                    path: format!("spec.volumeClaimTemplates[{i}]"),
+                    ordinal: true,
+                });
+            }
+        }
+    }
+    references
 }
 
 /// Reports every reference of a pod to a claim it may not use.
@@ -63,9 +82,39 @@ pub(super) fn check_claims(
     let mut one_pod_users: BTreeMap<(&str, &str), &ClaimReference> = BTreeMap::new();
     let references: Vec<ClaimReference> =
         state.workloads.iter().flat_map(claim_references).collect();
+    // An ordinal's claim is that pod's alone: another reference to it (two
+    // StatefulSets whose names and templates make the same claim name, a
+    // pod naming it) would share that storage.
+    let mut first_reference: BTreeMap<(&str, &str), &ClaimReference> = BTreeMap::new();
     for reference in &references {
         let namespace = reference.workload.meta.namespace.as_str();
-        let Some(claim) = state.claim(namespace, reference.claim_name) else {
+        match first_reference.get(&(namespace, reference.claim_name.as_str())) {
+            Some(first) if first.ordinal || reference.ordinal => {
+                diagnostics.push(reference.error(
+                    format!(
+                        "PersistentVolumeClaim {namespace}/{} is the claim of one StatefulSet pod,                          and {} names it too (at {})",
+                        reference.claim_name,
+                        first.workload.key(),
+                        first.workload.meta.field_location(&first.path)
+                    ),
+                    "an ordinal's claim is that pod's own storage: rename the volume claim                      template or the claim"
+                        .to_string(),
+                ));
+                continue;
+            }
+            Some(_) => {}
+            None => {
+                first_reference.insert((namespace, reference.claim_name.as_str()), reference);
+            }
+        }
+    }
+    for reference in &references {
+        let namespace = reference.workload.meta.namespace.as_str();
+        let Some(claim) = state.claim(namespace, &reference.claim_name) else {
+            if reference.ordinal {
+                // Not declared only when too many were (an error said so).
+                continue;
+            }
             let key = ObjectKey {
                 kind: Kind::PersistentVolumeClaim,
                 namespace: namespace.to_string(),
@@ -77,21 +126,25 @@ pub(super) fn check_claims(
             continue;
         };
         if claim.delete_volume {
-            diagnostics.push(
-                reference.error(
-                    format!(
+            let hint = if reference.ordinal {
+                "the StatefulSet's pod of that ordinal uses it: scale the StatefulSet below the \
+                 ordinal first (its claims go with `persistentVolumeClaimRetentionPolicy: \
+                 {whenScaled: Delete}`), or remove the annotation to keep the data"
+            } else {
+                "a pod cannot use a volume that is being deleted: remove this volume from the \
+                 pod, or remove the annotation from the claim to keep its data"
+            };
+            diagnostics.push(reference.error(
+                format!(
                     "PersistentVolumeClaim {namespace}/{} is declared to have its volume deleted \
                      ({DELETE_VOLUME_ANNOTATION}: \"true\", at {})",
                     claim.meta.name, claim.meta.source
                 ),
-                    "a pod cannot use a volume that is being deleted: remove this volume from the \
-                 pod, or remove the annotation from the claim to keep its data"
-                        .to_string(),
-                ),
-            );
+                hint.to_string(),
+            ));
             continue;
         }
-        if !claim.one_pod() {
+        if !claim.one_pod() || reference.ordinal {
             continue;
         }
         if let Some(pods) = more_than_one_pod(reference.workload) {
@@ -189,7 +242,7 @@ fn not_declared(state: &DesiredState, reference: &ClaimReference) -> Diagnostic 
         .filter(|c| c.meta.namespace == namespace)
         .map(|c| c.meta.name.as_str())
         .collect();
-    let hint = match names::did_you_mean(reference.claim_name, &in_namespace) {
+    let hint = match names::did_you_mean(&reference.claim_name, &in_namespace) {
         Some(suggestion) => format!("did you mean `{suggestion}`?"),
         None if in_namespace.is_empty() => format!(
             "no PersistentVolumeClaim is declared in namespace `{namespace}`: declare `{}` there",
@@ -237,6 +290,65 @@ mod tests {
         format!(
             "apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n{replicas}  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      volumes:\n      - name: data\n        persistentVolumeClaim: {{claimName: {claim_name}}}\n      containers:\n      - name: app\n        image: postgres:16\n        volumeMounts: [{{name: data, mountPath: /var/lib/postgresql/data}}]\n"
         )
+    }
+
+    /// A StatefulSet `name` of `replicas` with the volume claim template
+    /// `template`.
+    fn stateful_set(name: &str, replicas: u32, template: &str) -> String {
+        format!(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      - name: app\n        image: postgres:16\n        volumeMounts: [{{name: {template}, mountPath: /data}}]\n  volumeClaimTemplates:\n  - metadata: {{name: {template}}}\n    spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n"
+        )
+    }
+
+    /// Review of issue 15: `flotilla volume delete` of an ordinal's claim
+    /// was accepted (the check looked at pods' claim volumes only), and the
+    /// leader deleted the pod's data at its next restart; two StatefulSets
+    /// could make the same claim name and share it.
+    #[test]
+    fn an_ordinals_claim_is_that_pods_alone_and_not_deleted_under_it() {
+        let annotated = claim(
+            "data-web-1",
+            "ReadWriteOnce",
+            "  annotations: {flotilla.dev/delete-volume: \"true\"}\n",
+        );
+        let found = errors(&[
+            ("web.yaml", stateful_set("web", 2, "data")),
+            ("gone.yaml", annotated.clone()),
+        ]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].contains("data-web-1 is declared to have its volume deleted"),
+            "{found:#?}"
+        );
+        assert!(
+            found[0].contains("spec.volumeClaimTemplates[0]"),
+            "{found:#?}"
+        );
+        // Scaled below the ordinal, the claim may go.
+        assert!(errors(&[
+            ("web.yaml", stateful_set("web", 1, "data")),
+            ("gone.yaml", annotated)
+        ])
+        .is_empty());
+        // `a-b` with template `d` and `b` with template `d-a`: both `d-a-b-0`.
+        let found = errors(&[
+            ("a.yaml", stateful_set("a-b", 1, "d")),
+            ("b.yaml", stateful_set("b", 1, "d-a")),
+        ]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].contains("d-a-b-0 is the claim of one StatefulSet pod"),
+            "{found:#?}"
+        );
+        // A Deployment naming an ordinal's claim.
+        let found = errors(&[
+            ("web.yaml", stateful_set("web", 1, "data")),
+            (
+                "other.yaml",
+                workload("Deployment", "other", 1, "data-web-0"),
+            ),
+        ]);
+        assert_eq!(found.len(), 1, "{found:#?}");
     }
 
     fn errors(files: &[(&str, String)]) -> Vec<String> {

@@ -73,8 +73,9 @@ pub struct Plan {
 pub struct Waiting {
     pub object: ObjectKey,
     pub slot: u32,
-    /// The node it waits for.
-    pub node: String,
+    /// The node it waits for, when it waits for a node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub reason: String,
 }
 
@@ -91,6 +92,9 @@ pub struct ClaimPlan {
     /// the node this plan binds it to.
     pub nodes: Vec<String>,
     pub state: ClaimState,
+    /// Why its volume is deleted (`deleting`, `deleteWaits`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The StatefulSet pod it was made for: declared by one of its volume
     /// claim templates, or (no longer declared) as its volume records.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,9 +116,12 @@ pub enum ClaimState {
     /// Declared with `flotilla.dev/delete-volume`: this plan deletes its
     /// volume and the data in it.
     Deleting,
-    /// Declared with `flotilla.dev/delete-volume`, on a node that is not
-    /// reachable: left alone until it is.
+    /// To be deleted, but its node is not reachable or its StatefulSet pod
+    /// is still there: left alone until neither is so.
     DeleteWaits,
+    /// Not seen on any node, while some declared node was never seen: it
+    /// may be bound there.
+    Unknown,
     /// Its volume is on more than one node: no pod using it is placed
     /// until all but one are removed by hand.
     Conflict,

@@ -174,7 +174,19 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             let _ = writeln!(out, "{}", paint(GREEN, &line));
         }
     }
-    for claim in &plan.claims {
+    let mut claim_lines = 0;
+    let shown_claims = plan.claims.iter().filter(|c| c.state != ClaimState::Bound);
+    let claims_to_show = shown_claims.clone().count();
+    for claim in shown_claims {
+        claim_lines += 1;
+        if claim_lines > MAX_LINES_PER_OBJECT {
+            let line = format!(
+                "... and {} more claim(s) (`--output json` lists every one)",
+                claims_to_show - MAX_LINES_PER_OBJECT
+            );
+            let _ = writeln!(out, "{line}");
+            break;
+        }
         let id = format!("{}/{}", claim.namespace, claim.name);
         let size = crate::manifest::quantity::Bytes(claim.storage);
         let nodes = claim.nodes.join(", ");
@@ -185,19 +197,29 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
                 GREEN,
             ),
             ClaimState::Pending => (
-                format!("= claim {id} ({size}): not bound yet, no pod uses it; bound to the node of its first pod"),
+                format!("= claim {id} ({size}): not bound yet; bound to the node of its first pod"),
                 "",
+            ),
+            ClaimState::Unknown => (
+                format!("? claim {id} ({size}): not seen, and node(s) {nodes} never seen: it may be bound there"),
+                YELLOW,
             ),
             ClaimState::Kept => (
                 format!("= claim {id} ({size}) on {nodes}: no longer declared, its volume and data are kept (to delete them: `flotilla volume delete {id}`)"),
                 "",
             ),
             ClaimState::Deleting => (
-                format!("- claim {id} ({size}) on {nodes}: DELETES DATA: its volume is removed (flotilla.dev/delete-volume)"),
+                format!(
+                    "- claim {id} ({size}) on {nodes}: DELETES DATA: its volume is removed ({})",
+                    claim.reason.as_deref().unwrap_or("Git says so")
+                ),
                 RED,
             ),
             ClaimState::DeleteWaits => (
-                format!("? claim {id} ({size}) on {nodes}: to be deleted (flotilla.dev/delete-volume), left alone while its node is unreachable"),
+                format!(
+                    "? claim {id} ({size}) on {nodes}: its volume and data are to be deleted ({}), once its node is reachable and no pod of it runs there",
+                    claim.reason.as_deref().unwrap_or("Git says so")
+                ),
                 YELLOW,
             ),
             ClaimState::Conflict => (

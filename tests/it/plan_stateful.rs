@@ -159,6 +159,13 @@ fn a_pod_not_ready_stops_the_next_ordinal() {
     }
     let p = plan_now(&state, &cluster);
     assert!(created(&p).is_empty(), "{p}");
+    // Review of issue 15: the plan said "No changes" while it waited.
+    assert!(!p.is_empty());
+    assert!(
+        p.to_string()
+            .contains("web[1] waits: OrderedReady goes one ordinal at a time, each once the ones before are ready: web-0 is pending"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -287,8 +294,8 @@ fn a_pod_on_an_unreachable_node_holds_its_ordinal_and_says_why() {
     assert!(created(&p).is_empty(), "{p}");
     assert_eq!(p.waiting.len(), 1);
     assert_eq!(
-        (p.waiting[0].slot, p.waiting[0].node.as_str()),
-        (1, node.as_str())
+        (p.waiting[0].slot, p.waiting[0].node.as_deref()),
+        (1, Some(node.as_str()))
     );
     assert!(
         p.to_string().contains("web[1] waits: its pod is on node"),

@@ -290,7 +290,12 @@ impl Claims {
                 Some(_) => None,
                 None => self.retention_deletes(desired, observed, &id),
             };
-            let (nodes, state) = match (declared, observed_at, deletion) {
+            let (nodes, state) = match (declared, observed_at, &deletion) {
+                (Some(_), None, _)
+                    if !self.unseen.is_empty() && !self.binding.contains_key(&id) =>
+                {
+                    (self.unseen.clone(), ClaimState::Unknown)
+                }
                 (_, Some((nodes, _)), Some(reason)) => {
                     let volume = claim_volume_name(&id.0, &id.1);
                     let mut waits = false;
@@ -325,9 +330,16 @@ impl Claims {
                 (None, None, _) => continue,
             };
             // A claim declared for deletion whose volume is gone needs no line.
-            if declared.is_some_and(|c| c.delete_volume) && observed_at.is_none() {
+            if declared.is_some_and(|c| c.delete_volume)
+                && observed_at.is_none()
+                && state != ClaimState::Unknown
+            {
                 continue;
             }
+            let reason = match state {
+                ClaimState::Deleting | ClaimState::DeleteWaits => deletion,
+                _ => None,
+            };
             let ordinal = declared_ordinals
                 .get(&id)
                 .cloned()
@@ -338,6 +350,7 @@ impl Claims {
                 storage,
                 nodes,
                 state,
+                reason,
                 ordinal,
             });
         }

@@ -29,6 +29,32 @@ use crate::plan::{Held, RolloutStatus, RolloutStrategy, Waiting};
 
 use super::{remove_action, Context, Create, Decision, Location, Seen};
 
+/// Why `OrderedReady` waits: the first of `ordinals` whose pod is not
+/// ready, as the planner sees it, or a pod still stopping.
+fn ordered_wait(
+    set: &str,
+    ordinals: std::ops::Range<u32>,
+    by_ordinal: &BTreeMap<u32, Vec<&Seen<'_>>>,
+    terminating: bool,
+) -> String {
+    for ordinal in ordinals {
+        let state = match by_ordinal.get(&ordinal).map(Vec::as_slice) {
+            None | Some([]) => "missing",
+            Some([one]) if one.location != Location::Live => "on a node that is not reachable",
+            Some([one]) if one.state == ReplicaState::Ready => continue,
+            Some([one]) => one.state.as_str(),
+            Some(_) => "held by more than one pod",
+        };
+        return format!(
+            "OrderedReady goes one ordinal at a time, each once the ones before are ready: {set}-{ordinal} is {state}"
+        );
+    }
+    if terminating {
+        return "OrderedReady waits for a pod being stopped to be gone".to_string();
+    }
+    "OrderedReady waits".to_string()
+}
+
 /// Which ordinals to create and which pods to remove.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn decide(
@@ -96,6 +122,12 @@ pub(super) fn decide(
                     continue;
                 }
                 if ordered && (!(start..ordinal).all(ready) || terminating) {
+                    waiting.push(Waiting {
+                        object: key.clone(),
+                        slot: ordinal,
+                        node: None,
+                        reason: ordered_wait(&key.name, start..ordinal, &by_ordinal, terminating),
+                    });
                     break;
                 }
                 creates.push(Create {
@@ -116,7 +148,7 @@ pub(super) fn decide(
                     waiting.push(Waiting {
                         object: key.clone(),
                         slot: ordinal,
-                        node: away.replica.node.to_string(),
+                        node: Some(away.replica.node.to_string()),
                         reason: format!(
                             "its pod is on node {}, which is not reachable: a StatefulSet never runs two pods of one ordinal, so it is not recreated elsewhere until {} answers or is removed from Git",
                             away.replica.node, away.replica.node
@@ -138,7 +170,24 @@ pub(super) fn decide(
         .iter()
         .any(|s| !in_range(s.replica.key.slot) && s.state == ReplicaState::Terminating);
     if ordered {
-        if all_ready && !condemned_terminating {
+        if !all_ready || condemned_terminating {
+            if let Some(s) = condemned.first() {
+                waiting.push(Waiting {
+                    object: key.clone(),
+                    slot: s.replica.key.slot,
+                    node: None,
+                    reason: format!(
+                        "scale down to {replicas} waits: {}",
+                        ordered_wait(
+                            &key.name,
+                            start..end,
+                            &by_ordinal,
+                            terminating || condemned_terminating
+                        )
+                    ),
+                });
+            }
+        } else {
             if let Some(s) = condemned.first() {
                 removes.push(remove_action(
                     key,
