@@ -281,17 +281,7 @@ fn print_list(listing: &VolumeList, out: &mut Output) -> anyhow::Result<()> {
 /// A claim's storage as Kubernetes writes it (`10Gi`, `512Mi`), in bytes
 /// when no binary unit divides it.
 fn storage_text(bytes: u64) -> String {
-    for (unit, size) in [
-        ("Ti", 1u64 << 40),
-        ("Gi", 1 << 30),
-        ("Mi", 1 << 20),
-        ("Ki", 1 << 10),
-    ] {
-        if bytes >= size && bytes % size == 0 {
-            return format!("{}{unit}", bytes / size);
-        }
-    }
-    bytes.to_string()
+    crate::manifest::quantity::Bytes(bytes).to_string()
 }
 
 /// Where a claim's volume is: the node observed to hold it.

@@ -31,6 +31,14 @@ pub struct ManagedLabels {
     pub container: String,
 }
 
+/// The value of `dev.flotilla.<key>`.
+fn label(labels: &HashMap<String, String>, key: &'static str) -> Result<String, LabelError> {
+    labels
+        .get(&format!("{LABEL_PREFIX}{key}"))
+        .cloned()
+        .ok_or(LabelError::Missing(key))
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LabelError {
     #[error("label {0} is missing")]
@@ -61,12 +69,7 @@ impl ManagedLabels {
     /// Decodes a container's labels; fails when it is not managed by flotilla
     /// or a label is missing or malformed.
     pub fn from_docker_labels(labels: &HashMap<String, String>) -> Result<Self, LabelError> {
-        let get = |key: &'static str| -> Result<String, LabelError> {
-            labels
-                .get(&format!("{LABEL_PREFIX}{key}"))
-                .cloned()
-                .ok_or(LabelError::Missing(key))
-        };
+        let get = |key: &'static str| label(labels, key);
         if labels.get(MANAGED_LABEL).map(String::as_str) != Some("true") {
             return Err(LabelError::Missing("managed"));
         }
@@ -226,12 +229,7 @@ impl VolumeOwner {
     /// Decodes a volume's labels; fails when [`VOLUME_LABEL`] is missing or
     /// a label it needs is missing or malformed.
     pub fn from_docker_labels(labels: &HashMap<String, String>) -> Result<Self, LabelError> {
-        let get = |key: &'static str| -> Result<String, LabelError> {
-            labels
-                .get(&format!("{LABEL_PREFIX}{key}"))
-                .cloned()
-                .ok_or(LabelError::Missing(key))
-        };
+        let get = |key: &'static str| label(labels, key);
         match labels.get(VOLUME_LABEL).map(String::as_str) {
             Some("claim") => {
                 let storage = get("storage")?;

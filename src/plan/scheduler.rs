@@ -405,6 +405,13 @@ impl<'a> Scheduler<'a> {
             self.account_requests(node, &requests, group);
             return Ok(());
         }
+        Err(self.bound_fit_error(reasons))
+    }
+
+    /// kube-scheduler's message for a pod with required affinity to one
+    /// node that refuses it for `reasons`: every other node fails the
+    /// affinity.
+    pub fn bound_fit_error(&self, reasons: Vec<FilterReason>) -> String {
         let mut histogram: BTreeMap<String, u32> = BTreeMap::new();
         for reason in reasons {
             *histogram.entry(reason.message()).or_insert(0) += 1;
@@ -413,7 +420,7 @@ impl<'a> Scheduler<'a> {
         if others > 0 {
             histogram.insert(FilterReason::NodeAffinity.message(), others);
         }
-        Err(fit_error_message(self.nodes.len(), &histogram))
+        fit_error_message(self.nodes.len(), &histogram)
     }
 
     /// The feasible node with the highest score; ties go to the highest

@@ -104,13 +104,7 @@ impl Decoder<'_> {
     ) -> Option<WorkloadSpec> {
         let path = "spec";
         let fields = self.fields(node, path, &STATEFUL_SET_SPEC)?;
-        let replicas = match fields.get("replicas") {
-            Some(node) => {
-                document.replicas_location = Some(self.at(node));
-                self.replicas(node, "spec.replicas")
-            }
-            None => Some(1),
-        };
+        let replicas = self.replicas_field(&fields, document);
         let start = match fields.get("ordinals") {
             Some(ordinals) => self.ordinals_start(ordinals, replicas.unwrap_or(1)),
             None => Some(0),

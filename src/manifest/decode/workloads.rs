@@ -115,6 +115,22 @@ impl Decoder<'_> {
         }
     }
 
+    /// `spec.replicas`, 1 when left out, its place recorded (for the
+    /// commands that edit it); `None` when it is invalid (an error said so).
+    pub(super) fn replicas_field(
+        &mut self,
+        fields: &Fields,
+        document: &mut DecodedDocument,
+    ) -> Option<u32> {
+        match fields.get("replicas") {
+            Some(node) => {
+                document.replicas_location = Some(self.at(node));
+                self.replicas(node, "spec.replicas")
+            }
+            None => Some(1),
+        }
+    }
+
     fn deployment_spec(
         &mut self,
         node: &Node,
@@ -122,13 +138,7 @@ impl Decoder<'_> {
     ) -> Option<WorkloadSpec> {
         let path = "spec";
         let fields = self.fields(node, path, &DEPLOYMENT_SPEC)?;
-        let replicas = match fields.get("replicas") {
-            Some(node) => {
-                document.replicas_location = Some(self.at(node));
-                self.replicas(node, "spec.replicas").unwrap_or(1)
-            }
-            None => 1,
-        };
+        let replicas = self.replicas_field(&fields, document).unwrap_or(1);
         let min_ready_seconds = self.count_or(&fields, path, "minReadySeconds", 0, 0);
         let progress_deadline_seconds =
             self.count_or(&fields, path, "progressDeadlineSeconds", 1, 600);

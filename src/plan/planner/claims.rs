@@ -16,7 +16,7 @@ use crate::cluster::{
 use crate::manifest::model::{
     ClaimRetention, DesiredState, PersistentVolumeClaim, PodSet, VolumeSource, Workload,
 };
-use crate::plan::scheduler::{fit_error_message, FilterReason, Scheduler};
+use crate::plan::scheduler::{FilterReason, Scheduler};
 use crate::plan::{ClaimPlan, ClaimState, VolumeRemoval};
 
 /// (namespace, claim name).
@@ -216,15 +216,7 @@ impl Claims {
                 };
                 match &restriction[index] {
                     None => Ok(()),
-                    Some(reason) => {
-                        let mut histogram = BTreeMap::new();
-                        histogram.insert(reason.message(), 1);
-                        let others = u32::try_from(scheduler.node_count() - 1).unwrap_or(u32::MAX);
-                        if others > 0 {
-                            histogram.insert(FilterReason::NodeAffinity.message(), others);
-                        }
-                        Err(fit_error_message(scheduler.node_count(), &histogram))
-                    }
+                    Some(reason) => Err(scheduler.bound_fit_error(vec![reason.clone()])),
                 }
             }
         }
@@ -288,7 +280,7 @@ impl Claims {
                     id.0, id.1
                 )),
                 Some(_) => None,
-                None => self.retention_deletes(desired, observed, &id),
+                None => self.retention_deletes(desired, &id),
             };
             let (nodes, state) = match (declared, observed_at, &deletion) {
                 (Some(_), None, _)
@@ -363,12 +355,7 @@ impl Claims {
     /// retention policy says so: `whenScaled: Delete` for an ordinal scaled
     /// away, `whenDeleted: Delete` (as recorded on the volume) once the
     /// StatefulSet is gone from Git. `None`: it is kept.
-    fn retention_deletes(
-        &self,
-        desired: &DesiredState,
-        _observed: &ObservedCluster,
-        id: &ClaimId,
-    ) -> Option<String> {
+    fn retention_deletes(&self, desired: &DesiredState, id: &ClaimId) -> Option<String> {
         let ordinal = self.ordinals.get(id)?;
         let set = desired.workloads.iter().find(|w| {
             w.meta.namespace == id.0 && w.meta.name == ordinal.set && w.spec.stateful.is_some()

@@ -589,11 +589,24 @@ fn plan_workload<'d>(
         })
     };
     let uses_claims = |slot: u32| !claims::pod_claims(context.desired, w, slot).is_empty();
+    let action = |create: Create, node: &str| {
+        create_action(
+            &key,
+            create.slot,
+            node,
+            &new_hash,
+            commit,
+            &template,
+            create.rollout,
+            create.reason,
+        )
+    };
     // Another pod of the workload, for a `ReadWriteOncePod` claim.
     let mut others = seen.iter().any(|s| s.location != Location::Lost);
     for create in bound {
         let node = create.node.clone().expect("partitioned on a bound node");
-        let admitted = if uses_claims(create.slot) {
+        let claimed = uses_claims(create.slot);
+        let admitted = if claimed {
             claims.admits_bound(context.desired, w, create.slot, others, scheduler, &node)
         } else {
             Ok(())
@@ -602,21 +615,14 @@ fn plan_workload<'d>(
             Some(index) => scheduler.place_on(pod, index),
             None => Err(format!("node {node} is not declared")),
         });
-        if placement.is_ok() && uses_claims(create.slot) {
-            claims.bind(context.desired, w, create.slot, &node);
-            others = true;
-        }
         match placement {
-            Ok(()) => placed.push(create_action(
-                &key,
-                create.slot,
-                &node,
-                &new_hash,
-                commit,
-                &template,
-                create.rollout,
-                create.reason,
-            )),
+            Ok(()) => {
+                if claimed {
+                    claims.bind(context.desired, w, create.slot, &node);
+                    others = true;
+                }
+                placed.push(action(create, &node));
+            }
             Err(reason) => unschedulable(&create, Some(node), reason),
         }
     }
@@ -636,16 +642,7 @@ fn plan_workload<'d>(
                     let node = scheduler.node_name(node);
                     claims.bind(context.desired, w, create.slot, node);
                     others = true;
-                    placed.push(create_action(
-                        &key,
-                        create.slot,
-                        node,
-                        &new_hash,
-                        commit,
-                        &template,
-                        create.rollout,
-                        create.reason,
-                    ));
+                    placed.push(action(create, node));
                 }
                 Err(reason) => unschedulable(&create, None, reason),
             }
@@ -655,16 +652,7 @@ fn plan_workload<'d>(
         let placements = scheduler.schedule(pod, &slots);
         for (create, placement) in free.into_iter().zip(placements) {
             match placement {
-                Ok(node) => placed.push(create_action(
-                    &key,
-                    create.slot,
-                    scheduler.node_name(node),
-                    &new_hash,
-                    commit,
-                    &template,
-                    create.rollout,
-                    create.reason,
-                )),
+                Ok(node) => placed.push(action(create, scheduler.node_name(node))),
                 Err(reason) => unschedulable(&create, None, reason),
             }
         }

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 
 use crate::cluster::ReplicaState;
-use crate::manifest::model::{ObjectKey, PodManagement, StatefulSpec, Strategy, WorkloadSpec};
+use crate::manifest::model::{ObjectKey, PodManagement, Strategy, WorkloadSpec};
 use crate::plan::{Held, RolloutStatus, RolloutStrategy, Waiting};
 
 use super::{remove_action, Context, Create, Decision, Location, Seen};
@@ -67,22 +67,14 @@ pub(super) fn decide(
     context: &Context<'_>,
     waiting: &mut Vec<Waiting>,
 ) -> Decision {
-    let default_set;
-    let set: &StatefulSpec = match &spec.stateful {
-        Some(set) => set,
-        None => {
-            default_set = StatefulSpec {
-                service_name: String::new(),
-                pod_management: PodManagement::OrderedReady,
-                partition: 0,
-                claim_templates: Vec::new(),
-                when_deleted: crate::manifest::model::ClaimRetention::Retain,
-                when_scaled: crate::manifest::model::ClaimRetention::Retain,
-            };
-            &default_set
-        }
-    };
-    let ordered = set.pod_management == PodManagement::OrderedReady;
+    // A StatefulSet always has its own fields (the decoder sets them);
+    // Kubernetes' defaults otherwise.
+    let (ordered, partition) = spec.stateful.as_ref().map_or((true, 0), |set| {
+        (
+            set.pod_management == PodManagement::OrderedReady,
+            set.partition,
+        )
+    });
     let end = start.saturating_add(replicas);
     let in_range = |ordinal: u32| ordinal >= start && ordinal < end;
 
@@ -215,7 +207,7 @@ pub(super) fn decide(
     let outdated: Vec<&Seen<'_>> = by_ordinal
         .iter()
         .rev()
-        .filter(|(o, _)| in_range(**o) && **o >= set.partition)
+        .filter(|(o, _)| in_range(**o) && **o >= partition)
         .flat_map(|(_, pods)| pods.iter().copied())
         .filter(|s| s.replica.key.template_hash != new_hash)
         .collect();
@@ -269,7 +261,7 @@ pub(super) fn decide(
                     ),
                 ));
             }
-            let targets = (start..end).filter(|o| *o >= set.partition).count() as u32;
+            let targets = (start..end).filter(|o| *o >= partition).count() as u32;
             rollout = Some(RolloutStatus {
                 strategy: RolloutStrategy::RollingUpdate,
                 updated: targets - outdated.len() as u32,
