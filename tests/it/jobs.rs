@@ -234,13 +234,20 @@ fn jobs_run_once_per_revision_and_their_outcome_is_noted() {
     let log = cluster.leader_log();
     assert_eq!(log.matches("run finished; recorded").count(), 2, "{log}");
 
-    let history = flotilla(&cluster, &["history", "job/idx"]);
+    // A clone without the notes cannot tell; the leader's repository can.
+    let unknown = flotilla(&cluster, &["history", "job/idx"]);
+    assert!(
+        unknown.contains("job/idx: its runs are unknown here"),
+        "{unknown}"
+    );
+    let bare = cluster.bare.to_str().unwrap().to_string();
+    let history = flotilla(&cluster, &["history", "job/idx", "--repo", &bare]);
     assert!(
         history.contains("succeeded") && history.contains("6/6 succeeded"),
         "{history}"
     );
     assert!(history.contains(&commit[..12]), "{history}");
-    let history = flotilla(&cluster, &["history", "job/fail"]);
+    let history = flotilla(&cluster, &["history", "job/fail", "--repo", &bare]);
     assert!(
         history.contains("failed") && history.contains("BackoffLimitExceeded"),
         "{history}"
