@@ -81,7 +81,6 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             match self.append_run_record(&record, &finished.commit, tip) {
                 Ok(true) => {
                     written = true;
-                    self.api.metrics.rollout_finished(record.outcome.as_str());
                     tracing::info!(object = %object.key, revision = %run.revision, outcome = %record.outcome, reason = record.reason_code().unwrap_or(""), "run finished; recorded in its commit's note");
                 }
                 Ok(false) => {}
