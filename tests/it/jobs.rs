@@ -72,8 +72,15 @@ fn containers_of(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// (started, finished) of a container, in Docker's RFC 3339 with
-/// nanoseconds: compared as text, they sort as times.
+/// Docker's RFC 3339 time with its fraction padded to nanoseconds, so that
+/// times compared as text sort as times.
+fn sortable(time: &str) -> String {
+    let time = time.trim_end_matches('Z');
+    let (whole, fraction) = time.split_once('.').unwrap_or((time, ""));
+    format!("{whole}.{fraction:0<9}Z")
+}
+
+/// (started, finished) of a container, comparable as text.
 fn run_times(cluster: &Cluster, node: &str, container: &str) -> (String, String) {
     let times = cluster.testbed.docker(
         node,
@@ -86,8 +93,8 @@ fn run_times(cluster: &Cluster, node: &str, container: &str) -> (String, String)
     );
     let mut parts = times.split_whitespace();
     let (started, finished, code) = (
-        parts.next().unwrap().to_string(),
-        parts.next().unwrap().to_string(),
+        sortable(parts.next().unwrap()),
+        sortable(parts.next().unwrap()),
         parts.next().unwrap(),
     );
     assert_eq!(code, "0", "{container} on {node}");
