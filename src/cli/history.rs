@@ -73,6 +73,20 @@ pub(super) fn run(args: &HistoryArgs, out: &mut Output) -> anyhow::Result<u8> {
     let notes = notes::check(&repository, "every outcome below is unknown", out)?;
     let known = !matches!(notes, repo::NotesState::Missing { .. });
 
+    if let Some(object) = &object {
+        let runs = repo::recorded_runs(&repository)?;
+        if super::history_runs::lists_runs(&repository, tip, object, &runs) {
+            return super::history_runs::print_runs(
+                object,
+                &runs,
+                known,
+                args.limit,
+                args.output,
+                out,
+            );
+        }
+    }
+
     let mut reader = HistoryReader::new(&repository);
     let revisions = reader.revisions(tip, object.as_ref(), args.limit)?;
     if let (Some(object), true, false) = (&object, revisions.is_empty(), args.limit == Some(0)) {

@@ -6,6 +6,7 @@
 
 pub mod duration;
 mod history;
+mod history_runs;
 pub mod leader;
 mod notes;
 mod object_ref;

@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn kubectl_forms() {
-        let cases: [(&str, Option<&str>, Result<&str, &str>); 20] = [
+        let cases: [(&str, Option<&str>, Result<&str, &str>); 21] = [
             ("deployment/web", None, Ok("Deployment default/web")),
             ("Deployment/web", None, Ok("Deployment default/web")),
             ("deploy/web", None, Ok("Deployment default/web")),
@@ -122,10 +122,11 @@ mod tests {
             ("svc/web", None, Ok("Service default/web")),
             ("cm/web", None, Ok("ConfigMap default/web")),
             ("secret/db", Some("shop"), Ok("Secret shop/db")),
+            ("job/pi", None, Ok("Job default/pi")),
             (
-                "job/pi",
+                "cronjob/nightly",
                 None,
-                Err("flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, statefulset, configmap, secret, ingress and persistentvolumeclaim)"),
+                Err("flotilla does not deploy CronJob objects yet (it deploys cluster, node, deployment, service, daemonset, statefulset, job, configmap, secret, ingress and persistentvolumeclaim)"),
             ),
             (
                 "deploymnt/web",
@@ -135,7 +136,7 @@ mod tests {
             (
                 "widget/web",
                 None,
-                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset, statefulset, configmap, secret, ingress and persistentvolumeclaim)"),
+                Err("unknown kind `widget` (flotilla deploys cluster, node, deployment, service, daemonset, statefulset, job, configmap, secret, ingress and persistentvolumeclaim)"),
             ),
         ];
         for (text, namespace, expected) in cases {

@@ -89,10 +89,19 @@ pub(super) fn run(
     } else {
         observe(&loaded.state)?
     };
-    let plan = plan::plan(
+    // Which runs of Jobs are recorded as finished: without the notes (a
+    // clone that did not fetch them), their state is unknown, never guessed.
+    let runs = match crate::repo::open(&args.source.repo) {
+        Ok(repository) => crate::repo::runs_for_planning(&repository).unwrap_or_else(|error| {
+            plan::Runs::Unknown(format!("the run records cannot be read: {error}"))
+        }),
+        Err(error) => plan::Runs::Unknown(format!("the run records cannot be read: {error}")),
+    };
+    let plan = plan::plan_with_runs(
         &loaded.state,
         &observed,
         &snapshot.commit,
+        &runs,
         SystemTime::now(),
     );
 

@@ -139,6 +139,21 @@ pub(super) fn run<N: NodeOps, P: Planner>(
     let on_delete = |w: &&crate::manifest::model::Workload| {
         w.spec.strategy == crate::manifest::model::Strategy::OnDelete
     };
+    // Pods that run to completion roll nothing out: a run is followed in
+    // `flotilla status` and listed, once finished, by `flotilla history`.
+    let completes = |w: &&crate::manifest::model::Workload| w.spec.pods.completes();
+    if let Some(w) = wanted
+        .as_ref()
+        .and_then(|key| loaded.state.workload(key))
+        .filter(completes)
+    {
+        anyhow::bail!(
+            "{}: runs to completion and has no rollout; follow its run with `flotilla status` and list its runs with `flotilla history {}/{}`",
+            w.key(),
+            w.kind.cli_names()[0],
+            w.meta.name
+        );
+    }
     if let Some(w) = wanted
         .as_ref()
         .and_then(|key| loaded.state.workload(key))
@@ -153,7 +168,7 @@ pub(super) fn run<N: NodeOps, P: Planner>(
         .state
         .workloads
         .iter()
-        .filter(|w| !on_delete(w))
+        .filter(|w| !on_delete(w) && !completes(w))
         .filter(|d| wanted.as_ref().is_none_or(|k| *k == d.key()))
         .map(|d| {
             let revision = crate::manifest::template_hash(&d.spec.template);

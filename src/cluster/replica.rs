@@ -50,6 +50,9 @@ pub enum ReplicaState {
     /// A container is dead, or stopped and its restart policy will not
     /// bring it back: the replica has to be replaced.
     Failed,
+    /// Every container exited 0 and its restart policy (`Never` or
+    /// `OnFailure`) does not start them again: the pod ran to completion.
+    Succeeded,
     /// A container is created, stopped or restarting but is expected to run.
     Pending,
     /// Every container runs, but the replica is not ready yet.
@@ -64,6 +67,7 @@ impl ReplicaState {
             ReplicaState::Unknown => "unknown",
             ReplicaState::Terminating => "terminating",
             ReplicaState::Failed => "failed",
+            ReplicaState::Succeeded => "succeeded",
             ReplicaState::Pending => "pending",
             ReplicaState::Running => "running",
             ReplicaState::Ready => "ready",
@@ -219,9 +223,16 @@ impl ObservedReplica<'_> {
         {
             return ReplicaState::Terminating;
         }
+        // Only a declared template says its pods run to completion: without
+        // one, a stopped container is a failure, as it always was.
+        let runs_to_completion =
+            gate.is_some_and(|g| g.template.spec.restart_policy != RestartPolicy::Always);
         let mut all_running = true;
+        let mut all_completed = true;
         for container in &self.containers {
             match container.state {
+                // Done: neither running nor to be started again.
+                ContainerState::Exited { code: 0 } if runs_to_completion => continue,
                 ContainerState::Running => {}
                 ContainerState::Removing => return ReplicaState::Terminating,
                 ContainerState::Dead => return ReplicaState::Failed,
@@ -233,6 +244,14 @@ impl ObservedReplica<'_> {
                 | ContainerState::Paused
                 | ContainerState::Exited { .. } => all_running = false,
             }
+            all_completed = false;
+        }
+        // Only a pod whose every declared container ran to the end.
+        if all_completed
+            && runs_to_completion
+            && gate.is_some_and(|g| g.template.spec.containers.len() == self.containers.len())
+        {
+            return ReplicaState::Succeeded;
         }
         if !all_running {
             return ReplicaState::Pending;
@@ -461,6 +480,108 @@ mod tests {
                 (0, "n2", false, vec!["app"]),
                 (1, "n1", true, vec!["app"]),
             ]
+        );
+    }
+
+    /// A pod that runs to completion (`Never`, `OnFailure`): succeeded once
+    /// every declared container exited 0; under `Always`, or without its
+    /// template, an exit is what it always was.
+    #[test]
+    fn run_to_completion_states() {
+        use ContainerState::{Exited, Running};
+        let cases: Vec<(&str, RestartPolicy, Vec<ContainerState>, bool, ReplicaState)> = vec![
+            (
+                "never, exited 0",
+                RestartPolicy::Never,
+                vec![Exited { code: 0 }],
+                true,
+                ReplicaState::Succeeded,
+            ),
+            (
+                "on failure, exited 0",
+                RestartPolicy::OnFailure,
+                vec![Exited { code: 0 }],
+                true,
+                ReplicaState::Succeeded,
+            ),
+            (
+                "never, exited 1",
+                RestartPolicy::Never,
+                vec![Exited { code: 1 }],
+                true,
+                ReplicaState::Failed,
+            ),
+            (
+                "on failure, exited 1: restarted",
+                RestartPolicy::OnFailure,
+                vec![Exited { code: 1 }],
+                true,
+                ReplicaState::Pending,
+            ),
+            (
+                "never, one done, one running",
+                RestartPolicy::Never,
+                vec![Exited { code: 0 }, Running],
+                true,
+                ReplicaState::Running,
+            ),
+            (
+                "never, one done, one failed",
+                RestartPolicy::Never,
+                vec![Exited { code: 0 }, Exited { code: 2 }],
+                true,
+                ReplicaState::Failed,
+            ),
+            (
+                "always, exited 0: restarted",
+                RestartPolicy::Always,
+                vec![Exited { code: 0 }],
+                true,
+                ReplicaState::Pending,
+            ),
+            (
+                "never, no template",
+                RestartPolicy::Never,
+                vec![Exited { code: 0 }],
+                false,
+                ReplicaState::Failed,
+            ),
+        ];
+        for (case, policy, states, with_gate, expected) in cases {
+            let names = ["a", "b"];
+            let containers: Vec<ObservedContainer> = states
+                .iter()
+                .zip(names)
+                .map(|(state, name)| container(name, 0, "n1", *state))
+                .collect();
+            let declared: Vec<(&str, bool)> =
+                names[..states.len()].iter().map(|n| (*n, false)).collect();
+            let mut template = template(&declared);
+            template.spec.restart_policy = policy;
+            let observed = cluster(vec![("n1", true, containers)]);
+            let replicas = group_replicas(&observed);
+            let gate = ReadinessGate {
+                template: &template,
+                min_ready_seconds: 0,
+            };
+            let state = replicas[0].state(with_gate.then_some(gate), at(T0 + 5));
+            assert_eq!(state, expected, "{case}");
+        }
+        // A missing container: not complete, whatever the others did.
+        let mut both = template(&[("a", false), ("b", false)]);
+        both.spec.restart_policy = RestartPolicy::Never;
+        let observed = cluster(vec![(
+            "n1",
+            true,
+            vec![container("a", 0, "n1", Exited { code: 0 })],
+        )]);
+        let gate = ReadinessGate {
+            template: &both,
+            min_ready_seconds: 0,
+        };
+        assert_eq!(
+            group_replicas(&observed)[0].state(Some(gate), at(T0)),
+            ReplicaState::Pending
         );
     }
 

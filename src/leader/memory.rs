@@ -521,6 +521,7 @@ impl Planner for RoundRobin {
         desired: &DesiredState,
         commit: &str,
         observed: &ObservedCluster,
+        _runs: &crate::plan::Runs,
         _now: SystemTime,
     ) -> Vec<Step> {
         let reachable: Vec<&String> = observed

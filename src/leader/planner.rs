@@ -21,9 +21,10 @@ impl Planner for KubePlanner {
         desired: &DesiredState,
         commit: &str,
         observed: &ObservedCluster,
+        runs: &plan::Runs,
         now: SystemTime,
     ) -> Vec<Step> {
-        self.planned(desired, commit, observed, now).1
+        self.planned(desired, commit, observed, runs, now).1
     }
 
     fn planned(
@@ -31,9 +32,10 @@ impl Planner for KubePlanner {
         desired: &DesiredState,
         commit: &str,
         observed: &ObservedCluster,
+        runs: &plan::Runs,
         now: SystemTime,
     ) -> (Option<plan::Plan>, Vec<Step>) {
-        let plan = plan::plan(desired, observed, commit, now);
+        let plan = plan::plan_with_runs(desired, observed, commit, runs, now);
         for unschedulable in &plan.unschedulable {
             tracing::warn!(
                 object = %unschedulable.object,

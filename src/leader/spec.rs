@@ -120,6 +120,12 @@ pub fn replica_containers(
             })
         })
         .collect();
+    let workload = desired.workload_named(labels.kind, &labels.namespace, &labels.name);
+    let ordinal = workload.map_or(labels.slot, |w| w.pod_ordinal(labels.slot));
+    // Kubernetes' variable of an indexed pod: its completion index.
+    let index_env = workload
+        .and_then(|w| w.completion_index(labels.slot))
+        .map(|index| ContainerEnv::plain("JOB_COMPLETION_INDEX", index.to_string()));
     let mut first_name = None;
     spec.containers
         .iter()
@@ -150,11 +156,12 @@ pub fn replica_containers(
                         let (name, value) = assignment.split_once('=').unwrap_or((assignment, ""));
                         ContainerEnv::plain(name, value)
                     })
+                    .chain(index_env.clone())
                     .chain(pod_config::container_env(container, namespace, desired))
                     .collect(),
                 labels: container_labels.to_docker_labels(),
                 working_dir: container.working_dir.clone(),
-                hostname: is_first.then(|| pod_hostname(&labels.name, labels.slot)),
+                hostname: is_first.then(|| pod_hostname(&labels.name, ordinal)),
                 port_bindings: if is_first {
                     pod_bindings.clone()
                 } else {

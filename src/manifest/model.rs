@@ -72,7 +72,7 @@ const KINDS: [KindInfo; 14] = [
     KindInfo { kind: Kind::Service, name: "Service", api_version: "v1", namespaced: true, supported: true, cli_names: &["service", "services", "svc"], phrase: "service", runs_pods: false },
     KindInfo { kind: Kind::DaemonSet, name: "DaemonSet", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["daemonset", "daemonsets", "ds"], phrase: "daemon set", runs_pods: true },
     KindInfo { kind: Kind::StatefulSet, name: "StatefulSet", api_version: "apps/v1", namespaced: true, supported: true, cli_names: &["statefulset", "statefulsets", "sts"], phrase: "stateful set", runs_pods: true },
-    KindInfo { kind: Kind::Job, name: "Job", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["job", "jobs"], phrase: "job", runs_pods: true },
+    KindInfo { kind: Kind::Job, name: "Job", api_version: "batch/v1", namespaced: true, supported: true, cli_names: &["job", "jobs"], phrase: "job", runs_pods: true },
     KindInfo { kind: Kind::CronJob, name: "CronJob", api_version: "batch/v1", namespaced: true, supported: false, cli_names: &["cronjob", "cronjobs", "cj"], phrase: "cron job", runs_pods: true },
     KindInfo { kind: Kind::ConfigMap, name: "ConfigMap", api_version: "v1", namespaced: true, supported: true, cli_names: &["configmap", "configmaps", "cm"], phrase: "config map", runs_pods: false },
     KindInfo { kind: Kind::Secret, name: "Secret", api_version: "v1", namespaced: true, supported: true, cli_names: &["secret", "secrets"], phrase: "secret", runs_pods: false },
@@ -985,7 +985,26 @@ impl Workload {
     pub fn replicas(&self) -> Option<u32> {
         match self.spec.pods {
             PodSet::Replicas(n) | PodSet::Ordinals { replicas: n, .. } => Some(n),
+            PodSet::Completions(job) => Some(job.parallelism),
             PodSet::OnePerNode => None,
+        }
+    }
+
+    /// The completion index of the pod in `slot`, for a pod set that
+    /// completes by index (`JOB_COMPLETION_INDEX`).
+    pub fn completion_index(&self, slot: u32) -> Option<u32> {
+        match self.spec.pods {
+            PodSet::Completions(job) => job.completion_index(slot),
+            _ => None,
+        }
+    }
+
+    /// The number a pod's host name ends with (`<name>-<n>`): its slot, or
+    /// for a pod set that completes by index, its completion index.
+    pub fn pod_ordinal(&self, slot: u32) -> u32 {
+        match self.spec.pods {
+            PodSet::Completions(job) => job.completion_index(slot).unwrap_or(slot),
+            _ => slot,
         }
     }
 
@@ -1015,6 +1034,77 @@ pub enum PodSet {
     /// (StatefulSet): each ordinal's pod is the slot of that number, at
     /// most one at a time, with its own claims.
     Ordinals { replicas: u32, start: u32 },
+    /// Pods that run to completion (Job): at most `parallelism` at a time,
+    /// until `completions` of them succeed; every pod it ran is kept as its
+    /// record until the run is finished and noted ([`JobSpec`]).
+    Completions(JobSpec),
+}
+
+impl PodSet {
+    /// Its pods run to completion and stay as the record of a run: a
+    /// finished pod is neither removed nor replaced by the shared
+    /// machinery, and nothing about it is a rollout.
+    pub fn completes(self) -> bool {
+        matches!(self, PodSet::Completions(_))
+    }
+}
+
+/// The most completions of an `Indexed` Job (Kubernetes' own limit).
+pub const MAX_INDEXED_COMPLETIONS: u32 = 100_000;
+
+/// A Job's own fields (`batch/v1`), Kubernetes' defaults applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    /// `completions`: successes that finish the run; `None` (unset): the
+    /// first success of any pod, once no other pod runs (a work queue).
+    pub completions: Option<u32>,
+    /// `parallelism`, 1 by default: the most pods running at once.
+    pub parallelism: u32,
+    pub completion_mode: CompletionMode,
+    /// `backoffLimit`, 6 by default: failures (failed pods, and with
+    /// `restartPolicy: OnFailure` container restarts) after which the run
+    /// fails.
+    pub backoff_limit: u32,
+    /// `activeDeadlineSeconds`: the run fails once it has been running
+    /// this long.
+    pub active_deadline_seconds: Option<u32>,
+    /// `ttlSecondsAfterFinished`: its pods are removed this long after the
+    /// run finished (once its outcome is recorded).
+    pub ttl_seconds_after_finished: Option<u32>,
+    /// `suspend`: no new pods, the running ones removed.
+    pub suspend: bool,
+}
+
+/// `completionMode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CompletionMode {
+    /// Any `completions` successes finish the run.
+    NonIndexed,
+    /// Each index `0..completions` succeeds once; its pods get
+    /// `JOB_COMPLETION_INDEX` and the host name `<job>-<index>`.
+    Indexed,
+}
+
+impl JobSpec {
+    /// An `Indexed` pod's slot: `attempt * MAX_INDEXED_COMPLETIONS + index`,
+    /// so every attempt of an index is a pod (and a container name) of its
+    /// own while the slot still tells its index.
+    pub fn indexed_slot(index: u32, attempt: u32) -> u32 {
+        attempt
+            .saturating_mul(MAX_INDEXED_COMPLETIONS)
+            .saturating_add(index)
+    }
+
+    /// The completion index of the pod in `slot` (`Indexed` only).
+    pub fn completion_index(&self, slot: u32) -> Option<u32> {
+        (self.completion_mode == CompletionMode::Indexed).then_some(slot % MAX_INDEXED_COMPLETIONS)
+    }
+
+    /// The attempt of its index the pod in `slot` is (`Indexed`), from 0.
+    pub fn attempt(slot: u32) -> u32 {
+        slot / MAX_INDEXED_COMPLETIONS
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -1869,11 +1959,11 @@ mod tests {
         assert_eq!(distinct.len(), KINDS.len());
         assert_eq!(
             Kind::supported_list(),
-            "Cluster, Node, Deployment, Service, DaemonSet, StatefulSet, ConfigMap, Secret, Ingress and PersistentVolumeClaim"
+            "Cluster, Node, Deployment, Service, DaemonSet, StatefulSet, Job, ConfigMap, Secret, Ingress and PersistentVolumeClaim"
         );
         assert_eq!(
             Kind::workload_list(),
-            "deployment, daemonset and statefulset"
+            "deployment, daemonset, statefulset and job"
         );
     }
 }

@@ -437,7 +437,10 @@ pub fn service_endpoints(
                 ReplicaState::Ready => "ready",
                 ReplicaState::Terminating => "terminating",
                 ReplicaState::Unknown => "unknown",
-                ReplicaState::Failed | ReplicaState::Pending | ReplicaState::Running => "not-ready",
+                ReplicaState::Failed
+                | ReplicaState::Succeeded
+                | ReplicaState::Pending
+                | ReplicaState::Running => "not-ready",
             };
             let first = replica.containers.iter().find(|c| c.address.is_some());
             let endpoint = EndpointStatus {

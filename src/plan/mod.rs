@@ -15,6 +15,7 @@ pub mod render;
 pub mod scheduler;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -23,7 +24,7 @@ use crate::manifest::model::{DesiredState, ObjectKey, PodTemplate};
 
 pub use diff::manifest_diff;
 pub(crate) use planner::desired_pods;
-pub use planner::plan;
+pub use planner::{plan, plan_with_runs};
 pub use render::{render, RenderOptions};
 
 /// What one reconcile should do, and what it found.
@@ -302,6 +303,113 @@ pub struct ObjectStatus {
     /// declared: placed again elsewhere.
     pub lost: u32,
     pub rollout: Option<RolloutStatus>,
+    /// A pod set that completes (Job): where its run of the current
+    /// revision stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunStatus>,
+}
+
+/// What is known of the finished runs of pod sets that complete: the
+/// records in the notes, an input of the planner (so that a run whose pods
+/// are gone is not run again).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Runs {
+    /// Every finished run's record, by object and revision (template hash).
+    Known(std::collections::BTreeMap<(ObjectKey, String), RecordedRun>),
+    /// The records cannot be read (a clone without the notes): whether a
+    /// run is finished cannot be told, so nothing is run nor removed.
+    Unknown(String),
+    /// No record was looked for: no run has finished (tests, benchmarks).
+    #[default]
+    NoneRecorded,
+}
+
+impl Runs {
+    /// The record of `key`'s run of `revision`: `Err` when it cannot be told.
+    pub fn recorded(&self, key: &ObjectKey, revision: &str) -> Result<Option<&RecordedRun>, &str> {
+        match self {
+            Runs::Known(runs) => Ok(runs.get(&(key.clone(), revision.to_string()))),
+            Runs::Unknown(reason) => Err(reason),
+            Runs::NoneRecorded => Ok(None),
+        }
+    }
+}
+
+/// A finished run, as its note records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRun {
+    pub outcome: crate::reconcile::record::Outcome,
+    /// `BackoffLimitExceeded`, `DeadlineExceeded`; `None` for a success.
+    pub reason: Option<String>,
+    pub finished_at: SystemTime,
+}
+
+/// A run of a pod set that completes, in a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatus {
+    pub revision: String,
+    /// `None`: the first success of any pod finishes the run.
+    pub completions: Option<u32>,
+    pub succeeded: u32,
+    pub active: u32,
+    /// Failed pods, and with `restartPolicy: OnFailure` container restarts.
+    pub failed: u32,
+    pub state: RunState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum RunState {
+    /// Its record cannot be read: whether it runs cannot be told.
+    Unknown {
+        reason: String,
+    },
+    /// Not started: no pod of the revision ran yet, and it is suspended.
+    Suspended,
+    Running,
+    /// A pod failed; the next one is created at `until`.
+    BackingOff {
+        #[serde(serialize_with = "rfc3339")]
+        until: SystemTime,
+    },
+    /// Finished as observed now, not recorded yet: the leader writes its
+    /// record, and the next plan acts on it.
+    Finished(FinishedRun),
+    /// Finished and recorded; its pods are removed at `removal` (its
+    /// `ttlSecondsAfterFinished`), when it has one.
+    Recorded {
+        outcome: crate::reconcile::record::Outcome,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(serialize_with = "rfc3339")]
+        finished_at: SystemTime,
+    },
+}
+
+/// How a run finished, as observed: what its record says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedRun {
+    pub outcome: crate::reconcile::record::Outcome,
+    /// `BackoffLimitExceeded` or `DeadlineExceeded`; `None` for a success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The commit that declared the revision (its pods' `commit` label):
+    /// the record goes in its note.
+    pub commit: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: SystemTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub finished_at: SystemTime,
+    /// (node, Docker container name) of the last failed pod's first failed
+    /// container, whose last log lines the record keeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<(String, String)>,
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::reconcile::time::format_rfc3339(*time))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -378,4 +486,42 @@ pub fn offline_cluster(desired: &DesiredState) -> ObservedCluster {
         );
     }
     cluster
+}
+
+impl std::fmt::Display for RunStatus {
+    /// `2/6 succeeded, 2 active, 1 failed`, then where the run stands:
+    /// `backing off until ...`, `succeeded at ...`, `failed (DeadlineExceeded) at ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let time = crate::reconcile::time::format_rfc3339;
+        match self.completions {
+            Some(c) => write!(f, "{}/{c} succeeded", self.succeeded)?,
+            None => write!(f, "{} succeeded (1 needed)", self.succeeded)?,
+        }
+        write!(f, ", {} active, {} failed", self.active, self.failed)?;
+        let outcome =
+            |f: &mut std::fmt::Formatter<'_>, outcome, reason: &Option<String>| match reason {
+                Some(reason) => write!(f, "{outcome} ({reason})"),
+                None => write!(f, "{outcome}"),
+            };
+        match &self.state {
+            RunState::Unknown { reason } => write!(f, "; unknown: {reason}"),
+            RunState::Suspended => write!(f, "; suspended"),
+            RunState::Running => Ok(()),
+            RunState::BackingOff { until } => write!(f, "; backing off until {}", time(*until)),
+            RunState::Finished(run) => {
+                write!(f, "; ")?;
+                outcome(f, run.outcome, &run.reason)?;
+                write!(f, " at {}, being recorded", time(run.finished_at))
+            }
+            RunState::Recorded {
+                outcome: o,
+                reason,
+                finished_at,
+            } => {
+                write!(f, "; ")?;
+                outcome(f, *o, reason)?;
+                write!(f, " at {}", time(*finished_at))
+            }
+        }
+    }
 }

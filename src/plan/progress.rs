@@ -157,6 +157,13 @@ impl RolloutTracker {
                 self.rollouts.remove(&key);
                 continue;
             }
+            // Pods that run to completion are a run, not a rollout: a
+            // failed one is a failed run (recorded in its note), never a
+            // reason to revert.
+            if d.spec.pods.completes() {
+                self.rollouts.remove(&key);
+                continue;
+            }
             let revision = template_hash(&d.spec.template);
             let gate = ReadinessGate {
                 template: &d.spec.template,

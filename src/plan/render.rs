@@ -61,10 +61,28 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
             && waiting.is_empty()
             && object.unknown == 0
             && object.lost == 0
+            && object
+                .run
+                .as_ref()
+                .is_none_or(|r| matches!(r.state, super::RunState::Recorded { .. }))
         {
             continue;
         }
         let _ = writeln!(out, "{}", paint(BOLD, &object_header(object)));
+        if let Some(run) = &object.run {
+            let colour = match run.state {
+                super::RunState::Unknown { .. } | super::RunState::BackingOff { .. } => YELLOW,
+                _ => BOLD,
+            };
+            let _ = writeln!(
+                out,
+                "{}",
+                paint(
+                    colour,
+                    &format!("  run of revision {}: {run}", run.revision)
+                )
+            );
+        }
         if let Some(changes) = options.config_changes.and_then(|c| c.get(&object.key)) {
             let listed: Vec<String> = changes.iter().map(ToString::to_string).collect();
             let _ = writeln!(out, "  rolls because {}", listed.join(", "));
@@ -361,6 +379,21 @@ pub fn summary(plan: &Plan) -> String {
             // is unknown: "the cluster matches" would be a guess.
             return format!(
                 "No changes on the nodes observed; {unseen} node(s) never observed, what runs there is unknown."
+            );
+        }
+        let unknown_runs = plan
+            .objects
+            .iter()
+            .filter(|o| {
+                o.run
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.state, super::RunState::Unknown { .. }))
+            })
+            .count();
+        if unknown_runs > 0 {
+            // Whether a Job runs depends on records this plan could not read.
+            return format!(
+                "No changes planned; whether {unknown_runs} run(s) to completion will run is unknown (see above)."
             );
         }
         if !plan.services.is_empty() {

@@ -220,9 +220,12 @@ pub(crate) fn success_record(
         outcome: Outcome::Succeeded,
         finished_at: format_rfc3339(now),
         duration,
+        // Pods that run to completion roll nothing out: their runs have
+        // records of their own (`run_record`).
         objects: desired
             .workloads
             .iter()
+            .filter(|w| !w.spec.pods.completes())
             .map(|w| object_outcome(w, desired, Outcome::Succeeded, observed, now))
             .collect(),
         reason: None,

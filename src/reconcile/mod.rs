@@ -15,5 +15,6 @@ pub(crate) mod decide;
 pub(crate) mod printable;
 pub(crate) mod probes;
 pub(crate) mod record;
+pub(crate) mod run_record;
 pub mod status;
 pub(crate) mod time;

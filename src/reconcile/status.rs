@@ -93,6 +93,10 @@ pub struct ObjectStatus {
     /// ordinal whose pod is on a node away, a replica no node can take).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting: Vec<String>,
+    /// A pod set that completes (Job): its run of the current revision, as
+    /// the plan sees it (`2/6 succeeded, 2 active, 1 failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// Adds to each object of `status` the pods `plan` cannot create, and why.
@@ -107,6 +111,14 @@ pub fn note_waits(status: &mut StatusReport, plan: &crate::plan::Plan) {
             object
                 .waiting
                 .push(format!("{}[{}] waits: {}", object.name, w.slot, w.reason));
+        }
+        if let Some(run) = plan
+            .objects
+            .iter()
+            .find(|o| is(&o.key))
+            .and_then(|o| o.run.as_ref())
+        {
+            object.run = Some(run.to_string());
         }
         for u in plan.unschedulable.iter().filter(|u| is(&u.object)) {
             object.waiting.push(format!(
@@ -344,7 +356,11 @@ pub fn build(
         // Complete when every replica is of this revision and available;
         // with `OnDelete`, old pods stay by design: when every pod is there
         // and available, whatever its revision.
-        let complete = if declared.workload.spec.strategy == Strategy::OnDelete {
+        // Pods that run to completion roll nothing out: their run is
+        // followed in `run` (from the plan), and recorded in its note.
+        let complete = if declared.workload.spec.pods.completes() {
+            true
+        } else if declared.workload.spec.strategy == Strategy::OnDelete {
             total == *desired_replicas && available >= *desired_replicas
         } else {
             updated == *desired_replicas
@@ -370,6 +386,7 @@ pub fn build(
             .to_string(),
             rollout_reason: None,
             waiting: Vec::new(),
+            run: None,
         });
     }
     // Objects that are gone from the repository but still have containers.
@@ -539,7 +556,7 @@ impl fmt::Display for StatusReport {
                     .deployed_commit
                     .as_deref()
                     .map_or("-".into(), |c| c[..c.len().min(12)].to_string()),
-                object.rollout.clone(),
+                object.run.clone().unwrap_or_else(|| object.rollout.clone()),
             ]);
         }
         write_table(f, &rows)?;

@@ -17,6 +17,41 @@ pub(crate) fn format_rfc3339(time: SystemTime) -> String {
     )
 }
 
+/// `2026-11-23T01:02:03Z` back to a time: the form [`format_rfc3339`]
+/// writes (UTC, whole seconds), nothing else.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
 /// How kubectl shows an age: the largest unit, whole.
 pub(crate) fn format_age(age: Duration) -> String {
     let secs = age.as_secs();
@@ -83,6 +118,24 @@ mod tests {
                 format_rfc3339(UNIX_EPOCH + Duration::from_secs(secs)),
                 expected
             );
+        }
+    }
+
+    #[test]
+    fn rfc3339_reads_back_what_it_writes() {
+        for secs in [0u64, 1_700_000_000, 1_764_800_000, 4_102_444_799] {
+            let time = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(parse_rfc3339(&format_rfc3339(time)), Some(time), "{secs}");
+        }
+        for bad in [
+            "",
+            "2026-11-23 01:02:03Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T01:02:03",
+            "2026-11-23T01:02:03+01:00",
+            "+026-11-23T01:02:03Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
 

@@ -14,6 +14,7 @@ mod init;
 mod policy;
 mod revisions;
 mod rollback;
+mod runs;
 mod signature;
 mod work_tree;
 
@@ -27,6 +28,7 @@ use ignore_rules::IgnoreRules;
 
 pub use crate::reconcile::printable::{printable_line, printable_text};
 pub use crate::reconcile::record::{ObjectOutcome, Outcome, RolloutRecord};
+pub use crate::reconcile::run_record::RunRecord;
 pub use age_identity::{record_age_identity, recorded_age_identity, AGE_IDENTITY};
 pub use branch::{checked_out_branch, configured_branch, default_branch};
 pub use history::{
@@ -40,6 +42,7 @@ pub use rollback::{
     commit_in_work_tree, errors_after, object_ref, plan_rollback, plan_tree_rollback,
     write_to_branch, FileChange, PendingCommit, Rollback, RollbackError, TargetChoice,
 };
+pub use runs::{notes_tip, recorded_runs, runs_for_planning, runs_from};
 pub use work_tree::working_tree_changes;
 
 /// Manifests larger than this are refused: Kubernetes itself stores objects

@@ -10,6 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use flotilla::manifest::model::{Kind, PodSet, RestartPolicy};
 use flotilla::manifest::{load, SourceFile};
 
 fn read_dir(dir: &Path) -> Vec<SourceFile> {
@@ -83,9 +84,9 @@ fn the_shared_set_is_read_when_present() {
     }
 }
 
-/// The Pod and Job examples: besides their kind, every field of their pod
-/// templates flotilla does not support, and each field of the Job's own
-/// spec, is named with file:line.
+/// The Pod examples: besides their kind, every field of their pod
+/// templates flotilla does not support is named with file:line. The Job
+/// example (`pi`, issue 16) decodes as Kubernetes reads it.
 #[test]
 fn pods_and_jobs_name_what_is_unsupported() {
     let files: Vec<SourceFile> = fixtures()
@@ -106,7 +107,6 @@ fn pods_and_jobs_name_what_is_unsupported() {
     for (file, kind) in [
         ("http-liveness.yaml", "Pod"),
         ("tcp-liveness-readiness.yaml", "Pod"),
-        ("job.yaml", "Job"),
     ] {
         assert!(
             loaded
@@ -117,15 +117,25 @@ fn pods_and_jobs_name_what_is_unsupported() {
             "{file}: {all}"
         );
     }
-    // Their pod templates use only supported fields (so nothing else is
-    // named; the corpus case pod-and-job-templates covers unsupported
-    // ones), and the Job's own field is named with its place.
     assert!(
-        all.contains(
-            "error: field `backoffLimit` is not supported yet (Job is not supported)\n  --> job.yaml:13:3"
-        ),
+        !loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.location.file == "job.yaml"),
         "{all}"
     );
+    let pi = loaded
+        .state
+        .workload_named(Kind::Job, "default", "pi")
+        .expect("the Job decodes");
+    let PodSet::Completions(job) = pi.spec.pods else {
+        panic!("{:?}", pi.spec.pods);
+    };
+    assert_eq!(
+        (job.backoff_limit, job.completions, job.parallelism),
+        (4, None, 1)
+    );
+    assert_eq!(pi.spec.template.spec.restart_policy, RestartPolicy::Never);
     insta::assert_snapshot!("pods_and_jobs", all);
 }
 
@@ -158,6 +168,7 @@ fn kubernetes_examples() {
             // (no Cluster object allows a host path), not by its decoder.
             "DaemonSet kube-system/fluentd-elasticsearch replicas=0 containers=1",
             "StatefulSet default/web replicas=3 containers=1",
+            "Job default/pi replicas=1 containers=1",
         ]
     );
     // The StatefulSet's volume claim template: a claim per ordinal.

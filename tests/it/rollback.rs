@@ -685,8 +685,8 @@ fn refusals_are_one_clear_line() {
         "node/n1 has no earlier revision on main",
     );
     check(
-        &["rollback", "job/web"],
-        "flotilla does not deploy Job objects yet (it deploys cluster, node, deployment, service, daemonset, statefulset, configmap, secret, ingress and persistentvolumeclaim)",
+        &["rollback", "cronjob/web"],
+        "flotilla does not deploy CronJob objects yet (it deploys cluster, node, deployment, service, daemonset, statefulset, job, configmap, secret, ingress and persistentvolumeclaim)",
     );
     check(
         &["rollback", "deployment/web", "--branch", "nope"],

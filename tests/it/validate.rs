@@ -781,18 +781,18 @@ fn a_dot_directory_is_read_when_flotillaignore_includes_it() {
 /// nothing is a warning at its line.
 #[test]
 fn flotillaignore_excludes_single_documents() {
-    let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: web\n  namespace: shop\n";
+    let job = "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: web\n  namespace: shop\n";
     let work = WorkTree::new();
     work.write("all.yaml", &format!("{NODE}---\n{job}---\n{WEB}"));
     work.commit("all in one");
     let (code, out, _) = validate(work.path(), &[], None);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("error: Job is not supported yet"), "{out}");
+    assert!(out.contains("error: CronJob is not supported yet"), "{out}");
 
-    for line in ["all.yaml#Job/web", "/all.yaml#Job/shop/web"] {
+    for line in ["all.yaml#CronJob/web", "/all.yaml#CronJob/shop/web"] {
         work.write(
             ".flotillaignore",
-            &format!("# the Job is Kubernetes'\n{line}\nall.yaml#Ingress/web\nmissing.yaml#Service/web\n"),
+            &format!("# the CronJob is Kubernetes'\n{line}\nall.yaml#Ingress/web\nmissing.yaml#Service/web\n"),
         );
         work.commit(line);
         for args in [&[][..], &["--working-tree"][..]] {
@@ -813,13 +813,13 @@ fn flotillaignore_excludes_single_documents() {
         }
     }
 
-    // Another namespace excludes nothing: the Job is read again.
-    work.write(".flotillaignore", "all.yaml#Job/default/web\n");
+    // Another namespace excludes nothing: the CronJob is read again.
+    work.write(".flotillaignore", "all.yaml#CronJob/default/web\n");
     work.commit("wrong namespace");
     let (code, out, _) = validate(work.path(), &[], None);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("all.yaml declares no Job/default/web"),
+        out.contains("all.yaml declares no CronJob/default/web"),
         "{out}"
     );
 }

@@ -34,6 +34,7 @@ use crate::repo::{Outcome, RolloutRecord};
 
 mod probing;
 mod rollouts;
+mod runs;
 
 pub use crate::reconcile::decide::{AUTO_REVERT_TRAILER, AUTO_ROLLBACK_ANNOTATION};
 use probing::{current_templates, declared_container, probe_round, Restarts};
@@ -63,11 +64,13 @@ pub enum RolloutRecordError {
 /// The planner proper (`plan`) behind a small adapter; a test can put a
 /// simpler one here.
 pub trait Planner: Send + Sync + 'static {
+    /// `runs`: the finished runs of pod sets that complete, as recorded.
     fn steps(
         &self,
         desired: &DesiredState,
         commit: &str,
         observed: &ObservedCluster,
+        runs: &crate::plan::Runs,
         now: SystemTime,
     ) -> Vec<Step>;
 
@@ -78,9 +81,10 @@ pub trait Planner: Send + Sync + 'static {
         desired: &DesiredState,
         commit: &str,
         observed: &ObservedCluster,
+        runs: &crate::plan::Runs,
         now: SystemTime,
     ) -> (Option<crate::plan::Plan>, Vec<Step>) {
-        (None, self.steps(desired, commit, observed, now))
+        (None, self.steps(desired, commit, observed, runs, now))
     }
 }
 
@@ -239,6 +243,9 @@ pub struct Leader<N: NodeOps, P: Planner> {
     last_valid: Option<(String, DesiredState)>,
     /// The last commit whose completed rollout was recorded in its note.
     recorded: Option<String>,
+    /// The finished runs read from the notes, and the notes ref they were
+    /// read at: read again only when it moves.
+    runs: Option<(Option<git2::Oid>, crate::plan::Runs)>,
     /// Every workload's rollout: progress, deadline, failure.
     rollouts: RolloutTracker,
     /// The longest rollout completed for the commit being rolled out.
@@ -317,6 +324,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             started: None,
             last_valid: None,
             recorded: None,
+            runs: None,
             rollouts: RolloutTracker::default(),
             rollout_time: None,
             reverts: HashMap::new(),
@@ -456,9 +464,14 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             events: rollout_events,
             hold: held,
         } = decide::observe_rollouts(&mut self.rollouts, &desired, &commit, &observed, now);
-        let (mut plan, mut steps) =
-            self.planner
-                .planned(held.as_ref().unwrap_or(&desired), &commit, &observed, now);
+        let runs = self.recorded_runs();
+        let (mut plan, mut steps) = self.planner.planned(
+            held.as_ref().unwrap_or(&desired),
+            &commit,
+            &observed,
+            &runs,
+            now,
+        );
         let backed_off = self.hold_back_crash_loops(&mut steps, &mut plan, &observed, now);
         Ok(Prepared {
             commit,
@@ -492,6 +505,16 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let reverted = self
             .handle_rollout_events(rollout_events, &desired, &commit, &observed, now)
             .await;
+        // A finished run is recorded before anything else happens to its
+        // pods: the next plan, reading the record, stops what still runs.
+        if self
+            .record_finished_runs(plan.as_ref(), &desired, &commit)
+            .await
+        {
+            if let Some(removals) = &self.removals {
+                removals.wake.notify_one();
+            }
+        }
         let unreachable: BTreeSet<String> = observed
             .nodes
             .values()
@@ -721,7 +744,11 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let (commit, desired, _) = self.read_tip()?;
         let observed = self.observe(&desired, now).await;
         let mut status = status::build(&desired, Some(&commit), &observed, now);
-        if let (Some(plan), _) = self.planner.planned(&desired, &commit, &observed, now) {
+        let runs = self.recorded_runs();
+        if let (Some(plan), _) = self
+            .planner
+            .planned(&desired, &commit, &observed, &runs, now)
+        {
             status::note_waits(&mut status, &plan);
         }
         Ok(status)

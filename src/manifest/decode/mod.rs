@@ -31,6 +31,7 @@ use super::yaml::{Node, PlainType, Style, Value};
 mod config;
 mod ingress;
 mod ingress_tls;
+mod job;
 mod objects;
 mod pod;
 mod pod_config;
@@ -961,7 +962,7 @@ impl Decoder<'_> {
         }
     }
 
-    /// A kind not supported yet that runs pods (Pod, Job, CronJob): its pod template is checked as a
+    /// A kind not supported yet that runs pods (Pod, CronJob): its pod template is checked as a
     /// Deployment's would be, so that every field flotilla does not support
     /// is named with its place, and each field of its own spec besides the
     /// template is named as not supported, rather than all of it being
@@ -982,9 +983,6 @@ impl Decoder<'_> {
         match kind {
             Kind::Pod => {
                 self.pod_spec(spec, "spec", &mut document);
-            }
-            Kind::Job => {
-                self.workload_spec(kind, spec, "spec", "template", &mut document);
             }
             Kind::CronJob => {
                 if let Some(job) =
@@ -1056,7 +1054,7 @@ impl Decoder<'_> {
         );
         Self::hint(
             diagnostic,
-            "flotilla runs pods only through Deployments, DaemonSets and StatefulSets for now",
+            "flotilla runs pods only through Deployments, DaemonSets, StatefulSets and Jobs for now",
         );
     }
 

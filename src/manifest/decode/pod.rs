@@ -448,42 +448,75 @@ impl Decoder<'_> {
             spec.image_pull_secrets =
                 self.image_pull_secrets(secrets, &join(path, "imagePullSecrets"));
         }
-        if let Some(policy) = fields.get("restartPolicy") {
-            let policy_path = join(path, "restartPolicy");
-            let policy_value = self.enumeration(
-                policy,
-                &policy_path,
-                &[
-                    ("Always", RestartPolicy::Always),
-                    ("OnFailure", RestartPolicy::OnFailure),
-                    ("Never", RestartPolicy::Never),
-                ],
-            );
-            let must_restart = matches!(
-                self.pod_owner,
-                Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet
-            );
-            if let Some(value) = policy_value {
+        // A Job's pods run to completion: `Never` or `OnFailure`, required
+        // (Kubernetes' rule); every other kind's pods always restart.
+        let runs_to_completion = matches!(self.pod_owner, Kind::Job | Kind::CronJob);
+        let must_restart = matches!(
+            self.pod_owner,
+            Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet
+        );
+        match fields.get("restartPolicy") {
+            Some(policy) => {
+                let policy_path = join(path, "restartPolicy");
+                let policy_value = self.enumeration(
+                    policy,
+                    &policy_path,
+                    &[
+                        ("Always", RestartPolicy::Always),
+                        ("OnFailure", RestartPolicy::OnFailure),
+                        ("Never", RestartPolicy::Never),
+                    ],
+                );
                 let owner = self.pod_owner;
-                if value != RestartPolicy::Always && must_restart {
-                    let text = policy
-                        .as_scalar()
-                        .map_or("", |s| s.text.as_str())
-                        .to_string();
-                    let diagnostic = self.error(
-                        policy,
-                        &policy_path,
-                        format!(
-                            "`restartPolicy: {text}` is not allowed for a {owner}, only `Always`"
-                        ),
-                    );
-                    Self::hint(
-                        diagnostic,
-                        format!("a {owner}'s pods always restart; remove `restartPolicy`"),
-                    );
+                match policy_value {
+                    Some(RestartPolicy::Always) if runs_to_completion => {
+                        let diagnostic = self.error(
+                            policy,
+                            &policy_path,
+                            format!("`restartPolicy: Always` is not allowed for a {owner}: supported values are `OnFailure` and `Never`"),
+                        );
+                        Self::hint(
+                            diagnostic,
+                            format!("a {owner}'s pods run to completion; a pod that restarts for ever never completes"),
+                        );
+                    }
+                    Some(value) if runs_to_completion => spec.restart_policy = value,
+                    Some(value) => {
+                        if value != RestartPolicy::Always && must_restart {
+                            let text = policy
+                                .as_scalar()
+                                .map_or("", |s| s.text.as_str())
+                                .to_string();
+                            let diagnostic = self.error(
+                                policy,
+                                &policy_path,
+                                format!(
+                                    "`restartPolicy: {text}` is not allowed for a {owner}, only `Always`"
+                                ),
+                            );
+                            Self::hint(
+                                diagnostic,
+                                format!("a {owner}'s pods always restart; remove `restartPolicy`"),
+                            );
+                        }
+                        spec.restart_policy = RestartPolicy::Always;
+                    }
+                    None => {}
                 }
-                spec.restart_policy = RestartPolicy::Always;
             }
+            None if runs_to_completion => {
+                let owner = self.pod_owner;
+                let diagnostic = self.error(
+                    node,
+                    &join(path, "restartPolicy"),
+                    format!("missing field `restartPolicy`: a {owner}'s pods need `OnFailure` or `Never`"),
+                );
+                Self::hint(
+                    diagnostic,
+                    "`Never` replaces a failed pod with a new one; `OnFailure` restarts its containers in place",
+                );
+            }
+            None => {}
         }
         if let Some(selector) = fields.get("nodeSelector") {
             spec.node_selector = self.labels(selector, &join(path, "nodeSelector"));

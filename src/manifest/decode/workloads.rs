@@ -104,6 +104,7 @@ impl Decoder<'_> {
             Kind::Deployment => self.deployment_spec(node, document),
             Kind::DaemonSet => self.daemon_set_spec(node, document),
             Kind::StatefulSet => self.stateful_set_spec(node, document),
+            Kind::Job => self.job_spec(node, document),
             _ => {
                 let diagnostic = self.error(node, "kind", format!("{kind} is not supported yet"));
                 Self::hint(

@@ -4,10 +4,12 @@
 //! The machinery here is shared by every kind that runs pods and never asks
 //! which kind a workload is. What differs lives in one module per
 //! [`PodSet`]: `replicated` (a count of pods placed by the scheduler: a
-//! Deployment) and `per_node` (one pod bound to each eligible node: a
-//! DaemonSet), each deciding which pods to create and remove.
+//! Deployment), `per_node` (one pod bound to each eligible node: a
+//! DaemonSet), `ordinal` (a StatefulSet's) and `completions` (pods that run
+//! to completion: a Job), each deciding which pods to create and remove.
 
 mod claims;
+mod completions;
 mod ordinal;
 mod per_node;
 mod replicated;
@@ -28,7 +30,7 @@ use crate::manifest::template_hash;
 use super::scheduler::{PodRef, Scheduler};
 use super::{
     Action, ContainerRef, Held, NodeCondition, NodeStatus, ObjectStatus, Operation, Plan,
-    RolloutStatus, Unschedulable,
+    RolloutStatus, RunStatus, Runs, Unschedulable,
 };
 
 /// Where a replica stands with respect to its node.
@@ -90,6 +92,8 @@ struct Context<'a> {
     /// Declared nodes never reached, within their grace period.
     unknown_nodes: Vec<&'a str>,
     commit: &'a str,
+    /// The recorded runs of pod sets that complete.
+    runs: &'a Runs,
 }
 
 impl Context<'_> {
@@ -124,15 +128,29 @@ struct Decision {
     held: Option<Held>,
 }
 
-/// Computes the actions that move `observed` toward `desired`.
-///
-/// Deterministic: the same inputs give the same plan, whatever the order of
-/// maps or the machine. Level-triggered: applying the plan, observing and
-/// planning again gives an empty plan once the cluster has converged.
+/// Computes the actions that move `observed` toward `desired`, with no run
+/// of a pod set that completes recorded as finished ([`Runs::NoneRecorded`]).
 pub fn plan(
     desired: &DesiredState,
     observed: &ObservedCluster,
     commit: &str,
+    now: SystemTime,
+) -> Plan {
+    plan_with_runs(desired, observed, commit, &Runs::NoneRecorded, now)
+}
+
+/// Computes the actions that move `observed` toward `desired`, knowing
+/// which runs of pod sets that complete are recorded as finished (`runs`,
+/// from the notes).
+///
+/// Deterministic: the same inputs give the same plan, whatever the order of
+/// maps or the machine. Level-triggered: applying the plan, observing and
+/// planning again gives an empty plan once the cluster has converged.
+pub fn plan_with_runs(
+    desired: &DesiredState,
+    observed: &ObservedCluster,
+    commit: &str,
+    runs: &Runs,
     now: SystemTime,
 ) -> Plan {
     let settings = &desired.cluster;
@@ -158,6 +176,7 @@ pub fn plan(
         node_locations,
         unknown_nodes,
         commit,
+        runs,
     };
 
     // Replicas per object: `group_replicas` sorts by key, so each object's
@@ -180,8 +199,20 @@ pub fn plan(
     // What already runs takes its resources, whatever happens to it later in
     // this plan: removals are not counted as freed until they are observed.
     for (key, object_replicas) in &by_object {
+        // A pod that ran to completion is kept as a record, and holds
+        // nothing (Kubernetes counts a finished pod's requests nowhere).
+        let completes = desired
+            .workload(key)
+            .is_some_and(|w| w.spec.pods.completes());
         let live_nodes = object_replicas.iter().filter_map(|r| {
-            (context.node_locations.get(r.node) == Some(&Location::Live))
+            let finished = completes
+                && r.containers.iter().all(|c| {
+                    matches!(
+                        c.state,
+                        ContainerState::Exited { .. } | ContainerState::Dead
+                    )
+                });
+            (!finished && context.node_locations.get(r.node) == Some(&Location::Live))
                 .then(|| scheduler.node_index(r.node))
                 .flatten()
         });
@@ -225,7 +256,8 @@ pub fn plan(
     // Pods bound to nodes are planned first, so that their requests count
     // on their nodes before the scheduler places any replica (Kubernetes'
     // DaemonSet pods take their node's resources the same way).
-    planned.sort_by_key(|(w, _)| matches!(w.spec.pods, PodSet::Replicas(_)));
+    planned
+        .sort_by_key(|(w, _)| matches!(w.spec.pods, PodSet::Replicas(_) | PodSet::Completions(_)));
     for (w, rs) in planned {
         plan_workload(&mut out, &mut scheduler, &mut claims, &context, w, &rs, now);
     }
@@ -367,6 +399,9 @@ pub(crate) fn desired_pods(
 ) -> u32 {
     match workload.spec.pods {
         PodSet::Replicas(n) | PodSet::Ordinals { replicas: n, .. } => n,
+        PodSet::Completions(job) => job
+            .parallelism
+            .min(job.completions.unwrap_or(job.parallelism)),
         PodSet::OnePerNode => {
             let locations = node_locations(desired, observed, now);
             let location = |node: &str| locations.get(node).copied().unwrap_or(Location::Unknown);
@@ -477,10 +512,10 @@ fn plan_workload<'d>(
     let mut removes: Vec<Action> = Vec::new();
 
     // Failed replicas are removed; their replacements come from the counts.
-    for s in seen
-        .iter()
-        .filter(|s| s.location == Location::Live && s.state == ReplicaState::Failed)
-    {
+    // A pod set that completes keeps them: they are its run's record.
+    for s in seen.iter().filter(|s| {
+        s.location == Location::Live && s.state == ReplicaState::Failed && !spec.pods.completes()
+    }) {
         removes.push(remove_action(
             &key,
             s.replica,
@@ -548,7 +583,14 @@ fn plan_workload<'d>(
         }
     }
 
+    let mut run: Option<RunStatus> = None;
     let decision = match spec.pods {
+        PodSet::Completions(job) => {
+            let (decision, status) =
+                completions::decide(&key, spec, job, &seen, &new_hash, context, now);
+            run = Some(status);
+            decision
+        }
         PodSet::Replicas(want) => replicated::decide(&key, spec, want, &seen, &new_hash, context),
         PodSet::OnePerNode => per_node::decide(&key, spec, &seen, &new_hash, context),
         PodSet::Ordinals { replicas, start } => ordinal::decide(
@@ -672,6 +714,7 @@ fn plan_workload<'d>(
             + held,
         lost: seen.iter().filter(|s| s.location == Location::Lost).count() as u32,
         rollout: decision.rollout,
+        run,
     });
 }
 
@@ -847,6 +890,7 @@ fn plan_prune(
         unknown,
         lost,
         rollout: None,
+        run: None,
     });
 }
 
