@@ -82,6 +82,10 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                 }
                 plan::Operation::Start { containers } => Operation::Start {
                     containers: containers.iter().map(|c| c.name.clone()).collect(),
+                    post_start: containers
+                        .iter()
+                        .filter_map(|c| Some((c.name.clone(), c.hooks.post_start.clone()?)))
+                        .collect(),
                 },
                 plan::Operation::Remove { containers } => {
                     let grace = desired.workload(&action.object).map(|w| {
@@ -91,6 +95,10 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                     });
                     Operation::Remove {
                         containers: containers.iter().map(|c| c.name.clone()).collect(),
+                        pre_stop: containers
+                            .iter()
+                            .filter_map(|c| Some((c.name.clone(), c.hooks.pre_stop.clone()?)))
+                            .collect(),
                         // An object no longer declared: the grace period its
                         // containers were created with.
                         grace,

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::cluster::{
-    group_replicas, ContainerState, ObservedCluster, ReadinessGate, ReplicaState,
+    group_replicas, ContainerRole, ContainerState, ObservedCluster, ObservedContainer,
+    ReadinessGate, ReplicaState,
 };
 use crate::manifest::model::{DesiredState, ObjectKey, Strategy};
 use crate::manifest::template_hash;
@@ -234,17 +235,40 @@ impl RolloutTracker {
                         )
                     })
                     .collect();
+                let init = r
+                    .init_progress(&d.spec.template.spec)
+                    .text(d.spec.template.spec.restart_policy)
+                    .map_or(String::new(), |text| format!("{text}: "));
                 not_ready.push(format!(
-                    "replica {} on {}: {}",
+                    "replica {} on {}: {init}{}",
                     r.key.slot,
                     r.node,
                     described.join("; ")
                 ));
-                if let Some(c) = r
+                // The evidence: a container that failed (a failing init
+                // container first), else one not running or restarted; an
+                // init container that completed or a running sandbox is no
+                // suspect.
+                let suspects: Vec<&&ObservedContainer> = r
                     .containers
                     .iter()
-                    .find(|c| c.state != ContainerState::Running || c.restart_count > 0)
-                {
+                    .filter(|c| {
+                        !matches!(
+                            (c.labels.role, c.state),
+                            (ContainerRole::Init, ContainerState::Exited { code: 0 })
+                                | (ContainerRole::Sandbox, ContainerState::Running)
+                        )
+                    })
+                    .collect();
+                let failed = suspects.iter().find(|c| {
+                    matches!(c.state, ContainerState::Exited { code } if code != 0)
+                        || c.state == ContainerState::Dead
+                });
+                if let Some(c) = failed.or_else(|| {
+                    suspects
+                        .iter()
+                        .find(|c| c.state != ContainerState::Running || c.restart_count > 0)
+                }) {
                     failing.push((r.node.to_string(), c.name.clone()));
                 } else if let Some(c) = r.containers.first() {
                     failing.push((r.node.to_string(), c.name.clone()));
@@ -449,6 +473,7 @@ mod tests {
                 commit: "c".repeat(40),
                 node: "n1".into(),
                 container: "app".into(),
+                role: Default::default(),
             },
             state,
             health: None,
@@ -460,6 +485,7 @@ mod tests {
             probe_ready: None,
             address: None,
             ready_since: None,
+            hooks: Default::default(),
         }
     }
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::time::{format_age, format_rfc3339};
 use crate::cluster::replica::{container_available, container_ready};
-use crate::cluster::{ContainerState, Health, ObservedCluster, ObservedContainer, Reachability};
+use crate::cluster::{
+    ContainerRole, ContainerState, Health, ObservedCluster, ObservedContainer, Reachability,
+};
 use crate::manifest::model::{DesiredState, ObjectKey, Strategy, Workload};
 use crate::manifest::template_hash;
 use crate::plan::desired_pods;
@@ -176,9 +178,37 @@ pub fn build(
         })
         .collect();
 
+    // Where each pod of a current revision stands in its init sequence
+    // (`Init:1/2`), shown as the state of its app containers waiting for it.
+    let mut init_states: BTreeMap<PodKey, String> = BTreeMap::new();
+    for replica in crate::cluster::group_replicas(observed) {
+        let object = ObjectKey {
+            kind: replica.key.kind,
+            namespace: replica.key.namespace.to_string(),
+            name: replica.key.name.to_string(),
+        };
+        let Some(declared) = templates
+            .get(&object)
+            .filter(|d| d.revision == replica.key.template_hash)
+        else {
+            continue;
+        };
+        let spec = &declared.workload.spec.template.spec;
+        if let Some(text) = replica.init_progress(spec).text(spec.restart_policy) {
+            let key = (
+                object,
+                replica.key.slot,
+                replica.key.template_hash.to_string(),
+                replica.node.to_string(),
+            );
+            init_states.insert(key, text);
+        }
+    }
+
     let mut replicas = Vec::new();
     // Pods keyed by (namespace, name, slot, template hash, node): all of a
-    // pod's containers must be ready (available) for the pod to be.
+    // pod's containers must be ready (available) for the pod to be (its
+    // regular init containers, which ran to completion, aside).
     let mut pods: BTreeMap<PodKey, (bool, bool)> = BTreeMap::new();
     let mut nodes = Vec::new();
     for node in &desired.nodes {
@@ -213,8 +243,7 @@ pub fn build(
                         .spec
                         .template
                         .spec
-                        .containers
-                        .iter()
+                        .all_containers()
                         .find(|c| c.name == labels.container)
                 });
             let has_readiness_probe = spec_container
@@ -235,8 +264,19 @@ pub fn build(
                 labels.node.clone(),
             );
             let pod = pods.entry(pod_key.clone()).or_insert((true, true));
-            pod.0 &= ready;
-            pod.1 &= available;
+            if labels.role != ContainerRole::Init {
+                pod.0 &= ready;
+                pod.1 &= available;
+            }
+            let state = match init_states.get(&pod_key) {
+                Some(init)
+                    if labels.role == ContainerRole::App
+                        && container.state == ContainerState::Created =>
+                {
+                    init.clone()
+                }
+                _ => state_text(container.state),
+            };
             if container.state != ContainerState::Dead && counted_pods.insert(pod_key) {
                 if let Some(d) = template {
                     let requests = d.workload.spec.template.spec.requests();
@@ -248,9 +288,14 @@ pub fn build(
                 object: format!("{} {}/{}", labels.kind, labels.namespace, labels.name),
                 slot: labels.slot,
                 node: node.meta.name.clone(),
-                container: labels.container.clone(),
+                container: match labels.role {
+                    ContainerRole::App => labels.container.clone(),
+                    ContainerRole::Sandbox => "(sandbox)".to_string(),
+                    ContainerRole::Init => format!("{} (init)", labels.container),
+                    ContainerRole::Sidecar => format!("{} (sidecar)", labels.container),
+                },
                 container_name: container.name.clone(),
-                state: state_text(container.state),
+                state,
                 health: health_text(container, has_readiness_probe),
                 ready,
                 available,
@@ -693,6 +738,7 @@ mod tests {
             commit: "0123456789abcdef".into(),
             node: node.into(),
             container: "app".into(),
+            role: Default::default(),
         };
         ObservedContainer {
             id: format!("id{slot}"),
@@ -708,6 +754,7 @@ mod tests {
             probe_ready: None,
             address: None,
             ready_since: None,
+            hooks: Default::default(),
         }
     }
 

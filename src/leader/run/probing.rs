@@ -221,8 +221,7 @@ pub(super) fn declared_container<'a>(
     }
     let spec = template
         .spec
-        .containers
-        .iter()
+        .all_containers()
         .find(|c| c.name == labels.container)?;
     Some((template, spec))
 }

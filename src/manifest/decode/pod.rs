@@ -46,9 +46,9 @@ const POD_SPEC: Schema = Schema {
         "terminationGracePeriodSeconds",
         "volumes",
         "imagePullSecrets",
+        "initContainers",
     ],
     unsupported: &[
-        "initContainers",
         "ephemeralContainers",
         "activeDeadlineSeconds",
         "dnsPolicy",
@@ -100,10 +100,11 @@ const CONTAINER: Schema = Schema {
         "workingDir",
         "envFrom",
         "volumeMounts",
+        "lifecycle",
+        "restartPolicy",
     ],
     unsupported: &[
         "volumeDevices",
-        "lifecycle",
         "terminationMessagePath",
         "terminationMessagePolicy",
         "securityContext",
@@ -111,11 +112,40 @@ const CONTAINER: Schema = Schema {
         "stdinOnce",
         "tty",
         "resizePolicy",
-        "restartPolicy",
     ],
     ignored: &[],
     hints: NO_HINTS,
 };
+
+const LIFECYCLE: Schema = Schema {
+    known: &["postStart", "preStop"],
+    unsupported: &["stopSignal"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const LIFECYCLE_HANDLER: Schema = Schema {
+    known: &["exec", "httpGet", "sleep"],
+    unsupported: &["tcpSocket"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const SLEEP: Schema = Schema {
+    known: &["seconds"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+/// Which list of the pod a container is declared in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ContainerList {
+    /// `containers`.
+    App,
+    /// `initContainers`.
+    Init,
+}
 
 const ENV_VAR: Schema = Schema {
     known: &["name", "value", "valueFrom"],
@@ -440,8 +470,25 @@ impl Decoder<'_> {
             (spec.volumes, volume_names) = self.volumes(volumes, &join(path, "volumes"));
         }
         volume_names.extend(self.claim_template_names.iter().cloned());
+        // One name space for both lists, as in Kubernetes.
+        let mut names_seen = BTreeMap::new();
+        if let Some(init) = fields.get("initContainers") {
+            spec.init_containers = self.containers(
+                init,
+                &join(path, "initContainers"),
+                &volume_names,
+                ContainerList::Init,
+                &mut names_seen,
+            );
+        }
         if let Some(containers) = self.required(&fields, node, path, "containers") {
-            spec.containers = self.containers(containers, &join(path, "containers"), &volume_names);
+            spec.containers = self.containers(
+                containers,
+                &join(path, "containers"),
+                &volume_names,
+                ContainerList::App,
+                &mut names_seen,
+            );
         }
         self.check_memory_sub_paths(&spec, path);
         if let Some(secrets) = fields.get("imagePullSecrets") {
@@ -720,22 +767,24 @@ impl Decoder<'_> {
         node: &Node,
         path: &str,
         volume_names: &BTreeSet<String>,
+        list: ContainerList,
+        names_seen: &mut BTreeMap<String, u32>,
     ) -> Vec<Container> {
         let file = self.file;
         let mut containers = Vec::new();
         let Some(items) = self.sequence(node, path) else {
             return containers;
         };
-        if items.is_empty() {
+        if items.is_empty() && list == ContainerList::App {
             self.error(node, path, "a pod needs at least one container");
             return containers;
         }
-        let mut names_seen: BTreeMap<String, u32> = BTreeMap::new();
         let mut container_ports: BTreeMap<(u16, Protocol), u32> = BTreeMap::new();
         let mut host_ports: BTreeMap<(u16, Protocol), u32> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
             let container_path = index(path, i);
-            let Some((container, places)) = self.container(item, &container_path, volume_names)
+            let Some((container, places)) =
+                self.container(item, &container_path, volume_names, list)
             else {
                 continue;
             };
@@ -792,12 +841,52 @@ impl Decoder<'_> {
         node: &'n Node,
         path: &str,
         volume_names: &BTreeSet<String>,
+        list: ContainerList,
     ) -> Option<(Container, ContainerPlaces<'n>)> {
         let file = self.file;
         let fields = self.fields(node, path, &CONTAINER)?;
         let mut places = ContainerPlaces::default();
         let mut container = Container::default();
         let mut ok = true;
+        if let Some(policy) = fields.get("restartPolicy") {
+            let policy_path = join(path, "restartPolicy");
+            if list == ContainerList::App {
+                let diagnostic = self.error(
+                    policy,
+                    &policy_path,
+                    "`restartPolicy` is allowed on init containers only",
+                );
+                Self::hint(
+                    diagnostic,
+                    "a sidecar is an entry of `initContainers` with `restartPolicy: Always`",
+                );
+            } else {
+                container.sidecar = self
+                    .enumeration(policy, &policy_path, &[("Always", true)])
+                    .unwrap_or(false);
+            }
+        }
+        // Kubernetes refuses probes and hooks on a regular init container:
+        // it runs to completion, nothing waits for it to be ready.
+        let regular_init = list == ContainerList::Init && !container.sidecar;
+        for field in [
+            "lifecycle",
+            "readinessProbe",
+            "livenessProbe",
+            "startupProbe",
+        ] {
+            if let (true, Some(at)) = (regular_init, fields.get(field)) {
+                let diagnostic = self.error(
+                    at,
+                    &join(path, field),
+                    format!("`{field}` is not allowed on an init container"),
+                );
+                Self::hint(
+                    diagnostic,
+                    "only a sidecar (an init container with `restartPolicy: Always`) may have it",
+                );
+            }
+        }
         match self.required(&fields, node, path, "name") {
             Some(name) => {
                 places.name = Some(name);
@@ -914,6 +1003,10 @@ impl Decoder<'_> {
                     _ => container.startup_probe = probe,
                 }
             }
+        }
+        if let Some(lifecycle) = fields.get("lifecycle") {
+            container.lifecycle =
+                self.lifecycle(lifecycle, &join(path, "lifecycle"), &container.ports);
         }
         ok.then_some((container, places))
     }
@@ -1317,6 +1410,73 @@ impl Decoder<'_> {
                     return None;
                 }
                 Some(ProbeHandler::Exec { command })
+            }
+        }
+    }
+
+    fn lifecycle(&mut self, node: &Node, path: &str, ports: &[ContainerPort]) -> Lifecycle {
+        let mut lifecycle = Lifecycle::default();
+        let Some(fields) = self.fields(node, path, &LIFECYCLE) else {
+            return lifecycle;
+        };
+        if let Some(hook) = fields.get("postStart") {
+            lifecycle.post_start = self.lifecycle_handler(hook, &join(path, "postStart"), ports);
+        }
+        if let Some(hook) = fields.get("preStop") {
+            lifecycle.pre_stop = self.lifecycle_handler(hook, &join(path, "preStop"), ports);
+        }
+        lifecycle
+    }
+
+    /// One hook: exactly one of `exec`, `httpGet` (as a probe's, plain
+    /// HTTP) and `sleep`.
+    fn lifecycle_handler(
+        &mut self,
+        node: &Node,
+        path: &str,
+        ports: &[ContainerPort],
+    ) -> Option<LifecycleHandler> {
+        let fields = self.fields(node, path, &LIFECYCLE_HANDLER)?;
+        let handlers: Vec<(&str, &Node)> = ["exec", "httpGet", "sleep"]
+            .into_iter()
+            .filter_map(|name| fields.get(name).map(|handler| (name, handler)))
+            .collect();
+        match handlers.as_slice() {
+            [] => {
+                let diagnostic = self.error(node, path, "a lifecycle hook needs one handler");
+                Self::hint(diagnostic, "add `exec`, `httpGet` or `sleep`");
+                None
+            }
+            [("sleep", handler)] => {
+                let sleep_path = join(path, "sleep");
+                let sleep = self.fields(handler, &sleep_path, &SLEEP)?;
+                let seconds = self.required(&sleep, handler, &sleep_path, "seconds")?;
+                let seconds = self.count(seconds, &join(&sleep_path, "seconds"), 0)?;
+                Some(LifecycleHandler::Sleep { seconds })
+            }
+            [(name, handler)] => {
+                match self.probe_handler(name, handler, &join(path, name), ports)? {
+                    ProbeHandler::Exec { command } => Some(LifecycleHandler::Exec { command }),
+                    ProbeHandler::HttpGet {
+                        path,
+                        port,
+                        headers,
+                        ..
+                    } => Some(LifecycleHandler::HttpGet {
+                        path,
+                        port,
+                        headers,
+                    }),
+                    ProbeHandler::TcpSocket { .. } => None,
+                }
+            }
+            [_, (second, handler), ..] => {
+                self.error(
+                    handler,
+                    &join(path, second),
+                    "a lifecycle hook may have only one handler",
+                );
+                None
             }
         }
     }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::cluster::{
-    group_replicas, ContainerState, Contents, FnvHashMap, ManagedLabels, ObservedCluster,
-    ObservedReplica, Reachability, ReadinessGate, ReplicaState,
+    group_replicas, ContainerRole, ContainerState, Contents, FnvHashMap, ManagedLabels,
+    ObservedCluster, ObservedReplica, Reachability, ReadinessGate, ReplicaState,
 };
 use crate::manifest::model::{
     ClusterSettings, DesiredState, ObjectKey, PodSet, PodTemplate, Workload,
@@ -498,8 +498,7 @@ fn plan_workload<'d>(
         let missing: Vec<&str> = spec
             .template
             .spec
-            .containers
-            .iter()
+            .all_containers()
             .filter(|c| {
                 !s.replica
                     .containers
@@ -520,9 +519,7 @@ fn plan_workload<'d>(
                 format!("container(s) {} missing", missing.join(", ")),
             ));
         }
-        let to_start = s
-            .replica
-            .containers_to_start(spec.template.spec.restart_policy);
+        let to_start = s.replica.containers_to_start(&spec.template.spec);
         if !to_start.is_empty() {
             let names: Vec<String> = to_start
                 .iter()
@@ -535,12 +532,23 @@ fn plan_workload<'d>(
                 node: s.replica.node.to_string(),
                 template_hash: new_hash.clone(),
                 rollout: false,
-                reason: format!(
-                    "container(s) {} {}, restartPolicy {:?}",
-                    names.join(", "),
-                    describe_state(first.state),
-                    spec.template.spec.restart_policy
-                ),
+                reason: match first.labels.role {
+                    ContainerRole::Init | ContainerRole::Sidecar => format!(
+                        "init container(s) {} {}, next of {}",
+                        names.join(", "),
+                        describe_state(first.state),
+                        s.replica
+                            .init_progress(&spec.template.spec)
+                            .text(spec.template.spec.restart_policy)
+                            .unwrap_or_default()
+                    ),
+                    _ => format!(
+                        "container(s) {} {}, restartPolicy {:?}",
+                        names.join(", "),
+                        describe_state(first.state),
+                        spec.template.spec.restart_policy
+                    ),
+                },
                 operation: Operation::Start {
                     containers: to_start.iter().map(|c| container_ref(c)).collect(),
                 },
@@ -734,6 +742,7 @@ fn create_action(
             commit: commit.to_string(),
             node: node.to_string(),
             container: c.name.clone(),
+            role: Default::default(),
         })
         .collect();
     Action {
@@ -764,19 +773,37 @@ fn remove_action(
         rollout,
         reason,
         operation: Operation::Remove {
-            containers: replica
-                .containers
-                .iter()
-                .map(|c| container_ref(c))
+            containers: creation_order(&replica.containers)
+                .into_iter()
+                .map(container_ref)
                 .collect(),
         },
     }
+}
+
+/// A pod's containers as they were created: its sandbox, its init
+/// containers and sidecars, its app containers (by name within each), so
+/// that a removal, which goes backwards, stops the app containers first and
+/// the sandbox last.
+fn creation_order<'a>(
+    containers: &[&'a crate::cluster::ObservedContainer],
+) -> Vec<&'a crate::cluster::ObservedContainer> {
+    let rank = |c: &crate::cluster::ObservedContainer| match c.labels.role {
+        ContainerRole::Sandbox => 0,
+        ContainerRole::Init | ContainerRole::Sidecar => 1,
+        ContainerRole::App => 2,
+    };
+    let mut ordered = containers.to_vec();
+    // Stable: the replica's containers are sorted by name.
+    ordered.sort_by_key(|c| rank(c));
+    ordered
 }
 
 fn container_ref(c: &crate::cluster::ObservedContainer) -> ContainerRef {
     ContainerRef {
         id: c.id.clone(),
         name: c.name.clone(),
+        hooks: c.hooks.clone(),
     }
 }
 

@@ -250,6 +250,7 @@ pub fn apply_to_observed(cluster: &mut ObservedCluster, plan: &Plan, now: System
                             .as_ref()
                             .map(|_| now - Duration::from_secs(3600)),
                         address: None,
+                        hooks: Default::default(),
                     });
                 }
             }
