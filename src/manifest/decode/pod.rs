@@ -1441,7 +1441,11 @@ impl Decoder<'_> {
             .into_iter()
             .filter_map(|name| fields.get(name).map(|handler| (name, handler)))
             .collect();
+        // An unsupported handler (`tcpSocket`) was reported as such.
+        let unsupported = matches!(&node.value, Value::Mapping(entries)
+            if entries.iter().any(|e| e.key.as_scalar().is_some_and(|k| k.text == "tcpSocket")));
         match handlers.as_slice() {
+            [] if unsupported => None,
             [] => {
                 let diagnostic = self.error(node, path, "a lifecycle hook needs one handler");
                 Self::hint(diagnostic, "add `exec`, `httpGet` or `sleep`");
@@ -1522,5 +1526,156 @@ pub fn default_pull_policy(image: &str) -> PullPolicy {
     match last_component.split_once(':') {
         Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
         _ => PullPolicy::Always,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::model::*;
+    use crate::manifest::quantity::{Bytes, CpuMillis};
+    use crate::manifest::{load, SourceFile};
+
+    fn pod_spec(pod: &str) -> PodSpec {
+        let yaml = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+             spec:\n{pod}"
+        );
+        let loaded = load(&[SourceFile::new("web.yaml", &yaml)]);
+        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+        loaded.state.workloads[0].spec.template.spec.clone()
+    }
+
+    /// Issue 16: `initContainers` take a container's fields, a sidecar is
+    /// one with `restartPolicy: Always`, and every hook handler decodes.
+    #[test]
+    fn init_containers_sidecars_and_hooks_decode() {
+        let spec = pod_spec(
+            "      initContainers:\n      - {name: migrate, image: busybox:1.36, command: [sh, -c, 'true']}\n      \
+             - name: log\n        image: busybox:1.36\n        restartPolicy: Always\n        \
+             startupProbe: {exec: {command: ['true']}}\n        \
+             lifecycle: {preStop: {sleep: {seconds: 2}}}\n      \
+             containers:\n      - name: app\n        image: busybox:1.36\n        \
+             ports: [{containerPort: 8080, name: http}]\n        lifecycle:\n          \
+             postStart: {exec: {command: [touch, /ready]}}\n          \
+             preStop: {httpGet: {path: /quit, port: http, httpHeaders: [{name: X-A, value: b}]}}\n",
+        );
+        let [migrate, log] = &spec.init_containers[..] else {
+            panic!("two init containers: {:?}", spec.init_containers);
+        };
+        assert_eq!(migrate.name, "migrate");
+        assert!(!migrate.sidecar);
+        assert!(migrate.lifecycle.is_empty());
+        assert!(log.sidecar);
+        assert!(log.startup_probe.is_some());
+        assert_eq!(
+            log.lifecycle.pre_stop,
+            Some(LifecycleHandler::Sleep { seconds: 2 })
+        );
+        let app = &spec.containers[0];
+        assert_eq!(
+            app.lifecycle,
+            Lifecycle {
+                post_start: Some(LifecycleHandler::Exec {
+                    command: vec!["touch".into(), "/ready".into()]
+                }),
+                pre_stop: Some(LifecycleHandler::HttpGet {
+                    path: "/quit".into(),
+                    port: PortRef::Name("http".into()),
+                    headers: vec![("X-A".into(), "b".into())],
+                }),
+            }
+        );
+        assert!(!spec.containers[0].sidecar);
+    }
+
+    /// Templates that use none of the new fields keep their JSON (and so
+    /// their hash); a template that does names them.
+    #[test]
+    fn new_fields_are_left_out_of_the_json_when_absent() {
+        let plain = pod_spec("      containers:\n      - {name: app, image: busybox:1.36}\n");
+        let json = serde_json::to_string(&plain).unwrap();
+        for field in ["initContainers", "sidecar", "lifecycle"] {
+            assert!(!json.contains(field), "{field} in {json}");
+        }
+        let with = pod_spec(
+            "      initContainers:\n      - {name: log, image: busybox:1.36, restartPolicy: Always}\n      \
+             containers:\n      - name: app\n        image: busybox:1.36\n        \
+             lifecycle: {preStop: {sleep: {seconds: 1}}}\n",
+        );
+        let json = serde_json::to_string(&with).unwrap();
+        for field in ["initContainers", "\"sidecar\":true", "lifecycle"] {
+            assert!(json.contains(field), "{field} not in {json}");
+        }
+    }
+
+    /// Kubernetes' rule for a pod's requests: the larger of (app containers
+    /// plus sidecars) and, for each regular init container, its own plus
+    /// the sidecars started before it; resource by resource.
+    #[test]
+    fn pod_requests_follow_kubernetes_rule() {
+        let c = |cpu: Option<u64>, memory: Option<u64>, sidecar: bool| Container {
+            resources: Resources {
+                requests: ResourceList {
+                    cpu: cpu.map(CpuMillis),
+                    memory: memory.map(Bytes),
+                },
+                limits: ResourceList::default(),
+            },
+            sidecar,
+            ..Container::default()
+        };
+        let requests = |init: Vec<Container>, app: Vec<Container>| {
+            PodSpec {
+                init_containers: init,
+                containers: app,
+                ..PodSpec::default()
+            }
+            .requests()
+        };
+        let r = |cpu: Option<u64>, memory: Option<u64>| ResourceList {
+            cpu: cpu.map(CpuMillis),
+            memory: memory.map(Bytes),
+        };
+        // (init containers, app containers, expected)
+        let cases = [
+            // App containers alone: summed.
+            (
+                vec![],
+                vec![c(Some(100), Some(10), false), c(Some(50), None, false)],
+                r(Some(150), Some(10)),
+            ),
+            // A big init container wins where it is bigger.
+            (
+                vec![c(Some(500), Some(5), false)],
+                vec![c(Some(100), Some(10), false)],
+                r(Some(500), Some(10)),
+            ),
+            // A sidecar counts with the app containers and with the init
+            // containers after it, not with those before it.
+            (
+                vec![
+                    c(Some(300), None, false),
+                    c(Some(200), Some(20), true),
+                    c(Some(250), None, false),
+                ],
+                vec![c(Some(100), Some(10), false)],
+                r(Some(450), Some(30)),
+            ),
+            (
+                vec![c(Some(600), None, false), c(Some(200), None, true)],
+                vec![c(Some(100), None, false)],
+                r(Some(600), None),
+            ),
+            // Nothing requested: nothing.
+            (
+                vec![c(None, None, false)],
+                vec![c(None, None, false)],
+                r(None, None),
+            ),
+        ];
+        for (i, (init, app, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(requests(init, app), expected, "case {i}");
+        }
     }
 }
