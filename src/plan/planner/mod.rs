@@ -532,17 +532,23 @@ fn plan_workload<'d>(
                 node: s.replica.node.to_string(),
                 template_hash: new_hash.clone(),
                 rollout: false,
-                reason: match first.labels.role {
-                    ContainerRole::Init | ContainerRole::Sidecar => format!(
-                        "init container(s) {} {}, next of {}",
+                reason: match (
+                    first.labels.role,
+                    s.replica
+                        .init_progress(&spec.template.spec)
+                        .text(spec.template.spec.restart_policy),
+                ) {
+                    (ContainerRole::Init | ContainerRole::Sidecar, Some(progress)) => format!(
+                        "init container(s) {} {} ({progress})",
                         names.join(", "),
                         describe_state(first.state),
-                        s.replica
-                            .init_progress(&spec.template.spec)
-                            .text(spec.template.spec.restart_policy)
-                            .unwrap_or_default()
                     ),
-                    _ => format!(
+                    (ContainerRole::Sidecar, None) => format!(
+                        "sidecar(s) {} {}, restarted always",
+                        names.join(", "),
+                        describe_state(first.state),
+                    ),
+                    (_, _) => format!(
                         "container(s) {} {}, restartPolicy {:?}",
                         names.join(", "),
                         describe_state(first.state),
