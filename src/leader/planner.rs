@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::apply::{Operation, Step};
 use super::run::Planner;
 use super::spec::{replica_containers, ServiceDiscovery};
-use crate::cluster::ObservedCluster;
+use crate::cluster::{ContainerRole, ManagedLabels, ObservedCluster};
 use crate::manifest::model::DesiredState;
 use crate::plan;
 
@@ -73,10 +73,16 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                     containers,
                     template,
                 } => {
-                    let labels = containers.first()?;
+                    // The pod's labels (each container gets its own name
+                    // and role from the template).
+                    let labels = ManagedLabels {
+                        container: String::new(),
+                        role: ContainerRole::App,
+                        ..containers.first()?.clone()
+                    };
                     let discovery = ServiceDiscovery::for_namespace(desired, &labels.namespace);
                     Operation::CreateReplica {
-                        containers: replica_containers(template, labels, &discovery, desired),
+                        containers: replica_containers(template, &labels, &discovery, desired),
                         start: true,
                     }
                 }

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use crate::cluster::{
     group_replicas, ContainerRole, ContainerState, Contents, FnvHashMap, ManagedLabels,
-    ObservedCluster, ObservedReplica, Reachability, ReadinessGate, ReplicaState,
+    ObservedCluster, ObservedReplica, Reachability, ReadinessGate, ReplicaState, SANDBOX_CONTAINER,
 };
 use crate::manifest::model::{
     ClusterSettings, DesiredState, ObjectKey, PodSet, PodTemplate, Workload,
@@ -735,22 +735,36 @@ fn create_action(
     rollout: bool,
     reason: String,
 ) -> Action {
-    let containers = template
-        .spec
+    let labels = |container: &str, role: ContainerRole| ManagedLabels {
+        namespace: key.namespace.clone(),
+        kind: key.kind,
+        name: key.name.clone(),
+        slot,
+        template_hash: template_hash.to_string(),
+        commit: commit.to_string(),
+        node: node.to_string(),
+        container: container.to_string(),
+        role,
+    };
+    // Every container the pod will have, in creation order: its sandbox,
+    // init containers and sidecars, app containers.
+    let spec = &template.spec;
+    let sandbox = spec
+        .has_sandbox()
+        .then(|| labels(SANDBOX_CONTAINER, ContainerRole::Sandbox));
+    let init = spec.init_containers.iter().map(|c| {
+        let role = if c.sidecar {
+            ContainerRole::Sidecar
+        } else {
+            ContainerRole::Init
+        };
+        labels(&c.name, role)
+    });
+    let app = spec
         .containers
         .iter()
-        .map(|c| ManagedLabels {
-            namespace: key.namespace.clone(),
-            kind: key.kind,
-            name: key.name.clone(),
-            slot,
-            template_hash: template_hash.to_string(),
-            commit: commit.to_string(),
-            node: node.to_string(),
-            container: c.name.clone(),
-            role: Default::default(),
-        })
-        .collect();
+        .map(|c| labels(&c.name, ContainerRole::App));
+    let containers = sandbox.into_iter().chain(init).chain(app).collect();
     Action {
         object: key.clone(),
         slot,
