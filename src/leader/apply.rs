@@ -212,7 +212,7 @@ pub async fn apply<N: NodeOps>(
     }
     let images = ImageCache {
         policy: policy.clone(),
-        sandbox: sandbox_image.map(Clone::clone).map_err(str::to_string),
+        sandbox: sandbox_image.cloned().map_err(str::to_string),
         ..ImageCache::default()
     };
     let mut report = ApplyReport::default();
