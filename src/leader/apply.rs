@@ -617,6 +617,16 @@ mod tests {
         unreachable: &[&str],
         policy: &OperatorPolicy,
     ) -> (ApplyReport, Vec<ApplyEvent>) {
+        run_with_image(nodes, steps, unreachable, policy, None).await
+    }
+
+    async fn run_with_image(
+        nodes: &MemoryNodes,
+        steps: Vec<Step>,
+        unreachable: &[&str],
+        policy: &OperatorPolicy,
+        sandbox_image: Option<&ProxyImage>,
+    ) -> (ApplyReport, Vec<ApplyEvent>) {
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let unreachable = unreachable.iter().map(|s| s.to_string()).collect();
         let report = apply(
@@ -624,7 +634,7 @@ mod tests {
             steps,
             &unreachable,
             policy,
-            Err("no proxy image in these tests"),
+            sandbox_image.ok_or("no proxy image: flotilla-proxy is missing"),
             &Metrics::default(),
             &sender,
             &[],
@@ -753,6 +763,137 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| matches!(e, ApplyEvent::Skipped { node, .. } if node == "n2")));
+    }
+
+    /// A pod of two containers, the app's preStop an exec.
+    fn sandboxed(node: &str) -> Step {
+        use crate::manifest::model::{Lifecycle, LifecycleHandler};
+        let container = |name: &str| Container {
+            name: name.into(),
+            image: "flotilla-test:1".into(),
+            ..Container::default()
+        };
+        let template = PodTemplate {
+            spec: PodSpec {
+                containers: vec![
+                    Container {
+                        lifecycle: Lifecycle {
+                            post_start: None,
+                            pre_stop: Some(LifecycleHandler::Exec {
+                                command: vec!["true".into()],
+                            }),
+                        },
+                        ..container("app")
+                    },
+                    container("side"),
+                ],
+                ..PodSpec::default()
+            },
+            ..PodTemplate::default()
+        };
+        let labels = ManagedLabels {
+            namespace: "default".into(),
+            kind: Kind::Deployment,
+            name: "pod".into(),
+            slot: 0,
+            template_hash: "abcdef0123".into(),
+            commit: "c".into(),
+            node: node.into(),
+            container: String::new(),
+            role: ContainerRole::App,
+        };
+        Step {
+            node: node.into(),
+            operation: Operation::CreateReplica {
+                containers: replica_containers(
+                    &template,
+                    &labels,
+                    &Default::default(),
+                    &Default::default(),
+                ),
+                start: true,
+            },
+            reason: "missing replica".into(),
+        }
+    }
+
+    /// Issue 16: a pod's sandbox runs the node proxy's image, loaded on
+    /// the node first, and starts before the containers that join it; at
+    /// removal the app's preStop runs before its stop, the sandbox goes
+    /// last.
+    #[tokio::test]
+    async fn a_sandbox_runs_the_proxy_image_and_a_pre_stop_runs_before_the_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("flotilla-proxy");
+        std::fs::write(&binary, b"#!/bin/sh\n").unwrap();
+        let image = ProxyImage::build(&binary).unwrap();
+        let nodes = MemoryNodes::default();
+        let create = sandboxed("n1");
+        let Operation::CreateReplica { containers, .. } = &create.operation else {
+            unreachable!("a replica is created");
+        };
+        let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+        let policy = OperatorPolicy {
+            ship_images: vec!["flotilla-test:*".into()],
+            ..OperatorPolicy::default()
+        };
+        let (report, _) = run_with_image(&nodes, vec![create], &[], &policy, Some(&image)).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let log = nodes.state.lock().unwrap().log.clone();
+        let at = |line: &str| {
+            log.iter()
+                .position(|l| l == line)
+                .unwrap_or_else(|| panic!("{line} in {log:?}"))
+        };
+        let [sandbox, app, side] = &names[..] else {
+            unreachable!("three containers");
+        };
+        assert!(at(&format!("load-image n1 {}", image.tag)) < at(&format!("create n1 {sandbox}")));
+        assert!(at(&format!("start n1 {sandbox}")) < at(&format!("create n1 {app}")));
+        assert!(at(&format!("start n1 {app}")) < at(&format!("start n1 {side}")));
+
+        let remove = Step {
+            node: "n1".into(),
+            operation: Operation::Remove {
+                containers: names.clone(),
+                grace: Some(Duration::from_secs(5)),
+                pre_stop: BTreeMap::from([(
+                    app.clone(),
+                    Hook::Exec {
+                        command: vec!["true".into()],
+                    },
+                )]),
+            },
+            reason: "scale down".into(),
+        };
+        let (report, _) = run_with(&nodes, vec![remove], &[], &policy).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let log = nodes.state.lock().unwrap().log.clone();
+        let at = |line: &str| log.iter().rposition(|l| l == line).unwrap();
+        assert!(at(&format!("stop n1 {side}")) < at(&format!("probe-exec n1 {app}")));
+        assert!(at(&format!("probe-exec n1 {app}")) < at(&format!("stop n1 {app}")));
+        assert!(at(&format!("stop n1 {app}")) < at(&format!("stop n1 {sandbox}")));
+    }
+
+    /// Without the node proxy's image a pod that needs a sandbox fails
+    /// with one error that says why, and nothing is created.
+    #[tokio::test]
+    async fn without_the_proxy_image_a_sandboxed_pod_fails_clearly() {
+        let nodes = MemoryNodes::default();
+        let (report, _) = run(&nodes, vec![sandboxed("n1")], &[]).await;
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(
+            report.failed[0].1.to_string(),
+            "node n1: a pod with several containers or init containers runs in a sandbox made \
+             from the node proxy's image, and there is none: no proxy image: flotilla-proxy is missing"
+        );
+        assert!(!nodes
+            .state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .any(|l| l.starts_with("create")));
     }
 
     #[tokio::test]
