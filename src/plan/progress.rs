@@ -44,6 +44,10 @@ pub(crate) struct Rollout {
     /// before is not this rollout's): restart counts, and failed ids.
     restarts_before: BTreeMap<String, u32>,
     failed_before: BTreeSet<String>,
+    /// The failed runs of new-revision containers the leader starts again
+    /// itself (init containers: Docker's restart count does not see them),
+    /// by Docker id: when each ended, and what it is.
+    failed_runs: BTreeMap<String, (BTreeSet<SystemTime>, String)>,
     pub state: RolloutState,
 }
 
@@ -131,6 +135,7 @@ impl RolloutTracker {
                 failed_containers: BTreeSet::new(),
                 restarts_before: BTreeMap::new(),
                 failed_before: BTreeSet::new(),
+                failed_runs: BTreeMap::new(),
                 state: RolloutState::Failed(failure),
             },
         );
@@ -179,6 +184,8 @@ impl RolloutTracker {
             let mut not_ready = Vec::new();
             let mut failing = Vec::new();
             let mut failed_now = Vec::new();
+            // (container id, when it ended, what it is): failed init runs.
+            let mut failed_runs_now: Vec<(String, Option<SystemTime>, String)> = Vec::new();
             // (container id, restarts, what it is), new revision only.
             let mut restarts: Vec<(String, u32, String)> = Vec::new();
             for r in mine {
@@ -201,6 +208,16 @@ impl RolloutTracker {
                         || matches!(c.state, ContainerState::Dead);
                     if exited_badly {
                         failed_now.push(c.id.clone());
+                        if c.labels.role == ContainerRole::Init {
+                            failed_runs_now.push((
+                                c.id.clone(),
+                                c.finished_at,
+                                format!(
+                                    "init container {} of replica {} on {}",
+                                    c.labels.container, r.key.slot, r.node
+                                ),
+                            ));
+                        }
                     }
                     restarts.push((
                         c.id.clone(),
@@ -329,6 +346,7 @@ impl RolloutTracker {
                                 .map(|(id, count, _)| (id.clone(), *count))
                                 .collect(),
                             failed_before: failed_now.iter().cloned().collect(),
+                            failed_runs: BTreeMap::new(),
                             state: RolloutState::Progressing,
                         },
                     );
@@ -347,6 +365,19 @@ impl RolloutTracker {
                     .into_iter()
                     .filter(|id| !rollout.failed_before.contains(id)),
             );
+            for (id, finished, what) in failed_runs_now {
+                if let Some(finished) = finished {
+                    let runs = rollout
+                        .failed_runs
+                        .entry(id)
+                        .or_insert_with(|| (BTreeSet::new(), what));
+                    runs.0.insert(finished);
+                }
+            }
+            let init_loop = rollout.failed_runs.values().find_map(|(runs, what)| {
+                (runs.len() as u32 >= CRASH_LOOP_THRESHOLD)
+                    .then(|| format!("{what} failed {} times", runs.len()))
+            });
             let crash_loop = restarts.iter().find_map(|(id, count, what)| {
                 let since = count
                     - rollout
@@ -357,6 +388,7 @@ impl RolloutTracker {
                         .min(*count);
                 (since >= CRASH_LOOP_THRESHOLD).then(|| format!("{what} restarted {since} times"))
             });
+            let crash_loop = crash_loop.or(init_loop);
             if complete {
                 rollout.state = RolloutState::Complete;
                 events.push(RolloutEvent::Completed {
@@ -588,6 +620,82 @@ mod tests {
         let events = tracker.observe(&v3, "c3", &progressed, at(301));
         assert!(matches!(events[..], [RolloutEvent::Started { .. }]));
         assert_eq!(tracker.get(&key).unwrap().state, RolloutState::Progressing);
+    }
+
+    /// Issue 16: an init container the leader starts again after each
+    /// failure (Docker's restart count never moves) crash-loops after 3
+    /// failed runs; the evidence is that container, the replica says
+    /// `Init:CrashLoopBackOff`.
+    #[test]
+    fn a_failing_init_container_is_a_crash_loop_with_its_evidence() {
+        let v1 = desired("img:1");
+        let mut v2 = desired("img:2");
+        v2.workloads[0].spec.template.spec.init_containers =
+            vec![crate::manifest::model::Container {
+                name: "setup".into(),
+                image: "img:2".into(),
+                ..Default::default()
+            }];
+        let hash = template_hash(&v2.workloads[0].spec.template);
+        let member = |name: &str, role: ContainerRole, state: ContainerState| {
+            let mut c = container(&v2, 0, state, 0, 100);
+            c.labels.container = name.into();
+            c.labels.role = role;
+            c.id = format!("id-{name}");
+            c.name = format!("web-0-{hash}-{name}");
+            c
+        };
+        let observation = |finished: Option<u64>| {
+            let mut setup = member(
+                "setup",
+                ContainerRole::Init,
+                match finished {
+                    Some(_) => ContainerState::Exited { code: 1 },
+                    None => ContainerState::Running,
+                },
+            );
+            setup.finished_at = finished.map(at);
+            cluster(vec![
+                container(&v1, 0, ContainerState::Running, 0, 0),
+                container(&v1, 1, ContainerState::Running, 0, 0),
+                member("_sandbox", ContainerRole::Sandbox, ContainerState::Running),
+                setup,
+                member("app", ContainerRole::App, ContainerState::Created),
+            ])
+        };
+        let mut tracker = RolloutTracker::default();
+        tracker.observe(&v2, "c2", &observation(None), at(100));
+        for (finished, now) in [(110, 111), (110, 115), (130, 131)] {
+            let events = tracker.observe(&v2, "c2", &observation(Some(finished)), at(now));
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| matches!(e, RolloutEvent::Failed { .. })),
+                "two failed runs are no crash loop yet: {events:?}"
+            );
+        }
+        let events = tracker.observe(&v2, "c2", &observation(Some(160)), at(161));
+        match &events[..] {
+            [RolloutEvent::Failed { failure, .. }] => {
+                assert!(
+                    failure
+                        .reason
+                        .contains("init container setup of replica 0 on n1 failed 3 times"),
+                    "{}",
+                    failure.reason
+                );
+                assert_eq!(
+                    failure.failing,
+                    [("n1".to_string(), format!("web-0-{hash}-setup"))]
+                );
+                assert!(
+                    failure.replicas[0].contains("Init:CrashLoopBackOff"),
+                    "{:?}",
+                    failure.replicas
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
