@@ -840,11 +840,13 @@ fn describe_state(state: ContainerState) -> String {
 }
 
 fn failure_reason(replica: &ObservedReplica<'_>) -> String {
+    // An init container that ran to completion did not fail the pod.
     let failed = replica.containers.iter().find(|c| {
         matches!(
             c.state,
             ContainerState::Dead | ContainerState::Exited { .. }
-        )
+        ) && !(c.labels.role == ContainerRole::Init
+            && c.state == ContainerState::Exited { code: 0 })
     });
     match failed {
         Some(c) => format!(
