@@ -9,7 +9,7 @@
 
 pub mod apply;
 pub(crate) mod daemon;
-mod hooks;
+pub(crate) mod hooks;
 pub mod lock;
 #[cfg(test)]
 pub mod memory;

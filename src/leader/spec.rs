@@ -313,7 +313,7 @@ fn sandbox_container(
 /// The container's hooks as the leader runs them: a named port resolved to
 /// its number (and hostPort), since the template may be gone from Git by
 /// the time a preStop runs.
-fn container_hooks(container: &Container) -> Hooks {
+pub(crate) fn container_hooks(container: &Container) -> Hooks {
     let hook = |handler: &Option<LifecycleHandler>| {
         handler.as_ref().and_then(|handler| match handler {
             LifecycleHandler::Exec { command } => Some(Hook::Exec {
