@@ -758,6 +758,74 @@ mod tests {
         }
     }
 
+    /// Issue 16: a pod waiting for its init containers shows kubectl's
+    /// init state on its app containers, each container its role, and is
+    /// not ready; once done, the completed init container does not keep
+    /// it from being ready.
+    #[test]
+    fn init_progress_and_roles_show_in_the_replicas() {
+        let (mut desired, _) = load(&[SourceFile {
+            path: "web.yaml".into(),
+            text: "replicas: 1".into(),
+            excluded: Vec::new(),
+        }]);
+        desired.workloads[0].spec.template.spec.init_containers =
+            vec![crate::manifest::model::Container {
+                name: "setup".into(),
+                image: "img:1".into(),
+                ..Default::default()
+            }];
+        let member = |name: &str, role: ContainerRole, state: ContainerState| {
+            let mut c = container(&desired, "n1", 0, state, None);
+            c.labels.container = name.into();
+            c.labels.role = role;
+            c.name = c.labels.container_name();
+            c.restart_count = 0;
+            c
+        };
+        let report = |setup: ContainerState, app: ContainerState| {
+            let mut observed = ObservedCluster::default();
+            observed.nodes.insert(
+                "n1".into(),
+                ObservedNode {
+                    name: "n1".into(),
+                    reachability: Reachability::Reachable,
+                    facts: None,
+                    containers: vec![
+                        member(
+                            crate::cluster::SANDBOX_CONTAINER,
+                            ContainerRole::Sandbox,
+                            ContainerState::Running,
+                        ),
+                        member("setup", ContainerRole::Init, setup),
+                        member("app", ContainerRole::App, app),
+                    ],
+                    volumes: Vec::new(),
+                },
+            );
+            build(&desired, None, &observed, at(10))
+        };
+        let waiting = report(ContainerState::Exited { code: 1 }, ContainerState::Created);
+        let rows: Vec<(&str, &str)> = waiting
+            .replicas
+            .iter()
+            .map(|r| (r.container.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("(sandbox)", "running"),
+                ("app", "Init:CrashLoopBackOff"),
+                ("setup (init)", "exited (1)"),
+            ]
+        );
+        assert_eq!(waiting.objects[0].ready_replicas, 0);
+        let done = report(ContainerState::Exited { code: 0 }, ContainerState::Running);
+        let app = done.replicas.iter().find(|r| r.container == "app").unwrap();
+        assert_eq!(app.state, "running");
+        assert_eq!(done.objects[0].ready_replicas, 1);
+    }
+
     #[test]
     fn nodes_objects_and_replicas() {
         let (desired, _) = load(&[SourceFile {
