@@ -6,7 +6,8 @@
 //! Always`) serves HTTP that the app reaches on `localhost`, also after the
 //! app container and the sidecar restart (the bug of the old layout, where
 //! the containers joined the first one's namespace and lost it when it
-//! restarted); the pod runs in a sandbox that holds its address. Scaled to
+//! restarted); the app's postStart GETs the sidecar at the pod's address;
+//! the pod runs in a sandbox that holds its address. Scaled to
 //! 0, the app's `preStop` writes a marker into a hostPath before its
 //! SIGTERM, which its TERM trap follows with its own line.
 
@@ -56,6 +57,8 @@ spec:
           image: flotilla-test:1
           command: [sh, -c, "trap 'echo term >> /marks/log; exit 0' TERM; cat /work/init.txt > /work/read-by-app; while true; do sleep 0.2; done"]
           lifecycle:
+            postStart:
+              httpGet: {{path: /, port: 9000}}
             preStop:
               exec: {{command: [sh, -c, "echo prestop >> /marks/log"]}}
           volumeMounts:
@@ -148,6 +151,13 @@ fn a_pod_with_an_init_container_a_sidecar_and_a_pre_stop_hook() {
     assert_eq!(
         docker(&["exec", &app, "cat", "/work/read-by-app"]).trim(),
         "made-by-init"
+    );
+    // The app's postStart reached the sidecar at the pod's address (the
+    // sandbox's: the app has none of its own).
+    assert!(
+        !cluster.leader_log().contains("postStart hook"),
+        "{}",
+        cluster.leader_log()
     );
     // The status shows the pod's containers by role.
     let rows: Vec<&str> = status
