@@ -39,6 +39,7 @@ fn specs(image: &str, batch: &str) -> Vec<ReplicaContainer> {
                 commit: "bench".into(),
                 node: NODE.into(),
                 container: "app".into(),
+                role: Default::default(),
             };
             ReplicaContainer {
                 name: labels.container_name(),

@@ -127,6 +127,7 @@ fn apply(cluster: &mut ObservedCluster, plan: &Plan) {
                     probe_ready: None,
                     address: None,
                     ready_since: None,
+                    hooks: Default::default(),
                 });
             }
         }

@@ -1,7 +1,9 @@
 //! `flotilla-proxy`: the node proxy (src/proxy/). `run` is the daemon the
 //! `flotilla-proxy` container runs on every node; `ctl` passes one JSON
 //! request line from stdin to the daemon's control socket and prints the
-//! answer line (the leader runs it through Docker exec).
+//! answer line (the leader runs it through Docker exec); `pause` is a pod
+//! sandbox's process: it holds the pod's namespaces and waits for SIGTERM or
+//! SIGINT, then exits 0.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -48,6 +50,8 @@ enum Command {
         #[arg(long, default_value_t = 443)]
         ingress_tls_port: u16,
     },
+    /// Hold a pod's sandbox: wait for SIGTERM or SIGINT, exit 0.
+    Pause,
     /// Send one JSON request line from stdin to the daemon; print the answer.
     Ctl {
         #[arg(long, default_value = table::CONTROL_SOCKET)]
@@ -97,6 +101,10 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error.to_string()),
             }
         }
+        Command::Pause => match runtime.block_on(pause()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&format!("waiting for a signal: {error}")),
+        },
         Command::Ctl { control_socket } => {
             let mut request = String::new();
             if let Err(error) = std::io::stdin().lock().read_line(&mut request) {
@@ -117,6 +125,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Returns at the first SIGTERM or SIGINT. As PID 1 of its container, the
+/// process gets no default action for them: without handlers it could not
+/// be stopped but by SIGKILL.
+async fn pause() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
 }
 
 fn fail(message: &str) -> ExitCode {

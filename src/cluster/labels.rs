@@ -29,7 +29,128 @@ pub struct ManagedLabels {
     pub node: String,
     /// The container's name within its pod.
     pub container: String,
+    /// What the container is to its pod (`dev.flotilla.role`; absent on an
+    /// app container, so containers made before roles decode unchanged).
+    #[serde(skip_serializing_if = "ContainerRole::is_app")]
+    pub role: ContainerRole,
 }
+
+/// What a container is to its pod.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerRole {
+    /// One of the pod's `containers`.
+    #[default]
+    App,
+    /// The container that holds the pod's network namespace, host name,
+    /// published ports and resolver, which every other container joins.
+    Sandbox,
+    /// A regular init container: runs to completion before the next.
+    Init,
+    /// An init container with `restartPolicy: Always`.
+    Sidecar,
+}
+
+impl ContainerRole {
+    pub fn is_app(&self) -> bool {
+        *self == ContainerRole::App
+    }
+
+    /// The value of `dev.flotilla.role`; `None` for an app container.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            ContainerRole::App => None,
+            ContainerRole::Sandbox => Some("sandbox"),
+            ContainerRole::Init => Some("init"),
+            ContainerRole::Sidecar => Some("sidecar"),
+        }
+    }
+
+    fn parse(value: &str) -> Option<ContainerRole> {
+        [
+            ContainerRole::Sandbox,
+            ContainerRole::Init,
+            ContainerRole::Sidecar,
+        ]
+        .into_iter()
+        .find(|role| role.label() == Some(value))
+    }
+}
+
+/// A lifecycle hook as the leader runs it, with a named port resolved:
+/// carried in the container's labels (`dev.flotilla.post-start`,
+/// `dev.flotilla.pre-stop`, JSON), so a container's own hooks run even
+/// when Git no longer declares its revision (a rollout's old pods).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Hook {
+    /// Run in the container (Docker exec); exit 0 is success.
+    Exec { command: Vec<String> },
+    /// GET from the node to the pod; a status in 200..400 is success.
+    HttpGet {
+        path: String,
+        port: u16,
+        /// The port's hostPort, for a pod without an address of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host_port: Option<u16>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        headers: Vec<(String, String)>,
+    },
+    /// Waited out by the leader.
+    Sleep { seconds: u32 },
+}
+
+/// A container's hooks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_start: Option<Hook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_stop: Option<Hook>,
+}
+
+const POST_START_LABEL: &str = "dev.flotilla.post-start";
+const PRE_STOP_LABEL: &str = "dev.flotilla.pre-stop";
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.post_start.is_none() && self.pre_stop.is_none()
+    }
+
+    /// Adds the hooks' labels to a container's.
+    pub fn add_docker_labels(&self, labels: &mut HashMap<String, String>) {
+        for (label, hook) in [
+            (POST_START_LABEL, &self.post_start),
+            (PRE_STOP_LABEL, &self.pre_stop),
+        ] {
+            if let Some(hook) = hook {
+                labels.insert(
+                    label.to_string(),
+                    serde_json::to_string(hook).expect("a hook always serializes"),
+                );
+            }
+        }
+    }
+
+    /// The hooks a container's labels carry; a label that does not parse
+    /// (written by someone else) is no hook.
+    pub fn from_docker_labels(labels: &HashMap<String, String>) -> Hooks {
+        let hook = |label: &str| {
+            labels
+                .get(label)
+                .and_then(|json| serde_json::from_str(json).ok())
+        };
+        Hooks {
+            post_start: hook(POST_START_LABEL),
+            pre_stop: hook(PRE_STOP_LABEL),
+        }
+    }
+}
+
+/// The name of a pod's sandbox container within its pod: not a DNS-1123
+/// label, so no declared container can take it.
+pub const SANDBOX_CONTAINER: &str = "_sandbox";
 
 /// The value of `dev.flotilla.<key>`.
 fn label(labels: &HashMap<String, String>, key: &'static str) -> Result<String, LabelError> {
@@ -63,6 +184,9 @@ impl ManagedLabels {
         put("commit", self.commit.clone());
         put("node", self.node.clone());
         put("container", self.container.clone());
+        if let Some(role) = self.role.label() {
+            put("role", role.to_string());
+        }
         labels
     }
 
@@ -92,6 +216,13 @@ impl ManagedLabels {
             commit: get("commit")?,
             node: get("node")?,
             container: get("container")?,
+            role: match labels.get(&format!("{LABEL_PREFIX}role")) {
+                None => ContainerRole::App,
+                Some(value) => ContainerRole::parse(value).ok_or(LabelError::Invalid {
+                    label: "role",
+                    value: value.clone(),
+                })?,
+            },
         })
     }
 
@@ -289,6 +420,7 @@ mod tests {
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
             node: "n1".into(),
             container: "app".into(),
+            role: Default::default(),
         }
     }
 
@@ -298,6 +430,64 @@ mod tests {
         assert_eq!(
             ManagedLabels::from_docker_labels(&labels.to_docker_labels()),
             Ok(labels)
+        );
+    }
+
+    #[test]
+    fn hooks_round_trip_through_labels() {
+        let hooks = Hooks {
+            post_start: Some(Hook::Exec {
+                command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            }),
+            pre_stop: Some(Hook::HttpGet {
+                path: "/quit".into(),
+                port: 8080,
+                host_port: None,
+                headers: vec![("X-A".into(), "b".into())],
+            }),
+        };
+        let mut labels = HashMap::new();
+        hooks.add_docker_labels(&mut labels);
+        assert_eq!(
+            labels["dev.flotilla.pre-stop"],
+            r#"{"httpGet":{"path":"/quit","port":8080,"headers":[["X-A","b"]]}}"#
+        );
+        assert_eq!(Hooks::from_docker_labels(&labels), hooks);
+        let sleep = Hooks {
+            pre_stop: Some(Hook::Sleep { seconds: 3 }),
+            ..Hooks::default()
+        };
+        let mut labels = HashMap::new();
+        sleep.add_docker_labels(&mut labels);
+        assert_eq!(labels.len(), 1);
+        assert_eq!(Hooks::from_docker_labels(&labels), sleep);
+        labels.insert("dev.flotilla.pre-stop".into(), "not json".into());
+        assert_eq!(Hooks::from_docker_labels(&labels), Hooks::default());
+    }
+
+    /// Issue 16: a container's role in its pod is a label, absent on an app
+    /// container (as on every container made before roles).
+    #[test]
+    fn roles_round_trip_and_an_app_container_has_no_role_label() {
+        for (role, label) in [
+            (ContainerRole::App, None),
+            (ContainerRole::Sandbox, Some("sandbox")),
+            (ContainerRole::Init, Some("init")),
+            (ContainerRole::Sidecar, Some("sidecar")),
+        ] {
+            let labels = ManagedLabels { role, ..sample() };
+            let docker = labels.to_docker_labels();
+            assert_eq!(docker.get("dev.flotilla.role").map(String::as_str), label);
+            assert_eq!(ManagedLabels::from_docker_labels(&docker), Ok(labels));
+        }
+        let mut docker = sample().to_docker_labels();
+        docker.insert("dev.flotilla.role".into(), "helper".into());
+        assert_eq!(
+            ManagedLabels::from_docker_labels(&docker),
+            Err(LabelError::Invalid {
+                label: "role",
+                value: "helper".into()
+            })
         );
     }
 

@@ -16,10 +16,12 @@ use crate::manifest::model::Protocol;
 use crate::manifest::quantity::{Bytes, CpuMillis};
 
 pub use labels::{
-    claim_volume_name, pod_volume_name, ManagedLabels, ObservedVolume, OrdinalClaim, VolumeOwner,
-    LABEL_PREFIX, MANAGED_LABEL, VOLUME_LABEL,
+    claim_volume_name, pod_volume_name, ContainerRole, Hook, Hooks, ManagedLabels, ObservedVolume,
+    OrdinalClaim, VolumeOwner, LABEL_PREFIX, MANAGED_LABEL, SANDBOX_CONTAINER, VOLUME_LABEL,
 };
-pub use replica::{group_replicas, ObservedReplica, ReadinessGate, ReplicaKey, ReplicaState};
+pub use replica::{
+    group_replicas, InitProgress, ObservedReplica, ReadinessGate, ReplicaKey, ReplicaState,
+};
 
 /// What is known of every node declared in the desired state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -120,9 +122,13 @@ pub struct ObservedContainer {
     /// When that verdict last turned ready (for `minReadySeconds`).
     pub ready_since: Option<SystemTime>,
     /// The container's address on its node's container network, while it
-    /// runs (the pod's address: only the pod's first container has one).
+    /// runs (the pod's address: only the pod's sandbox, or a container
+    /// alone in its pod, has one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<core::net::Ipv4Addr>,
+    /// Its lifecycle hooks, from its labels.
+    #[serde(skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
 
 /// One container port published on a node's address.

@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{ContainerState, FnvHashMap as HashMap, ObservedCluster, ObservedContainer};
-use crate::manifest::model::{Container, Kind, PodTemplate, RestartPolicy};
+use super::{
+    ContainerRole, ContainerState, FnvHashMap as HashMap, ObservedCluster, ObservedContainer,
+};
+use crate::manifest::model::{Container, Kind, PodSpec, PodTemplate, RestartPolicy};
 
 /// The identity of one replica: its object, its slot and its revision.
 /// Two containers with the same key belong to the same pod.
@@ -207,10 +209,47 @@ pub struct ReadinessGate<'a> {
     pub min_ready_seconds: u32,
 }
 
+/// Where a pod stands in its init sequence (`initContainers`, in order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum InitProgress {
+    /// Every init container completed (a regular one exited 0, a sidecar
+    /// runs and passed its startup probe), or the pod has none, or its app
+    /// containers have started: the app containers run.
+    Done,
+    /// `done` of `total` completed; the next one runs or is to start.
+    Running { done: usize, total: usize },
+    /// The regular init container after the `done` completed ones exited
+    /// with a failure: it is started again after the crash-loop back-off,
+    /// or under `restartPolicy: Never` the pod failed.
+    Failed { done: usize, total: usize },
+}
+
+impl InitProgress {
+    /// As kubectl shows a pod's init state: `Init:1/2`,
+    /// `Init:CrashLoopBackOff` (`Init:Error` once it is not restarted).
+    pub fn text(self, restart_policy: RestartPolicy) -> Option<String> {
+        match self {
+            InitProgress::Done => None,
+            InitProgress::Running { done, total } => Some(format!("Init:{done}/{total}")),
+            InitProgress::Failed { .. } if restart_policy == RestartPolicy::Never => {
+                Some("Init:Error".to_string())
+            }
+            InitProgress::Failed { .. } => Some("Init:CrashLoopBackOff".to_string()),
+        }
+    }
+}
+
 impl ObservedReplica<'_> {
     /// The replica's state at `now`. Without a gate (an object no longer
     /// declared, or an old revision whose template is gone) a replica whose
     /// containers all run counts as ready, and a stopped one as failed.
+    ///
+    /// A pod's sandbox must run (one that stopped held the namespace the
+    /// others are in: the pod is replaced, and one that is missing too);
+    /// while its init containers have not all completed the pod is pending
+    /// (failed when one failed under `restartPolicy: Never`); after, its
+    /// regular init containers are done and no longer count.
     pub fn state(&self, gate: Option<ReadinessGate<'_>>, now: SystemTime) -> ReplicaState {
         if !self.node_reachable {
             return ReplicaState::Unknown;
@@ -228,8 +267,39 @@ impl ObservedReplica<'_> {
         let runs_to_completion =
             gate.is_some_and(|g| g.template.spec.restart_policy != RestartPolicy::Always);
         let mut all_running = true;
+        let sandbox = self
+            .containers
+            .iter()
+            .find(|c| c.labels.role == ContainerRole::Sandbox);
+        match sandbox.map(|c| c.state) {
+            Some(ContainerState::Running) => {}
+            Some(ContainerState::Created) => all_running = false,
+            Some(_) => return ReplicaState::Failed,
+            None if gate.is_some_and(|g| g.template.spec.has_sandbox()) => {
+                return ReplicaState::Failed
+            }
+            None => {}
+        }
+        if let Some(gate) = gate {
+            let spec = &gate.template.spec;
+            match self.init_progress(spec) {
+                InitProgress::Done => {}
+                InitProgress::Failed { .. } if spec.restart_policy == RestartPolicy::Never => {
+                    return ReplicaState::Failed
+                }
+                InitProgress::Running { .. } | InitProgress::Failed { .. } => {
+                    return ReplicaState::Pending
+                }
+            }
+        }
+        // Whether every app container ran to its end (a sidecar, which
+        // always runs again, does not hold a pod's completion back).
         let mut all_completed = true;
-        for container in &self.containers {
+        for container in self.running_containers() {
+            let restart_policy = match container.labels.role {
+                ContainerRole::Sidecar => RestartPolicy::Always,
+                _ => restart_policy,
+            };
             match container.state {
                 // Done: neither running nor to be started again.
                 ContainerState::Exited { code: 0 } if runs_to_completion => continue,
@@ -244,12 +314,20 @@ impl ObservedReplica<'_> {
                 | ContainerState::Paused
                 | ContainerState::Exited { .. } => all_running = false,
             }
-            all_completed = false;
+            if container.labels.role == ContainerRole::App {
+                all_completed = false;
+            }
         }
-        // Only a pod whose every declared container ran to the end.
+        // Only a pod whose every declared app container ran to the end.
+        let app_containers = || {
+            self.containers
+                .iter()
+                .filter(|c| c.labels.role == ContainerRole::App)
+                .count()
+        };
         if all_completed
             && runs_to_completion
-            && gate.is_some_and(|g| g.template.spec.containers.len() == self.containers.len())
+            && gate.is_some_and(|g| g.template.spec.containers.len() == app_containers())
         {
             return ReplicaState::Succeeded;
         }
@@ -259,14 +337,21 @@ impl ObservedReplica<'_> {
         let Some(gate) = gate else {
             return ReplicaState::Ready;
         };
-        let declared = &gate.template.spec.containers;
-        if declared.len() != self.containers.len() {
+        let spec = &gate.template.spec;
+        let declared: Vec<&Container> = spec
+            .init_containers
+            .iter()
+            .filter(|c| c.sidecar)
+            .chain(&spec.containers)
+            .collect();
+        if declared.len() != self.running_containers().count() {
             // A container of the pod is missing: the pod is not complete.
             return ReplicaState::Pending;
         }
-        let ready = self.containers.iter().all(|observed| {
+        let ready = self.running_containers().all(|observed| {
             let declared = declared
                 .iter()
+                .copied()
                 .find(|d| d.name == observed.labels.container);
             container_available(observed, declared, gate.min_ready_seconds, now)
         });
@@ -277,18 +362,125 @@ impl ObservedReplica<'_> {
         }
     }
 
-    /// Containers that are stopped but that their restart policy says
-    /// should run: the planner starts them again.
-    pub fn containers_to_start(&self, restart_policy: RestartPolicy) -> Vec<&ObservedContainer> {
+    /// The containers that run for the pod's life: its app containers and
+    /// sidecars (not its sandbox, nor its regular init containers).
+    fn running_containers(&self) -> impl Iterator<Item = &ObservedContainer> + '_ {
         self.containers
             .iter()
             .copied()
-            .filter(|c| match c.state {
-                ContainerState::Created => true,
-                ContainerState::Exited { code } => restarts(restart_policy, code),
-                _ => false,
+            .filter(|c| matches!(c.labels.role, ContainerRole::App | ContainerRole::Sidecar))
+    }
+
+    fn container(&self, name: &str) -> Option<&ObservedContainer> {
+        self.containers
+            .iter()
+            .copied()
+            .find(|c| c.labels.container == name)
+    }
+
+    /// Where the pod stands in its init sequence, from what its containers
+    /// are doing now (level-triggered: no memory of earlier observations).
+    pub fn init_progress(&self, spec: &PodSpec) -> InitProgress {
+        let total = spec.init_containers.len();
+        // Init containers run once, before the app containers: once one of
+        // those has started, the sequence is over (Kubernetes does not run
+        // init containers again in a pod that ran).
+        let apps_started = self
+            .containers
+            .iter()
+            .any(|c| c.labels.role == ContainerRole::App && c.state != ContainerState::Created);
+        if total == 0 || apps_started {
+            return InitProgress::Done;
+        }
+        for (done, declared) in spec.init_containers.iter().enumerate() {
+            let Some(observed) = self.container(&declared.name) else {
+                return InitProgress::Running { done, total };
+            };
+            let complete = if declared.sidecar {
+                observed.state == ContainerState::Running
+                    && (declared.startup_probe.is_none() || observed.probe_ready == Some(true))
+            } else {
+                observed.state == ContainerState::Exited { code: 0 }
+            };
+            if complete {
+                continue;
+            }
+            let failed = !declared.sidecar
+                && matches!(
+                    observed.state,
+                    ContainerState::Dead | ContainerState::Exited { .. }
+                );
+            return if failed {
+                InitProgress::Failed { done, total }
+            } else {
+                InitProgress::Running { done, total }
+            };
+        }
+        InitProgress::Done
+    }
+
+    /// Containers that are not running but should, in the order to start
+    /// them: a sandbox not started yet, then, while the init sequence goes
+    /// on, the sidecars already passed that stopped and the next init
+    /// container (a failed one again unless `restartPolicy: Never`; the
+    /// leader holds it back for the crash-loop back-off); after it, the
+    /// sidecars that stopped and the app containers that are created or
+    /// that stopped and their restart policy brings back.
+    pub fn containers_to_start(&self, spec: &PodSpec) -> Vec<&ObservedContainer> {
+        let restart_policy = spec.restart_policy;
+        let mut starts: Vec<&ObservedContainer> = self
+            .containers
+            .iter()
+            .copied()
+            .filter(|c| {
+                c.labels.role == ContainerRole::Sandbox && c.state == ContainerState::Created
             })
-            .collect()
+            .collect();
+        let stopped_sidecar = |c: &ObservedContainer| {
+            c.labels.role == ContainerRole::Sidecar
+                && matches!(
+                    c.state,
+                    ContainerState::Created | ContainerState::Exited { .. }
+                )
+        };
+        let (done, next) = match self.init_progress(spec) {
+            InitProgress::Done => {
+                starts.extend(self.containers.iter().copied().filter(|c| {
+                    stopped_sidecar(c)
+                        || (c.labels.role == ContainerRole::App
+                            && match c.state {
+                                ContainerState::Created => true,
+                                ContainerState::Exited { code } => restarts(restart_policy, code),
+                                _ => false,
+                            })
+                }));
+                return starts;
+            }
+            InitProgress::Running { done, .. } => (done, spec.init_containers.get(done)),
+            InitProgress::Failed { done, .. } => (done, spec.init_containers.get(done)),
+        };
+        for declared in &spec.init_containers[..done] {
+            if let Some(c) = self
+                .container(&declared.name)
+                .filter(|c| stopped_sidecar(c))
+            {
+                starts.push(c);
+            }
+        }
+        if let Some(c) = next.and_then(|d| self.container(&d.name)) {
+            let start = match c.state {
+                ContainerState::Created => true,
+                ContainerState::Exited { code } => {
+                    c.labels.role == ContainerRole::Sidecar
+                        || (code != 0 && restart_policy != RestartPolicy::Never)
+                }
+                _ => false,
+            };
+            if start {
+                starts.push(c);
+            }
+        }
+        starts
     }
 }
 
@@ -370,6 +562,7 @@ mod tests {
             commit: "c1".into(),
             node: node.into(),
             container: name.into(),
+            role: Default::default(),
         };
         ObservedContainer {
             id: format!("{node}-{slot}-{name}"),
@@ -385,6 +578,7 @@ mod tests {
             probe_ready: None,
             address: None,
             ready_since: None,
+            hooks: Default::default(),
         }
     }
 
@@ -759,12 +953,28 @@ mod tests {
         );
     }
 
+    fn with_role(role: ContainerRole, mut c: ObservedContainer) -> ObservedContainer {
+        c.labels.role = role;
+        c.name = c.labels.container_name();
+        c
+    }
+
+    fn sandbox(state: ContainerState) -> ObservedContainer {
+        with_role(
+            ContainerRole::Sandbox,
+            container(crate::cluster::SANDBOX_CONTAINER, 0, "n1", state),
+        )
+    }
+
     #[test]
     fn missing_container_is_pending() {
         let cl = cluster(vec![(
             "n1",
             true,
-            vec![container("app", 0, "n1", ContainerState::Running)],
+            vec![
+                sandbox(ContainerState::Running),
+                container("app", 0, "n1", ContainerState::Running),
+            ],
         )]);
         let tpl = template(&[("app", false), ("side", false)]);
         let gate = ReadinessGate {
@@ -789,5 +999,269 @@ mod tests {
         for (policy, code, expected) in cases {
             assert_eq!(restarts(policy, code), expected, "{policy:?} exit {code}");
         }
+    }
+
+    /// Issue 16: a pod with a sandbox needs it running: stopped (its
+    /// namespace gone with it) or missing, the pod is replaced.
+    #[test]
+    fn a_pod_whose_sandbox_stopped_or_is_missing_failed() {
+        let tpl = template(&[("app", false), ("side", false)]);
+        let gate = ReadinessGate {
+            template: &tpl,
+            min_ready_seconds: 0,
+        };
+        let running = |name| container(name, 0, "n1", ContainerState::Running);
+        for (sandbox_state, expected) in [
+            (Some(ContainerState::Running), ReplicaState::Ready),
+            (Some(ContainerState::Created), ReplicaState::Pending),
+            (
+                Some(ContainerState::Exited { code: 0 }),
+                ReplicaState::Failed,
+            ),
+            (Some(ContainerState::Dead), ReplicaState::Failed),
+            (None, ReplicaState::Failed),
+        ] {
+            let mut containers = vec![running("app"), running("side")];
+            containers.extend(sandbox_state.map(sandbox));
+            let cl = cluster(vec![("n1", true, containers)]);
+            assert_eq!(
+                group_replicas(&cl)[0].state(Some(gate), at(T0)),
+                expected,
+                "sandbox {sandbox_state:?}"
+            );
+        }
+    }
+
+    /// Issue 16: the init sequence, decided from what the containers do
+    /// now: each regular init container runs to completion before the
+    /// next starts, a sidecar once it runs (and passed its startup probe),
+    /// the app containers after; a failed one is started again (the leader
+    /// holds it for the back-off) unless `restartPolicy: Never`, which
+    /// fails the pod.
+    #[test]
+    fn init_containers_run_in_order_before_the_app_containers() {
+        use ContainerState::{Created, Exited, Running};
+        let startup_probe = Probe {
+            handler: ProbeHandler::TcpSocket {
+                port: PortRef::Number(80),
+            },
+            initial_delay_seconds: 0,
+            period_seconds: 1,
+            timeout_seconds: 1,
+            success_threshold: 1,
+            failure_threshold: 3,
+        };
+        let spec = |restart_policy| PodSpec {
+            init_containers: vec![
+                Container {
+                    name: "migrate".into(),
+                    ..Container::default()
+                },
+                Container {
+                    name: "log".into(),
+                    sidecar: true,
+                    startup_probe: Some(startup_probe.clone()),
+                    ..Container::default()
+                },
+                Container {
+                    name: "warm".into(),
+                    ..Container::default()
+                },
+            ],
+            containers: vec![Container {
+                name: "app".into(),
+                ..Container::default()
+            }],
+            restart_policy,
+            ..PodSpec::default()
+        };
+        // (migrate, log and whether its startup probe passed, warm, app),
+        // policy, then: progress, status text, what to start, state.
+        type Row = (
+            (
+                ContainerState,
+                (ContainerState, bool),
+                ContainerState,
+                ContainerState,
+            ),
+            RestartPolicy,
+            InitProgress,
+            Option<&'static str>,
+            &'static [&'static str],
+            ReplicaState,
+        );
+        let p = |done| InitProgress::Running { done, total: 3 };
+        let f = |done| InitProgress::Failed { done, total: 3 };
+        let always = RestartPolicy::Always;
+        let never = RestartPolicy::Never;
+        let ok = Exited { code: 0 };
+        let failed = Exited { code: 2 };
+        let rows: &[Row] = &[
+            // A new pod: its sandbox runs, the first init container starts.
+            (
+                (Created, (Created, false), Created, Created),
+                always,
+                p(0),
+                Some("Init:0/3"),
+                &["migrate"],
+                ReplicaState::Pending,
+            ),
+            (
+                (Running, (Created, false), Created, Created),
+                always,
+                p(0),
+                Some("Init:0/3"),
+                &[],
+                ReplicaState::Pending,
+            ),
+            // Done: the sidecar starts next.
+            (
+                (ok, (Created, false), Created, Created),
+                always,
+                p(1),
+                Some("Init:1/3"),
+                &["log"],
+                ReplicaState::Pending,
+            ),
+            // The sidecar runs but has not passed its startup probe: wait.
+            (
+                (ok, (Running, false), Created, Created),
+                always,
+                p(1),
+                Some("Init:1/3"),
+                &[],
+                ReplicaState::Pending,
+            ),
+            (
+                (ok, (Running, true), Created, Created),
+                always,
+                p(2),
+                Some("Init:2/3"),
+                &["warm"],
+                ReplicaState::Pending,
+            ),
+            // A sidecar that stopped meanwhile is started again too.
+            (
+                (ok, (Exited { code: 1 }, true), Running, Created),
+                always,
+                p(1),
+                Some("Init:1/3"),
+                &["log"],
+                ReplicaState::Pending,
+            ),
+            (
+                (ok, (Running, true), ok, Created),
+                always,
+                InitProgress::Done,
+                None,
+                &["app"],
+                ReplicaState::Pending,
+            ),
+            (
+                (ok, (Running, true), ok, Running),
+                always,
+                InitProgress::Done,
+                None,
+                &[],
+                ReplicaState::Ready,
+            ),
+            // A failed init container: again (after the back-off)...
+            (
+                (failed, (Created, false), Created, Created),
+                always,
+                f(0),
+                Some("Init:CrashLoopBackOff"),
+                &["migrate"],
+                ReplicaState::Pending,
+            ),
+            (
+                (ok, (Running, true), failed, Created),
+                RestartPolicy::OnFailure,
+                f(2),
+                Some("Init:CrashLoopBackOff"),
+                &["warm"],
+                ReplicaState::Pending,
+            ),
+            // ... or, under Never, the pod failed.
+            (
+                (failed, (Created, false), Created, Created),
+                never,
+                f(0),
+                Some("Init:Error"),
+                &[],
+                ReplicaState::Failed,
+            ),
+            // Once the app containers ran, the sequence is over for good: a
+            // sidecar that stopped is started again, init containers never.
+            (
+                (ok, (Exited { code: 137 }, true), ok, Running),
+                always,
+                InitProgress::Done,
+                None,
+                &["log"],
+                ReplicaState::Pending,
+            ),
+        ];
+        for (i, ((migrate, (log, log_ready), warm, app), policy, progress, text, starts, state)) in
+            rows.iter().enumerate()
+        {
+            let mut log = with_role(ContainerRole::Sidecar, container("log", 0, "n1", *log));
+            log.probe_ready = log_ready.then_some(true);
+            let cl = cluster(vec![(
+                "n1",
+                true,
+                vec![
+                    sandbox(Running),
+                    with_role(ContainerRole::Init, container("migrate", 0, "n1", *migrate)),
+                    log,
+                    with_role(ContainerRole::Init, container("warm", 0, "n1", *warm)),
+                    container("app", 0, "n1", *app),
+                ],
+            )]);
+            let spec = spec(*policy);
+            let template = PodTemplate {
+                spec: spec.clone(),
+                ..PodTemplate::default()
+            };
+            let gate = ReadinessGate {
+                template: &template,
+                min_ready_seconds: 0,
+            };
+            let replica = &group_replicas(&cl)[0];
+            assert_eq!(replica.init_progress(&spec), *progress, "row {i}");
+            assert_eq!(
+                replica.init_progress(&spec).text(*policy).as_deref(),
+                *text,
+                "row {i}"
+            );
+            let started: Vec<&str> = replica
+                .containers_to_start(&spec)
+                .iter()
+                .map(|c| c.labels.container.as_str())
+                .collect();
+            assert_eq!(started, *starts, "row {i}");
+            assert_eq!(replica.state(Some(gate), at(T0)), *state, "row {i}");
+        }
+    }
+
+    /// A created sandbox is started before anything else.
+    #[test]
+    fn a_created_sandbox_starts_first() {
+        let cl = cluster(vec![(
+            "n1",
+            true,
+            vec![
+                sandbox(ContainerState::Created),
+                container("app", 0, "n1", ContainerState::Created),
+                container("side", 0, "n1", ContainerState::Created),
+            ],
+        )]);
+        let tpl = template(&[("app", false), ("side", false)]);
+        let started: Vec<String> = group_replicas(&cl)[0]
+            .containers_to_start(&tpl.spec)
+            .iter()
+            .map(|c| c.labels.container.clone())
+            .collect();
+        assert_eq!(started, ["_sandbox", "app", "side"]);
     }
 }

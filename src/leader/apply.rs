@@ -8,7 +8,7 @@
 //! Images follow imagePullPolicy; when a node lacks an image and cannot pull
 //! it (no registry reachable), the leader ships its own copy.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,14 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use crate::api::metrics::Metrics;
+use crate::cluster::{ContainerRole, Hook, Hooks, ManagedLabels};
 use crate::manifest::model::PullPolicy;
 use crate::manifest::OperatorPolicy;
-use crate::node::{NodeOpError, NodeOps, ReplicaContainer};
+use crate::node::{NodeOpError, NodeOps, ProxyImage, ReplicaContainer};
+
+/// Kubernetes' default terminationGracePeriodSeconds: the bound of a
+/// preStop hook of a container whose object is gone.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 /// Operations in flight on one node at most.
 pub const PER_NODE_LIMIT: usize = 4;
@@ -27,22 +32,31 @@ pub const PER_NODE_LIMIT: usize = 4;
 /// One thing to do on one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
-    /// Create (and, with `start`, start) the containers of one replica, in
-    /// order: the first owns the pod's network namespace.
+    /// Create the containers of one replica, in order (the first owns the
+    /// pod's network namespace: its sandbox, or its only container), and
+    /// with `start` start what a new pod starts: its sandbox and, unless it
+    /// has init containers (which the planner starts one by one), its app
+    /// containers, each followed by its postStart hook.
     CreateReplica {
         containers: Vec<ReplicaContainer>,
         start: bool,
     },
-    /// Start the containers of one replica, in order (the first owns the
-    /// pod's network namespace).
-    Start { containers: Vec<String> },
+    /// Start the containers of one replica, in order, each followed by its
+    /// postStart hook (`post_start`, by container name).
+    Start {
+        containers: Vec<String>,
+        post_start: BTreeMap<String, Hook>,
+    },
     /// Stop (gracefully; `grace` is SIGTERM to SIGKILL, `None` the
     /// container's own stop timeout, set from terminationGracePeriodSeconds
-    /// when it was created) then remove the containers of one replica, the
-    /// network owner last.
+    /// when it was created) then remove the containers of one replica, in
+    /// reverse order: the network owner last. A container's preStop hook
+    /// (`pre_stop`, by container name) runs before its SIGTERM, and the
+    /// time it takes counts against the grace period.
     Remove {
         containers: Vec<String>,
         grace: Option<Duration>,
+        pre_stop: BTreeMap<String, Hook>,
     },
     /// Remove a Docker volume (a claim's that Git says to delete, a gone
     /// pod's `emptyDir`); Docker refuses while a container uses it.
@@ -60,13 +74,20 @@ impl Operation {
         }
     }
 
+    /// Whether the operation creates a pod sandbox (which needs the node
+    /// proxy's image).
+    pub fn creates_sandbox(&self) -> bool {
+        matches!(self, Operation::CreateReplica { containers, .. }
+            if containers.iter().any(|c| role(c) == ContainerRole::Sandbox))
+    }
+
     /// The container (a replica's first) the operation is about.
     pub fn target(&self) -> &str {
         match self {
             Operation::CreateReplica { containers, .. } => {
                 containers.first().map_or("", |c| c.name.as_str())
             }
-            Operation::Start { containers } | Operation::Remove { containers, .. } => {
+            Operation::Start { containers, .. } | Operation::Remove { containers, .. } => {
                 containers.first().map_or("", String::as_str)
             }
             Operation::RemoveVolume { volume } => volume,
@@ -170,11 +191,15 @@ pub struct ApplyReport {
 ///
 /// `hidden`: the opened Secret values of the commit, kept out of the error
 /// messages reported (Docker may quote a container's own values).
+/// `sandbox_image`: the node proxy's image, which pod sandboxes run (or why
+/// there is none: then creating a pod with a sandbox fails with it).
+#[allow(clippy::too_many_arguments)]
 pub async fn apply<N: NodeOps>(
     nodes: &N,
     steps: Vec<Step>,
     unreachable: &BTreeSet<String>,
     policy: &OperatorPolicy,
+    sandbox_image: Result<&ProxyImage, &str>,
     metrics: &Metrics,
     events: &mpsc::UnboundedSender<ApplyEvent>,
     hidden: &[&[u8]],
@@ -187,6 +212,7 @@ pub async fn apply<N: NodeOps>(
     }
     let images = ImageCache {
         policy: policy.clone(),
+        sandbox: sandbox_image.cloned().map_err(str::to_string),
         ..ImageCache::default()
     };
     let mut report = ApplyReport::default();
@@ -269,29 +295,75 @@ async fn run_step<N: NodeOps>(
     let node = step.node.as_str();
     match &step.operation {
         Operation::CreateReplica { containers, start } => {
-            for container in containers {
-                images.ensure(nodes, node, container, events).await?;
+            let mut containers = containers.clone();
+            for container in &mut containers {
+                if role(container) == ContainerRole::Sandbox {
+                    container.image = images.sandbox(nodes, node).await?;
+                } else {
+                    images.ensure(nodes, node, container, events).await?;
+                }
             }
-            for container in containers {
+            // A pod with init containers starts with its sandbox alone: the
+            // planner starts the init containers in order, then the rest.
+            let has_init = containers
+                .iter()
+                .any(|c| matches!(role(c), ContainerRole::Init | ContainerRole::Sidecar));
+            for container in &containers {
                 nodes.create(node, container).await?;
-                // The first container must run before the others can join
-                // its network namespace, so each starts before the next is
-                // created.
-                if *start {
+                // The network owner must run before the others can join
+                // its namespace, so each starts before the next is created.
+                let starts = match role(container) {
+                    ContainerRole::Sandbox => true,
+                    ContainerRole::App => !has_init,
+                    ContainerRole::Init | ContainerRole::Sidecar => false,
+                };
+                if *start && starts {
                     nodes.start(node, &container.name).await?;
+                    let hooks = Hooks::from_docker_labels(&container.labels);
+                    if let Some(hook) = &hooks.post_start {
+                        let limit = container
+                            .stop_timeout_seconds
+                            .map_or(DEFAULT_GRACE, |s| Duration::from_secs(u64::from(s)));
+                        post_start(nodes, node, &container.name, hook, limit).await?;
+                    }
                 }
             }
             Ok(())
         }
-        Operation::Start { containers } => {
+        Operation::Start {
+            containers,
+            post_start: hooks,
+        } => {
             for container in containers {
                 nodes.start(node, container).await?;
+                if let Some(hook) = hooks.get(container) {
+                    post_start(nodes, node, container, hook, DEFAULT_GRACE).await?;
+                }
             }
             Ok(())
         }
-        Operation::Remove { containers, grace } => {
+        Operation::Remove {
+            containers,
+            grace,
+            pre_stop,
+        } => {
             for container in containers.iter().rev() {
-                nodes.stop(node, container, *grace).await?;
+                let grace = match pre_stop.get(container) {
+                    Some(hook) => {
+                        let limit = grace.unwrap_or(DEFAULT_GRACE);
+                        let started = Instant::now();
+                        // Kubernetes goes on with the stop whatever the
+                        // hook did; its time counts against the grace.
+                        if let Err(error) =
+                            super::hooks::run_hook(nodes, node, container, hook, limit).await
+                        {
+                            tracing::warn!(node, container = %container, %error, "preStop hook failed");
+                        }
+                        Some(limit.saturating_sub(started.elapsed()))
+                    }
+                    None => *grace,
+                };
+                nodes.stop(node, container, grace).await?;
                 nodes.remove(node, container).await?;
             }
             Ok(())
@@ -300,20 +372,79 @@ async fn run_step<N: NodeOps>(
     }
 }
 
+/// The role a container's labels give it (an app container's when they
+/// give none).
+fn role(container: &ReplicaContainer) -> ContainerRole {
+    ManagedLabels::from_docker_labels(&container.labels).map_or(ContainerRole::App, |l| l.role)
+}
+
+/// Runs a container's postStart hook just after its start; when it fails,
+/// kills the container (its restart policy then decides, as in Kubernetes)
+/// and fails the step with the hook's error.
+async fn post_start<N: NodeOps>(
+    nodes: &N,
+    node: &str,
+    container: &str,
+    hook: &Hook,
+    limit: Duration,
+) -> Result<(), NodeOpError> {
+    let Err(error) = super::hooks::run_hook(nodes, node, container, hook, limit).await else {
+        return Ok(());
+    };
+    nodes.stop(node, container, Some(Duration::ZERO)).await?;
+    Err(NodeOpError {
+        node: node.to_string(),
+        message: format!("postStart hook of {container} failed ({error}); the container is killed"),
+        unreachable: false,
+    })
+}
+
 /// Makes each (node, image) present once per apply, however many replicas
 /// need it: the first replica pulls or ships, the others wait for it.
-#[derive(Default)]
 struct ImageCache {
     locks: Mutex<HashMap<NodeImage, Arc<Mutex<()>>>>,
     ready: Mutex<HashSet<NodeImage>>,
     /// Which images the leader may ship from its own Docker.
     policy: OperatorPolicy,
+    /// The image of pod sandboxes, or why there is none.
+    sandbox: Result<ProxyImage, String>,
+}
+
+impl Default for ImageCache {
+    fn default() -> Self {
+        ImageCache {
+            locks: Mutex::default(),
+            ready: Mutex::default(),
+            policy: OperatorPolicy::default(),
+            sandbox: Err("no image for pod sandboxes was given".into()),
+        }
+    }
 }
 
 /// (node, image).
 type NodeImage = (String, String);
 
 impl ImageCache {
+    /// Loads the sandbox image on `node` (once per apply) and names it.
+    async fn sandbox<N: NodeOps>(&self, nodes: &N, node: &str) -> Result<String, NodeOpError> {
+        let image = self.sandbox.as_ref().map_err(|reason| NodeOpError {
+            node: node.to_string(),
+            message: format!(
+                "a pod with several containers or init containers runs in a sandbox made from \
+                 the node proxy's image, and there is none: {reason}"
+            ),
+            unreachable: false,
+        })?;
+        let key = (node.to_string(), image.tag.clone());
+        let lock = Arc::clone(self.locks.lock().await.entry(key.clone()).or_default());
+        let _guard = lock.lock().await;
+        if !self.ready.lock().await.contains(&key) {
+            nodes.load_proxy_image(node, image).await?;
+            self.ready.lock().await.insert(key);
+        }
+        Ok(image.tag.clone())
+    }
+
     /// Makes `container`'s image present on `node`, pulled (with the
     /// container's credentials) as its pull policy says.
     async fn ensure<N: NodeOps>(
@@ -450,6 +581,7 @@ mod tests {
             commit: "c".into(),
             node: node.into(),
             container: String::new(),
+            role: Default::default(),
         };
         Step {
             node: node.into(),
@@ -485,6 +617,16 @@ mod tests {
         unreachable: &[&str],
         policy: &OperatorPolicy,
     ) -> (ApplyReport, Vec<ApplyEvent>) {
+        run_with_image(nodes, steps, unreachable, policy, None).await
+    }
+
+    async fn run_with_image(
+        nodes: &MemoryNodes,
+        steps: Vec<Step>,
+        unreachable: &[&str],
+        policy: &OperatorPolicy,
+        sandbox_image: Option<&ProxyImage>,
+    ) -> (ApplyReport, Vec<ApplyEvent>) {
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let unreachable = unreachable.iter().map(|s| s.to_string()).collect();
         let report = apply(
@@ -492,6 +634,7 @@ mod tests {
             steps,
             &unreachable,
             policy,
+            sandbox_image.ok_or("no proxy image: flotilla-proxy is missing"),
             &Metrics::default(),
             &sender,
             &[],
@@ -606,6 +749,7 @@ mod tests {
         remove.operation = Operation::Remove {
             containers: vec!["x".into()],
             grace: Some(Duration::from_secs(1)),
+            pre_stop: BTreeMap::new(),
         };
         let (report, events) = run(&nodes, vec![replica("n1", 0), remove], &["n2"]).await;
         assert_eq!((report.succeeded, report.skipped), (1, 1));
@@ -619,6 +763,137 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| matches!(e, ApplyEvent::Skipped { node, .. } if node == "n2")));
+    }
+
+    /// A pod of two containers, the app's preStop an exec.
+    fn sandboxed(node: &str) -> Step {
+        use crate::manifest::model::{Lifecycle, LifecycleHandler};
+        let container = |name: &str| Container {
+            name: name.into(),
+            image: "flotilla-test:1".into(),
+            ..Container::default()
+        };
+        let template = PodTemplate {
+            spec: PodSpec {
+                containers: vec![
+                    Container {
+                        lifecycle: Lifecycle {
+                            post_start: None,
+                            pre_stop: Some(LifecycleHandler::Exec {
+                                command: vec!["true".into()],
+                            }),
+                        },
+                        ..container("app")
+                    },
+                    container("side"),
+                ],
+                ..PodSpec::default()
+            },
+            ..PodTemplate::default()
+        };
+        let labels = ManagedLabels {
+            namespace: "default".into(),
+            kind: Kind::Deployment,
+            name: "pod".into(),
+            slot: 0,
+            template_hash: "abcdef0123".into(),
+            commit: "c".into(),
+            node: node.into(),
+            container: String::new(),
+            role: ContainerRole::App,
+        };
+        Step {
+            node: node.into(),
+            operation: Operation::CreateReplica {
+                containers: replica_containers(
+                    &template,
+                    &labels,
+                    &Default::default(),
+                    &Default::default(),
+                ),
+                start: true,
+            },
+            reason: "missing replica".into(),
+        }
+    }
+
+    /// Issue 16: a pod's sandbox runs the node proxy's image, loaded on
+    /// the node first, and starts before the containers that join it; at
+    /// removal the app's preStop runs before its stop, the sandbox goes
+    /// last.
+    #[tokio::test]
+    async fn a_sandbox_runs_the_proxy_image_and_a_pre_stop_runs_before_the_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("flotilla-proxy");
+        std::fs::write(&binary, b"#!/bin/sh\n").unwrap();
+        let image = ProxyImage::build(&binary).unwrap();
+        let nodes = MemoryNodes::default();
+        let create = sandboxed("n1");
+        let Operation::CreateReplica { containers, .. } = &create.operation else {
+            unreachable!("a replica is created");
+        };
+        let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+        let policy = OperatorPolicy {
+            ship_images: vec!["flotilla-test:*".into()],
+            ..OperatorPolicy::default()
+        };
+        let (report, _) = run_with_image(&nodes, vec![create], &[], &policy, Some(&image)).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let log = nodes.state.lock().unwrap().log.clone();
+        let at = |line: &str| {
+            log.iter()
+                .position(|l| l == line)
+                .unwrap_or_else(|| panic!("{line} in {log:?}"))
+        };
+        let [sandbox, app, side] = &names[..] else {
+            unreachable!("three containers");
+        };
+        assert!(at(&format!("load-image n1 {}", image.tag)) < at(&format!("create n1 {sandbox}")));
+        assert!(at(&format!("start n1 {sandbox}")) < at(&format!("create n1 {app}")));
+        assert!(at(&format!("start n1 {app}")) < at(&format!("start n1 {side}")));
+
+        let remove = Step {
+            node: "n1".into(),
+            operation: Operation::Remove {
+                containers: names.clone(),
+                grace: Some(Duration::from_secs(5)),
+                pre_stop: BTreeMap::from([(
+                    app.clone(),
+                    Hook::Exec {
+                        command: vec!["true".into()],
+                    },
+                )]),
+            },
+            reason: "scale down".into(),
+        };
+        let (report, _) = run_with(&nodes, vec![remove], &[], &policy).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let log = nodes.state.lock().unwrap().log.clone();
+        let at = |line: &str| log.iter().rposition(|l| l == line).unwrap();
+        assert!(at(&format!("stop n1 {side}")) < at(&format!("probe-exec n1 {app}")));
+        assert!(at(&format!("probe-exec n1 {app}")) < at(&format!("stop n1 {app}")));
+        assert!(at(&format!("stop n1 {app}")) < at(&format!("stop n1 {sandbox}")));
+    }
+
+    /// Without the node proxy's image a pod that needs a sandbox fails
+    /// with one error that says why, and nothing is created.
+    #[tokio::test]
+    async fn without_the_proxy_image_a_sandboxed_pod_fails_clearly() {
+        let nodes = MemoryNodes::default();
+        let (report, _) = run(&nodes, vec![sandboxed("n1")], &[]).await;
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(
+            report.failed[0].1.to_string(),
+            "node n1: a pod with several containers or init containers runs in a sandbox made \
+             from the node proxy's image, and there is none: no proxy image: flotilla-proxy is missing"
+        );
+        assert!(!nodes
+            .state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .any(|l| l.starts_with("create")));
     }
 
     #[tokio::test]

@@ -176,6 +176,7 @@ impl NodeOps for MemoryNodes {
                     address: (*running && spec.network_mode.is_none())
                         .then(|| memory_address(&name, container_name)),
                     ready_since: None,
+                    hooks: Default::default(),
                 })
                 .collect();
             Ok(NodeObservation {
@@ -427,6 +428,22 @@ impl NodeOps for MemoryNodes {
             .await
     }
 
+    async fn load_proxy_image(
+        &self,
+        node: &str,
+        image: &crate::node::ProxyImage,
+    ) -> Result<(), NodeOpError> {
+        self.call(node, format!("load-image {node} {}", image.tag), |state| {
+            state
+                .images
+                .entry(node.to_string())
+                .or_default()
+                .insert(image.tag.clone());
+            Ok(())
+        })
+        .await
+    }
+
     async fn ensure_proxy(
         &self,
         node: &str,
@@ -553,6 +570,7 @@ impl Planner for RoundRobin {
                         node: c.labels.node.clone(),
                         operation: Operation::Start {
                             containers: vec![c.name.clone()],
+                            post_start: Default::default(),
                         },
                         reason: "exited".into(),
                     }),
@@ -567,6 +585,7 @@ impl Planner for RoundRobin {
                             commit: commit.to_string(),
                             node: node.clone(),
                             container: String::new(),
+                            role: Default::default(),
                         };
                         steps.push(Step {
                             node,
@@ -615,6 +634,7 @@ impl Planner for RoundRobin {
                     operation: Operation::Remove {
                         containers: vec![c.name.clone()],
                         grace: Some(Duration::ZERO),
+                        pre_stop: Default::default(),
                     },
                     reason: "not desired".into(),
                 });
@@ -788,6 +808,7 @@ mod tests {
             commit: "c0ffee".into(),
             node: "n1".into(),
             container: "db".into(),
+            role: Default::default(),
         };
         let container = ReplicaContainer {
             name: labels.container_name(),

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub(crate) mod daemon;
+pub(crate) mod hooks;
 pub mod lock;
 #[cfg(test)]
 pub mod memory;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::apply::{Operation, Step};
 use super::run::Planner;
 use super::spec::{replica_containers, ServiceDiscovery};
-use crate::cluster::ObservedCluster;
+use crate::cluster::{ContainerRole, ManagedLabels, ObservedCluster};
 use crate::manifest::model::DesiredState;
 use crate::plan;
 
@@ -75,15 +75,25 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                     containers,
                     template,
                 } => {
-                    let labels = containers.first()?;
+                    // The pod's labels (each container gets its own name
+                    // and role from the template).
+                    let labels = ManagedLabels {
+                        container: String::new(),
+                        role: ContainerRole::App,
+                        ..containers.first()?.clone()
+                    };
                     let discovery = ServiceDiscovery::for_namespace(desired, &labels.namespace);
                     Operation::CreateReplica {
-                        containers: replica_containers(template, labels, &discovery, desired),
+                        containers: replica_containers(template, &labels, &discovery, desired),
                         start: true,
                     }
                 }
                 plan::Operation::Start { containers } => Operation::Start {
                     containers: containers.iter().map(|c| c.name.clone()).collect(),
+                    post_start: containers
+                        .iter()
+                        .filter_map(|c| Some((c.name.clone(), c.hooks.post_start.clone()?)))
+                        .collect(),
                 },
                 plan::Operation::Remove { containers } => {
                     let grace = desired.workload(&action.object).map(|w| {
@@ -93,6 +103,10 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                     });
                     Operation::Remove {
                         containers: containers.iter().map(|c| c.name.clone()).collect(),
+                        pre_stop: containers
+                            .iter()
+                            .filter_map(|c| Some((c.name.clone(), c.hooks.pre_stop.clone()?)))
+                            .collect(),
                         // An object no longer declared: the grace period its
                         // containers were created with.
                         grace,

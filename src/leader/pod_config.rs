@@ -215,12 +215,16 @@ pub fn check_opened(desired: &DesiredState) -> Vec<crate::manifest::Diagnostic> 
     }
     for workload in &desired.workloads {
         let namespace = workload.meta.namespace.as_str();
-        for (i, container) in workload.spec.template.spec.containers.iter().enumerate() {
+        for (c, container) in workload.spec.template.spec.containers_with_fields() {
             let mut read: Vec<(String, &str, String)> = Vec::new();
             for (j, var) in container.env.iter().enumerate() {
                 if let Some(key_ref) = &var.value_from {
                     if let ConfigSource::Secret(name) = &key_ref.source {
-                        read.push((name.clone(), key_ref.key.as_str(), format!("spec.template.spec.containers[{i}].env[{j}].valueFrom.secretKeyRef")));
+                        read.push((
+                            name.clone(),
+                            key_ref.key.as_str(),
+                            format!("spec.template.spec.{c}.env[{j}].valueFrom.secretKeyRef"),
+                        ));
                     }
                 }
             }
@@ -231,7 +235,7 @@ pub fn check_opened(desired: &DesiredState) -> Vec<crate::manifest::Diagnostic> 
                             read.push((
                                 name.clone(),
                                 key.as_str(),
-                                format!("spec.template.spec.containers[{i}].envFrom[{j}]"),
+                                format!("spec.template.spec.{c}.envFrom[{j}]"),
                             ));
                         }
                     }

@@ -167,7 +167,9 @@ impl ServiceProxies {
         self.certificate_problems = problems;
     }
 
-    fn image(&mut self) -> Result<ProxyImage, String> {
+    /// The node proxy's image (which pod sandboxes run too), made once; or
+    /// why it cannot be made.
+    pub(crate) fn image(&mut self) -> Result<ProxyImage, String> {
         self.image
             .get_or_insert_with(|| {
                 ProxyImage::locate()

@@ -5,14 +5,20 @@
 //! `args` the cmd (an entrypoint given without args drops the image's cmd,
 //! as in Kubernetes); limits become NanoCPUs and Memory; `restartPolicy`
 //! becomes Docker's restart policy, so the node restarts a crashed process
-//! itself; the pod's containers share the first container's network
-//! namespace, which therefore carries every host-port binding. Pure: the
+//! itself; a pod of several containers, or with init containers, runs in a
+//! sandbox container whose network namespace every container joins, which
+//! therefore carries every host-port binding. Pure: the
 //! result is the node runtime's [`ReplicaContainer`], which `node` turns
 //! into Docker's create request.
 
 use super::{pod_config, volumes};
-use crate::cluster::ManagedLabels;
-use crate::manifest::model::{Container, DesiredState, PodTemplate, Protocol, RestartPolicy};
+use crate::cluster::{ContainerRole, Hook, Hooks, ManagedLabels, SANDBOX_CONTAINER};
+use crate::manifest::model::{
+    Container, DesiredState, LifecycleHandler, PodSpec, PodTemplate, Protocol, PullPolicy,
+    RestartPolicy,
+};
+use crate::node::SANDBOX_IMAGE;
+use crate::reconcile::probes::resolve_port;
 // Where the manifest names StatefulSet pods in DNS, by the same rule.
 pub use crate::manifest::names::{pod_hostname, HOSTNAME_MAX};
 use crate::node::{ContainerEnv, DockerRestartPolicy, PortBinding, ReplicaContainer};
@@ -89,8 +95,21 @@ fn env_name(name: &str) -> String {
     name.to_uppercase().replace(['-', '.'], "_")
 }
 
-/// The containers of one replica, in creation (and start) order. `labels`
-/// describes the replica; its `container` field is replaced per container.
+/// The containers of one replica, in creation order. `labels` describes the
+/// replica; its `container` and `role` fields are set per container.
+///
+/// A pod of one container without init containers runs as that container
+/// alone, which owns the pod's network namespace, host name, published
+/// ports and resolver (no sandbox: a lone container costs what it did).
+/// Any other pod gets a sandbox first (the node proxy's image in `pause`
+/// mode, [`SANDBOX_IMAGE`] until the leader names the loaded image), which
+/// owns all of that; then its init containers and app containers, in the
+/// template's order, each joining the sandbox's namespace. Regular init
+/// containers never restart on their own (the planner restarts a failed
+/// one with the crash-loop back-off), sidecars always do, app containers
+/// as the pod's `restartPolicy` says; a sandbox never restarts on its
+/// own, since a restarted sandbox would hold a new namespace the others
+/// are not in: a pod whose sandbox stopped is replaced.
 ///
 /// What the pod reads from ConfigMaps and Secrets comes from `desired`
 /// (`leader::pod_config`), in the replica's namespace.
@@ -100,16 +119,9 @@ pub fn replica_containers(
     discovery: &ServiceDiscovery,
     desired: &DesiredState,
 ) -> Vec<ReplicaContainer> {
-    let namespace = labels.namespace.as_str();
     let spec = &template.spec;
-    let restart_policy = match spec.restart_policy {
-        RestartPolicy::Always => DockerRestartPolicy::Always,
-        RestartPolicy::OnFailure => DockerRestartPolicy::OnFailure,
-        RestartPolicy::Never => DockerRestartPolicy::No,
-    };
     let pod_bindings: Vec<PortBinding> = spec
-        .containers
-        .iter()
+        .all_containers()
         .flat_map(|c| &c.ports)
         .filter_map(|p| {
             p.host_port.map(|host_port| PortBinding {
@@ -122,96 +134,225 @@ pub fn replica_containers(
         .collect();
     let workload = desired.workload_named(labels.kind, &labels.namespace, &labels.name);
     let ordinal = workload.map_or(labels.slot, |w| w.pod_ordinal(labels.slot));
-    // Kubernetes' variable of an indexed pod: its completion index.
-    let index_env = workload
-        .and_then(|w| w.completion_index(labels.slot))
-        .map(|index| ContainerEnv::plain("JOB_COMPLETION_INDEX", index.to_string()));
-    let mut first_name = None;
-    spec.containers
+    let network = PodNetwork {
+        hostname: pod_hostname(&labels.name, ordinal),
+        bindings: pod_bindings,
+        discovery,
+    };
+    let pod = Pod {
+        spec,
+        labels,
+        discovery,
+        desired,
+        // Kubernetes' variable of an indexed pod: its completion index.
+        index_env: workload
+            .and_then(|w| w.completion_index(labels.slot))
+            .map(|index| ContainerEnv::plain("JOB_COMPLETION_INDEX", index.to_string())),
+    };
+    if !spec.has_sandbox() {
+        let Some(container) = spec.containers.first() else {
+            return Vec::new();
+        };
+        return vec![pod.container(container, ContainerRole::App, Some(&network), None)];
+    }
+    let sandbox_labels = ManagedLabels {
+        container: SANDBOX_CONTAINER.to_string(),
+        role: ContainerRole::Sandbox,
+        ..labels.clone()
+    };
+    let sandbox = sandbox_container(
+        &sandbox_labels,
+        &network,
+        spec.termination_grace_period_seconds,
+    );
+    let joined = format!("container:{}", sandbox.name);
+    let init = spec.init_containers.iter().map(|c| {
+        let role = if c.sidecar {
+            ContainerRole::Sidecar
+        } else {
+            ContainerRole::Init
+        };
+        pod.container(c, role, None, Some(&joined))
+    });
+    let app = spec
+        .containers
         .iter()
-        .enumerate()
-        .map(|(index, container)| {
-            let container_labels = ManagedLabels {
-                container: container.name.clone(),
-                ..labels.clone()
-            };
-            let name = container_labels.container_name();
-            let is_first = index == 0;
-            let network_mode = first_name
-                .as_ref()
-                .map(|first| format!("container:{first}"));
-            if is_first {
-                first_name = Some(name.clone());
+        .map(|c| pod.container(c, ContainerRole::App, None, Some(&joined)));
+    std::iter::once(sandbox).chain(init).chain(app).collect()
+}
+
+/// What the owner of a pod's network namespace carries.
+struct PodNetwork<'a> {
+    hostname: String,
+    bindings: Vec<PortBinding>,
+    discovery: &'a ServiceDiscovery,
+}
+
+/// One replica being turned into containers.
+struct Pod<'a> {
+    spec: &'a PodSpec,
+    labels: &'a ManagedLabels,
+    discovery: &'a ServiceDiscovery,
+    desired: &'a DesiredState,
+    /// `JOB_COMPLETION_INDEX`, for every container of an indexed pod.
+    index_env: Option<ContainerEnv>,
+}
+
+impl Pod<'_> {
+    /// `container` as `role`: owning the pod's network (`network`), or
+    /// joining it (`network_mode`).
+    fn container(
+        &self,
+        container: &Container,
+        role: ContainerRole,
+        network: Option<&PodNetwork<'_>>,
+        network_mode: Option<&String>,
+    ) -> ReplicaContainer {
+        let (spec, labels, desired) = (self.spec, self.labels, self.desired);
+        let namespace = labels.namespace.as_str();
+        let container_labels = ManagedLabels {
+            container: container.name.clone(),
+            role,
+            ..labels.clone()
+        };
+        let restart_policy = match (role, spec.restart_policy) {
+            (ContainerRole::Init | ContainerRole::Sandbox, _) => DockerRestartPolicy::No,
+            (ContainerRole::Sidecar, _) | (ContainerRole::App, RestartPolicy::Always) => {
+                DockerRestartPolicy::Always
             }
-            let storage = volumes::container_storage(container, spec, labels, desired);
-            ReplicaContainer {
-                image: container.image.clone(),
-                pull_policy: container.image_pull_policy,
-                entrypoint: non_empty(&container.command),
-                cmd: non_empty(&container.args),
-                env: discovery
-                    .env
-                    .iter()
-                    .map(|assignment| {
-                        let (name, value) = assignment.split_once('=').unwrap_or((assignment, ""));
-                        ContainerEnv::plain(name, value)
-                    })
-                    .chain(index_env.clone())
-                    .chain(pod_config::container_env(container, namespace, desired))
-                    .collect(),
-                labels: container_labels.to_docker_labels(),
-                working_dir: container.working_dir.clone(),
-                hostname: is_first.then(|| pod_hostname(&labels.name, ordinal)),
-                port_bindings: if is_first {
-                    pod_bindings.clone()
-                } else {
-                    Vec::new()
-                },
-                exposed_ports: exposed_ports(container, is_first.then_some(&pod_bindings)),
-                nano_cpus: container
-                    .resources
-                    .limits
-                    .cpu
-                    .map(|c| i64::try_from(c.0.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
-                memory_bytes: container
-                    .resources
-                    .limits
-                    .memory
-                    .map(|m| i64::try_from(m.0).unwrap_or(i64::MAX)),
-                restart_policy,
-                network_mode,
-                stop_timeout_seconds: Some(spec.termination_grace_period_seconds),
-                dns: if is_first {
-                    discovery.dns.clone()
-                } else {
-                    Vec::new()
-                },
-                dns_search: if is_first {
-                    discovery.dns_search.clone()
-                } else {
-                    Vec::new()
-                },
-                dns_options: if is_first {
-                    discovery.dns_options.clone()
-                } else {
-                    Vec::new()
-                },
-                files: pod_config::container_files(container, spec, namespace, desired),
-                volumes: storage.0,
-                mounts: storage.1,
-                pull_auth: pod_config::pull_auth(&container.image, spec, namespace, desired),
-                name,
-            }
+            (ContainerRole::App, RestartPolicy::OnFailure) => DockerRestartPolicy::OnFailure,
+            (ContainerRole::App, RestartPolicy::Never) => DockerRestartPolicy::No,
+        };
+        let mut docker_labels = container_labels.to_docker_labels();
+        container_hooks(container).add_docker_labels(&mut docker_labels);
+        let storage = volumes::container_storage(container, spec, labels, desired);
+        ReplicaContainer {
+            image: container.image.clone(),
+            pull_policy: container.image_pull_policy,
+            entrypoint: non_empty(&container.command),
+            cmd: non_empty(&container.args),
+            env: self
+                .discovery
+                .env
+                .iter()
+                .map(|assignment| {
+                    let (name, value) = assignment.split_once('=').unwrap_or((assignment, ""));
+                    ContainerEnv::plain(name, value)
+                })
+                .chain(self.index_env.clone())
+                .chain(pod_config::container_env(container, namespace, desired))
+                .collect(),
+            labels: docker_labels,
+            working_dir: container.working_dir.clone(),
+            hostname: network.map(|n| n.hostname.clone()),
+            port_bindings: network.map(|n| n.bindings.clone()).unwrap_or_default(),
+            exposed_ports: exposed_ports(container, network.map(|n| &n.bindings)),
+            nano_cpus: container
+                .resources
+                .limits
+                .cpu
+                .map(|c| i64::try_from(c.0.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+            memory_bytes: container
+                .resources
+                .limits
+                .memory
+                .map(|m| i64::try_from(m.0).unwrap_or(i64::MAX)),
+            restart_policy,
+            network_mode: network_mode.cloned(),
+            stop_timeout_seconds: Some(spec.termination_grace_period_seconds),
+            dns: network.map(|n| n.discovery.dns.clone()).unwrap_or_default(),
+            dns_search: network
+                .map(|n| n.discovery.dns_search.clone())
+                .unwrap_or_default(),
+            dns_options: network
+                .map(|n| n.discovery.dns_options.clone())
+                .unwrap_or_default(),
+            files: pod_config::container_files(container, spec, namespace, desired),
+            volumes: storage.0,
+            mounts: storage.1,
+            pull_auth: pod_config::pull_auth(&container.image, spec, namespace, desired),
+            name: container_labels.container_name(),
+        }
+    }
+}
+
+/// The pod's sandbox: the node proxy's image in `pause` mode, owning the
+/// pod's network namespace (host name, every published port, resolver).
+fn sandbox_container(
+    labels: &ManagedLabels,
+    network: &PodNetwork<'_>,
+    grace_seconds: u32,
+) -> ReplicaContainer {
+    let mut exposed: Vec<(u16, Protocol)> = network
+        .bindings
+        .iter()
+        .map(|b| (b.container_port, b.protocol))
+        .collect();
+    exposed.sort();
+    exposed.dedup();
+    ReplicaContainer {
+        name: labels.container_name(),
+        image: SANDBOX_IMAGE.to_string(),
+        // Loaded by the leader, never pulled.
+        pull_policy: PullPolicy::Never,
+        entrypoint: None,
+        cmd: Some(vec!["pause".to_string()]),
+        env: Vec::new(),
+        labels: labels.to_docker_labels(),
+        working_dir: None,
+        hostname: Some(network.hostname.clone()),
+        port_bindings: network.bindings.clone(),
+        exposed_ports: exposed,
+        nano_cpus: None,
+        memory_bytes: None,
+        restart_policy: DockerRestartPolicy::No,
+        network_mode: None,
+        // It exits at SIGTERM; the grace period bounds it anyway.
+        stop_timeout_seconds: Some(grace_seconds),
+        dns: network.discovery.dns.clone(),
+        dns_search: network.discovery.dns_search.clone(),
+        dns_options: network.discovery.dns_options.clone(),
+        files: Vec::new(),
+        pull_auth: None,
+        volumes: Vec::new(),
+        mounts: Vec::new(),
+    }
+}
+
+/// The container's hooks as the leader runs them: a named port resolved to
+/// its number (and hostPort), since the template may be gone from Git by
+/// the time a preStop runs.
+pub(crate) fn container_hooks(container: &Container) -> Hooks {
+    let hook = |handler: &Option<LifecycleHandler>| {
+        handler.as_ref().and_then(|handler| match handler {
+            LifecycleHandler::Exec { command } => Some(Hook::Exec {
+                command: command.clone(),
+            }),
+            LifecycleHandler::Sleep { seconds } => Some(Hook::Sleep { seconds: *seconds }),
+            LifecycleHandler::HttpGet {
+                path,
+                port,
+                headers,
+            } => resolve_port(container, port).map(|(port, host_port)| Hook::HttpGet {
+                path: path.clone(),
+                port,
+                host_port,
+                headers: headers.clone(),
+            }),
         })
-        .collect()
+    };
+    Hooks {
+        post_start: hook(&container.lifecycle.post_start),
+        pre_stop: hook(&container.lifecycle.pre_stop),
+    }
 }
 
 fn non_empty(words: &[String]) -> Option<Vec<String>> {
     (!words.is_empty()).then(|| words.to_vec())
 }
 
-/// The container's own ports, plus (for the first container) every port the
-/// pod publishes, since Docker publishes only exposed ports.
+/// The container's own ports, plus (for the owner of the pod's network)
+/// every port the pod publishes, since Docker publishes only exposed ports.
 fn exposed_ports(
     container: &Container,
     pod_bindings: Option<&Vec<PortBinding>>,
@@ -248,6 +389,7 @@ mod tests {
             commit: "c0ffee".into(),
             node: "n2".into(),
             container: String::new(),
+            role: Default::default(),
         }
     }
 
@@ -386,10 +528,28 @@ mod tests {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')));
     }
 
+    /// Issue 16: a pod of several containers runs in a sandbox (the node
+    /// proxy's image, paused) that owns the network namespace, host name,
+    /// every published port (init containers' too) and the resolver; every
+    /// other container joins it; roles are labels.
     #[test]
-    fn pod_shares_the_first_containers_network_which_publishes_every_port() {
+    fn a_pod_of_several_containers_runs_in_a_sandbox_that_publishes_every_port() {
         let template = PodTemplate {
             spec: PodSpec {
+                init_containers: vec![
+                    container("setup"),
+                    Container {
+                        sidecar: true,
+                        ports: vec![ContainerPort {
+                            name: None,
+                            container_port: 9100,
+                            host_port: Some(9100),
+                            host_ip: None,
+                            protocol: Protocol::TCP,
+                        }],
+                        ..container("log")
+                    },
+                ],
                 containers: vec![
                     container("app"),
                     Container {
@@ -408,35 +568,147 @@ mod tests {
             },
             ..PodTemplate::default()
         };
+        let discovery = ServiceDiscovery {
+            dns: vec!["10.96.0.10".into()],
+            ..ServiceDiscovery::default()
+        };
+        let containers =
+            replica_containers(&template, &labels(), &discovery, &DesiredState::default());
+        let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+        let prefix = "flotilla.deployment.default.web.1.0123456789.";
+        assert_eq!(
+            names,
+            ["_sandbox", "setup", "log", "app", "sidecar"].map(|n| format!("{prefix}{n}"))
+        );
+        let [sandbox, setup, log, app, sidecar] = &containers[..] else {
+            unreachable!("five containers");
+        };
+        assert_eq!(sandbox.image, SANDBOX_IMAGE);
+        assert_eq!(sandbox.cmd.as_deref(), Some(&["pause".to_string()][..]));
+        assert_eq!(sandbox.pull_policy, PullPolicy::Never);
+        assert_eq!(sandbox.network_mode, None);
+        assert_eq!(sandbox.hostname.as_deref(), Some("web-1"));
+        assert_eq!(sandbox.dns, ["10.96.0.10"]);
+        assert_eq!(sandbox.restart_policy, DockerRestartPolicy::No);
+        assert_eq!(
+            sandbox.port_bindings,
+            [
+                PortBinding {
+                    container_port: 9100,
+                    host_port: 9100,
+                    protocol: Protocol::TCP,
+                    host_ip: None,
+                },
+                PortBinding {
+                    container_port: 9000,
+                    host_port: 9000,
+                    protocol: Protocol::UDP,
+                    host_ip: Some("127.0.0.1".into()),
+                }
+            ],
+            "the init containers' and every container's host ports are the pod's"
+        );
+        assert_eq!(
+            sandbox.exposed_ports,
+            [(9000, Protocol::UDP), (9100, Protocol::TCP)]
+        );
+        assert_eq!(sandbox.labels["dev.flotilla.role"], "sandbox");
+        assert_eq!(sandbox.labels["dev.flotilla.container"], "_sandbox");
+        for joined in [setup, log, app, sidecar] {
+            assert_eq!(
+                joined.network_mode.as_deref(),
+                Some(format!("container:{prefix}_sandbox").as_str())
+            );
+            assert_eq!(joined.hostname, None);
+            assert!(joined.port_bindings.is_empty());
+            assert!(joined.dns.is_empty());
+        }
+        assert_eq!(setup.labels["dev.flotilla.role"], "init");
+        assert_eq!(log.labels["dev.flotilla.role"], "sidecar");
+        assert!(!app.labels.contains_key("dev.flotilla.role"));
+        // Init containers are restarted by the planner, sidecars always by
+        // Docker, app containers as the pod says.
+        assert_eq!(setup.restart_policy, DockerRestartPolicy::No);
+        assert_eq!(log.restart_policy, DockerRestartPolicy::Always);
+        assert_eq!(app.restart_policy, DockerRestartPolicy::No);
+        assert_eq!(sidecar.exposed_ports, [(9000, Protocol::UDP)]);
+    }
+
+    /// A lone container without init containers keeps its layout: no
+    /// sandbox, it owns the pod's namespace (and its template its hash).
+    #[test]
+    fn a_lone_container_has_no_sandbox() {
+        let template = PodTemplate {
+            spec: PodSpec {
+                containers: vec![container("app")],
+                ..PodSpec::default()
+            },
+            ..PodTemplate::default()
+        };
         let containers = replica_containers(
             &template,
             &labels(),
             &ServiceDiscovery::default(),
             &DesiredState::default(),
         );
-        let [app, sidecar] = &containers[..] else {
-            panic!("two containers expected, got {containers:?}");
+        assert_eq!(containers.len(), 1);
+        assert_eq!(containers[0].network_mode, None);
+        assert_eq!(containers[0].hostname.as_deref(), Some("web-1"));
+        assert!(!containers[0].labels.contains_key("dev.flotilla.role"));
+    }
+
+    /// Lifecycle hooks travel in labels, a named port resolved, so that an
+    /// old revision's preStop runs once Git no longer has its template.
+    #[test]
+    fn hooks_are_labels_with_named_ports_resolved() {
+        use crate::manifest::model::{Lifecycle, PortRef};
+        let template = PodTemplate {
+            spec: PodSpec {
+                containers: vec![Container {
+                    ports: vec![ContainerPort {
+                        name: Some("http".into()),
+                        container_port: 8080,
+                        host_port: None,
+                        host_ip: None,
+                        protocol: Protocol::TCP,
+                    }],
+                    lifecycle: Lifecycle {
+                        post_start: Some(LifecycleHandler::Exec {
+                            command: vec!["touch".into(), "/ready".into()],
+                        }),
+                        pre_stop: Some(LifecycleHandler::HttpGet {
+                            path: "/drain".into(),
+                            port: PortRef::Name("http".into()),
+                            headers: Vec::new(),
+                        }),
+                    },
+                    ..container("app")
+                }],
+                ..PodSpec::default()
+            },
+            ..PodTemplate::default()
         };
-        assert_eq!(
-            app.port_bindings,
-            [PortBinding {
-                container_port: 9000,
-                host_port: 9000,
-                protocol: Protocol::UDP,
-                host_ip: Some("127.0.0.1".into()),
-            }],
-            "the sidecar's hostIP binds the pod's port"
+        let containers = replica_containers(
+            &template,
+            &labels(),
+            &ServiceDiscovery::default(),
+            &DesiredState::default(),
         );
-        assert_eq!(app.exposed_ports, [(9000, Protocol::UDP)]);
-        assert!(sidecar.port_bindings.is_empty());
+        let hooks = Hooks::from_docker_labels(&containers[0].labels);
         assert_eq!(
-            sidecar.network_mode.as_deref(),
-            Some("container:flotilla.deployment.default.web.1.0123456789.app")
+            hooks,
+            Hooks {
+                post_start: Some(Hook::Exec {
+                    command: vec!["touch".into(), "/ready".into()]
+                }),
+                pre_stop: Some(Hook::HttpGet {
+                    path: "/drain".into(),
+                    port: 8080,
+                    host_port: None,
+                    headers: Vec::new(),
+                }),
+            }
         );
-        assert_eq!(sidecar.hostname, None);
-        assert_eq!(sidecar.entrypoint, None);
-        assert_eq!(sidecar.cmd, None);
-        assert_eq!(app.restart_policy, DockerRestartPolicy::No);
     }
 
     /// Issue 13: pods learn the Services of their namespace as Kubernetes
@@ -490,9 +762,10 @@ mod tests {
         let containers =
             replica_containers(template, &labels(), &discovery, &DesiredState::default());
         assert_eq!(containers[0].dns, ["10.96.0.10"]);
+        assert_eq!(containers[0].labels["dev.flotilla.role"], "sandbox");
         assert!(
             containers[1].dns.is_empty(),
-            "the second joins the first's network"
+            "the app container joins the sandbox's network"
         );
         assert!(containers[1]
             .env

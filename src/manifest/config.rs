@@ -104,14 +104,14 @@ struct Reference<'a> {
 fn references(workload: &Workload) -> Vec<Reference<'_>> {
     let spec = &workload.spec.template.spec;
     let mut references = Vec::new();
-    for (i, container) in spec.containers.iter().enumerate() {
+    for (c, container) in spec.containers_with_fields() {
         for (j, env) in container.env.iter().enumerate() {
             if let Some(key_ref) = &env.value_from {
                 let field = match key_ref.source {
                     ConfigSource::ConfigMap(_) => "configMapKeyRef",
                     ConfigSource::Secret(_) => "secretKeyRef",
                 };
-                let path = format!("spec.template.spec.containers[{i}].env[{j}].valueFrom.{field}");
+                let path = format!("spec.template.spec.{c}.env[{j}].valueFrom.{field}");
                 references.push(Reference {
                     source: &key_ref.source,
                     keys: vec![(key_ref.key.as_str(), format!("{path}.key"))],
@@ -126,7 +126,7 @@ fn references(workload: &Workload) -> Vec<Reference<'_>> {
                 source: &from.source,
                 keys: Vec::new(),
                 optional: from.optional,
-                path: format!("spec.template.spec.containers[{i}].envFrom[{j}]"),
+                path: format!("spec.template.spec.{c}.envFrom[{j}]"),
                 reads: Reads::Variables,
             });
         }
@@ -252,9 +252,9 @@ fn quoted_list<'a>(keys: impl Iterator<Item = &'a str>) -> String {
 fn check_mounts(workload: &Workload, state: &DesiredState, diagnostics: &mut Vec<Diagnostic>) {
     let namespace = workload.meta.namespace.as_str();
     let pod = &workload.spec.template.spec;
-    for (i, container) in pod.containers.iter().enumerate() {
+    for (c, container) in pod.containers_with_fields() {
         for (j, mount) in container.volume_mounts.iter().enumerate() {
-            let path = format!("spec.template.spec.containers[{i}].volumeMounts[{j}]");
+            let path = format!("spec.template.spec.{c}.volumeMounts[{j}]");
             let error = |message: String, field: &str, hint: &str| {
                 let path = format!("{path}.{field}");
                 Diagnostic::error(message, workload.meta.field_location(&path))

@@ -127,7 +127,16 @@ pub fn is_variable_text(value: &[u8]) -> bool {
 /// its canonical JSON form. Equal templates give equal hashes, whatever file
 /// or key order declared them.
 pub fn template_hash(template: &model::PodTemplate) -> String {
-    let canonical = serde_json::to_vec(template).expect("a pod template always serializes");
+    let mut canonical = serde_json::to_vec(template).expect("a pod template always serializes");
+    // A pod in a sandbox runs otherwise than the same template did before
+    // sandboxes (its containers in its first container's namespace, left
+    // with only `lo` when that one restarted): another revision, so the
+    // pods an older flotilla made that way are rolled to the new layout
+    // like any change. Templates of one container without init containers
+    // keep their hash.
+    if template.spec.has_sandbox() {
+        canonical.extend_from_slice(b"+sandbox");
+    }
     let digest = Sha256::digest(&canonical);
     digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
 }

@@ -1339,6 +1339,12 @@ pub struct ValueDigest(pub String);
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     pub containers: Vec<Container>,
+    /// `initContainers`, in order: each regular one runs to completion
+    /// before the next starts, and all before `containers`; a sidecar
+    /// (`restartPolicy: Always`) starts in its place and runs with the pod.
+    /// Left out of the JSON when empty, so templates without keep their hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<Container>,
     pub restart_policy: RestartPolicy,
     pub node_selector: BTreeMap<String, String>,
     /// requiredDuringSchedulingIgnoredDuringExecution terms, ORed.
@@ -1499,25 +1505,64 @@ pub struct KeyToPath {
 }
 
 impl PodSpec {
-    /// The pod's requests, summed over its containers.
+    /// The pod's requests, by Kubernetes' rule (resource by resource): the
+    /// larger of (every app container plus every sidecar) and, for each
+    /// regular init container, its own request plus the sidecars started
+    /// before it (they run beside it).
     pub fn requests(&self) -> ResourceList {
-        let mut total = ResourceList::default();
-        for container in &self.containers {
-            let r = &container.resources.requests;
-            if let Some(cpu) = r.cpu {
-                total.cpu = Some(CpuMillis(total.cpu.map_or(0, |c| c.0) + cpu.0));
-            }
-            if let Some(memory) = r.memory {
-                total.memory = Some(Bytes(total.memory.map_or(0, |m| m.0) + memory.0));
+        self.effective(|c| &c.resources.requests)
+    }
+
+    fn effective(&self, of: impl Fn(&Container) -> &ResourceList) -> ResourceList {
+        let mut sidecars = ResourceList::default();
+        let mut init_peak = ResourceList::default();
+        for container in &self.init_containers {
+            if container.sidecar {
+                sidecars = sidecars.plus(of(container));
+            } else {
+                init_peak = init_peak.max(&sidecars.plus(of(container)));
             }
         }
-        total
+        let running = self
+            .containers
+            .iter()
+            .fold(sidecars, |total, c| total.plus(of(c)));
+        running.max(&init_peak)
+    }
+
+    /// The pod's init containers (regular and sidecars, in order), then its
+    /// app containers: everything the pod runs.
+    pub fn all_containers(&self) -> impl Iterator<Item = &Container> + '_ {
+        self.init_containers.iter().chain(&self.containers)
+    }
+
+    /// Every container with its field under the pod spec
+    /// (`initContainers[0]`, `containers[1]`), init containers first.
+    pub fn containers_with_fields(&self) -> impl Iterator<Item = (String, &Container)> + '_ {
+        let init = self
+            .init_containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("initContainers[{i}]"), c));
+        let app = self
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("containers[{i}]"), c));
+        init.chain(app)
+    }
+
+    /// Whether the pod runs in a sandbox (a container of its own holding
+    /// the pod's network namespace, which every container joins): with
+    /// more than one container or any init container. A lone container
+    /// owns its namespace itself, as before sandboxes.
+    pub fn has_sandbox(&self) -> bool {
+        self.containers.len() > 1 || !self.init_containers.is_empty()
     }
 
     /// Host ports the pod binds, with their protocol.
     pub fn host_ports(&self) -> impl Iterator<Item = (u16, Protocol)> + '_ {
-        self.containers
-            .iter()
+        self.all_containers()
             .flat_map(|c| c.ports.iter())
             .filter_map(|p| p.host_port.map(|h| (h, p.protocol)))
     }
@@ -1626,6 +1671,50 @@ pub struct Container {
     pub env_from: Vec<EnvFromSource>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount>,
+    /// `restartPolicy: Always` on an init container: a sidecar, started in
+    /// its place among the init containers and kept running with the pod.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sidecar: bool,
+    /// `lifecycle`: hooks run after the container starts and before it is
+    /// stopped.
+    #[serde(skip_serializing_if = "Lifecycle::is_empty")]
+    pub lifecycle: Lifecycle,
+}
+
+/// A container's `lifecycle` hooks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifecycle {
+    /// Run right after the container starts; a failure kills the container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_start: Option<LifecycleHandler>,
+    /// Run before SIGTERM, within terminationGracePeriodSeconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_stop: Option<LifecycleHandler>,
+}
+
+impl Lifecycle {
+    pub fn is_empty(&self) -> bool {
+        self.post_start.is_none() && self.pre_stop.is_none()
+    }
+}
+
+/// One lifecycle hook: a command in the container (Docker exec), an HTTP
+/// GET the leader sends to the pod (as its httpGet probes), or a pause the
+/// leader waits out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum LifecycleHandler {
+    Exec {
+        command: Vec<String>,
+    },
+    HttpGet {
+        path: String,
+        port: PortRef,
+        headers: Vec<(String, String)>,
+    },
+    Sleep {
+        seconds: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -1735,6 +1824,35 @@ pub struct Resources {
 pub struct ResourceList {
     pub cpu: Option<CpuMillis>,
     pub memory: Option<Bytes>,
+}
+
+impl ResourceList {
+    /// Resource by resource, the sum (an absent one counts as nothing).
+    pub fn plus(&self, other: &ResourceList) -> ResourceList {
+        ResourceList {
+            cpu: combine(self.cpu, other.cpu, |a, b| {
+                CpuMillis(a.0.saturating_add(b.0))
+            }),
+            memory: combine(self.memory, other.memory, |a, b| {
+                Bytes(a.0.saturating_add(b.0))
+            }),
+        }
+    }
+
+    /// Resource by resource, the larger (an absent one counts as nothing).
+    pub fn max(&self, other: &ResourceList) -> ResourceList {
+        ResourceList {
+            cpu: combine(self.cpu, other.cpu, |a, b| CpuMillis(a.0.max(b.0))),
+            memory: combine(self.memory, other.memory, |a, b| Bytes(a.0.max(b.0))),
+        }
+    }
+}
+
+fn combine<T>(a: Option<T>, b: Option<T>, both: impl Fn(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(both(a, b)),
+        (a, b) => a.or(b),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -393,13 +393,12 @@ fn check_host_paths(state: &DesiredState) -> Vec<Diagnostic> {
             }
             // Every volume is checked on its own: two volumes of one path
             // are two mounts of it.
-            for (c, container) in pod.containers.iter().enumerate() {
+            for (c, container) in pod.containers_with_fields() {
                 for (m, mount) in container.volume_mounts.iter().enumerate() {
                     if mount.name != volume_name || mount.read_only {
                         continue;
                     }
-                    let mount_path =
-                        format!("spec.template.spec.containers[{c}].volumeMounts[{m}]");
+                    let mount_path = format!("spec.template.spec.{c}.volumeMounts[{m}]");
                     let read_only_path = format!("{mount_path}.readOnly");
                     let at = match workload.meta.field_sources.get(&read_only_path) {
                         Some(at) => at.clone(),
@@ -475,11 +474,11 @@ fn check_host_ports(state: &DesiredState) -> Vec<Diagnostic> {
 /// workload (`spec.template.spec.containers[0].ports[1].hostPort`).
 pub(crate) fn host_port_fields(spec: &super::model::PodSpec) -> Vec<(String, u16)> {
     let mut fields = Vec::new();
-    for (c, container) in spec.containers.iter().enumerate() {
+    for (c, container) in spec.containers_with_fields() {
         for (p, port) in container.ports.iter().enumerate() {
             if let Some(host_port) = port.host_port {
                 fields.push((
-                    format!("spec.template.spec.containers[{c}].ports[{p}].hostPort"),
+                    format!("spec.template.spec.{c}.ports[{p}].hostPort"),
                     host_port,
                 ));
             }

@@ -254,7 +254,7 @@ pub(super) fn resolve(
                 continue;
             };
             let declared = selected.iter().any(|w| {
-                w.spec.template.spec.containers.iter().any(|c| {
+                w.spec.template.spec.all_containers().any(|c| {
                     c.ports
                         .iter()
                         .any(|cp| cp.name.as_deref() == Some(name) && cp.protocol == port.protocol)

@@ -583,6 +583,27 @@ impl NodeClient {
                     .map_err(self.docker_error(&operation))
             })
             .await?;
+        // A container of a pod with a sandbox has no address of its own:
+        // the pod's is its sandbox's, whose namespace it joined.
+        let owner = inspection
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            .and_then(|mode| mode.strip_prefix("container:"))
+            .map(str::to_string);
+        let inspection = match owner {
+            Some(owner) => {
+                let operation = format!("inspect {owner}");
+                self.bounded(&operation, self.options.request_timeout, async {
+                    docker
+                        .inspect_container(&owner, None)
+                        .await
+                        .map_err(self.docker_error(&operation))
+                })
+                .await?
+            }
+            None => inspection,
+        };
         let settings = inspection.network_settings.unwrap_or_default();
         let address = settings.networks.and_then(|networks| {
             networks

@@ -31,8 +31,8 @@ pub(crate) fn observed_container(
     inspect: &ContainerInspectResponse,
 ) -> Result<ObservedContainer, Undecodable> {
     let config = inspect.config.as_ref().ok_or(Undecodable::NoConfig)?;
-    let labels = config.labels.clone().unwrap_or_default();
-    let labels = ManagedLabels::from_docker_labels(&labels)
+    let docker_labels = config.labels.clone().unwrap_or_default();
+    let labels = ManagedLabels::from_docker_labels(&docker_labels)
         .map_err(|error| Undecodable::Labels(error.to_string()))?;
     let state = inspect.state.clone().unwrap_or_default();
     let container_state = match state.status {
@@ -82,6 +82,7 @@ pub(crate) fn observed_container(
         probe_ready: None,
         ready_since: None,
         address: container_address(inspect),
+        hooks: crate::cluster::Hooks::from_docker_labels(&docker_labels),
     })
 }
 
@@ -220,6 +221,7 @@ mod tests {
             commit: "c0ffee".into(),
             node: "n1".into(),
             container: "app".into(),
+            role: Default::default(),
         }
     }
 

@@ -33,7 +33,7 @@ mod volumes;
 use std::time::Duration;
 
 pub use ops::{NodeObservation, NodeOpError, NodeOps, ProbeTarget};
-pub use proxy::{ProxyImage, ProxyImageError, PROXY_LABEL};
+pub use proxy::{ProxyImage, ProxyImageError, PROXY_LABEL, SANDBOX_IMAGE};
 pub use registry_auth::{DockerConfigError, RegistryAuth};
 pub use runtime::Nodes;
 pub use session::SshOptions;

@@ -188,6 +188,14 @@ pub trait NodeOps: Send + Sync + 'static {
         image: &super::ProxyImage,
     ) -> impl Future<Output = Result<(), NodeOpError>> + Send;
 
+    /// Makes the node's Docker hold `image` (loaded when it lacks it): the
+    /// image of every pod sandbox.
+    fn load_proxy_image(
+        &self,
+        node: &str,
+        image: &super::ProxyImage,
+    ) -> impl Future<Output = Result<(), NodeOpError>> + Send;
+
     /// One control request to the node's proxy, and its answer.
     fn proxy_request(
         &self,

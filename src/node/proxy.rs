@@ -32,6 +32,10 @@ const STATE_VOLUME: &str = "flotilla-proxy-state";
 /// The binary's path inside the image.
 const BINARY: &str = "/flotilla-proxy";
 
+/// The image a pod sandbox is declared with: the leader puts the node
+/// proxy's image in its place (loaded like the proxy's, never pulled).
+pub const SANDBOX_IMAGE: &str = "flotilla-sandbox";
+
 /// How long one control request may take (an exec and a line each way).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -309,6 +313,34 @@ impl NodeClient {
     /// Makes the node's proxy run from `image`: loads the image when the
     /// node lacks it, replaces a proxy container of another image, starts a
     /// stopped one. A running proxy of this image is left alone.
+    /// Makes `image` present in the node's Docker: inspected, else loaded
+    /// from the leader's archive (the proxy's and every pod sandbox's).
+    pub(crate) async fn load_proxy_image(&self, image: &ProxyImage) -> Result<(), NodeError> {
+        let docker = self.docker().await?;
+        let operation = format!("load the node proxy's image {}", image.tag);
+        match docker.inspect_image(&image.tag).await {
+            Ok(_) => {}
+            Err(error) if status_code(&error) == Some(404) => {
+                const CHUNK: usize = 1 << 20;
+                let archive = &image.archive;
+                let chunks: Vec<Result<Bytes, bollard::errors::Error>> = (0..archive.len())
+                    .step_by(CHUNK)
+                    .map(|start| Ok(archive.slice(start..archive.len().min(start + CHUNK))))
+                    .collect();
+                load_with_deadline(
+                    &docker,
+                    &self.name,
+                    &image.tag,
+                    futures_util::stream::iter(chunks),
+                    super::image::IMAGE_PROGRESS_DEADLINE,
+                )
+                .await?;
+            }
+            Err(error) => return Err(self.docker_error(&operation)(error)),
+        }
+        Ok(())
+    }
+
     pub(crate) async fn ensure_proxy(&self, image: &ProxyImage) -> Result<(), NodeError> {
         let docker = self.docker().await?;
         let operation = format!("start the node proxy {}", image.tag);
@@ -348,26 +380,7 @@ impl NodeClient {
                 .await
                 .map_err(self.docker_error(&operation))?;
         }
-        match docker.inspect_image(&image.tag).await {
-            Ok(_) => {}
-            Err(error) if status_code(&error) == Some(404) => {
-                const CHUNK: usize = 1 << 20;
-                let archive = &image.archive;
-                let chunks: Vec<Result<Bytes, bollard::errors::Error>> = (0..archive.len())
-                    .step_by(CHUNK)
-                    .map(|start| Ok(archive.slice(start..archive.len().min(start + CHUNK))))
-                    .collect();
-                load_with_deadline(
-                    &docker,
-                    &self.name,
-                    &image.tag,
-                    futures_util::stream::iter(chunks),
-                    super::image::IMAGE_PROGRESS_DEADLINE,
-                )
-                .await?;
-            }
-            Err(error) => return Err(self.docker_error(&operation)(error)),
-        }
+        self.load_proxy_image(image).await?;
         let body = ContainerCreateBody {
             image: Some(image.tag.clone()),
             cmd: Some(vec!["run".into(), "--node".into(), self.name.clone()]),

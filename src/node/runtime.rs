@@ -339,6 +339,14 @@ impl NodeOps for Nodes {
         Ok(self.client(node)?.ensure_proxy(image).await?)
     }
 
+    async fn load_proxy_image(
+        &self,
+        node: &str,
+        image: &super::ProxyImage,
+    ) -> Result<(), NodeOpError> {
+        Ok(self.client(node)?.load_proxy_image(image).await?)
+    }
+
     async fn proxy_request(
         &self,
         node: &str,

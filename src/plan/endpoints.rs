@@ -229,8 +229,9 @@ fn serving_pods<'a>(
         if is_leaving || state != ReplicaState::Ready {
             continue;
         }
-        // The pod's address is its first container's: the others share
-        // its network namespace and have none of their own.
+        // The pod's address is its sandbox's (or, alone in its pod, its
+        // container's): the others share its network namespace and have
+        // none of their own.
         let Some((name, address)) = replica
             .containers
             .iter()
@@ -479,8 +480,7 @@ pub fn target_port(target: &PortRef, template: &PodTemplate) -> Option<u16> {
         PortRef::Number(number) => Some(*number),
         PortRef::Name(name) => template
             .spec
-            .containers
-            .iter()
+            .all_containers()
             .flat_map(|c| &c.ports)
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .map(|p| p.container_port),
@@ -523,6 +523,7 @@ mod tests {
             commit: "c".into(),
             node: node.into(),
             container: "app".into(),
+            role: Default::default(),
         };
         ObservedContainer {
             id: format!("id{slot}"),
@@ -538,6 +539,7 @@ mod tests {
             probe_ready: None,
             ready_since: None,
             address: Some(address.into()),
+            hooks: Default::default(),
         }
     }
 

@@ -228,6 +228,10 @@ pub enum Operation {
 pub struct ContainerRef {
     pub id: String,
     pub name: String,
+    /// Its lifecycle hooks (from its labels): a start runs its postStart,
+    /// a removal its preStop.
+    #[serde(skip_serializing_if = "crate::cluster::Hooks::is_empty")]
+    pub hooks: crate::cluster::Hooks,
 }
 
 /// How an action reads in the plan: `+`, `~` or `-`.

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::cluster::{
-    group_replicas, ContainerState, ObservedCluster, ReadinessGate, ReplicaState,
+    group_replicas, ContainerRole, ContainerState, ObservedCluster, ObservedContainer,
+    ReadinessGate, ReplicaState,
 };
 use crate::manifest::model::{DesiredState, ObjectKey, Strategy};
 use crate::manifest::template_hash;
@@ -43,6 +44,10 @@ pub(crate) struct Rollout {
     /// before is not this rollout's): restart counts, and failed ids.
     restarts_before: BTreeMap<String, u32>,
     failed_before: BTreeSet<String>,
+    /// The failed runs of new-revision containers the leader starts again
+    /// itself (init containers: Docker's restart count does not see them),
+    /// by Docker id: when each ended, and what it is.
+    failed_runs: BTreeMap<String, (BTreeSet<SystemTime>, String)>,
     pub state: RolloutState,
 }
 
@@ -130,6 +135,7 @@ impl RolloutTracker {
                 failed_containers: BTreeSet::new(),
                 restarts_before: BTreeMap::new(),
                 failed_before: BTreeSet::new(),
+                failed_runs: BTreeMap::new(),
                 state: RolloutState::Failed(failure),
             },
         );
@@ -185,6 +191,8 @@ impl RolloutTracker {
             let mut not_ready = Vec::new();
             let mut failing = Vec::new();
             let mut failed_now = Vec::new();
+            // (container id, when it ended, what it is): failed init runs.
+            let mut failed_runs_now: Vec<(String, Option<SystemTime>, String)> = Vec::new();
             // (container id, restarts, what it is), new revision only.
             let mut restarts: Vec<(String, u32, String)> = Vec::new();
             for r in mine {
@@ -207,6 +215,16 @@ impl RolloutTracker {
                         || matches!(c.state, ContainerState::Dead);
                     if exited_badly {
                         failed_now.push(c.id.clone());
+                        if c.labels.role == ContainerRole::Init {
+                            failed_runs_now.push((
+                                c.id.clone(),
+                                c.finished_at,
+                                format!(
+                                    "init container {} of replica {} on {}",
+                                    c.labels.container, r.key.slot, r.node
+                                ),
+                            ));
+                        }
                     }
                     restarts.push((
                         c.id.clone(),
@@ -241,17 +259,40 @@ impl RolloutTracker {
                         )
                     })
                     .collect();
+                let init = r
+                    .init_progress(&d.spec.template.spec)
+                    .text(d.spec.template.spec.restart_policy)
+                    .map_or(String::new(), |text| format!("{text}: "));
                 not_ready.push(format!(
-                    "replica {} on {}: {}",
+                    "replica {} on {}: {init}{}",
                     r.key.slot,
                     r.node,
                     described.join("; ")
                 ));
-                if let Some(c) = r
+                // The evidence: a container that failed (a failing init
+                // container first), else one not running or restarted; an
+                // init container that completed or a running sandbox is no
+                // suspect.
+                let suspects: Vec<&&ObservedContainer> = r
                     .containers
                     .iter()
-                    .find(|c| c.state != ContainerState::Running || c.restart_count > 0)
-                {
+                    .filter(|c| {
+                        !matches!(
+                            (c.labels.role, c.state),
+                            (ContainerRole::Init, ContainerState::Exited { code: 0 })
+                                | (ContainerRole::Sandbox, ContainerState::Running)
+                        )
+                    })
+                    .collect();
+                let failed = suspects.iter().find(|c| {
+                    matches!(c.state, ContainerState::Exited { code } if code != 0)
+                        || c.state == ContainerState::Dead
+                });
+                if let Some(c) = failed.or_else(|| {
+                    suspects
+                        .iter()
+                        .find(|c| c.state != ContainerState::Running || c.restart_count > 0)
+                }) {
                     failing.push((r.node.to_string(), c.name.clone()));
                 } else if let Some(c) = r.containers.first() {
                     failing.push((r.node.to_string(), c.name.clone()));
@@ -312,6 +353,7 @@ impl RolloutTracker {
                                 .map(|(id, count, _)| (id.clone(), *count))
                                 .collect(),
                             failed_before: failed_now.iter().cloned().collect(),
+                            failed_runs: BTreeMap::new(),
                             state: RolloutState::Progressing,
                         },
                     );
@@ -330,6 +372,19 @@ impl RolloutTracker {
                     .into_iter()
                     .filter(|id| !rollout.failed_before.contains(id)),
             );
+            for (id, finished, what) in failed_runs_now {
+                if let Some(finished) = finished {
+                    let runs = rollout
+                        .failed_runs
+                        .entry(id)
+                        .or_insert_with(|| (BTreeSet::new(), what));
+                    runs.0.insert(finished);
+                }
+            }
+            let init_loop = rollout.failed_runs.values().find_map(|(runs, what)| {
+                (runs.len() as u32 >= CRASH_LOOP_THRESHOLD)
+                    .then(|| format!("{what} failed {} times", runs.len()))
+            });
             let crash_loop = restarts.iter().find_map(|(id, count, what)| {
                 let since = count
                     - rollout
@@ -340,6 +395,7 @@ impl RolloutTracker {
                         .min(*count);
                 (since >= CRASH_LOOP_THRESHOLD).then(|| format!("{what} restarted {since} times"))
             });
+            let crash_loop = crash_loop.or(init_loop);
             if complete {
                 rollout.state = RolloutState::Complete;
                 events.push(RolloutEvent::Completed {
@@ -456,6 +512,7 @@ mod tests {
                 commit: "c".repeat(40),
                 node: "n1".into(),
                 container: "app".into(),
+                role: Default::default(),
             },
             state,
             health: None,
@@ -467,6 +524,7 @@ mod tests {
             probe_ready: None,
             address: None,
             ready_since: None,
+            hooks: Default::default(),
         }
     }
 
@@ -569,6 +627,82 @@ mod tests {
         let events = tracker.observe(&v3, "c3", &progressed, at(301));
         assert!(matches!(events[..], [RolloutEvent::Started { .. }]));
         assert_eq!(tracker.get(&key).unwrap().state, RolloutState::Progressing);
+    }
+
+    /// Issue 16: an init container the leader starts again after each
+    /// failure (Docker's restart count never moves) crash-loops after 3
+    /// failed runs; the evidence is that container, the replica says
+    /// `Init:CrashLoopBackOff`.
+    #[test]
+    fn a_failing_init_container_is_a_crash_loop_with_its_evidence() {
+        let v1 = desired("img:1");
+        let mut v2 = desired("img:2");
+        v2.workloads[0].spec.template.spec.init_containers =
+            vec![crate::manifest::model::Container {
+                name: "setup".into(),
+                image: "img:2".into(),
+                ..Default::default()
+            }];
+        let hash = template_hash(&v2.workloads[0].spec.template);
+        let member = |name: &str, role: ContainerRole, state: ContainerState| {
+            let mut c = container(&v2, 0, state, 0, 100);
+            c.labels.container = name.into();
+            c.labels.role = role;
+            c.id = format!("id-{name}");
+            c.name = format!("web-0-{hash}-{name}");
+            c
+        };
+        let observation = |finished: Option<u64>| {
+            let mut setup = member(
+                "setup",
+                ContainerRole::Init,
+                match finished {
+                    Some(_) => ContainerState::Exited { code: 1 },
+                    None => ContainerState::Running,
+                },
+            );
+            setup.finished_at = finished.map(at);
+            cluster(vec![
+                container(&v1, 0, ContainerState::Running, 0, 0),
+                container(&v1, 1, ContainerState::Running, 0, 0),
+                member("_sandbox", ContainerRole::Sandbox, ContainerState::Running),
+                setup,
+                member("app", ContainerRole::App, ContainerState::Created),
+            ])
+        };
+        let mut tracker = RolloutTracker::default();
+        tracker.observe(&v2, "c2", &observation(None), at(100));
+        for (finished, now) in [(110, 111), (110, 115), (130, 131)] {
+            let events = tracker.observe(&v2, "c2", &observation(Some(finished)), at(now));
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| matches!(e, RolloutEvent::Failed { .. })),
+                "two failed runs are no crash loop yet: {events:?}"
+            );
+        }
+        let events = tracker.observe(&v2, "c2", &observation(Some(160)), at(161));
+        match &events[..] {
+            [RolloutEvent::Failed { failure, .. }] => {
+                assert!(
+                    failure
+                        .reason
+                        .contains("init container setup of replica 0 on n1 failed 3 times"),
+                    "{}",
+                    failure.reason
+                );
+                assert_eq!(
+                    failure.failing,
+                    [("n1".to_string(), format!("web-0-{hash}-setup"))]
+                );
+                assert!(
+                    failure.replicas[0].contains("Init:CrashLoopBackOff"),
+                    "{:?}",
+                    failure.replicas
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

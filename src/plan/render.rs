@@ -112,13 +112,14 @@ pub fn render(plan: &Plan, options: RenderOptions<'_>) -> String {
                 Change::Remove => ("-", RED),
             };
             let line = format!(
-                "  {symbol} {}[{}] {} on {} ({}): {}",
+                "  {symbol} {}[{}] {} on {} ({}): {}{}",
                 action.object.name,
                 action.slot,
                 action.verb(),
                 action.node,
                 action.template_hash,
-                action.reason
+                action.reason,
+                pod_structure(action)
             );
             let _ = writeln!(out, "{}", paint(colour, &line));
         }
@@ -429,4 +430,27 @@ pub fn summary(plan: &Plan) -> String {
     format!(
         "Plan: {create} to create, {update} to update, {remove} to remove, {unschedulable} unschedulable{unknown}{volumes}."
     )
+}
+
+/// For a pod created in a sandbox, the order its containers run in:
+/// ` [sandbox; init setup; sidecar log; app web]`; nothing for a pod of one
+/// container.
+fn pod_structure(action: &super::Action) -> String {
+    use crate::cluster::ContainerRole;
+    let super::Operation::Create { containers, .. } = &action.operation else {
+        return String::new();
+    };
+    if !containers.iter().any(|c| c.role == ContainerRole::Sandbox) {
+        return String::new();
+    }
+    let parts: Vec<String> = containers
+        .iter()
+        .map(|c| match c.role {
+            ContainerRole::Sandbox => "sandbox".to_string(),
+            ContainerRole::Init => format!("init {}", c.container),
+            ContainerRole::Sidecar => format!("sidecar {}", c.container),
+            ContainerRole::App => format!("app {}", c.container),
+        })
+        .collect();
+    format!(" [{}]", parts.join("; "))
 }

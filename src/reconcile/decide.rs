@@ -246,7 +246,7 @@ pub(crate) fn images_to_prune(
         candidates.remove(image);
     }
     for w in &desired.workloads {
-        for c in &w.spec.template.spec.containers {
+        for c in w.spec.template.spec.all_containers() {
             candidates.remove(&c.image);
         }
     }
@@ -377,6 +377,7 @@ mod tests {
                     commit: "c".repeat(40),
                     node: "n1".into(),
                     container: "app".into(),
+                    role: Default::default(),
                 },
                 state: if running {
                     ContainerState::Running
@@ -392,6 +393,7 @@ mod tests {
                 probe_ready: None,
                 address: None,
                 ready_since: None,
+                hooks: Default::default(),
             })
             .collect();
         let mut cluster = ObservedCluster::default();

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::time::{format_age, format_rfc3339};
 use crate::cluster::replica::{container_available, container_ready};
-use crate::cluster::{ContainerState, Health, ObservedCluster, ObservedContainer, Reachability};
+use crate::cluster::{
+    ContainerRole, ContainerState, Health, ObservedCluster, ObservedContainer, Reachability,
+};
 use crate::manifest::model::{DesiredState, ObjectKey, Strategy, Workload};
 use crate::manifest::template_hash;
 use crate::plan::desired_pods;
@@ -188,9 +190,37 @@ pub fn build(
         })
         .collect();
 
+    // Where each pod of a current revision stands in its init sequence
+    // (`Init:1/2`), shown as the state of its app containers waiting for it.
+    let mut init_states: BTreeMap<PodKey, String> = BTreeMap::new();
+    for replica in crate::cluster::group_replicas(observed) {
+        let object = ObjectKey {
+            kind: replica.key.kind,
+            namespace: replica.key.namespace.to_string(),
+            name: replica.key.name.to_string(),
+        };
+        let Some(declared) = templates
+            .get(&object)
+            .filter(|d| d.revision == replica.key.template_hash)
+        else {
+            continue;
+        };
+        let spec = &declared.workload.spec.template.spec;
+        if let Some(text) = replica.init_progress(spec).text(spec.restart_policy) {
+            let key = (
+                object,
+                replica.key.slot,
+                replica.key.template_hash.to_string(),
+                replica.node.to_string(),
+            );
+            init_states.insert(key, text);
+        }
+    }
+
     let mut replicas = Vec::new();
     // Pods keyed by (namespace, name, slot, template hash, node): all of a
-    // pod's containers must be ready (available) for the pod to be.
+    // pod's containers must be ready (available) for the pod to be (its
+    // regular init containers, which ran to completion, aside).
     let mut pods: BTreeMap<PodKey, (bool, bool)> = BTreeMap::new();
     let mut nodes = Vec::new();
     for node in &desired.nodes {
@@ -225,8 +255,7 @@ pub fn build(
                         .spec
                         .template
                         .spec
-                        .containers
-                        .iter()
+                        .all_containers()
                         .find(|c| c.name == labels.container)
                 });
             let has_readiness_probe = spec_container
@@ -247,8 +276,19 @@ pub fn build(
                 labels.node.clone(),
             );
             let pod = pods.entry(pod_key.clone()).or_insert((true, true));
-            pod.0 &= ready;
-            pod.1 &= available;
+            if labels.role != ContainerRole::Init {
+                pod.0 &= ready;
+                pod.1 &= available;
+            }
+            let state = match init_states.get(&pod_key) {
+                Some(init)
+                    if labels.role == ContainerRole::App
+                        && container.state == ContainerState::Created =>
+                {
+                    init.clone()
+                }
+                _ => state_text(container.state),
+            };
             if container.state != ContainerState::Dead && counted_pods.insert(pod_key) {
                 if let Some(d) = template {
                     let requests = d.workload.spec.template.spec.requests();
@@ -260,9 +300,14 @@ pub fn build(
                 object: format!("{} {}/{}", labels.kind, labels.namespace, labels.name),
                 slot: labels.slot,
                 node: node.meta.name.clone(),
-                container: labels.container.clone(),
+                container: match labels.role {
+                    ContainerRole::App => labels.container.clone(),
+                    ContainerRole::Sandbox => "(sandbox)".to_string(),
+                    ContainerRole::Init => format!("{} (init)", labels.container),
+                    ContainerRole::Sidecar => format!("{} (sidecar)", labels.container),
+                },
                 container_name: container.name.clone(),
-                state: state_text(container.state),
+                state,
                 health: health_text(container, has_readiness_probe),
                 ready,
                 available,
@@ -710,6 +755,7 @@ mod tests {
             commit: "0123456789abcdef".into(),
             node: node.into(),
             container: "app".into(),
+            role: Default::default(),
         };
         ObservedContainer {
             id: format!("id{slot}"),
@@ -725,7 +771,76 @@ mod tests {
             probe_ready: None,
             address: None,
             ready_since: None,
+            hooks: Default::default(),
         }
+    }
+
+    /// Issue 16: a pod waiting for its init containers shows kubectl's
+    /// init state on its app containers, each container its role, and is
+    /// not ready; once done, the completed init container does not keep
+    /// it from being ready.
+    #[test]
+    fn init_progress_and_roles_show_in_the_replicas() {
+        let (mut desired, _) = load(&[SourceFile {
+            path: "web.yaml".into(),
+            text: "replicas: 1".into(),
+            excluded: Vec::new(),
+        }]);
+        desired.workloads[0].spec.template.spec.init_containers =
+            vec![crate::manifest::model::Container {
+                name: "setup".into(),
+                image: "img:1".into(),
+                ..Default::default()
+            }];
+        let member = |name: &str, role: ContainerRole, state: ContainerState| {
+            let mut c = container(&desired, "n1", 0, state, None);
+            c.labels.container = name.into();
+            c.labels.role = role;
+            c.name = c.labels.container_name();
+            c.restart_count = 0;
+            c
+        };
+        let report = |setup: ContainerState, app: ContainerState| {
+            let mut observed = ObservedCluster::default();
+            observed.nodes.insert(
+                "n1".into(),
+                ObservedNode {
+                    name: "n1".into(),
+                    reachability: Reachability::Reachable,
+                    facts: None,
+                    containers: vec![
+                        member(
+                            crate::cluster::SANDBOX_CONTAINER,
+                            ContainerRole::Sandbox,
+                            ContainerState::Running,
+                        ),
+                        member("setup", ContainerRole::Init, setup),
+                        member("app", ContainerRole::App, app),
+                    ],
+                    volumes: Vec::new(),
+                },
+            );
+            build(&desired, None, &observed, at(10))
+        };
+        let waiting = report(ContainerState::Exited { code: 1 }, ContainerState::Created);
+        let rows: Vec<(&str, &str)> = waiting
+            .replicas
+            .iter()
+            .map(|r| (r.container.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("(sandbox)", "running"),
+                ("app", "Init:CrashLoopBackOff"),
+                ("setup (init)", "exited (1)"),
+            ]
+        );
+        assert_eq!(waiting.objects[0].ready_replicas, 0);
+        let done = report(ContainerState::Exited { code: 0 }, ContainerState::Running);
+        let app = done.replicas.iter().find(|r| r.container == "app").unwrap();
+        assert_eq!(app.state, "running");
+        assert_eq!(done.objects[0].ready_replicas, 1);
     }
 
     #[test]

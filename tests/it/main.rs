@@ -35,6 +35,7 @@ mod plan_props;
 mod plan_scheduler;
 mod plan_stateful;
 mod plan_storage;
+mod pods;
 mod proxy;
 mod proxy_dns;
 mod proxy_stateful;

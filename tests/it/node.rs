@@ -46,6 +46,7 @@ fn labels(node: &str, name: &str, slot: u32) -> ManagedLabels {
         commit: "c0ffee".into(),
         node: node.into(),
         container: "app".into(),
+        role: Default::default(),
     }
 }
 

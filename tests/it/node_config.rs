@@ -44,6 +44,7 @@ fn once(cluster: &TestCluster, name: &str, script: &str) -> ReplicaContainer {
         commit: "c0ffee".into(),
         node: "n1".into(),
         container: "app".into(),
+        role: Default::default(),
     };
     ReplicaContainer {
         name: labels.container_name(),

@@ -30,6 +30,7 @@ fn labels(name: &str, container: &str) -> ManagedLabels {
         commit: "c0ffee".into(),
         node: NODE.into(),
         container: container.into(),
+        role: Default::default(),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::plan_support::*;
-use flotilla::cluster::ContainerState;
+use flotilla::cluster::{ContainerRole, ContainerState};
 use flotilla::manifest::model::*;
 use flotilla::plan::{plan, render, Change, Operation, Plan, RenderOptions};
 
@@ -885,4 +885,39 @@ fn a_no_schedule_taint_lets_the_pod_there_run_on() {
         "n2 keeps no pod after the update"
     );
     assert_eq!(plan_now(&v2, &cluster).objects[0].desired, Some(2));
+}
+
+/// Issue 16: a pod with an init container and a sidecar is created in a
+/// sandbox, the plan says in which order its containers run, its requests
+/// follow Kubernetes' rule, and applying it converges.
+#[test]
+fn a_pod_with_init_containers_is_planned_in_a_sandbox_and_converges() {
+    let mut d = deployment("web", 1, 500, GIB);
+    let mut sidecar = container("log", "log:1", 100, MIB);
+    sidecar.sidecar = true;
+    d.spec.template.spec.init_containers =
+        vec![container("migrate", "migrate:1", 900, MIB), sidecar];
+    assert_eq!(
+        d.spec.template.spec.requests().cpu.map(|c| c.0),
+        Some(900),
+        "the init container's 900m beats 500m + 100m"
+    );
+    let state = desired(three_nodes(), vec![d]);
+    let mut cluster = empty_cluster(&state);
+    let plans = converge(&state, &mut cluster, 5);
+    let first = plans[0].to_string();
+    assert!(
+        first.contains("[sandbox; init migrate; sidecar log; app app]"),
+        "{first}"
+    );
+    let roles: Vec<(String, ContainerRole)> = cluster
+        .nodes
+        .values()
+        .flat_map(|n| &n.containers)
+        .map(|c| (c.labels.container.clone(), c.labels.role))
+        .collect();
+    assert_eq!(roles.len(), 4, "{roles:?}");
+    assert!(roles.contains(&("_sandbox".to_string(), ContainerRole::Sandbox)));
+    assert!(roles.contains(&("migrate".to_string(), ContainerRole::Init)));
+    assert!(roles.contains(&("log".to_string(), ContainerRole::Sidecar)));
 }

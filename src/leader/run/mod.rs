@@ -547,11 +547,18 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             drain.wait(&*self.nodes).await;
         }
         let hidden: Vec<&[u8]> = crate::manifest::redact::opened_values(&desired).collect();
+        // Made (once) only when a pod with a sandbox is created.
+        let sandbox_image = if steps.iter().any(|s| s.operation.creates_sandbox()) {
+            self.services.image()
+        } else {
+            Err("no pod sandbox is created".to_string())
+        };
         let report = apply(
             &*self.nodes,
             steps,
             &unreachable,
             &self.operator_policy,
+            sandbox_image.as_ref().map_err(String::as_str),
             &self.api.metrics,
             &self.events,
             &hidden,
@@ -669,7 +676,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             if let Some(drain) = drain {
                 drain.wait(&*nodes).await;
             }
-            let report = apply(&*nodes, removes, &unreachable, &policy, &api.metrics, &events, &[]).await;
+            let report = apply(&*nodes, removes, &unreachable, &policy, Err("removals create nothing"), &api.metrics, &events, &[]).await;
             for (step, error) in &report.failed {
                 tracing::warn!(node = %step.node, container = step.operation.target(), %error, "removal failed; the next reconcile tries again");
             }
@@ -705,7 +712,10 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let mut targets = BTreeSet::new();
         let mut limit = Duration::ZERO;
         for step in steps {
-            let Operation::Remove { containers, grace } = &step.operation else {
+            let Operation::Remove {
+                containers, grace, ..
+            } = &step.operation
+            else {
                 continue;
             };
             let Some(node) = observed.nodes.get(&step.node) else {
@@ -921,7 +931,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         let starts: Vec<(&str, &[String])> = steps
             .iter()
             .filter_map(|step| match &step.operation {
-                Operation::Start { containers } => {
+                Operation::Start { containers, .. } => {
                     Some((step.node.as_str(), containers.as_slice()))
                 }
                 _ => None,
@@ -948,7 +958,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
         };
         let before = steps.len();
         steps.retain(|step| match &step.operation {
-            Operation::Start { containers } => !is_held(&step.node, &mut containers.iter()),
+            Operation::Start { containers, .. } => !is_held(&step.node, &mut containers.iter()),
             _ => true,
         });
         // What is shown is what runs: the held-back starts leave the plan too.

@@ -109,15 +109,50 @@ pub(super) async fn probe_round<N: NodeOps>(
                     target: probe.container_name.clone(),
                     reason: reason.into(),
                 });
-                if let Err(error) = nodes
-                    .restart(
+                // As Kubernetes kills a container whose liveness failed:
+                // its preStop first, within the grace period; its postStart
+                // after it runs again.
+                let hooks = crate::leader::spec::container_hooks(&probe.container);
+                let mut grace = Duration::from_secs(u64::from(probe.grace_seconds));
+                if let Some(hook) = &hooks.pre_stop {
+                    let started = std::time::Instant::now();
+                    if let Err(error) = crate::leader::hooks::run_hook(
+                        nodes,
                         &probe.node,
                         &probe.container_name,
-                        Duration::from_secs(u64::from(probe.grace_seconds)),
+                        hook,
+                        grace,
                     )
                     .await
+                    {
+                        tracing::warn!(container = %probe.container_name, %error, "preStop hook failed");
+                    }
+                    grace = grace.saturating_sub(started.elapsed());
+                }
+                match nodes
+                    .restart(&probe.node, &probe.container_name, grace)
+                    .await
                 {
-                    tracing::warn!(%error, "restart after a failed probe");
+                    Err(error) => tracing::warn!(%error, "restart after a failed probe"),
+                    Ok(()) => {
+                        if let Some(hook) = &hooks.post_start {
+                            let limit = Duration::from_secs(u64::from(probe.grace_seconds));
+                            if let Err(error) = crate::leader::hooks::run_hook(
+                                nodes,
+                                &probe.node,
+                                &probe.container_name,
+                                hook,
+                                limit,
+                            )
+                            .await
+                            {
+                                tracing::warn!(container = %probe.container_name, %error, "postStart hook failed; killing the container");
+                                let _ = nodes
+                                    .stop(&probe.node, &probe.container_name, Some(Duration::ZERO))
+                                    .await;
+                            }
+                        }
+                    }
                 }
             }
             ProbeOutcome::Unchanged => {}
@@ -221,8 +256,7 @@ pub(super) fn declared_container<'a>(
     }
     let spec = template
         .spec
-        .containers
-        .iter()
+        .all_containers()
         .find(|c| c.name == labels.container)?;
     Some((template, spec))
 }

@@ -46,9 +46,9 @@ const POD_SPEC: Schema = Schema {
         "terminationGracePeriodSeconds",
         "volumes",
         "imagePullSecrets",
+        "initContainers",
     ],
     unsupported: &[
-        "initContainers",
         "ephemeralContainers",
         "activeDeadlineSeconds",
         "dnsPolicy",
@@ -100,10 +100,11 @@ const CONTAINER: Schema = Schema {
         "workingDir",
         "envFrom",
         "volumeMounts",
+        "lifecycle",
+        "restartPolicy",
     ],
     unsupported: &[
         "volumeDevices",
-        "lifecycle",
         "terminationMessagePath",
         "terminationMessagePolicy",
         "securityContext",
@@ -111,11 +112,40 @@ const CONTAINER: Schema = Schema {
         "stdinOnce",
         "tty",
         "resizePolicy",
-        "restartPolicy",
     ],
     ignored: &[],
     hints: NO_HINTS,
 };
+
+const LIFECYCLE: Schema = Schema {
+    known: &["postStart", "preStop"],
+    unsupported: &["stopSignal"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const LIFECYCLE_HANDLER: Schema = Schema {
+    known: &["exec", "httpGet", "sleep"],
+    unsupported: &["tcpSocket"],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+const SLEEP: Schema = Schema {
+    known: &["seconds"],
+    unsupported: &[],
+    ignored: &[],
+    hints: NO_HINTS,
+};
+
+/// Which list of the pod a container is declared in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ContainerList {
+    /// `containers`.
+    App,
+    /// `initContainers`.
+    Init,
+}
 
 const ENV_VAR: Schema = Schema {
     known: &["name", "value", "valueFrom"],
@@ -440,8 +470,25 @@ impl Decoder<'_> {
             (spec.volumes, volume_names) = self.volumes(volumes, &join(path, "volumes"));
         }
         volume_names.extend(self.claim_template_names.iter().cloned());
+        // One name space for both lists, as in Kubernetes.
+        let mut names_seen = BTreeMap::new();
+        if let Some(init) = fields.get("initContainers") {
+            spec.init_containers = self.containers(
+                init,
+                &join(path, "initContainers"),
+                &volume_names,
+                ContainerList::Init,
+                &mut names_seen,
+            );
+        }
         if let Some(containers) = self.required(&fields, node, path, "containers") {
-            spec.containers = self.containers(containers, &join(path, "containers"), &volume_names);
+            spec.containers = self.containers(
+                containers,
+                &join(path, "containers"),
+                &volume_names,
+                ContainerList::App,
+                &mut names_seen,
+            );
         }
         self.check_memory_sub_paths(&spec, path);
         if let Some(secrets) = fields.get("imagePullSecrets") {
@@ -753,22 +800,24 @@ impl Decoder<'_> {
         node: &Node,
         path: &str,
         volume_names: &BTreeSet<String>,
+        list: ContainerList,
+        names_seen: &mut BTreeMap<String, u32>,
     ) -> Vec<Container> {
         let file = self.file;
         let mut containers = Vec::new();
         let Some(items) = self.sequence(node, path) else {
             return containers;
         };
-        if items.is_empty() {
+        if items.is_empty() && list == ContainerList::App {
             self.error(node, path, "a pod needs at least one container");
             return containers;
         }
-        let mut names_seen: BTreeMap<String, u32> = BTreeMap::new();
         let mut container_ports: BTreeMap<(u16, Protocol), u32> = BTreeMap::new();
         let mut host_ports: BTreeMap<(u16, Protocol), u32> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
             let container_path = index(path, i);
-            let Some((container, places)) = self.container(item, &container_path, volume_names)
+            let Some((container, places)) =
+                self.container(item, &container_path, volume_names, list)
             else {
                 continue;
             };
@@ -825,12 +874,52 @@ impl Decoder<'_> {
         node: &'n Node,
         path: &str,
         volume_names: &BTreeSet<String>,
+        list: ContainerList,
     ) -> Option<(Container, ContainerPlaces<'n>)> {
         let file = self.file;
         let fields = self.fields(node, path, &CONTAINER)?;
         let mut places = ContainerPlaces::default();
         let mut container = Container::default();
         let mut ok = true;
+        if let Some(policy) = fields.get("restartPolicy") {
+            let policy_path = join(path, "restartPolicy");
+            if list == ContainerList::App {
+                let diagnostic = self.error(
+                    policy,
+                    &policy_path,
+                    "`restartPolicy` is allowed on init containers only",
+                );
+                Self::hint(
+                    diagnostic,
+                    "a sidecar is an entry of `initContainers` with `restartPolicy: Always`",
+                );
+            } else {
+                container.sidecar = self
+                    .enumeration(policy, &policy_path, &[("Always", true)])
+                    .unwrap_or(false);
+            }
+        }
+        // Kubernetes refuses probes and hooks on a regular init container:
+        // it runs to completion, nothing waits for it to be ready.
+        let regular_init = list == ContainerList::Init && !container.sidecar;
+        for field in [
+            "lifecycle",
+            "readinessProbe",
+            "livenessProbe",
+            "startupProbe",
+        ] {
+            if let (true, Some(at)) = (regular_init, fields.get(field)) {
+                let diagnostic = self.error(
+                    at,
+                    &join(path, field),
+                    format!("`{field}` is not allowed on an init container"),
+                );
+                Self::hint(
+                    diagnostic,
+                    "only a sidecar (an init container with `restartPolicy: Always`) may have it",
+                );
+            }
+        }
         match self.required(&fields, node, path, "name") {
             Some(name) => {
                 places.name = Some(name);
@@ -947,6 +1036,10 @@ impl Decoder<'_> {
                     _ => container.startup_probe = probe,
                 }
             }
+        }
+        if let Some(lifecycle) = fields.get("lifecycle") {
+            container.lifecycle =
+                self.lifecycle(lifecycle, &join(path, "lifecycle"), &container.ports);
         }
         ok.then_some((container, places))
     }
@@ -1354,6 +1447,77 @@ impl Decoder<'_> {
         }
     }
 
+    fn lifecycle(&mut self, node: &Node, path: &str, ports: &[ContainerPort]) -> Lifecycle {
+        let mut lifecycle = Lifecycle::default();
+        let Some(fields) = self.fields(node, path, &LIFECYCLE) else {
+            return lifecycle;
+        };
+        if let Some(hook) = fields.get("postStart") {
+            lifecycle.post_start = self.lifecycle_handler(hook, &join(path, "postStart"), ports);
+        }
+        if let Some(hook) = fields.get("preStop") {
+            lifecycle.pre_stop = self.lifecycle_handler(hook, &join(path, "preStop"), ports);
+        }
+        lifecycle
+    }
+
+    /// One hook: exactly one of `exec`, `httpGet` (as a probe's, plain
+    /// HTTP) and `sleep`.
+    fn lifecycle_handler(
+        &mut self,
+        node: &Node,
+        path: &str,
+        ports: &[ContainerPort],
+    ) -> Option<LifecycleHandler> {
+        let fields = self.fields(node, path, &LIFECYCLE_HANDLER)?;
+        let handlers: Vec<(&str, &Node)> = ["exec", "httpGet", "sleep"]
+            .into_iter()
+            .filter_map(|name| fields.get(name).map(|handler| (name, handler)))
+            .collect();
+        // An unsupported handler (`tcpSocket`) was reported as such.
+        let unsupported = matches!(&node.value, Value::Mapping(entries)
+            if entries.iter().any(|e| e.key.as_scalar().is_some_and(|k| k.text == "tcpSocket")));
+        match handlers.as_slice() {
+            [] if unsupported => None,
+            [] => {
+                let diagnostic = self.error(node, path, "a lifecycle hook needs one handler");
+                Self::hint(diagnostic, "add `exec`, `httpGet` or `sleep`");
+                None
+            }
+            [("sleep", handler)] => {
+                let sleep_path = join(path, "sleep");
+                let sleep = self.fields(handler, &sleep_path, &SLEEP)?;
+                let seconds = self.required(&sleep, handler, &sleep_path, "seconds")?;
+                let seconds = self.count(seconds, &join(&sleep_path, "seconds"), 0)?;
+                Some(LifecycleHandler::Sleep { seconds })
+            }
+            [(name, handler)] => {
+                match self.probe_handler(name, handler, &join(path, name), ports)? {
+                    ProbeHandler::Exec { command } => Some(LifecycleHandler::Exec { command }),
+                    ProbeHandler::HttpGet {
+                        path,
+                        port,
+                        headers,
+                        ..
+                    } => Some(LifecycleHandler::HttpGet {
+                        path,
+                        port,
+                        headers,
+                    }),
+                    ProbeHandler::TcpSocket { .. } => None,
+                }
+            }
+            [_, (second, handler), ..] => {
+                self.error(
+                    handler,
+                    &join(path, second),
+                    "a lifecycle hook may have only one handler",
+                );
+                None
+            }
+        }
+    }
+
     fn port_ref(&mut self, node: &Node, path: &str, ports: &[ContainerPort]) -> Option<PortRef> {
         let port = self.port_number_or_name(node, path)?;
         if let PortRef::Name(name) = &port {
@@ -1395,5 +1559,156 @@ pub fn default_pull_policy(image: &str) -> PullPolicy {
     match last_component.split_once(':') {
         Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
         _ => PullPolicy::Always,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::model::*;
+    use crate::manifest::quantity::{Bytes, CpuMillis};
+    use crate::manifest::{load, SourceFile};
+
+    fn pod_spec(pod: &str) -> PodSpec {
+        let yaml = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+             spec:\n{pod}"
+        );
+        let loaded = load(&[SourceFile::new("web.yaml", &yaml)]);
+        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+        loaded.state.workloads[0].spec.template.spec.clone()
+    }
+
+    /// Issue 16: `initContainers` take a container's fields, a sidecar is
+    /// one with `restartPolicy: Always`, and every hook handler decodes.
+    #[test]
+    fn init_containers_sidecars_and_hooks_decode() {
+        let spec = pod_spec(
+            "      initContainers:\n      - {name: migrate, image: busybox:1.36, command: [sh, -c, 'true']}\n      \
+             - name: log\n        image: busybox:1.36\n        restartPolicy: Always\n        \
+             startupProbe: {exec: {command: ['true']}}\n        \
+             lifecycle: {preStop: {sleep: {seconds: 2}}}\n      \
+             containers:\n      - name: app\n        image: busybox:1.36\n        \
+             ports: [{containerPort: 8080, name: http}]\n        lifecycle:\n          \
+             postStart: {exec: {command: [touch, /ready]}}\n          \
+             preStop: {httpGet: {path: /quit, port: http, httpHeaders: [{name: X-A, value: b}]}}\n",
+        );
+        let [migrate, log] = &spec.init_containers[..] else {
+            panic!("two init containers: {:?}", spec.init_containers);
+        };
+        assert_eq!(migrate.name, "migrate");
+        assert!(!migrate.sidecar);
+        assert!(migrate.lifecycle.is_empty());
+        assert!(log.sidecar);
+        assert!(log.startup_probe.is_some());
+        assert_eq!(
+            log.lifecycle.pre_stop,
+            Some(LifecycleHandler::Sleep { seconds: 2 })
+        );
+        let app = &spec.containers[0];
+        assert_eq!(
+            app.lifecycle,
+            Lifecycle {
+                post_start: Some(LifecycleHandler::Exec {
+                    command: vec!["touch".into(), "/ready".into()]
+                }),
+                pre_stop: Some(LifecycleHandler::HttpGet {
+                    path: "/quit".into(),
+                    port: PortRef::Name("http".into()),
+                    headers: vec![("X-A".into(), "b".into())],
+                }),
+            }
+        );
+        assert!(!spec.containers[0].sidecar);
+    }
+
+    /// Templates that use none of the new fields keep their JSON (and so
+    /// their hash); a template that does names them.
+    #[test]
+    fn new_fields_are_left_out_of_the_json_when_absent() {
+        let plain = pod_spec("      containers:\n      - {name: app, image: busybox:1.36}\n");
+        let json = serde_json::to_string(&plain).unwrap();
+        for field in ["initContainers", "sidecar", "lifecycle"] {
+            assert!(!json.contains(field), "{field} in {json}");
+        }
+        let with = pod_spec(
+            "      initContainers:\n      - {name: log, image: busybox:1.36, restartPolicy: Always}\n      \
+             containers:\n      - name: app\n        image: busybox:1.36\n        \
+             lifecycle: {preStop: {sleep: {seconds: 1}}}\n",
+        );
+        let json = serde_json::to_string(&with).unwrap();
+        for field in ["initContainers", "\"sidecar\":true", "lifecycle"] {
+            assert!(json.contains(field), "{field} not in {json}");
+        }
+    }
+
+    /// Kubernetes' rule for a pod's requests: the larger of (app containers
+    /// plus sidecars) and, for each regular init container, its own plus
+    /// the sidecars started before it; resource by resource.
+    #[test]
+    fn pod_requests_follow_kubernetes_rule() {
+        let c = |cpu: Option<u64>, memory: Option<u64>, sidecar: bool| Container {
+            resources: Resources {
+                requests: ResourceList {
+                    cpu: cpu.map(CpuMillis),
+                    memory: memory.map(Bytes),
+                },
+                limits: ResourceList::default(),
+            },
+            sidecar,
+            ..Container::default()
+        };
+        let requests = |init: Vec<Container>, app: Vec<Container>| {
+            PodSpec {
+                init_containers: init,
+                containers: app,
+                ..PodSpec::default()
+            }
+            .requests()
+        };
+        let r = |cpu: Option<u64>, memory: Option<u64>| ResourceList {
+            cpu: cpu.map(CpuMillis),
+            memory: memory.map(Bytes),
+        };
+        // (init containers, app containers, expected)
+        let cases = [
+            // App containers alone: summed.
+            (
+                vec![],
+                vec![c(Some(100), Some(10), false), c(Some(50), None, false)],
+                r(Some(150), Some(10)),
+            ),
+            // A big init container wins where it is bigger.
+            (
+                vec![c(Some(500), Some(5), false)],
+                vec![c(Some(100), Some(10), false)],
+                r(Some(500), Some(10)),
+            ),
+            // A sidecar counts with the app containers and with the init
+            // containers after it, not with those before it.
+            (
+                vec![
+                    c(Some(300), None, false),
+                    c(Some(200), Some(20), true),
+                    c(Some(250), None, false),
+                ],
+                vec![c(Some(100), Some(10), false)],
+                r(Some(450), Some(30)),
+            ),
+            (
+                vec![c(Some(600), None, false), c(Some(200), None, true)],
+                vec![c(Some(100), None, false)],
+                r(Some(600), None),
+            ),
+            // Nothing requested: nothing.
+            (
+                vec![c(None, None, false)],
+                vec![c(None, None, false)],
+                r(None, None),
+            ),
+        ];
+        for (i, (init, app, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(requests(init, app), expected, "case {i}");
+        }
     }
 }

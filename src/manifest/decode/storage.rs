@@ -211,7 +211,7 @@ impl Decoder<'_> {
     /// of a volume, so flotilla would mount it through a directory on the
     /// node's disk, and the data meant to stay in memory would not.
     pub(super) fn check_memory_sub_paths(&mut self, spec: &PodSpec, path: &str) {
-        for (c, container) in spec.containers.iter().enumerate() {
+        for (c, container) in spec.containers_with_fields() {
             for (m, mount) in container.volume_mounts.iter().enumerate() {
                 let Some(sub_path) = &mount.sub_path else {
                     continue;
@@ -229,7 +229,7 @@ impl Decoder<'_> {
                 if !in_memory {
                     continue;
                 }
-                let sub_path_path = format!("{path}.containers[{c}].volumeMounts[{m}].subPath");
+                let sub_path_path = format!("{path}.{c}.volumeMounts[{m}].subPath");
                 let Some(at) = self.field_sources.get(&sub_path_path).cloned() else {
                     continue;
                 };

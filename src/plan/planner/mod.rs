@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::cluster::{
-    group_replicas, ContainerState, Contents, FnvHashMap, ManagedLabels, ObservedCluster,
-    ObservedReplica, Reachability, ReadinessGate, ReplicaState,
+    group_replicas, ContainerRole, ContainerState, Contents, FnvHashMap, ManagedLabels,
+    ObservedCluster, ObservedReplica, Reachability, ReadinessGate, ReplicaState, SANDBOX_CONTAINER,
 };
 use crate::manifest::model::{
     ClusterSettings, DesiredState, ObjectKey, PodSet, PodTemplate, Workload,
@@ -533,8 +533,7 @@ fn plan_workload<'d>(
         let missing: Vec<&str> = spec
             .template
             .spec
-            .containers
-            .iter()
+            .all_containers()
             .filter(|c| {
                 !s.replica
                     .containers
@@ -555,9 +554,7 @@ fn plan_workload<'d>(
                 format!("container(s) {} missing", missing.join(", ")),
             ));
         }
-        let to_start = s
-            .replica
-            .containers_to_start(spec.template.spec.restart_policy);
+        let to_start = s.replica.containers_to_start(&spec.template.spec);
         if !to_start.is_empty() {
             let names: Vec<String> = to_start
                 .iter()
@@ -570,12 +567,29 @@ fn plan_workload<'d>(
                 node: s.replica.node.to_string(),
                 template_hash: new_hash.clone(),
                 rollout: false,
-                reason: format!(
-                    "container(s) {} {}, restartPolicy {:?}",
-                    names.join(", "),
-                    describe_state(first.state),
-                    spec.template.spec.restart_policy
-                ),
+                reason: match (
+                    first.labels.role,
+                    s.replica
+                        .init_progress(&spec.template.spec)
+                        .text(spec.template.spec.restart_policy),
+                ) {
+                    (ContainerRole::Init | ContainerRole::Sidecar, Some(progress)) => format!(
+                        "init container(s) {} {} ({progress})",
+                        names.join(", "),
+                        describe_state(first.state),
+                    ),
+                    (ContainerRole::Sidecar, None) => format!(
+                        "sidecar(s) {} {}, restarted always",
+                        names.join(", "),
+                        describe_state(first.state),
+                    ),
+                    (_, _) => format!(
+                        "container(s) {} {}, restartPolicy {:?}",
+                        names.join(", "),
+                        describe_state(first.state),
+                        spec.template.spec.restart_policy
+                    ),
+                },
                 operation: Operation::Start {
                     containers: to_start.iter().map(|c| container_ref(c)).collect(),
                 },
@@ -764,21 +778,36 @@ fn create_action(
     rollout: bool,
     reason: String,
 ) -> Action {
-    let containers = template
-        .spec
+    let labels = |container: &str, role: ContainerRole| ManagedLabels {
+        namespace: key.namespace.clone(),
+        kind: key.kind,
+        name: key.name.clone(),
+        slot,
+        template_hash: template_hash.to_string(),
+        commit: commit.to_string(),
+        node: node.to_string(),
+        container: container.to_string(),
+        role,
+    };
+    // Every container the pod will have, in creation order: its sandbox,
+    // init containers and sidecars, app containers.
+    let spec = &template.spec;
+    let sandbox = spec
+        .has_sandbox()
+        .then(|| labels(SANDBOX_CONTAINER, ContainerRole::Sandbox));
+    let init = spec.init_containers.iter().map(|c| {
+        let role = if c.sidecar {
+            ContainerRole::Sidecar
+        } else {
+            ContainerRole::Init
+        };
+        labels(&c.name, role)
+    });
+    let app = spec
         .containers
         .iter()
-        .map(|c| ManagedLabels {
-            namespace: key.namespace.clone(),
-            kind: key.kind,
-            name: key.name.clone(),
-            slot,
-            template_hash: template_hash.to_string(),
-            commit: commit.to_string(),
-            node: node.to_string(),
-            container: c.name.clone(),
-        })
-        .collect();
+        .map(|c| labels(&c.name, ContainerRole::App));
+    let containers = sandbox.into_iter().chain(init).chain(app).collect();
     Action {
         object: key.clone(),
         slot,
@@ -807,19 +836,37 @@ fn remove_action(
         rollout,
         reason,
         operation: Operation::Remove {
-            containers: replica
-                .containers
-                .iter()
-                .map(|c| container_ref(c))
+            containers: creation_order(&replica.containers)
+                .into_iter()
+                .map(container_ref)
                 .collect(),
         },
     }
+}
+
+/// A pod's containers as they were created: its sandbox, its init
+/// containers and sidecars, its app containers (by name within each), so
+/// that a removal, which goes backwards, stops the app containers first and
+/// the sandbox last.
+fn creation_order<'a>(
+    containers: &[&'a crate::cluster::ObservedContainer],
+) -> Vec<&'a crate::cluster::ObservedContainer> {
+    let rank = |c: &crate::cluster::ObservedContainer| match c.labels.role {
+        ContainerRole::Sandbox => 0,
+        ContainerRole::Init | ContainerRole::Sidecar => 1,
+        ContainerRole::App => 2,
+    };
+    let mut ordered = containers.to_vec();
+    // Stable: the replica's containers are sorted by name.
+    ordered.sort_by_key(|c| rank(c));
+    ordered
 }
 
 fn container_ref(c: &crate::cluster::ObservedContainer) -> ContainerRef {
     ContainerRef {
         id: c.id.clone(),
         name: c.name.clone(),
+        hooks: c.hooks.clone(),
     }
 }
 
@@ -836,11 +883,13 @@ fn describe_state(state: ContainerState) -> String {
 }
 
 fn failure_reason(replica: &ObservedReplica<'_>) -> String {
+    // An init container that ran to completion did not fail the pod.
     let failed = replica.containers.iter().find(|c| {
         matches!(
             c.state,
             ContainerState::Dead | ContainerState::Exited { .. }
-        )
+        ) && !(c.labels.role == ContainerRole::Init
+            && c.state == ContainerState::Exited { code: 0 })
     });
     match failed {
         Some(c) => format!(

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use flotilla::cluster::{
-    claim_volume_name, pod_volume_name, ContainerState, Contents, ManagedLabels, ObservedCluster,
-    ObservedContainer, ObservedNode, ObservedVolume, Reachability, VolumeOwner,
+    claim_volume_name, pod_volume_name, ContainerRole, ContainerState, Contents, ManagedLabels,
+    ObservedCluster, ObservedContainer, ObservedNode, ObservedVolume, Reachability, VolumeOwner,
 };
 use flotilla::manifest::model::*;
 use flotilla::manifest::quantity::{Bytes, CpuMillis};
@@ -201,6 +201,7 @@ pub fn apply_to_observed(cluster: &mut ObservedCluster, plan: &Plan, now: System
                             VolumeSource::EmptyDir(_) => {
                                 let pod = ManagedLabels {
                                     container: String::new(),
+                                    role: ContainerRole::App,
                                     ..first.clone()
                                 };
                                 (
@@ -227,17 +228,28 @@ pub fn apply_to_observed(cluster: &mut ObservedCluster, plan: &Plan, now: System
                     if node.containers.iter().any(|c| c.name == name) {
                         continue;
                     }
+                    // A sandbox is declared by no container of the
+                    // template; a regular init container has run to
+                    // completion.
+                    let sandbox = Container {
+                        image: "flotilla-sandbox".into(),
+                        ..Container::default()
+                    };
                     let declared = template
                         .spec
-                        .containers
-                        .iter()
+                        .all_containers()
                         .find(|c| c.name == labels.container)
+                        .or((labels.role == ContainerRole::Sandbox).then_some(&sandbox))
                         .expect("labels name a declared container");
+                    let state = match labels.role {
+                        ContainerRole::Init => ContainerState::Exited { code: 0 },
+                        _ => ContainerState::Running,
+                    };
                     node.containers.push(ObservedContainer {
                         id: format!("{}/{name}", action.node),
                         name,
                         labels: labels.clone(),
-                        state: ContainerState::Running,
+                        state,
                         health: None,
                         restart_count: 0,
                         started_at: Some(now - Duration::from_secs(3600)),
@@ -250,6 +262,7 @@ pub fn apply_to_observed(cluster: &mut ObservedCluster, plan: &Plan, now: System
                             .as_ref()
                             .map(|_| now - Duration::from_secs(3600)),
                         address: None,
+                        hooks: Default::default(),
                     });
                 }
             }
