@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::counters::{service_counters, InFlight, PortKey, Targets};
 use super::route::{self, Cidr};
@@ -93,7 +93,7 @@ pub(crate) struct Proxy {
     tables: watch::Sender<Option<Arc<Table>>>,
     targets: Arc<Targets>,
     ports: Mutex<BTreeMap<PortKey, Arc<PortState>>>,
-    listeners: Mutex<HashMap<SocketAddrV4, AbortHandle>>,
+    listeners: Mutex<HashMap<SocketAddrV4, JoinHandle<()>>>,
     /// One `Apply` at a time.
     applying: tokio::sync::Mutex<()>,
     in_flight: Arc<InFlight>,
@@ -179,7 +179,11 @@ impl Proxy {
         let new_cidr = table.as_ref().map(|table| table.service_cidr.clone());
         self.served.send_replace(Arc::clone(&served));
         self.tables.send_replace(table);
-        self.swap_listeners(&served, new_listeners);
+        // A listener the table no longer has is closed before the answer:
+        // once the leader reads it, nothing accepts there any more.
+        for closed in self.swap_listeners(&served, new_listeners) {
+            let _ = closed.await;
+        }
         if self.options.route && served_cidr.is_some() && served_cidr != new_cidr {
             let old: Option<Cidr> = served_cidr.and_then(|cidr| cidr.parse().ok());
             if let Some(old) = old {
@@ -242,22 +246,34 @@ impl Proxy {
         Ok((served, new_listeners))
     }
 
-    /// Starts accepting on the new listeners and closes those the served
-    /// table no longer has (their open connections go on).
-    fn swap_listeners(self: &Arc<Self>, served: &Served, new: Vec<(SocketAddrV4, TcpListener)>) {
+    /// Starts accepting on the new listeners and stops those the served
+    /// table no longer has (their open connections go on): their tasks,
+    /// aborted, to be awaited, since a listener closes only when its task
+    /// is dropped.
+    fn swap_listeners(
+        self: &Arc<Self>,
+        served: &Served,
+        new: Vec<(SocketAddrV4, TcpListener)>,
+    ) -> Vec<JoinHandle<()>> {
         let mut listeners = lock(&self.listeners);
         let addresses: HashSet<SocketAddrV4> = served.listen_addresses().collect();
-        listeners.retain(|address, task| {
-            let kept = addresses.contains(address);
-            if !kept {
-                task.abort();
-            }
-            kept
-        });
+        let gone: Vec<SocketAddrV4> = listeners
+            .keys()
+            .filter(|address| !addresses.contains(address))
+            .copied()
+            .collect();
+        let closed: Vec<JoinHandle<()>> = gone
+            .iter()
+            .filter_map(|address| listeners.remove(address))
+            .collect();
+        for task in &closed {
+            task.abort();
+        }
         for (address, listener) in new {
             let task = tokio::spawn(accept_services(Arc::clone(self), listener, address));
-            listeners.insert(address, task.abort_handle());
+            listeners.insert(address, task);
         }
+        closed
     }
 
     pub(crate) fn status(&self) -> ProxyStatus {
@@ -536,7 +552,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         open = proxy.in_flight.count(),
         "stopping: no new connections, draining open ones"
     );
-    tasks.extend(lock(&proxy.listeners).drain().map(|(_, task)| task));
+    tasks.extend(
+        lock(&proxy.listeners)
+            .drain()
+            .map(|(_, task)| task.abort_handle()),
+    );
     for task in &tasks {
         task.abort();
     }

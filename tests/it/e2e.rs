@@ -398,8 +398,9 @@ fn git_push_deploys_heals_and_survives_failures() {
 
     // 8. The leader killed in the middle of a 10-replica change: started
     //    again, it converges without duplicates. The change is slow enough
-    //    to be caught: every replica is three containers created and started
-    //    one after another, and all ten are pinned to n1, where at most
+    //    to be caught: every replica is three containers and their pod's
+    //    sandbox, created and started one after another, and all ten are
+    //    pinned to n1, where at most
     //    PER_NODE_LIMIT (4) operations run at once: three waves.
     cluster.push("apps/batch.yaml", Some(&batch(10)), "Ten batch replicas");
     let slots = |rows: &BTreeMap<String, Vec<(String, String)>>| -> BTreeMap<String, usize> {
@@ -416,7 +417,8 @@ fn git_push_deploys_heals_and_survives_failures() {
     });
     cluster.kill_leader();
     let after_kill = cluster.testbed.containers("batch", &all);
-    let complete = slots(&after_kill).values().filter(|&&n| n == 3).count();
+    // Three containers and the sandbox.
+    let complete = slots(&after_kill).values().filter(|&&n| n == 4).count();
     assert!(
         complete < 10,
         "the leader was killed after the change was done, not during it: {after_kill:?}"
@@ -427,9 +429,9 @@ fn git_push_deploys_heals_and_survives_failures() {
     let rows = cluster.testbed.containers("batch", &all);
     let per_slot = slots(&rows);
     assert_eq!(
-        (per_slot.len(), per_slot.values().all(|&n| n == 3)),
+        (per_slot.len(), per_slot.values().all(|&n| n == 4)),
         (10, true),
-        "three containers per slot, ten slots: {rows:?}"
+        "three containers and a sandbox per slot, ten slots: {rows:?}"
     );
     assert!(
         rows.iter().all(|(node, r)| node == "n1" || r.is_empty()),
