@@ -489,7 +489,7 @@ fn offline_plan_of_the_shipped_examples_places_and_spreads_every_replica() {
         "said once:\n{text}"
     );
     assert!(
-        text.contains("Plan: 9 to create, 0 to update, 0 to remove, 0 unschedulable."),
+        text.contains("Plan: 10 to create, 0 to update, 0 to remove, 0 unschedulable."),
         "{text}"
     );
 }
