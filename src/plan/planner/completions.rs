@@ -123,6 +123,7 @@ pub(super) fn decide(
         active: t.active.len() as u32,
         failed: t.failures,
         state: RunState::Running,
+        next_change: None,
     };
     let decision = |creates, removes, want| Decision {
         want,
@@ -170,9 +171,13 @@ pub(super) fn decide(
     if let Some(record) = recorded {
         // The note is the record now: what still runs stops, and the
         // finished pods stay until the TTL.
-        let expired = job
+        let removal_at = job
             .ttl_seconds_after_finished
-            .is_some_and(|ttl| now >= record.finished_at + Duration::from_secs(u64::from(ttl)));
+            .map(|ttl| record.finished_at + Duration::from_secs(u64::from(ttl)));
+        let expired = removal_at.is_some_and(|at| now >= at);
+        if !expired && current.iter().any(|s| removable(&s)) {
+            status.next_change = removal_at;
+        }
         let going: Vec<&&Seen<'_>> = if expired {
             current.iter().filter(removable).collect()
         } else {
@@ -203,6 +208,13 @@ pub(super) fn decide(
         return (decision(creates, removes, 0), status);
     }
 
+    // Unless the pods change first, the run fails at its deadline
+    // (suspended too: the deadline counts from its first pod).
+    status.next_change = job
+        .active_deadline_seconds
+        .zip(t.started_at)
+        .map(|(deadline, started)| started + Duration::from_secs(u64::from(deadline)));
+
     if job.suspend {
         for s in t.active.iter().filter(removable) {
             removes.push(remove_action(
@@ -222,6 +234,7 @@ pub(super) fn decide(
         let until = last + backoff_delay(t.failures);
         if now < until && want > active {
             status.state = RunState::BackingOff { until };
+            status.next_change = Some(status.next_change.map_or(until, |d| d.min(until)));
             return (decision(creates, removes, want), status);
         }
     }
