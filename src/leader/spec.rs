@@ -234,7 +234,11 @@ impl Pod<'_> {
             (ContainerRole::App, RestartPolicy::Never) => DockerRestartPolicy::No,
         };
         let mut docker_labels = container_labels.to_docker_labels();
-        container_hooks(container).add_docker_labels(&mut docker_labels);
+        let mut hooks = container_hooks(container);
+        // What bounds its preStop and stop once Git no longer has the
+        // template (an object removed from Git).
+        hooks.grace_seconds = Some(spec.termination_grace_period_seconds);
+        hooks.add_docker_labels(&mut docker_labels);
         let storage = volumes::container_storage(container, spec, labels, desired);
         ReplicaContainer {
             image: container.image.clone(),
@@ -361,6 +365,7 @@ pub(crate) fn container_hooks(container: &Container) -> Hooks {
     Hooks {
         post_start: hook(&container.lifecycle.post_start),
         pre_stop: hook(&container.lifecycle.pre_stop),
+        grace_seconds: None,
     }
 }
 
@@ -767,6 +772,10 @@ mod tests {
                     host_port: None,
                     headers: Vec::new(),
                 }),
+                // Regression (review of issue 16): with the grace period,
+                // which bounds the preStop of an object removed from Git
+                // (it ran for 30 s whatever the pod's grace period).
+                grace_seconds: Some(template.spec.termination_grace_period_seconds),
             }
         );
     }

@@ -1043,6 +1043,7 @@ mod tests {
             hooks: Hooks {
                 post_start: None,
                 pre_stop: Some(Hook::Sleep { seconds: 5 }),
+                grace_seconds: Some(2),
             },
         };
         let created = container("created", ContainerState::Created);
