@@ -507,3 +507,37 @@ proptest::proptest! {
         }
     }
 }
+
+/// Regression (review of issue 16): a leader restarted while a node was
+/// down (never seen since its start) created index 1 again elsewhere while
+/// its pod, already succeeded, was on that node: an index run twice. A
+/// node never seen within its grace period holds the run's new pods back.
+#[test]
+fn a_node_never_seen_holds_a_runs_new_pods_back() {
+    let state = desired(
+        two_nodes(),
+        vec![job("pi", job_spec(Some(2), 2, CompletionMode::Indexed))],
+    );
+    let mut cluster = empty_cluster(&state);
+    let runs = Runs::NoneRecorded;
+    assert_eq!(
+        created_slots(&step(&state, &mut cluster, &runs, at(0))),
+        vec![0, 1]
+    );
+    // The restarted leader never saw the node of one of the pods.
+    let unseen = cluster
+        .nodes
+        .values()
+        .find(|n| n.containers.iter().any(|c| c.labels.slot == 1))
+        .map(|n| n.name.clone())
+        .expect("a node runs slot 1");
+    set_never_seen(&mut cluster, &unseen, 5);
+    let plan = plan_with_runs(&state, &cluster, COMMIT, &runs, at(10));
+    assert!(created_slots(&plan).is_empty(), "{plan}");
+    assert_eq!(plan.held.len(), 1, "{plan}");
+    assert_eq!(plan.held[0].nodes, vec![unseen.clone()]);
+    // Past its grace period, the node's pods are lost: index 1 runs again.
+    set_never_seen(&mut cluster, &unseen, 3600);
+    let plan = plan_with_runs(&state, &cluster, COMMIT, &runs, at(3600));
+    assert_eq!(created_slots(&plan), vec![1]);
+}

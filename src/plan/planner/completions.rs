@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::cluster::{ContainerState, ReplicaState};
 use crate::manifest::model::{CompletionMode, JobSpec, ObjectKey, RestartPolicy, WorkloadSpec};
-use crate::plan::{FinishedRun, RunState, RunStatus};
+use crate::plan::{FinishedRun, Held, RunState, RunStatus};
 use crate::reconcile::record::Outcome;
 
 use super::{free_slots, remove_action, Context, Create, Decision, Location, Seen};
@@ -242,6 +242,23 @@ pub(super) fn decide(
         return (decision(creates, removes, want), status);
     }
     let room = want - active;
+    // A node never seen within its grace period (a leader just restarted,
+    // a one-shot `plan`) may hold pods of this run, running or finished:
+    // a new pod could run an index, or a completion, twice. None is
+    // created until those nodes answer or their grace period has passed.
+    if !context.unknown_nodes.is_empty() {
+        let mut held = decision(creates, removes, want);
+        held.held = Some(Held {
+            object: key.clone(),
+            replicas: room,
+            nodes: context
+                .unknown_nodes
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        });
+        return (held, status);
+    }
     let reason = format!(
         "{} of {} succeeded, {active} active",
         status.succeeded,
