@@ -743,11 +743,16 @@ mod tests {
         ];
         for (case, policy, states, with_gate, expected) in cases {
             let names = ["a", "b"];
-            let containers: Vec<ObservedContainer> = states
+            let mut containers: Vec<ObservedContainer> = states
                 .iter()
                 .zip(names)
                 .map(|(state, name)| container(name, 0, "n1", *state))
                 .collect();
+            // A pod of several containers runs in its sandbox (issue 16's
+            // pods; without it the pod failed).
+            if states.len() > 1 {
+                containers.push(sandbox(Running));
+            }
             let declared: Vec<(&str, bool)> =
                 names[..states.len()].iter().map(|n| (*n, false)).collect();
             let mut template = template(&declared);
@@ -767,7 +772,10 @@ mod tests {
         let observed = cluster(vec![(
             "n1",
             true,
-            vec![container("a", 0, "n1", Exited { code: 0 })],
+            vec![
+                container("a", 0, "n1", Exited { code: 0 }),
+                sandbox(Running),
+            ],
         )]);
         let gate = ReadinessGate {
             template: &both,
