@@ -108,10 +108,15 @@ pub struct Hooks {
     pub post_start: Option<Hook>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pre_stop: Option<Hook>,
+    /// The pod's `terminationGracePeriodSeconds`, beside a preStop: what
+    /// bounds the hook and the stop once Git no longer has the template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u32>,
 }
 
 const POST_START_LABEL: &str = "dev.flotilla.post-start";
 const PRE_STOP_LABEL: &str = "dev.flotilla.pre-stop";
+const GRACE_LABEL: &str = "dev.flotilla.grace-seconds";
 
 impl Hooks {
     pub fn is_empty(&self) -> bool {
@@ -131,6 +136,9 @@ impl Hooks {
                 );
             }
         }
+        if let (Some(_), Some(grace)) = (&self.pre_stop, self.grace_seconds) {
+            labels.insert(GRACE_LABEL.to_string(), grace.to_string());
+        }
     }
 
     /// The hooks a container's labels carry; a label that does not parse
@@ -141,9 +149,13 @@ impl Hooks {
                 .get(label)
                 .and_then(|json| serde_json::from_str(json).ok())
         };
+        let pre_stop: Option<Hook> = hook(PRE_STOP_LABEL);
         Hooks {
             post_start: hook(POST_START_LABEL),
-            pre_stop: hook(PRE_STOP_LABEL),
+            grace_seconds: pre_stop
+                .as_ref()
+                .and_then(|_| labels.get(GRACE_LABEL)?.parse().ok()),
+            pre_stop,
         }
     }
 }
@@ -445,9 +457,11 @@ mod tests {
                 host_port: None,
                 headers: vec![("X-A".into(), "b".into())],
             }),
+            grace_seconds: Some(5),
         };
         let mut labels = HashMap::new();
         hooks.add_docker_labels(&mut labels);
+        assert_eq!(labels["dev.flotilla.grace-seconds"], "5");
         assert_eq!(
             labels["dev.flotilla.pre-stop"],
             r#"{"httpGet":{"path":"/quit","port":8080,"headers":[["X-A","b"]]}}"#

@@ -748,8 +748,9 @@ mod tests {
                 .zip(names)
                 .map(|(state, name)| container(name, 0, "n1", *state))
                 .collect();
+            // A pod of several containers runs in its sandbox (issue 16's
+            // pods; without it the pod failed).
             if states.len() > 1 {
-                // A pod of several containers runs in a sandbox.
                 containers.push(sandbox(Running));
             }
             let declared: Vec<(&str, bool)> =

@@ -251,14 +251,19 @@ pub(crate) async fn run_until<N: NodeOps, P: Planner>(
                 let stepped = summary.steps > 0
                     && summary.apply.failed.is_empty()
                     && summary.apply.skipped == 0;
-                next = tokio::time::Instant::now()
-                    + if stepped {
-                        NEXT_STEP
-                    } else if pending {
-                        FOLLOW_UP.min(resync)
-                    } else {
-                        resync
-                    };
+                let mut wait = if stepped {
+                    NEXT_STEP
+                } else if pending {
+                    FOLLOW_UP.min(resync)
+                } else {
+                    resync
+                };
+                // A Job's back-off, deadline or TTL ends before the resync:
+                // act on time (its pods changing would wake it anyway).
+                if let Some(at) = summary.next_change {
+                    wait = wait.min(at.duration_since(now).unwrap_or(Duration::ZERO) + NEXT_STEP);
+                }
+                next = tokio::time::Instant::now() + wait;
             }
             Err(super::run::ReconcileError::Repo {
                 source: crate::repo::RepoError::RevisionNotFound { .. },

@@ -96,19 +96,25 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
                         .collect(),
                 },
                 plan::Operation::Remove { containers } => {
-                    let grace = desired.workload(&action.object).map(|w| {
-                        Duration::from_secs(u64::from(
-                            w.spec.template.spec.termination_grace_period_seconds,
-                        ))
-                    });
+                    // An object no longer declared: the grace period its
+                    // containers were created with (their preStop's label
+                    // says it; Docker's stop timeout bounds the others).
+                    let grace = desired
+                        .workload(&action.object)
+                        .map(|w| w.spec.template.spec.termination_grace_period_seconds)
+                        .or_else(|| {
+                            containers
+                                .iter()
+                                .filter_map(|c| c.hooks.grace_seconds)
+                                .min()
+                        })
+                        .map(|seconds| Duration::from_secs(u64::from(seconds)));
                     Operation::Remove {
                         containers: containers.iter().map(|c| c.name.clone()).collect(),
                         pre_stop: containers
                             .iter()
                             .filter_map(|c| Some((c.name.clone(), c.hooks.pre_stop.clone()?)))
                             .collect(),
-                        // An object no longer declared: the grace period its
-                        // containers were created with.
                         grace,
                     }
                 }
@@ -121,4 +127,50 @@ pub fn steps_from_plan(desired: &DesiredState, plan: &plan::Plan) -> Vec<Step> {
         })
         .chain(volume_removals)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Hook, Hooks};
+    use crate::manifest::model::{Kind, ObjectKey};
+
+    /// Regression (review of issue 16): the preStop of a pod whose object
+    /// was removed from Git ran for up to 30 s (the default) whatever its
+    /// `terminationGracePeriodSeconds`; the grace its containers were
+    /// created with (their labels) bounds it now.
+    #[test]
+    fn an_undeclared_objects_removal_keeps_its_grace_period() {
+        let plan = plan::Plan {
+            actions: vec![plan::Action {
+                object: ObjectKey {
+                    kind: Kind::Job,
+                    namespace: "default".into(),
+                    name: "gone".into(),
+                },
+                slot: 0,
+                node: "n1".into(),
+                template_hash: "0123456789".into(),
+                rollout: false,
+                reason: "no longer declared".into(),
+                operation: plan::Operation::Remove {
+                    containers: vec![plan::ContainerRef {
+                        id: "id".into(),
+                        name: "c".into(),
+                        hooks: Hooks {
+                            post_start: None,
+                            pre_stop: Some(Hook::Sleep { seconds: 100 }),
+                            grace_seconds: Some(2),
+                        },
+                    }],
+                },
+            }],
+            ..plan::Plan::default()
+        };
+        let steps = steps_from_plan(&DesiredState::default(), &plan);
+        let Operation::Remove { grace, .. } = &steps[0].operation else {
+            unreachable!("a removal");
+        };
+        assert_eq!(*grace, Some(Duration::from_secs(2)));
+    }
 }

@@ -160,9 +160,19 @@ pub fn replica_containers(
         role: ContainerRole::Sandbox,
         ..labels.clone()
     };
+    // Docker refuses to expose a port on a container that joins another's
+    // network ("conflicting options: port exposing and the container type
+    // network mode"): the sandbox, which owns the namespace, exposes every
+    // container's ports.
+    let pod_ports: Vec<(u16, Protocol)> = spec
+        .all_containers()
+        .flat_map(|c| &c.ports)
+        .map(|p| (p.container_port, p.protocol))
+        .collect();
     let sandbox = sandbox_container(
         &sandbox_labels,
         &network,
+        &pod_ports,
         spec.termination_grace_period_seconds,
     );
     let joined = format!("container:{}", sandbox.name);
@@ -224,7 +234,11 @@ impl Pod<'_> {
             (ContainerRole::App, RestartPolicy::Never) => DockerRestartPolicy::No,
         };
         let mut docker_labels = container_labels.to_docker_labels();
-        container_hooks(container).add_docker_labels(&mut docker_labels);
+        let mut hooks = container_hooks(container);
+        // What bounds its preStop and stop once Git no longer has the
+        // template (an object removed from Git).
+        hooks.grace_seconds = Some(spec.termination_grace_period_seconds);
+        hooks.add_docker_labels(&mut docker_labels);
         let storage = volumes::container_storage(container, spec, labels, desired);
         ReplicaContainer {
             image: container.image.clone(),
@@ -246,7 +260,12 @@ impl Pod<'_> {
             working_dir: container.working_dir.clone(),
             hostname: network.map(|n| n.hostname.clone()),
             port_bindings: network.map(|n| n.bindings.clone()).unwrap_or_default(),
-            exposed_ports: exposed_ports(container, network.map(|n| &n.bindings)),
+            // A container that joins the sandbox's network exposes nothing
+            // (Docker refuses it); the sandbox exposes its ports.
+            exposed_ports: match network {
+                Some(network) => exposed_ports(container, &network.bindings),
+                None => Vec::new(),
+            },
             nano_cpus: container
                 .resources
                 .limits
@@ -281,12 +300,14 @@ impl Pod<'_> {
 fn sandbox_container(
     labels: &ManagedLabels,
     network: &PodNetwork<'_>,
+    pod_ports: &[(u16, Protocol)],
     grace_seconds: u32,
 ) -> ReplicaContainer {
     let mut exposed: Vec<(u16, Protocol)> = network
         .bindings
         .iter()
         .map(|b| (b.container_port, b.protocol))
+        .chain(pod_ports.iter().copied())
         .collect();
     exposed.sort();
     exposed.dedup();
@@ -344,6 +365,7 @@ pub(crate) fn container_hooks(container: &Container) -> Hooks {
     Hooks {
         post_start: hook(&container.lifecycle.post_start),
         pre_stop: hook(&container.lifecycle.pre_stop),
+        grace_seconds: None,
     }
 }
 
@@ -353,20 +375,12 @@ fn non_empty(words: &[String]) -> Option<Vec<String>> {
 
 /// The container's own ports, plus (for the owner of the pod's network)
 /// every port the pod publishes, since Docker publishes only exposed ports.
-fn exposed_ports(
-    container: &Container,
-    pod_bindings: Option<&Vec<PortBinding>>,
-) -> Vec<(u16, Protocol)> {
+fn exposed_ports(container: &Container, pod_bindings: &[PortBinding]) -> Vec<(u16, Protocol)> {
     let mut ports: Vec<(u16, Protocol)> = container
         .ports
         .iter()
         .map(|p| (p.container_port, p.protocol))
-        .chain(
-            pod_bindings
-                .into_iter()
-                .flatten()
-                .map(|b| (b.container_port, b.protocol)),
-        )
+        .chain(pod_bindings.iter().map(|b| (b.container_port, b.protocol)))
         .collect();
     ports.sort();
     ports.dedup();
@@ -612,6 +626,14 @@ mod tests {
             sandbox.exposed_ports,
             [(9000, Protocol::UDP), (9100, Protocol::TCP)]
         );
+        // Regression (review of issue 16): Docker refuses to create a
+        // container that exposes a port and joins another's network
+        // ("conflicting options: port exposing and the container type
+        // network mode"), so every sidecar or app container with `ports`
+        // failed to be created.
+        for joined in [setup, log, app, sidecar] {
+            assert!(joined.exposed_ports.is_empty(), "{}", joined.name);
+        }
         assert_eq!(sandbox.labels["dev.flotilla.role"], "sandbox");
         assert_eq!(sandbox.labels["dev.flotilla.container"], "_sandbox");
         for joined in [setup, log, app, sidecar] {
@@ -631,7 +653,50 @@ mod tests {
         assert_eq!(setup.restart_policy, DockerRestartPolicy::No);
         assert_eq!(log.restart_policy, DockerRestartPolicy::Always);
         assert_eq!(app.restart_policy, DockerRestartPolicy::No);
-        assert_eq!(sidecar.exposed_ports, [(9000, Protocol::UDP)]);
+    }
+
+    /// Regression (review of issue 16): a sidecar's `containerPort`
+    /// without a `hostPort` was exposed on the sidecar, which Docker
+    /// refuses for a container in another's network; the sandbox exposes it.
+    #[test]
+    fn a_joined_containers_port_is_exposed_by_the_sandbox() {
+        let port = |container_port| ContainerPort {
+            name: Some("admin".into()),
+            container_port,
+            host_port: None,
+            host_ip: None,
+            protocol: Protocol::TCP,
+        };
+        let template = PodTemplate {
+            spec: PodSpec {
+                init_containers: vec![Container {
+                    sidecar: true,
+                    ports: vec![port(15000)],
+                    ..container("proxy")
+                }],
+                containers: vec![Container {
+                    ports: vec![port(8080)],
+                    ..container("app")
+                }],
+                ..PodSpec::default()
+            },
+            ..PodTemplate::default()
+        };
+        let containers = replica_containers(
+            &template,
+            &labels(),
+            &ServiceDiscovery::default(),
+            &DesiredState::default(),
+        );
+        let [sandbox, proxy, app] = &containers[..] else {
+            unreachable!("three containers");
+        };
+        assert_eq!(
+            sandbox.exposed_ports,
+            [(8080, Protocol::TCP), (15000, Protocol::TCP)]
+        );
+        assert!(proxy.exposed_ports.is_empty());
+        assert!(app.exposed_ports.is_empty());
     }
 
     /// A lone container without init containers keeps its layout: no
@@ -707,6 +772,10 @@ mod tests {
                     host_port: None,
                     headers: Vec::new(),
                 }),
+                // Regression (review of issue 16): with the grace period,
+                // which bounds the preStop of an object removed from Git
+                // (it ran for 30 s whatever the pod's grace period).
+                grace_seconds: Some(template.spec.termination_grace_period_seconds),
             }
         );
     }

@@ -218,6 +218,12 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
                     pods += u64::from(workload.replicas().unwrap_or(0));
                     if pods > u64::from(model::MAX_PODS) && too_many_pods.is_none() {
                         let at = decoded.replicas_location.unwrap_or(decoded.location);
+                        // A Job's pods at a time are its `parallelism`.
+                        let field = if workload.spec.pods.completes() {
+                            "spec.parallelism"
+                        } else {
+                            "spec.replicas"
+                        };
                         too_many_pods = Some(
                             Diagnostic::error(
                                 format!(
@@ -227,7 +233,7 @@ fn load_with(files: &[SourceFile], references: References) -> Loaded {
                                 at,
                             )
                             .with_object(workload.key().to_string())
-                            .with_field_path("spec.replicas")
+                            .with_field_path(field)
                             .with_hint("flotilla, like Kubernetes, is tested up to 150,000 pods in a cluster; declare fewer replicas"),
                         );
                     }

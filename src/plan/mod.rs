@@ -163,6 +163,16 @@ pub struct ServicePlan {
 }
 
 impl Plan {
+    /// The earliest time this plan changes by time alone (a Job's back-off
+    /// ends, its deadline passes, its TTL expires): when to plan again even
+    /// if nothing else happens.
+    pub fn next_change(&self) -> Option<SystemTime> {
+        self.objects
+            .iter()
+            .filter_map(|o| o.run.as_ref()?.next_change)
+            .min()
+    }
+
     /// Nothing to do, nothing that cannot be done, and nothing unknown.
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
@@ -360,6 +370,12 @@ pub struct RunStatus {
     /// Failed pods, and with `restartPolicy: OnFailure` container restarts.
     pub failed: u32,
     pub state: RunState,
+    /// When the run's plan changes by time alone, nothing observed having
+    /// changed: the end of its back-off, its `activeDeadlineSeconds`, the
+    /// removal of its pods at `ttlSecondsAfterFinished`. The leader wakes
+    /// then rather than at its next resync.
+    #[serde(skip)]
+    pub next_change: Option<SystemTime>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -252,11 +252,23 @@ impl RolloutTracker {
                         } else {
                             String::new()
                         };
-                        format!(
-                            "container {} {}{restarts}",
-                            c.labels.container,
-                            describe(c.state, c.probe_ready)
-                        )
+                        // A sandbox has no readiness, a container that
+                        // passes its own gate is ready: only the others
+                        // are "not ready yet".
+                        let ready = c.labels.role == ContainerRole::Sandbox
+                            || crate::cluster::replica::container_ready(
+                                c,
+                                d.spec
+                                    .template
+                                    .spec
+                                    .all_containers()
+                                    .find(|declared| declared.name == c.labels.container),
+                            );
+                        let state = match (c.state, ready) {
+                            (ContainerState::Running, true) => "running".to_string(),
+                            (state, _) => describe(state, c.probe_ready),
+                        };
+                        format!("container {} {state}{restarts}", c.labels.container)
                     })
                     .collect();
                 let init = r
@@ -697,6 +709,13 @@ mod tests {
                 );
                 assert!(
                     failure.replicas[0].contains("Init:CrashLoopBackOff"),
+                    "{:?}",
+                    failure.replicas
+                );
+                // Regression (review of issue 16): the running sandbox was
+                // described as "running, not ready yet".
+                assert!(
+                    failure.replicas[0].contains("container _sandbox running;"),
                     "{:?}",
                     failure.replicas
                 );

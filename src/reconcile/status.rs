@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::time::{format_age, format_rfc3339};
-use crate::cluster::replica::{container_available, container_ready};
+use crate::cluster::replica::{container_available, container_ready, ReadinessGate, ReplicaState};
 use crate::cluster::{
     ContainerRole, ContainerState, Health, ObservedCluster, ObservedContainer, Reachability,
 };
@@ -193,6 +193,12 @@ pub fn build(
     // Where each pod of a current revision stands in its init sequence
     // (`Init:1/2`), shown as the state of its app containers waiting for it.
     let mut init_states: BTreeMap<PodKey, String> = BTreeMap::new();
+    // The pods of a current revision the planner's rules hold back whatever
+    // their containers say: one whose sandbox, sidecar or app container is
+    // missing (not created yet, or its creation failed) is neither ready
+    // nor available (`false`), one that runs but has not been ready for
+    // `minReadySeconds` is not available (`true`: still ready).
+    let mut held_back: BTreeMap<PodKey, bool> = BTreeMap::new();
     for replica in crate::cluster::group_replicas(observed) {
         let object = ObjectKey {
             kind: replica.key.kind,
@@ -206,13 +212,28 @@ pub fn build(
             continue;
         };
         let spec = &declared.workload.spec.template.spec;
+        let key = (
+            object,
+            replica.key.slot,
+            replica.key.template_hash.to_string(),
+            replica.node.to_string(),
+        );
+        let gate = ReadinessGate {
+            template: &declared.workload.spec.template,
+            min_ready_seconds: declared.workload.spec.min_ready_seconds,
+        };
+        match replica.state(Some(gate), now) {
+            ReplicaState::Running => {
+                held_back.insert(key.clone(), true);
+            }
+            ReplicaState::Pending => {
+                held_back.insert(key.clone(), false);
+            }
+            // Unknown (its node's last word stands), or its containers
+            // say it already (ready, stopped, being removed).
+            _ => {}
+        }
         if let Some(text) = replica.init_progress(spec).text(spec.restart_policy) {
-            let key = (
-                object,
-                replica.key.slot,
-                replica.key.template_hash.to_string(),
-                replica.node.to_string(),
-            );
             init_states.insert(key, text);
         }
     }
@@ -346,6 +367,13 @@ pub fn build(
             containers: containers.len(),
             containers_unknown: observed_node.is_none_or(|n| n.reachability.contents_unknown()),
         });
+    }
+
+    for (key, still_ready) in held_back {
+        if let Some(pod) = pods.get_mut(&key) {
+            pod.0 &= still_ready;
+            pod.1 = false;
+        }
     }
 
     // Where no one can see: a replica missing from the reachable nodes may
@@ -841,6 +869,69 @@ mod tests {
         let app = done.replicas.iter().find(|r| r.container == "app").unwrap();
         assert_eq!(app.state, "running");
         assert_eq!(done.objects[0].ready_replicas, 1);
+    }
+
+    /// Regression (review of issue 16): a pod whose app container failed to
+    /// be created (only its sandbox and completed init container on the
+    /// node) counted as ready and available, so `status` showed 1/1 and
+    /// `rollout status` (and `git push -o flotilla.wait`) a complete
+    /// rollout while the planner held the pod pending.
+    #[test]
+    fn a_pod_missing_a_container_is_not_ready() {
+        let (mut desired, _) = load(&[SourceFile {
+            path: "web.yaml".into(),
+            text: "replicas: 1".into(),
+            excluded: Vec::new(),
+        }]);
+        desired.workloads[0].spec.template.spec.init_containers =
+            vec![crate::manifest::model::Container {
+                name: "setup".into(),
+                image: "img:1".into(),
+                ..Default::default()
+            }];
+        let member = |name: &str, role: ContainerRole, state: ContainerState| {
+            let mut c = container(&desired, "n1", 0, state, None);
+            c.labels.container = name.into();
+            c.labels.role = role;
+            c.name = c.labels.container_name();
+            c
+        };
+        let report = |with_app: bool| {
+            let mut containers = vec![
+                member(
+                    crate::cluster::SANDBOX_CONTAINER,
+                    ContainerRole::Sandbox,
+                    ContainerState::Running,
+                ),
+                member(
+                    "setup",
+                    ContainerRole::Init,
+                    ContainerState::Exited { code: 0 },
+                ),
+            ];
+            if with_app {
+                containers.push(member("app", ContainerRole::App, ContainerState::Running));
+            }
+            let mut observed = ObservedCluster::default();
+            observed.nodes.insert(
+                "n1".into(),
+                ObservedNode {
+                    name: "n1".into(),
+                    reachability: Reachability::Reachable,
+                    facts: None,
+                    containers,
+                    volumes: Vec::new(),
+                },
+            );
+            build(&desired, None, &observed, at(10))
+        };
+        let missing = report(false);
+        assert_eq!(missing.objects[0].ready_replicas, 0);
+        assert_eq!(missing.objects[0].available_replicas, 0);
+        assert_ne!(missing.objects[0].rollout, "complete");
+        let whole = report(true);
+        assert_eq!(whole.objects[0].ready_replicas, 1);
+        assert_eq!(whole.objects[0].available_replicas, 1);
     }
 
     #[test]

@@ -189,6 +189,10 @@ fn a_failed_pod_is_kept_and_replaced_after_the_back_off() {
     let plan = step(&state, &mut cluster, &runs, at(6));
     assert!(plan.actions.is_empty(), "{plan}");
     assert_eq!(*run_state(&plan), RunState::BackingOff { until: at(15) });
+    // Regression (review of issue 16): the leader slept until its resync
+    // (30 s) through a back-off, creating the next pod up to 30 s late;
+    // the plan says when it changes by time alone.
+    assert_eq!(plan.next_change(), Some(at(15)));
     let second = JobSpec::indexed_slot(0, 1);
     assert_eq!(
         created_slots(&step(&state, &mut cluster, &runs, at(15))),
@@ -269,10 +273,10 @@ fn past_its_deadline_a_run_fails() {
     let state = desired(two_nodes(), vec![job("pi", spec)]);
     let mut cluster = empty_cluster(&state);
     step(&state, &mut cluster, &Runs::NoneRecorded, at(0));
-    assert_eq!(
-        *run_state(&step(&state, &mut cluster, &Runs::NoneRecorded, at(29))),
-        RunState::Running
-    );
+    let plan = step(&state, &mut cluster, &Runs::NoneRecorded, at(29));
+    assert_eq!(*run_state(&plan), RunState::Running);
+    // The leader wakes at the deadline, not at its next resync.
+    assert_eq!(plan.next_change(), Some(at(30)));
     let plan = step(&state, &mut cluster, &Runs::NoneRecorded, at(31));
     let RunState::Finished(finished) = run_state(&plan) else {
         panic!("{:?}", run_state(&plan));
@@ -300,14 +304,18 @@ fn a_recorded_run_is_never_run_again_and_its_pods_go_after_the_ttl() {
     step(&state, &mut cluster, &Runs::NoneRecorded, at(0));
     exit(&mut cluster, 0, 0, at(10));
     let runs = recorded(&state, Outcome::Succeeded, at(10));
-    assert!(step(&state, &mut cluster, &runs, at(69)).actions.is_empty());
+    let plan = step(&state, &mut cluster, &runs, at(69));
+    assert!(plan.actions.is_empty());
+    // The leader wakes when the TTL expires, not at its next resync.
+    assert_eq!(plan.next_change(), Some(at(70)));
     assert_eq!(
         removed_slots(&step(&state, &mut cluster, &runs, at(70))),
         vec![0]
     );
-    // Nothing left of it on the nodes: still not run again.
+    // Nothing left of it on the nodes: still not run again, nor a wake.
     let plan = step(&state, &mut cluster, &runs, at(100));
     assert!(plan.actions.is_empty(), "{plan}");
+    assert_eq!(plan.next_change(), None);
     assert!(matches!(
         run_state(&plan),
         RunState::Recorded {
@@ -498,4 +506,38 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// Regression (review of issue 16): a leader restarted while a node was
+/// down (never seen since its start) created index 1 again elsewhere while
+/// its pod, already succeeded, was on that node: an index run twice. A
+/// node never seen within its grace period holds the run's new pods back.
+#[test]
+fn a_node_never_seen_holds_a_runs_new_pods_back() {
+    let state = desired(
+        two_nodes(),
+        vec![job("pi", job_spec(Some(2), 2, CompletionMode::Indexed))],
+    );
+    let mut cluster = empty_cluster(&state);
+    let runs = Runs::NoneRecorded;
+    assert_eq!(
+        created_slots(&step(&state, &mut cluster, &runs, at(0))),
+        vec![0, 1]
+    );
+    // The restarted leader never saw the node of one of the pods.
+    let unseen = cluster
+        .nodes
+        .values()
+        .find(|n| n.containers.iter().any(|c| c.labels.slot == 1))
+        .map(|n| n.name.clone())
+        .expect("a node runs slot 1");
+    set_never_seen(&mut cluster, &unseen, 5);
+    let plan = plan_with_runs(&state, &cluster, COMMIT, &runs, at(10));
+    assert!(created_slots(&plan).is_empty(), "{plan}");
+    assert_eq!(plan.held.len(), 1, "{plan}");
+    assert_eq!(plan.held[0].nodes, vec![unseen.clone()]);
+    // Past its grace period, the node's pods are lost: index 1 runs again.
+    set_never_seen(&mut cluster, &unseen, 3600);
+    let plan = plan_with_runs(&state, &cluster, COMMIT, &runs, at(3600));
+    assert_eq!(created_slots(&plan), vec![1]);
 }

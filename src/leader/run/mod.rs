@@ -222,6 +222,9 @@ pub struct ReconcileSummary {
     pub rollouts_in_progress: usize,
     /// Revert commits written for failed rollouts.
     pub reverted: Vec<String>,
+    /// When the plan changes by time alone ([`crate::plan::Plan::next_change`]):
+    /// the leader reconciles then, not only at its next resync.
+    pub next_change: Option<SystemTime>,
 }
 
 /// The leader's memory and its seams.
@@ -618,6 +621,7 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
                 .filter(|o| o.rollout == "progressing" || o.rollout == "unknown")
                 .count(),
             reverted,
+            next_change: plan.as_ref().and_then(crate::plan::Plan::next_change),
         }
     }
 

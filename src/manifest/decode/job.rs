@@ -59,7 +59,10 @@ impl Decoder<'_> {
         let path = "spec";
         let fields = self.fields(node, path, &JOB_SPEC)?;
         let parallelism = match fields.get("parallelism") {
-            Some(node) => self.replicas(node, "spec.parallelism"),
+            Some(node) => {
+                document.replicas_location = Some(self.at(node));
+                self.replicas(node, "spec.parallelism")
+            }
             None => Some(1),
         };
         let completions = match fields.get("completions") {
@@ -306,6 +309,38 @@ mod tests {
         .concat();
         let loaded = load(&[SourceFile::new(FILE, text)]);
         insta::assert_snapshot!(rendered(&loaded).join("\n\n"));
+    }
+
+    /// Regression (review of issue 16): Jobs whose `parallelism` together
+    /// pass the cluster's bound were reported at the document's start, at
+    /// `spec.replicas`, a field a Job does not have.
+    #[test]
+    fn the_cluster_bound_names_parallelism() {
+        let text = [
+            job(
+                "  parallelism: 150000
+",
+                NEVER,
+            ),
+            "---
+"
+            .to_string(),
+            job(
+                "  parallelism: 1
+",
+                NEVER,
+            )
+            .replace("name: pi", "name: pi2"),
+        ]
+        .concat();
+        let loaded = load(&[SourceFile::new(FILE, text)]);
+        let rendered = rendered(&loaded);
+        assert_eq!(rendered.len(), 1, "{rendered:?}");
+        assert!(
+            rendered[0].contains("batch.yaml:18:16 (Job default/pi2: spec.parallelism)"),
+            "{}",
+            rendered[0]
+        );
     }
 
     /// A Deployment's pods still always restart.

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::cluster::{ContainerState, ReplicaState};
 use crate::manifest::model::{CompletionMode, JobSpec, ObjectKey, RestartPolicy, WorkloadSpec};
-use crate::plan::{FinishedRun, RunState, RunStatus};
+use crate::plan::{FinishedRun, Held, RunState, RunStatus};
 use crate::reconcile::record::Outcome;
 
 use super::{free_slots, remove_action, Context, Create, Decision, Location, Seen};
@@ -123,6 +123,7 @@ pub(super) fn decide(
         active: t.active.len() as u32,
         failed: t.failures,
         state: RunState::Running,
+        next_change: None,
     };
     let decision = |creates, removes, want| Decision {
         want,
@@ -170,9 +171,13 @@ pub(super) fn decide(
     if let Some(record) = recorded {
         // The note is the record now: what still runs stops, and the
         // finished pods stay until the TTL.
-        let expired = job
+        let removal_at = job
             .ttl_seconds_after_finished
-            .is_some_and(|ttl| now >= record.finished_at + Duration::from_secs(u64::from(ttl)));
+            .map(|ttl| record.finished_at + Duration::from_secs(u64::from(ttl)));
+        let expired = removal_at.is_some_and(|at| now >= at);
+        if !expired && current.iter().any(|s| removable(&s)) {
+            status.next_change = removal_at;
+        }
         let going: Vec<&&Seen<'_>> = if expired {
             current.iter().filter(removable).collect()
         } else {
@@ -203,6 +208,13 @@ pub(super) fn decide(
         return (decision(creates, removes, 0), status);
     }
 
+    // Unless the pods change first, the run fails at its deadline
+    // (suspended too: the deadline counts from its first pod).
+    status.next_change = job
+        .active_deadline_seconds
+        .zip(t.started_at)
+        .map(|(deadline, started)| started + Duration::from_secs(u64::from(deadline)));
+
     if job.suspend {
         for s in t.active.iter().filter(removable) {
             removes.push(remove_action(
@@ -222,6 +234,7 @@ pub(super) fn decide(
         let until = last + backoff_delay(t.failures);
         if now < until && want > active {
             status.state = RunState::BackingOff { until };
+            status.next_change = Some(status.next_change.map_or(until, |d| d.min(until)));
             return (decision(creates, removes, want), status);
         }
     }
@@ -229,6 +242,23 @@ pub(super) fn decide(
         return (decision(creates, removes, want), status);
     }
     let room = want - active;
+    // A node never seen within its grace period (a leader just restarted,
+    // a one-shot `plan`) may hold pods of this run, running or finished:
+    // a new pod could run an index, or a completion, twice. None is
+    // created until those nodes answer or their grace period has passed.
+    if !context.unknown_nodes.is_empty() {
+        let mut held = decision(creates, removes, want);
+        held.held = Some(Held {
+            object: key.clone(),
+            replicas: room,
+            nodes: context
+                .unknown_nodes
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        });
+        return (held, status);
+    }
     let reason = format!(
         "{} of {} succeeded, {active} active",
         status.succeeded,

@@ -838,7 +838,17 @@ fn remove_action(
         operation: Operation::Remove {
             containers: creation_order(&replica.containers)
                 .into_iter()
-                .map(container_ref)
+                .map(|c| {
+                    // A preStop runs in a running container only (as in
+                    // Kubernetes): one created and never started, or one
+                    // that exited, has nothing to warn, and an exec in it
+                    // would fail.
+                    let mut removed = container_ref(c);
+                    if c.state != ContainerState::Running {
+                        removed.hooks.pre_stop = None;
+                    }
+                    removed
+                })
                 .collect(),
         },
     }
@@ -993,4 +1003,81 @@ fn node_statuses(
     }
     statuses.sort_by(|a, b| a.name.cmp(&b.name));
     statuses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Hook, Hooks, ObservedContainer};
+
+    /// Regression (review of issue 16): removing a pod whose app container
+    /// was created but never started (its init container failed) ran the
+    /// app's preStop exec in it, which Docker refused ("is not running"),
+    /// logged as a failed hook on every such removal.
+    #[test]
+    fn a_pre_stop_runs_only_in_a_running_container() {
+        let container = |name: &str, state: ContainerState| ObservedContainer {
+            id: format!("id-{name}"),
+            name: name.to_string(),
+            labels: ManagedLabels {
+                namespace: "default".into(),
+                kind: crate::manifest::model::Kind::Deployment,
+                name: "web".into(),
+                slot: 0,
+                template_hash: "0123456789".into(),
+                commit: "c".repeat(40),
+                node: "n1".into(),
+                container: name.into(),
+                role: ContainerRole::App,
+            },
+            state,
+            health: None,
+            restart_count: 0,
+            started_at: None,
+            finished_at: None,
+            image: String::new(),
+            ports: Vec::new(),
+            probe_ready: None,
+            address: None,
+            ready_since: None,
+            hooks: Hooks {
+                post_start: None,
+                pre_stop: Some(Hook::Sleep { seconds: 5 }),
+                grace_seconds: Some(2),
+            },
+        };
+        let created = container("created", ContainerState::Created);
+        let exited = container("exited", ContainerState::Exited { code: 1 });
+        let running = container("running", ContainerState::Running);
+        let replica = ObservedReplica {
+            key: crate::cluster::ReplicaKey {
+                kind: crate::manifest::model::Kind::Deployment,
+                namespace: "default",
+                name: "web",
+                slot: 0,
+                template_hash: "0123456789",
+            },
+            node: "n1",
+            node_reachable: true,
+            commit: &running.labels.commit,
+            containers: vec![&created, &exited, &running],
+        };
+        let key = ObjectKey {
+            kind: crate::manifest::model::Kind::Deployment,
+            namespace: "default".into(),
+            name: "web".into(),
+        };
+        let action = remove_action(&key, &replica, false, "gone".into());
+        let Operation::Remove { containers } = action.operation else {
+            unreachable!("a removal");
+        };
+        let hooks: Vec<(&str, bool)> = containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.hooks.pre_stop.is_some()))
+            .collect();
+        assert_eq!(
+            hooks,
+            [("created", false), ("exited", false), ("running", true)]
+        );
+    }
 }
