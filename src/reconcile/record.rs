@@ -171,50 +171,22 @@ impl RolloutRecord {
     /// that belong to no record, or that this version does not understand,
     /// are skipped.
     pub fn parse_all(note: &str) -> Vec<RolloutRecord> {
-        let mut records = Vec::new();
-        let mut current: Option<RolloutRecord> = None;
-        // Whether the last line read belongs to the current record's reason,
-        // so a `| ` line continues it.
-        let mut in_reason = false;
-        for line in note.lines() {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() {
-                continue;
-            }
-            if !line.starts_with([' ', '\t']) {
-                // A line at the margin starts a record, or ends the current one.
-                records.extend(current.take());
-                current = parse_header(line);
-                in_reason = false;
-                continue;
-            }
-            let Some(record) = current.as_mut() else {
-                continue;
-            };
-            let body = line.trim_start();
-            if let Some(rest) = body.strip_prefix('|') {
-                if in_reason {
-                    let reason = record.reason.get_or_insert_with(String::new);
-                    reason.push('\n');
-                    reason.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+        parse_records(
+            note,
+            parse_header,
+            |record| &mut record.reason,
+            |record, body| {
+                if let Some(commit) = body.strip_prefix("reverted by ") {
+                    let commit = commit.trim();
+                    if !commit.is_empty() && !commit.contains(' ') {
+                        record.reverted_by = Some(commit.to_string());
+                    }
+                } else if let Some(object) = parse_object(body) {
+                    record.objects.push(object);
                 }
-                continue;
-            }
-            in_reason = false;
-            if let Some(rest) = body.strip_prefix("reason:") {
-                record.reason = Some(rest.strip_prefix(' ').unwrap_or(rest).to_string());
-                in_reason = true;
-            } else if let Some(commit) = body.strip_prefix("reverted by ") {
-                let commit = commit.trim();
-                if !commit.is_empty() && !commit.contains(' ') {
-                    record.reverted_by = Some(commit.to_string());
-                }
-            } else if let Some(object) = parse_object(body) {
-                record.objects.push(object);
-            }
-        }
-        records.extend(current);
-        records
+                true
+            },
+        )
     }
 
     /// This record's line for the object, if it names it.
@@ -249,6 +221,59 @@ fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// `flotilla: rollout succeeded at 2026-11-24T01:02:03Z in 12.3s`
+
+/// The records of one kind in a note, in the order written: a line at the
+/// margin starts a record when `header` reads it (else it ends the current
+/// one); an indented `reason:` line and the `| ` lines after it are its
+/// reason; every other indented line goes to `line`, which returns false
+/// when the record cannot be kept. Lines that belong to no record are
+/// skipped.
+pub(crate) fn parse_records<R>(
+    note: &str,
+    header: impl Fn(&str) -> Option<R>,
+    reason: impl Fn(&mut R) -> &mut Option<String>,
+    mut line: impl FnMut(&mut R, &str) -> bool,
+) -> Vec<R> {
+    let mut records = Vec::new();
+    let mut current: Option<R> = None;
+    // Whether the last line read belongs to the current record's reason,
+    // so a `| ` line continues it.
+    let mut in_reason = false;
+    for raw in note.lines() {
+        let text = raw.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            continue;
+        }
+        if !text.starts_with([' ', '\t']) {
+            records.extend(current.take());
+            current = header(text);
+            in_reason = false;
+            continue;
+        }
+        let Some(record) = current.as_mut() else {
+            continue;
+        };
+        let body = text.trim_start();
+        if let Some(rest) = body.strip_prefix('|') {
+            if in_reason {
+                let reason = reason(record).get_or_insert_with(String::new);
+                reason.push('\n');
+                reason.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+            }
+            continue;
+        }
+        in_reason = false;
+        if let Some(rest) = body.strip_prefix("reason:") {
+            *reason(record) = Some(rest.strip_prefix(' ').unwrap_or(rest).to_string());
+            in_reason = true;
+        } else if !line(record, body) {
+            current = None;
+        }
+    }
+    records.extend(current);
+    records
+}
+
 fn parse_header(line: &str) -> Option<RolloutRecord> {
     let rest = line.strip_prefix(RECORD_PREFIX)?;
     let (outcome, rest) = rest.split_once(" at ")?;

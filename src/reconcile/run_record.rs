@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::record::{format_duration, Outcome};
+use super::record::{format_duration, parse_records, Outcome};
 use super::time::{format_rfc3339, parse_rfc3339};
 
 /// How every run record's first line starts.
@@ -128,45 +128,17 @@ impl RunRecord {
     /// Every run record of a note, in the order written; anything else
     /// (rollout records, lines written by hand) is skipped.
     pub fn parse_all(note: &str) -> Vec<RunRecord> {
-        let mut records = Vec::new();
-        // The header read, waiting for its `revision` line.
-        let mut current: Option<RunRecord> = None;
-        let mut in_reason = false;
-        for raw in note.lines() {
-            let line = raw.trim_end_matches('\r');
-            if line.trim().is_empty() {
-                continue;
-            }
-            if !line.starts_with([' ', '\t']) {
-                records.extend(current.take().filter(|r| !r.revision.is_empty()));
-                current = parse_header(line);
-                in_reason = false;
-                continue;
-            }
-            let Some(record) = current.as_mut() else {
-                continue;
-            };
-            let body = line.trim_start();
-            if let Some(rest) = body.strip_prefix('|') {
-                if in_reason {
-                    let reason = record.reason.get_or_insert_with(String::new);
-                    reason.push('\n');
-                    reason.push_str(rest.strip_prefix(' ').unwrap_or(rest));
-                }
-                continue;
-            }
-            in_reason = false;
-            if let Some(rest) = body.strip_prefix("reason:") {
-                record.reason = Some(rest.strip_prefix(' ').unwrap_or(rest).to_string());
-                in_reason = true;
-            } else if let Some(rest) = body.strip_prefix("revision ") {
-                if parse_counts(rest, record).is_none() {
-                    // A run without its revision cannot be told apart.
-                    current = None;
-                }
-            }
-        }
-        records.extend(current.filter(|r| !r.revision.is_empty()));
+        let mut records = parse_records(
+            note,
+            parse_header,
+            |record| &mut record.reason,
+            |record, body| match body.strip_prefix("revision ") {
+                // A run without its revision cannot be told apart.
+                Some(rest) => parse_counts(rest, record).is_some(),
+                None => true,
+            },
+        );
+        records.retain(|r| !r.revision.is_empty());
         records
     }
 }
