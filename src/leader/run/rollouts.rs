@@ -198,7 +198,21 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
             text.push('\n');
             text.push_str(line);
         }
-        for (node, container) in &failure.failing {
+        self.with_logs(text, &failure.failing, desired).await
+    }
+
+    /// `text`, then the last log lines of each of `failing` (node,
+    /// container), as committed into a revert message or a note: bounded,
+    /// every control character escaped (node errors and logs are anyone's
+    /// text), and every opened Secret value of `desired` hidden (a
+    /// container may print its own).
+    pub(super) async fn with_logs(
+        &self,
+        mut text: String,
+        failing: &[(String, String)],
+        desired: &DesiredState,
+    ) -> String {
+        for (node, container) in failing {
             let logs =
                 tokio::time::timeout(LOG_TIMEOUT, self.nodes.logs(node, container, LOG_LINES));
             match logs.await {

@@ -96,31 +96,11 @@ impl<N: NodeOps, P: Planner> Leader<N, P> {
     /// lines of the failed container (bounded, escaped, Secret values
     /// hidden), as a failed rollout's evidence.
     async fn run_reason(&self, finished: &FinishedRun, desired: &DesiredState) -> Option<String> {
-        let mut text = finished.reason.clone()?;
-        if let Some((node, container)) = &finished.failing {
-            let logs =
-                tokio::time::timeout(LOG_TIMEOUT, self.nodes.logs(node, container, LOG_LINES));
-            match logs.await {
-                Ok(Ok(logs)) if !logs.trim().is_empty() => {
-                    text.push_str(&format!("\nlast log lines of {container} on {node}:"));
-                    for line in crate::reconcile::record::log_excerpt(&logs) {
-                        text.push_str("\n    ");
-                        text.push_str(&line);
-                    }
-                }
-                Ok(Ok(_)) => text.push_str(&format!("\n{container} on {node} printed nothing")),
-                Ok(Err(error)) => text.push_str(&format!("\nno logs of {container}: {error}")),
-                Err(_) => text.push_str(&format!(
-                    "\nno logs of {container}: no answer from {node} within {}s",
-                    LOG_TIMEOUT.as_secs()
-                )),
-            }
-        }
-        let text = crate::manifest::redact::hide_values(
-            &text,
-            crate::manifest::redact::opened_values(desired),
-        );
-        Some(crate::repo::printable_text(&text).into_owned())
+        let text = finished.reason.clone()?;
+        Some(
+            self.with_logs(text, finished.failing.as_slice(), desired)
+                .await,
+        )
     }
 
     /// Appends `record` to the note of `commit` (the tip's when that commit
