@@ -52,6 +52,16 @@ pub enum ContainerRole {
 }
 
 impl ContainerRole {
+    /// The role of one of a pod's `initContainers`: a sidecar
+    /// (`restartPolicy: Always`) or a regular init container.
+    pub fn of_init(container: &crate::manifest::model::Container) -> ContainerRole {
+        if container.sidecar {
+            ContainerRole::Sidecar
+        } else {
+            ContainerRole::Init
+        }
+    }
+
     pub fn is_app(&self) -> bool {
         *self == ContainerRole::App
     }

@@ -176,14 +176,10 @@ pub fn replica_containers(
         spec.termination_grace_period_seconds,
     );
     let joined = format!("container:{}", sandbox.name);
-    let init = spec.init_containers.iter().map(|c| {
-        let role = if c.sidecar {
-            ContainerRole::Sidecar
-        } else {
-            ContainerRole::Init
-        };
-        pod.container(c, role, None, Some(&joined))
-    });
+    let init = spec
+        .init_containers
+        .iter()
+        .map(|c| pod.container(c, ContainerRole::of_init(c), None, Some(&joined)));
     let app = spec
         .containers
         .iter()

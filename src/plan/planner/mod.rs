@@ -795,14 +795,10 @@ fn create_action(
     let sandbox = spec
         .has_sandbox()
         .then(|| labels(SANDBOX_CONTAINER, ContainerRole::Sandbox));
-    let init = spec.init_containers.iter().map(|c| {
-        let role = if c.sidecar {
-            ContainerRole::Sidecar
-        } else {
-            ContainerRole::Init
-        };
-        labels(&c.name, role)
-    });
+    let init = spec
+        .init_containers
+        .iter()
+        .map(|c| labels(&c.name, ContainerRole::of_init(c)));
     let app = spec
         .containers
         .iter()
