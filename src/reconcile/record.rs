@@ -220,8 +220,6 @@ fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::new(secs, nanos))
 }
 
-/// `flotilla: rollout succeeded at 2026-11-24T01:02:03Z in 12.3s`
-
 /// The records of one kind in a note, in the order written: a line at the
 /// margin starts a record when `header` reads it (else it ends the current
 /// one); an indented `reason:` line and the `| ` lines after it are its
@@ -274,6 +272,7 @@ pub(crate) fn parse_records<R>(
     records
 }
 
+/// `flotilla: rollout succeeded at 2026-11-24T01:02:03Z in 12.3s`
 fn parse_header(line: &str) -> Option<RolloutRecord> {
     let rest = line.strip_prefix(RECORD_PREFIX)?;
     let (outcome, rest) = rest.split_once(" at ")?;
